@@ -1,0 +1,44 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Module map (see CONTRIBUTING.md): dependencies point one way.
+//   ThriftCodec      Thrift binary protocol, no knowledge of osquery, no dependencies.
+//   OsqueryProtocol  the IDL's types, typed clients and a server on Unix sockets (SwiftNIO).
+// The SDK and the core both sit on OsqueryProtocol and never import each other.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "osquery-swift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ThriftCodec", targets: ["ThriftCodec"]),
+        .library(name: "OsqueryProtocol", targets: ["OsqueryProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "ThriftCodec", swiftSettings: strict),
+        .target(
+            name: "OsqueryProtocol",
+            dependencies: [
+                "ThriftCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "ThriftCodecTests", dependencies: ["ThriftCodec"], swiftSettings: strict),
+        .testTarget(
+            name: "OsqueryProtocolTests",
+            dependencies: ["OsqueryProtocol", "ThriftCodec"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
