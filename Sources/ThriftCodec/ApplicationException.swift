@@ -1,0 +1,60 @@
+/// Thrift's `TApplicationException`: how a server reports an error that the IDL
+/// does not declare (unknown method, handler failure, bad arguments). It travels
+/// as an EXCEPTION message whose body is `{1: string message, 2: i32 type}`.
+public struct TApplicationException: Error, Sendable, Equatable, CustomStringConvertible {
+    /// libthrift's exception kinds.
+    public enum Kind: Int32, Sendable {
+        case unknown = 0
+        case unknownMethod = 1
+        case invalidMessageType = 2
+        case wrongMethodName = 3
+        case badSequenceID = 4
+        case missingResult = 5
+        case internalError = 6
+        case protocolError = 7
+        case invalidTransform = 8
+        case invalidProtocol = 9
+        case unsupportedClientType = 10
+    }
+
+    public var message: ThriftString
+    /// The raw type code; see ``kind``.
+    public var type: Int32
+
+    public init(_ kind: Kind, _ message: ThriftString) {
+        self.message = message
+        self.type = kind.rawValue
+    }
+
+    public init(message: ThriftString, type: Int32) {
+        self.message = message
+        self.type = type
+    }
+
+    /// The kind, when the code is one libthrift defines.
+    public var kind: Kind? { Kind(rawValue: type) }
+
+    public var description: String { "TApplicationException(type \(type)): \(message)" }
+
+    public func write(to writer: inout ThriftWriter) {
+        writer.writeFieldBegin(.string, id: 1)
+        writer.writeString(message)
+        writer.writeFieldBegin(.i32, id: 2)
+        writer.writeI32(type)
+        writer.writeFieldStop()
+    }
+
+    public init(from reader: inout ThriftReader) throws(ThriftError) {
+        message = ""
+        type = 0
+        try reader.enter()
+        while let field = try reader.readFieldBegin() {
+            switch (field.id, field.type) {
+            case (1, .string): message = try reader.readString()
+            case (2, .i32): type = try reader.readI32()
+            default: try reader.skip(field.type)
+            }
+        }
+        reader.leave()
+    }
+}

@@ -1,0 +1,183 @@
+/// Finds where one Thrift message ends in an unframed byte stream.
+///
+/// osquery's transport is "buffered", not framed: nothing on the wire says how
+/// long a message is, so the receiver has to walk its structure. The framer does
+/// that incrementally and without allocating values: feed it the bytes received
+/// so far (always starting at the message's first byte) and it either returns
+/// the message length, asks for more bytes, or throws. It remembers how far it
+/// got, so a large message arriving in many small reads is walked once, not once
+/// per read. Limits are enforced as soon as a length is seen: a declared 2 GiB
+/// string is refused before its bytes arrive.
+public struct MessageFramer: Sendable {
+    enum Frame: Sendable {
+        case structFields
+        case list(element: TType, remaining: Int)
+        case map(key: TType, value: TType, remaining: Int)  // remaining counts keys and values
+    }
+
+    public let limits: ThriftLimits
+    var bodyStart: Int?
+    var offset = 0
+    var stack: [Frame] = []
+    var pending: TType?
+
+    public init(limits: ThriftLimits = .default) {
+        self.limits = limits
+        stack.reserveCapacity(8)
+    }
+
+    /// Forgets any partial progress; call after each complete message.
+    public mutating func reset() {
+        bodyStart = nil
+        offset = 0
+        stack.removeAll(keepingCapacity: true)
+        pending = nil
+    }
+
+    /// Scans `bytes`, which must start at the first byte of the message and
+    /// extend the bytes passed last time. Returns the message's length once all
+    /// of it is present, or nil when more bytes are needed.
+    public mutating func scan(_ bytes: UnsafeRawBufferPointer) throws(ThriftError) -> Int? {
+        if bodyStart == nil {
+            guard let start = try Self.headerLength(bytes, limits: limits) else { return nil }
+            bodyStart = start
+            offset = start
+            pending = .struct
+        }
+        while true {
+            if let type = pending {
+                guard try consumeValue(type, bytes) else { return nil }
+                pending = nil
+                continue
+            }
+            guard let top = stack.last else {
+                let length = offset
+                reset()
+                return length
+            }
+            switch top {
+            case .structFields:
+                guard offset < bytes.count else { return nil }
+                let raw = bytes[offset]
+                if raw == 0 {
+                    offset += 1
+                    stack.removeLast()
+                    continue
+                }
+                guard let type = TType(rawValue: raw), type.isValueType else { throw .invalidType(raw) }
+                guard offset + 3 <= bytes.count else { return nil }
+                offset += 3
+                pending = type
+            case .list(let element, let remaining):
+                if remaining == 0 {
+                    stack.removeLast()
+                    continue
+                }
+                stack[stack.count - 1] = .list(element: element, remaining: remaining - 1)
+                pending = element
+            case .map(let key, let value, let remaining):
+                if remaining == 0 {
+                    stack.removeLast()
+                    continue
+                }
+                stack[stack.count - 1] = .map(key: key, value: value, remaining: remaining - 1)
+                pending = remaining % 2 == 0 ? key : value
+            }
+        }
+    }
+
+    /// Consumes one value (or a container's header); false if bytes are missing.
+    mutating func consumeValue(_ type: TType, _ bytes: UnsafeRawBufferPointer) throws(ThriftError) -> Bool {
+        guard offset <= limits.maxMessageSize else {
+            throw .sizeLimit(declared: Int64(offset), limit: Int64(limits.maxMessageSize))
+        }
+        let available = bytes.count - offset
+        switch type {
+        case .stop, .void:
+            throw .invalidType(type.rawValue)
+        case .bool, .byte, .i16, .i32, .i64, .double:
+            let size = type.minimumEncodedSize
+            guard available >= size else { return false }
+            offset += size
+        case .string:
+            guard available >= 4 else { return false }
+            let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
+            guard n >= 0 else { throw .negativeSize(Int64(n)) }
+            try checkFits(n, after: offset + 4)
+            guard available >= 4 + n else { return false }
+            offset += 4 + n
+        case .struct:
+            try push(.structFields)
+        case .map:
+            guard available >= 6 else { return false }
+            let k = bytes[offset], v = bytes[offset + 1]
+            let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset + 2, as: Int32.self)))
+            guard n >= 0 else { throw .negativeSize(Int64(n)) }
+            var key = TType.stop, value = TType.stop
+            if n > 0 {
+                guard let kt = TType(rawValue: k), kt.isValueType else { throw .invalidType(k) }
+                guard let vt = TType(rawValue: v), vt.isValueType else { throw .invalidType(v) }
+                key = kt
+                value = vt
+                try checkFits(n * (kt.minimumEncodedSize + vt.minimumEncodedSize), after: offset + 6)
+            }
+            offset += 6
+            try push(.map(key: key, value: value, remaining: n * 2))
+        case .set, .list:
+            guard available >= 5 else { return false }
+            let e = bytes[offset]
+            let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset + 1, as: Int32.self)))
+            guard n >= 0 else { throw .negativeSize(Int64(n)) }
+            var element = TType.stop
+            if n > 0 {
+                guard let et = TType(rawValue: e), et.isValueType else { throw .invalidType(e) }
+                element = et
+                try checkFits(n * et.minimumEncodedSize, after: offset + 5)
+            }
+            offset += 5
+            try push(.list(element: element, remaining: n))
+        }
+        return true
+    }
+
+    func checkFits(_ size: Int, after position: Int) throws(ThriftError) {
+        let left = limits.maxMessageSize - position
+        guard size <= left else { throw .sizeLimit(declared: Int64(size), limit: Int64(limits.maxMessageSize)) }
+    }
+
+    mutating func push(_ frame: Frame) throws(ThriftError) {
+        guard stack.count < limits.maxDepth else { throw .depthLimit(limits.maxDepth) }
+        stack.append(frame)
+    }
+
+    /// The header's length, nil if incomplete. Headers are tiny, so they are
+    /// re-parsed from the start rather than resumed.
+    static func headerLength(_ bytes: UnsafeRawBufferPointer, limits: ThriftLimits) throws(ThriftError) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        let first = Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: Int32.self))
+        if first < 0 {
+            let word = UInt32(bitPattern: first)
+            guard word & 0xFFFF_0000 == 0x8001_0000 else { throw .badVersion(word & 0xFFFF_0000) }
+            let rawType = UInt8(truncatingIfNeeded: word & 0xFF)
+            guard TMessageType(rawValue: rawType) != nil else { throw .invalidMessageType(rawType) }
+            guard bytes.count >= 8 else { return nil }
+            let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: Int32.self)))
+            guard n >= 0 else { throw .negativeSize(Int64(n)) }
+            guard n <= limits.maxMessageSize - 12 else {
+                throw .sizeLimit(declared: Int64(n), limit: Int64(limits.maxMessageSize))
+            }
+            let end = 8 + n + 4
+            return bytes.count >= end ? end : nil
+        } else {
+            let n = Int(first)
+            guard n <= limits.maxMessageSize - 9 else {
+                throw .sizeLimit(declared: Int64(n), limit: Int64(limits.maxMessageSize))
+            }
+            guard bytes.count >= 4 + n + 1 else { return nil }
+            let rawType = bytes[4 + n]
+            guard TMessageType(rawValue: rawType) != nil else { throw .invalidMessageType(rawType) }
+            let end = 4 + n + 1 + 4
+            return bytes.count >= end ? end : nil
+        }
+    }
+}

@@ -1,0 +1,160 @@
+/// A Thrift `string`: a sequence of bytes that is nearly always UTF-8.
+///
+/// Thrift strings are opaque bytes (osquery's C++ uses `std::string`), and table
+/// values such as file names or command lines need not be valid UTF-8. Swift's
+/// `String` would repair such bytes, so this type keeps valid UTF-8 as a `String`
+/// (small ones stay inline, without allocating) and anything else as raw bytes,
+/// so every byte a peer sent is carried through unchanged.
+///
+/// Equality, hashing and ordering are by bytes, like `std::string`: two
+/// canonically-equivalent but differently-encoded strings are different values.
+public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringLiteral,
+    CustomStringConvertible, CustomDebugStringConvertible
+{
+    @usableFromInline
+    enum Storage: Sendable {
+        case text(String)
+        case bytes([UInt8])  // always invalid UTF-8
+    }
+
+    @usableFromInline
+    var storage: Storage
+
+    /// Wraps a Swift string.
+    @inlinable
+    public init(_ string: String) { storage = .text(string) }
+
+    @inlinable
+    public init(stringLiteral value: String) { storage = .text(value) }
+
+    /// Takes bytes as they are; valid UTF-8 is kept as a `String`.
+    public init<Bytes: Sequence>(bytes: Bytes) where Bytes.Element == UInt8 {
+        let array = Array(bytes)
+        let text = array.withUnsafeBufferPointer { String(validating: $0, as: UTF8.self) }
+        storage = text.map(Storage.text) ?? .bytes(array)
+    }
+
+    /// Decodes from a buffer without an intermediate array when the bytes are UTF-8.
+    @inlinable
+    public init(decoding buffer: UnsafeRawBufferPointer) {
+        let bytes = buffer.bindMemory(to: UInt8.self)
+        if let text = String(validating: bytes, as: UTF8.self) {
+            storage = .text(text)
+        } else {
+            storage = .bytes(Array(bytes))
+        }
+    }
+
+    /// The value as a Swift string, when it is valid UTF-8.
+    @inlinable
+    public var string: String? {
+        if case .text(let s) = storage { return s }
+        return nil
+    }
+
+    /// The value as a Swift string; invalid UTF-8 sequences become U+FFFD.
+    public var lossyString: String {
+        switch storage {
+        case .text(let s): s
+        case .bytes(let b): String(decoding: b, as: UTF8.self)
+        }
+    }
+
+    /// The raw bytes.
+    public var bytes: [UInt8] {
+        switch storage {
+        case .text(let s): Array(s.utf8)
+        case .bytes(let b): b
+        }
+    }
+
+    /// The number of bytes on the wire.
+    @inlinable
+    public var byteCount: Int {
+        switch storage {
+        case .text(let s): s.utf8.count
+        case .bytes(let b): b.count
+        }
+    }
+
+    /// True when the bytes are valid UTF-8.
+    @inlinable
+    public var isValidUTF8: Bool {
+        if case .text = storage { return true }
+        return false
+    }
+
+    @inlinable
+    public var isEmpty: Bool { byteCount == 0 }
+
+    /// Calls `body` with the raw bytes, without copying when possible.
+    @inlinable
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch storage {
+        case .text(var s):
+            if let r = try s.utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) {
+                return r
+            }
+            s.makeContiguousUTF8()
+            return try s.utf8.withContiguousStorageIfAvailable { try body(UnsafeRawBufferPointer($0)) }!
+        case .bytes(let b):
+            return try b.withUnsafeBytes(body)
+        }
+    }
+
+    public var description: String { lossyString }
+
+    public var debugDescription: String {
+        switch storage {
+        case .text(let s): s.debugDescription
+        case .bytes(let b): "<invalid UTF-8: " + b.map { String($0, radix: 16) }.joined(separator: " ") + ">"
+        }
+    }
+
+    @inlinable
+    public static func == (lhs: ThriftString, rhs: ThriftString) -> Bool {
+        switch (lhs.storage, rhs.storage) {
+        case (.text(let a), .text(let b)):
+            // Byte equality, not Unicode canonical equivalence.
+            return a.utf8.elementsEqual(b.utf8)
+        case (.bytes(let a), .bytes(let b)):
+            return a == b
+        default:
+            return false  // valid UTF-8 never equals invalid UTF-8
+        }
+    }
+
+    @inlinable
+    public func hash(into hasher: inout Hasher) {
+        withUnsafeBytes { hasher.combine(bytes: $0) }
+        hasher.combine(byteCount)
+    }
+
+    /// Unsigned byte-wise order, as `std::string` and `memcmp` sort.
+    public static func < (lhs: ThriftString, rhs: ThriftString) -> Bool {
+        lhs.withUnsafeBytes { a in
+            rhs.withUnsafeBytes { b in
+                let n = min(a.count, b.count)
+                if n > 0, let pa = a.baseAddress, let pb = b.baseAddress {
+                    let c = memcmp(pa, pb, n)
+                    if c != 0 { return c < 0 }
+                }
+                return a.count < b.count
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension String {
+    /// Wraps this string for the wire.
+    @inlinable
+    public var thrift: ThriftString { ThriftString(self) }
+}
