@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the non-Swift test peers (Tests/Peers) need, only where it is missing:
+#   Debian: thrift-compiler libthrift-dev libboost-dev g++ (and python3-venv if venv is unusable)
+#   <repo>/.venv with PyPI `thrift` and `osquery`
+# Idempotent; silent when everything is already there. Must run as root for apt-get.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+PYTHON="${PYTHON:-python3}"
+
+die() { echo "install-test-deps: error: $*" >&2; exit 1; }
+
+# ---- Debian packages -------------------------------------------------------
+pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing=()
+for p in thrift-compiler libthrift-dev libboost-dev g++; do
+    pkg_installed "$p" || missing+=("$p")
+done
+command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
+# `python3 -m venv` needs ensurepip, which Debian ships separately in python3-venv.
+if [ ! -x "$VENV/bin/python3" ] && command -v "$PYTHON" >/dev/null 2>&1 \
+        && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and apt-get is not available"
+    [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}; run as root to apt-get install them"
+    log="$(mktemp)"
+    trap 'rm -f "$log"' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get update >"$log" 2>&1; then
+        cat "$log" >&2; die "apt-get update failed"
+    fi
+    if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+        cat "$log" >&2; die "apt-get install ${missing[*]} failed"
+    fi
+fi
+
+command -v thrift >/dev/null 2>&1 || die "thrift compiler still not on PATH after install"
+[ -f /usr/include/thrift/Thrift.h ] || die "libthrift headers (/usr/include/thrift) still missing"
+
+# ---- Python venv -----------------------------------------------------------
+if [ ! -x "$VENV/bin/python3" ] || ! "$VENV/bin/python3" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$VENV"
+    out="$("$PYTHON" -m venv "$VENV" 2>&1)" || { echo "$out" >&2; die "python3 -m venv $VENV failed"; }
+fi
+
+if ! "$VENV/bin/python3" -c 'import thrift.protocol.TBinaryProtocol, osquery' >/dev/null 2>&1; then
+    out="$("$VENV/bin/python3" -m pip install -q --disable-pip-version-check thrift osquery 2>&1)" \
+        || { echo "$out" >&2; die "pip install thrift osquery into $VENV failed"; }
+    "$VENV/bin/python3" -c 'import thrift.protocol.TBinaryProtocol, osquery' >/dev/null 2>&1 \
+        || die "thrift/osquery still not importable from $VENV after pip install"
+fi
