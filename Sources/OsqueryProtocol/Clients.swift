@@ -1,0 +1,107 @@
+public import ThriftCodec
+
+/// Calls an extension's `Extension` service (ping, call, shutdown).
+public struct ExtensionClient: Sendable {
+    public let rpc: RPCClient
+
+    /// A client for the socket at `path`; connects on first use.
+    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
+        rpc = RPCClient(path: path, options: options)
+    }
+
+    public func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
+        try await rpc.invoke(.ping, timeout: timeout).expectStatus()
+    }
+
+    public func call(
+        registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest, timeout: Duration? = nil
+    ) async throws(RPCClientError) -> ExtensionResponse {
+        try await rpc.invoke(.call(registry: registry, item: item, request: request), timeout: timeout)
+            .expectResponse()
+    }
+
+    public func shutdown(timeout: Duration? = nil) async throws(RPCClientError) {
+        _ = try await rpc.invoke(.shutdown, timeout: timeout)
+    }
+
+    /// Closes idle connections.
+    public func close() { rpc.close() }
+}
+
+/// Calls a core's `ExtensionManager` service: all nine methods.
+public struct ExtensionManagerClient: Sendable {
+    public let rpc: RPCClient
+
+    /// A client for the manager socket at `path`; connects on first use.
+    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
+        rpc = RPCClient(path: path, options: options)
+    }
+
+    public func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
+        try await rpc.invoke(.ping, timeout: timeout).expectStatus()
+    }
+
+    public func call(
+        registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest, timeout: Duration? = nil
+    ) async throws(RPCClientError) -> ExtensionResponse {
+        try await rpc.invoke(.call(registry: registry, item: item, request: request), timeout: timeout)
+            .expectResponse()
+    }
+
+    public func shutdown(timeout: Duration? = nil) async throws(RPCClientError) {
+        _ = try await rpc.invoke(.shutdown, timeout: timeout)
+    }
+
+    public func extensions(timeout: Duration? = nil) async throws(RPCClientError) -> InternalExtensionList {
+        guard case .extensions(let list) = try await rpc.invoke(.extensions, timeout: timeout) else {
+            throw .protocolError("extensions: unexpected result type")
+        }
+        return list
+    }
+
+    public func options(timeout: Duration? = nil) async throws(RPCClientError) -> InternalOptionList {
+        guard case .options(let list) = try await rpc.invoke(.options, timeout: timeout) else {
+            throw .protocolError("options: unexpected result type")
+        }
+        return list
+    }
+
+    public func registerExtension(
+        info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil
+    ) async throws(RPCClientError) -> ExtensionStatus {
+        try await rpc.invoke(.registerExtension(info: info, registry: registry), timeout: timeout).expectStatus()
+    }
+
+    public func deregisterExtension(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError)
+        -> ExtensionStatus
+    {
+        try await rpc.invoke(.deregisterExtension(uuid: uuid), timeout: timeout).expectStatus()
+    }
+
+    public func query(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+        -> ExtensionResponse
+    {
+        try await rpc.invoke(.query(sql: sql), timeout: timeout).expectResponse()
+    }
+
+    public func getQueryColumns(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+        -> ExtensionResponse
+    {
+        try await rpc.invoke(.getQueryColumns(sql: sql), timeout: timeout).expectResponse()
+    }
+
+    /// Closes idle connections.
+    public func close() { rpc.close() }
+}
+
+extension ExtensionReply {
+    func expectStatus() throws(RPCClientError) -> ExtensionStatus {
+        guard case .status(let status) = self else { throw .protocolError("unexpected result type") }
+        return status
+    }
+
+    func expectResponse() throws(RPCClientError) -> ExtensionResponse {
+        guard case .response(let response) = self else { throw .protocolError("unexpected result type") }
+        return response
+    }
+}

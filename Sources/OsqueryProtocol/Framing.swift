@@ -1,0 +1,54 @@
+import NIOCore
+import ThriftCodec
+
+/// Splits an unframed byte stream into whole Thrift messages.
+struct ThriftFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    var framer: MessageFramer
+
+    init(limits: ThriftLimits) { framer = MessageFramer(limits: limits) }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let length = try buffer.withUnsafeReadableBytes { raw throws(ThriftError) in try framer.scan(raw) }
+        guard let length, let frame = buffer.readSlice(length: length) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
+    }
+
+    mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+}
+
+/// The longest path a Unix socket can bind or connect to: `sun_path` holds 108
+/// bytes on Linux, one of them the terminating NUL.
+public let maxUnixSocketPathLength = 107
+
+/// The longest manager socket path: room is left for the `.<uuid>` suffix
+/// (a dot and up to five digits) that names each extension's socket.
+public let maxManagerSocketPathLength = maxUnixSocketPathLength - 6
+
+/// Checks a socket path up front so an over-long one gets a clear error rather
+/// than a failure deep inside bind or connect.
+public func validateSocketPath(_ path: String, leavingRoomForUUID: Bool = false) throws(SocketPathError) {
+    let limit = leavingRoomForUUID ? maxManagerSocketPathLength : maxUnixSocketPathLength
+    if path.isEmpty { throw .empty }
+    if path.utf8.count > limit { throw .tooLong(path: path, length: path.utf8.count, limit: limit) }
+}
+
+public enum SocketPathError: Error, Sendable, Equatable, CustomStringConvertible {
+    case empty
+    case tooLong(path: String, length: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .empty: "the socket path is empty"
+        case .tooLong(let path, let length, let limit):
+            "socket path is \(length) bytes, over the limit of \(limit): \(path)"
+        }
+    }
+}

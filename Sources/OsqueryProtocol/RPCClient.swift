@@ -1,0 +1,333 @@
+import NIOCore
+import NIOPosix
+public import ThriftCodec
+import Synchronization
+
+/// Why a call to a core or an extension failed.
+public enum RPCClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The socket path is unusable (empty or longer than `sun_path` allows).
+    case badSocketPath(SocketPathError)
+    /// Nothing exists at the socket path.
+    case noSocket(path: String)
+    /// A file exists, but nobody is listening on it.
+    case connectionRefused(path: String)
+    /// The socket exists but we may not write to it.
+    case permissionDenied(path: String)
+    /// Connecting took longer than allowed.
+    case connectTimedOut(path: String, after: Duration)
+    /// No reply within the call's deadline; the connection was closed, so a
+    /// late reply can never be mistaken for the answer to another call.
+    case timedOut(method: String, after: Duration)
+    /// The peer closed the connection before replying.
+    case peerClosed(path: String)
+    /// Connecting failed for another reason.
+    case connectFailed(path: String, reason: String)
+    /// The peer's bytes were not a valid Thrift reply.
+    case protocolError(String)
+    /// The peer answered with a `TApplicationException` (unknown method, handler failure, …).
+    case applicationException(TApplicationException)
+
+    public var description: String {
+        switch self {
+        case .badSocketPath(let e): "bad socket path: \(e)"
+        case .noSocket(let path): "no socket at \(path)"
+        case .connectionRefused(let path): "connection refused at \(path) (nothing is listening)"
+        case .permissionDenied(let path): "permission denied connecting to \(path)"
+        case .connectTimedOut(let path, let d): "timed out after \(d) connecting to \(path)"
+        case .timedOut(let method, let d): "\(method) timed out after \(d)"
+        case .peerClosed(let path): "the peer at \(path) closed the connection"
+        case .connectFailed(let path, let reason): "could not connect to \(path): \(reason)"
+        case .protocolError(let why): "protocol error: \(why)"
+        case .applicationException(let e): "\(e)"
+        }
+    }
+}
+
+/// Options for ``RPCClient``.
+public struct RPCClientOptions: Sendable {
+    /// How long connecting may take.
+    public var connectTimeout: Duration
+    /// The deadline for one call. osquery's `--thrift_timeout` defaults to 300 s.
+    public var callTimeout: Duration
+    /// Limits on what a reply may contain.
+    public var limits: ThriftLimits
+    /// Idle connections kept for reuse; each in-flight call has its own connection.
+    public var maxIdleConnections: Int
+
+    public init(
+        connectTimeout: Duration = .seconds(3),
+        callTimeout: Duration = .seconds(300),
+        limits: ThriftLimits = .default,
+        maxIdleConnections: Int = 4
+    ) {
+        self.connectTimeout = connectTimeout
+        self.callTimeout = callTimeout
+        self.limits = limits
+        self.maxIdleConnections = maxIdleConnections
+    }
+}
+
+/// A client for osquery's services on a Unix socket.
+///
+/// Each in-flight call uses its own connection: calls never wait on each other
+/// and there is no shared lock held across a call. Finished connections are
+/// kept for reuse. A call that times out or fails closes its connection.
+public final class RPCClient: Sendable {
+    public let path: String
+    public let options: RPCClientOptions
+    let idle: Mutex<[Connection]>
+
+    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
+        self.path = path
+        self.options = options
+        self.idle = Mutex([])
+    }
+
+    deinit {
+        for connection in idle.withLock({ $0 }) { connection.close() }
+    }
+
+    /// Sends `request` and returns the reply.
+    public func invoke(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
+        -> ExtensionReply
+    {
+        let connection = try await checkOut()
+        do {
+            let reply = try await connection.invoke(request, timeout: timeout ?? options.callTimeout)
+            checkIn(connection)
+            return reply
+        } catch {
+            // An exception reply leaves the stream in a clean state; anything else may not.
+            if case .applicationException = error { checkIn(connection) } else { connection.close() }
+            throw error
+        }
+    }
+
+    /// Closes the idle connections.
+    public func close() {
+        let connections = idle.withLock { pool in
+            defer { pool.removeAll() }
+            return pool
+        }
+        for connection in connections { connection.close() }
+    }
+
+    func checkOut() async throws(RPCClientError) -> Connection {
+        while let connection = idle.withLock({ $0.popLast() }) {
+            if connection.isActive { return connection }
+            connection.close()
+        }
+        return try await Connection.connect(path: path, options: options)
+    }
+
+    func checkIn(_ connection: Connection) {
+        let kept = idle.withLock { pool in
+            guard pool.count < options.maxIdleConnections, connection.isActive else { return false }
+            pool.append(connection)
+            return true
+        }
+        if !kept { connection.close() }
+    }
+}
+
+/// One connection: one call at a time.
+final class Connection: Sendable {
+    let channel: any Channel
+    let handler: NIOLoopBound<ReplyHandler>
+    let path: String
+    let limits: ThriftLimits
+    let nextSequenceID = Atomic<Int32>(1)
+
+    init(channel: any Channel, handler: NIOLoopBound<ReplyHandler>, path: String, limits: ThriftLimits) {
+        self.channel = channel
+        self.handler = handler
+        self.path = path
+        self.limits = limits
+    }
+
+    var isActive: Bool { channel.isActive }
+
+    static func connect(path: String, options: RPCClientOptions) async throws(RPCClientError) -> Connection {
+        do {
+            try validateSocketPath(path)
+        } catch {
+            throw .badSocketPath(error)
+        }
+        let timeout = options.connectTimeout
+        let limits = options.limits
+        do {
+            let (channel, handler) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.nanoseconds(Int64(timeout.nanoseconds)))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(ThriftFrameDecoder(limits: limits)))
+                        try channel.pipeline.syncOperations.addHandler(ReplyHandler(path: path))
+                    }
+                }
+                .connect(unixDomainSocketPath: path)
+                .flatMap { channel in
+                    channel.pipeline.handler(type: ReplyHandler.self).map { handler in
+                        (channel, NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                    }
+                }
+                .get()
+            return Connection(channel: channel, handler: handler, path: path, limits: limits)
+        } catch let error as IOError {
+            switch error.errnoCode {
+            case ENOENT: throw .noSocket(path: path)
+            case ECONNREFUSED: throw .connectionRefused(path: path)
+            case EACCES, EPERM: throw .permissionDenied(path: path)
+            default: throw .connectFailed(path: path, reason: "\(error)")
+            }
+        } catch ChannelError.connectTimeout {
+            throw .connectTimedOut(path: path, after: timeout)
+        } catch {
+            throw .connectFailed(path: path, reason: "\(error)")
+        }
+    }
+
+    func invoke(_ request: ExtensionRequest, timeout: Duration) async throws(RPCClientError) -> ExtensionReply {
+        let method = request.method
+        let sequenceID = nextSequenceID.add(1, ordering: .relaxed).oldValue
+        let header = MessageHeader(name: ThriftString(method.rawValue), type: .call, sequenceID: sequenceID)
+        let bytes = encodeMessage(header) { request.writeArguments(to: &$0) }
+        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        let handler = self.handler
+        let name = method.rawValue
+        channel.eventLoop.execute {
+            handler.value.send(bytes, promise: promise, timeout: timeout, method: name)
+        }
+        let frame: ByteBuffer
+        do {
+            frame = try await promise.futureResult.get()
+        } catch let error as RPCClientError {
+            throw error
+        } catch {
+            throw .protocolError("\(error)")
+        }
+        return try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
+            try Self.decodeReply(raw, method: method, sequenceID: sequenceID, limits: limits)
+        }
+    }
+
+    static func decodeReply(
+        _ raw: UnsafeRawBufferPointer, method: ExtensionMethod, sequenceID: Int32, limits: ThriftLimits
+    ) throws(RPCClientError) -> ExtensionReply {
+        var reader = ThriftReader(raw, limits: limits)
+        do {
+            let header = try reader.readMessageBegin()
+            guard header.name == ThriftString(method.rawValue) else {
+                throw RPCClientError.protocolError(
+                    "reply names \(header.name.debugDescription), expected \(method.rawValue)")
+            }
+            guard header.sequenceID == sequenceID else {
+                throw RPCClientError.protocolError("reply sequence id \(header.sequenceID), expected \(sequenceID)")
+            }
+            switch header.type {
+            case .reply:
+                return try ExtensionReply.readResult(of: method, from: &reader)
+            case .exception:
+                throw RPCClientError.applicationException(try TApplicationException(from: &reader))
+            case .call, .oneway:
+                throw RPCClientError.protocolError("peer sent a \(header.type) message instead of a reply")
+            }
+        } catch let error as RPCClientError {
+            throw error
+        } catch let error as TApplicationException {
+            throw .applicationException(error)
+        } catch {
+            throw .protocolError("\(error)")
+        }
+    }
+
+    func close() {
+        channel.close(promise: nil)
+    }
+}
+
+/// Matches the one outstanding request with its reply and enforces the deadline.
+final class ReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let path: String
+    var context: ChannelHandlerContext?
+    var pending: EventLoopPromise<ByteBuffer>?
+    var deadline: Scheduled<Void>?
+    var closedError: RPCClientError?
+
+    init(path: String) { self.path = path }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        fail(.peerClosed(path: path))
+        self.context = nil
+    }
+
+    func send(_ bytes: [UInt8], promise: EventLoopPromise<ByteBuffer>, timeout: Duration, method: String) {
+        guard let context, closedError == nil else {
+            promise.fail(closedError ?? .peerClosed(path: path))
+            return
+        }
+        guard pending == nil else {
+            promise.fail(RPCClientError.protocolError("a call is already in flight on this connection"))
+            return
+        }
+        pending = promise
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(timeout.nanoseconds))) { [weak self] in
+            guard let self else { return }
+            self.fail(.timedOut(method: method, after: timeout))
+            self.context?.close(promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard let promise = pending else {
+            // A reply nobody asked for: the stream cannot be trusted any more.
+            closedError = .protocolError("unexpected message with no call in flight")
+            context.close(promise: nil)
+            return
+        }
+        pending = nil
+        deadline?.cancel()
+        deadline = nil
+        promise.succeed(frame)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(.peerClosed(path: path))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let io = error as? IOError, [ECONNRESET, EPIPE].contains(io.errnoCode) {
+            fail(.peerClosed(path: path))
+        } else {
+            fail(.protocolError("\(error)"))
+        }
+        context.close(promise: nil)
+    }
+
+    func fail(_ error: RPCClientError) {
+        if closedError == nil { closedError = error }
+        deadline?.cancel()
+        deadline = nil
+        if let promise = pending {
+            pending = nil
+            promise.fail(error)
+        }
+    }
+}
+
+extension Duration {
+    /// The whole duration in nanoseconds, saturating.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : ns &+ attoseconds / 1_000_000_000
+    }
+}

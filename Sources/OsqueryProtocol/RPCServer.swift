@@ -1,0 +1,205 @@
+public import Logging
+import NIOCore
+import NIOPosix
+public import ThriftCodec
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Serves an ``ExtensionService`` over osquery's wire: Thrift binary protocol,
+/// unframed, on a Unix domain socket.
+///
+/// Many connections are served at once, each in its own task, so a slow call on
+/// one connection never delays another; calls on one connection run in order.
+/// Idle connections may stay open. The socket file is created with mode 0600,
+/// any stale file at the path is replaced, and the server removes its own file
+/// when it stops.
+public final class RPCServer: Sendable {
+    /// The socket path being served.
+    public let path: String
+    let serveTask: Mutex<Task<Void, Never>?>
+    let finished: Task<Void, Never>
+
+    /// Binds `path` and starts serving `service` in the background.
+    public static func start(
+        path: String,
+        service: ExtensionService,
+        limits: ThriftLimits = .default,
+        logger: Logger = Logger(label: "osquery.rpc.server")
+    ) async throws -> RPCServer {
+        try validateSocketPath(path)
+        let processor = MessageProcessor(service: service, limits: limits)
+        let fd = try bindUnixSocket(path: path, mode: 0o600, backlog: 256)
+        let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(fd) { child in
+                    child.eventLoop.makeCompletedFuture {
+                        try child.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(ThriftFrameDecoder(limits: limits)))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                    }
+                }
+        } catch {
+            Glibc.close(fd)
+            if !unixSocketIsLive(path) { unlink(path) }
+            throw error
+        }
+        return RPCServer(path: path, channel: channel, processor: processor, logger: logger)
+    }
+
+    private init(
+        path: String,
+        channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>,
+        processor: MessageProcessor,
+        logger: Logger
+    ) {
+        self.path = path
+        let task = Task {
+            do {
+                try await channel.executeThenClose { connections in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in connections {
+                            group.addTask { await Self.serve(connection, processor, logger) }
+                        }
+                    }
+                }
+            } catch is CancellationError {
+            } catch {
+                logger.debug("server on \(path) stopped: \(error)")
+            }
+            // Remove our own socket file, unless another server took the path since.
+            if !unixSocketIsLive(path) { unlink(path) }
+        }
+        serveTask = Mutex(task)
+        finished = task
+    }
+
+    static func serve(
+        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ processor: MessageProcessor, _ logger: Logger
+    ) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                for try await frame in inbound {
+                    // Decode in place (no copy), then run the handler.
+                    let outcome: MessageProcessor.Outcome
+                    switch frame.withUnsafeReadableBytes({ processor.decode($0) }) {
+                    case .answer(let answer): outcome = answer
+                    case .run(let header, let request): outcome = await processor.run(header, request)
+                    }
+                    switch outcome {
+                    case .reply(let bytes):
+                        try await outbound.write(ByteBuffer(bytes: bytes))
+                    case .none:
+                        continue
+                    case .close(let why):
+                        logger.info("closing connection: \(why)")
+                        return
+                    }
+                }
+            }
+        } catch is CancellationError {
+        } catch {
+            // Malformed or oversized input: a typed error and a closed connection.
+            logger.info("closing connection after a protocol error: \(error)")
+        }
+    }
+
+    /// Stops accepting, closes every connection and removes the socket file.
+    /// Safe to call from inside a handler (it does not wait).
+    public func stop() {
+        serveTask.withLock { $0?.cancel() }
+    }
+
+    /// Waits until the server has stopped and removed its socket file.
+    public func waitUntilStopped() async {
+        await finished.value
+    }
+
+    /// Stops and waits.
+    public func close() async {
+        stop()
+        await waitUntilStopped()
+    }
+}
+
+/// Why a server could not take its socket path.
+public struct SocketBindError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "cannot serve on \(path): \(reason)" }
+}
+
+/// Binds and listens on a Unix socket at `path` with `mode`, replacing a stale
+/// socket file there. The socket is bound under a temporary name in the same
+/// directory, given its mode, then renamed over `path`: there is no moment when
+/// the path is missing or reachable with the umask's looser mode.
+func bindUnixSocket(path: String, mode: mode_t, backlog: Int32) throws(SocketBindError) -> Int32 {
+    func fail(_ what: String, _ code: Int32 = errno) -> SocketBindError {
+        SocketBindError(path: path, reason: "\(what): \(String(cString: strerror(code)))")
+    }
+    var st = stat()
+    if lstat(path, &st) == 0, st.st_mode & S_IFMT != S_IFSOCK {
+        throw SocketBindError(path: path, reason: "a file that is not a socket is in the way")
+    }
+    let directory = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
+    var staging = directory + ".osq-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    if staging.utf8.count > maxUnixSocketPathLength { staging = path }  // no room: bind in place
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw fail("socket") }
+    if staging == path, unixSocketIsLive(path) == false { unlink(path) }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in staging.utf8.enumerated() { raw[i] = b }
+    }
+    let bound = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard bound == 0 else {
+        let error = fail("bind", errno)
+        close(fd)
+        throw error
+    }
+    guard chmod(staging, mode) == 0, listen(fd, backlog) == 0 else {
+        let error = fail("chmod/listen", errno)
+        close(fd)
+        unlink(staging)
+        throw error
+    }
+    if staging != path, rename(staging, path) != 0 {
+        let error = fail("rename into place", errno)
+        close(fd)
+        unlink(staging)
+        throw error
+    }
+    return fd
+}
+
+/// True when something accepts connections at `path`. After our own listener
+/// has closed, a live socket there belongs to a newer server that took the path,
+/// and must not be unlinked. (Inode numbers and coarse timestamps are reused too
+/// quickly to tell two socket files apart by identity.)
+func unixSocketIsLive(_ path: String) -> Bool {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+    }
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+    // A full backlog (EAGAIN) still means a live listener.
+    return rc == 0 || errno == EAGAIN || errno == EINPROGRESS
+}

@@ -1,0 +1,186 @@
+public import ThriftCodec
+
+/// What an extension serves: osquery's `Extension` service.
+///
+/// Implementations must be safe to call concurrently: the server runs calls
+/// from different connections at the same time (calls on one connection run
+/// in order). Throwing from a method sends the caller a `TApplicationException`
+/// carrying the error's description, as libthrift does for a C++ exception.
+public protocol ExtensionHandler: Sendable {
+    /// Liveness check. osquery's core answers `{0, "pong", 0}`.
+    func ping() async throws -> ExtensionStatus
+    /// Runs the registry plugin `item` of `registry` with `request`.
+    func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+        -> ExtensionResponse
+    /// Asks the extension to stop. Not oneway: the caller waits for the reply.
+    func shutdown() async throws
+}
+
+/// What the core serves on its extensions socket: osquery's `ExtensionManager`.
+public protocol ExtensionManagerHandler: ExtensionHandler {
+    /// The registered extensions by uuid (the core itself is not listed).
+    func extensions() async throws -> InternalExtensionList
+    /// Every flag with its value, default and gflags type name.
+    func options() async throws -> InternalOptionList
+    /// Adds an extension and its plugins; the status carries the new uuid.
+    func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws
+        -> ExtensionStatus
+    func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus
+    /// Runs SQL; rows come back as strings.
+    func query(sql: ThriftString) async throws -> ExtensionResponse
+    /// The result columns of SQL, one `{name: TYPE}` map per column.
+    func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse
+}
+
+/// A set of methods and the function that answers them; what an ``RPCServer`` serves.
+public struct ExtensionService: Sendable {
+    /// The methods this service answers; others get `Invalid method name`.
+    public let methods: Set<ExtensionMethod>
+    public let respond: @Sendable (ExtensionRequest) async throws -> ExtensionReply
+
+    public init(
+        methods: Set<ExtensionMethod>,
+        respond: @escaping @Sendable (ExtensionRequest) async throws -> ExtensionReply
+    ) {
+        self.methods = methods
+        self.respond = respond
+    }
+
+    /// Serves the `Extension` service (ping, call, shutdown).
+    public static func `extension`(_ handler: some ExtensionHandler) -> ExtensionService {
+        ExtensionService(methods: [.ping, .call, .shutdown]) { request in
+            switch request {
+            case .ping: return .status(try await handler.ping())
+            case .call(let registry, let item, let req):
+                return .response(try await handler.call(registry: registry, item: item, request: req))
+            case .shutdown:
+                try await handler.shutdown()
+                return .void
+            default:
+                throw TApplicationException(.unknownMethod, "Invalid method name: '\(request.method.rawValue)'".thrift)
+            }
+        }
+    }
+
+    /// Serves the `ExtensionManager` service (all nine methods).
+    public static func manager(_ handler: some ExtensionManagerHandler) -> ExtensionService {
+        ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
+            switch request {
+            case .ping: return .status(try await handler.ping())
+            case .call(let registry, let item, let req):
+                return .response(try await handler.call(registry: registry, item: item, request: req))
+            case .shutdown:
+                try await handler.shutdown()
+                return .void
+            case .extensions: return .extensions(try await handler.extensions())
+            case .options: return .options(try await handler.options())
+            case .registerExtension(let info, let registry):
+                return .status(try await handler.registerExtension(info: info, registry: registry))
+            case .deregisterExtension(let uuid):
+                return .status(try await handler.deregisterExtension(uuid: uuid))
+            case .query(let sql): return .response(try await handler.query(sql: sql))
+            case .getQueryColumns(let sql): return .response(try await handler.getQueryColumns(sql: sql))
+            }
+        }
+    }
+}
+
+/// Turns one complete request message into the bytes to send back. Kept apart
+/// from the sockets so it can be tested on bytes alone.
+public struct MessageProcessor: Sendable {
+    public let service: ExtensionService
+    public let limits: ThriftLimits
+
+    public init(service: ExtensionService, limits: ThriftLimits = .default) {
+        self.service = service
+        self.limits = limits
+    }
+
+    /// What to do after a message.
+    public enum Outcome: Sendable, Equatable {
+        /// Send these bytes (a REPLY or an EXCEPTION message).
+        case reply([UInt8])
+        /// Nothing to send (a oneway call).
+        case none
+        /// The peer broke the protocol in a way that makes the stream unusable.
+        case close(String)
+    }
+
+    enum Decoded {
+        case run(MessageHeader, ExtensionRequest)
+        case answer(Outcome)
+    }
+
+    /// Answers one message. `frame` must hold exactly one whole message, as
+    /// ``MessageFramer`` delimits it.
+    public func process(_ frame: [UInt8]) async -> Outcome {
+        let decoded = frame.withUnsafeBytes { decode($0) }
+        switch decoded {
+        case .answer(let outcome):
+            return outcome
+        case .run(let header, let request):
+            return await run(header, request)
+        }
+    }
+
+    /// Same as ``process(_:)`` for a frame in a buffer the caller owns.
+    public func process(_ frame: UnsafeRawBufferPointer) async -> Outcome {
+        // Decode before the first suspension: the buffer is only valid now.
+        switch decode(frame) {
+        case .answer(let outcome): return outcome
+        case .run(let header, let request): return await run(header, request)
+        }
+    }
+
+    func decode(_ frame: UnsafeRawBufferPointer) -> Decoded {
+        var reader = ThriftReader(frame, limits: limits)
+        let header: MessageHeader
+        do {
+            header = try reader.readMessageBegin()
+        } catch {
+            return .answer(.close("bad message header: \(error)"))
+        }
+        guard header.type == .call || header.type == .oneway else {
+            return .answer(.close("unexpected message type \(header.type) from a client"))
+        }
+        guard let method = ExtensionMethod(name: header.name), service.methods.contains(method) else {
+            let name = header.name.lossyString
+            return .answer(
+                exception(header, TApplicationException(.unknownMethod, "Invalid method name: '\(name)'".thrift)))
+        }
+        do {
+            return .run(header, try ExtensionRequest.readArguments(of: method, from: &reader))
+        } catch {
+            return .answer(exception(header, TApplicationException(.protocolError, "\(error)".thrift)))
+        }
+    }
+
+    func run(_ header: MessageHeader, _ request: ExtensionRequest) async -> Outcome {
+        do {
+            let reply = try await service.respond(request)
+            if header.type == .oneway { return .none }
+            let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
+            return .reply(encodeMessage(out, capacity: reply.estimatedSize) { reply.writeResult(to: &$0) })
+        } catch let error as TApplicationException {
+            return exception(header, error)
+        } catch {
+            return exception(header, TApplicationException(.unknown, "\(error)".thrift))
+        }
+    }
+
+    func exception(_ header: MessageHeader, _ error: TApplicationException) -> Outcome {
+        if header.type == .oneway { return .none }
+        let out = MessageHeader(name: header.name, type: .exception, sequenceID: header.sequenceID)
+        return .reply(encodeMessage(out) { error.write(to: &$0) })
+    }
+}
+
+extension ExtensionReply {
+    /// A cheap guess at the encoded size, so big replies are not grown by doubling.
+    var estimatedSize: Int {
+        guard case .response(let r) = self, let first = r.response.first else { return 256 }
+        var rowBytes = 8
+        for (k, v) in first { rowBytes += 8 + k.byteCount + v.byteCount }
+        return 256 + rowBytes * r.response.count
+    }
+}
