@@ -16,12 +16,32 @@ let package = Package(
     products: [
         .library(name: "ThriftCodec", targets: ["ThriftCodec"]),
         .library(name: "OsqueryProtocol", targets: ["OsqueryProtocol"]),
+        .library(name: "OsqueryEngine", targets: ["OsqueryEngine"]),
+        .library(name: "OsqueryTables", targets: ["OsqueryTables"]),
+        .library(name: "OsqueryShell", targets: ["OsqueryShell"]),
+        .executable(name: "osqueryi", targets: ["osqueryi"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
+        // Core engine (issue 3): SQLite system library, engine, built-in tables, shell.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(
+            name: "OsqueryEngine",
+            dependencies: ["CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "OsqueryTables",
+            dependencies: ["OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .target(name: "OsqueryShell", dependencies: ["OsqueryEngine", "OsqueryTables"], swiftSettings: strict),
+        .executableTarget(name: "osqueryi", dependencies: ["OsqueryShell"], swiftSettings: strict),
+        .testTarget(name: "OsqueryEngineTests", dependencies: ["OsqueryEngine"], swiftSettings: strict),
         .target(name: "ThriftCodec", swiftSettings: strict),
         .target(
             name: "OsqueryProtocol",

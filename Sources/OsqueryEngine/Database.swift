@@ -1,0 +1,242 @@
+internal import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rows of one or more statements: column names in order, values kept typed
+/// (NULL distinct from empty text), stored flat row-major.
+public struct ResultSet: Sendable, Equatable {
+    public var columns: [String]
+    /// Declared types (`sqlite3_column_decltype`), nil for expressions.
+    public var declaredTypes: [String?]
+    public var values: [SQLValue]
+
+    public init(columns: [String] = [], declaredTypes: [String?] = [], values: [SQLValue] = []) {
+        self.columns = columns
+        self.declaredTypes = declaredTypes
+        self.values = values
+    }
+
+    public var rowCount: Int { columns.isEmpty ? 0 : values.count / columns.count }
+    public var isEmpty: Bool { values.isEmpty }
+
+    public subscript(row: Int, column: Int) -> SQLValue {
+        values[row * columns.count + column]
+    }
+
+    public subscript(row: Int, column: String) -> SQLValue? {
+        guard let c = columns.firstIndex(of: column) else { return nil }
+        return self[row, c]
+    }
+
+    public var rows: [[SQLValue]] {
+        (0..<rowCount).map { r in Array(values[(r * columns.count)..<((r + 1) * columns.count)]) }
+    }
+
+    /// osquery-style rows: maps of column name → text (NULL → `nullValue`).
+    public func rowMaps(nullValue: String = "") -> [[String: String]] {
+        (0..<rowCount).map { r in
+            var m: [String: String] = [:]
+            for (c, name) in columns.enumerated() {
+                m[name] = self[r, c].osqueryString ?? nullValue
+            }
+            return m
+        }
+    }
+}
+
+/// A result column with its type as osquery's getQueryColumns reports it.
+public struct QueryColumn: Sendable, Equatable {
+    public var name: String
+    public var type: String
+    public init(name: String, type: String) {
+        self.name = name
+        self.type = type
+    }
+}
+
+/// One SQLite connection with every registered table attached as an
+/// eponymous virtual table. Not thread-safe: use it from one thread (the
+/// extension manager will give it a dedicated query thread).
+public final class Database {
+    let handle: OpaquePointer
+    public let registry: PluginRegistry
+    private var attached: [String: Int] = [:]
+
+    /// Open an in-memory database and attach the registry's tables
+    /// (honouring `--disable_tables` / `--enable_tables`).
+    public init(registry: PluginRegistry = .shared, flags: Flags = .shared) throws(EngineError) {
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            if let db { sqlite3_close_v2(db) }
+            throw EngineError(code: rc, message: "Cannot open database")
+        }
+        self.handle = db
+        self.registry = registry
+        SQLFunctions.register(on: db)
+        let disabled = Set(flags.string("disable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        let enabled = Set(flags.string("enable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        let defaultIndex = flags.bool("extensions_default_index")
+        for table in registry.tables() {
+            let name = table.schema.name
+            if disabled.contains(name) { continue }
+            if !enabled.isEmpty && !enabled.contains(name) { continue }
+            try attach(table, defaultIndex: defaultIndex)
+        }
+    }
+
+    deinit {
+        sqlite3_close_v2(handle)
+    }
+
+    /// Attach a table (module + alias views). Used at open and when an
+    /// extension registers a table at run time.
+    public func attach(_ table: any TablePlugin, defaultIndex: Bool = true) throws(EngineError) {
+        let schema = table.schema
+        let module = TableModule(plugin: table, defaultIndex: defaultIndex)
+        let aux = Unmanaged.passRetained(module).toOpaque()
+        let definition = table.isWritable ? VirtualTableModules.writable : VirtualTableModules.readOnly
+        let rc = sqlite3_create_module_v2(handle, schema.name, definition, aux) { p in
+            if let p { Unmanaged<TableModule>.fromOpaque(p).release() }
+        }
+        if rc != SQLITE_OK {
+            throw EngineError(code: rc, message: "Failed adding registry: \(String(cString: sqlite3_errstr(rc)))")
+        }
+        attached[schema.name, default: 0] += 1
+        for alias in schema.aliases {
+            _ = try? execute("CREATE TEMP VIEW IF NOT EXISTS \(alias) AS SELECT * FROM \(schema.name)")
+        }
+    }
+
+    /// Detach a table attached with `attach`.
+    public func detach(_ name: String) {
+        let keep = attached.keys.filter { $0 != name }
+        attached[name] = nil
+        var cStrings = keep.map { strdup($0) }
+        cStrings.append(nil)
+        cStrings.withUnsafeMutableBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) { p in
+                _ = sqlite3_drop_modules(handle, p)
+            }
+        }
+        for p in cStrings { free(p) }
+    }
+
+    public var attachedTableNames: [String] { attached.keys.sorted() }
+
+    public static var sqliteVersion: String { String(cString: sqlite3_libversion()) }
+
+    /// Whether `sql` ends a complete statement (sqlite3_complete).
+    public static func isComplete(_ sql: String) -> Bool {
+        sqlite3_complete(sql) != 0
+    }
+
+    /// Interrupt a running statement (safe from another thread or a signal handler).
+    public func interrupt() {
+        sqlite3_interrupt(handle)
+    }
+
+    /// A thread-safe handle that can only interrupt this database.
+    public var interrupter: Interrupter { Interrupter(handle: handle) }
+
+    public struct Interrupter: @unchecked Sendable {
+        let handle: OpaquePointer
+        public func interrupt() { sqlite3_interrupt(handle) }
+    }
+
+    private func error(_ rc: Int32) -> EngineError {
+        EngineError(code: rc & 0xff, message: String(cString: sqlite3_errmsg(handle)))
+    }
+
+    /// Run every `;`-separated statement in `sql`, calling `body` with each
+    /// statement's result. Stops at the first failing statement.
+    public func execute(_ sql: String, each body: (ResultSet) throws(EngineError) -> Void) throws(EngineError) {
+        guard let copy = strdup(sql) else { throw EngineError(code: SQLITE_NOMEM, message: "out of memory") }
+        defer { free(copy) }
+        var tail: UnsafePointer<CChar>? = UnsafePointer(copy)
+        while let cur = tail, cur.pointee != 0 {
+            var stmt: OpaquePointer?
+            var next: UnsafePointer<CChar>?
+            let code = sqlite3_prepare_v2(handle, cur, -1, &stmt, &next)
+            if code != SQLITE_OK { throw error(code) }
+            tail = next
+            guard let stmt else { continue }  // whitespace or a comment
+            defer { sqlite3_finalize(stmt) }
+            let result = try readAll(stmt)
+            try body(result)
+        }
+    }
+
+    /// Run SQL and return all rows (statements' rows concatenated; the column
+    /// list is that of the last statement that has columns).
+    @discardableResult
+    public func execute(_ sql: String) throws(EngineError) -> ResultSet {
+        var total = ResultSet()
+        try execute(sql) { (r: ResultSet) throws(EngineError) in
+            if !r.columns.isEmpty {
+                if total.columns != r.columns && !total.values.isEmpty && total.columns.count != r.columns.count {
+                    // Different shapes: keep the latest (osquery concatenates maps).
+                    total.values.removeAll()
+                }
+                total.columns = r.columns
+                total.declaredTypes = r.declaredTypes
+            }
+            total.values += r.values
+        }
+        return total
+    }
+
+    /// The result columns of a query and their types (getQueryColumns):
+    /// the declared type where there is one, otherwise UNKNOWN.
+    public func queryColumns(_ sql: String) throws(EngineError) -> [QueryColumn] {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK else { throw error(rc) }
+        guard let stmt else { return [] }
+        defer { sqlite3_finalize(stmt) }
+        let n = sqlite3_column_count(stmt)
+        return (0..<n).map { i in
+            let name = String(cString: sqlite3_column_name(stmt, i))
+            let type = sqlite3_column_decltype(stmt, i).map { String(cString: $0) } ?? "UNKNOWN"
+            return QueryColumn(name: name, type: type)
+        }
+    }
+
+    private func readAll(_ stmt: OpaquePointer) throws(EngineError) -> ResultSet {
+        let n = Int(sqlite3_column_count(stmt))
+        var result = ResultSet()
+        result.columns.reserveCapacity(n)
+        for i in 0..<n {
+            result.columns.append(String(cString: sqlite3_column_name(stmt, Int32(i))))
+            result.declaredTypes.append(sqlite3_column_decltype(stmt, Int32(i)).map { String(cString: $0) })
+        }
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc) }
+            for i in 0..<Int32(n) {
+                switch sqlite3_column_type(stmt, i) {
+                case SQLITE_NULL:
+                    result.values.append(.null)
+                case SQLITE_INTEGER:
+                    result.values.append(.integer(sqlite3_column_int64(stmt, i)))
+                case SQLITE_FLOAT:
+                    result.values.append(.double(sqlite3_column_double(stmt, i)))
+                case SQLITE_BLOB:
+                    let count = Int(sqlite3_column_bytes(stmt, i))
+                    if count > 0, let p = sqlite3_column_blob(stmt, i) {
+                        result.values.append(.blob(Array(UnsafeRawBufferPointer(start: p, count: count))))
+                    } else {
+                        result.values.append(.blob([]))
+                    }
+                default:
+                    let p = sqlite3_column_text(stmt, i)
+                    let count = Int(sqlite3_column_bytes(stmt, i))
+                    result.values.append(.text(bytes: UnsafeBufferPointer(start: p, count: p == nil ? 0 : count)))
+                }
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,271 @@
+/// osqueryi's output modes.
+public enum OutputMode: String, Sendable, CaseIterable {
+    case pretty, json, jsonPretty = "json_pretty", line, list, csv, column
+}
+
+public struct OutputSettings: Sendable, Equatable {
+    public var mode: OutputMode
+    public var headers: Bool
+    public var separator: String
+    public var nullValue: String
+    /// `.width` values for column mode (0 = automatic).
+    public var widths: [Int]
+
+    public init(mode: OutputMode = .pretty, headers: Bool = true, separator: String = "|", nullValue: String = "", widths: [Int] = []) {
+        self.mode = mode
+        self.headers = headers
+        self.separator = separator
+        self.nullValue = nullValue
+        self.widths = widths
+    }
+}
+
+/// Renders result sets byte-for-byte like osqueryi.
+public enum ResultFormatter {
+    /// Cells as the shell prints them (SQLite's text forms, NULL → nullvalue).
+    static func cells(_ result: ResultSet, nullValue: String) -> [String] {
+        result.values.map { $0.sqliteString ?? nullValue }
+    }
+
+    /// Number of Unicode scalars (osquery's utf8StringSize).
+    @inline(__always)
+    static func displayWidth(_ s: String) -> Int {
+        s.unicodeScalars.count
+    }
+
+    public static func render(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        switch settings.mode {
+        case .pretty: return pretty(result, settings)
+        case .json: return json(result, settings)
+        case .jsonPretty: return jsonPretty(result, settings)
+        case .line: return line(result, settings)
+        case .list: return list(result, settings)
+        case .csv: return csv(result, settings)
+        case .column: return column(result, settings)
+        }
+    }
+
+    public static func pretty(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        let rows = result.rowCount
+        guard rows > 0 else { return "" }
+        let n = result.columns.count
+        let cells = cells(result, nullValue: settings.nullValue)
+        var widths = result.columns.map(displayWidth)
+        for r in 0..<rows {
+            for c in 0..<n {
+                let w = displayWidth(cells[r * n + c])
+                if w > widths[c] { widths[c] = w }
+            }
+        }
+        var rule = "+"
+        for w in widths {
+            rule += String(repeating: "-", count: w + 2)
+            rule += "+"
+        }
+        rule += "\n"
+        var out = rule
+        out += "|"
+        for (c, name) in result.columns.enumerated() {
+            out += " " + name + String(repeating: " ", count: widths[c] - displayWidth(name) + 1) + "|"
+        }
+        out += "\n"
+        out += rule
+        for r in 0..<rows {
+            for c in 0..<n {
+                let v = cells[r * n + c]
+                out += "| "
+                out += v
+                out += String(repeating: " ", count: widths[c] - displayWidth(v) + 1)
+            }
+            out += "|\n"
+        }
+        out += rule
+        return out
+    }
+
+    /// Keys sorted as osquery's row maps are (byte order); a repeated column
+    /// name keeps its last value.
+    static func sortedKeys(_ columns: [String]) -> [(name: String, index: Int)] {
+        var last: [String: Int] = [:]
+        for (i, c) in columns.enumerated() { last[c] = i }
+        return last.map { (name: $0.key, index: $0.value) }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+    }
+
+    public static func json(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        let keys = sortedKeys(result.columns)
+        let n = result.columns.count
+        var out = "[\n"
+        for r in 0..<result.rowCount {
+            out += "  {"
+            for (k, key) in keys.enumerated() {
+                if k > 0 { out += "," }
+                JSON.appendString(key.name, to: &out)
+                out += ":"
+                JSON.appendString(result.values[r * n + key.index].sqliteString ?? settings.nullValue, to: &out)
+            }
+            out += "}"
+            if r < result.rowCount - 1 { out += ",\n" }
+        }
+        out += "\n]\n"
+        return out
+    }
+
+    public static func jsonPretty(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        guard result.rowCount > 0 else { return "[]\n" }
+        let keys = sortedKeys(result.columns)
+        let n = result.columns.count
+        var out = "[\n"
+        for r in 0..<result.rowCount {
+            if keys.isEmpty {
+                out += "  {}"
+            } else {
+                out += "  {\n"
+                for (k, key) in keys.enumerated() {
+                    out += "    "
+                    JSON.appendString(key.name, to: &out)
+                    out += ": "
+                    JSON.appendString(result.values[r * n + key.index].sqliteString ?? settings.nullValue, to: &out)
+                    out += k < keys.count - 1 ? ",\n" : "\n"
+                }
+                out += "  }"
+            }
+            out += r < result.rowCount - 1 ? ",\n" : "\n"
+        }
+        out += "]\n"
+        return out
+    }
+
+    public static func line(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        let n = result.columns.count
+        var w = 5
+        for c in result.columns where c.utf8.count > w { w = c.utf8.count }
+        var out = ""
+        for r in 0..<result.rowCount {
+            if r > 0 { out += "\n" }
+            for c in 0..<n {
+                let name = result.columns[c]
+                out += String(repeating: " ", count: max(0, w - name.utf8.count)) + name + " = "
+                out += (result.values[r * n + c].sqliteString ?? settings.nullValue) + "\n"
+            }
+        }
+        return out
+    }
+
+    public static func list(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        guard result.rowCount > 0 else { return "" }
+        let n = result.columns.count
+        var out = ""
+        if settings.headers {
+            out += result.columns.joined(separator: settings.separator) + "\n"
+        }
+        for r in 0..<result.rowCount {
+            for c in 0..<n {
+                out += result.values[r * n + c].sqliteString ?? settings.nullValue
+                out += c < n - 1 ? settings.separator : "\n"
+            }
+        }
+        return out
+    }
+
+    /// SQLite shell's needCsvQuote: control bytes, space, `"`, `'`, DEL and non-ASCII.
+    static func needsCSVQuote(_ b: UInt8) -> Bool {
+        b < 0x21 || b == 0x22 || b == 0x27 || b >= 0x7f
+    }
+
+    static func csvField(_ value: String?, _ settings: OutputSettings, into out: inout String) {
+        guard let z = value else {
+            out += settings.nullValue
+            return
+        }
+        let sep = Array(settings.separator.utf8)
+        let bytes = Array(z.utf8)
+        var quote = bytes.isEmpty
+        if !quote {
+            for (i, b) in bytes.enumerated() {
+                if needsCSVQuote(b) { quote = true; break }
+                if let s0 = sep.first, b == s0 {
+                    // SQLite compares the separator against the start of the value.
+                    if sep.count == 1 || bytes.starts(with: sep) { quote = true; break }
+                }
+                _ = i
+            }
+        }
+        if quote {
+            out += "\""
+            for ch in z.unicodeScalars {
+                if ch == "\"" { out += "\"" }
+                out.unicodeScalars.append(ch)
+            }
+            out += "\""
+        } else {
+            out += z
+        }
+    }
+
+    public static func csv(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        guard result.rowCount > 0 else { return "" }
+        let n = result.columns.count
+        var out = ""
+        if settings.headers {
+            for (c, name) in result.columns.enumerated() {
+                csvField(name, settings, into: &out)
+                if c < n - 1 { out += settings.separator }
+            }
+            out += "\n"
+        }
+        for r in 0..<result.rowCount {
+            for c in 0..<n {
+                csvField(result.values[r * n + c].sqliteString, settings, into: &out)
+                if c < n - 1 { out += settings.separator }
+            }
+            out += "\n"
+        }
+        return out
+    }
+
+    /// `%-*.*s` by characters rather than bytes: pad or truncate to w
+    /// Unicode scalars (SQLite's legacy shell counts bytes and can cut a
+    /// multi-byte character in half).
+    static func fixed(_ s: String, _ w: Int, rightAlign: Bool) -> String {
+        let count = s.unicodeScalars.count
+        var text = s
+        if count > w {
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: s.unicodeScalars.prefix(w))
+            text = String(view)
+        }
+        let pad = String(repeating: " ", count: max(0, w - min(count, w)))
+        return rightAlign ? pad + text : text + pad
+    }
+
+    public static func column(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        guard result.rowCount > 0 else { return "" }
+        let n = result.columns.count
+        var widths: [Int] = []
+        var out = ""
+        for c in 0..<n {
+            var w = c < settings.widths.count ? settings.widths[c] : 0
+            if w == 0 {
+                w = max(10, displayWidth(result.columns[c]))
+                let first = result.values[c].sqliteString ?? settings.nullValue
+                w = max(w, displayWidth(first))
+            }
+            widths.append(w)
+            if settings.headers {
+                out += fixed(result.columns[c], abs(w), rightAlign: w < 0) + (c == n - 1 ? "\n" : "  ")
+            }
+        }
+        if settings.headers {
+            for c in 0..<n {
+                out += String(repeating: "-", count: abs(widths[c])) + (c == n - 1 ? "\n" : "  ")
+            }
+        }
+        for r in 0..<result.rowCount {
+            for c in 0..<n {
+                let v = result.values[r * n + c].sqliteString ?? settings.nullValue
+                out += fixed(v, abs(widths[c]), rightAlign: widths[c] < 0) + (c == n - 1 ? "\n" : "  ")
+            }
+        }
+        return out
+    }
+}

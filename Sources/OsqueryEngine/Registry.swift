@@ -1,0 +1,148 @@
+import Synchronization
+
+/// One plugin in a registry.
+public struct RegistryItem: Sendable {
+    public var registry: String
+    public var name: String
+    /// 0 = the core; otherwise the extension's uuid.
+    public var ownerUUID: UInt64
+    public var isInternal: Bool
+    public var plugin: (any RegistryPlugin)?
+
+    public init(registry: String, name: String, ownerUUID: UInt64 = 0, isInternal: Bool = false, plugin: (any RegistryPlugin)? = nil) {
+        self.registry = registry
+        self.name = name
+        self.ownerUUID = ownerUUID
+        self.isInternal = isInternal
+        self.plugin = plugin
+    }
+}
+
+/// Registries of plugins by registry name (`table`, `config`, `logger`, …),
+/// with the active plugin of each. Thread-safe.
+public final class PluginRegistry: Sendable {
+    public static let knownRegistries = [
+        "config", "database", "distributed", "enroll", "event_publisher", "event_subscriber",
+        "killswitch", "logger", "numeric_monitoring", "sql", "table",
+    ]
+
+    private struct State {
+        var items: [String: [String: RegistryItem]] = [:]
+        var active: [String: String] = [:]
+        var generation: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// The process-wide registry used by the shell and daemon.
+    public static let shared = PluginRegistry()
+
+    /// Add a plugin. Fails if the name is already taken in that registry.
+    @discardableResult
+    public func add(_ item: RegistryItem) -> Bool {
+        state.withLock { s in
+            if s.items[item.registry]?[item.name] != nil { return false }
+            s.items[item.registry, default: [:]][item.name] = item
+            s.generation &+= 1
+            return true
+        }
+    }
+
+    /// Add a table plugin owned by `owner` (0 = core).
+    @discardableResult
+    public func addTable(_ table: any TablePlugin, owner: UInt64 = 0) -> Bool {
+        add(RegistryItem(registry: "table", name: table.schema.name, ownerUUID: owner, plugin: table))
+    }
+
+    @discardableResult
+    public func remove(registry: String, name: String) -> RegistryItem? {
+        state.withLock { s in
+            let removed = s.items[registry]?.removeValue(forKey: name)
+            if removed != nil {
+                s.generation &+= 1
+                if s.active[registry] == name { s.active[registry] = nil }
+            }
+            return removed
+        }
+    }
+
+    /// Remove every plugin an extension owns; returns what was removed.
+    @discardableResult
+    public func removeAll(owner: UInt64) -> [RegistryItem] {
+        state.withLock { s in
+            var removed: [RegistryItem] = []
+            for (registry, items) in s.items {
+                for (name, item) in items where item.ownerUUID == owner {
+                    s.items[registry]?.removeValue(forKey: name)
+                    removed.append(item)
+                }
+            }
+            if !removed.isEmpty { s.generation &+= 1 }
+            return removed
+        }
+    }
+
+    public func setActive(registry: String, name: String) {
+        state.withLock { s in s.active[registry] = name }
+    }
+
+    public func active(registry: String) -> String? {
+        state.withLock { s in s.active[registry] }
+    }
+
+    public func item(registry: String, name: String) -> RegistryItem? {
+        state.withLock { s in s.items[registry]?[name] }
+    }
+
+    /// Items of one registry sorted by name.
+    public func items(registry: String) -> [RegistryItem] {
+        state.withLock { s in
+            (s.items[registry] ?? [:]).values.sorted { $0.name < $1.name }
+        }
+    }
+
+    /// Every item, sorted by registry then name.
+    public func allItems() -> [RegistryItem] {
+        state.withLock { s in
+            var out: [RegistryItem] = []
+            for registry in s.items.keys.sorted() {
+                out += s.items[registry]!.values.sorted { $0.name < $1.name }
+            }
+            return out
+        }
+    }
+
+    /// Registry names that exist (known ones plus any with items).
+    public func registryNames() -> [String] {
+        state.withLock { s in
+            Array(Set(PluginRegistry.knownRegistries).union(s.items.keys)).sorted()
+        }
+    }
+
+    public func table(named name: String) -> (any TablePlugin)? {
+        item(registry: "table", name: name)?.plugin as? any TablePlugin
+    }
+
+    /// Every table plugin, sorted by name.
+    public func tables() -> [any TablePlugin] {
+        items(registry: "table").compactMap { $0.plugin as? any TablePlugin }
+    }
+
+    public func tableNames() -> [String] {
+        items(registry: "table").map(\.name)
+    }
+
+    /// Changes whenever an item is added or removed.
+    public var generation: UInt64 { state.withLock { $0.generation } }
+
+    /// osquery_registry's `active`: 1 when the registry has no active plugin or
+    /// the name equals the active name exactly.
+    public func isActive(registry: String, name: String) -> Bool {
+        state.withLock { s in
+            guard let active = s.active[registry] else { return true }
+            return active == name
+        }
+    }
+}

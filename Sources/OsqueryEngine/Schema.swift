@@ -1,0 +1,219 @@
+/// osquery column types (`osquery/core/sql/column.cpp` names).
+public enum ColumnType: String, Sendable, CaseIterable {
+    case unknown = "UNKNOWN"
+    case text = "TEXT"
+    case integer = "INTEGER"
+    case bigint = "BIGINT"
+    case unsignedBigint = "UNSIGNED BIGINT"
+    case double = "DOUBLE"
+    case blob = "BLOB"
+
+    /// Parse a type name; an unrecognised name maps to UNKNOWN, as in osquery.
+    public init(name: String) {
+        self = ColumnType(rawValue: name.uppercased()) ?? .unknown
+    }
+
+    public var isNumeric: Bool {
+        switch self {
+        case .integer, .bigint, .unsignedBigint, .double: return true
+        default: return false
+        }
+    }
+}
+
+/// ColumnOptions bitmask, bit values as in osquery's route info `op`.
+public struct ColumnOptions: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    public static let index = ColumnOptions(rawValue: 1)
+    public static let required = ColumnOptions(rawValue: 2)
+    public static let additional = ColumnOptions(rawValue: 4)
+    public static let optimized = ColumnOptions(rawValue: 8)
+    public static let hidden = ColumnOptions(rawValue: 16)
+    public static let collateBinary = ColumnOptions(rawValue: 32)
+    public static let collateNocase = ColumnOptions(rawValue: 64)
+    public static let collateRtrim = ColumnOptions(rawValue: 128)
+    public static let collateVersion = ColumnOptions(rawValue: 256)
+    public static let collateVersionArch = ColumnOptions(rawValue: 512)
+    public static let collateVersionDpkg = ColumnOptions(rawValue: 1024)
+    public static let collateVersionRhel = ColumnOptions(rawValue: 2048)
+
+    /// Options whose constraints are handed to the table's generate.
+    public static let pushDown: ColumnOptions = [.index, .required, .additional]
+
+    /// The collation name for the `COLLATE` clause, if any.
+    public var collation: String? {
+        if contains(.collateBinary) { return "BINARY" }
+        if contains(.collateNocase) { return "NOCASE" }
+        if contains(.collateRtrim) { return "RTRIM" }
+        if contains(.collateVersion) { return "VERSION" }
+        if contains(.collateVersionArch) { return "VERSION_ARCH" }
+        if contains(.collateVersionDpkg) { return "VERSION_DPKG" }
+        if contains(.collateVersionRhel) { return "VERSION_RHEL" }
+        return nil
+    }
+}
+
+/// TableAttributes bitmask (`osquery/core/tables.h`).
+public struct TableAttributes: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    public static let utility = TableAttributes(rawValue: 1)
+    public static let cacheable = TableAttributes(rawValue: 2)
+    public static let eventBased = TableAttributes(rawValue: 4)
+    public static let userBased = TableAttributes(rawValue: 8)
+    public static let kernelRequired = TableAttributes(rawValue: 16)
+    public static let pending = TableAttributes(rawValue: 32)
+}
+
+public struct TableColumn: Sendable, Hashable {
+    public var name: String
+    public var type: ColumnType
+    public var options: ColumnOptions
+
+    public init(_ name: String, _ type: ColumnType, _ options: ColumnOptions = []) {
+        self.name = name
+        self.type = type
+        self.options = options
+    }
+}
+
+/// Everything SQLite and the extension protocol need to know about a table.
+public struct TableSchema: Sendable, Hashable {
+    public var name: String
+    public var columns: [TableColumn]
+    /// Table aliases, created as `CREATE VIEW alias AS SELECT * FROM name`.
+    public var aliases: [String]
+    /// Column aliases: extra hidden columns `(alias, target)` mirroring `target`.
+    public var columnAliases: [(alias: String, target: String)]
+    public var attributes: TableAttributes
+
+    public init(
+        name: String,
+        columns: [TableColumn],
+        aliases: [String] = [],
+        columnAliases: [(alias: String, target: String)] = [],
+        attributes: TableAttributes = []
+    ) {
+        self.name = name
+        self.columns = columns
+        self.aliases = aliases
+        self.columnAliases = columnAliases
+        self.attributes = attributes
+    }
+
+    public static func == (a: TableSchema, b: TableSchema) -> Bool {
+        a.name == b.name && a.columns == b.columns && a.aliases == b.aliases
+            && a.columnAliases.map(\.alias) == b.columnAliases.map(\.alias)
+            && a.columnAliases.map(\.target) == b.columnAliases.map(\.target)
+            && a.attributes == b.attributes
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(columns)
+    }
+
+    /// Index of a real (non-alias) column.
+    public func columnIndex(_ name: String) -> Int? {
+        columns.firstIndex { $0.name == name }
+    }
+
+    /// The columns SQLite sees: the real columns, then one hidden column per
+    /// column alias (type of its target), as `(column, source index)`.
+    public var virtualColumns: [(column: TableColumn, source: Int)] {
+        var result = columns.enumerated().map { (column: $0.element, source: $0.offset) }
+        for alias in columnAliases {
+            guard let target = columnIndex(alias.target) else { continue }
+            result.append((TableColumn(alias.alias, columns[target].type, .hidden), target))
+        }
+        return result
+    }
+
+    /// osquery's column definition: "(`a` TEXT, `b` BIGINT HIDDEN, PRIMARY KEY (`a`)) WITHOUT ROWID".
+    /// `includeAliases` adds the hidden alias columns (SQLite needs them; `.schema` omits them).
+    /// Extension tables keep their rowid (they may be writable).
+    public func columnDefinition(includeAliases: Bool, isExtension: Bool = false) -> String {
+        var out = "("
+        var indexed = false
+        var primaryKeys: [String] = []
+        let defined: [TableColumn] = includeAliases ? virtualColumns.map(\.column) : columns
+        for (i, column) in defined.enumerated() {
+            out += "`\(column.name)` \(column.type.rawValue)"
+            if column.options.contains(.index) { indexed = true }
+            if !column.options.isDisjoint(with: [.index, .additional]) { primaryKeys.append(column.name) }
+            if column.options.contains(.hidden) { out += " HIDDEN" }
+            if let collation = column.options.collation { out += " COLLATE \(collation)" }
+            if i < defined.count - 1 { out += ", " }
+        }
+        if !indexed { primaryKeys.removeAll() }
+        if !primaryKeys.isEmpty {
+            out += ", PRIMARY KEY ("
+            out += primaryKeys.map { "`\($0)`" }.joined(separator: ", ")
+            out += ")"
+        }
+        out += ")"
+        if !primaryKeys.isEmpty && !isExtension { out += " WITHOUT ROWID" }
+        return out
+    }
+
+    /// The `.schema` line: `CREATE TABLE name(...)...;`
+    public var createStatement: String {
+        "CREATE TABLE \(name)\(columnDefinition(includeAliases: false));"
+    }
+
+    /// Route info as sent over the extension protocol (protocol.md §3.2).
+    public var routeInfo: [[String: String]] {
+        var out: [[String: String]] = columns.map {
+            ["id": "column", "name": $0.name, "type": $0.type.rawValue, "op": String($0.options.rawValue)]
+        }
+        for alias in aliases { out.append(["id": "alias", "alias": alias]) }
+        for alias in columnAliases { out.append(["id": "columnAlias", "name": alias.alias, "target": alias.target]) }
+        out.append(["id": "attributes", "attributes": String(attributes.rawValue)])
+        return out
+    }
+
+    /// Build a schema from route info. Throws on an empty route list
+    /// (`Invalid route info`, as osquery); entries without `id` are ignored.
+    public init(name: String, routeInfo: [[String: String]]) throws(EngineError) {
+        if routeInfo.isEmpty { throw EngineError(code: 1, message: "Invalid route info") }
+        var columns: [TableColumn] = []
+        var aliases: [String] = []
+        var columnAliases: [(alias: String, target: String)] = []
+        var attributes: TableAttributes = []
+        for entry in routeInfo {
+            switch entry["id"] {
+            case "column":
+                guard let column = entry["name"] else { continue }
+                let op = Int(entry["op"] ?? "0") ?? 0
+                columns.append(TableColumn(column, ColumnType(name: entry["type"] ?? ""), ColumnOptions(rawValue: op)))
+            case "alias":
+                if let alias = entry["alias"] { aliases.append(alias) }
+            case "columnAlias":
+                if let alias = entry["name"], let target = entry["target"] { columnAliases.append((alias, target)) }
+            case "attributes":
+                attributes = TableAttributes(rawValue: Int(entry["attributes"] ?? "0") ?? 0)
+            default:
+                continue
+            }
+        }
+        self.init(name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes)
+    }
+}
+
+/// An error with an SQLite primary result code and message.
+public struct EngineError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: Int32
+    public var message: String
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { message }
+
+    public static let sqliteError: Int32 = 1
+    public static let sqliteConstraint: Int32 = 19
+    public static let sqliteReadonly: Int32 = 8
+}

@@ -1,0 +1,114 @@
+/// Anything that can sit in the plugin registry.
+public protocol RegistryPlugin: Sendable {}
+
+/// A table: built in, or (later) served by an extension over RPC.
+///
+/// `generate` is synchronous and may block (an extension table waits on an
+/// RPC inside it); the engine calls it on the thread running the query, never
+/// on the Swift concurrency pool.
+public protocol TablePlugin: RegistryPlugin {
+    var schema: TableSchema { get }
+    /// True for tables served by an extension (their DDL keeps the rowid and
+    /// plain columns get constraints by default, like `extensions_default_index`).
+    var isExtension: Bool { get }
+    func generate(_ context: QueryContext) throws -> TableRows
+    func insert(_ values: [SQLValue], rowid: Int64?, context: QueryContext) throws -> Int64?
+    func update(rowid: Int64, newRowid: Int64?, values: [SQLValue], context: QueryContext) throws
+    func delete(rowid: Int64, context: QueryContext) throws
+}
+
+extension TablePlugin {
+    public var isExtension: Bool { false }
+
+    public func insert(_ values: [SQLValue], rowid: Int64?, context: QueryContext) throws -> Int64? {
+        throw EngineError(code: EngineError.sqliteReadonly, message: "table \(schema.name) may not be modified")
+    }
+
+    public func update(rowid: Int64, newRowid: Int64?, values: [SQLValue], context: QueryContext) throws {
+        throw EngineError(code: EngineError.sqliteReadonly, message: "table \(schema.name) may not be modified")
+    }
+
+    public func delete(rowid: Int64, context: QueryContext) throws {
+        throw EngineError(code: EngineError.sqliteReadonly, message: "table \(schema.name) may not be modified")
+    }
+
+    /// Whether writes are supported (the vtab gets xUpdate only then).
+    public var isWritable: Bool { isExtension }
+}
+
+/// Rows of one table, stored flat (row-major) so appending a row allocates
+/// nothing beyond the values themselves.
+public struct TableRows: Sendable {
+    public let columnCount: Int
+    public private(set) var values: [SQLValue]
+    /// Optional explicit rowids (one per row) for writable tables.
+    public var rowids: [Int64]?
+    private var pending = 0
+
+    public init(columnCount: Int, reservingRows rows: Int = 0) {
+        self.columnCount = columnCount
+        self.values = []
+        if rows > 0 { values.reserveCapacity(rows * columnCount) }
+    }
+
+    public init(schema: TableSchema, reservingRows rows: Int = 0) {
+        self.init(columnCount: schema.columns.count, reservingRows: rows)
+    }
+
+    public var count: Int { columnCount == 0 ? 0 : values.count / columnCount }
+
+    /// Append the next value of the current row (columns in schema order).
+    public mutating func append(_ value: SQLValue) {
+        values.append(value)
+    }
+
+    public mutating func append(_ value: String) { values.append(.text(value)) }
+    public mutating func append(_ value: Int64) { values.append(.integer(value)) }
+    public mutating func append(_ value: Int) { values.append(.integer(Int64(value))) }
+
+    /// Append a whole row, in schema order.
+    public mutating func appendRow(_ row: [SQLValue]) {
+        precondition(row.count == columnCount, "row has \(row.count) values, table has \(columnCount) columns")
+        values.append(contentsOf: row)
+    }
+
+    /// Append a row given by column name; missing columns are NULL, unknown keys ignored.
+    public mutating func appendRow(_ row: [String: SQLValue], schema: TableSchema) {
+        for column in schema.columns {
+            values.append(row[column.name] ?? .null)
+        }
+    }
+
+    /// Append a row of strings (extension-style), converted per column type.
+    public mutating func appendRow(strings row: [String: String], schema: TableSchema) {
+        for column in schema.columns {
+            if let s = row[column.name] {
+                values.append(SQLValue.converting(s, to: column.type))
+            } else {
+                values.append(.null)
+            }
+        }
+    }
+
+    /// Checks that every row is complete (for tests and debug builds).
+    public var isWellFormed: Bool { columnCount == 0 || values.count % columnCount == 0 }
+
+    public subscript(row: Int, column: Int) -> SQLValue {
+        values[row * columnCount + column]
+    }
+}
+
+/// A table whose rows come from a closure; the usual way to write built-in tables.
+public struct FunctionTable: TablePlugin {
+    public let schema: TableSchema
+    private let body: @Sendable (QueryContext) throws -> TableRows
+
+    public init(_ schema: TableSchema, generate: @escaping @Sendable (QueryContext) throws -> TableRows) {
+        self.schema = schema
+        self.body = generate
+    }
+
+    public func generate(_ context: QueryContext) throws -> TableRows {
+        try body(context)
+    }
+}
