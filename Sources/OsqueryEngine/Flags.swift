@@ -41,6 +41,11 @@ public struct ParsedCommandLine: Sendable, Equatable {
     public var positional: [String]
     /// Flags given explicitly (name → value), in the order seen.
     public var setFlags: [String]
+
+    public init(positional: [String] = [], setFlags: [String] = []) {
+        self.positional = positional
+        self.setFlags = setFlags
+    }
 }
 
 /// gflags-compatible flags: definitions, defaults, current values.

@@ -27,6 +27,7 @@ public final class PluginRegistry: Sendable {
     ]
 
     private struct State {
+        var extensions: [UInt64: ExtensionInfo] = [:]
         var items: [String: [String: RegistryItem]] = [:]
         var active: [String: String] = [:]
         var generation: UInt64 = 0
@@ -134,6 +135,20 @@ public final class PluginRegistry: Sendable {
         items(registry: "table").map(\.name)
     }
 
+    /// Record a registered extension (the extension manager calls this).
+    public func addExtension(_ info: ExtensionInfo) {
+        state.withLock { $0.extensions[info.uuid] = info }
+    }
+
+    public func removeExtension(uuid: UInt64) {
+        state.withLock { _ = $0.extensions.removeValue(forKey: uuid) }
+    }
+
+    /// Registered extensions by uuid.
+    public func extensions() -> [ExtensionInfo] {
+        state.withLock { $0.extensions.values.sorted { $0.uuid < $1.uuid } }
+    }
+
     /// Changes whenever an item is added or removed.
     public var generation: UInt64 { state.withLock { $0.generation } }
 
@@ -144,5 +159,24 @@ public final class PluginRegistry: Sendable {
             guard let active = s.active[registry] else { return true }
             return active == name
         }
+    }
+}
+
+/// An extension known to the core (osquery_extensions rows).
+public struct ExtensionInfo: Sendable, Equatable {
+    public var uuid: UInt64
+    public var name: String
+    public var version: String
+    public var sdkVersion: String
+    public var minSdkVersion: String
+    public var path: String
+
+    public init(uuid: UInt64, name: String, version: String, sdkVersion: String, minSdkVersion: String, path: String) {
+        self.uuid = uuid
+        self.name = name
+        self.version = version
+        self.sdkVersion = sdkVersion
+        self.minSdkVersion = minSdkVersion
+        self.path = path
     }
 }

@@ -1,1 +1,47 @@
-import OsqueryEngine
+public import OsqueryEngine
+
+/// Registers every built-in Linux table (owned by the core, uuid 0).
+public enum BuiltinTables {
+    public static func all(registry: PluginRegistry, flags: Flags) -> [any TablePlugin] {
+        [
+            UtilityTables.osqueryInfo(registry: registry, flags: flags),
+            UtilityTables.osqueryFlags(flags: flags),
+            UtilityTables.osqueryRegistry(registry: registry),
+            UtilityTables.osqueryExtensions(registry: registry, flags: flags),
+            UtilityTables.time(),
+            FileTables.file(),
+            FileTables.hash(flags: flags),
+            SystemTables.systemInfo(),
+            SystemTables.osVersion(),
+            SystemTables.kernelInfo(),
+            SystemTables.uptime(),
+            SystemTables.memoryInfo(),
+            SystemTables.loadAverage(),
+            SystemTables.cpuTime(),
+            SystemTables.kernelModules(),
+            SystemTables.mounts(),
+            SystemTables.loggedInUsers(),
+            ProcessTables.processes(),
+            UserTables.users(),
+            UserTables.groups(),
+            UserTables.userGroups(),
+            NetworkTables.interfaceAddresses(),
+            NetworkTables.interfaceDetails(),
+            NetworkTables.routes(),
+            NetworkTables.etcHosts(),
+            NetworkTables.etcServices(),
+            NetworkTables.dnsResolvers(),
+            NetworkTables.processOpenSockets(),
+            NetworkTables.listeningPorts(),
+        ]
+    }
+
+    /// Add the built-in tables and the core's other plugins to a registry.
+    public static func register(into registry: PluginRegistry, flags: Flags = .shared) {
+        for table in all(registry: registry, flags: flags) { registry.addTable(table) }
+        // The SQL engine and the shell's in-memory database are core plugins too.
+        registry.add(RegistryItem(registry: "sql", name: "sql", isInternal: true))
+        registry.add(RegistryItem(registry: "database", name: "ephemeral", isInternal: true))
+        registry.setActive(registry: "database", name: "ephemeral")
+    }
+}

@@ -1,0 +1,220 @@
+public import OsqueryEngine
+import OsqueryTables
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The interrupter of the database a running statement uses (for SIGINT).
+private let activeInterrupter = Mutex<Database.Interrupter?>(nil)
+nonisolated(unsafe) private var interruptPending: sig_atomic_t = 0
+
+/// osqueryi's entry point as a library, so tests can drive it in-process.
+public enum OsqueryShellMain {
+    /// Run osqueryi with `argv` (argv[0] included). Returns the exit code.
+    public static func run(
+        _ argv: [String],
+        io: ShellIO = .standard,
+        registry: PluginRegistry = .shared,
+        flags: Flags = .shared,
+        readStandardInput: () -> String? = Shell.readStandardInput,
+        standardInputIsTerminal: Bool? = nil
+    ) -> Int32 {
+        let program = argv.first.map { String($0.split(separator: "/").last ?? "") } ?? "osqueryi"
+        var arguments = Array(argv.dropFirst())
+        var daemon = program.contains("osqueryd")
+        arguments.removeAll { arg in
+            if arg == "-S" || arg == "--S" { daemon = false; return true }
+            if arg == "-D" || arg == "--D" { daemon = true; return true }
+            return false
+        }
+        if arguments.contains(where: { ["-h", "--h", "-help", "--help"].contains($0) }) {
+            io.out(usage(flags: flags, program: daemon ? "osqueryd" : "osqueryi"))
+            return 0
+        }
+        if arguments.contains(where: { $0 == "--version" || $0 == "-version" }) {
+            io.out("\(daemon ? "osqueryd" : "osqueryi") version \(OsqueryVersion.version)\n")
+            return 0
+        }
+        if daemon {
+            io.err("Error: the osqueryd daemon is not part of this build yet; run osqueryi (or pass -S)\n")
+            return 1
+        }
+
+        // Shell defaults that differ from the daemon.
+        flags.setDefault("disable_events", "true")
+        flags.setDefault("disable_logging", "true")
+        flags.setDefault("disable_watchdog", "true")
+        flags.setDefault("hash_delay", "0")
+
+        let parsed: ParsedCommandLine
+        do throws(FlagError) {
+            var defaults = ParsedCommandLine(positional: [], setFlags: [])
+            let defaultFlagfile = "/etc/osquery/osquery.flags.default"
+            if !arguments.contains(where: { $0.hasPrefix("--flagfile") || $0.hasPrefix("-flagfile") }), FileIO.exists(defaultFlagfile) {
+                try flags.applyFlagfile(defaultFlagfile, into: &defaults)
+            }
+            parsed = try flags.parse(arguments)
+        } catch {
+            io.err(error.message + "\n")
+            return 1
+        }
+        StatusLog.minimumSeverity = flags.bool("verbose") ? .info : .warning
+
+        BuiltinTables.register(into: registry, flags: flags)
+        let database: Database
+        do {
+            database = try Database(registry: registry, flags: flags)
+        } catch {
+            io.err("Error: \(error.message)\n")
+            return 1
+        }
+
+        var shellIO = io
+        let outputPath = flags.string("output")
+        var outputFD: Int32 = -1
+        if !outputPath.isEmpty && outputPath != "-" {
+            outputFD = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            if outputFD < 0 {
+                io.err("Error: cannot open output file: \(outputPath)\n")
+                return 1
+            }
+            let fd = outputFD
+            shellIO.out = { ShellIO.writeAll(fd, $0) }
+        }
+        defer { if outputFD >= 0 { close(outputFD) } }
+
+        let shell = Shell(database: database, flags: flags, io: shellIO)
+        activeInterrupter.withLock { $0 = database.interrupter }
+        defer { activeInterrupter.withLock { $0 = nil } }
+
+        if flags.bool("L") {
+            shell.runMeta(".tables")
+            return 0
+        }
+        let all = flags.string("A")
+        if !all.isEmpty {
+            return shell.all(all)
+        }
+        if !flags.string("pack").isEmpty {
+            io.err("Error: --pack needs the config subsystem, which this build does not include yet\n")
+            return 1
+        }
+        let query = flags.string("query")
+        if !query.isEmpty {
+            return shell.run(query)
+        }
+        let queryFile = flags.string("query_file")
+        if !queryFile.isEmpty {
+            guard let text = Shell.readFile(queryFile) else {
+                io.err("Error: cannot read query file: \(queryFile)\n")
+                return 1
+            }
+            return shell.run(text)
+        }
+        if !parsed.positional.isEmpty {
+            let statement = parsed.positional.joined(separator: " ")
+            if statement.hasPrefix(".") {
+                let rc = shell.runMeta(statement)
+                return shell.exitRequested ?? rc
+            }
+            return shell.run(statement)
+        }
+        if standardInputIsTerminal ?? (isatty(0) != 0) {
+            return repl(shell)
+        }
+        let script = readStandardInput() ?? ""
+        shell.runScript(script)
+        if let code = shell.exitRequested { return code }
+        return shell.anyFailed ? 1 : 0
+    }
+
+    /// The interactive loop.
+    static func repl(_ shell: Shell) -> Int32 {
+        installInterruptHandler()
+        shell.io.out("Using a virtual database. Need help, type '.help'\n")
+        let editor = LineEditor(historyPath: Shell.historyPath())
+        let tables = shell.database.registry.tableNames()
+        editor.completions = { word in
+            if word.hasPrefix(".") { return Shell.metaCommands.map { "." + $0 } }
+            return tables
+        }
+        var pending = ""
+        var startLine = 0
+        var lineNumber = 0
+        while true {
+            let prompt = pending.isEmpty ? "osquery> " : "    ...> "
+            switch editor.readLine(prompt: prompt) {
+            case .endOfInput:
+                if !pending.trimmingASCIIWhitespace().isEmpty { shell.run(pending) }
+                return shell.exitRequested ?? 0
+            case .cancelled:
+                pending = ""
+            case .line(let line):
+                lineNumber += 1
+                editor.addHistory(line)
+                if !shell.feed(line, pending: &pending, startLine: &startLine, lineNumber: lineNumber, interactive: true),
+                   let code = shell.exitRequested {
+                    return code
+                }
+            }
+        }
+    }
+
+    static func installInterruptHandler() {
+        signal(SIGINT) { _ in
+            interruptPending = 1
+            // sqlite3_interrupt only sets a flag; safe here. A lock held by the
+            // main thread is never contended at this point (tryLock semantics).
+            if let interrupter = activeInterrupter.withLockIfAvailable({ $0 }) ?? nil {
+                interrupter.interrupt()
+            }
+        }
+    }
+
+    public static func usage(flags: Flags, program: String) -> String {
+        var out = "osquery \(OsqueryVersion.version), your OS as a high-performance relational database\n"
+        out += "Usage: \(program) [OPTION]... [SQL STATEMENT]\n\n"
+        func section(_ title: String, _ kinds: [FlagKind]) {
+            out += title + "\n\n"
+            let defs = flags.allDefinitions().filter { kinds.contains($0.kind) && $0.name.count > 1 }
+            let width = defs.map { $0.name.count + ($0.type == .bool ? 0 : 6) }.max() ?? 0
+            for d in defs {
+                let head = "--" + d.name + (d.type == .bool ? "" : " VALUE")
+                out += "    " + head + String(repeating: " ", count: max(0, width + 2 - head.count + 2)) + d.description + "\n"
+            }
+            out += "\n"
+        }
+        section("osquery command line flags:", [.cli])
+        section("osquery configuration options (set by config or CLI flags):", [.option])
+        section("osquery shell-only CLI flags:", [.shell])
+        return out
+    }
+}
+
+extension Shell {
+    /// All of standard input.
+    public static func readStandardInput() -> String? {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += chunk[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func readFile(_ path: String) -> String? {
+        FileIO.readString(path)
+    }
+
+    /// `~/.osquery/.history`, creating `~/.osquery` if it can.
+    static func historyPath() -> String? {
+        guard let home = getenv("HOME").map({ String(cString: $0) }), !home.isEmpty else { return nil }
+        let dir = home + "/.osquery"
+        if !FileIO.isDirectory(dir) && mkdir(dir, 0o700) != 0 { return nil }
+        return dir + "/.history"
+    }
+}
