@@ -42,6 +42,12 @@ let package = Package(
         .target(name: "OsqueryShell", dependencies: ["OsqueryEngine", "OsqueryTables"], swiftSettings: strict),
         .executableTarget(name: "osqueryi", dependencies: ["OsqueryShell"], swiftSettings: strict),
         .testTarget(name: "OsqueryEngineTests", dependencies: ["OsqueryEngine"], swiftSettings: strict),
+        .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
+        .testTarget(
+            name: "OsqueryShellTests",
+            dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables"],
+            swiftSettings: strict
+        ),
         .target(name: "ThriftCodec", swiftSettings: strict),
         .target(
             name: "OsqueryProtocol",
@@ -56,7 +62,15 @@ let package = Package(
         .testTarget(name: "ThriftCodecTests", dependencies: ["ThriftCodec"], swiftSettings: strict),
         .testTarget(
             name: "OsqueryProtocolTests",
-            dependencies: ["OsqueryProtocol", "ThriftCodec"],
+            dependencies: ["OsqueryProtocol", "ThriftCodec", "ProtocolFixture"],
+            swiftSettings: strict
+        ),
+        // The fixture manager of Tests/Peers/FIXTURE.md, shared by the tests and the benchmarks.
+        .target(name: "ProtocolFixture", dependencies: ["OsqueryProtocol"], path: "Tests/ProtocolFixture", swiftSettings: strict),
+        .executableTarget(
+            name: "wire-bench",
+            dependencies: ["OsqueryProtocol", "ThriftCodec", "ProtocolFixture"],
+            path: "Benchmarks/WireBench",
             swiftSettings: strict
         ),
     ],

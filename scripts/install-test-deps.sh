@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the non-Swift test peers (Tests/Peers) need, only where it is missing:
-#   Debian: thrift-compiler libthrift-dev libboost-dev g++ (and python3-venv if venv is unusable)
+#   Debian: thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 (and python3-venv if venv is unusable)
 #   <repo>/.venv with PyPI `thrift` and `osquery`
 # Idempotent; silent when everything is already there. Must run as root for apt-get.
 set -euo pipefail
@@ -17,7 +17,7 @@ pkg_installed() {
 }
 
 missing=()
-for p in thrift-compiler libthrift-dev libboost-dev g++; do
+for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3; do
     pkg_installed "$p" || missing+=("$p")
 done
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)

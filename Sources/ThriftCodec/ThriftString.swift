@@ -38,11 +38,32 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
     @inlinable
     public init(decoding buffer: UnsafeRawBufferPointer) {
         let bytes = buffer.bindMemory(to: UInt8.self)
-        if let text = String(validating: bytes, as: UTF8.self) {
+        // Table data is overwhelmingly ASCII: a word-at-a-time scan proves it, and
+        // then the concrete (specialized) initializer builds the string. Only
+        // non-ASCII bytes go through full validation.
+        if Self.isASCII(buffer) {
+            storage = .text(String(decoding: bytes, as: UTF8.self))
+        } else if let text = String(validating: bytes, as: UTF8.self) {
             storage = .text(text)
         } else {
             storage = .bytes(Array(bytes))
         }
+    }
+
+    @inlinable
+    static func isASCII(_ buffer: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        let n = buffer.count
+        var any: UInt64 = 0
+        while i &+ 8 <= n {
+            any |= buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i &+= 8
+        }
+        while i < n {
+            any |= UInt64(buffer[i])
+            i &+= 1
+        }
+        return any & 0x8080_8080_8080_8080 == 0
     }
 
     /// The value as a Swift string, when it is valid UTF-8.
@@ -111,12 +132,14 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
         }
     }
 
-    @inlinable
     public static func == (lhs: ThriftString, rhs: ThriftString) -> Bool {
         switch (lhs.storage, rhs.storage) {
         case (.text(let a), .text(let b)):
             // Byte equality, not Unicode canonical equivalence.
-            return a.utf8.elementsEqual(b.utf8)
+            guard a.utf8.count == b.utf8.count else { return false }
+            return lhs.withUnsafeBytes { x in
+                rhs.withUnsafeBytes { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+            }
         case (.bytes(let a), .bytes(let b)):
             return a == b
         default:

@@ -19,19 +19,28 @@ public struct ThriftWriter: Sendable {
     @inlinable
     public mutating func writeI8(_ value: Int8) { bytes.append(UInt8(bitPattern: value)) }
 
+    // Fixed-width values are appended byte by byte: for 2 to 8 bytes this is
+    // cheaper than a bulk append through a raw buffer.
     @inlinable
     public mutating func writeI16(_ value: Int16) {
-        Swift.withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+        let v = UInt16(bitPattern: value)
+        bytes.append(UInt8(truncatingIfNeeded: v >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: v))
     }
 
     @inlinable
     public mutating func writeI32(_ value: Int32) {
-        Swift.withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+        let v = UInt32(bitPattern: value)
+        bytes.append(UInt8(truncatingIfNeeded: v >> 24))
+        bytes.append(UInt8(truncatingIfNeeded: v >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: v >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: v))
     }
 
     @inlinable
     public mutating func writeI64(_ value: Int64) {
-        Swift.withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+        writeI32(Int32(truncatingIfNeeded: value >> 32))
+        writeI32(Int32(truncatingIfNeeded: value))
     }
 
     @inlinable

@@ -1,5 +1,6 @@
 import Foundation
 import OsqueryProtocol
+import ProtocolFixture
 import Testing
 import ThriftCodec
 

@@ -11,15 +11,6 @@ func tempSocketPath(_ tag: String = "t") -> String {
     "/tmp/osqt-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).em"
 }
 
-/// A gate a handler can wait on until the test opens it.
-final class Gate: Sendable {
-    let stream: AsyncStream<Void>
-    let continuation: AsyncStream<Void>.Continuation
-    init() { (stream, continuation) = AsyncStream<Void>.makeStream() }
-    func open() { continuation.finish() }
-    func wait() async { for await _ in stream {} }
-}
-
 /// Runs blocking work on its own thread, never on the cooperative pool: a
 /// blocked pool thread (there are only as many as cores) would starve the
 /// very server the test is talking to.
