@@ -48,12 +48,6 @@ let package = Package(
             dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables"],
             swiftSettings: strict
         ),
-        .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
-        .testTarget(
-            name: "OsqueryShellTests",
-            dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables"],
-            swiftSettings: strict
-        ),
         .target(name: "ThriftCodec", swiftSettings: strict),
         .target(
             name: "OsqueryProtocol",
