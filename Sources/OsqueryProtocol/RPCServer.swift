@@ -15,6 +15,9 @@ import Darwin
 ///
 /// Many connections are served at once, each in its own task, so a slow call on
 /// one connection never delays another; calls on one connection run in order.
+/// `ping` is answered on the connection's event loop without a thread hop, so
+/// a `ping` handler must never block; every other method runs on the global
+/// concurrent executor.
 /// Idle connections may stay open. The socket file is created with mode 0600,
 /// any stale file at the path is replaced, and the server removes its own file
 /// when it stops.
@@ -64,7 +67,8 @@ public final class RPCServer: Sendable {
                 try await channel.executeThenClose { connections in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await connection in connections {
-                            group.addTask { await Self.serve(connection, processor, logger) }
+                            let executor = EventLoopTaskExecutor(connection.channel.eventLoop)
+                            group.addTask(executorPreference: executor) { await Self.serve(connection, processor, logger) }
                         }
                     }
                 }

@@ -157,7 +157,17 @@ public struct MessageProcessor: Sendable {
 
     func run(_ header: MessageHeader, _ request: ExtensionRequest) async -> Outcome {
         do {
-            let reply = try await service.respond(request)
+            let reply: ExtensionReply
+            if case .ping = request {
+                // Liveness probes stay where they are (the connection's event loop):
+                // no hop, and they are never stuck behind slow plugin work.
+                reply = try await service.respond(request)
+            } else {
+                // Handlers may be slow; keep them off the event loop.
+                reply = try await withTaskExecutorPreference(globalConcurrentExecutor) {
+                    try await service.respond(request)
+                }
+            }
             if header.type == .oneway { return .none }
             let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
             return .reply(encodeMessage(out, capacity: reply.estimatedSize) { reply.writeResult(to: &$0) })
@@ -180,7 +190,7 @@ extension ExtensionReply {
     var estimatedSize: Int {
         guard case .response(let r) = self, let first = r.response.first else { return 256 }
         var rowBytes = 8
-        for (k, v) in first { rowBytes += 8 + k.byteCount + v.byteCount }
+        for e in first.entries { rowBytes += 8 + e.key.byteCount + e.value.byteCount }
         return 256 + rowBytes * r.response.count
     }
 }

@@ -5,8 +5,8 @@ public import ThriftCodec
 
 /// `map<string,string>`: a registry call's arguments.
 public typealias ExtensionPluginRequest = [ThriftString: ThriftString]
-/// `list<map<string,string>>`: a registry call's rows.
-public typealias ExtensionPluginResponse = [[ThriftString: ThriftString]]
+/// `list<map<string,string>>`: a registry call's rows, each kept in wire order.
+public typealias ExtensionPluginResponse = [StringMap]
 /// `i64`: the id the core gives each registered extension (0 = the core).
 public typealias ExtensionRouteUUID = Int64
 /// Plugin name → route info.

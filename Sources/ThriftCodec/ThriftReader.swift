@@ -213,21 +213,6 @@ public struct ThriftReader {
         }
         return map
     }
-
-    /// Reads a `list<map<string,string>>`.
-    @inlinable
-    public mutating func readStringMapList() throws(ThriftError) -> [[ThriftString: ThriftString]] {
-        let header = try readListBegin()
-        guard header.count == 0 || header.element == .map else {
-            throw .invalidData("expected list<map<string,string>>")
-        }
-        try enter()
-        defer { leave() }
-        var rows = [[ThriftString: ThriftString]]()
-        rows.reserveCapacity(header.count)
-        for _ in 0..<header.count { rows.append(try readStringMap()) }
-        return rows
-    }
 }
 
 extension ThriftReader {

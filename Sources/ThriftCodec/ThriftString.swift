@@ -42,7 +42,11 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
         // then the concrete (specialized) initializer builds the string. Only
         // non-ASCII bytes go through full validation.
         if Self.isASCII(buffer) {
-            storage = .text(String(decoding: bytes, as: UTF8.self))
+            storage = .text(
+                String(unsafeUninitializedCapacity: bytes.count) { target in
+                    _ = target.initialize(fromContentsOf: bytes)
+                    return bytes.count
+                })
         } else if let text = String(validating: bytes, as: UTF8.self) {
             storage = .text(text)
         } else {

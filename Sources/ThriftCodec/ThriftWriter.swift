@@ -1,58 +1,91 @@
-/// Encodes Thrift binary-protocol values, big-endian, into a growing byte array.
+/// Encodes Thrift binary-protocol values, big-endian, into a growing buffer.
 ///
-/// Writers always emit the strict (versioned) message header, like libthrift.
-public struct ThriftWriter: Sendable {
-    /// The encoded bytes so far.
-    public var bytes: [UInt8]
+/// The buffer is raw memory owned by the writer (it is freed when the writer
+/// goes away), so each value costs one capacity check and a store. The writer
+/// cannot be copied, only passed `inout`. Writers always emit the strict
+/// (versioned) message header, like libthrift.
+public struct ThriftWriter: ~Copyable, @unchecked Sendable {
+    @usableFromInline var base: UnsafeMutableRawPointer
+    @usableFromInline var count: Int
+    @usableFromInline var capacity: Int
 
     public init(reservingCapacity capacity: Int = 256) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        self.capacity = max(capacity, 64)
+        self.base = .allocate(byteCount: self.capacity, alignment: 8)
+        self.count = 0
+    }
+
+    deinit { base.deallocate() }
+
+    /// The encoded bytes so far (a copy).
+    public var bytes: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
+
+    /// The number of bytes written.
+    public var byteCount: Int { count }
+
+    /// Calls `body` with the encoded bytes, without copying them.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
     @inlinable
-    public mutating func writeByte(_ value: UInt8) { bytes.append(value) }
+    mutating func reserve(_ n: Int) {
+        if _slowPath(count &+ n > capacity) { grow(n) }
+    }
 
-    @inlinable
-    public mutating func writeBool(_ value: Bool) { bytes.append(value ? 1 : 0) }
-
-    @inlinable
-    public mutating func writeI8(_ value: Int8) { bytes.append(UInt8(bitPattern: value)) }
-
-    // Fixed-width values are appended byte by byte: for 2 to 8 bytes this is
-    // cheaper than a bulk append through a raw buffer.
-    @inlinable
-    public mutating func writeI16(_ value: Int16) {
-        let v = UInt16(bitPattern: value)
-        bytes.append(UInt8(truncatingIfNeeded: v >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: v))
+    @usableFromInline
+    mutating func grow(_ n: Int) {
+        let newCapacity = max(capacity &* 2, count &+ n)
+        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 8)
+        newBase.copyMemory(from: base, byteCount: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
     }
 
     @inlinable
-    public mutating func writeI32(_ value: Int32) {
-        let v = UInt32(bitPattern: value)
-        bytes.append(UInt8(truncatingIfNeeded: v >> 24))
-        bytes.append(UInt8(truncatingIfNeeded: v >> 16))
-        bytes.append(UInt8(truncatingIfNeeded: v >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: v))
+    mutating func store<T: FixedWidthInteger>(_ value: T) {
+        reserve(MemoryLayout<T>.size)
+        base.storeBytes(of: value.bigEndian, toByteOffset: count, as: T.self)
+        count &+= MemoryLayout<T>.size
     }
 
     @inlinable
-    public mutating func writeI64(_ value: Int64) {
-        writeI32(Int32(truncatingIfNeeded: value >> 32))
-        writeI32(Int32(truncatingIfNeeded: value))
+    mutating func append(_ raw: UnsafeRawBufferPointer) {
+        let n = raw.count
+        guard n > 0 else { return }
+        reserve(n)
+        (base + count).copyMemory(from: raw.baseAddress!, byteCount: n)
+        count &+= n
     }
 
     @inlinable
-    public mutating func writeDouble(_ value: Double) {
-        writeI64(Int64(bitPattern: value.bitPattern))
-    }
+    public mutating func writeByte(_ value: UInt8) { store(value) }
+
+    @inlinable
+    public mutating func writeBool(_ value: Bool) { store(UInt8(value ? 1 : 0)) }
+
+    @inlinable
+    public mutating func writeI8(_ value: Int8) { store(value) }
+
+    @inlinable
+    public mutating func writeI16(_ value: Int16) { store(value) }
+
+    @inlinable
+    public mutating func writeI32(_ value: Int32) { store(value) }
+
+    @inlinable
+    public mutating func writeI64(_ value: Int64) { store(value) }
+
+    @inlinable
+    public mutating func writeDouble(_ value: Double) { store(value.bitPattern) }
 
     @inlinable
     public mutating func writeString(_ value: ThriftString) {
         value.withUnsafeBytes { raw in
-            writeI32(Int32(truncatingIfNeeded: raw.count))
-            bytes.append(contentsOf: raw)
+            reserve(4 &+ raw.count)
+            store(Int32(truncatingIfNeeded: raw.count))
+            append(raw)
         }
     }
 
@@ -60,15 +93,20 @@ public struct ThriftWriter: Sendable {
     public mutating func writeString(_ value: String) {
         var value = value
         value.withUTF8 { utf8 in
-            writeI32(Int32(truncatingIfNeeded: utf8.count))
-            bytes.append(contentsOf: UnsafeRawBufferPointer(utf8))
+            store(Int32(truncatingIfNeeded: utf8.count))
+            append(UnsafeRawBufferPointer(utf8))
         }
     }
 
     @inlinable
     public mutating func writeBinary(_ value: [UInt8]) {
-        writeI32(Int32(truncatingIfNeeded: value.count))
-        bytes.append(contentsOf: value)
+        store(Int32(truncatingIfNeeded: value.count))
+        value.withUnsafeBytes { append($0) }
+    }
+
+    /// Appends bytes that are already encoded.
+    public mutating func writeRaw(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { append($0) }
     }
 
     /// Writes a strict message header: version 1 | type, name, sequence id.
@@ -88,24 +126,24 @@ public struct ThriftWriter: Sendable {
 
     @inlinable
     public mutating func writeFieldBegin(_ type: TType, id: Int16) {
-        bytes.append(type.rawValue)
-        writeI16(id)
+        store(type.rawValue)
+        store(id)
     }
 
     @inlinable
-    public mutating func writeFieldStop() { bytes.append(TType.stop.rawValue) }
+    public mutating func writeFieldStop() { store(TType.stop.rawValue) }
 
     @inlinable
     public mutating func writeMapBegin(key: TType, value: TType, count: Int) {
-        bytes.append(key.rawValue)
-        bytes.append(value.rawValue)
-        writeI32(Int32(truncatingIfNeeded: count))
+        store(key.rawValue)
+        store(value.rawValue)
+        store(Int32(truncatingIfNeeded: count))
     }
 
     @inlinable
     public mutating func writeListBegin(element: TType, count: Int) {
-        bytes.append(element.rawValue)
-        writeI32(Int32(truncatingIfNeeded: count))
+        store(element.rawValue)
+        store(Int32(truncatingIfNeeded: count))
     }
 
     @inlinable
@@ -121,12 +159,5 @@ public struct ThriftWriter: Sendable {
             writeString(k)
             writeString(v)
         }
-    }
-
-    /// Writes a `list<map<string,string>>`.
-    @inlinable
-    public mutating func writeStringMapList(_ rows: [[ThriftString: ThriftString]]) {
-        writeListBegin(element: .map, count: rows.count)
-        for row in rows { writeStringMap(row) }
     }
 }

@@ -30,7 +30,7 @@ func runFixtureChecks(_ client: ExtensionManagerClient, includeShutdown: Bool = 
     {
         let r = try await client.call(registry: registry, item: item, request: request)
         let want = ExtensionResponse(
-            status: .init(code: 0, message: "OK", uuid: i64min), response: [request, ["registry": registry, "item": item]])
+            status: .init(code: 0, message: "OK", uuid: i64min), response: [StringMap(request), ["registry": registry, "item": item]])
         return r == want ? nil : "echo differs: got \(r.status), \(r.response.count) rows"
     }
     func expectRows(_ r: ExtensionResponse, _ n: Int) -> String? {

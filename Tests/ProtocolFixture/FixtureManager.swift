@@ -8,7 +8,7 @@ public import ThriftCodec
 public let i64max = Int64.max
 public let i64min = Int64.min
 
-public func fixtureRow(_ i: Int) -> [ThriftString: ThriftString] {
+public func fixtureRow(_ i: Int) -> StringMap {
     [
         "i": ThriftString(String(i)), "name": ThriftString("row-\(i)"), "path": ThriftString("/proc/\(i)/status"),
         "zero": "", "unicode": "ünïcødé-✓", "neg": ThriftString(String(-i)),
@@ -30,7 +30,8 @@ public func canon(_ info: InternalExtensionInfo, _ registry: ExtensionRegistry) 
         out += plugins.keys.sorted().map { plugin in
             hexString(plugin) + "="
                 + plugins[plugin]!.map { row in
-                    "{" + row.keys.sorted().map { hexString($0) + "=" + hexString(row[$0]!) }.joined(separator: ";") + "}"
+                    let row = row.dictionary
+                    return "{" + row.keys.sorted().map { hexString($0) + "=" + hexString(row[$0]!) }.joined(separator: ";") + "}"
                 }.joined()
         }.joined(separator: "&")
     }
@@ -85,7 +86,7 @@ public final class FixtureManager: ExtensionManagerHandler {
         }
         return ExtensionResponse(
             status: .init(code: 0, message: "OK", uuid: i64min),
-            response: [request, ["registry": registry, "item": item]])
+            response: [StringMap(request), ["registry": registry, "item": item]])
     }
 
     public func shutdown() async throws { shutdowns.add(1, ordering: .relaxed) }

@@ -1,0 +1,165 @@
+/// A Thrift `map<string,string>` kept as its entries, in wire order.
+///
+/// Query results and route info are lists of small maps (a row of a few
+/// columns), decoded and encoded by the thousand. Keeping each as an array of
+/// entries costs one allocation and no hashing, and it keeps the order in which
+/// a peer sent the columns. Lookup by key is a linear scan, the fastest choice
+/// for the handful of columns a row has; convert with ``dictionary`` for many
+/// lookups on a large map.
+///
+/// Like a Thrift map, keys are meant to be unique. If a peer sends a key twice,
+/// both entries are kept on the wire (so re-encoding is faithful) and lookups
+/// see the last one, as a decoder into a hash map would.
+public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
+    /// One key and its value.
+    public struct Entry: Sendable, Hashable {
+        public var key: ThriftString
+        public var value: ThriftString
+        @inlinable
+        public init(key: ThriftString, value: ThriftString) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    /// The entries in wire order.
+    public var entries: [Entry]
+
+    @inlinable
+    public init() { entries = [] }
+
+    @inlinable
+    public init(minimumCapacity: Int) {
+        entries = []
+        entries.reserveCapacity(minimumCapacity)
+    }
+
+    /// The entries of a dictionary, in its iteration order.
+    public init(_ dictionary: [ThriftString: ThriftString]) {
+        entries = dictionary.map { Entry(key: $0.key, value: $0.value) }
+    }
+
+    /// Keys and values of Swift strings.
+    public init(_ dictionary: [String: String]) {
+        entries = dictionary.map { Entry(key: ThriftString($0.key), value: ThriftString($0.value)) }
+    }
+
+    public init(dictionaryLiteral elements: (ThriftString, ThriftString)...) {
+        entries = elements.map { Entry(key: $0.0, value: $0.1) }
+    }
+
+    @inlinable
+    public var count: Int { entries.count }
+
+    @inlinable
+    public var isEmpty: Bool { entries.isEmpty }
+
+    /// The keys, in wire order.
+    public var keys: [ThriftString] { entries.map(\.key) }
+
+    /// The value for `key` (the last entry with that key), or nil.
+    /// Setting replaces the last such entry or appends one; nil removes every entry with the key.
+    @inlinable
+    public subscript(key: ThriftString) -> ThriftString? {
+        get {
+            var i = entries.count
+            while i > 0 {
+                i &-= 1
+                if entries[i].key == key { return entries[i].value }
+            }
+            return nil
+        }
+        set {
+            guard let newValue else {
+                entries.removeAll { $0.key == key }
+                return
+            }
+            if let i = entries.lastIndex(where: { $0.key == key }) {
+                entries[i].value = newValue
+            } else {
+                entries.append(Entry(key: key, value: newValue))
+            }
+        }
+    }
+
+    /// Appends an entry without looking for an existing one with the same key:
+    /// for producers that know their keys are unique (a table's columns).
+    @inlinable
+    public mutating func append(_ key: ThriftString, _ value: ThriftString) {
+        entries.append(Entry(key: key, value: value))
+    }
+
+    /// A dictionary of the entries (later duplicates win).
+    public var dictionary: [ThriftString: ThriftString] {
+        var d = [ThriftString: ThriftString](minimumCapacity: entries.count)
+        for e in entries { d[e.key] = e.value }
+        return d
+    }
+
+    public func makeIterator() -> some IteratorProtocol<(key: ThriftString, value: ThriftString)> {
+        entries.lazy.map { (key: $0.key, value: $0.value) }.makeIterator()
+    }
+
+    /// Map equality: the same keys with the same values, whatever the order.
+    public static func == (lhs: StringMap, rhs: StringMap) -> Bool {
+        if lhs.entries == rhs.entries { return true }
+        return lhs.dictionary == rhs.dictionary
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(dictionary) }
+
+    public var description: String {
+        "[" + entries.map { "\($0.key.debugDescription): \($0.value.debugDescription)" }.joined(separator: ", ") + "]"
+    }
+}
+
+extension ThriftWriter {
+    /// Writes a `map<string,string>` from its entries.
+    @inlinable
+    public mutating func writeStringMap(_ map: StringMap) {
+        writeMapBegin(key: .string, value: .string, count: map.entries.count)
+        for e in map.entries {
+            writeString(e.key)
+            writeString(e.value)
+        }
+    }
+
+    /// Writes a `list<map<string,string>>`.
+    @inlinable
+    public mutating func writeStringMapList(_ rows: [StringMap]) {
+        writeListBegin(element: .map, count: rows.count)
+        for row in rows { writeStringMap(row) }
+    }
+}
+
+extension ThriftReader {
+    /// Reads a `map<string,string>` into a ``StringMap``, in wire order.
+    @inlinable
+    public mutating func readStringMapEntries() throws(ThriftError) -> StringMap {
+        let header = try readMapBegin()
+        guard header.count == 0 || (header.key == .string && header.value == .string) else {
+            throw .invalidData("expected map<string,string>")
+        }
+        var map = StringMap(minimumCapacity: header.count)
+        for _ in 0..<header.count {
+            let k = try readString()
+            map.append(k, try readString())
+        }
+        return map
+    }
+
+    /// Reads a `list<map<string,string>>`.
+    @inlinable
+    public mutating func readStringMapList() throws(ThriftError) -> [StringMap] {
+        let header = try readListBegin()
+        guard header.count == 0 || header.element == .map else {
+            throw .invalidData("expected list<map<string,string>>")
+        }
+        try enter()
+        defer { leave() }
+        var rows = [StringMap]()
+        rows.reserveCapacity(header.count)
+        for _ in 0..<header.count { rows.append(try readStringMapEntries()) }
+        return rows
+    }
+}
