@@ -28,6 +28,16 @@ if arguments.count == 3, arguments[1] == "serve" {
     exit(0)
 }
 
+// `wire-bench ping SOCKET N`: only our client's ping loop, for strace/perf.
+if arguments.count == 4, arguments[1] == "ping", let n = Int(arguments[3]) {
+    let client = ExtensionManagerClient(path: arguments[2])
+    let clock = ContinuousClock()
+    let start = clock.now
+    for _ in 0..<n { _ = try await client.ping() }
+    print("\((clock.now - start) / n)")
+    exit(0)
+}
+
 // `wire-bench profile-codec N`: only the Swift codec loop, for callgrind/perf.
 if arguments.count == 3, arguments[1] == "profile-codec", let n = Int(arguments[2]) {
     let reply = ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), response: fixtureRows(1000))

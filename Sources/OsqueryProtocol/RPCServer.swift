@@ -37,14 +37,16 @@ public final class RPCServer: Sendable {
         try validateSocketPath(path)
         let processor = MessageProcessor(service: service, limits: limits)
         let fd = try bindUnixSocket(path: path, mode: 0o600, backlog: 256)
-        let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        let channel: NIOAsyncChannel<any Channel, Never>
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .bind(fd) { child in
                     child.eventLoop.makeCompletedFuture {
-                        try child.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(ThriftFrameDecoder(limits: limits)))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                        try child.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(ThriftFrameDecoder(limits: limits)),
+                            ServerConnectionHandler(processor: processor, logger: logger),
+                        ])
+                        return child
                     }
                 }
         } catch {
@@ -57,7 +59,7 @@ public final class RPCServer: Sendable {
 
     private init(
         path: String,
-        channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>,
+        channel: NIOAsyncChannel<any Channel, Never>,
         processor: MessageProcessor,
         logger: Logger
     ) {
@@ -67,8 +69,15 @@ public final class RPCServer: Sendable {
                 try await channel.executeThenClose { connections in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await connection in connections {
-                            let executor = EventLoopTaskExecutor(connection.channel.eventLoop)
-                            group.addTask(executorPreference: executor) { await Self.serve(connection, processor, logger) }
+                            // Connections are served by their handler; this task only
+                            // closes them when the server stops.
+                            group.addTask {
+                                await withTaskCancellationHandler {
+                                    try? await connection.closeFuture.get()
+                                } onCancel: {
+                                    connection.close(promise: nil)
+                                }
+                            }
                         }
                     }
                 }
@@ -81,36 +90,6 @@ public final class RPCServer: Sendable {
         }
         serveTask = Mutex(task)
         finished = task
-    }
-
-    static func serve(
-        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ processor: MessageProcessor, _ logger: Logger
-    ) async {
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                for try await frame in inbound {
-                    // Decode in place (no copy), then run the handler.
-                    let outcome: MessageProcessor.Outcome
-                    switch frame.withUnsafeReadableBytes({ processor.decode($0) }) {
-                    case .answer(let answer): outcome = answer
-                    case .run(let header, let request): outcome = await processor.run(header, request)
-                    }
-                    switch outcome {
-                    case .reply(let bytes):
-                        try await outbound.write(ByteBuffer(bytes: bytes))
-                    case .none:
-                        continue
-                    case .close(let why):
-                        logger.info("closing connection: \(why)")
-                        return
-                    }
-                }
-            }
-        } catch is CancellationError {
-        } catch {
-            // Malformed or oversized input: a typed error and a closed connection.
-            logger.info("closing connection after a protocol error: \(error)")
-        }
     }
 
     /// Stops accepting, closes every connection and removes the socket file.
