@@ -45,42 +45,106 @@ public enum ResultFormatter {
         }
     }
 
+    /// Code points in UTF-8 bytes (osquery's utf8StringSize).
+    @inline(__always)
+    static func utf8Width(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var n = 0
+        for b in bytes where b & 0xC0 != 0x80 { n += 1 }
+        return n
+    }
+
     public static func pretty(_ result: ResultSet, _ settings: OutputSettings) -> String {
         let rows = result.rowCount
         guard rows > 0 else { return "" }
         let n = result.columns.count
-        let cells = cells(result, nullValue: settings.nullValue)
-        var widths = result.columns.map(displayWidth)
+        // Render every cell once, as UTF-8 bytes in one buffer.
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+        ends.reserveCapacity(rows * n)
+        var widths = [Int](repeating: 0, count: n)
+        for (c, name) in result.columns.enumerated() { widths[c] = displayWidth(name) }
         for r in 0..<rows {
             for c in 0..<n {
-                let w = displayWidth(cells[r * n + c])
+                let start = bytes.count
+                appendCell(result.values[r * n + c], nullValue: settings.nullValue, to: &bytes)
+                ends.append(bytes.count)
+                let w = bytes.withUnsafeBufferPointer { utf8Width(UnsafeBufferPointer(rebasing: $0[start..<bytes.count])) }
                 if w > widths[c] { widths[c] = w }
             }
         }
-        var rule = "+"
+        var out: [UInt8] = []
+        let lineWidth = widths.reduce(1) { $0 + $1 + 3 } + 1
+        out.reserveCapacity(lineWidth * (rows + 4))
+        var rule: [UInt8] = [UInt8(ascii: "+")]
         for w in widths {
-            rule += String(repeating: "-", count: w + 2)
-            rule += "+"
+            rule.append(contentsOf: repeatElement(UInt8(ascii: "-"), count: w + 2))
+            rule.append(UInt8(ascii: "+"))
         }
-        rule += "\n"
-        var out = rule
-        out += "|"
+        rule.append(10)
+        out += rule
+        out.append(UInt8(ascii: "|"))
         for (c, name) in result.columns.enumerated() {
-            out += " " + name + String(repeating: " ", count: widths[c] - displayWidth(name) + 1) + "|"
+            out.append(32)
+            out.append(contentsOf: name.utf8)
+            out.append(contentsOf: repeatElement(32, count: widths[c] - displayWidth(name) + 1))
+            out.append(UInt8(ascii: "|"))
         }
-        out += "\n"
+        out.append(10)
         out += rule
-        for r in 0..<rows {
-            for c in 0..<n {
-                let v = cells[r * n + c]
-                out += "| "
-                out += v
-                out += String(repeating: " ", count: widths[c] - displayWidth(v) + 1)
+        bytes.withUnsafeBufferPointer { cells in
+            var start = 0
+            var k = 0
+            for _ in 0..<rows {
+                for c in 0..<n {
+                    let end = ends[k]
+                    let cell = UnsafeBufferPointer(rebasing: cells[start..<end])
+                    out.append(UInt8(ascii: "|"))
+                    out.append(32)
+                    out.append(contentsOf: cell)
+                    out.append(contentsOf: repeatElement(32, count: widths[c] - utf8Width(cell) + 1))
+                    start = end
+                    k += 1
+                }
+                out.append(UInt8(ascii: "|"))
+                out.append(10)
             }
-            out += "|\n"
         }
         out += rule
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A cell's text as the shell prints it, appended as bytes.
+    @inline(__always)
+    static func appendCell(_ value: SQLValue, nullValue: String, to bytes: inout [UInt8]) {
+        switch value {
+        case .null: bytes.append(contentsOf: nullValue.utf8)
+        case .integer(let i): appendInteger(i, to: &bytes)
+        case .double(let d): bytes.append(contentsOf: SQLValue.sqliteDouble(d).utf8)
+        case .text(let s): bytes.append(contentsOf: s.utf8)
+        case .blob(let b): bytes.append(contentsOf: String(decoding: b, as: UTF8.self).utf8)
+        }
+    }
+
+    @inline(__always)
+    static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
+        if value == 0 {
+            bytes.append(48)
+            return
+        }
+        var v = value.magnitude
+        var tmp: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                  UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var i = 20
+        withUnsafeMutableBytes(of: &tmp) { digits in
+            while v > 0 {
+                i -= 1
+                digits[i] = UInt8(48 + v % 10)
+                v /= 10
+            }
+            if value < 0 { bytes.append(UInt8(ascii: "-")) }
+            bytes.append(contentsOf: digits[i..<20])
+        }
     }
 
     /// Keys sorted as osquery's row maps are (byte order); a repeated column

@@ -8,6 +8,8 @@ public struct RegistryItem: Sendable {
     public var ownerUUID: UInt64
     public var isInternal: Bool
     public var plugin: (any RegistryPlugin)?
+    /// The same plugin when it is a table (kept typed so lookups need no dynamic cast).
+    public var table: (any TablePlugin)?
 
     public init(registry: String, name: String, ownerUUID: UInt64 = 0, isInternal: Bool = false, plugin: (any RegistryPlugin)? = nil) {
         self.registry = registry
@@ -15,6 +17,11 @@ public struct RegistryItem: Sendable {
         self.ownerUUID = ownerUUID
         self.isInternal = isInternal
         self.plugin = plugin
+    }
+
+    public init(table: any TablePlugin, ownerUUID: UInt64 = 0) {
+        self.init(registry: "table", name: table.schema.name, ownerUUID: ownerUUID, plugin: table)
+        self.table = table
     }
 }
 
@@ -54,7 +61,7 @@ public final class PluginRegistry: Sendable {
     /// Add a table plugin owned by `owner` (0 = core).
     @discardableResult
     public func addTable(_ table: any TablePlugin, owner: UInt64 = 0) -> Bool {
-        add(RegistryItem(registry: "table", name: table.schema.name, ownerUUID: owner, plugin: table))
+        add(RegistryItem(table: table, ownerUUID: owner))
     }
 
     @discardableResult
@@ -123,12 +130,12 @@ public final class PluginRegistry: Sendable {
     }
 
     public func table(named name: String) -> (any TablePlugin)? {
-        item(registry: "table", name: name)?.plugin as? any TablePlugin
+        item(registry: "table", name: name)?.table
     }
 
     /// Every table plugin, sorted by name.
     public func tables() -> [any TablePlugin] {
-        items(registry: "table").compactMap { $0.plugin as? any TablePlugin }
+        items(registry: "table").compactMap(\.table)
     }
 
     public func tableNames() -> [String] {

@@ -66,6 +66,12 @@ public struct TableRows: Sendable {
     public mutating func append(_ value: Int64) { values.append(.integer(value)) }
     public mutating func append(_ value: Int) { values.append(.integer(Int64(value))) }
 
+    /// Append all rows of another result with the same columns.
+    public mutating func append(contentsOf other: TableRows) {
+        precondition(other.columnCount == columnCount)
+        values.append(contentsOf: other.values)
+    }
+
     /// Append a whole row, in schema order.
     public mutating func appendRow(_ row: [SQLValue]) {
         precondition(row.count == columnCount, "row has \(row.count) values, table has \(columnCount) columns")

@@ -3,32 +3,51 @@ internal import CSQLite
 /// What one registered SQLite module knows about its table plugin.
 final class TableModule: @unchecked Sendable {
     let plugin: any TablePlugin
-    let schema: TableSchema
-    /// Columns as SQLite sees them (real then alias), with their source column.
-    let columns: [TableColumn]
-    let sources: [Int]
-    /// Effective push-down options per virtual column.
-    let pushOptions: [ColumnOptions]
-    let requiredColumns: [Int]
-    let ddl: String
-    /// For colsUsed: the name each virtual column maps to (aliases → target).
-    let usedNames: [String]
+    let defaultIndex: Bool
+    /// Everything derived from the schema, computed on first use (most
+    /// tables are never connected in a given process).
+    private(set) lazy var derived = Derived(plugin: plugin, defaultIndex: defaultIndex)
+
+    struct Derived {
+        let schema: TableSchema
+        /// Columns as SQLite sees them (real then alias), with their source column.
+        let columns: [TableColumn]
+        let sources: [Int]
+        /// Effective push-down options per virtual column.
+        let pushOptions: [ColumnOptions]
+        let requiredColumns: [Int]
+        let ddl: String
+        /// For colsUsed: the name each virtual column maps to (aliases → target).
+        let usedNames: [String]
+
+        init(plugin: any TablePlugin, defaultIndex: Bool) {
+            let schema = plugin.schema
+            self.schema = schema
+            let virtual = schema.virtualColumns
+            self.columns = virtual.map(\.column)
+            self.sources = virtual.map(\.source)
+            self.usedNames = virtual.map { schema.columns[$0.source].name }
+            self.pushOptions = virtual.enumerated().map { i, v in
+                if i >= schema.columns.count { return [] }  // alias columns get no constraints
+                if plugin.isExtension && defaultIndex && v.column.options.rawValue == 0 { return .index }
+                return v.column.options
+            }
+            self.requiredColumns = virtual.indices.filter { virtual[$0].column.options.contains(.required) }
+            self.ddl = "CREATE TABLE x" + schema.columnDefinition(includeAliases: true, isExtension: plugin.isExtension)
+        }
+    }
+
+    var schema: TableSchema { derived.schema }
+    var columns: [TableColumn] { derived.columns }
+    var sources: [Int] { derived.sources }
+    var pushOptions: [ColumnOptions] { derived.pushOptions }
+    var requiredColumns: [Int] { derived.requiredColumns }
+    var ddl: String { derived.ddl }
+    var usedNames: [String] { derived.usedNames }
 
     init(plugin: any TablePlugin, defaultIndex: Bool) {
         self.plugin = plugin
-        let schema = plugin.schema
-        self.schema = schema
-        let virtual = schema.virtualColumns
-        self.columns = virtual.map(\.column)
-        self.sources = virtual.map(\.source)
-        self.usedNames = virtual.map { schema.columns[$0.source].name }
-        self.pushOptions = virtual.enumerated().map { i, v in
-            if i >= schema.columns.count { return [] }  // alias columns get no constraints
-            if plugin.isExtension && defaultIndex && v.column.options.rawValue == 0 { return .index }
-            return v.column.options
-        }
-        self.requiredColumns = virtual.indices.filter { virtual[$0].column.options.contains(.required) }
-        self.ddl = "CREATE TABLE x" + schema.columnDefinition(includeAliases: true, isExtension: plugin.isExtension)
+        self.defaultIndex = defaultIndex
     }
 }
 
@@ -36,6 +55,10 @@ final class TableModule: @unchecked Sendable {
 final class CursorState {
     var rows: TableRows
     var index = 0
+    /// Per virtual column: source column and declared type (copied at xFilter
+    /// so xColumn does no lookups).
+    var sources: [Int] = []
+    var types: [ColumnType] = []
     init(rows: TableRows) { self.rows = rows }
 }
 
@@ -300,6 +323,10 @@ private let xFilter: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
     do {
         state.rows = try module.plugin.generate(context)
         state.index = 0
+        if state.sources.isEmpty {
+            state.sources = module.sources
+            state.types = module.columns.map(\.type)
+        }
     } catch let error as EngineError {
         setError(vtab, error.message)
         return error.code == 0 ? SQLITE_ERROR : error.code
@@ -323,20 +350,19 @@ private let xEof: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?) ->
 }
 
 private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?, OpaquePointer?, Int32) -> Int32 = { cursor, ctx, col in
-    guard let cursor, let vtab = cursor.pointee.pVtab else { return SQLITE_ERROR }
-    let module = module(of: vtab)
+    guard let cursor else { return SQLITE_ERROR }
     let state = cursorState(cursor)
     let c = Int(col)
-    guard c >= 0, c < module.sources.count else {
+    guard c >= 0, c < state.sources.count else {
         sqlite3_result_null(ctx)
         return SQLITE_OK
     }
-    let source = module.sources[c]
+    let source = state.sources[c]
     guard source < state.rows.columnCount else {
         sqlite3_result_null(ctx)
         return SQLITE_OK
     }
-    setResult(ctx, state.rows[state.index, source], type: module.columns[c].type)
+    setResult(ctx, state.rows[state.index, source], type: state.types[c])
     return SQLITE_OK
 }
 

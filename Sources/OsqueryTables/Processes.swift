@@ -18,7 +18,24 @@ final class ProcReader {
 
     /// Read `relative` (e.g. "123/stat") into `buffer`; returns the byte count or -1.
     func read(_ relative: String) -> Int {
-        let fd = relative.withCString { openat(procFD, $0, O_RDONLY | O_CLOEXEC) }
+        relative.withCString { read(at: procFD, $0) }
+    }
+
+    /// Open a process directory (e.g. "123") for reads relative to it.
+    func openProcess(_ pid: Int32) -> Int32 {
+        var name: (CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &name) { raw in
+            var digits: [UInt8] = []
+            var v = pid
+            repeat { digits.append(UInt8(48 + v % 10)); v /= 10 } while v > 0
+            for (i, d) in digits.reversed().enumerated() { raw[i] = d }
+            return openat(procFD, raw.baseAddress!.assumingMemoryBound(to: CChar.self), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
+    }
+
+    /// Read a file relative to a directory descriptor into `buffer`.
+    func read(at dirFD: Int32, _ name: UnsafePointer<CChar>) -> Int {
+        let fd = openat(dirFD, name, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return -1 }
         defer { close(fd) }
         var total = 0
@@ -34,11 +51,13 @@ final class ProcReader {
         }
     }
 
-    /// readlink relative to /proc, as a value (text, or raw bytes when not UTF-8).
+    /// readlink relative to /proc, as raw bytes.
     func link(_ relative: String) -> [UInt8]? {
-        let n = relative.withCString { path in
-            buffer.withUnsafeMutableBytes { readlinkat(procFD, path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-        }
+        relative.withCString { link(at: procFD, $0) }
+    }
+
+    func link(at dirFD: Int32, _ name: UnsafePointer<CChar>) -> [UInt8]? {
+        let n = buffer.withUnsafeMutableBytes { readlinkat(dirFD, name, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
         if n < 0 { return nil }
         return Array(buffer[0..<n])
     }
@@ -82,32 +101,67 @@ enum ProcessTables {
         }
     }
 
+    /// Which per-process files a query needs (from colsUsed).
+    struct Needs: Sendable {
+        var status, cmdline, path, cwd, root, io, cgroup: Bool
+    }
+
     static func generate(_ context: QueryContext, _ schema: TableSchema) throws -> TableRows {
-        let reader = ProcReader()
         var pids: [Int32]
         let wanted = context.equalities(for: "pid")
         if !wanted.isEmpty {
             pids = wanted.compactMap { Int32($0) }
         } else {
-            pids = reader.pids()
+            pids = ProcReader().pids()
         }
-        let needStatus = context.isAnyColumnUsed(["uid", "gid", "euid", "egid", "suid", "sgid"])
-        let needCmdline = context.isColumnUsed("cmdline")
-        let needPath = context.isColumnUsed("path") || context.isColumnUsed("on_disk")
-        let needCwd = context.isColumnUsed("cwd")
-        let needRoot = context.isColumnUsed("root")
-        let needIO = context.isAnyColumnUsed(["disk_bytes_read", "disk_bytes_written"])
-        let needCgroup = context.isColumnUsed("cgroup_path")
+        let needs = Needs(
+            status: context.isAnyColumnUsed(["uid", "gid", "euid", "egid", "suid", "sgid"]),
+            cmdline: context.isColumnUsed("cmdline"),
+            path: context.isColumnUsed("path") || context.isColumnUsed("on_disk"),
+            cwd: context.isColumnUsed("cwd"),
+            root: context.isColumnUsed("root"),
+            io: context.isAnyColumnUsed(["disk_bytes_read", "disk_bytes_written"]),
+            cgroup: context.isColumnUsed("cgroup_path")
+        )
+        // Reading /proc is kernel work that parallelises well: split large
+        // scans over the available cores (plain threads, not the Swift pool).
+        let workers = pids.count >= 64 ? min(4, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) : 1
+        let chunk = (pids.count + workers - 1) / max(1, workers)
+        let frozen = pids
+        let columnCount = schema.columns.count
+        let parts = Parallel.map(workers) { w -> (TableRows, Int) in
+            let lower = min(frozen.count, w * chunk)
+            let upper = min(frozen.count, lower + chunk)
+            return ProcessTables.rows(for: frozen[lower..<upper], needs: needs, columnCount: columnCount)
+        }
+        var result = TableRows(columnCount: columnCount, reservingRows: pids.count)
+        var denied = 0
+        for (part, d) in parts {
+            result.append(contentsOf: part)
+            denied += d
+        }
+        if denied > 0 {
+            StatusLog.info("processes: \(denied) processes' executable paths are not readable as uid \(getuid())")
+        }
+        return result
+    }
+
+    static func rows(for pids: ArraySlice<Int32>, needs: Needs, columnCount: Int) -> (TableRows, Int) {
+        let reader = ProcReader()
+        let needStatus = needs.status, needCmdline = needs.cmdline, needPath = needs.path
+        let needCwd = needs.cwd, needRoot = needs.root, needIO = needs.io, needCgroup = needs.cgroup
         let boot = Host.bootTime
         let ticks = max(1, Host.clockTicks)
         let page = Host.pageSize
-        var rows = TableRows(schema: schema, reservingRows: pids.count)
+        var rows = TableRows(columnCount: columnCount, reservingRows: pids.count)
         var denied = 0
 
         for pid in pids {
-            let p = String(pid)
+            let dir = reader.openProcess(pid)
+            if dir < 0 { continue }
+            defer { close(dir) }
             // stat: "pid (comm) S ppid pgrp ..." — comm may contain spaces and ')'.
-            let n = reader.read(p + "/stat")
+            let n = reader.read(at: dir, "stat")
             if n <= 0 { continue }
             var name: SQLValue = .text("")
             var fields: [Int64] = []
@@ -136,7 +190,7 @@ enum ProcessTables {
 
             var ids: [Int64] = [-1, -1, -1, -1, -1, -1]  // uid euid suid gid egid sgid
             if needStatus {
-                let m = reader.read(p + "/status")
+                let m = reader.read(at: dir, "status")
                 if m > 0 {
                     reader.buffer.withUnsafeBufferPointer { buf in
                         let b = UnsafeBufferPointer(rebasing: buf[0..<m])
@@ -171,7 +225,7 @@ enum ProcessTables {
 
             var cmdline: SQLValue = .text("")
             if needCmdline {
-                let m = reader.read(p + "/cmdline")
+                let m = reader.read(at: dir, "cmdline")
                 if m > 0 {
                     var end = m
                     while end > 0 && reader.buffer[end - 1] == 0 { end -= 1 }
@@ -183,7 +237,7 @@ enum ProcessTables {
             var path: SQLValue = .text("")
             var onDisk: Int64 = -1
             if needPath {
-                if let target = reader.link(p + "/exe") {
+                if let target = reader.link(at: dir, "exe") {
                     var bytes = target
                     let deleted = Array(" (deleted)".utf8)
                     var isDeleted = false
@@ -197,23 +251,31 @@ enum ProcessTables {
                     denied += 1
                 }
             }
-            let cwd: SQLValue = needCwd ? (reader.link(p + "/cwd").map { .text(bytes: $0) } ?? .text("")) : .null
-            let root: SQLValue = needRoot ? (reader.link(p + "/root").map { .text(bytes: $0) } ?? .text("")) : .null
+            let cwd: SQLValue = needCwd ? (reader.link(at: dir, "cwd").map { .text(bytes: $0) } ?? .text("")) : .null
+            let root: SQLValue = needRoot ? (reader.link(at: dir, "root").map { .text(bytes: $0) } ?? .text("")) : .null
 
             var readBytes: Int64 = -1, writeBytes: Int64 = -1
             if needIO {
-                let m = reader.read(p + "/io")
+                let m = reader.read(at: dir, "io")
                 if m > 0 {
-                    for line in String(decoding: reader.buffer[0..<m], as: UTF8.self).split(separator: "\n") {
-                        if line.hasPrefix("read_bytes: ") { readBytes = Int64(line.dropFirst(12)) ?? -1 }
-                        if line.hasPrefix("write_bytes: ") { writeBytes = Int64(line.dropFirst(13)) ?? -1 }
+                    // Lines "name: value"; read_bytes and write_bytes are the 5th and 6th.
+                    var line = 0, i = 0
+                    while i < m && line < 6 {
+                        var j = i
+                        while j < m && reader.buffer[j] != 10 { j += 1 }
+                        if line == 4 || line == 5, let colon = reader.buffer[i..<j].firstIndex(of: 58) {
+                            let v = parseInt(reader.buffer[(colon + 2)..<j])
+                            if line == 4 { readBytes = v } else { writeBytes = v }
+                        }
+                        line += 1
+                        i = j + 1
                     }
                 }
             }
 
             var cgroup: SQLValue = .text("")
             if needCgroup {
-                let m = reader.read(p + "/cgroup")
+                let m = reader.read(at: dir, "cgroup")
                 if m > 0 {
                     let text = String(decoding: reader.buffer[0..<m], as: UTF8.self)
                     let lines = text.split(separator: "\n")
@@ -252,9 +314,6 @@ enum ProcessTables {
             rows.append(.integer(nice))
             rows.append(cgroup)
         }
-        if denied > 0 {
-            StatusLog.info("processes: \(denied) processes' executable paths are not readable as uid \(getuid())")
-        }
-        return rows
+        return (rows, denied)
     }
 }
