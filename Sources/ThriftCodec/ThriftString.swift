@@ -38,19 +38,28 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
     @inlinable
     public init(decoding buffer: UnsafeRawBufferPointer) {
         let bytes = buffer.bindMemory(to: UInt8.self)
-        // Table data is overwhelmingly ASCII: a word-at-a-time scan proves it, and
-        // then the concrete (specialized) initializer builds the string. Only
-        // non-ASCII bytes go through full validation.
-        if Self.isASCII(buffer) {
-            storage = .text(
-                String(unsafeUninitializedCapacity: bytes.count) { target in
-                    _ = target.initialize(fromContentsOf: bytes)
-                    return bytes.count
-                })
-        } else if let text = String(validating: bytes, as: UTF8.self) {
+        // A concrete initializer: the generic `String(validating:)` costs a
+        // runtime metadata lookup per call.
+        let text = String(unsafeUninitializedCapacity: bytes.count) { target in
+            _ = target.initialize(fromContentsOf: bytes)
+            return bytes.count
+        }
+        // Table data is overwhelmingly ASCII: a word-at-a-time scan proves it.
+        // Otherwise the initializer above repaired any invalid UTF-8, so the
+        // input was valid exactly when the string's bytes equal it.
+        if Self.isASCII(buffer) || Self.sameBytes(text, buffer) {
             storage = .text(text)
         } else {
             storage = .bytes(Array(bytes))
+        }
+    }
+
+    @usableFromInline
+    static func sameBytes(_ text: String, _ buffer: UnsafeRawBufferPointer) -> Bool {
+        var text = text
+        return text.withUTF8 { utf8 in
+            utf8.count == buffer.count
+                && (buffer.count == 0 || memcmp(utf8.baseAddress!, buffer.baseAddress!, buffer.count) == 0)
         }
     }
 

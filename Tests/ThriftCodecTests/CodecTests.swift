@@ -123,6 +123,25 @@ func decodeMessage(_ bytes: [UInt8], limits: ThriftLimits = .default) throws -> 
         #expect(back == s)
     }
 
+    @Test func decodingKeepsEveryInvalidSequenceAsBytes() throws {
+        let invalid: [[UInt8]] = [
+            [0xF0, 0x9F, 0x98],  // truncated 4-byte sequence: repair would give 3 bytes, the same count
+            [0xED, 0xA0, 0x80],  // a UTF-16 surrogate encoded in UTF-8
+            [0xC0, 0xAF],  // overlong "/"
+            [0x61, 0x80],  // stray continuation byte
+            [0xEF, 0xBF, 0xBD, 0xFF],  // a real U+FFFD followed by an invalid byte
+        ]
+        for raw in invalid {
+            let s = raw.withUnsafeBytes { ThriftString(decoding: $0) }
+            #expect(!s.isValidUTF8, "\(raw)")
+            #expect(s.bytes == raw)
+        }
+        for valid in ["ünïcødé-✓", "😀", "\u{FFFD}", ""] {
+            let s = Array(valid.utf8).withUnsafeBytes { ThriftString(decoding: $0) }
+            #expect(s.string == valid)
+        }
+    }
+
     @Test func validUTF8StaysAString() {
         let s = ThriftString(bytes: Array("héllo".utf8))
         #expect(s.string == "héllo")
