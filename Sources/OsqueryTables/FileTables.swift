@@ -4,17 +4,41 @@ internal import Crypto
 import Glibc
 #endif
 
+/// A path as raw bytes (file names need not be UTF-8).
+typealias PathBytes = [UInt8]
+
+/// Call `body` with a NUL-terminated copy of a byte path.
+func withCPath<R>(_ path: PathBytes, _ body: (UnsafePointer<CChar>) -> R) -> R {
+    var z = path
+    z.append(0)
+    return z.withUnsafeBufferPointer { buf in
+        buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { body($0) }
+    }
+}
+
+func isDirectory(_ path: PathBytes) -> Bool {
+    var st = stat()
+    return withCPath(path) { stat($0, &st) } == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}
+
+func joinPath(_ dir: PathBytes, _ name: PathBytes) -> PathBytes {
+    var out = dir
+    if out.last != UInt8(ascii: "/") { out.append(UInt8(ascii: "/")) }
+    out += name
+    return out
+}
+
 /// Path resolution shared by `file` and `hash`: `=` is an exact path, LIKE
 /// patterns become filesystem globs (`%` one level, `%%` recursive).
 enum PathResolver {
     /// Paths for the `path` column's constraints.
-    static func paths(_ context: QueryContext, column: String = "path") -> [String] {
-        var out: [String] = []
-        var seen = Set<String>()
+    static func paths(_ context: QueryContext, column: String = "path") -> [PathBytes] {
+        var out: [PathBytes] = []
+        var seen = Set<PathBytes>()
         for c in context.constraints(for: column) {
-            var found: [String] = []
+            var found: [PathBytes] = []
             switch c.op {
-            case .equals: found = [c.expr]
+            case .equals: found = [rawBytes(c)]
             case .like: found = expandLike(c.expr)
             case .glob: found = glob(c.expr)
             default: continue
@@ -24,36 +48,59 @@ enum PathResolver {
         return out
     }
 
-    /// Files directly inside each directory named by the `directory` column.
-    static func directoryEntries(_ context: QueryContext) -> [(directory: String, path: String)] {
-        var dirs: [String] = []
+    /// The constraint's value as bytes (exact, even when not UTF-8).
+    static func rawBytes(_ c: Constraint) -> PathBytes {
+        if case .blob(let b) = c.value { return b }
+        return Array(c.expr.utf8)
+    }
+
+    /// Entries directly inside each directory named by the `directory` column.
+    static func directoryEntries(_ context: QueryContext) -> [(directory: PathBytes, path: PathBytes)] {
+        var dirs: [PathBytes] = []
         for c in context.constraints(for: "directory") {
             switch c.op {
-            case .equals: dirs.append(c.expr)
-            case .like: dirs += expandLike(c.expr).filter(FileIO.isDirectory)
-            case .glob: dirs += glob(c.expr).filter(FileIO.isDirectory)
+            case .equals: dirs.append(rawBytes(c))
+            case .like: dirs += expandLike(c.expr).filter(isDirectory)
+            case .glob: dirs += glob(c.expr).filter(isDirectory)
             default: continue
             }
         }
-        var out: [(String, String)] = []
+        var out: [(PathBytes, PathBytes)] = []
         for dir in dirs {
-            let base = dir.count > 1 && dir.hasSuffix("/") ? String(dir.dropLast()) : dir
-            guard let names = FileIO.listDirectoryNames(base) else {
-                StatusLog.info("Cannot list directory \(base)")
+            var base = dir
+            if base.count > 1 && base.last == UInt8(ascii: "/") { base.removeLast() }
+            guard let names = listRaw(base) else {
+                StatusLog.info("Cannot list directory \(String(decoding: base, as: UTF8.self))")
                 continue
             }
-            for name in names.sorted() {
-                out.append((base, base == "/" ? "/" + name : base + "/" + name))
+            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                out.append((base, joinPath(base, name)))
             }
         }
         return out
     }
 
+    /// readdir on a byte path.
+    static func listRaw(_ path: PathBytes) -> [PathBytes]? {
+        guard let dir = withCPath(path, { opendir($0) }) else { return nil }
+        defer { closedir(dir) }
+        var out: [PathBytes] = []
+        while let entry = readdir(dir) {
+            let name: PathBytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                return Array(bytes[0..<(bytes.firstIndex(of: 0) ?? bytes.count)])
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            out.append(name)
+        }
+        return out
+    }
+
     /// A LIKE pattern as a filesystem walk. A trailing `%%` recurses.
-    static func expandLike(_ pattern: String) -> [String] {
+    static func expandLike(_ pattern: String) -> [PathBytes] {
         if pattern.hasSuffix("%%") {
             let prefix = String(pattern.dropLast(2))
-            var out: [String] = []
+            var out: [PathBytes] = []
             for root in glob(likeToGlob(prefix.isEmpty ? "/" : prefix)) {
                 walk(root, into: &out)
             }
@@ -75,31 +122,33 @@ enum PathResolver {
         return out.replacingDoubleStars()
     }
 
-    static func glob(_ pattern: String) -> [String] {
+    static func glob(_ pattern: String) -> [PathBytes] {
         var g = glob_t()
         defer { globfree(&g) }
         guard Glibc.glob(pattern, GLOB_NOSORT | GLOB_BRACE, nil, &g) == 0 else { return [] }
-        var out: [String] = []
+        var out: [PathBytes] = []
         for i in 0..<Int(g.gl_pathc) {
-            if let p = g.gl_pathv[i] { out.append(String(cString: p)) }
+            if let p = g.gl_pathv[i] {
+                out.append(Array(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p))))
+            }
         }
-        return out.sorted()
+        return out.sorted { $0.lexicographicallyPrecedes($1) }
     }
 
     /// Everything below `root` (root itself included when it is a file).
-    static func walk(_ root: String, into out: inout [String]) {
-        guard FileIO.isDirectory(root) else {
+    static func walk(_ root: PathBytes, into out: inout [PathBytes]) {
+        guard isDirectory(root) else {
             out.append(root)
             return
         }
         var stack = [root]
         while let dir = stack.popLast() {
-            guard let names = FileIO.listDirectoryNames(dir) else { continue }
-            for name in names.sorted() {
-                let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
+            guard let names = listRaw(dir) else { continue }
+            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                let path = joinPath(dir, name)
                 out.append(path)
                 var st = stat()
-                if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { stack.append(path) }
+                if withCPath(path, { lstat($0, &st) }) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { stack.append(path) }
             }
         }
     }
@@ -141,10 +190,10 @@ enum FileTables {
         return String(repeating: "0", count: max(0, 4 - s.count)) + s
     }
 
-    static func parent(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        if slash == path.startIndex { return "/" }
-        return String(path[..<slash])
+    static func parent(_ path: PathBytes) -> PathBytes {
+        guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return [UInt8(ascii: ".")] }
+        if slash == 0 { return [UInt8(ascii: "/")] }
+        return Array(path[..<slash])
     }
 
     static func file() -> FunctionTable {
@@ -156,26 +205,32 @@ enum FileTables {
             col("symlink", .integer), col("type", .text), col("symlink_target_path", .text), pidWithNamespace, mountNamespaceID,
         ], attributes: .utility) { context, schema in
             var rows = TableRows(schema: schema)
-            var targets: [(directory: String, path: String)] = PathResolver.paths(context).map { (parent($0), $0) }
+            var targets: [(directory: PathBytes, path: PathBytes)] = PathResolver.paths(context).map { (parent($0), $0) }
             targets += PathResolver.directoryEntries(context)
             for (directory, path) in targets {
                 var lst = stat()
-                guard lstat(path, &lst) == 0 else { continue }
+                guard withCPath(path, { lstat($0, &lst) }) == 0 else { continue }
                 let isLink = (lst.st_mode & S_IFMT) == S_IFLNK
                 var st = lst
-                var target = ""
+                var target: PathBytes = []
                 if isLink {
-                    if stat(path, &st) != 0 { st = lst }
-                    target = FileIO.readLink(path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    if withCPath(path, { stat($0, &st) }) != 0 { st = lst }
+                    target = withCPath(path) { p -> PathBytes in
+                        var buf = [UInt8](repeating: 0, count: 4096)
+                        let n = buf.withUnsafeMutableBufferPointer { b in
+                            readlink(p, UnsafeMutableRawPointer(b.baseAddress!).assumingMemoryBound(to: CChar.self), b.count)
+                        }
+                        return n > 0 ? Array(buf[0..<n]) : []
+                    }
                 }
-                let name = path.split(separator: "/").last.map(String.init) ?? path
+                let name = path.split(separator: UInt8(ascii: "/")).last.map(Array.init) ?? path
                 rows.appendRow([
-                    .text(path), .text(directory), .text(name), .integer(Int64(st.st_ino)), .integer(Int64(st.st_uid)),
+                    .text(bytes: path), .text(bytes: directory), .text(bytes: name), .integer(Int64(st.st_ino)), .integer(Int64(st.st_uid)),
                     .integer(Int64(st.st_gid)), .text(octalMode(st.st_mode)), .integer(Int64(st.st_rdev)),
                     .integer(Int64(st.st_size)), .integer(Int64(st.st_blksize)), .integer(Int64(st.st_atim.tv_sec)),
                     .integer(Int64(st.st_mtim.tv_sec)), .integer(Int64(st.st_ctim.tv_sec)), 0,
                     .integer(Int64(st.st_nlink)), .integer(isLink ? 1 : 0), .text(fileType(st.st_mode)),
-                    .text(target), .null, .null,
+                    .text(bytes: target), .null, .null,
                 ])
             }
             return rows
@@ -183,16 +238,17 @@ enum FileTables {
     }
 
     /// md5, sha1 and sha256 of a regular file in one pass; nil if unreadable.
-    static func hashFile(_ path: String, readMax: UInt64) -> (String, String, String)? {
+    static func hashFile(_ path: PathBytes, readMax: UInt64) -> (String, String, String)? {
         var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard withCPath(path, { stat($0, &st) }) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let shown = String(decoding: path, as: UTF8.self)
         if readMax > 0 && UInt64(st.st_size) > readMax {
-            StatusLog.info("Cannot hash \(path): larger than read_max (\(readMax) bytes)")
+            StatusLog.info("Cannot hash \(shown): larger than read_max (\(readMax) bytes)")
             return nil
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = withCPath(path) { open($0, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else {
-            StatusLog.info("Cannot open \(path) for hashing")
+            StatusLog.info("Cannot open \(shown) for hashing")
             return nil
         }
         defer { close(fd) }
@@ -234,11 +290,11 @@ enum FileTables {
         ]) { context, schema in
             var rows = TableRows(schema: schema)
             let readMax = flags.uint("read_max")
-            var targets: [(directory: String, path: String)] = PathResolver.paths(context).map { (parent($0), $0) }
+            var targets: [(directory: PathBytes, path: PathBytes)] = PathResolver.paths(context).map { (parent($0), $0) }
             targets += PathResolver.directoryEntries(context)
             for (directory, path) in targets {
                 guard let (md5, sha1, sha256) = hashFile(path, readMax: readMax) else { continue }
-                rows.appendRow([.text(path), .text(directory), .text(md5), .text(sha1), .text(sha256), .null, .null])
+                rows.appendRow([.text(bytes: path), .text(bytes: directory), .text(md5), .text(sha1), .text(sha256), .null, .null])
             }
             return rows
         }

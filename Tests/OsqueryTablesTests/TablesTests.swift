@@ -168,6 +168,25 @@ enum Text {}
         #expect(missing.rowCount == 0)
     }
 
+    @Test func nonUTF8FileNamesArePreserved() throws {
+        let dir = TempDir()
+        let name: [UInt8] = [0x61, 0xff, 0x62]
+        let path = Array(dir.path.utf8) + [0x2f] + name + [0]
+        let fd = path.withUnsafeBufferPointer { $0.baseAddress!.withMemoryRebound(to: CChar.self, capacity: path.count) { open($0, O_WRONLY | O_CREAT, 0o600) } }
+        #expect(fd >= 0)
+        close(fd)
+        let (db, _, _) = try makeTablesDatabase()
+        let listed = try db.execute("SELECT hex(filename), hex(path) FROM file WHERE directory = '\(dir.path)'")
+        let hexPath = (Array(dir.path.utf8) + [0x2f] + name).map { b -> String in
+            let h = String(b, radix: 16, uppercase: true)
+            return h.count == 1 ? "0" + h : h
+        }.joined()
+        #expect(listed.rows == [["61FF62", .text(hexPath)]])
+        // The exact bytes also work as an = constraint.
+        let exact = try db.execute("SELECT count(*) FROM file WHERE path = CAST(x'\(hexPath)' AS TEXT)")
+        #expect(exact.rows == [[1]])
+    }
+
     @Test func hashTableAndJoinWithFile() throws {
         let dir = TempDir()
         dir.write("abc", "abc")
