@@ -168,23 +168,41 @@ public final class Database {
         }
     }
 
-    /// Run SQL and return all rows (statements' rows concatenated; the column
-    /// list is that of the last statement that has columns).
+    /// Run every statement and return each statement's result, in order
+    /// (statements that return no columns, like CREATE, give an empty result).
+    public func executeStatements(_ sql: String) throws(EngineError) -> [ResultSet] {
+        var results: [ResultSet] = []
+        try execute(sql) { (r: ResultSet) throws(EngineError) in results.append(r) }
+        return results
+    }
+
+    /// Run SQL and return its rows. With several statements, their rows are
+    /// concatenated (osquery's query API); statements whose columns differ
+    /// from the last statement with columns are left out, so use
+    /// `executeStatements` or `queryMaps` when shapes differ.
     @discardableResult
     public func execute(_ sql: String) throws(EngineError) -> ResultSet {
-        var total = ResultSet()
-        try execute(sql) { (r: ResultSet) throws(EngineError) in
-            if !r.columns.isEmpty {
-                if total.columns != r.columns && !total.values.isEmpty && total.columns.count != r.columns.count {
-                    // Different shapes: keep the latest (osquery concatenates maps).
-                    total.values.removeAll()
-                }
-                total.columns = r.columns
-                total.declaredTypes = r.declaredTypes
-            }
+        let results = try executeStatements(sql)
+        guard let last = results.last(where: { !$0.columns.isEmpty }) else { return ResultSet() }
+        var total = ResultSet(columns: last.columns, declaredTypes: last.declaredTypes)
+        for r in results where r.columns == last.columns {
             total.values += r.values
         }
         return total
+    }
+
+    /// osquery's query() result: every statement's rows as maps of column
+    /// name to text (NULL → nil), concatenated.
+    public func queryMaps(_ sql: String) throws(EngineError) -> [[String: String?]] {
+        var rows: [[String: String?]] = []
+        for r in try executeStatements(sql) {
+            for i in 0..<r.rowCount {
+                var m: [String: String?] = [:]
+                for (c, name) in r.columns.enumerated() { m[name] = .some(r[i, c].osqueryString) }
+                rows.append(m)
+            }
+        }
+        return rows
     }
 
     /// The result columns of a query and their types (getQueryColumns):

@@ -61,8 +61,8 @@ final class LineEditor {
             cc[Int(VMIN)] = 1
             cc[Int(VTIME)] = 0
         }
-        guard tcsetattr(0, TCSAFLUSH, &raw) == 0 else { return plainRead(prompt: prompt) }
-        defer { tcsetattr(0, TCSAFLUSH, &original) }
+        guard tcsetattr(0, TCSADRAIN, &raw) == 0 else { return plainRead(prompt: prompt) }
+        defer { tcsetattr(0, TCSADRAIN, &original) }
 
         var buffer: [Character] = []
         var cursor = 0

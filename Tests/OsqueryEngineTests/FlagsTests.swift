@@ -53,6 +53,20 @@ import Glibc
         #expect(throws: FlagError.self) { try flags.parse(["--config_path"]) }
     }
 
+    @Test func disableAndEnableTables() throws {
+        let registry = PluginRegistry()
+        registry.addTable(makeTestTable())
+        registry.addTable(makeRequiredTable())
+        let disabling = Flags()
+        try disabling.parse(["--disable_tables=test_table"])
+        let db = try Database(registry: registry, flags: disabling)
+        #expect(db.attachedTableNames == ["needs_path"])
+        #expect(throws: EngineError(code: 1, message: "no such table: test_table")) { try db.execute("SELECT * FROM test_table") }
+        let enabling = Flags()
+        try enabling.parse(["--enable_tables=test_table,needs_path", "--disable_tables=needs_path"])
+        #expect(try Database(registry: registry, flags: enabling).attachedTableNames == ["test_table"], "disable wins")
+    }
+
     @Test func flagfileWithComments() throws {
         let path = "/tmp/osquery-engine-test-\(getpid()).flags"
         let text = """

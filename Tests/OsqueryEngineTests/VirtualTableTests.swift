@@ -253,6 +253,11 @@ import Testing
         #expect(r.columns == ["a", "b"])
         #expect(r.rows == [[1, nil], [2, ""]])
         #expect(try db.execute("   ").rowCount == 0)
+        let each = try db.executeStatements("CREATE TEMP TABLE t(x); INSERT INTO t VALUES (1); SELECT x FROM t; SELECT 'a' AS y, 2.5 AS z")
+        #expect(each.map(\.columns) == [[], [], ["x"], ["y", "z"]])
+        let maps = try db.queryMaps("SELECT x FROM t; SELECT NULL AS y, 2.0 AS z")
+        let expected: [[String: String?]] = [["x": "1"], ["y": String?.none, "z": "2.0"]]
+        #expect(maps == expected)
         #expect(throws: EngineError(code: 1, message: "no such table: foo")) { try db.execute("SELECT * FROM foo") }
         #expect(throws: EngineError(code: 1, message: "near \"selectx\": syntax error")) { try db.execute("selectx 1") }
     }

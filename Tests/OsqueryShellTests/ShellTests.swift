@@ -44,7 +44,7 @@ func builtBinary() -> String {
 }
 
 /// Run a real process; returns exit code, stdout, stderr.
-func spawn(_ path: String, _ args: [String], stdin: String = "") -> ShellRun {
+func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [String] = []) -> ShellRun {
     var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [0, 0]
     pipe(&outPipe); pipe(&errPipe); pipe(&inPipe)
     var actions = posix_spawn_file_actions_t()
@@ -55,8 +55,18 @@ func spawn(_ path: String, _ args: [String], stdin: String = "") -> ShellRun {
     for fd in inPipe + outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
     let argv = ([path] + args).map { strdup($0) } + [nil]
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    var env: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) }
+    let overridden = Set(environment.map { String($0.prefix { $0 != "=" }) })
+    var i = 0
+    while let e = environ[i] {
+        let name = String(String(cString: e).prefix { $0 != "=" })
+        if !overridden.contains(name) { env.append(e) }
+        i += 1
+    }
+    env.append(nil)
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, env)
     for p in argv { free(p) }
+    for p in env.prefix(environment.count) { free(p) }
     posix_spawn_file_actions_destroy(&actions)
     close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
     guard rc == 0 else { return ShellRun(rc: -1, out: "", err: "spawn failed \(rc)") }
@@ -270,6 +280,30 @@ func spawn(_ path: String, _ args: [String], stdin: String = "") -> ShellRun {
 }
 
 @Suite(.serialized) struct BuiltBinaryTests {
+    /// The REPL on a real pseudo-terminal (util-linux `script` allocates it):
+    /// prompts, a multi-line statement, history written to ~/.osquery/.history,
+    /// `.exit N` as the exit code.
+    @Test func replOnAPseudoTerminal() throws {
+        let binary = builtBinary()
+        try #require(FileIO.exists(binary), "build osqueryi first: \(binary)")
+        try #require(FileIO.exists("/usr/bin/script"), "util-linux script(1) is needed for a pty")
+        var template = Array("/tmp/osq-home-XXXXXX".utf8CString)
+        let home = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        defer {
+            unlink(home + "/.osquery/.history")
+            rmdir(home + "/.osquery")
+            rmdir(home)
+        }
+        let r = spawn("/usr/bin/script", ["-qec", binary, "/dev/null"], stdin: "select 40 +\n 2 as answer;\n.exit 5\n", environment: ["HOME=" + home])
+        #expect(r.rc == 5)
+        #expect(r.out.contains("Using a virtual database. Need help, type '.help'"))
+        #expect(r.out.contains("osquery> "))
+        #expect(r.out.contains("    ...> "))
+        #expect(r.out.contains("| answer |"))
+        #expect(r.out.contains("| 42     |"))
+        #expect(FileIO.readString(home + "/.osquery/.history") == "select 40 +\n 2 as answer;\n.exit 5\n")
+    }
+
     @Test func exitCodesOfTheRealExecutable() throws {
         let binary = builtBinary()
         try #require(FileIO.exists(binary), "build osqueryi first: \(binary)")
