@@ -62,7 +62,7 @@ public final class Shell {
         }
         if timer {
             let end = Shell.cpuTimes()
-            io.out("Run Time: real \(Shell.fmt(end.real - start.real)) user \(Shell.fmt(end.user - start.user)) sys \(Shell.fmt(end.sys - start.sys))\n")
+            io.out("Run Time: real \(Shell.fmt(end.real - start.real, 3)) user \(Shell.fmt(end.user - start.user, 6)) sys \(Shell.fmt(end.sys - start.sys, 6))\n")
         }
         if rc != 0 { anyFailed = true }
         return rc
@@ -90,11 +90,14 @@ public final class Shell {
         return (Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9, secs(usage.ru_utime), secs(usage.ru_stime))
     }
 
-    static func fmt(_ d: Double) -> String {
-        let scaled = Int64((d * 1000).rounded())
-        let whole = scaled / 1000
-        let frac = String(scaled % 1000)
-        return "\(whole)." + String(repeating: "0", count: 3 - frac.count) + frac
+    /// `%.Nf` for non-negative values (SQLite's timer prints real with 3
+    /// decimals, user and sys with 6).
+    static func fmt(_ d: Double, _ decimals: Int) -> String {
+        var scale: Int64 = 1
+        for _ in 0..<decimals { scale *= 10 }
+        let scaled = Int64((max(0, d) * Double(scale)).rounded())
+        let frac = String(scaled % scale)
+        return "\(scaled / scale)." + String(repeating: "0", count: decimals - frac.count) + frac
     }
 
     // MARK: Scripts

@@ -274,6 +274,9 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
         #expect(echo.out == "select 5;\n5\n")
         let timer = osqueryi(["--list", "--header=false"], stdin: ".timer on\nselect 5;\n")
         #expect(timer.out.hasPrefix("5\nRun Time: real "))
+        let fields = timer.out.split(separator: "\n")[1].split(separator: " ")
+        #expect(fields.count == 8 && fields[4] == "user" && fields[6] == "sys")
+        #expect(fields[3].split(separator: ".").last?.count == 3 && fields[5].split(separator: ".").last?.count == 6)
         let width = osqueryi([], stdin: ".mode column\n.width 2 4\nselect 'abc' as a, 'b' as bb;\n")
         #expect(width.out == "a   bb  \n--  ----\nab  b   \n")
     }
