@@ -20,11 +20,17 @@ let package = Package(
         .library(name: "OsqueryTables", targets: ["OsqueryTables"]),
         .library(name: "OsqueryShell", targets: ["OsqueryShell"]),
         .executable(name: "osqueryi", targets: ["osqueryi"]),
+        .library(name: "OsqueryManager", targets: ["OsqueryManager"]),
+        // Extension SDK (issue 5): a pure client, the extension runner + plugins, and a testing kit.
+        .library(name: "OsqueryClient", targets: ["OsqueryClient"]),
+        .library(name: "OsqueryExtension", targets: ["OsqueryExtension"]),
+        .library(name: "OsqueryExtensionTesting", targets: ["OsqueryExtensionTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // Core engine (issue 3): SQLite system library, engine, built-in tables, shell.
@@ -40,6 +46,20 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "OsqueryShell", dependencies: ["OsqueryEngine", "OsqueryTables"], swiftSettings: strict),
+        // Extension manager (issue 4): the core side of the extension protocol.
+        .target(
+            name: "OsqueryManager",
+            dependencies: [
+                "OsqueryEngine", "OsqueryProtocol", "ThriftCodec",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OsqueryManagerTests",
+            dependencies: ["OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec"],
+            swiftSettings: strict
+        ),
         .executableTarget(name: "osqueryi", dependencies: ["OsqueryShell"], swiftSettings: strict),
         .testTarget(name: "OsqueryEngineTests", dependencies: ["OsqueryEngine"], swiftSettings: strict),
         .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
@@ -71,6 +91,45 @@ let package = Package(
             name: "wire-bench",
             dependencies: ["OsqueryProtocol", "ThriftCodec", "ProtocolFixture"],
             path: "Benchmarks/WireBench",
+            swiftSettings: strict
+        ),
+        // Extension SDK (issue 5). The client and extension never depend on the core's modules.
+        .target(name: "OsqueryClient", dependencies: ["OsqueryProtocol", "ThriftCodec"], swiftSettings: strict),
+        .target(
+            name: "OsqueryExtension",
+            dependencies: [
+                "OsqueryClient", "OsqueryProtocol", "ThriftCodec",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "OsqueryExtensionTesting",
+            dependencies: ["OsqueryExtension", "OsqueryClient", "OsqueryProtocol", "ThriftCodec", "OsqueryEngine"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OsqueryExtensionTests",
+            dependencies: [
+                "OsqueryExtension", "OsqueryClient", "OsqueryExtensionTesting", "OsqueryProtocol", "ThriftCodec",
+                // Built with the tests so the process tests can run them.
+                "example-pressure-table", "example-writable-table", "example-jsonl-logger", "example-config",
+                "example-distributed", "example-query",
+            ],
+            swiftSettings: strict
+        ),
+        // Examples/: each a runnable extension (or client) built by `swift build`.
+        .executableTarget(name: "example-pressure-table", dependencies: ["OsqueryExtension"], path: "Examples/PressureTable", exclude: ["README.md"], swiftSettings: strict),
+        .executableTarget(name: "example-writable-table", dependencies: ["OsqueryExtension"], path: "Examples/WritableTable", exclude: ["README.md"], swiftSettings: strict),
+        .executableTarget(name: "example-jsonl-logger", dependencies: ["OsqueryExtension"], path: "Examples/JSONLogger", exclude: ["README.md"], swiftSettings: strict),
+        .executableTarget(name: "example-config", dependencies: ["OsqueryExtension"], path: "Examples/ConfigExtension", exclude: ["README.md"], swiftSettings: strict),
+        .executableTarget(name: "example-distributed", dependencies: ["OsqueryExtension"], path: "Examples/DistributedExtension", exclude: ["README.md"], swiftSettings: strict),
+        .executableTarget(name: "example-query", dependencies: ["OsqueryClient"], path: "Examples/QueryClient", exclude: ["README.md"], swiftSettings: strict),
+        .executableTarget(
+            name: "sdk-bench",
+            dependencies: ["OsqueryExtension", "OsqueryExtensionTesting"],
+            path: "Benchmarks/ExtensionBench",
             swiftSettings: strict
         ),
     ],

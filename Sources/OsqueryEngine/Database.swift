@@ -62,6 +62,11 @@ public final class Database {
     let handle: OpaquePointer
     public let registry: PluginRegistry
     private var attached: [String: Int] = [:]
+    private let flags: Flags
+    /// The registry generation the attached tables reflect.
+    private var syncedGeneration: UInt64
+    /// Which plugin instance each extension table was attached with.
+    private var extensionInstances: [String: ObjectIdentifier] = [:]
 
     /// Open an in-memory database and attach the registry's tables
     /// (honouring `--disable_tables` / `--enable_tables`).
@@ -74,6 +79,8 @@ public final class Database {
         }
         self.handle = db
         self.registry = registry
+        self.flags = flags
+        self.syncedGeneration = registry.generation
         SQLFunctions.register(on: db)
         let disabled = Set(flags.string("disable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
         let enabled = Set(flags.string("enable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
@@ -83,6 +90,41 @@ public final class Database {
             if disabled.contains(name) { continue }
             if !enabled.isEmpty && !enabled.contains(name) { continue }
             try attach(table, defaultIndex: defaultIndex)
+            if table.isExtension { extensionInstances[name] = ObjectIdentifier(table as AnyObject) }
+        }
+    }
+
+    /// Brings the attached tables in line with the registry, when it changed
+    /// since the last call: tables extensions registered are attached, tables
+    /// whose extension went away are detached, and an extension table that was
+    /// replaced by a new registration under the same name is re-attached, so no
+    /// statement can reach the old instance. Cheap when nothing changed; call
+    /// it before each statement.
+    public func refreshTables() {
+        let generation = registry.generation
+        guard generation != syncedGeneration else { return }
+        syncedGeneration = generation
+        let disabled = Set(flags.string("disable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        let enabled = Set(flags.string("enable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        var wanted: [String: any TablePlugin] = [:]
+        for table in registry.tables() {
+            let name = table.schema.name
+            if disabled.contains(name) || (!enabled.isEmpty && !enabled.contains(name)) { continue }
+            wanted[name] = table
+        }
+        for name in attached.keys where wanted[name] == nil {
+            detach(name)
+            extensionInstances[name] = nil
+        }
+        let defaultIndex = flags.bool("extensions_default_index")
+        for (name, table) in wanted {
+            let instance = table.isExtension ? ObjectIdentifier(table as AnyObject) : nil
+            if attached[name] != nil {
+                guard let instance, extensionInstances[name] != instance else { continue }
+                detach(name)
+            }
+            try? attach(table, defaultIndex: defaultIndex)
+            extensionInstances[name] = instance
         }
     }
 

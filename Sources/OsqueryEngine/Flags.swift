@@ -5,7 +5,7 @@ import Glibc
 
 /// gflags value types, named as osquery_flags shows them.
 public enum FlagType: String, Sendable {
-    case bool, int32, int64, uint64, double, string
+    case bool, int32, uint32, int64, uint64, double, string
 }
 
 /// Where a flag may be set (osquery's FLAG / CLI_FLAG / SHELL_FLAG / HIDDEN_FLAG).
@@ -155,6 +155,11 @@ public final class Flags: Sendable {
         case .int32:
             guard let v = Int32(value.trimmingASCIIWhitespace()) else {
                 throw FlagError("ERROR: illegal value '\(value)' specified for int32 flag '\(d.name)'")
+            }
+            return String(v)
+        case .uint32:
+            guard let v = UInt32(value.trimmingASCIIWhitespace()) else {
+                throw FlagError("ERROR: illegal value '\(value)' specified for uint32 flag '\(d.name)'")
             }
             return String(v)
         case .int64:

@@ -28,9 +28,11 @@ public struct RegistryItem: Sendable {
 /// Registries of plugins by registry name (`table`, `config`, `logger`, …),
 /// with the active plugin of each. Thread-safe.
 public final class PluginRegistry: Sendable {
+    /// The registries osquery's core knows (`killswitch` was removed upstream,
+    /// so an extension registering it is refused with `Unknown registry`).
     public static let knownRegistries = [
-        "config", "database", "distributed", "enroll", "event_publisher", "event_subscriber",
-        "killswitch", "logger", "numeric_monitoring", "sql", "table",
+        "config", "config_parser", "database", "distributed", "enroll", "event_publisher", "event_subscriber",
+        "logger", "numeric_monitoring", "osquery_events_stream", "sql", "table",
     ]
 
     private struct State {

@@ -1,6 +1,10 @@
 import Logging
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Serves one connection: decodes each framed request in place, runs it, and
 /// writes the reply. Calls on a connection run one at a time, in order; frames
 /// that arrive meanwhile wait in a queue. The call itself runs in a task whose
@@ -14,6 +18,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     let processor: MessageProcessor
     let logger: Logger
     var executor: EventLoopTaskExecutor?
+    var peer: PeerCredentials?
     var waiting = CircularBuffer<ByteBuffer>()
     var busy = false
     var open = true
@@ -25,6 +30,18 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         executor = EventLoopTaskExecutor(context.eventLoop)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        // SO_PEERCRED: the connecting process's pid/uid/gid, from the kernel.
+        if let provider = context.channel as? any SocketOptionProvider {
+            let future: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(
+                level: .socket, name: NIOBSDSocket.Option(rawValue: soPeerCred))
+            future.assumeIsolated().whenSuccess { [self] cred in
+                peer = PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
+            }
+        }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -43,9 +60,12 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         case .run(let header, let request):
             busy = true
             let processor = self.processor
+            let peer = self.peer
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             Task(executorPreference: executor) {
-                let outcome = await processor.run(header, request)
+                let outcome = await PeerCredentials.$current.withValue(peer) {
+                    await processor.run(header, request)
+                }
                 // The task's executor is the event loop, so this resumes on it.
                 let (handler, context) = bound.value
                 handler.busy = false
@@ -85,3 +105,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 }
+
+/// Linux's `struct ucred` (not exported to Swift without _GNU_SOURCE).
+struct RawPeerCredentials {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
+/// Linux's SO_PEERCRED option number.
+let soPeerCred: Int32 = 17

@@ -8,7 +8,7 @@
 ///
 /// Equality, hashing and ordering are by bytes, like `std::string`: two
 /// canonically-equivalent but differently-encoded strings are different values.
-public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringLiteral,
+public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringLiteral, ExpressibleByStringInterpolation,
     CustomStringConvertible, CustomDebugStringConvertible
 {
     @usableFromInline

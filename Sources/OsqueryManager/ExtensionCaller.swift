@@ -1,0 +1,70 @@
+import Foundation
+import OsqueryEngine
+public import OsqueryProtocol
+public import ThriftCodec
+import Synchronization
+
+/// Calls extensions at `<manager socket>.<uuid>`, from async code or from a
+/// query thread that may block.
+///
+/// Every call opens its own connection and closes it afterwards, as osquery's
+/// core does: extensions written with PyPI `osquery` serve one connection at a
+/// time, so an idle pooled connection would lock every other caller out. Every
+/// call has a deadline, so a hung extension fails only the statement that
+/// touched it.
+public struct ExtensionCaller: Sendable {
+    /// The manager socket; extension `uuid` listens on `<socket>.<uuid>`.
+    public let managerSocket: String
+    /// The deadline for one call.
+    public let timeout: Duration
+
+    public init(managerSocket: String, timeout: Duration) {
+        self.managerSocket = managerSocket
+        self.timeout = timeout
+    }
+
+    public func socketPath(uuid: ExtensionRouteUUID) -> String { "\(managerSocket).\(uuid)" }
+
+    func client(uuid: ExtensionRouteUUID, timeout: Duration? = nil) -> ExtensionClient {
+        let t = timeout ?? self.timeout
+        return ExtensionClient(
+            path: socketPath(uuid: uuid),
+            options: RPCClientOptions(connectTimeout: min(t, .seconds(3)), callTimeout: t, maxIdleConnections: 0))
+    }
+
+    public func call(
+        uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
+    ) async throws(RPCClientError) -> ExtensionResponse {
+        try await client(uuid: uuid).call(registry: registry, item: item, request: request)
+    }
+
+    public func ping(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
+        try await client(uuid: uuid, timeout: timeout).ping()
+    }
+
+    public func shutdown(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) {
+        try await client(uuid: uuid, timeout: timeout).shutdown()
+    }
+
+    /// Calls from a thread that may block (a query thread inside `generate`),
+    /// never from the cooperative pool.
+    public func callBlocking(
+        uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
+    ) throws(RPCClientError) -> ExtensionResponse {
+        let box = Mutex<Result<ExtensionResponse, RPCClientError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let caller = self
+        Task {
+            let result: Result<ExtensionResponse, RPCClientError>
+            do throws(RPCClientError) {
+                result = .success(try await caller.call(uuid: uuid, registry: registry, item: item, request: request))
+            } catch {
+                result = .failure(error)
+            }
+            box.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try box.withLock { $0! }.get()
+    }
+}

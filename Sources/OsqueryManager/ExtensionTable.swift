@@ -1,0 +1,174 @@
+import CSQLite
+public import OsqueryEngine
+public import OsqueryProtocol
+import ThriftCodec
+
+/// A table served by an extension: the core's side of osquery's `table`
+/// plugin protocol (protocol.md §3.2). Its schema comes from the route info
+/// the extension registered; scans and writes become RPCs to the extension.
+public final class ExtensionTable: TablePlugin {
+    public let schema: TableSchema
+    public let uuid: ExtensionRouteUUID
+    let caller: ExtensionCaller
+    let name: ThriftString
+    let columnKeys: [ThriftString]
+
+    public init(schema: TableSchema, uuid: ExtensionRouteUUID, caller: ExtensionCaller) {
+        self.schema = schema
+        self.uuid = uuid
+        self.caller = caller
+        self.name = ThriftString(schema.name)
+        self.columnKeys = schema.columns.map { ThriftString($0.name) }
+    }
+
+    public var isExtension: Bool { true }
+
+    public func generate(_ context: QueryContext) throws -> TableRows {
+        let response = try call(["action": "generate", "context": ThriftString(context.toJSON())])
+        return try Self.rows(from: response.response, schema: schema, columnKeys: columnKeys)
+    }
+
+    /// Converts an extension's rows as osquery does: a missing key is NULL, an
+    /// empty string in a numeric column is NULL, INTEGER parses like strtol
+    /// base 0 into 32 bits, BIGINT overflow is NULL, DOUBLE must parse whole.
+    /// Keys that are not columns are ignored; `rowid` sets the row's rowid.
+    static func rows(from rows: [StringMap], schema: TableSchema, columnKeys: [ThriftString]) throws -> TableRows {
+        var out = TableRows(schema: schema, reservingRows: rows.count)
+        var rowids: [Int64]? = nil
+        // Extensions send the same keys in the same order row after row, so the
+        // position found in one row is tried first in the next.
+        var guess = [Int](repeating: 0, count: columnKeys.count)
+        for (r, row) in rows.enumerated() {
+            let entries = row.entries
+            for (c, key) in columnKeys.enumerated() {
+                var value: ThriftString?
+                let g = guess[c]
+                if g < entries.count, entries[g].key == key {
+                    value = entries[g].value
+                } else if let i = entries.lastIndex(where: { $0.key == key }) {
+                    guess[c] = i
+                    value = entries[i].value
+                }
+                out.append(Self.convert(value, to: schema.columns[c].type))
+            }
+            if let rowid = row["rowid"] {
+                guard let text = rowid.string, let id = Int64(text) else {
+                    throw EngineError(code: SQLITE_ERROR, message: "Invalid rowid value: \(rowid.lossyString)")
+                }
+                if rowids == nil { rowids = [Int64](repeating: 0, count: r) }
+                rowids?.append(id)
+            } else if rowids != nil {
+                rowids?.append(Int64(r))
+            }
+        }
+        out.rowids = rowids
+        return out
+    }
+
+    static func convert(_ value: ThriftString?, to type: ColumnType) -> SQLValue {
+        guard let value else { return .null }
+        if let text = value.string { return SQLValue.converting(text, to: type) }
+        switch type {
+        case .text, .unknown, .blob: return .blob(value.bytes)  // raw bytes, unchanged
+        default: return SQLValue.converting(value.lossyString, to: type)
+        }
+    }
+
+    // MARK: writes (osquery's xUpdate requests)
+
+    public func insert(_ values: [SQLValue], rowid: Int64?, context: QueryContext) throws -> Int64? {
+        var request: ExtensionPluginRequest = [
+            "action": "insert", "context": ThriftString(context.toJSON()),
+            "json_value_array": ThriftString(Self.jsonArray(values)),
+            "auto_rowid": rowid == nil ? "true" : "false",
+        ]
+        if let rowid { request["id"] = ThriftString(String(rowid)) }
+        let row = try writeStatus(request)
+        if let id = row["id"]?.string.flatMap({ Int64($0) }) { return id }
+        return rowid
+    }
+
+    public func update(rowid: Int64, newRowid: Int64?, values: [SQLValue], context: QueryContext) throws {
+        var request: ExtensionPluginRequest = [
+            "action": "update", "context": ThriftString(context.toJSON()), "id": ThriftString(String(rowid)),
+            "json_value_array": ThriftString(Self.jsonArray(values)),
+        ]
+        if let newRowid, newRowid != rowid { request["new_id"] = ThriftString(String(newRowid)) }
+        _ = try writeStatus(request)
+    }
+
+    public func delete(rowid: Int64, context: QueryContext) throws {
+        _ = try writeStatus([
+            "action": "delete", "context": ThriftString(context.toJSON()), "id": ThriftString(String(rowid)),
+        ])
+    }
+
+    /// The reply to a write must be one row with `status`: success, readonly,
+    /// failure (with an optional message) or constraint.
+    func writeStatus(_ request: ExtensionPluginRequest) throws -> StringMap {
+        let response = try call(request)
+        guard response.response.count == 1, let status = response.response[0]["status"] else {
+            throw EngineError(code: SQLITE_ERROR, message: "Invalid response from the extension table \(schema.name)")
+        }
+        switch status {
+        case "success": return response.response[0]
+        case "readonly": throw EngineError(code: SQLITE_READONLY, message: "table \(schema.name) may not be modified")
+        case "constraint": throw EngineError(code: SQLITE_CONSTRAINT, message: "constraint failed")
+        case "failure":
+            let message = response.response[0]["message"]?.lossyString ?? "the extension failed to modify \(schema.name)"
+            throw EngineError(code: SQLITE_ERROR, message: message)
+        default:
+            throw EngineError(code: SQLITE_ERROR, message: "Invalid response from the extension table \(schema.name)")
+        }
+    }
+
+    func call(_ request: ExtensionPluginRequest) throws -> ExtensionResponse {
+        let response: ExtensionResponse
+        do {
+            response = try caller.callBlocking(uuid: uuid, registry: "table", item: name, request: request)
+        } catch {
+            throw EngineError(code: SQLITE_ERROR, message: "extension table \(schema.name): \(error)")
+        }
+        guard response.status.isSuccess else {
+            // The extension's own message becomes the SQL error, as in osquery.
+            throw EngineError(code: SQLITE_ERROR, message: response.status.message.lossyString)
+        }
+        return response
+    }
+
+    /// One typed JSON value per declared column: integers, doubles, strings, null.
+    static func jsonArray(_ values: [SQLValue]) -> String {
+        var out = "["
+        for (i, v) in values.enumerated() {
+            if i > 0 { out += "," }
+            switch v {
+            case .null: out += "null"
+            case .integer(let n): out += String(n)
+            case .double(let d): out += d.isFinite ? "\(d)" : "null"
+            case .text(let s): out += jsonString(s)
+            case .blob(let b): out += jsonString(String(decoding: b, as: UTF8.self))
+            }
+        }
+        return out + "]"
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
