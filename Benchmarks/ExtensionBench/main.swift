@@ -1,0 +1,78 @@
+// Rows/s of an extension table written with the Swift SDK vs the same table written with
+// PyPI `osquery` (Tests/Peers/python/bench_extension.py), both registered with the same manager.
+//
+//   swift build -c release --product sdk-bench && .build/release/sdk-bench [rows] [repeats]
+//
+// Two measurements per table:
+//   wire  — the core's side of one `call(table, generate)` on the extension's socket (what the
+//           core does for every query), decode included;
+//   query — `SELECT * FROM <table>` through a manager running the core's SQLite engine
+//           (OsqueryExtensionTesting.FakeCore) and its wire layer, end to end.
+// Until the core's extension manager (issue 4) exists, FakeCore stands in for "our core".
+import Foundation
+import OsqueryExtension
+import OsqueryExtensionTesting
+
+let args = CommandLine.arguments
+let rowCount = args.count > 1 ? Int(args[1]) ?? 100_000 : 100_000
+let repeats = args.count > 2 ? Int(args[2]) ?? 5 : 5
+
+let swiftTable = Table("swift_bench_rows", columns: [.text("a"), .bigint("b"), .double("c"), .text("d")]) { _ in
+    var rows: [Row] = []
+    rows.reserveCapacity(rowCount)
+    for i in 0..<rowCount {
+        rows.append(["a": "row\(i)", "b": i, "c": Double(i) * 0.5, "d": "constant"])
+    }
+    return rows
+}
+
+func measure(_ label: String, _ body: () async throws -> Int) async throws {
+    var best = Double.infinity
+    var rows = 0
+    for _ in 0..<repeats {
+        let start = ContinuousClock.now
+        rows = try await body()
+        let d = ContinuousClock.now - start
+        best = min(best, Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+    }
+    let rate = Double(rows) / best
+    print(String(format: "%-34@ %9d rows  best %8.3f s  %12.0f rows/s", label as NSString, rows, best, rate))
+}
+
+let core = try await FakeCore.start()
+let ext = Extension("swift_bench", plugins: [swiftTable])
+try await ext.start(options: try ExtensionOptions.parse(["--socket", core.socket, "--interval", "5"]))
+
+var repo = URL(fileURLWithPath: #filePath)
+for _ in 0..<3 { repo.deleteLastPathComponent() }
+let python = repo.path + "/.venv/bin/python3"
+let script = repo.path + "/Tests/Peers/python/bench_extension.py"
+let py = Process()
+py.executableURL = URL(fileURLWithPath: python)
+py.arguments = [script, "--socket", core.socket, "--timeout", "5", "--interval", "5"]
+py.environment = ProcessInfo.processInfo.environment.merging(["BENCH_ROWS": String(rowCount)]) { $1 }
+py.standardError = FileHandle.nullDevice
+try py.run()
+let pyUUID = try await core.waitForExtension(named: "py_bench", timeout: .seconds(20))
+
+print("rows per generate: \(rowCount), best of \(repeats)")
+func wire(_ uuid: Int64, _ table: String) async throws -> Int {
+    let client = ExtensionClient(path: "\(core.socket).\(uuid)", options: RPCClientOptions(callTimeout: .seconds(600)))
+    defer { client.close() }
+    let r = try await client.call(registry: "table", item: ThriftString(table), request: ["action": "generate", "context": "{}"])
+    return r.response.count
+}
+let client = OsqueryClient(socket: core.socket, callTimeout: .seconds(600))
+func query(_ table: String) async throws -> Int {
+    try await client.queryRows("select * from \(table)").count
+}
+try await measure("Swift SDK  wire  (generate call)", { try await wire(ext.uuid, "swift_bench_rows") })
+try await measure("PyPI osquery wire (generate call)", { try await wire(pyUUID, "py_bench_rows") })
+try await measure("Swift SDK  query (select *)", { try await query("swift_bench_rows") })
+try await measure("PyPI osquery query (select *)", { try await query("py_bench_rows") })
+
+py.terminate()
+py.waitUntilExit()
+ext.stop()
+_ = await ext.waitUntilStopped()
+await core.stop()

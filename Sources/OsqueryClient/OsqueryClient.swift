@@ -1,0 +1,239 @@
+@_exported public import OsqueryProtocol
+@_exported public import ThriftCodec
+
+/// Why a call to an osquery core failed.
+public enum OsqueryClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The call never got an answer: no socket, refused, timed out, broken transport, …
+    case transport(RPCClientError)
+    /// The core answered with a non-zero status (for `query`: the SQLite error text).
+    case status(code: Int32, message: String)
+    /// A row could not be decoded into the requested Swift type.
+    case decoding(row: Int, column: String, reason: String)
+    /// No core answered at the socket within the wait.
+    case coreUnavailable(path: String, after: Duration, lastError: RPCClientError?)
+
+    public var description: String {
+        switch self {
+        case .transport(let e): "osquery call failed: \(e)"
+        case .status(let code, let message): "osquery returned status \(code): \(message)"
+        case .decoding(let row, let column, let reason): "cannot decode row \(row), column '\(column)': \(reason)"
+        case .coreUnavailable(let path, let after, let last):
+            "no osquery core answered at \(path) within \(after)" + (last.map { " (last error: \($0))" } ?? "")
+        }
+    }
+}
+
+/// One extension as the core lists it.
+public struct RegisteredExtension: Sendable, Hashable {
+    /// The uuid the core gave it.
+    public var uuid: Int64
+    public var name: String
+    public var version: String
+    public var sdkVersion: String
+    public var minSDKVersion: String
+
+    /// Creates a description from its fields.
+    public init(uuid: Int64, name: String, version: String, sdkVersion: String, minSDKVersion: String) {
+        self.uuid = uuid
+        self.name = name
+        self.version = version
+        self.sdkVersion = sdkVersion
+        self.minSDKVersion = minSDKVersion
+    }
+}
+
+/// One core flag as `options()` reports it.
+public struct CoreOption: Sendable, Hashable {
+    public var value: String
+    public var defaultValue: String
+    /// The gflags type name (`bool`, `string`, `int32`, …).
+    public var type: String
+}
+
+/// A client for an osquery core's extension manager socket.
+///
+/// Every in-flight call has its own connection (there is no shared lock), so
+/// calls never wait on each other, a timed-out call can never hand its late
+/// reply to the next one, and a table's `generate` may call back into the core
+/// (re-entrant use) while the core is waiting for that same table.
+///
+/// ```swift
+/// let core = OsqueryClient(socket: "/var/osquery/osquery.em")
+/// struct Proc: Decodable { var pid: Int; var name: String }
+/// let procs = try await core.query("select pid, name from processes", as: Proc.self)
+/// ```
+public struct OsqueryClient: Sendable {
+    /// The manager socket path.
+    public let socket: String
+    /// The wire-level client (every `ExtensionManager` RPC, raw types).
+    public let manager: ExtensionManagerClient
+
+    /// A client for the core at `socket`. Nothing connects until the first call.
+    /// - Parameters:
+    ///   - connectTimeout: how long opening a connection may take.
+    ///   - callTimeout: the deadline of one call (osquery's own default is 300 s).
+    public init(socket: String, connectTimeout: Duration = .seconds(3), callTimeout: Duration = .seconds(300)) {
+        self.socket = socket
+        self.manager = ExtensionManagerClient(
+            path: socket, options: RPCClientOptions(connectTimeout: connectTimeout, callTimeout: callTimeout))
+    }
+
+    /// Waits, with back-off, until a core answers `ping` at `socket`, then returns a client.
+    /// Throws ``OsqueryClientError/coreUnavailable(path:after:lastError:)`` after `timeout`.
+    public static func connect(
+        socket: String, timeout: Duration = .seconds(3), callTimeout: Duration = .seconds(300)
+    ) async throws(OsqueryClientError) -> OsqueryClient {
+        let client = OsqueryClient(socket: socket, connectTimeout: .seconds(1), callTimeout: callTimeout)
+        try await client.waitUntilAvailable(timeout: timeout)
+        return client
+    }
+
+    /// Waits, with back-off (20 ms doubling to 500 ms), until the core answers `ping`.
+    public func waitUntilAvailable(timeout: Duration) async throws(OsqueryClientError) {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var delay = Duration.milliseconds(20)
+        var last: RPCClientError?
+        while true {
+            do {
+                let status = try await manager.ping(timeout: .seconds(2))
+                if status.code != 1 { return }
+                last = .protocolError("ping answered code 1: \(status.message)")
+            } catch {
+                last = error
+            }
+            let now = clock.now
+            if now >= deadline { throw .coreUnavailable(path: socket, after: timeout, lastError: last) }
+            let nap = min(delay, deadline - now)
+            do { try await Task.sleep(for: nap) } catch { throw .coreUnavailable(path: socket, after: timeout, lastError: last) }
+            delay = min(delay * 2, .milliseconds(500))
+        }
+    }
+
+    // MARK: - RPCs
+
+    /// `ping`: the core's status (`{0, "pong"}` for osquery).
+    public func ping(timeout: Duration? = nil) async throws(OsqueryClientError) -> ExtensionStatus {
+        do { return try await manager.ping(timeout: timeout) } catch { throw .transport(error) }
+    }
+
+    /// `query`: runs SQL and returns rows of strings (integers in decimal, NULL as `""`, as osquery does).
+    public func query(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [[String: String]] {
+        try await queryRows(sql, timeout: timeout).map { row in
+            var out: [String: String] = [:]
+            out.reserveCapacity(row.count)
+            for e in row.entries { out[e.key.lossyString] = e.value.lossyString }
+            return out
+        }
+    }
+
+    /// `query` with rows kept as the wire sent them (byte-faithful, in column order).
+    public func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
+        let response: ExtensionResponse
+        do { response = try await manager.query(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
+        guard response.status.code == 0 else {
+            throw .status(code: response.status.code, message: response.status.message.lossyString)
+        }
+        return response.response
+    }
+
+    /// `query`, decoding each row into `T` (see ``RowDecoder`` for the conversions).
+    public func query<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
+        async throws(OsqueryClientError) -> [T]
+    {
+        let rows = try await queryRows(sql, timeout: timeout)
+        var out: [T] = []
+        out.reserveCapacity(rows.count)
+        for (i, row) in rows.enumerated() {
+            out.append(try RowDecoder.decode(T.self, from: row, rowIndex: i))
+        }
+        return out
+    }
+
+    /// The first row of `query(sql, as:)`, or nil when there is none.
+    public func queryRow<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
+        async throws(OsqueryClientError) -> T?
+    {
+        try await query(sql, as: type, timeout: timeout).first
+    }
+
+    /// `getQueryColumns`: the result columns of `sql` as `(name, type)` in select order.
+    public func queryColumns(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError)
+        -> [(name: String, type: String)]
+    {
+        let response: ExtensionResponse
+        do { response = try await manager.getQueryColumns(ThriftString(sql), timeout: timeout) } catch {
+            throw .transport(error)
+        }
+        guard response.status.code == 0 else {
+            throw .status(code: response.status.code, message: response.status.message.lossyString)
+        }
+        return response.response.compactMap { row in
+            row.entries.first.map { ($0.key.lossyString, $0.value.lossyString) }
+        }
+    }
+
+    /// `extensions`: every registered extension, by uuid (the core is not listed).
+    public func extensions(timeout: Duration? = nil) async throws(OsqueryClientError) -> [Int64: RegisteredExtension] {
+        let list: InternalExtensionList
+        do { list = try await manager.extensions(timeout: timeout) } catch { throw .transport(error) }
+        var out: [Int64: RegisteredExtension] = [:]
+        for (uuid, info) in list {
+            out[uuid] = RegisteredExtension(
+                uuid: uuid, name: info.name.lossyString, version: info.version.lossyString,
+                sdkVersion: info.sdkVersion.lossyString, minSDKVersion: info.minSDKVersion.lossyString)
+        }
+        return out
+    }
+
+    /// `options`: every core flag by name.
+    public func options(timeout: Duration? = nil) async throws(OsqueryClientError) -> [String: CoreOption] {
+        let list: InternalOptionList
+        do { list = try await manager.options(timeout: timeout) } catch { throw .transport(error) }
+        var out: [String: CoreOption] = [:]
+        for (name, o) in list {
+            out[name.lossyString] = CoreOption(
+                value: o.value.lossyString, defaultValue: o.defaultValue.lossyString, type: o.type.lossyString)
+        }
+        return out
+    }
+
+    /// `call`: runs a registry plugin through the core (the core routes it to its owner).
+    /// A non-zero status is returned, not thrown: some registries (logger `features`) carry data in it.
+    public func call(registry: String, item: String, request: [String: String], timeout: Duration? = nil)
+        async throws(OsqueryClientError) -> ExtensionResponse
+    {
+        var req = ExtensionPluginRequest(minimumCapacity: request.count)
+        for (k, v) in request { req[ThriftString(k)] = ThriftString(v) }
+        do {
+            return try await manager.call(
+                registry: ThriftString(registry), item: ThriftString(item), request: req, timeout: timeout)
+        } catch { throw .transport(error) }
+    }
+
+    /// `registerExtension` (raw; the extension runner does this for you).
+    public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil)
+        async throws(OsqueryClientError) -> ExtensionStatus
+    {
+        do { return try await manager.registerExtension(info: info, registry: registry, timeout: timeout) } catch {
+            throw .transport(error)
+        }
+    }
+
+    /// `deregisterExtension`.
+    public func deregisterExtension(uuid: Int64, timeout: Duration? = nil) async throws(OsqueryClientError)
+        -> ExtensionStatus
+    {
+        do { return try await manager.deregisterExtension(uuid: uuid, timeout: timeout) } catch {
+            throw .transport(error)
+        }
+    }
+
+    /// `shutdown`: asks the core to stop (osquery's manager treats it as a no-op).
+    public func shutdown(timeout: Duration? = nil) async throws(OsqueryClientError) {
+        do { try await manager.shutdown(timeout: timeout) } catch { throw .transport(error) }
+    }
+
+    /// Closes idle connections.
+    public func close() { manager.close() }
+}

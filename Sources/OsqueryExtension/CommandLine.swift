@@ -1,0 +1,53 @@
+public import ArgumentParser
+
+/// The extension's command line: exactly what osquery's autoloader passes
+/// (`--socket S --timeout T --interval I [--verbose]`, also in `--flag=value`
+/// form), plus developer conveniences. Unknown flags are tolerated and kept in
+/// ``unrecognized``, so a newer core passing a new flag never kills an extension.
+public struct ExtensionOptions: ParsableArguments, Sendable {
+    /// The core's extension manager socket.
+    @Option(help: "Path of the osquery extension manager socket.")
+    public var socket: String = "/var/osquery/osquery.em"
+
+    /// Seconds to wait for the core's socket at start.
+    @Option(help: "Seconds to wait for the core's socket to answer.")
+    public var timeout: Double = 3
+
+    /// Seconds between liveness checks.
+    @Option(help: "Seconds between liveness checks of the core.")
+    public var interval: Double = 3
+
+    /// Log debug details (to standard error).
+    @Flag(help: "Log debug details to standard error.")
+    public var verbose: Bool = false
+
+    /// Survive core restarts: wait for the core to come back and register again.
+    @Flag(help: "Keep running when the core goes away; re-register when it returns (for extensions not started by osquery).")
+    public var supervised: Bool = false
+
+    /// Print the spec JSON of every table, then exit.
+    @Flag(name: .customLong("spec"), help: "Print the JSON spec of every table and exit.")
+    public var printSpec: Bool = false
+
+    /// Print the plugins (registry and name), then exit.
+    @Flag(name: .customLong("list"), help: "List the plugins this extension provides and exit.")
+    public var listPlugins: Bool = false
+
+    /// Flags and arguments this parser did not recognise (tolerated, not used).
+    @Argument(parsing: .allUnrecognized, help: .hidden)
+    public var unrecognized: [String] = []
+
+    public init() {}
+}
+
+/// The command wrapper that gives `--help` the executable's own name.
+struct ExtensionCommand: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        let name = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "extension") } ?? "extension"
+        return CommandConfiguration(commandName: name, abstract: "An osquery extension (Swift SDK \(OsquerySDK.version)).")
+    }
+
+    @OptionGroup var options: ExtensionOptions
+
+    init() {}
+}

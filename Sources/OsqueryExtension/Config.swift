@@ -1,0 +1,44 @@
+/// A config plugin: `genConfig` returns config sources, `genPack` resolves a pack by name.
+///
+/// ```swift
+/// let cfg = ConfigPlugin("static") { ["main": #"{"schedule":{}}"#] }
+/// ```
+public struct ConfigPlugin: ExtensionPlugin {
+    public let name: String
+    let genConfig: @Sendable () async throws -> [String: String]
+    let genPack: (@Sendable (_ name: String, _ value: String) async throws -> String)?
+
+    public var registry: String { "config" }
+
+    /// - Parameters:
+    ///   - genConfig: source name → config JSON text.
+    ///   - genPack: pack name and its value in the config → pack JSON text (nil: packs unsupported).
+    public init(
+        _ name: String,
+        genPack: (@Sendable (_ name: String, _ value: String) async throws -> String)? = nil,
+        genConfig: @escaping @Sendable () async throws -> [String: String]
+    ) {
+        self.name = name
+        self.genConfig = genConfig
+        self.genPack = genPack
+    }
+
+    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
+        switch request.action {
+        case "genConfig":
+            let sources = try await genConfig()
+            var row = StringMap(minimumCapacity: sources.count)
+            for (k, v) in sources.sorted(by: { $0.key < $1.key }) { row.append(ThriftString(k), ThriftString(v)) }
+            return .ok([row])
+        case "genPack":
+            guard let genPack else { return .failure("config \(name): genPack is not supported") }
+            let pack = request["name"] ?? ""
+            let json = try await genPack(pack, request["value"] ?? "")
+            var row = StringMap(minimumCapacity: 1)
+            row.append(ThriftString(pack), ThriftString(json))
+            return .ok([row])
+        default:
+            return .failure("config \(name): unknown action \(request.action ?? "(none)")")
+        }
+    }
+}

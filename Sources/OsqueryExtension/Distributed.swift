@@ -1,0 +1,122 @@
+/// Work for the core: queries to run, discovery queries gating them, and an optional accelerate interval.
+public struct DistributedQueries: Sendable, Hashable {
+    /// Query id → SQL.
+    public var queries: [String: String]
+    /// Query id → discovery SQL (a query runs only if its discovery returns rows).
+    public var discovery: [String: String]
+    /// Seconds for which the core should check in more often.
+    public var accelerate: Int?
+
+    public init(queries: [String: String] = [:], discovery: [String: String] = [:], accelerate: Int? = nil) {
+        self.queries = queries
+        self.discovery = discovery
+        self.accelerate = accelerate
+    }
+
+    /// The `results` JSON of a getQueries reply.
+    public var json: String {
+        var members: [(String, JSONValue)] = [
+            ("queries", .object(queries.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
+        ]
+        if !discovery.isEmpty {
+            members.append(("discovery", .object(discovery.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+        }
+        if let accelerate { members.append(("accelerate", .number(String(accelerate)))) }
+        return JSONValue.object(members).serialized
+    }
+}
+
+/// Resource use of one distributed query.
+public struct QueryStats: Sendable, Hashable {
+    public var wallTimeMs: Int64
+    public var userTime: Int64
+    public var systemTime: Int64
+    public var memory: Int64
+
+    public init(wallTimeMs: Int64 = 0, userTime: Int64 = 0, systemTime: Int64 = 0, memory: Int64 = 0) {
+        self.wallTimeMs = wallTimeMs
+        self.userTime = userTime
+        self.systemTime = systemTime
+        self.memory = memory
+    }
+}
+
+/// What the core reports after running distributed queries.
+public struct DistributedResults: Sendable, Hashable {
+    /// Query id → rows.
+    public var rows: [String: [[String: String]]]
+    /// Query id → status code (0 = success).
+    public var statuses: [String: Int]
+    /// Query id → error message.
+    public var messages: [String: String]
+    /// Query id → resource use.
+    public var stats: [String: QueryStats]
+
+    public init(
+        rows: [String: [[String: String]]] = [:], statuses: [String: Int] = [:], messages: [String: String] = [:],
+        stats: [String: QueryStats] = [:]
+    ) {
+        self.rows = rows
+        self.statuses = statuses
+        self.messages = messages
+        self.stats = stats
+    }
+
+    /// Parses the `results` JSON of a writeResults request (numbers as numbers or strings).
+    public init(json: String) throws(JSONError) {
+        self.init()
+        let doc = try JSONValue.parse(json)
+        for (id, list) in doc["queries"]?.members ?? [] {
+            rows[id] = (list.array ?? []).map { row in
+                var out: [String: String] = [:]
+                for (k, v) in row.members ?? [] { out[k] = v.text ?? (v == .null ? "" : v.serialized) }
+                return out
+            }
+        }
+        for (id, v) in doc["statuses"]?.members ?? [] { statuses[id] = Int(v.int64 ?? 0) }
+        for (id, v) in doc["messages"]?.members ?? [] { messages[id] = v.text ?? "" }
+        for (id, v) in doc["stats"]?.members ?? [] {
+            stats[id] = QueryStats(
+                wallTimeMs: v["wall_time_ms"]?.int64 ?? v["wall_time"]?.int64 ?? 0,
+                userTime: v["user_time"]?.int64 ?? 0, systemTime: v["system_time"]?.int64 ?? 0,
+                memory: v["memory"]?.int64 ?? 0)
+        }
+    }
+}
+
+/// A distributed plugin: hands the core queries and receives their results.
+public struct DistributedPlugin: ExtensionPlugin {
+    public let name: String
+    let getQueries: @Sendable () async throws -> DistributedQueries
+    let writeResults: @Sendable (DistributedResults) async throws -> Void
+
+    public var registry: String { "distributed" }
+
+    public init(
+        _ name: String, getQueries: @escaping @Sendable () async throws -> DistributedQueries,
+        writeResults: @escaping @Sendable (DistributedResults) async throws -> Void
+    ) {
+        self.name = name
+        self.getQueries = getQueries
+        self.writeResults = writeResults
+    }
+
+    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
+        switch request.action {
+        case "getQueries":
+            let q = try await getQueries()
+            var row = StringMap(minimumCapacity: 1)
+            row.append("results", ThriftString(q.json))
+            return .ok([row])
+        case "writeResults":
+            let results: DistributedResults
+            do { results = try DistributedResults(json: request["results"] ?? "{}") } catch {
+                return .failure("distributed \(name): cannot parse results: \(error)")
+            }
+            try await writeResults(results)
+            return .ok()
+        default:
+            return .failure("distributed \(name): unknown action \(request.action ?? "(none)")")
+        }
+    }
+}

@@ -1,0 +1,524 @@
+public import Logging
+import Synchronization
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Versions this SDK reports.
+public enum OsquerySDK {
+    /// This Swift SDK's own version.
+    public static let version = "0.1.0"
+    /// The osquery SDK (protocol) version this SDK implements, sent as `sdk_version`
+    /// at registration, as osquery's C++ SDK sends the osquery version it was built from.
+    public static let osqueryVersion = "5.16.0"
+    /// The oldest core SDK version this SDK works with, sent as `min_sdk_version`
+    /// (osquery's current extension protocol dates from 1.7.7).
+    public static let minimumCoreVersion = "1.7.7"
+}
+
+/// Why an extension stopped.
+public enum StopReason: Sendable, Equatable, CustomStringConvertible {
+    /// The core sent the `shutdown` RPC.
+    case shutdownRequested
+    /// SIGTERM or SIGINT.
+    case signal(Int32)
+    /// The core stopped answering (default mode).
+    case coreGone
+    /// The core no longer lists this extension (default mode).
+    case deregistered
+    /// ``Extension/stop()`` was called.
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .shutdownRequested: "the core requested shutdown"
+        case .signal(let s): "signal \(s)"
+        case .coreGone: "the osquery core has gone away"
+        case .deregistered: "the core no longer lists this extension"
+        case .stopped: "stopped"
+        }
+    }
+}
+
+/// Why an extension could not start.
+public enum ExtensionError: Error, Sendable, CustomStringConvertible {
+    case badSocketPath(String)
+    case coreUnavailable(String)
+    case registrationRefused(code: Int32, message: String)
+    case duplicatePlugin(registry: String, name: String)
+    case cannotListen(String)
+    case notRunning
+
+    public var description: String {
+        switch self {
+        case .badSocketPath(let s): "bad socket path: \(s)"
+        case .coreUnavailable(let s): s
+        case .registrationRefused(let code, let message): "registration refused (\(code)): \(message)"
+        case .duplicatePlugin(let r, let n): "two plugins named \(n) in registry \(r)"
+        case .cannotListen(let s): "cannot listen: \(s)"
+        case .notRunning: "the extension is not running"
+        }
+    }
+}
+
+/// Tunables of the runner; the defaults suit an autoloaded extension.
+public struct ExtensionConfiguration: Sendable {
+    /// Sent as `sdk_version`.
+    public var sdkVersion: String = OsquerySDK.osqueryVersion
+    /// Sent as `min_sdk_version`.
+    public var minSDKVersion: String = OsquerySDK.minimumCoreVersion
+    /// Failed liveness checks in a row before the core counts as gone. A timeout
+    /// (core busy) counts 1; a missing or refusing socket counts 2.
+    public var strikeLimit: Int = 3
+    /// How long in-flight calls may take to finish at shutdown.
+    public var drainTimeout: Duration = .seconds(10)
+    /// How long each plugin's shutdown hook may take.
+    public var shutdownHookTimeout: Duration = .seconds(5)
+    /// How long "Duplicate extension registered" is retried (the core reaps a dead
+    /// predecessor within about one `--extensions_interval`).
+    public var duplicateRetryWindow: Duration = .seconds(10)
+    /// Install SIGTERM/SIGINT handlers that shut down gracefully (``Extension/run()`` does).
+    public var handleSignals: Bool = false
+    /// Where the runner logs; nil: standard error, `notice` level (`debug` with `--verbose`).
+    public var logger: Logger? = nil
+
+    public init() {}
+}
+
+/// An extension process: its plugins and the runner that registers them with a
+/// core and serves the core's calls.
+///
+/// ```swift
+/// import OsqueryExtension
+/// let hello = Table("hello", columns: [.text("greeting")]) { _ in [["greeting": "hello"]] }
+/// await Extension("hello", plugins: [hello]).run()
+/// ```
+public final class Extension: Sendable {
+    /// The extension's name (unique among a core's extensions).
+    public let name: String
+    /// The extension's version.
+    public let version: String
+    public let configuration: ExtensionConfiguration
+    let state: Mutex<State>
+    let router: Router
+    let stopStream: AsyncStream<StopReason>
+    let stopSink: AsyncStream<StopReason>.Continuation
+
+    struct State {
+        var options = ExtensionOptions()
+        var logger = Logger(label: "osquery.extension")
+        var core: OsqueryClient?
+        var server: RPCServer?
+        var liveness: Task<Void, Never>?
+        var signalSources = SignalSources()
+        var running = false
+        var stopReason: StopReason?
+        var finished: [CheckedContinuation<StopReason, Never>] = []
+    }
+
+    /// An extension named `name` serving `plugins`.
+    public init(
+        _ name: String, version: String = "1.0.0", plugins: [any ExtensionPlugin],
+        configuration: ExtensionConfiguration = ExtensionConfiguration()
+    ) {
+        self.name = name
+        self.version = version
+        self.configuration = configuration
+        self.state = Mutex(State())
+        self.router = Router(name: name, plugins: plugins)
+        (stopStream, stopSink) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingNewest(8))
+    }
+
+    /// The plugins currently served.
+    public var plugins: [any ExtensionPlugin] { router.all() }
+
+    /// The uuid the core gave this extension (0 before registration).
+    public var uuid: Int64 { router.uuid.load(ordering: .relaxed) }
+
+    /// The socket this extension listens on (`<socket>.<uuid>`), when running.
+    public var listenPath: String? { state.withLock { $0.server?.path } }
+
+    /// The spec JSON of every table, as a JSON array.
+    public var specJSON: String {
+        JSONValue.array(router.all().compactMap { ($0 as? Table)?.spec }).serialized
+    }
+
+    // MARK: - Running
+
+    /// Runs the extension as an executable: parses the command line, waits for the core,
+    /// registers, serves until shutdown (RPC, SIGTERM/SIGINT, or the core going away), then
+    /// drains, calls every plugin's shutdown hook, deregisters and removes its socket.
+    /// Returns on a clean stop (exit 0); exits 1 when it cannot start.
+    public func run() async {
+        let options = ExtensionCommand.parseOrExit(Array(CommandLine.arguments.dropFirst())).options
+        if options.printSpec {
+            print(specJSON)
+            return
+        }
+        if options.listPlugins {
+            for p in router.all() { print("\(p.registry)\t\(p.name)") }
+            return
+        }
+        do {
+            _ = try await run(options: options, signals: true)
+        } catch {
+            let logger = state.withLock { $0.logger }
+            logger.error("extension \(name) cannot start: \(error)")
+            exit(1)
+        }
+    }
+
+    /// Runs with parsed options until stopped; returns why it stopped. Throws when it cannot start.
+    @discardableResult
+    public func run(options: ExtensionOptions, signals: Bool? = nil) async throws -> StopReason {
+        try await start(options: options, signals: signals ?? configuration.handleSignals)
+        return await waitUntilStopped()
+    }
+
+    /// Parses `arguments` (without the program name) and runs until stopped.
+    @discardableResult
+    public func run(arguments: [String]) async throws -> StopReason {
+        try await run(options: try ExtensionOptions.parse(arguments))
+    }
+
+    /// Waits for the core, registers and starts serving; returns once registered and listening.
+    public func start(options: ExtensionOptions, signals: Bool = false) async throws {
+        var logger = configuration.logger ?? Logger(label: "osquery.extension.\(name)") { StreamLogHandler.standardError(label: $0) }
+        if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .notice }
+        do { try validateSocketPath(options.socket, leavingRoomForUUID: true) } catch {
+            throw ExtensionError.badSocketPath("\(error)")
+        }
+        if let dup = router.firstDuplicate() { throw ExtensionError.duplicatePlugin(registry: dup.0, name: dup.1) }
+        let callTimeout = Duration.seconds(max(options.interval, 1) * 2 + 5)
+        let core = OsqueryClient(socket: options.socket, connectTimeout: .seconds(2), callTimeout: callTimeout)
+        state.withLock {
+            $0.options = options
+            $0.logger = logger
+            $0.core = core
+            $0.running = true
+        }
+        router.core = core
+        router.onShutdownRPC = { [weak self] in self?.stopSink.yield(.shutdownRequested) }
+
+        let waitFor: Duration = options.supervised ? .seconds(86400 * 365) : .seconds(max(options.timeout, 0.2))
+        do {
+            try await core.waitUntilAvailable(timeout: waitFor)
+        } catch {
+            throw ExtensionError.coreUnavailable("\(error)")
+        }
+        try await registerAndListen(core: core, logger: logger)
+        if signals { installSignalHandlers() }
+        let liveness = Task { [weak self] () -> Void in await self?.livenessLoop() }
+        state.withLock { $0.liveness = liveness }
+        Task { [weak self] in
+            guard let self else { return }
+            for await reason in self.stopStream {
+                await self.shutdown(reason)
+                break
+            }
+        }
+    }
+
+    /// Asks the extension to stop gracefully (as SIGTERM does).
+    public func stop() { stopSink.yield(.stopped) }
+
+    /// Waits until the extension has stopped and cleaned up.
+    public func waitUntilStopped() async -> StopReason {
+        await withCheckedContinuation { c in
+            let done: StopReason? = state.withLock { s in
+                if let r = s.stopReason, !s.running { return r }
+                s.finished.append(c)
+                return nil
+            }
+            if let done { c.resume(returning: done) }
+        }
+    }
+
+    /// Adds a plugin while running (the extension re-registers with the new set).
+    public func add(_ plugin: any ExtensionPlugin) async throws {
+        router.add(plugin)
+        try await reregisterIfRunning()
+    }
+
+    /// Removes a plugin while running (the extension re-registers without it).
+    public func remove(registry: String, name: String) async throws {
+        router.remove(registry: registry, name: name)
+        try await reregisterIfRunning()
+    }
+
+    // MARK: - Internals
+
+    func reregisterIfRunning() async throws {
+        let (core, logger, running) = state.withLock { ($0.core, $0.logger, $0.running) }
+        guard running, let core else { return }
+        let old = uuid
+        if old != 0 { _ = try? await core.deregisterExtension(uuid: old, timeout: .seconds(5)) }
+        try await registerAndListen(core: core, logger: logger)
+    }
+
+    func registerAndListen(core: OsqueryClient, logger: Logger) async throws {
+        let (options, oldServer) = state.withLock { ($0.options, $0.server) }
+        let info = InternalExtensionInfo(
+            name: ThriftString(name), version: ThriftString(version),
+            sdkVersion: ThriftString(configuration.sdkVersion), minSDKVersion: ThriftString(configuration.minSDKVersion))
+        let clock = ContinuousClock()
+        let deadline = clock.now + configuration.duplicateRetryWindow
+        var delay = Duration.milliseconds(100)
+        var newUUID: Int64 = 0
+        while true {
+            let status: ExtensionStatus
+            do {
+                status = try await core.registerExtension(info: info, registry: router.registryPayload(), timeout: .seconds(30))
+            } catch {
+                throw ExtensionError.coreUnavailable("registering with \(options.socket): \(error)")
+            }
+            if status.code == 0 {
+                newUUID = status.uuid
+                break
+            }
+            let message = status.message.lossyString
+            if message.contains("Duplicate extension registered"), clock.now + delay < deadline {
+                logger.notice("core says \"\(message)\"; retrying in \(delay)")
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
+                continue
+            }
+            throw ExtensionError.registrationRefused(code: status.code, message: message)
+        }
+        let path = "\(options.socket).\(newUUID)"
+        let server: RPCServer
+        do {
+            server = try await RPCServer.start(path: path, service: .extension(router), logger: logger)
+        } catch {
+            _ = try? await core.deregisterExtension(uuid: newUUID, timeout: .seconds(5))
+            throw ExtensionError.cannotListen("\(path): \(error)")
+        }
+        router.uuid.store(newUUID, ordering: .relaxed)
+        state.withLock { $0.server = server }
+        logger.notice("registered \(name) as uuid \(newUUID), listening on \(path)")
+        if let oldServer, oldServer !== server { await oldServer.close() }
+    }
+
+    func livenessLoop() async {
+        let (options, logger) = state.withLock { ($0.options, $0.logger) }
+        let interval = Duration.seconds(max(options.interval, 0.2))
+        // Its own client: liveness never waits behind user queries or shares their connections.
+        let watcher = OsqueryClient(socket: options.socket, connectTimeout: .seconds(2), callTimeout: max(interval, .seconds(2)))
+        var strikes = 0
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            do {
+                let list = try await watcher.extensions()
+                strikes = 0
+                let me = uuid
+                if list[me]?.name == name { continue }
+                logger.warning("the core no longer lists \(name) (uuid \(me))")
+                if options.supervised {
+                    await reconnect(logger: logger)
+                } else {
+                    stopSink.yield(.deregistered)
+                    return
+                }
+            } catch {
+                var gone = false
+                if case .transport(let e) = error {
+                    switch e {
+                    case .noSocket, .connectionRefused, .badSocketPath: gone = true
+                    default: break
+                    }
+                }
+                strikes += gone ? 2 : 1
+                logger.info("liveness check failed (\(strikes)/\(configuration.strikeLimit)): \(error)")
+                guard strikes >= configuration.strikeLimit else { continue }
+                strikes = 0
+                if options.supervised {
+                    logger.warning("the core at \(options.socket) is gone; waiting for it to return")
+                    await reconnect(logger: logger)
+                } else {
+                    stopSink.yield(.coreGone)
+                    return
+                }
+            }
+        }
+    }
+
+    /// Supervised mode: wait (with back-off) for a core, then register again.
+    func reconnect(logger: Logger) async {
+        let (core, oldServer) = state.withLock { s -> (OsqueryClient?, RPCServer?) in
+            let old = s.server
+            s.server = nil
+            return (s.core, old)
+        }
+        guard let core else { return }
+        await oldServer?.close()
+        router.uuid.store(0, ordering: .relaxed)
+        var delay = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await core.waitUntilAvailable(timeout: .seconds(3600))
+                try await registerAndListen(core: core, logger: logger)
+                return
+            } catch {
+                logger.info("re-registration failed: \(error); retrying in \(delay)")
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    func installSignalHandlers() {
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [weak self] in self?.stopSink.yield(.signal(sig)) }
+            source.resume()
+            sources.append(source)
+        }
+        let box = SignalSources(sources: sources)
+        state.withLock { $0.signalSources = box }
+    }
+
+    /// Stops accepting calls, deregisters, drains in-flight calls, runs every plugin's
+    /// shutdown hook, stops the server (removing its socket file).
+    func shutdown(_ reason: StopReason) async {
+        let (logger, core, liveness) = state.withLock { ($0.logger, $0.core, $0.liveness) }
+        logger.notice("stopping \(name): \(reason)")
+        liveness?.cancel()
+        router.draining.store(true, ordering: .sequentiallyConsistent)
+        let me = uuid
+        if me != 0, reason != .coreGone, reason != .deregistered, let core {
+            _ = try? await core.deregisterExtension(uuid: me, timeout: .seconds(2))
+        }
+        let clock = ContinuousClock()
+        let drainDeadline = clock.now + configuration.drainTimeout
+        while router.inFlight.load(ordering: .sequentiallyConsistent) > 0, clock.now < drainDeadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let hookTimeout = configuration.shutdownHookTimeout
+        await withTaskGroup(of: Void.self) { group in
+            for plugin in router.all() {
+                group.addTask {
+                    _ = try? await runWithDeadline(hookTimeout, table: plugin.name) {
+                        await plugin.shutdown()
+                        return true
+                    }
+                }
+            }
+        }
+        let server = state.withLock { s -> RPCServer? in
+            let server = s.server
+            s.server = nil
+            return server
+        }
+        await server?.close()
+        core?.close()
+        let waiters = state.withLock { s -> [CheckedContinuation<StopReason, Never>] in
+            s.running = false
+            s.stopReason = reason
+            s.signalSources.sources.forEach { $0.cancel() }
+            s.signalSources = SignalSources()
+            defer { s.finished = [] }
+            return s.finished
+        }
+        logger.notice("stopped \(name)")
+        for w in waiters { w.resume(returning: reason) }
+    }
+}
+
+/// Dispatch signal sources, only touched under the state lock.
+struct SignalSources: @unchecked Sendable {
+    var sources: [any DispatchSourceSignal] = []
+}
+
+/// Routes the core's calls to plugins; answers pings; counts in-flight calls for draining.
+final class Router: ExtensionHandler, Sendable {
+    let name: String
+    let table: Mutex<[String: [String: any ExtensionPlugin]]>
+    let order: Mutex<[any ExtensionPlugin]>
+    let uuid = Atomic<Int64>(0)
+    let draining = Atomic<Bool>(false)
+    let inFlight = Atomic<Int>(0)
+    let hooks = Mutex<(core: OsqueryClient?, onShutdown: (@Sendable () -> Void)?)>((nil, nil))
+
+    var core: OsqueryClient? {
+        get { hooks.withLock { $0.core } }
+        set { hooks.withLock { $0.core = newValue } }
+    }
+    var onShutdownRPC: (@Sendable () -> Void)? {
+        get { hooks.withLock { $0.onShutdown } }
+        set { hooks.withLock { $0.onShutdown = newValue } }
+    }
+
+    init(name: String, plugins: [any ExtensionPlugin]) {
+        self.name = name
+        var t: [String: [String: any ExtensionPlugin]] = [:]
+        for p in plugins where t[p.registry]?[p.name] == nil { t[p.registry, default: [:]][p.name] = p }
+        table = Mutex(t)
+        order = Mutex(plugins)
+    }
+
+    func all() -> [any ExtensionPlugin] { order.withLock { $0 } }
+
+    func firstDuplicate() -> (String, String)? {
+        var seen = Set<String>()
+        for p in all() where !seen.insert("\(p.registry)\u{0}\(p.name)").inserted { return (p.registry, p.name) }
+        return nil
+    }
+
+    func add(_ plugin: any ExtensionPlugin) {
+        remove(registry: plugin.registry, name: plugin.name)
+        table.withLock { $0[plugin.registry, default: [:]][plugin.name] = plugin }
+        order.withLock { $0.append(plugin) }
+    }
+
+    func remove(registry: String, name: String) {
+        table.withLock { _ = $0[registry]?.removeValue(forKey: name) }
+        order.withLock { $0.removeAll { $0.registry == registry && $0.name == name } }
+    }
+
+    /// Only the registries that hold plugins (osquery rejects unknown registries, even empty).
+    func registryPayload() -> ExtensionRegistry {
+        var out = ExtensionRegistry()
+        for p in all() { out[ThriftString(p.registry), default: [:]][ThriftString(p.name)] = p.routes }
+        return out
+    }
+
+    func ping() async throws -> ExtensionStatus {
+        ExtensionStatus(code: 0, message: "pong", uuid: uuid.load(ordering: .relaxed))
+    }
+
+    func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+        -> ExtensionResponse
+    {
+        let me = uuid.load(ordering: .relaxed)
+        func fail(_ message: String) -> ExtensionResponse {
+            ExtensionResponse(status: ExtensionStatus(code: 1, message: ThriftString(message), uuid: me))
+        }
+        if draining.load(ordering: .sequentiallyConsistent) { return fail("extension \(name) is shutting down") }
+        let reg = registry.lossyString
+        let found: (known: Bool, plugin: (any ExtensionPlugin)?) = table.withLock { t in
+            guard let items = t[reg] else { return (false, nil) }
+            return (true, items[item.lossyString])
+        }
+        guard found.known else { return fail("Unknown registry: \(reg)") }
+        guard let plugin = found.plugin else { return fail("Unknown registry item: \(item.lossyString)") }
+        inFlight.add(1, ordering: .sequentiallyConsistent)
+        defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
+        var response: ExtensionResponse
+        do {
+            response = try await plugin.handle(PluginRequest(raw: request, core: core))
+        } catch let e as PluginError {
+            response = .failure(e.message)
+        } catch {
+            response = .failure("\(error)")
+        }
+        response.status.uuid = me
+        return response
+    }
+
+    func shutdown() async throws {
+        onShutdownRPC?()
+    }
+}

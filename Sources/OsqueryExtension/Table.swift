@@ -1,0 +1,401 @@
+import Synchronization
+
+/// Per-table limits. Past them the core gets a status with a clear message,
+/// never a broken transport.
+public struct TableLimits: Sendable, Hashable {
+    /// How long `generate` may run; the generating task is cancelled after it.
+    public var deadline: Duration?
+    /// The most rows one reply may carry.
+    public var maxRows: Int?
+    /// The most bytes of keys and values one reply may carry. The default, 64 MiB,
+    /// stays clear of Thrift's usual 100 MiB message limit.
+    public var maxBytes: Int?
+
+    public init(deadline: Duration? = nil, maxRows: Int? = nil, maxBytes: Int? = 64 << 20) {
+        self.deadline = deadline
+        self.maxRows = maxRows
+        self.maxBytes = maxBytes
+    }
+
+    /// No deadline, no row limit, 64 MiB.
+    public static let `default` = TableLimits()
+    /// No limits at all.
+    public static let unlimited = TableLimits(deadline: nil, maxRows: nil, maxBytes: nil)
+}
+
+/// The values of one `insert` or `update`, typed as osquery sends them.
+public enum WriteValue: Sendable, Hashable, CustomStringConvertible {
+    case null
+    case integer(Int64)
+    case double(Double)
+    case text(String)
+
+    /// The value as text (nil for NULL).
+    public var text: String? {
+        switch self {
+        case .null: nil
+        case .integer(let v): String(v)
+        case .double(let v): String(v)
+        case .text(let s): s
+        }
+    }
+
+    public var description: String { text ?? "NULL" }
+
+    /// The value of one JSON array element of `json_value_array`.
+    public init(_ json: JSONValue) {
+        switch json {
+        case .null: self = .null
+        case .bool(let b): self = .integer(b ? 1 : 0)
+        case .number(let n): self = Int64(n).map { .integer($0) } ?? Double(n).map { .double($0) } ?? .text(n)
+        case .string(let s): self = .text(s)
+        default: self = .text(json.serialized)
+        }
+    }
+}
+
+/// An `INSERT`: one value per declared column.
+public struct InsertRequest: Sendable {
+    /// The values in column order.
+    public var values: [WriteValue]
+    /// The column names, in order.
+    public var columns: [String]
+    /// The rowid SQLite chose or the statement gave (nil when `autoRowid`).
+    public var rowid: Int64?
+    /// True when the table must pick the rowid (and return it).
+    public var autoRowid: Bool
+    public var context: QueryContext
+
+    /// The value for `column`.
+    public subscript(column: String) -> WriteValue {
+        guard let i = columns.firstIndex(of: column), i < values.count else { return .null }
+        return values[i]
+    }
+}
+
+/// An `UPDATE` of the row with `rowid`.
+public struct UpdateRequest: Sendable {
+    public var rowid: Int64
+    /// Set when the statement changes the rowid.
+    public var newRowid: Int64?
+    public var values: [WriteValue]
+    public var columns: [String]
+    public var context: QueryContext
+
+    /// The new value for `column`.
+    public subscript(column: String) -> WriteValue {
+        guard let i = columns.firstIndex(of: column), i < values.count else { return .null }
+        return values[i]
+    }
+}
+
+/// A `DELETE` of the row with `rowid`.
+public struct DeleteRequest: Sendable {
+    public var rowid: Int64
+    public var context: QueryContext
+}
+
+/// How a write went; osquery turns these into SQLite results.
+public enum MutationResult: Sendable, Hashable {
+    /// Done. An insert returns the rowid it used.
+    case success(rowid: Int64? = nil)
+    /// SQLITE_CONSTRAINT.
+    case constraint
+    /// SQLITE_READONLY: "table … may not be modified".
+    case readonly
+    /// SQLITE_ERROR with a message.
+    case failure(String)
+
+    /// Done, no rowid to report.
+    public static var success: MutationResult { .success(rowid: nil) }
+
+    var row: StringMap {
+        var m = StringMap(minimumCapacity: 2)
+        switch self {
+        case .success(let id):
+            m.append("status", "success")
+            if let id { m.append("id", ThriftString(String(id))) }
+        case .constraint: m.append("status", "constraint")
+        case .readonly: m.append("status", "readonly")
+        case .failure(let msg):
+            m.append("status", "failure")
+            m.append("message", ThriftString(msg))
+        }
+        return m
+    }
+}
+
+/// The state behind a writable table. It is an actor, so its data is race-free
+/// without locks; calls to one store run one at a time.
+public protocol TableStore: Actor {
+    /// The rows for a query. Include a `rowid` cell so updates and deletes can find rows.
+    func generate(_ context: QueryContext) async throws -> [Row]
+    /// `INSERT`. Defaults to `.readonly`.
+    func insert(_ request: InsertRequest) async throws -> MutationResult
+    /// `UPDATE`. Defaults to `.readonly`.
+    func update(_ request: UpdateRequest) async throws -> MutationResult
+    /// `DELETE`. Defaults to `.readonly`.
+    func delete(_ request: DeleteRequest) async throws -> MutationResult
+    /// Called when the extension stops.
+    func shutdown() async
+}
+
+extension TableStore {
+    public func insert(_ request: InsertRequest) async throws -> MutationResult { .readonly }
+    public func update(_ request: UpdateRequest) async throws -> MutationResult { .readonly }
+    public func delete(_ request: DeleteRequest) async throws -> MutationResult { .readonly }
+    public func shutdown() async {}
+}
+
+/// A table plugin: a schema and a way to produce rows (and, for a store, take writes).
+///
+/// ```swift
+/// let hello = Table("hello", columns: [.text("greeting")]) { _ in [["greeting": "hello"]] }
+/// ```
+/// Rows are sent with only the columns the query uses; budgets in ``TableLimits`` apply.
+/// Read-only tables answer writes with `readonly`.
+public struct Table: ExtensionPlugin {
+    public let schema: TableSchema
+    public let limits: TableLimits
+    let source: Source
+    let layout: RowLayout
+
+    enum Source: Sendable {
+        case generate(@Sendable (QueryContext) async throws -> [Row])
+        case store(any TableStore)
+    }
+
+    public var registry: String { "table" }
+    public var name: String { schema.name }
+    public var routes: [StringMap] { schema.routes }
+    /// True when backed by a ``TableStore`` (writes are passed to it).
+    public var isWritable: Bool { if case .store = source { true } else { false } }
+
+    /// A read-only table from its columns and a generate closure.
+    public init(
+        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
+        attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
+        limits: TableLimits = .default, generate: @escaping @Sendable (QueryContext) async throws -> [Row]
+    ) {
+        self.init(
+            schema: TableSchema(
+                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes,
+                documentation: documentation), limits: limits, generate: generate)
+    }
+
+    /// A read-only table from a schema and a generate closure.
+    public init(
+        schema: TableSchema, limits: TableLimits = .default,
+        generate: @escaping @Sendable (QueryContext) async throws -> [Row]
+    ) {
+        self.schema = schema
+        self.limits = limits
+        self.source = .generate(generate)
+        self.layout = RowLayout(schema)
+    }
+
+    /// A writable table whose rows and writes are handled by `store`.
+    public init(
+        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
+        attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
+        limits: TableLimits = .default, store: any TableStore
+    ) {
+        self.schema = TableSchema(
+            name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes,
+            documentation: documentation)
+        self.limits = limits
+        self.source = .store(store)
+        self.layout = RowLayout(schema)
+    }
+
+    /// The table's spec JSON.
+    public var spec: JSONValue { schema.specJSON(writable: isWritable) }
+
+    public func shutdown() async {
+        if case .store(let store) = source { await store.shutdown() }
+    }
+
+    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
+        guard let action = request.action else { return .failure("Table plugins must include a request action") }
+        switch action {
+        case "generate":
+            return await generateResponse(request)
+        case "columns":
+            return .ok(schema.routes)
+        case "insert", "update", "delete":
+            return try await write(action, request)
+        default:
+            return .failure("Unknown table plugin action: \(action)")
+        }
+    }
+
+    func context(_ request: PluginRequest) throws -> QueryContext {
+        do {
+            return try QueryContext(json: request["context"] ?? "", core: request.core)
+        } catch {
+            throw PluginError("table \(name): cannot parse the query context: \(error)")
+        }
+    }
+
+    /// Runs generate (under the deadline) and encodes the used columns of the rows (under the budgets).
+    func generateResponse(_ request: PluginRequest) async -> ExtensionResponse {
+        do {
+            let ctx = try context(request)
+            let rows: [Row]
+            let body: @Sendable (QueryContext) async throws -> [Row]
+            switch source {
+            case .generate(let f): body = f
+            case .store(let store): body = { try await store.generate($0) }
+            }
+            if let deadline = limits.deadline {
+                rows = try await runWithDeadline(deadline, table: name) { try await body(ctx) }
+            } else {
+                rows = try await body(ctx)
+            }
+            return .ok(try layout.encode(rows, context: ctx, limits: limits, table: name))
+        } catch let e as PluginError {
+            return .failure(e.message)
+        } catch is CancellationError {
+            return .failure("table \(name): generate was cancelled")
+        } catch {
+            return .failure("\(error)")
+        }
+    }
+
+    func write(_ action: String, _ request: PluginRequest) async throws -> ExtensionResponse {
+        guard case .store(let store) = source else { return .ok([MutationResult.readonly.row]) }
+        let ctx = try context(request)
+        let columns = schema.columns.map(\.name)
+        func values() throws -> [WriteValue] {
+            guard let text = request["json_value_array"] else { return [] }
+            guard let array = try? JSONValue.parse(text).array else {
+                throw PluginError("table \(name): json_value_array is not a JSON array")
+            }
+            return array.map(WriteValue.init)
+        }
+        func rowid(_ key: String) -> Int64? { request[key].flatMap { Int64($0) } }
+        let result: MutationResult
+        switch action {
+        case "insert":
+            let auto = request["auto_rowid"] == "true"
+            result = try await store.insert(
+                InsertRequest(values: try values(), columns: columns, rowid: rowid("id"), autoRowid: auto, context: ctx))
+        case "update":
+            guard let id = rowid("id") else { return .ok([MutationResult.failure("update without a rowid").row]) }
+            result = try await store.update(
+                UpdateRequest(rowid: id, newRowid: rowid("new_id"), values: try values(), columns: columns, context: ctx))
+        default:
+            guard let id = rowid("id") else { return .ok([MutationResult.failure("delete without a rowid").row]) }
+            result = try await store.delete(DeleteRequest(rowid: id, context: ctx))
+        }
+        return .ok([result.row])
+    }
+}
+
+/// Precomputed keys of a table's columns, so encoding a row is appends and string compares.
+struct RowLayout: Sendable {
+    let names: [String]
+    let keys: [ThriftString]
+    let index: [String: Int]
+    /// Column aliases mapped to their target's index (used when a row names the alias).
+    init(_ schema: TableSchema) {
+        var names = schema.columns.map(\.name)
+        for a in schema.columnAliases where !names.contains(a.name) { names.append(a.name) }
+        names.append("rowid")
+        self.names = names
+        self.keys = names.map { ThriftString($0) }
+        var index: [String: Int] = [:]
+        for (i, n) in names.enumerated() where index[n] == nil { index[n] = i }
+        self.index = index
+    }
+
+    func encode(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) throws(PluginError)
+        -> [StringMap]
+    {
+        if let maxRows = limits.maxRows, rows.count > maxRows {
+            throw PluginError(
+                "table \(table): result exceeds budget (\(rows.count) rows, limit \(maxRows)): "
+                    + "select fewer columns or add a WHERE")
+        }
+        var used = [Bool](repeating: true, count: names.count)
+        if let set = context.usedColumns {
+            for (i, n) in names.enumerated() where n != "rowid" { used[i] = set.contains(n) }
+        }
+        let maxBytes = limits.maxBytes ?? Int.max
+        var bytes = 0
+        var out: [StringMap] = []
+        out.reserveCapacity(rows.count)
+        for row in rows {
+            var m = StringMap(minimumCapacity: row.cells.count)
+            for (position, cell) in row.cells.enumerated() {
+                let i: Int
+                if position < names.count, names[position] == cell.column {
+                    i = position
+                } else if let j = index[cell.column] {
+                    i = j
+                } else {
+                    continue  // not a column: the core would ignore it
+                }
+                guard used[i], let text = cell.value.columnText else { continue }
+                bytes += keys[i].byteCount + text.byteCount + 8
+                m.append(keys[i], text)
+            }
+            bytes += 8
+            if bytes > maxBytes {
+                throw PluginError(
+                    "table \(table): result exceeds budget (more than \(maxBytes) bytes after \(out.count) rows): "
+                        + "select fewer columns or add a WHERE")
+            }
+            out.append(m)
+        }
+        return out
+    }
+}
+
+/// Runs `body` in its own task; after `deadline` the task is cancelled and a clear error returned
+/// at once, even if `body` ignores cancellation.
+func runWithDeadline<T: Sendable>(
+    _ deadline: Duration, table: String, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let race = DeadlineRace()
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let work = Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            if race.finish() { continuation.resume(with: result) }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: deadline)
+            if !Task.isCancelled, race.finish() {
+                work.cancel()
+                continuation.resume(
+                    throwing: PluginError("table \(table): generate exceeded its deadline of \(deadline)"))
+            }
+        }
+        race.setTimer(timer)
+    }
+}
+
+final class DeadlineRace: Sendable {
+    let state = Mutex<(finished: Bool, timer: Task<Void, Never>?)>((false, nil))
+
+    /// True for the first caller only; cancels the timer.
+    func finish() -> Bool {
+        let (first, timer) = state.withLock { s -> (Bool, Task<Void, Never>?) in
+            if s.finished { return (false, nil) }
+            s.finished = true
+            return (true, s.timer)
+        }
+        timer?.cancel()
+        return first
+    }
+
+    func setTimer(_ timer: Task<Void, Never>) {
+        let cancel = state.withLock { s -> Bool in
+            if s.finished { return true }
+            s.timer = timer
+            return false
+        }
+        if cancel { timer.cancel() }
+    }
+}

@@ -1,0 +1,298 @@
+public import OsqueryExtension
+import OsqueryEngine
+import Synchronization
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An in-process stand-in for an osquery core: a real `ExtensionManager` server
+/// speaking Thrift on a real Unix socket. It registers extensions with osquery's
+/// checks and messages, answers pings and `extensions()`, routes `call`s to the
+/// owning extension, runs SQL over extension tables (with the core's SQLite
+/// engine), and can be stopped, restarted, or made to forget an extension, to
+/// exercise an extension's liveness and reconnect paths.
+public final class FakeCore: ExtensionManagerHandler, Sendable {
+    /// The manager socket path.
+    public let socket: String
+    let state = Mutex<State>(State())
+    let server = Mutex<RPCServer?>(nil)
+
+    struct State {
+        var extensions: [Int64: (info: InternalExtensionInfo, registry: ExtensionRegistry)] = [:]
+        var log: [String] = []
+        var refuseNextRegistrations = 0
+        var options: InternalOptionList = [:]
+    }
+
+    /// A registration the fake core holds.
+    public struct Registration: Sendable {
+        public var uuid: Int64
+        public var name: String
+        public var version: String
+        public var sdkVersion: String
+        public var minSDKVersion: String
+        /// Registry → plugin names.
+        public var plugins: [String: [String]]
+        /// Table name → route rows.
+        public var tableRoutes: [String: [StringMap]]
+    }
+
+    /// Starts a fake core at `socket` (default: a fresh temporary path).
+    public static func start(socket: String? = nil) async throws -> FakeCore {
+        let path = socket ?? FakeCore.temporarySocketPath()
+        let core = FakeCore(socket: path)
+        try await core.listen()
+        return core
+    }
+
+    /// A fresh socket path in a new private temporary directory.
+    public static func temporarySocketPath() -> String {
+        var template = Array("/tmp/osq-sdk-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { buf -> String in
+            guard let p = mkdtemp(buf.baseAddress!) else { return "/tmp" }
+            return String(cString: p)
+        }
+        return dir + "/osquery.em"
+    }
+
+    init(socket: String) {
+        self.socket = socket
+        state.withLock {
+            $0.options = [
+                "extensions_socket": InternalOptionInfo(value: ThriftString(socket), defaultValue: "/var/osquery/osquery.em", type: "string"),
+                "config_plugin": InternalOptionInfo(value: "filesystem", defaultValue: "filesystem", type: "string"),
+                "logger_plugin": InternalOptionInfo(value: "filesystem", defaultValue: "filesystem", type: "string"),
+                "distributed_plugin": InternalOptionInfo(value: "tls", defaultValue: "tls", type: "string"),
+            ]
+        }
+    }
+
+    func listen() async throws {
+        let s = try await RPCServer.start(path: socket, service: .manager(self))
+        server.withLock { $0 = s }
+    }
+
+    // MARK: - Test controls
+
+    /// Stops serving (the core "goes away"); registrations are kept until ``restart()``.
+    public func stop() async {
+        let s = server.withLock { s -> RPCServer? in
+            defer { s = nil }
+            return s
+        }
+        await s?.close()
+    }
+
+    /// Starts serving again at the same path with no registrations (a core restart).
+    public func restart() async throws {
+        await stop()
+        state.withLock { $0.extensions.removeAll() }
+        try await listen()
+    }
+
+    /// Drops a registration silently, as a restarted core or its death watcher would.
+    public func forget(uuid: Int64) {
+        _ = state.withLock { $0.extensions.removeValue(forKey: uuid) }
+    }
+
+    /// Answers the next `count` registrations with "Duplicate extension registered".
+    public func refuseNextRegistrations(_ count: Int) {
+        state.withLock { $0.refuseNextRegistrations = count }
+    }
+
+    /// Method names received, oldest first (`ping`, `registerExtension`, `extensions`, …).
+    public var log: [String] { state.withLock { $0.log } }
+
+    /// The current registrations by uuid.
+    public var registrations: [Int64: Registration] {
+        state.withLock { s in
+            var out: [Int64: Registration] = [:]
+            for (uuid, e) in s.extensions {
+                var plugins: [String: [String]] = [:]
+                var tables: [String: [StringMap]] = [:]
+                for (reg, items) in e.registry {
+                    plugins[reg.lossyString] = items.keys.map(\.lossyString).sorted()
+                    if reg == "table" { for (n, r) in items { tables[n.lossyString] = r } }
+                }
+                out[uuid] = Registration(
+                    uuid: uuid, name: e.info.name.lossyString, version: e.info.version.lossyString,
+                    sdkVersion: e.info.sdkVersion.lossyString, minSDKVersion: e.info.minSDKVersion.lossyString,
+                    plugins: plugins, tableRoutes: tables)
+            }
+            return out
+        }
+    }
+
+    /// Waits until an extension named `name` is registered; returns its uuid.
+    public func waitForExtension(named name: String, timeout: Duration = .seconds(10), excluding: Set<Int64> = [])
+        async throws -> Int64
+    {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let r = registrations.values.first(where: { $0.name == name && !excluding.contains($0.uuid) }) {
+                return r.uuid
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw FakeCoreError("no extension named \(name) registered within \(timeout)")
+    }
+
+    /// A client for the extension with `uuid` (its socket is `<socket>.<uuid>`).
+    public func extensionClient(_ uuid: Int64) -> ExtensionClient {
+        ExtensionClient(path: "\(socket).\(uuid)")
+    }
+
+    /// Calls a plugin of the extension that registered it, as the core would.
+    public func callPlugin(registry: String, item: String, request: [String: String]) async throws -> ExtensionResponse {
+        var raw = ExtensionPluginRequest()
+        for (k, v) in request { raw[ThriftString(k)] = ThriftString(v) }
+        return try await call(registry: ThriftString(registry), item: ThriftString(item), request: raw)
+    }
+
+    // MARK: - ExtensionManager
+
+    func note(_ method: String) { state.withLock { $0.log.append(method) } }
+
+    public func ping() async throws -> ExtensionStatus {
+        note("ping")
+        return ExtensionStatus(code: 0, message: "pong", uuid: 0)
+    }
+
+    public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+        -> ExtensionResponse
+    {
+        note("call")
+        let owner = state.withLock { s in s.extensions.first { $0.value.registry[registry]?[item] != nil }?.key }
+        guard let owner else {
+            return .failure("Cannot call registry item: \(item.lossyString)")
+        }
+        let client = extensionClient(owner)
+        defer { client.close() }
+        _ = try await client.ping(timeout: .seconds(10))
+        return try await client.call(registry: registry, item: item, request: request)
+    }
+
+    public func shutdown() async throws { note("shutdown") }
+
+    public func extensions() async throws -> InternalExtensionList {
+        note("extensions")
+        return state.withLock { s in s.extensions.mapValues(\.info) }
+    }
+
+    public func options() async throws -> InternalOptionList {
+        note("options")
+        return state.withLock { $0.options }
+    }
+
+    static let knownRegistries: Set<String> = [
+        "config", "config_parser", "database", "distributed", "enroll", "event_publisher", "event_subscriber",
+        "logger", "numeric_monitoring", "sql", "table", "osquery_events_stream",
+    ]
+
+    public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws
+        -> ExtensionStatus
+    {
+        note("registerExtension")
+        return state.withLock { s in
+            if s.refuseNextRegistrations > 0 {
+                s.refuseNextRegistrations -= 1
+                return ExtensionStatus(code: 1, message: "Duplicate extension registered")
+            }
+            if s.extensions.values.contains(where: { $0.info.name == info.name }) {
+                return ExtensionStatus(code: 1, message: "Duplicate extension registered")
+            }
+            if !versionAtLeast(info.sdkVersion.lossyString, "1.7.7") {
+                return ExtensionStatus(code: 1, message: "Incompatible extension SDK version")
+            }
+            for (reg, items) in registry.sorted(by: { $0.key < $1.key }) {
+                guard Self.knownRegistries.contains(reg.lossyString) else {
+                    return ExtensionStatus(code: 1, message: ThriftString("Failed adding registry: Unknown registry: \(reg.lossyString)"))
+                }
+                for (item, routes) in items {
+                    let taken = s.extensions.values.contains { $0.registry[reg]?[item] != nil }
+                    if taken {
+                        return ExtensionStatus(
+                            code: 1,
+                            message: ThriftString("Failed adding registry: Registry item \(item.lossyString) conflicts with another item of the same name."))
+                    }
+                    if reg == "table" && routes.isEmpty {
+                        return ExtensionStatus(code: 1, message: "Failed adding registry: Invalid route info")
+                    }
+                }
+            }
+            var uuid: Int64
+            repeat { uuid = Int64.random(in: 1...65535) } while s.extensions[uuid] != nil
+            s.extensions[uuid] = (info, registry)
+            return ExtensionStatus(code: 0, message: "OK", uuid: uuid)
+        }
+    }
+
+    public func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
+        note("deregisterExtension")
+        let removed = state.withLock { $0.extensions.removeValue(forKey: uuid) != nil }
+        return removed ? ExtensionStatus(code: 0, message: "OK") : ExtensionStatus(code: 1, message: "No extension UUID found")
+    }
+
+    /// Runs SQL over the registered extension tables with the core's SQLite engine;
+    /// each table call goes over the wire to its extension (ping, then call, as osquery does).
+    public func query(sql: ThriftString) async throws -> ExtensionResponse {
+        note("query")
+        do {
+            let rows = try await runSQL(sql.lossyString)
+            return .ok(rows.map { StringMap($0) })
+        } catch let e as SQLBridgeError {
+            return .failure(e.message)
+        }
+    }
+
+    public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
+        note("getQueryColumns")
+        return .failure("getQueryColumns is not supported by the fake core")
+    }
+
+    func runSQL(_ sql: String) async throws -> [[String: String]] {
+        let tables: [BridgedTable] = state.withLock { s in
+            var out: [BridgedTable] = []
+            for (uuid, e) in s.extensions {
+                for (name, routes) in e.registry["table"] ?? [:] {
+                    let info = routes.map { row in Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { $1 }) }
+                    guard let schema = try? OsqueryEngine.TableSchema(name: name.lossyString, routeInfo: info) else { continue }
+                    let path = "\(socket).\(uuid)"
+                    out.append(BridgedTable(schema: schema) { request in
+                        let client = ExtensionClient(path: path)
+                        defer { client.close() }
+                        _ = try await client.ping(timeout: .seconds(10))
+                        return try await client.call(registry: "table", item: name, request: request)
+                    })
+                }
+            }
+            return out
+        }
+        let box = try EngineBox(tables: tables)
+        return try await box.run(sql)
+    }
+}
+
+/// A fake-core failure in a test.
+public struct FakeCoreError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
+/// osquery's `versionAtLeast`: dotted parts compared numerically when both are numbers.
+func versionAtLeast(_ version: String, _ minimum: String) -> Bool {
+    let a = version.split(separator: ".").map(String.init)
+    let b = minimum.split(separator: ".").map(String.init)
+    if a.isEmpty { return true }
+    for i in 0..<max(a.count, b.count) {
+        let x = i < a.count ? a[i] : "0"
+        let y = i < b.count ? b[i] : "0"
+        if let xi = Int(x), let yi = Int(y) {
+            if xi != yi { return xi > yi }
+        } else if x != y {
+            return x > y
+        }
+    }
+    return true
+}
