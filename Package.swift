@@ -113,6 +113,8 @@ let package = Package(
             name: "OsqueryExtensionTests",
             dependencies: [
                 "OsqueryExtension", "OsqueryClient", "OsqueryExtensionTesting", "OsqueryProtocol", "ThriftCodec",
+                // Our core's manager, to run the examples against it (test-only dependency).
+                "OsqueryManager", "OsqueryEngine", "OsqueryTables",
                 // Built with the tests so the process tests can run them.
                 "example-pressure-table", "example-writable-table", "example-jsonl-logger", "example-config",
                 "example-distributed", "example-query",
@@ -128,7 +130,7 @@ let package = Package(
         .executableTarget(name: "example-query", dependencies: ["OsqueryClient"], path: "Examples/QueryClient", exclude: ["README.md"], swiftSettings: strict),
         .executableTarget(
             name: "sdk-bench",
-            dependencies: ["OsqueryExtension", "OsqueryExtensionTesting"],
+            dependencies: ["OsqueryExtension", "OsqueryExtensionTesting", "OsqueryManager", "OsqueryEngine", "OsqueryTables"],
             path: "Benchmarks/ExtensionBench",
             swiftSettings: strict
         ),

@@ -6,12 +6,13 @@
 // Two measurements per table:
 //   wire  — the core's side of one `call(table, generate)` on the extension's socket (what the
 //           core does for every query), decode included;
-//   query — `SELECT * FROM <table>` through a manager running the core's SQLite engine
-//           (OsqueryExtensionTesting.FakeCore) and its wire layer, end to end.
-// Until the core's extension manager (issue 4) exists, FakeCore stands in for "our core".
+//   query — `SELECT * FROM <table>` through our core (OsqueryManager's ExtensionManager with
+//           the built-in tables), end to end: client -> core -> extension -> SQLite -> client.
 import Foundation
 import OsqueryExtension
-import OsqueryExtensionTesting
+import OsqueryManager
+import OsqueryEngine
+import OsqueryTables
 
 let args = CommandLine.arguments
 let rowCount = args.count > 1 ? Int(args[1]) ?? 100_000 : 100_000
@@ -39,9 +40,24 @@ func measure(_ label: String, _ body: () async throws -> Int) async throws {
     print(String(format: "%-34@ %9d rows  best %8.3f s  %12.0f rows/s", label as NSString, rows, best, rate))
 }
 
-let core = try await FakeCore.start()
+let socketPath = "/tmp/sdk-bench-\(getpid()).em"
+let flags = Flags()
+try flags.set("extensions_interval", "5")
+try flags.set("thrift_timeout", "600")
+let registry = PluginRegistry()
+BuiltinTables.register(into: registry, flags: flags)
+let manager = try await ExtensionManager.start(socketPath: socketPath, registry: registry, flags: flags, queryThreads: 2)
+let client = OsqueryClient(socket: socketPath, callTimeout: .seconds(600))
 let ext = Extension("swift_bench", plugins: [swiftTable])
-try await ext.start(options: try ExtensionOptions.parse(["--socket", core.socket, "--interval", "5"]))
+try await ext.start(options: try ExtensionOptions.parse(["--socket", socketPath, "--interval", "5"]))
+
+func waitForExtension(named name: String) async throws -> Int64 {
+    for _ in 0..<400 {
+        if let found = try await client.extensions().values.first(where: { $0.name == name }) { return found.uuid }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw PluginError("\(name) did not register")
+}
 
 var repo = URL(fileURLWithPath: #filePath)
 for _ in 0..<3 { repo.deleteLastPathComponent() }
@@ -49,20 +65,19 @@ let python = repo.path + "/.venv/bin/python3"
 let script = repo.path + "/Tests/Peers/python/bench_extension.py"
 let py = Process()
 py.executableURL = URL(fileURLWithPath: python)
-py.arguments = [script, "--socket", core.socket, "--timeout", "5", "--interval", "5"]
+py.arguments = [script, "--socket", socketPath, "--timeout", "5", "--interval", "5"]
 py.environment = ProcessInfo.processInfo.environment.merging(["BENCH_ROWS": String(rowCount)]) { $1 }
 py.standardError = FileHandle.nullDevice
 try py.run()
-let pyUUID = try await core.waitForExtension(named: "py_bench", timeout: .seconds(20))
+let pyUUID = try await waitForExtension(named: "py_bench")
 
 print("rows per generate: \(rowCount), best of \(repeats)")
 func wire(_ uuid: Int64, _ table: String) async throws -> Int {
-    let client = ExtensionClient(path: "\(core.socket).\(uuid)", options: RPCClientOptions(callTimeout: .seconds(600)))
-    defer { client.close() }
-    let r = try await client.call(registry: "table", item: ThriftString(table), request: ["action": "generate", "context": "{}"])
+    let ext = ExtensionClient(path: "\(socketPath).\(uuid)", options: RPCClientOptions(callTimeout: .seconds(600)))
+    defer { ext.close() }
+    let r = try await ext.call(registry: "table", item: ThriftString(table), request: ["action": "generate", "context": "{}"])
     return r.response.count
 }
-let client = OsqueryClient(socket: core.socket, callTimeout: .seconds(600))
 func query(_ table: String) async throws -> Int {
     try await client.queryRows("select * from \(table)").count
 }
@@ -75,4 +90,4 @@ py.terminate()
 py.waitUntilExit()
 ext.stop()
 _ = await ext.waitUntilStopped()
-await core.stop()
+await manager.stop()

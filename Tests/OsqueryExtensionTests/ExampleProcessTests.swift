@@ -2,6 +2,9 @@ import Testing
 import Foundation
 import OsqueryExtension
 import OsqueryExtensionTesting
+import OsqueryManager
+import OsqueryEngine
+import OsqueryTables
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,6 +13,8 @@ import Glibc
 enum ManagerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// Tests/Peers/python/reference_manager.py: PyPI `osquery`'s generated code, none of ours.
     case reference
+    /// Our core: OsqueryManager's ExtensionManager with the built-in tables, in process.
+    case core
     /// OsqueryExtensionTesting.FakeCore: our wire layer and SQL engine, in process.
     case fake
     var testDescription: String { rawValue }
@@ -20,13 +25,25 @@ final class Manager: @unchecked Sendable {
     let socket: String
     let child: Child?
     let fake: FakeCore?
+    let core: ExtensionManager?
 
     init(_ kind: ManagerKind) async throws {
         switch kind {
+        case .core:
+            let path = tempSocket()
+            let flags = Flags()
+            try flags.set("extensions_interval", "1")
+            let registry = PluginRegistry()
+            BuiltinTables.register(into: registry, flags: flags)
+            core = try await ExtensionManager.start(socketPath: path, registry: registry, flags: flags, queryThreads: 3)
+            child = nil
+            fake = nil
+            socket = path
         case .reference:
             let path = tempSocket()
             child = try Child(python, [referenceManagerScript, path])
             fake = nil
+            core = nil
             socket = path
             let ok = await eventually { (try? await OsqueryClient(socket: path, connectTimeout: .seconds(1)).ping().code) == 0 }
             if !ok { throw FakeCoreErrorForTests("reference manager did not start: \(child?.stderrText ?? "")") }
@@ -34,6 +51,7 @@ final class Manager: @unchecked Sendable {
             let core = try await FakeCore.start()
             fake = core
             child = nil
+            self.core = nil
             socket = core.socket
         }
     }
@@ -58,6 +76,7 @@ final class Manager: @unchecked Sendable {
             _ = await child.wait(timeout: .seconds(10))
             child.kill9()
         }
+        if let core { await core.stop() }
         if let fake {
             for uuid in fake.registrations.keys { try? await fake.extensionClient(uuid).shutdown(timeout: .seconds(5)) }
             await fake.stop()
