@@ -5,6 +5,8 @@
 //   fixture_peer bench-ping SOCKET_PATH N
 //   fixture_peer bench-query SOCKET_PATH SQL N
 //   fixture_peer bench-codec N
+//   fixture_peer query SOCKET_PATH SQL        (one JSON line: code, message, rows)
+//   fixture_peer extensions SOCKET_PATH       (one JSON line: uuid -> extension info)
 //
 // Built by scripts/build-peers.sh against the code `thrift --gen cpp idl/osquery.thrift` generates.
 // The server uses osquery's own stack: TServerSocket(path) + TBufferedTransportFactory +
@@ -698,10 +700,124 @@ int benchCodec(long long n) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Core client modes: one call to a running manager (ours, osquery's, a fixture), one JSON line out.
+//   query SOCKET SQL    -> {"code":N,"message":"...","rows":[{"col":"val",...},...]}
+//   extensions SOCKET   -> {"<uuid>":{"name":"...","version":"...","sdk_version":"...",
+//                           "min_sdk_version":"..."},...}
+// Keys come out sorted (std::map). Strings are bytes: valid UTF-8 passes through, `"` `\` and
+// control characters are escaped, and each byte of an invalid UTF-8 sequence becomes \udcXX (a lone
+// low surrogate, the convention of Python's surrogateescape, so the bytes can be recovered).
+// A transport error goes to stderr with exit 1; a status code != 0 is data, exit 0.
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if the bytes there are not one.
+size_t utf8SequenceLength(const std::string& s, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = byte(i);
+  size_t n;
+  uint32_t min;
+  uint32_t cp;
+  if (c < 0x80) return 1;
+  if ((c & 0xE0) == 0xC0) { n = 2; min = 0x80; cp = c & 0x1F; }
+  else if ((c & 0xF0) == 0xE0) { n = 3; min = 0x800; cp = c & 0x0F; }
+  else if ((c & 0xF8) == 0xF0) { n = 4; min = 0x10000; cp = c & 0x07; }
+  else return 0;
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+std::string jsonString(const std::string& s) {
+  std::string out = "\"";
+  char buf[8];
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = utf8SequenceLength(s, i);
+    if (n == 0) {
+      std::snprintf(buf, sizeof buf, "\\udc%02x", c);
+      out += buf;
+      ++i;
+      continue;
+    }
+    if (n == 1) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+          if (c < 0x20 || c == 0x7f) {
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+    } else {
+      out.append(s, i, n);
+    }
+    i += n;
+  }
+  out += "\"";
+  return out;
+}
+
+int runQuery(const std::string& path, const std::string& sql) {
+  Connection conn(path);
+  ExtensionResponse r;
+  conn.client->query(r, sql);
+  std::string out = "{\"code\":" + std::to_string(r.status.code) +
+                    ",\"message\":" + jsonString(r.status.message) + ",\"rows\":[";
+  for (size_t i = 0; i < r.response.size(); ++i) {
+    if (i) out += ",";
+    out += "{";
+    bool first = true;
+    for (const auto& kv : r.response[i]) {
+      if (!first) out += ",";
+      first = false;
+      out += jsonString(kv.first) + ":" + jsonString(kv.second);
+    }
+    out += "}";
+  }
+  out += "]}\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
+int runExtensions(const std::string& path) {
+  Connection conn(path);
+  InternalExtensionList list;
+  conn.client->extensions(list);
+  std::string out = "{";
+  bool first = true;
+  for (const auto& kv : list) {  // std::map: ascending uuid
+    if (!first) out += ",";
+    first = false;
+    const InternalExtensionInfo& info = kv.second;
+    out += "\"" + std::to_string(kv.first) + "\":{\"name\":" + jsonString(info.name) +
+           ",\"version\":" + jsonString(info.version) + ",\"sdk_version\":" +
+           jsonString(info.sdk_version) + ",\"min_sdk_version\":" + jsonString(info.min_sdk_version) +
+           "}";
+  }
+  out += "}\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: fixture_peer server SOCKET | client SOCKET | bench-ping SOCKET N |\n"
-               "       bench-query SOCKET SQL N | bench-codec N\n");
+               "       bench-query SOCKET SQL N | bench-codec N | query SOCKET SQL |\n"
+               "       extensions SOCKET\n");
   return 2;
 }
 
@@ -717,6 +833,8 @@ int main(int argc, char** argv) {
     if (mode == "bench-query" && argc == 5)
       return benchQuery(argv[2], argv[3], parseCount(argv[4]));
     if (mode == "bench-codec" && argc == 3) return benchCodec(parseCount(argv[2]));
+    if (mode == "query" && argc == 4) return runQuery(argv[2], argv[3]);
+    if (mode == "extensions" && argc == 3) return runExtensions(argv[2]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fixture_peer %s: %s\n", mode.c_str(), e.what());
     return 1;
