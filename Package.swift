@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "OsqueryTables", targets: ["OsqueryTables"]),
         .library(name: "OsqueryShell", targets: ["OsqueryShell"]),
         .executable(name: "osqueryi", targets: ["osqueryi"]),
+        .executable(name: "osqueryd", targets: ["osqueryd"]),
         .library(name: "OsqueryManager", targets: ["OsqueryManager"]),
         // Extension SDK (issue 5): a pure client, the extension runner + plugins, and a testing kit.
         .library(name: "OsqueryClient", targets: ["OsqueryClient"]),
@@ -45,7 +46,7 @@ let package = Package(
             dependencies: ["OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
-        .target(name: "OsqueryShell", dependencies: ["OsqueryEngine", "OsqueryTables"], swiftSettings: strict),
+        .target(name: "OsqueryShell", dependencies: ["OsqueryEngine", "OsqueryTables", "OsqueryManager"], swiftSettings: strict),
         // Extension manager (issue 4): the core side of the extension protocol.
         .target(
             name: "OsqueryManager",
@@ -57,10 +58,20 @@ let package = Package(
         ),
         .testTarget(
             name: "OsqueryManagerTests",
-            dependencies: ["OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec"],
+            dependencies: [
+                "OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec",
+                // Built with the tests: the process tests run them.
+                "osqueryi", "osqueryd",
+            ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "osqueryi", dependencies: ["OsqueryShell"], swiftSettings: strict),
+        .executableTarget(
+            name: "osqueryi", dependencies: ["OsqueryShell", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // The same program; argv[0] (or -S/-D) picks the shell or the daemon.
+        .executableTarget(
+            name: "osqueryd", dependencies: ["OsqueryShell", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(name: "OsqueryEngineTests", dependencies: ["OsqueryEngine"], swiftSettings: strict),
         .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
         .testTarget(

@@ -18,6 +18,16 @@ public enum StatusLog {
     }
 
     public typealias Sink = @Sendable (Severity, String) -> Void
+    /// Receives every status line, whatever `minimumSeverity` is, with its
+    /// source file and line: how status logs reach logger plugins.
+    public typealias Forwarder = @Sendable (Severity, String, String, UInt) -> Void
+
+    private static let forwarder = Mutex<Forwarder?>(nil)
+
+    /// Installs (or, with nil, removes) the forwarder.
+    public static func setForwarder(_ f: Forwarder?) {
+        forwarder.withLock { $0 = f }
+    }
 
     private static let state = Mutex<(minimum: Severity, sink: Sink?)>((.warning, nil))
 
@@ -45,6 +55,9 @@ public enum StatusLog {
     }
 
     public static func log(_ severity: Severity, _ message: String, file: StaticString = #fileID, line: UInt = #line) {
+        if let forward = forwarder.withLock({ $0 }) {
+            forward(severity, message, "\(file)".split(separator: "/").last.map(String.init) ?? "\(file)", line)
+        }
         let (minimum, sink) = state.withLock { ($0.minimum, $0.sink) }
         guard severity.rawValue >= minimum.rawValue else { return }
         if let sink {

@@ -167,7 +167,7 @@ func bindUnixSocket(path: String, mode: mode_t, backlog: Int32) throws(SocketBin
 /// has closed, a live socket there belongs to a newer server that took the path,
 /// and must not be unlinked. (Inode numbers and coarse timestamps are reused too
 /// quickly to tell two socket files apart by identity.)
-func unixSocketIsLive(_ path: String) -> Bool {
+public func unixSocketIsLive(_ path: String) -> Bool {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }

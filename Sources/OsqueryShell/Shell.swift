@@ -49,6 +49,8 @@ public final class Shell {
     @discardableResult
     public func run(_ sql: String, lineNumber: Int? = nil) -> Int32 {
         if echo { io.out(sql + "\n") }
+        // Extensions may have registered or lost tables since the last statement.
+        database.refreshTables()
         let start = Shell.cpuTimes()
         var rc: Int32 = 0
         do {

@@ -1,4 +1,5 @@
 public import OsqueryEngine
+import OsqueryManager
 import OsqueryTables
 import Synchronization
 #if canImport(Glibc)
@@ -37,8 +38,7 @@ public enum OsqueryShellMain {
             return 0
         }
         if daemon {
-            io.err("Error: the osqueryd daemon is not part of this build yet; run osqueryi (or pass -S)\n")
-            return 1
+            return OsqueryDaemonMain.run(arguments, io: io, registry: registry, flags: flags)
         }
 
         // Shell defaults that differ from the daemon.
@@ -87,6 +87,23 @@ public enum OsqueryShellMain {
         let shell = Shell(database: database, flags: flags, io: shellIO)
         activeInterrupter.withLock { $0 = database.interrupter }
         defer { activeInterrupter.withLock { $0 = nil } }
+
+        // The extension manager runs for an interactive session, or when a
+        // one-shot run asks for extensions (as osquery's shell does).
+        let oneShot = flags.bool("L") || !flags.string("A").isEmpty || !flags.string("query").isEmpty
+            || !flags.string("query_file").isEmpty || !parsed.positional.isEmpty
+            || !(standardInputIsTerminal ?? (isatty(0) != 0))
+        let requested = !flags.string("extension").isEmpty || flags.wasSet("extensions_autoload")
+            || flags.wasSet("extensions_require") || flags.wasSet("extensions_socket")
+        var extensions: ExtensionsRuntime?
+        if !flags.bool("disable_extensions") && (!oneShot || requested) {
+            do {
+                extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: true)
+            } catch {
+                io.err("Error: could not start the extension manager: \(error)\n")
+            }
+        }
+        defer { extensions?.stopBlocking() }
 
         if flags.bool("L") {
             shell.runMeta(".tables")

@@ -1,0 +1,154 @@
+import Foundation
+public import Logging
+public import OsqueryEngine
+import OsqueryProtocol
+import Synchronization
+
+/// Everything extension-related a core runs: the manager on the extensions
+/// socket, the autoloaded and `--extension` processes under supervision, and
+/// the waits osquery does at start-up (for launched extensions to register and
+/// for `--extensions_require`). `osqueryi` and `osqueryd` both use it.
+public final class ExtensionsRuntime: Sendable {
+    public let manager: ExtensionManager
+    public let supervisor: ExtensionSupervisor?
+    let activation = Mutex<PluginActivation?>(nil)
+    let logger: Logger
+
+    init(manager: ExtensionManager, supervisor: ExtensionSupervisor?, logger: Logger) {
+        self.manager = manager
+        self.supervisor = supervisor
+        self.logger = logger
+    }
+
+    /// What activating `--config_plugin` / `--logger_plugin` found.
+    public var plugins: PluginActivation? { activation.withLock { $0 } }
+
+    /// The socket path to serve. The shell's default is `~/.osquery/shell.em`
+    /// (osquery's), and when that one is live another shell owns it, so a random
+    /// number is appended, without a dot, as osquery does.
+    public static func socketPath(flags: Flags, shell: Bool) -> String {
+        let configured = flags.string("extensions_socket")
+        guard shell, flags.isDefault("extensions_socket") else { return configured }
+        let home = FileManager.default.homeDirectoryForCurrentUser.path
+        var directory = home + "/.osquery"
+        if (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)) == nil
+            || access(directory, W_OK) != 0
+        {
+            directory = NSTemporaryDirectory() + "osquery-\(getuid())"
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let path = directory + "/shell.em"
+        if unixSocketIsLive(path) { return path + String(UInt16.random(in: 0...UInt16.max)) }
+        return path
+    }
+
+    /// Starts the manager and the extensions. Returns nil with
+    /// `--disable_extensions`.
+    public static func start(
+        flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool,
+        logger: Logger = Logger(label: "osquery.extensions")
+    ) async throws -> ExtensionsRuntime? {
+        guard !flags.bool("disable_extensions") else { return nil }
+        let path = socketPath(flags: flags, shell: shell)
+        let manager = try await ExtensionManager.start(socketPath: path, registry: registry, flags: flags, logger: logger)
+        let allowUnsafe = flags.bool("allow_unsafe")
+        var paths: [String] = []
+        let autoload = flags.string("extensions_autoload")
+        if !autoload.isEmpty, FileManager.default.fileExists(atPath: autoload) {
+            do {
+                paths += try Autoload.load(file: autoload, allowUnsafe: allowUnsafe, logger: logger).accepted
+            } catch {
+                logger.warning("\(error)")
+            }
+        }
+        // `--extension` skips discovery checks; every launch still checks safety.
+        let single = flags.string("extension")
+        if !single.isEmpty { paths.append(single) }
+        var supervisor: ExtensionSupervisor?
+        if !paths.isEmpty {
+            let s = ExtensionSupervisor(
+                paths: paths,
+                configuration: .init(
+                    socket: path, timeout: flags.string("extensions_timeout"),
+                    interval: flags.string("extensions_interval"), verbose: flags.bool("verbose"),
+                    allowUnsafe: allowUnsafe),
+                logger: logger)
+            s.start()
+            supervisor = s
+        }
+        let runtime = ExtensionsRuntime(manager: manager, supervisor: supervisor, logger: logger)
+        let timeout = ExtensionManager.seconds(flags.string("extensions_timeout"), minimum: 0.2)
+        if !paths.isEmpty {
+            // Managed extensions get up to --extensions_timeout to register, so a
+            // query given on the command line can already use their tables.
+            let launched = paths.count
+            await runtime.waitFor(timeout: timeout) { $0.count >= launched }
+        }
+        for name in flags.string("extensions_require").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) })
+        where !name.isEmpty {
+            let found = await runtime.waitFor(timeout: timeout) { $0.contains(name) }
+            if !found {
+                // osquery logs this and keeps running; so do we.
+                logger.error("Required extension not found or not loaded: \(name)")
+            }
+        }
+        // Plugins only wait for extensions that the core manages itself; a
+        // manually started extension must already be registered, as in osquery.
+        let activation = await PluginActivation.activate(
+            service: manager.service, registry: registry, flags: flags, binary: shell ? "osqueryi" : "osqueryd",
+            timeout: paths.isEmpty ? .zero : timeout, logger: logger)
+        runtime.activation.withLock { $0 = activation }
+        return runtime
+    }
+
+    /// Waits until `condition` holds for the registered extension names, or the timeout.
+    @discardableResult
+    func waitFor(timeout: Duration, _ condition: @Sendable ([String]) -> Bool) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            let names = (try? await manager.service.extensions().values.map(\.name.lossyString)) ?? []
+            if condition(names) { return true }
+            if clock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Stops in osquery's order: `shutdown()` to each extension and the
+    /// manager's socket files, then SIGTERM (and SIGKILL after `grace`) to the
+    /// processes we launched.
+    public func stop(grace: Duration = .seconds(5)) async {
+        plugins?.stop()
+        await manager.stop()
+        await supervisor?.stop(grace: grace)
+    }
+
+    /// Runs `start` from synchronous code on a thread that may block (the
+    /// shell's main thread), never from the cooperative pool.
+    public static func startBlocking(flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool) throws
+        -> ExtensionsRuntime?
+    {
+        try blocking { try await start(flags: flags, registry: registry, shell: shell) }
+    }
+
+    public func stopBlocking(grace: Duration = .seconds(5)) {
+        _ = try? Self.blocking { await self.stop(grace: grace) }
+    }
+
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
+            done.signal()
+        }
+        done.wait()
+        return try box.get()
+    }
+}
+
+final class ResultBox<T: Sendable>: @unchecked Sendable {  // written once before the semaphore, read after
+    private var result: Result<T, any Error>?
+    func set(_ r: Result<T, any Error>) { result = r }
+    func get() throws -> T { try result!.get() }
+}

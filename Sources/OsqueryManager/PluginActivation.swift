@@ -1,0 +1,168 @@
+import Foundation
+import Logging
+import OsqueryEngine
+import OsqueryProtocol
+import ThriftCodec
+import Synchronization
+
+/// Activates plugins named by `--config_plugin` and `--logger_plugin` that an
+/// extension serves: waits for the extension to register them, then does what
+/// osquery does (protocol.md §3.3, §3.4).
+///
+/// - config: `{"action":"genConfig"}`; each source's `options` are applied to
+///   flags that the command line did not set (CLI-only flags are left alone).
+/// - logger: `{"init": <binary>}`, then `{"action":"features"}`, whose bitmask
+///   comes back in `status.code` (1 = status logs, 2 = events); status lines go
+///   only to loggers that asked for them, as `{"status":"true","log":"[...]"}`.
+public final class PluginActivation: Sendable {
+    /// Loggers that asked for status lines, by name.
+    public let statusLoggers: [String]
+    /// The config sources the config plugin returned (source name → JSON text).
+    public let configSources: [String: String]
+    let forwarding: Task<Void, Never>?
+    let queue: AsyncStream<String>.Continuation?
+
+    init(statusLoggers: [String], configSources: [String: String], forwarding: Task<Void, Never>?, queue: AsyncStream<String>.Continuation?) {
+        self.statusLoggers = statusLoggers
+        self.configSources = configSources
+        self.forwarding = forwarding
+        self.queue = queue
+    }
+
+    /// Stops forwarding status lines.
+    public func stop() {
+        StatusLog.setForwarder(nil)
+        queue?.finish()
+    }
+
+    static func activate(
+        service: ManagerService, registry: PluginRegistry, flags: Flags, binary: String, timeout: Duration, logger: Logger
+    ) async -> PluginActivation {
+        var sources: [String: String] = [:]
+        let configName = flags.string("config_plugin")
+        if let uuid = await owner(of: configName, in: "config", registry: registry, timeout: timeout) {
+            do {
+                let response = try await service.caller.call(
+                    uuid: uuid, registry: "config", item: ThriftString(configName), request: ["action": "genConfig"])
+                if response.status.isSuccess, let first = response.response.first {
+                    for entry in first.entries { sources[entry.key.lossyString] = entry.value.lossyString }
+                    applyOptions(sources, flags: flags, logger: logger)
+                } else {
+                    logger.error("config plugin \(configName) failed: \(response.status.message)")
+                }
+            } catch {
+                logger.error("config plugin \(configName): \(error)")
+            }
+        }
+
+        var statusLoggers: [(name: String, uuid: ExtensionRouteUUID)] = []
+        let loggers = flags.bool("disable_logging") ? [] : flags.string("logger_plugin").split(separator: ",")
+        for name in loggers.map({ String($0).trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+            guard let uuid = await owner(of: name, in: "logger", registry: registry, timeout: timeout) else { continue }
+            let item = ThriftString(name)
+            _ = try? await service.caller.call(uuid: uuid, registry: "logger", item: item, request: ["init": ThriftString(binary)])
+            let features = (try? await service.caller.call(
+                uuid: uuid, registry: "logger", item: item, request: ["action": "features"]))?.status.code ?? 0
+            // The bitmask travels in status.code, so a generic failure (code 1,
+            // what the Go and Python SDKs answer) means "send me status logs".
+            if features & 1 != 0 { statusLoggers.append((name, uuid)) }
+        }
+
+        guard !statusLoggers.isEmpty else {
+            return PluginActivation(statusLoggers: [], configSources: sources, forwarding: nil, queue: nil)
+        }
+        // Status lines are forwarded in order from one task; a full queue drops
+        // lines rather than blocking whoever logs.
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1000))
+        let host = ProcessInfo.processInfo.hostName
+        StatusLog.setForwarder { severity, message, file, line in
+            let now = Date()
+            let entry: [String: Any] = [
+                "s": severity.rawValue, "f": file, "i": Int(line), "m": message, "h": host,
+                "c": asciiTime(now), "u": Int(now.timeIntervalSince1970),
+            ]
+            if let data = try? JSONSerialization.data(withJSONObject: [entry], options: [.sortedKeys]) {
+                continuation.yield(String(decoding: data, as: UTF8.self))
+            }
+        }
+        let targets = statusLoggers
+        let caller = service.caller
+        let task = Task {
+            for await log in stream {
+                for target in targets {
+                    _ = try? await caller.call(
+                        uuid: target.uuid, registry: "logger", item: ThriftString(target.name),
+                        request: ["status": "true", "log": ThriftString(log)])
+                }
+            }
+        }
+        return PluginActivation(
+            statusLoggers: targets.map(\.name), configSources: sources, forwarding: task, queue: continuation)
+    }
+
+    /// osquery's built-in config and logger plugins: never waited for.
+    static let builtIn: [String: Set<String>] = [
+        "config": ["filesystem", "tls", "update"],
+        "logger": ["filesystem", "tls", "syslog", "stdout", "aws_kinesis", "aws_firehose", "kafka_producer"],
+    ]
+
+    /// The uuid of the extension serving `name` in `registryName`, waiting up to
+    /// `timeout` for it to register; nil for the core's own plugins or none.
+    static func owner(of name: String, in registryName: String, registry: PluginRegistry, timeout: Duration) async
+        -> ExtensionRouteUUID?
+    {
+        guard !name.isEmpty, !name.contains(","), builtIn[registryName]?.contains(name) != true else { return nil }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            if let item = registry.item(registry: registryName, name: name) {
+                return item.ownerUUID == 0 ? nil : ExtensionRouteUUID(item.ownerUUID)
+            }
+            if clock.now >= deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Applies each source's `options` to flags the command line left alone.
+    static func applyOptions(_ sources: [String: String], flags: Flags, logger: Logger) {
+        for source in sources.keys.sorted() {
+            guard let data = sources[source]?.data(using: .utf8),
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            else {
+                logger.error("config source \(source) is not a JSON object")
+                continue
+            }
+            guard let options = object["options"] as? [String: Any] else { continue }
+            for (name, raw) in options.sorted(by: { $0.key < $1.key }) {
+                let value: String
+                switch raw {
+                case let b as Bool: value = b ? "true" : "false"
+                case let n as NSNumber: value = n.stringValue
+                case let s as String: value = s
+                default: value = "\(raw)"
+                }
+                if flags.definition(name) == nil {
+                    guard name.hasPrefix("custom_") else {
+                        logger.warning("config option \(name) is not a known flag")
+                        continue
+                    }
+                    flags.define(FlagDefinition(name, .string, "", "Custom option from the config", .option))
+                }
+                if flags.wasSet(name) || flags.definition(name)?.kind == .cli { continue }
+                do {
+                    try flags.set(name, value)
+                } catch {
+                    logger.warning("config option \(name): \(error)")
+                }
+            }
+        }
+    }
+
+    static func asciiTime(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE MMM d HH:mm:ss yyyy 'UTC'"
+        return formatter.string(from: date)
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import OsqueryProtocol
+import Testing
+import ThriftCodec
+
+/// Real binaries and real peers: the built osqueryi/osqueryd, the extension
+/// written with PyPI `osquery` (Tests/Peers/python/osquery_extension.py) and
+/// the C++ libthrift client (Tests/Peers/cpp/fixture_peer query/extensions).
+enum Real {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
+    static let cppClient = (ProcessInfo.processInfo.environment["OSQ_PEERS_DIR"] ?? repo + "/.build-peers") + "/cpp/fixture_peer"
+
+    /// A built product next to this test binary.
+    static func binary(_ name: String) throws -> String {
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        throw RealError("\(name) is not built: run `swift build` first")
+    }
+
+    static func requirePeers() throws {
+        for path in [pythonExtension, cppClient, repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
+            throw RealError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
+        }
+    }
+
+    /// Runs to completion off the cooperative pool; returns (status, stdout, stderr).
+    static func run(_ path: String, _ args: [String], env: [String: String] = [:]) async throws -> (Int32, String, String) {
+        try await offPool {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: path)
+            p.arguments = args
+            p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+    }
+
+    /// The C++ client's JSON answer.
+    static func cpp(_ args: [String]) async throws -> Any {
+        let (status, out, err) = try await run(cppClient, args)
+        guard status == 0 else { throw RealError("fixture_peer \(args) failed: \(err)") }
+        return try JSONSerialization.jsonObject(with: Data(out.utf8))
+    }
+
+    /// Polls `condition` every 100 ms for up to `seconds`.
+    static func eventually(_ seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return try await condition()
+    }
+}
+
+struct RealError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+func scratch(_ tag: String) throws -> String {
+    let dir = "/tmp/osqp-\(tag)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+func records(_ path: String) -> [[String: Any]] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+    return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+}
+
+@Suite(.serialized) struct RealPeerTests {
+    @Test func osqueryiStartsAPythonExtensionAndQueriesItsTable() async throws {
+        try Real.requirePeers()
+        let dir = try scratch("shell")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let record = dir + "/record.jsonl"
+        let (status, out, err) = try await Real.run(
+            try Real.binary("osqueryi"),
+            [
+                "--extension", Real.pythonExtension, "--extensions_socket", dir + "/s.em",
+                "--extensions_timeout", "10", "--extensions_interval", "1", "--json",
+                "select p.name, p.value from py_table p join (select 'alpha' as n union select 'gamma') j on p.name = j.n "
+                    + "where p.value in (1, 2147483647) order by p.name",
+            ], env: ["OSQ_PY_EXT_RECORD": record])
+        #expect(status == 0, "\(err)")
+        #expect(out == "[\n  {\"name\":\"alpha\",\"value\":\"1\"},\n  {\"name\":\"gamma\",\"value\":\"2147483647\"}\n]\n", "\(out)\(err)")
+        // The context the extension received: one entry per column in lexical
+        // order, the JOIN and IN values pushed down as op 2.
+        let contexts = records(record).compactMap { ($0["request"] as? [String: Any])?["context"] as? String }
+        #expect(!contexts.isEmpty)
+        var pushed: Set<String> = []
+        for context in contexts {
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(context.utf8)) as? [String: Any])
+            let constraints = try #require(json["constraints"] as? [[String: Any]])
+            #expect(constraints.map { $0["name"] as? String } == ["big", "name", "ratio", "value"])
+            for c in constraints {
+                for item in (c["list"] as? [[String: Any]]) ?? [] where item["op"] as? Int == 2 {
+                    pushed.insert("\(c["name"]!)=\(item["expr"]!)")
+                }
+            }
+        }
+        #expect(pushed.contains("value=1") && pushed.contains("value=2147483647"), "\(pushed)")
+        // The shell stopped the extension and removed the sockets.
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("s.em") }
+        #expect(left.isEmpty, "\(left)")
+    }
+
+    @Test func osquerydAutoloadsSupervisesAndActivatesPlugins() async throws {
+        try Real.requirePeers()
+        let dir = try scratch("daemon")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/osquery.em"
+        let record = dir + "/record.jsonl"
+        try (Real.pythonExtension + "\n# a comment\n\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
+        daemon.arguments = [
+            "--extensions_socket", socket, "--extensions_autoload", dir + "/extensions.load",
+            "--extensions_interval", "1", "--extensions_timeout", "3",
+            "--config_plugin", "py_config", "--logger_plugin", "py_logger",
+        ]
+        daemon.environment = ProcessInfo.processInfo.environment.merging(["OSQ_PY_EXT_RECORD": record]) { _, b in b }
+        daemon.standardError = FileHandle.nullDevice
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate() } }
+
+        func registered() async throws -> [String: [String: String]] {
+            (try? await Real.cpp(["extensions", socket]) as? [String: [String: String]]) ?? [:]
+        }
+        #expect(try await Real.eventually(20) { try await registered().values.contains { $0["name"] == "py_ext" } })
+        let firstUUID = try #require(try await registered().first { $0.value["name"] == "py_ext" }?.key)
+
+        // The C++ client (osquery's own Thrift stack) queries the extension's table through us.
+        let result = try #require(try await Real.cpp(["query", socket, "select count(*) as c, max(big) as m from py_table"]) as? [String: Any])
+        #expect(result["code"] as? Int == 0)
+        #expect((result["rows"] as? [[String: String]]) == [["c": "5", "m": "9223372036854775807"]])
+
+        // The config plugin's options applied; the logger got init, then features, then status lines.
+        let flag = try #require(try await Real.cpp(["query", socket, "select value from osquery_flags where name = 'custom_py'"]) as? [String: Any])
+        #expect((flag["rows"] as? [[String: String]]) == [["value": "yes"]])
+        #expect(try await Real.eventually(10) {
+            records(record).contains { (($0["request"] as? [String: Any])?["status"] as? String) == "true" }
+        })
+        let loggerRequests = records(record).filter { $0["plugin"] as? String == "py_logger" }.compactMap { $0["request"] as? [String: Any] }
+        #expect(loggerRequests.first?["init"] as? String == "osqueryd")
+        #expect(loggerRequests.dropFirst().first?["action"] as? String == "features")
+        let status = try #require(loggerRequests.first { $0["status"] as? String == "true" })
+        let lines = try #require(try JSONSerialization.jsonObject(with: Data((status["log"] as! String).utf8)) as? [[String: Any]])
+        #expect(Set(lines.first?.keys.map { $0 } ?? []) == ["s", "f", "i", "m", "h", "c", "u"])
+
+        // kill -9 the extension: the watcher removes it, the supervisor relaunches it, it registers again.
+        let pid = try #require(childPID(of: daemon.processIdentifier, containing: "osquery_extension.py"))
+        kill(pid, SIGKILL)
+        #expect(try await Real.eventually(15) { try await registered()[firstUUID] == nil })
+        #expect(try await Real.eventually(30) {
+            try await registered().contains { $0.value["name"] == "py_ext" && $0.key != firstUUID }
+        })
+        let again = try #require(try await Real.cpp(["query", socket, "select count(*) as c from py_table"]) as? [String: Any])
+        #expect((again["rows"] as? [[String: String]]) == [["c": "5"]])
+
+        // SIGTERM: the extension is stopped, the sockets removed, exit 0.
+        daemon.terminate()
+        let exited = try await offPool { daemon.waitUntilExit(); return daemon.terminationStatus }
+        #expect(exited == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket))
+        #expect(childPID(of: daemon.processIdentifier, containing: "osquery_extension.py") == nil)
+    }
+}
+
+/// A live process whose parent chain reaches `ancestor` and whose command line contains `text`.
+func childPID(of ancestor: Int32, containing text: String) -> Int32? {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+    for entry in entries {
+        guard let pid = Int32(entry),
+            let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+            String(decoding: cmdline, as: UTF8.self).contains(text)
+        else { continue }
+        var current = pid
+        for _ in 0..<8 {
+            guard let stat = try? String(contentsOfFile: "/proc/\(current)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { break }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, let parent = Int32(fields[1]) else { break }
+            if parent == ancestor { return pid }
+            current = parent
+        }
+    }
+    return nil
+}
