@@ -61,7 +61,7 @@ let package = Package(
             dependencies: [
                 "OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec",
                 // Built with the tests: the process tests run them.
-                "osqueryi", "osqueryd",
+                "osqueryi", "osqueryd", "example-distributed",
             ],
             swiftSettings: strict
         ),

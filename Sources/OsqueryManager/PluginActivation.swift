@@ -21,18 +21,24 @@ public final class PluginActivation: Sendable {
     public let configSources: [String: String]
     let forwarding: Task<Void, Never>?
     let queue: AsyncStream<String>.Continuation?
+    let distributed: Task<Void, Never>?
 
-    init(statusLoggers: [String], configSources: [String: String], forwarding: Task<Void, Never>?, queue: AsyncStream<String>.Continuation?) {
+    init(
+        statusLoggers: [String], configSources: [String: String], forwarding: Task<Void, Never>?,
+        queue: AsyncStream<String>.Continuation?, distributed: Task<Void, Never>?
+    ) {
         self.statusLoggers = statusLoggers
         self.configSources = configSources
         self.forwarding = forwarding
         self.queue = queue
+        self.distributed = distributed
     }
 
-    /// Stops forwarding status lines.
+    /// Stops forwarding status lines and polling for distributed queries.
     public func stop() {
         StatusLog.setForwarder(nil)
         queue?.finish()
+        distributed?.cancel()
     }
 
     static func activate(
@@ -68,8 +74,20 @@ public final class PluginActivation: Sendable {
             if features & 1 != 0 { statusLoggers.append((name, uuid)) }
         }
 
+        var distributed: Task<Void, Never>?
+        let distributedName = flags.string("distributed_plugin")
+        if !flags.bool("disable_distributed"),
+            let uuid = await owner(of: distributedName, in: "distributed", registry: registry, timeout: timeout)
+        {
+            let loop = DistributedLoop(
+                caller: service.caller, queries: service.queries, uuid: uuid, plugin: ThriftString(distributedName),
+                interval: .seconds(max(1, flags.int("distributed_interval"))), logger: logger)
+            distributed = Task { await loop.run() }
+        }
+
         guard !statusLoggers.isEmpty else {
-            return PluginActivation(statusLoggers: [], configSources: sources, forwarding: nil, queue: nil)
+            return PluginActivation(
+                statusLoggers: [], configSources: sources, forwarding: nil, queue: nil, distributed: distributed)
         }
         // Status lines are forwarded in order from one task; a full queue drops
         // lines rather than blocking whoever logs.
@@ -97,13 +115,15 @@ public final class PluginActivation: Sendable {
             }
         }
         return PluginActivation(
-            statusLoggers: targets.map(\.name), configSources: sources, forwarding: task, queue: continuation)
+            statusLoggers: targets.map(\.name), configSources: sources, forwarding: task, queue: continuation,
+            distributed: distributed)
     }
 
     /// osquery's built-in config and logger plugins: never waited for.
     static let builtIn: [String: Set<String>] = [
         "config": ["filesystem", "tls", "update"],
         "logger": ["filesystem", "tls", "syslog", "stdout", "aws_kinesis", "aws_firehose", "kafka_producer"],
+        "distributed": ["tls"],
     ]
 
     /// The uuid of the extension serving `name` in `registryName`, waiting up to

@@ -207,3 +207,84 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
     }
     return nil
 }
+
+@Suite(.serialized) struct MoreRealPeerTests {
+    /// Better than osquery: even if an operator loosens the socket's mode, a
+    /// peer that is neither root nor the core's user cannot register.
+    @Test func anotherUsersRegistrationIsRefused() async throws {
+        try Real.requirePeers()
+        guard getuid() == 0 else { return }  // needs root to run a client as another uid
+        let core = try await TestCore.start("peercred")
+        let dir = try scratch("peercred")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The client must be reachable by uid 65534 whatever the checkout's permissions.
+        let client = dir + "/fixture_peer"
+        try FileManager.default.copyItem(atPath: Real.cppClient, toPath: client)
+        chmod(dir, 0o755)
+        chmod(client, 0o755)
+        #expect(FileManager.default.fileExists(atPath: core.manager.socketPath))
+        #expect(chmod(core.manager.socketPath, 0o666) == 0)
+        let (status, out, err) = try await Real.run(
+            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", client, "register", core.manager.socketPath, "intruder"])
+        #expect(status == 0, "\(err)")
+        let reply = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(reply["code"] as? Int == 1)
+        #expect((reply["message"] as? String)?.hasPrefix("Permission denied") == true, "\(reply)")
+        #expect(try await core.client.extensions().isEmpty)
+        // The same request from root is accepted.
+        let (_, rootOut, _) = try await Real.run(client, ["register", core.manager.socketPath, "friend"])
+        #expect((try JSONSerialization.jsonObject(with: Data(rootOut.utf8)) as? [String: Any])?["code"] as? Int == 0)
+        await core.stop()
+    }
+
+    @Test func missingRequiredExtensionIsLoggedAndTheDaemonKeepsServing() async throws {
+        try Real.requirePeers()
+        let dir = try scratch("require")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/osquery.em"
+        let log = dir + "/stderr"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
+        daemon.arguments = ["--extensions_socket", socket, "--extensions_require", "missing", "--extensions_timeout", "1"]
+        daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate() } }
+        #expect(try await Real.eventually(20) { (try? await Real.cpp(["extensions", socket])) != nil })
+        #expect(try await Real.eventually(5) {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("Required extension not found or not loaded: missing")
+        })
+        #expect(daemon.isRunning)
+        daemon.terminate()
+        _ = try await offPool { daemon.waitUntilExit() }
+    }
+
+    /// Distributed queries through an extension written with our SDK (Examples/DistributedExtension).
+    @Test func distributedQueriesRunThroughAnExtensionsPlugin() async throws {
+        try Real.requirePeers()
+        let dir = try scratch("distributed")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ext = dir + "/distributed.ext"
+        try FileManager.default.copyItem(atPath: try Real.binary("example-distributed"), toPath: ext)
+        chmod(ext, 0o755)
+        try (ext + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
+        let log = dir + "/stderr"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
+        daemon.arguments = [
+            "--extensions_socket", dir + "/osquery.em", "--extensions_autoload", dir + "/extensions.load",
+            "--extensions_timeout", "10", "--extensions_interval", "1",
+            "--disable_distributed=false", "--distributed_plugin", "swift_distributed", "--distributed_interval", "1",
+        ]
+        // The extension inherits stderr and reports what writeResults brought it.
+        daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate() } }
+        #expect(try await Real.eventually(30) {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("swift_uptime: status 0, 1 rows")
+        }, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        daemon.terminate()
+        _ = try await offPool { daemon.waitUntilExit() }
+    }
+}

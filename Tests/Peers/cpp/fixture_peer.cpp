@@ -813,11 +813,30 @@ int runExtensions(const std::string& path) {
   return 0;
 }
 
+// `register SOCKET NAME`: registerExtension with one table NAME_tbl; prints the status.
+int runRegister(const std::string& path, const std::string& name) {
+  Connection conn(path);
+  InternalExtensionInfo info;
+  info.name = name;
+  info.version = "1.0";
+  info.sdk_version = "1.7.7";
+  info.min_sdk_version = "1.0.0";
+  ExtensionRegistry registry;
+  registry["table"][name + "_tbl"] = {{{"id", "column"}, {"name", "a"}, {"type", "TEXT"}, {"op", "0"}}};
+  ExtensionStatus status;
+  conn.client->registerExtension(status, info, registry);
+  std::string out = "{\"code\":" + std::to_string(status.code) + ",\"message\":" + jsonString(status.message) +
+                    ",\"uuid\":" + std::to_string(status.uuid) + "}\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: fixture_peer server SOCKET | client SOCKET | bench-ping SOCKET N |\n"
                "       bench-query SOCKET SQL N | bench-codec N | query SOCKET SQL |\n"
-               "       extensions SOCKET\n");
+               "       extensions SOCKET | register SOCKET NAME\n");
   return 2;
 }
 
@@ -835,6 +854,7 @@ int main(int argc, char** argv) {
     if (mode == "bench-codec" && argc == 3) return benchCodec(parseCount(argv[2]));
     if (mode == "query" && argc == 4) return runQuery(argv[2], argv[3]);
     if (mode == "extensions" && argc == 3) return runExtensions(argv[2]);
+    if (mode == "register" && argc == 4) return runRegister(argv[2], argv[3]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fixture_peer %s: %s\n", mode.c_str(), e.what());
     return 1;
