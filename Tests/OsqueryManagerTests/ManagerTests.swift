@@ -203,6 +203,11 @@ func attach(_ core: TestCore, name: ThriftString = "t1", table: ThriftString = "
             "select t.a from t1_tbl t join (select 'y' as v union select 'x') j on t.a = j.v where t.n in (16, 8) order by t.a")
         #expect(joined.response == [["a": "x"]])
         #expect(core.registry.table(named: "t1_tbl") != nil)
+        let info = try await core.client.query("select name, type from pragma_table_info('t1_tbl')")
+        #expect(info.response == [
+            ["name": "a", "type": "TEXT"], ["name": "n", "type": "INTEGER"], ["name": "big", "type": "BIGINT"],
+            ["name": "d", "type": "DOUBLE"],
+        ])
         let listed = try await core.client.query("select name, type, path from osquery_extensions where uuid = \(uuid)")
         #expect(listed.response == [["name": "t1", "type": "extension", "path": ThriftString("\(core.manager.socketPath).\(uuid)")]])
         await server.close()
