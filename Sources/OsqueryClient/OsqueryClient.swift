@@ -27,9 +27,13 @@ public enum OsqueryClientError: Error, Sendable, Equatable, CustomStringConverti
 public struct RegisteredExtension: Sendable, Hashable {
     /// The uuid the core gave it.
     public var uuid: Int64
+    /// The extension's name.
     public var name: String
+    /// The extension's version.
     public var version: String
+    /// The `sdk_version` it registered with.
     public var sdkVersion: String
+    /// The `min_sdk_version` it registered with.
     public var minSDKVersion: String
 
     /// Creates a description from its fields.
@@ -44,7 +48,9 @@ public struct RegisteredExtension: Sendable, Hashable {
 
 /// One core flag as `options()` reports it.
 public struct CoreOption: Sendable, Hashable {
+    /// The current value.
     public var value: String
+    /// The default value.
     public var defaultValue: String
     /// The gflags type name (`bool`, `string`, `int32`, …).
     public var type: String

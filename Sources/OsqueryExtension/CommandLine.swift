@@ -37,6 +37,7 @@ public struct ExtensionOptions: ParsableArguments, Sendable {
     @Argument(parsing: .allUnrecognized, help: .hidden)
     public var unrecognized: [String] = []
 
+    /// Options with the defaults (as if no arguments were given).
     public init() {}
 }
 

@@ -4,6 +4,7 @@
 /// let cfg = ConfigPlugin("static") { ["main": #"{"schedule":{}}"#] }
 /// ```
 public struct ConfigPlugin: ExtensionPlugin {
+    /// The plugin's name (`--config_plugin=<name>`).
     public let name: String
     let genConfig: @Sendable () async throws -> [String: String]
     let genPack: (@Sendable (_ name: String, _ value: String) async throws -> String)?

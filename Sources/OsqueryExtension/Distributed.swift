@@ -7,6 +7,7 @@ public struct DistributedQueries: Sendable, Hashable {
     /// Seconds for which the core should check in more often.
     public var accelerate: Int?
 
+    /// Work with queries, optional discovery gates, and an optional accelerate interval.
     public init(queries: [String: String] = [:], discovery: [String: String] = [:], accelerate: Int? = nil) {
         self.queries = queries
         self.discovery = discovery
@@ -28,11 +29,16 @@ public struct DistributedQueries: Sendable, Hashable {
 
 /// Resource use of one distributed query.
 public struct QueryStats: Sendable, Hashable {
+    /// Wall-clock time in milliseconds.
     public var wallTimeMs: Int64
+    /// User CPU time.
     public var userTime: Int64
+    /// System CPU time.
     public var systemTime: Int64
+    /// Memory used, in bytes.
     public var memory: Int64
 
+    /// Stats from their parts.
     public init(wallTimeMs: Int64 = 0, userTime: Int64 = 0, systemTime: Int64 = 0, memory: Int64 = 0) {
         self.wallTimeMs = wallTimeMs
         self.userTime = userTime
@@ -52,6 +58,7 @@ public struct DistributedResults: Sendable, Hashable {
     /// Query id → resource use.
     public var stats: [String: QueryStats]
 
+    /// Results from their parts.
     public init(
         rows: [String: [[String: String]]] = [:], statuses: [String: Int] = [:], messages: [String: String] = [:],
         stats: [String: QueryStats] = [:]
@@ -86,12 +93,14 @@ public struct DistributedResults: Sendable, Hashable {
 
 /// A distributed plugin: hands the core queries and receives their results.
 public struct DistributedPlugin: ExtensionPlugin {
+    /// The plugin's name (`--distributed_plugin=<name>`).
     public let name: String
     let getQueries: @Sendable () async throws -> DistributedQueries
     let writeResults: @Sendable (DistributedResults) async throws -> Void
 
     public var registry: String { "distributed" }
 
+    /// Results from their parts.
     public init(
         _ name: String, getQueries: @escaping @Sendable () async throws -> DistributedQueries,
         writeResults: @escaping @Sendable (DistributedResults) async throws -> Void

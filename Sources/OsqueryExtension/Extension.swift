@@ -83,6 +83,7 @@ public struct ExtensionConfiguration: Sendable {
     /// Where the runner logs; nil: standard error, `notice` level (`debug` with `--verbose`).
     public var logger: Logger? = nil
 
+    /// The defaults.
     public init() {}
 }
 
@@ -99,6 +100,7 @@ public final class Extension: Sendable {
     public let name: String
     /// The extension's version.
     public let version: String
+    /// The runner's tunables.
     public let configuration: ExtensionConfiguration
     let state: Mutex<State>
     let router: Router
@@ -190,8 +192,8 @@ public final class Extension: Sendable {
             throw ExtensionError.badSocketPath("\(error)")
         }
         if let dup = router.firstDuplicate() { throw ExtensionError.duplicatePlugin(registry: dup.0, name: dup.1) }
-        let callTimeout = Duration.seconds(max(options.interval, 1) * 2 + 5)
-        let core = OsqueryClient(socket: options.socket, connectTimeout: .seconds(2), callTimeout: callTimeout)
+        // Registration calls pass their own deadlines; plugins querying back get osquery's 300 s.
+        let core = OsqueryClient(socket: options.socket, connectTimeout: .seconds(2), callTimeout: .seconds(300))
         state.withLock {
             $0.options = options
             $0.logger = logger

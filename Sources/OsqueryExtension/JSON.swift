@@ -66,7 +66,9 @@ public enum JSONValue: Sendable, Equatable {
     /// A double from a number or a numeric string.
     public var double: Double? { text.flatMap(Double.init) }
 
+    /// The elements, when this is an array.
     public var array: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
+    /// The members in order, when this is an object.
     public var members: [(String, JSONValue)]? { if case .object(let m) = self { m } else { nil } }
 
     /// Compact JSON text.
@@ -131,7 +133,9 @@ public enum JSONValue: Sendable, Equatable {
 
 /// A JSON syntax error.
 public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The byte offset of the problem.
     public var offset: Int
+    /// What was wrong.
     public var reason: String
     public var description: String { "invalid JSON at offset \(offset): \(reason)" }
 }

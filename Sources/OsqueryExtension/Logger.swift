@@ -14,11 +14,13 @@ public struct StatusLine: Sendable, Hashable {
     public enum Severity: Int, Sendable, Hashable {
         case info = 0, warning = 1, error = 2, fatal = 3
     }
+    /// glog severity (`s`).
     public var severity: Severity
     /// Source file.
     public var file: String
     /// Source line.
     public var line: Int
+    /// The message (`m`).
     public var message: String
     /// The host identifier.
     public var hostIdentifier: String
@@ -27,6 +29,7 @@ public struct StatusLine: Sendable, Hashable {
     /// The time as a Unix timestamp.
     public var unixTime: Int64
 
+    /// A status line from its fields.
     public init(
         severity: Severity, file: String = "", line: Int = 0, message: String, hostIdentifier: String = "",
         calendarTime: String = "", unixTime: Int64 = 0
@@ -77,6 +80,7 @@ public enum LogRecord: Sendable, Hashable {
 /// let log = LoggerPlugin("jsonl") { record in if case .result(let json) = record { print(json) } }
 /// ```
 public struct LoggerPlugin: ExtensionPlugin {
+    /// The plugin's name (`--logger_plugin=<name>`).
     public let name: String
     /// The features answered to `{"action":"features"}`.
     public let features: LoggerFeatures

@@ -49,7 +49,9 @@ extension ExtensionPlugin {
 /// An error whose message is sent to the core as is (status code 1), e.g. a
 /// table's "requires a path constraint".
 public struct PluginError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The message sent to the core.
     public var message: String
+    /// An error with `message`.
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }

@@ -3,17 +3,29 @@ public struct ConstraintOperator: RawRepresentable, Sendable, Hashable, CustomSt
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
+    /// `=` (and each value of an `IN` list).
     public static let equals = ConstraintOperator(rawValue: 2)
+    /// `>`
     public static let greaterThan = ConstraintOperator(rawValue: 4)
+    /// `<=`
     public static let lessThanOrEquals = ConstraintOperator(rawValue: 8)
+    /// `<`
     public static let lessThan = ConstraintOperator(rawValue: 16)
+    /// `>=`
     public static let greaterThanOrEquals = ConstraintOperator(rawValue: 32)
+    /// `MATCH`
     public static let match = ConstraintOperator(rawValue: 64)
+    /// `LIKE`
     public static let like = ConstraintOperator(rawValue: 65)
+    /// `GLOB`
     public static let glob = ConstraintOperator(rawValue: 66)
+    /// `REGEXP`
     public static let regexp = ConstraintOperator(rawValue: 67)
+    /// `!=` / `<>`
     public static let notEquals = ConstraintOperator(rawValue: 68)
+    /// `IS NOT`
     public static let isNot = ConstraintOperator(rawValue: 69)
+    /// `IS`
     public static let `is` = ConstraintOperator(rawValue: 72)
 
     /// The operator for an old-style string op (osquery before 3 sent `"="`, `">"`, …), or a number in text.
@@ -48,10 +60,12 @@ public struct ConstraintOperator: RawRepresentable, Sendable, Hashable, CustomSt
 
 /// One constraint on a column: `column <op> expr`.
 public struct Constraint: Sendable, Hashable {
+    /// The operator.
     public var op: ConstraintOperator
     /// The value as text (how osquery sends every value).
     public var expr: String
 
+    /// A constraint `<column> op expr`.
     public init(_ op: ConstraintOperator, _ expr: String) {
         self.op = op
         self.expr = expr
@@ -86,6 +100,7 @@ public struct ColumnConstraints: Sendable, Hashable {
     /// Every constraint, in the order received.
     public var list: [Constraint]
 
+    /// Constraints of a column with `affinity`.
     public init(affinity: ColumnType = .unknown, list: [Constraint] = []) {
         self.affinity = affinity
         self.list = list
@@ -168,14 +183,19 @@ public struct ColumnConstraints: Sendable, Hashable {
 /// A SQL `LIKE` (ASCII case-insensitive, `%` and `_`) or `GLOB` (case-sensitive,
 /// `*`, `?`, `[…]`) pattern.
 public struct TextPattern: Sendable, Hashable {
+    /// LIKE or GLOB semantics.
     public enum Kind: Sendable, Hashable { case like, glob }
+    /// The pattern text.
     public let pattern: String
+    /// How the pattern is matched.
     public let kind: Kind
 
+    /// A SQL `LIKE` pattern.
     public init(like pattern: String) {
         self.pattern = pattern
         self.kind = .like
     }
+    /// A SQL `GLOB` pattern.
     public init(glob pattern: String) {
         self.pattern = pattern
         self.kind = .glob

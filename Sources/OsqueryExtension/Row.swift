@@ -50,6 +50,7 @@ public struct Row: Sendable, ExpressibleByDictionaryLiteral {
         cells.reserveCapacity(capacity)
     }
 
+    /// A row from `["column": value, …]`, in the order written.
     public init(dictionaryLiteral elements: (String, any ColumnValue)...) {
         cells = elements.map { (column: $0.0, value: $0.1) }
     }

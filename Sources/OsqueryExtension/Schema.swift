@@ -27,12 +27,19 @@ public struct ColumnOptions: OptionSet, Sendable, Hashable {
     public static let optimized = ColumnOptions(rawValue: 8)
     /// Left out of `SELECT *`.
     public static let hidden = ColumnOptions(rawValue: 16)
+    /// `COLLATE BINARY`
     public static let collateBinary = ColumnOptions(rawValue: 32)
+    /// `COLLATE NOCASE`
     public static let collateNocase = ColumnOptions(rawValue: 64)
+    /// `COLLATE RTRIM`
     public static let collateRtrim = ColumnOptions(rawValue: 128)
+    /// osquery's `COLLATE VERSION`
     public static let collateVersion = ColumnOptions(rawValue: 256)
+    /// osquery's `COLLATE VERSION_ARCH`
     public static let collateVersionArch = ColumnOptions(rawValue: 512)
+    /// osquery's `COLLATE VERSION_DPKG`
     public static let collateVersionDpkg = ColumnOptions(rawValue: 1024)
+    /// osquery's `COLLATE VERSION_RHEL`
     public static let collateVersionRhel = ColumnOptions(rawValue: 2048)
 }
 
@@ -40,20 +47,27 @@ public struct ColumnOptions: OptionSet, Sendable, Hashable {
 public struct TableAttributes: OptionSet, Sendable, Hashable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
+    /// A utility table.
     public static let utility = TableAttributes(rawValue: 1)
     /// Results may be cached by the core.
     public static let cacheable = TableAttributes(rawValue: 2)
+    /// Rows come from buffered events.
     public static let eventBased = TableAttributes(rawValue: 4)
     /// Rows depend on a `uid` constraint.
     public static let userBased = TableAttributes(rawValue: 8)
+    /// Needs a kernel component.
     public static let kernelRequired = TableAttributes(rawValue: 16)
+    /// Not yet available.
     public static let pending = TableAttributes(rawValue: 32)
 }
 
 /// One column of a table.
 public struct Column: Sendable, Hashable {
+    /// The column name.
     public var name: String
+    /// The column type.
     public var type: ColumnType
+    /// INDEX, REQUIRED, HIDDEN, collations, …
     public var options: ColumnOptions
     /// For the spec JSON and docs.
     public var description: String
@@ -100,12 +114,18 @@ public struct Column: Sendable, Hashable {
 
 /// Documentation for a table, emitted in its spec JSON.
 public struct TableDocumentation: Sendable, Hashable {
+    /// What the table shows.
     public var description: String
+    /// A link for more information.
     public var url: String
+    /// Free-form notes.
     public var notes: String
+    /// Example queries.
     public var examples: [String]
+    /// Platforms the table supports.
     public var platforms: [String]
 
+    /// Documentation from its parts; all optional.
     public init(
         description: String = "", url: String = "", notes: String = "", examples: [String] = [],
         platforms: [String] = ["linux"]
@@ -120,25 +140,33 @@ public struct TableDocumentation: Sendable, Hashable {
 
 /// Everything the core needs to know about a table: its route info, and the spec JSON.
 public struct TableSchema: Sendable, Hashable {
+    /// The table's name.
     public var name: String
+    /// The columns, in order.
     public var columns: [Column]
     /// Other names for the table (the core creates a view for each).
     public var aliases: [String]
     /// Extra hidden columns mirroring a target column: `[alias: target]` pairs in order.
     public var columnAliases: [ColumnAlias]
+    /// CACHEABLE, USER_BASED, …
     public var attributes: TableAttributes
+    /// Docs for the spec JSON.
     public var documentation: TableDocumentation
 
     /// A column alias: `name` mirrors `target`.
     public struct ColumnAlias: Sendable, Hashable {
+        /// The alias (an extra hidden column).
         public var name: String
+        /// The column it mirrors.
         public var target: String
+        /// An alias `name` for column `target`.
         public init(_ name: String, target: String) {
             self.name = name
             self.target = target
         }
     }
 
+    /// A schema from its parts.
     public init(
         name: String, columns: [Column], aliases: [String] = [], columnAliases: [ColumnAlias] = [],
         attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation()

@@ -11,6 +11,7 @@ public struct TableLimits: Sendable, Hashable {
     /// stays clear of Thrift's usual 100 MiB message limit.
     public var maxBytes: Int?
 
+    /// Limits; the default keeps replies under 64 MiB.
     public init(deadline: Duration? = nil, maxRows: Int? = nil, maxBytes: Int? = 64 << 20) {
         self.deadline = deadline
         self.maxRows = maxRows
@@ -64,6 +65,7 @@ public struct InsertRequest: Sendable {
     public var rowid: Int64?
     /// True when the table must pick the rowid (and return it).
     public var autoRowid: Bool
+    /// The statement's context.
     public var context: QueryContext
 
     /// The value for `column`.
@@ -75,11 +77,15 @@ public struct InsertRequest: Sendable {
 
 /// An `UPDATE` of the row with `rowid`.
 public struct UpdateRequest: Sendable {
+    /// The rowid of the row to change.
     public var rowid: Int64
     /// Set when the statement changes the rowid.
     public var newRowid: Int64?
+    /// The new values in column order.
     public var values: [WriteValue]
+    /// The column names, in order.
     public var columns: [String]
+    /// The statement's context.
     public var context: QueryContext
 
     /// The new value for `column`.
@@ -91,7 +97,9 @@ public struct UpdateRequest: Sendable {
 
 /// A `DELETE` of the row with `rowid`.
 public struct DeleteRequest: Sendable {
+    /// The rowid of the row to delete.
     public var rowid: Int64
+    /// The statement's context.
     public var context: QueryContext
 }
 
@@ -155,7 +163,9 @@ extension TableStore {
 /// Rows are sent with only the columns the query uses; budgets in ``TableLimits`` apply.
 /// Read-only tables answer writes with `readonly`.
 public struct Table: ExtensionPlugin {
+    /// Columns, aliases, attributes and docs.
     public let schema: TableSchema
+    /// Deadline and budgets for each generate.
     public let limits: TableLimits
     let source: Source
     let layout: RowLayout

@@ -27,10 +27,15 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     /// A registration the fake core holds.
     public struct Registration: Sendable {
+        /// The uuid the fake core assigned.
         public var uuid: Int64
+        /// The extension's name.
         public var name: String
+        /// Its version.
         public var version: String
+        /// Its `sdk_version`.
         public var sdkVersion: String
+        /// Its `min_sdk_version`.
         public var minSDKVersion: String
         /// Registry → plugin names.
         public var plugins: [String: [String]]

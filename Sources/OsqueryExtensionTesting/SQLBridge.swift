@@ -54,7 +54,9 @@ public final class TableTester: Sendable {
 
 /// A SQL error from the bridge: SQLite's code and message.
 public struct SQLBridgeError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// SQLite's result code.
     public var code: Int32
+    /// SQLite's (or the table's) message.
     public var message: String
     public var description: String { message }
 }
