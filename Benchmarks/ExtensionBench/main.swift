@@ -4,6 +4,7 @@
 //   swift build -c release --product sdk-bench && .build/release/sdk-bench [rows] [repeats]
 //
 // Two measurements per table:
+//   in process — the Swift table's own cost: generate + encoding rows (no socket);
 //   wire  — the core's side of one `call(table, generate)` on the extension's socket (what the
 //           core does for every query), decode included;
 //   query — `SELECT * FROM <table>` through our core (OsqueryManager's ExtensionManager with
@@ -81,6 +82,9 @@ func wire(_ uuid: Int64, _ table: String) async throws -> Int {
 func query(_ table: String) async throws -> Int {
     try await client.queryRows("select * from \(table)").count
 }
+try await measure("Swift SDK  in process (no wire)", {
+    try await swiftTable.handle(PluginRequest(["action": "generate", "context": "{}"])).response.count
+})
 try await measure("Swift SDK  wire  (generate call)", { try await wire(ext.uuid, "swift_bench_rows") })
 try await measure("PyPI osquery wire (generate call)", { try await wire(pyUUID, "py_bench_rows") })
 try await measure("Swift SDK  query (select *)", { try await query("swift_bench_rows") })
