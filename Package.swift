@@ -26,6 +26,9 @@ let package = Package(
         .library(name: "OsqueryClient", targets: ["OsqueryClient"]),
         .library(name: "OsqueryExtension", targets: ["OsqueryExtension"]),
         .library(name: "OsqueryExtensionTesting", targets: ["OsqueryExtensionTesting"]),
+        // Protocol conformance kit (issue 6): checks any core or extension from outside.
+        .library(name: "OsqueryConformance", targets: ["OsqueryConformance"]),
+        .executable(name: "osquery-conformance", targets: ["osquery-conformance"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -143,6 +146,26 @@ let package = Package(
             name: "sdk-bench",
             dependencies: ["OsqueryExtension", "OsqueryExtensionTesting", "OsqueryManager", "OsqueryEngine", "OsqueryTables"],
             path: "Benchmarks/ExtensionBench",
+            swiftSettings: strict
+        ),
+        // Protocol conformance kit (issue 6): independent of the core and the SDK it checks.
+        .target(
+            name: "OsqueryConformance",
+            dependencies: ["OsqueryProtocol", "ThriftCodec", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "osquery-conformance",
+            dependencies: ["OsqueryConformance", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OsqueryConformanceTests",
+            dependencies: [
+                "OsqueryConformance", "OsqueryProtocol", "ThriftCodec",
+                // Built with the tests: the kit runs against them.
+                "osquery-conformance", "osqueryd", "osqueryi", "example-pressure-table",
+            ],
             swiftSettings: strict
         ),
     ],
