@@ -64,7 +64,7 @@ let package = Package(
             dependencies: [
                 "OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec",
                 // Built with the tests: the process tests run them.
-                "osqueryi", "osqueryd", "example-distributed",
+                "osqueryi", "osqueryd", "example-distributed", "example-pressure-table",
             ],
             swiftSettings: strict
         ),

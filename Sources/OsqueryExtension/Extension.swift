@@ -187,7 +187,7 @@ public final class Extension: Sendable {
     /// Waits for the core, registers and starts serving; returns once registered and listening.
     public func start(options: ExtensionOptions, signals: Bool = false) async throws {
         var logger = configuration.logger ?? Logger(label: "osquery.extension.\(name)") { StreamLogHandler.standardError(label: $0) }
-        if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .notice }
+        if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .warning }
         do { try validateSocketPath(options.socket, leavingRoomForUUID: true) } catch {
             throw ExtensionError.badSocketPath("\(error)")
         }

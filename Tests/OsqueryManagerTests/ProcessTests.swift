@@ -259,6 +259,24 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         _ = try await offPool { daemon.waitUntilExit() }
     }
 
+    /// osqueryi with an extension built with our SDK (Examples/PressureTable): its table answers,
+    /// and nothing but the result reaches the shell's output.
+    @Test func osqueryiRunsAnSDKExtension() async throws {
+        try Real.requirePeers()
+        let dir = try scratch("sdkext")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, out, err) = try await Real.run(
+            try Real.binary("osqueryi"),
+            [
+                "--extension", try Real.binary("example-pressure-table"), "--extensions_socket", dir + "/s.em",
+                "--extensions_timeout", "10", "--json", "select count(*) > 0 as some from pressure_stall",
+            ])
+        #expect(status == 0, "\(err)")
+        let hasPressure = FileManager.default.fileExists(atPath: "/proc/pressure/cpu")
+        #expect(out == "[\n  {\"some\":\"\(hasPressure ? 1 : 0)\"}\n]\n", "\(out)\(err)")
+        #expect(err.isEmpty, "\(err)")
+    }
+
     /// Distributed queries through an extension written with our SDK (Examples/DistributedExtension).
     @Test func distributedQueriesRunThroughAnExtensionsPlugin() async throws {
         try Real.requirePeers()
