@@ -1,0 +1,211 @@
+import Foundation
+import OsqueryConformance
+import Testing
+
+/// The kit run against real targets: our osqueryd and osqueryi, an Examples/ extension,
+/// an extension written with PyPI `osquery`, and the kit's reference manager driven by
+/// the C++ libthrift client.
+enum Kit {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
+    static let cppClient = (ProcessInfo.processInfo.environment["OSQ_PEERS_DIR"] ?? repo + "/.build-peers") + "/cpp/fixture_peer"
+
+    /// A built product next to this test binary.
+    static func binary(_ name: String) throws -> String {
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        throw KitError("\(name) is not built: run `swift build` first")
+    }
+
+    static func requirePeers() throws {
+        for path in [pythonExtension, cppClient, repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
+            throw KitError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
+        }
+    }
+
+    /// Runs to completion off the cooperative pool; returns (status, stdout, stderr).
+    static func run(_ path: String, _ args: [String]) async throws -> (Int32, String, String) {
+        try await offPool {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: path)
+            p.arguments = args
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+    }
+
+    /// Runs `osquery-conformance ARGS --json`; returns the exit status and id → (status, detail).
+    static func conformance(_ args: [String]) async throws -> (Int32, [String: (String, String)], String) {
+        let (status, out, err) = try await run(try binary("osquery-conformance"), args)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], "no JSON: \(out) \(err)")
+        var checks: [String: (String, String)] = [:]
+        for c in object["checks"] as? [[String: Any]] ?? [] {
+            checks[c["id"] as? String ?? ""] = (c["status"] as? String ?? "", c["detail"] as? String ?? "")
+        }
+        return (status, checks, out)
+    }
+
+    static func failures(_ checks: [String: (String, String)]) -> [String] {
+        checks.filter { $0.value.0 == "FAIL" }.map { "\($0.key): \($0.value.1)" }.sorted()
+    }
+
+    /// Waits until something answers at `socket`.
+    static func waitForSocket(_ socket: String) async throws {
+        let end = Date().addingTimeInterval(20)
+        while Date() < end {
+            if FileManager.default.fileExists(atPath: socket), (try? await run(cppClient, ["extensions", socket]).0) == 0 { return }
+            if !FileManager.default.fileExists(atPath: cppClient), FileManager.default.fileExists(atPath: socket) {
+                try await Task.sleep(for: .milliseconds(500))
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw KitError("nothing answers at \(socket)")
+    }
+}
+
+struct KitError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+func scratch(_ tag: String) throws -> String {
+    let dir = "/tmp/osqcf-\(tag)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+@Suite(.serialized) struct ConformanceTests {
+    /// Every core check passes against our osqueryd (the SO_PEERCRED check is a skip).
+    @Test func coreModeAgainstOsqueryd() async throws {
+        let dir = try scratch("d")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/osquery.em"
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: try Kit.binary("osqueryd"))
+        daemon.arguments = ["--extensions_socket", socket, "--extensions_interval", "1", "--extensions_timeout", "3"]
+        daemon.standardError = FileHandle.nullDevice
+        daemon.standardOutput = FileHandle.nullDevice
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() } }
+        try await Kit.waitForSocket(socket)
+
+        let (status, checks, out) = try await Kit.conformance(["core", "--socket", socket, "--json"])
+        #expect(Kit.failures(checks) == [], "\(out)")
+        #expect(status == 0)
+        #expect(checks.count >= 40)
+        #expect(checks["core.peer-credentials"]?.0 == "SKIP")
+    }
+
+    /// The same against osqueryi (stdin held open so the shell keeps serving).
+    @Test func coreModeAgainstOsqueryi() async throws {
+        let dir = try scratch("i")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/shell.em"
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: try Kit.binary("osqueryi"))
+        shell.arguments = ["--extensions_socket", socket, "--extensions_interval", "1", "--extensions_timeout", "3"]
+        let stdin = Pipe()
+        shell.standardInput = stdin
+        shell.standardOutput = FileHandle.nullDevice
+        shell.standardError = FileHandle.nullDevice
+        try shell.run()
+        defer {
+            try? stdin.fileHandleForWriting.close()
+            if shell.isRunning { shell.terminate() }
+            shell.waitUntilExit()
+        }
+        try await Kit.waitForSocket(socket)
+        let (status, checks, out) = try await Kit.conformance(["core", "--socket", socket, "--json"])
+        #expect(Kit.failures(checks) == [], "\(out)")
+        #expect(status == 0)
+    }
+
+    /// An Examples/ extension: every extension check passes (no logger/config plugin → skips).
+    @Test func extensionModeAgainstTheSDKExample() async throws {
+        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", try Kit.binary("example-pressure-table")])
+        #expect(Kit.failures(checks) == [], "\(out)")
+        #expect(status == 0)
+        #expect(checks.count >= 20)
+        #expect(checks.filter { $0.value.0 == "PASS" }.count >= 20)
+    }
+
+    /// PyPI `osquery` has known gaps; the kit reports exactly these, with clear messages.
+    @Test func extensionModeAgainstPyPIOsquery() async throws {
+        try Kit.requirePeers()
+        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", Kit.pythonExtension])
+        #expect(status == 1)
+        let failed = checks.filter { $0.value.0 == "FAIL" }.keys.sorted()
+        #expect(failed == ["extension.liveness.forgotten", "extension.logger.features", "extension.table.generate.unknown-action"], "\(out)")
+        #expect(checks["extension.logger.features"]?.1.contains("code 1, message \"Not a valid logger plugin action\"") == true)
+        #expect(checks["extension.liveness.forgotten"]?.1.contains("ping-only watchdog") == true)
+        #expect(checks["extension.table.generate.unknown-action"]?.1.contains("TApplicationException") == true)
+        #expect(checks["extension.liveness.manager-gone"]?.0 == "PASS")
+        #expect(checks["extension.table.generate.missing-context"]?.0 == "PASS")
+    }
+
+    /// The reference manager, driven by osquery's own Thrift stack (the C++ libthrift client).
+    @Test func referenceManagerWithTheCppClient() async throws {
+        try Kit.requirePeers()
+        let dir = try scratch("r")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let manager = ReferenceManager(socket: dir + "/ref.em")
+        let server = try await manager.serve()
+
+        let first = try await Kit.run(Kit.cppClient, ["register", manager.socket, "cfx_cpp"])
+        let reg = try #require(try JSONSerialization.jsonObject(with: Data(first.1.utf8)) as? [String: Any], "\(first)")
+        #expect(reg["code"] as? Int == 0)
+        #expect(reg["message"] as? String == "OK")
+        let uuid = try #require(reg["uuid"] as? Int)
+        #expect((1...65535).contains(uuid))
+
+        let again = try await Kit.run(Kit.cppClient, ["register", manager.socket, "cfx_cpp"])
+        let dup = try JSONSerialization.jsonObject(with: Data(again.1.utf8)) as? [String: Any]
+        #expect(dup?["code"] as? Int == 1)
+        #expect(dup?["message"] as? String == "Duplicate extension registered")
+
+        let listed = try await Kit.run(Kit.cppClient, ["extensions", manager.socket])
+        let list = try JSONSerialization.jsonObject(with: Data(listed.1.utf8)) as? [String: [String: String]]
+        #expect(list?["\(uuid)"]?["name"] == "cfx_cpp")
+        #expect(list?["\(uuid)"]?["sdk_version"] == "1.7.7")
+
+        // A real extension registers with the reference manager; the C++ client queries its table through it.
+        let ext = Process()
+        ext.executableURL = URL(fileURLWithPath: try Kit.binary("example-pressure-table"))
+        ext.arguments = ["--socket", manager.socket, "--timeout", "3", "--interval", "1"]
+        ext.standardOutput = FileHandle.nullDevice
+        ext.standardError = FileHandle.nullDevice
+        try ext.run()
+        defer { if ext.isRunning { ext.terminate(); ext.waitUntilExit() } }
+        let end = Date().addingTimeInterval(15)
+        while manager.current.count < 2 && Date() < end { try await Task.sleep(for: .milliseconds(100)) }
+        let table = try #require(manager.current.values.compactMap { $0.registry["table"]?.keys.first?.lossyString }.first { $0 != "cfx_cpp_tbl" })
+        let queried = try await Kit.run(Kit.cppClient, ["query", manager.socket, "select * from \(table)"])
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(queried.1.utf8)) as? [String: Any], "\(queried)")
+        #expect(result["code"] as? Int == 0, "\(result)")
+        #expect(((result["rows"] as? [[String: String]]) ?? []).isEmpty == false)
+
+        let bad = try await Kit.run(Kit.cppClient, ["query", manager.socket, "select * from cfx_nothing"])
+        let badResult = try JSONSerialization.jsonObject(with: Data(bad.1.utf8)) as? [String: Any]
+        #expect(badResult?["code"] as? Int == 1)
+        #expect(badResult?["message"] as? String == "no such table: cfx_nothing")
+        await server.close()
+    }
+}
