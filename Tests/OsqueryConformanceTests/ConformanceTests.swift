@@ -147,6 +147,24 @@ func scratch(_ tag: String) throws -> String {
         #expect(checks.filter { $0.value.0 == "PASS" }.count >= 20)
     }
 
+    /// The other Examples/ extensions (logger, config, writable table, distributed): nothing fails.
+    /// They are built by `swift test` as dependencies of OsqueryExtensionTests.
+    @Test(arguments: ["example-jsonl-logger", "example-config", "example-writable-table", "example-distributed"])
+    func extensionModeAgainstOtherExamples(_ name: String) async throws {
+        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", try Kit.binary(name)])
+        #expect(Kit.failures(checks) == [], "\(out)")
+        #expect(status == 0)
+    }
+
+    /// The text report: one line per check, the summary on its own last line.
+    @Test func textReportEndsWithTheSummary() async throws {
+        let (status, out, _) = try await Kit.run(try Kit.binary("osquery-conformance"), ["extension", "--", try Kit.binary("example-config")])
+        #expect(status == 0)
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines.last?.range(of: #"^\d+ passed, 0 failed, \d+ skipped$"#, options: .regularExpression) != nil, "\(out)")
+        #expect(lines.dropLast().allSatisfy { $0.hasPrefix("extension.") && ($0.contains(" PASS [") || $0.contains(" SKIP [")) })
+    }
+
     /// PyPI `osquery` has known gaps; the kit reports exactly these, with clear messages.
     @Test func extensionModeAgainstPyPIOsquery() async throws {
         try Kit.requirePeers()
