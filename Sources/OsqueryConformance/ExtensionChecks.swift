@@ -158,6 +158,21 @@ struct ExtensionRun {
                       seen: r.map { $0.map { "\($0)" } ?? "none" }.joined(separator: " / "))
         } catch { rec.fail("extension.unknown-method", "§1.1", "\(error)") }
 
+        // §1.4: an idle connection must not keep another connection waiting (C++ TThreadedServer, Go goroutines).
+        do {
+            let reply = try await offPool { () throws -> RawReply? in
+                let idle = try RawConnection(path: path)
+                let second = try RawConnection(path: path, timeout: 2)
+                try second.send(Raw.call("ping", seqid: 11))
+                let r = try second.receiveMessage().map(RawReply.decode)
+                _ = idle
+                return r
+            }
+            rec.check("extension.idle-connection-does-not-block", "§1.4", reply?.header.type == .reply && reply?.header.sequenceID == 11,
+                      expected: "ping#11 answered within 2 s while another connection stays open and idle",
+                      seen: reply.map { "\($0)" } ?? "no reply (the server serves one connection at a time)")
+        } catch { rec.fail("extension.idle-connection-does-not-block", "§1.4", "\(error)") }
+
         await tableChecks(ext, path: path, tables: tables)
         await pluginChecks(ext, registration: registration)
 
