@@ -101,7 +101,8 @@ func attach(_ core: TestCore, name: ThriftString = "t1", table: ThriftString = "
     }
 
     @Test func registrationFollowsOsquerysRulesAndMessages() async throws {
-        let core = try await TestCore.start("reg")
+        // These extensions never listen: a long grace keeps the watcher from reaping them mid-test.
+        let core = try await TestCore.start("reg", flags: ["extensions_timeout": "300"])
         let c = core.client
         func info(_ name: ThriftString, sdk: ThriftString = "") -> InternalExtensionInfo {
             InternalExtensionInfo(name: name, version: "v", sdkVersion: sdk, minSDKVersion: "m")
