@@ -49,7 +49,10 @@ let package = Package(
             dependencies: ["OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
-        .target(name: "OsqueryShell", dependencies: ["OsqueryEngine", "OsqueryTables", "OsqueryManager"], swiftSettings: strict),
+        .target(
+            name: "OsqueryShell",
+            dependencies: ["OsqueryEngine", "OsqueryTables", "OsqueryManager", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         // Extension manager (issue 4): the core side of the extension protocol.
         .target(
             name: "OsqueryManager",
@@ -68,13 +71,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(
-            name: "osqueryi", dependencies: ["OsqueryShell", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strict),
+        .executableTarget(name: "osqueryi", dependencies: ["OsqueryShell"], swiftSettings: strict),
         // The same program; argv[0] (or -S/-D) picks the shell or the daemon.
-        .executableTarget(
-            name: "osqueryd", dependencies: ["OsqueryShell", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strict),
+        .executableTarget(name: "osqueryd", dependencies: ["OsqueryShell"], swiftSettings: strict),
         .testTarget(name: "OsqueryEngineTests", dependencies: ["OsqueryEngine"], swiftSettings: strict),
         .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
         .testTarget(

@@ -145,30 +145,10 @@ public final class ExtensionTable: TablePlugin {
             case .null: out += "null"
             case .integer(let n): out += String(n)
             case .double(let d): out += d.isFinite ? "\(d)" : "null"
-            case .text(let s): out += jsonString(s)
-            case .blob(let b): out += jsonString(String(decoding: b, as: UTF8.self))
+            case .text(let s): out += JSON.quoted(s)
+            case .blob(let b): out += JSON.quoted(String(decoding: b, as: UTF8.self))
             }
         }
         return out + "]"
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
     }
 }

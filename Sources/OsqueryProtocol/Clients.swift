@@ -1,14 +1,12 @@
 public import ThriftCodec
 
-/// Calls an extension's `Extension` service (ping, call, shutdown).
-public struct ExtensionClient: Sendable {
-    public let rpc: RPCClient
+/// The `Extension` service's methods, which every osquery socket answers
+/// (the manager's service extends it).
+public protocol ExtensionServiceClient: Sendable {
+    var rpc: RPCClient { get }
+}
 
-    /// A client for the socket at `path`; connects on first use.
-    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
-        rpc = RPCClient(path: path, options: options)
-    }
-
+extension ExtensionServiceClient {
     public func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
         try await rpc.invoke(.ping, timeout: timeout).expectStatus()
     }
@@ -28,28 +26,23 @@ public struct ExtensionClient: Sendable {
     public func close() { rpc.close() }
 }
 
+/// Calls an extension's `Extension` service (ping, call, shutdown).
+public struct ExtensionClient: ExtensionServiceClient {
+    public let rpc: RPCClient
+
+    /// A client for the socket at `path`; connects on first use.
+    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
+        rpc = RPCClient(path: path, options: options)
+    }
+}
+
 /// Calls a core's `ExtensionManager` service: all nine methods.
-public struct ExtensionManagerClient: Sendable {
+public struct ExtensionManagerClient: ExtensionServiceClient {
     public let rpc: RPCClient
 
     /// A client for the manager socket at `path`; connects on first use.
     public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
         rpc = RPCClient(path: path, options: options)
-    }
-
-    public func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
-        try await rpc.invoke(.ping, timeout: timeout).expectStatus()
-    }
-
-    public func call(
-        registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest, timeout: Duration? = nil
-    ) async throws(RPCClientError) -> ExtensionResponse {
-        try await rpc.invoke(.call(registry: registry, item: item, request: request), timeout: timeout)
-            .expectResponse()
-    }
-
-    public func shutdown(timeout: Duration? = nil) async throws(RPCClientError) {
-        _ = try await rpc.invoke(.shutdown, timeout: timeout)
     }
 
     public func extensions(timeout: Duration? = nil) async throws(RPCClientError) -> InternalExtensionList {
@@ -89,9 +82,6 @@ public struct ExtensionManagerClient: Sendable {
     {
         try await rpc.invoke(.getQueryColumns(sql: sql), timeout: timeout).expectResponse()
     }
-
-    /// Closes idle connections.
-    public func close() { rpc.close() }
 }
 
 extension ExtensionReply {

@@ -64,14 +64,10 @@ public struct ExtensionService: Sendable {
 
     /// Serves the `ExtensionManager` service (all nine methods).
     public static func manager(_ handler: some ExtensionManagerHandler) -> ExtensionService {
-        ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
+        let base = ExtensionService.extension(handler)
+        return ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
             switch request {
-            case .ping: return .status(try await handler.ping())
-            case .call(let registry, let item, let req):
-                return .response(try await handler.call(registry: registry, item: item, request: req))
-            case .shutdown:
-                try await handler.shutdown()
-                return .void
+            case .ping, .call, .shutdown: return try await base.respond(request)
             case .extensions: return .extensions(try await handler.extensions())
             case .options: return .options(try await handler.options())
             case .registerExtension(let info, let registry):

@@ -46,23 +46,30 @@ func helloTable(_ name: String = "hello_t") -> Table {
 
     @Test func slowPluginNeverDelaysPingsAndCallsRunConcurrently() async throws {
         let core = try await FakeCore.start()
+        // Ordering, not timing: both calls are inside generate at once, and a
+        // ping is answered while both are still held there.
+        let inFlight = Mutex(0)
+        let released = Mutex(false)
         let slow = Table("slow_t", columns: [.text("a")]) { _ in
-            try await Task.sleep(for: .seconds(2))
+            inFlight.withLock { $0 += 1 }
+            while !released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
             return [["a": "done"]]
         }
         let ext = Extension("slow_ext", plugins: [slow])
         try await ext.start(options: try options(core.socket))
         let client = core.extensionClient(ext.uuid)
-        let start = ContinuousClock.now
         async let a = client.call(registry: "table", item: "slow_t", request: ["action": "generate"])
         async let b = client.call(registry: "table", item: "slow_t", request: ["action": "generate"])
-        try await Task.sleep(for: .milliseconds(200))
-        let pingStart = ContinuousClock.now
-        #expect(try await client.ping().code == 0)
-        #expect(ContinuousClock.now - pingStart < .milliseconds(500))
+        var waited = 0
+        while inFlight.withLock({ $0 }) < 2 && waited < 1000 {
+            try await Task.sleep(for: .milliseconds(10))
+            waited += 1
+        }
+        #expect(inFlight.withLock { $0 } == 2)  // concurrent: both generates started before either finished
+        #expect(try await client.ping().code == 0)  // answered while both are held
+        released.withLock { $0 = true }
         let (ra, rb) = try await (a, b)
         #expect(ra.response.count == 1 && rb.response.count == 1)
-        #expect(ContinuousClock.now - start < .milliseconds(3500))  // concurrent, not 4 s
         ext.stop()
         _ = await ext.waitUntilStopped()
         await core.stop()
@@ -125,9 +132,7 @@ func helloTable(_ name: String = "hello_t") -> Table {
         try await ext.start(options: try options(core.socket, interval: 0.2))
         let uuid = ext.uuid
         await core.stop()
-        let start = ContinuousClock.now
         #expect(await ext.waitUntilStopped() == .coreGone)
-        #expect(ContinuousClock.now - start < .seconds(5))
         #expect(!exists("\(core.socket).\(uuid)"))
     }
 
@@ -172,11 +177,9 @@ func helloTable(_ name: String = "hello_t") -> Table {
         _ = await first.waitUntilStopped()
         await core.stop()
         let lonely = Extension("lonely_ext", plugins: [helloTable()])
-        let start = ContinuousClock.now
         await #expect(throws: ExtensionError.self) {
             try await lonely.start(options: try options(tempSocket(), timeout: 0.5))
         }
-        #expect(ContinuousClock.now - start < .seconds(3))
         let tooLong = "/tmp/" + String(repeating: "x", count: 120)
         await #expect(throws: ExtensionError.self) { try await lonely.start(options: try options(tooLong)) }
     }

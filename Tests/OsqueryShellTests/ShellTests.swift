@@ -172,8 +172,10 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
         #expect(help.out.contains("osquery shell-only CLI flags:"))
         #expect(help.out.contains("    --json  "))
         #expect(osqueryi(["--version"]).out == "osqueryi version \(OsqueryVersion.version)\n")
-        let daemon = osqueryi(["-D"])
+        // -D picks the daemon, which parses its flags first (an unknown one ends it at once).
+        let daemon = osqueryi(["-D", "--no_such_flag"])
         #expect(daemon.rc == 1)
+        #expect(daemon.err.contains("no_such_flag"))
     }
 
     @Test func flagfileSetsOutputMode() {
