@@ -380,6 +380,14 @@ public final class Extension: Sendable {
         }
         let box = SignalSources(sources: sources)
         state.withLock { $0.signalSources = box }
+        // A parent may have started us with these signals blocked (a process
+        // spawned from a Swift worker thread inherits that thread's mask); a
+        // blocked signal would never reach the handlers above.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGTERM)
+        sigaddset(&unblock, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
     }
 
     /// Stops accepting calls, deregisters, drains in-flight calls, runs every plugin's

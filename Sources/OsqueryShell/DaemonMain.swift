@@ -25,13 +25,18 @@ public enum OsqueryDaemonMain {
         // Wait for SIGTERM/SIGINT on a dispatch queue, not in a signal handler.
         let stop = DispatchSemaphore(value: 0)
         var sources: [any DispatchSourceSignal] = []
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
         for signo in [SIGTERM, SIGINT] {
             signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
             source.setEventHandler { stop.signal() }
             source.resume()
             sources.append(source)
+            sigaddset(&unblock, signo)
         }
+        // A parent may have started us with these signals blocked; they must reach the sources.
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
 
         let socket = flags.string("extensions_socket")
         let directory = (socket as NSString).deletingLastPathComponent
