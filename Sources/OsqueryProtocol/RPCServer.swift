@@ -26,6 +26,7 @@ public final class RPCServer: Sendable {
     public let path: String
     let serveTask: Mutex<Task<Void, Never>?>
     let finished: Task<Void, Never>
+    let open: OpenConnections
 
     /// Binds `path` and starts serving `service` in the background.
     public static func start(
@@ -37,11 +38,15 @@ public final class RPCServer: Sendable {
         try validateSocketPath(path)
         let processor = MessageProcessor(service: service, limits: limits)
         let fd = try bindUnixSocket(path: path, mode: 0o600, backlog: 256)
+        let open = OpenConnections()
         let channel: NIOAsyncChannel<any Channel, Never>
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .bind(fd) { child in
-                    child.eventLoop.makeCompletedFuture {
+                    // Tracked from the moment it is accepted: it is served from then on,
+                    // so stop() must be able to close it even before the accept loop sees it.
+                    open.add(child)
+                    return child.eventLoop.makeCompletedFuture {
                         try child.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(ThriftFrameDecoder(limits: limits)),
                             ServerConnectionHandler(processor: processor, logger: logger),
@@ -54,32 +59,22 @@ public final class RPCServer: Sendable {
             if !unixSocketIsLive(path) { unlink(path) }
             throw error
         }
-        return RPCServer(path: path, channel: channel, processor: processor, logger: logger)
+        return RPCServer(path: path, channel: channel, open: open, logger: logger)
     }
 
     private init(
         path: String,
         channel: NIOAsyncChannel<any Channel, Never>,
-        processor: MessageProcessor,
+        open: OpenConnections,
         logger: Logger
     ) {
         self.path = path
+        self.open = open
         let task = Task {
             do {
+                // Connections are served by their handlers; the loop only drains accepts.
                 try await channel.executeThenClose { connections in
-                    try await withThrowingDiscardingTaskGroup { group in
-                        for try await connection in connections {
-                            // Connections are served by their handler; this task only
-                            // closes them when the server stops.
-                            group.addTask {
-                                await withTaskCancellationHandler {
-                                    try? await connection.closeFuture.get()
-                                } onCancel: {
-                                    connection.close(promise: nil)
-                                }
-                            }
-                        }
-                    }
+                    for try await _ in connections {}
                 }
             } catch is CancellationError {
             } catch {
@@ -96,6 +91,7 @@ public final class RPCServer: Sendable {
     /// Safe to call from inside a handler (it does not wait).
     public func stop() {
         serveTask.withLock { $0?.cancel() }
+        open.closeAll()
     }
 
     /// Waits until the server has stopped and removed its socket file.
@@ -107,6 +103,38 @@ public final class RPCServer: Sendable {
     public func close() async {
         stop()
         await waitUntilStopped()
+    }
+}
+
+/// Every accepted connection until it closes, so stopping a server closes them all.
+final class OpenConnections: Sendable {
+    struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var closed = false
+    }
+    let state = Mutex(State())
+
+    func add(_ channel: any Channel) {
+        let accepted = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.channels[ObjectIdentifier(channel)] = channel
+            return true
+        }
+        guard accepted else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = state.withLock { $0.channels.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+    }
+
+    func closeAll() {
+        let all = state.withLock { s -> [any Channel] in
+            s.closed = true
+            return Array(s.channels.values)
+        }
+        for channel in all { channel.close(promise: nil) }
     }
 }
 
