@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "osqueryi", targets: ["osqueryi"]),
         .executable(name: "osqueryd", targets: ["osqueryd"]),
         .library(name: "OsqueryManager", targets: ["OsqueryManager"]),
+        .library(name: "OsqueryDaemon", targets: ["OsqueryDaemon"]),
         // Extension SDK (issue 5): a pure client, the extension runner + plugins, and a testing kit.
         .library(name: "OsqueryClient", targets: ["OsqueryClient"]),
         .library(name: "OsqueryExtension", targets: ["OsqueryExtension"]),
@@ -51,8 +52,31 @@ let package = Package(
         ),
         .target(
             name: "OsqueryShell",
-            dependencies: ["OsqueryEngine", "OsqueryTables", "OsqueryManager", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryDaemon",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
+        // osqueryd's services (issue 8): config, schedule, store, differential results,
+        // loggers, watchdog. The shell's daemon mode runs them.
+        .target(
+            name: "OsqueryDaemon",
+            dependencies: [
+                "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "CSQLite",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OsqueryDaemonTests",
+            dependencies: [
+                "OsqueryDaemon", "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec",
+                // Built with the tests: the process tests run them.
+                "osqueryd", "osqueryi", "example-jsonl-logger", "example-config",
+            ],
+            swiftSettings: strict
+        ),
         // Extension manager (issue 4): the core side of the extension protocol.
         .target(
             name: "OsqueryManager",
