@@ -72,6 +72,8 @@ let package = Package(
             name: "OsqueryDaemonTests",
             dependencies: [
                 "OsqueryDaemon", "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec",
+                // The SDK, to serve logger/config plugins to the daemon in process (test-only).
+                "OsqueryExtension",
                 // Built with the tests: the process tests run them.
                 "osqueryd", "osqueryi", "example-jsonl-logger", "example-config",
             ],
