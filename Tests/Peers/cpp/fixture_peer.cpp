@@ -5,6 +5,7 @@
 //   fixture_peer bench-ping SOCKET_PATH N
 //   fixture_peer bench-query SOCKET_PATH SQL N
 //   fixture_peer bench-codec N
+//   fixture_peer bench-load SOCKET_PATH CLIENTS SECONDS   (CLIENTS threads, pings + small queries)
 //   fixture_peer query SOCKET_PATH SQL        (one JSON line: code, message, rows)
 //   fixture_peer extensions SOCKET_PATH       (one JSON line: uuid -> extension info)
 //
@@ -40,6 +41,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <atomic>
+#include <mutex>
 #include <vector>
 
 using namespace osquery::extensions;
@@ -832,11 +835,84 @@ int runRegister(const std::string& path, const std::string& name) {
   return 0;
 }
 
+// `bench-load SOCKET CLIENTS SECONDS`: CLIENTS threads, each on its own connection (all opened
+// before the clock starts), call for SECONDS: three pings then one query "rows:10", repeated.
+// A failed call counts as an error and the thread reconnects. One JSON line out.
+int benchLoad(const std::string& path, long long clients, long long seconds) {
+  std::atomic<bool> go{false};
+  std::atomic<bool> stop{false};
+  std::atomic<long long> pings{0}, queries{0}, errors{0};
+  std::atomic<int> ready{0};
+  std::mutex errorMutex;
+  std::string firstError;
+  auto noteError = [&](const std::string& what) {
+    errors.fetch_add(1);
+    std::lock_guard<std::mutex> lock(errorMutex);
+    if (firstError.empty()) firstError = what;
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(clients));
+  for (long long t = 0; t < clients; ++t) {
+    threads.emplace_back([&] {
+      std::unique_ptr<Connection> conn;
+      try {
+        conn.reset(new Connection(path));
+      } catch (const std::exception& e) {
+        noteError(std::string("connect: ") + e.what());
+      }
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();
+      long long myPings = 0, myQueries = 0;
+      ExtensionStatus s;
+      ExtensionResponse r;
+      for (unsigned i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        try {
+          if (!conn) conn.reset(new Connection(path));
+          if (i % 4 == 3) {
+            conn->client->query(r, "rows:10");
+            if (r.status.code != 0 || r.response.size() != 10) {
+              noteError("query: unexpected reply");
+            } else {
+              ++myQueries;
+            }
+          } else {
+            conn->client->ping(s);
+            if (s.code != 0) {
+              noteError("ping: code " + std::to_string(s.code));
+            } else {
+              ++myPings;
+            }
+          }
+        } catch (const std::exception& e) {
+          noteError(e.what());
+          conn.reset();  // the stream may be mid-message: start over
+        }
+      }
+      pings.fetch_add(myPings);
+      queries.fetch_add(myQueries);
+    });
+  }
+  while (ready.load() < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto t0 = Clock::now();
+  go.store(true);
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  double secs = secondsSince(t0);
+  long long calls = pings.load() + queries.load();
+  std::printf("{\"bench\":\"load\",\"clients\":%lld,\"seconds\":%.3f,\"pings\":%lld,\"queries\":%lld,"
+              "\"errors\":%lld,\"calls_per_s\":%.1f,\"first_error\":%s}\n",
+              clients, secs, pings.load(), queries.load(), errors.load(), calls / secs,
+              jsonString(firstError).c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: fixture_peer server SOCKET | client SOCKET | bench-ping SOCKET N |\n"
                "       bench-query SOCKET SQL N | bench-codec N | query SOCKET SQL |\n"
-               "       extensions SOCKET | register SOCKET NAME\n");
+               "       extensions SOCKET | register SOCKET NAME | bench-load SOCKET CLIENTS SECONDS\n");
   return 2;
 }
 
@@ -855,6 +931,8 @@ int main(int argc, char** argv) {
     if (mode == "query" && argc == 4) return runQuery(argv[2], argv[3]);
     if (mode == "extensions" && argc == 3) return runExtensions(argv[2]);
     if (mode == "register" && argc == 4) return runRegister(argv[2], argv[3]);
+    if (mode == "bench-load" && argc == 5)
+      return benchLoad(argv[2], parseCount(argv[3]), parseCount(argv[4]));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fixture_peer %s: %s\n", mode.c_str(), e.what());
     return 1;
