@@ -100,7 +100,10 @@ func scratch(_ tag: String) throws -> String {
         let socket = dir + "/osquery.em"
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: try Kit.binary("osqueryd"))
-        daemon.arguments = ["--extensions_socket", socket, "--extensions_interval", "1", "--extensions_timeout", "3"]
+        daemon.arguments = [
+            "--extensions_socket", socket, "--extensions_interval", "1", "--extensions_timeout", "3",
+            "--disable_watchdog", "--ephemeral", "--logger_path", dir + "/logs", "--config_path", dir + "/osquery.conf",
+        ]
         daemon.standardError = FileHandle.nullDevice
         daemon.standardOutput = FileHandle.nullDevice
         try daemon.run()

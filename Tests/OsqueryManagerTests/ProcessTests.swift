@@ -23,6 +23,12 @@ enum Real {
         throw RealError("\(name) is not built: run `swift build` first")
     }
 
+    /// osqueryd keeps everything in `dir` and stays one process (the
+    /// extensions it launches are its children).
+    static func daemonBase(_ dir: String) -> [String] {
+        ["--disable_watchdog", "--ephemeral", "--logger_path", dir + "/logs", "--config_path", dir + "/osquery.conf"]
+    }
+
     static func requirePeers() throws {
         for path in [pythonExtension, cppClient, repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
             throw RealError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
@@ -137,7 +143,7 @@ func records(_ path: String) -> [[String: Any]] {
             "--extensions_socket", socket, "--extensions_autoload", dir + "/extensions.load",
             "--extensions_interval", "1", "--extensions_timeout", "3",
             "--config_plugin", "py_config", "--logger_plugin", "py_logger",
-        ]
+        ] + Real.daemonBase(dir)
         daemon.environment = ProcessInfo.processInfo.environment.merging(["OSQ_PY_EXT_RECORD": record]) { _, b in b }
         daemon.standardError = FileHandle.nullDevice
         try daemon.run()
@@ -247,6 +253,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
         daemon.arguments = ["--extensions_socket", socket, "--extensions_require", "missing", "--extensions_timeout", "1"]
+            + Real.daemonBase(dir)
         daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try daemon.run()
         defer { if daemon.isRunning { daemon.terminate() } }
@@ -294,7 +301,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
             "--extensions_socket", dir + "/osquery.em", "--extensions_autoload", dir + "/extensions.load",
             "--extensions_timeout", "10", "--extensions_interval", "1",
             "--disable_distributed=false", "--distributed_plugin", "swift_distributed", "--distributed_interval", "1",
-        ]
+        ] + Real.daemonBase(dir)
         // The extension inherits stderr and reports what writeResults brought it.
         daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try daemon.run()
