@@ -143,7 +143,8 @@ public final class PluginActivation: Sendable {
         }
     }
 
-    /// Applies each source's `options` to flags the command line left alone.
+    /// Applies each source's `options` (sources in name order, as osquery
+    /// merges them) through the engine's one implementation of the rules.
     static func applyOptions(_ sources: [String: String], flags: Flags, logger: Logger) {
         for source in sources.keys.sorted() {
             guard let data = sources[source]?.data(using: .utf8),
@@ -153,28 +154,30 @@ public final class PluginActivation: Sendable {
                 continue
             }
             guard let options = object["options"] as? [String: Any] else { continue }
-            for (name, raw) in options.sorted(by: { $0.key < $1.key }) {
-                let value: String
-                switch raw {
-                case let b as Bool: value = b ? "true" : "false"
-                case let n as NSNumber: value = n.stringValue
-                case let s as String: value = s
-                default: value = "\(raw)"
-                }
-                if flags.definition(name) == nil {
-                    guard name.hasPrefix("custom_") else {
-                        logger.warning("config option \(name) is not a known flag")
-                        continue
-                    }
-                    flags.define(FlagDefinition(name, .string, "", "Custom option from the config", .option))
-                }
-                if flags.wasSet(name) || flags.definition(name)?.kind == .cli { continue }
-                do {
-                    try flags.set(name, value)
-                } catch {
-                    logger.warning("config option \(name): \(error)")
-                }
+            // JSONSerialization loses member order; name order keeps runs repeatable.
+            let values = options.sorted(by: { $0.key < $1.key }).map { (name: $0.key, value: optionValue($0.value)) }
+            ConfigOptions.apply(values, to: flags) { logger.warning("\($0)") }
+        }
+    }
+
+    /// Foundation's JSON value as the option value it was written as.
+    static func optionValue(_ raw: Any) -> ConfigOptionValue {
+        switch raw {
+        case let s as String: return .string(s)
+        case is NSNull: return .null
+        case let n as NSNumber:
+            // A JSON boolean arrives as an NSNumber of Objective-C type 'c'.
+            if String(cString: n.objCType) == "c" { return .bool(n.boolValue) }
+            if let i = Int64(exactly: n) { return .int(i) }
+            if let u = UInt64(exactly: n) { return .uint(u) }
+            return .double(n.doubleValue)
+        default:
+            if JSONSerialization.isValidJSONObject(raw),
+                let data = try? JSONSerialization.data(withJSONObject: raw, options: [.sortedKeys, .withoutEscapingSlashes])
+            {
+                return .json(String(decoding: data, as: UTF8.self))
             }
+            return .null
         }
     }
 
