@@ -1,9 +1,14 @@
 // Rows/s of an extension table written with the Swift SDK vs the same table written with
 // PyPI `osquery` (Tests/Peers/python/bench_extension.py), both registered with the same manager.
 //
-//   swift build -c release --product sdk-bench && .build/release/sdk-bench [rows] [repeats]
+//   sdk-bench [rows] [repeats]              the table below (best of `repeats`)
+//   sdk-bench --json [rows] [rounds]        what Benchmarks/run.sh reads: both extensions in their
+//                                           own processes, `SELECT *` through our core alternately
+//                                           (one warm-up each), every sample as one JSON line
+//   sdk-bench extension NAME ROWS ARGS...   only an extension `NAME` with table `NAME_rows`
+//                                           (ARGS: --socket S --timeout T --interval I ...)
 //
-// Two measurements per table:
+// Measurements of the table mode:
 //   in process — the Swift table's own cost: generate + encoding rows (no socket);
 //   wire  — the core's side of one `call(table, generate)` on the extension's socket (what the
 //           core does for every query), decode included;
@@ -16,30 +21,43 @@ import OsqueryEngine
 import OsqueryTables
 
 let args = CommandLine.arguments
-let rowCount = args.count > 1 ? Int(args[1]) ?? 100_000 : 100_000
-let repeats = args.count > 2 ? Int(args[2]) ?? 5 : 5
 
-let swiftTable = Table("swift_bench_rows", columns: [.text("a"), .bigint("b"), .double("c"), .text("d")]) { _ in
-    var rows: [Row] = []
-    rows.reserveCapacity(rowCount)
-    for i in 0..<rowCount {
-        rows.append(["a": "row\(i)", "b": i, "c": Double(i) * 0.5, "d": "constant"])
+/// The benchmark table: columns a TEXT, b BIGINT, c DOUBLE, d TEXT, `rowCount` rows (the Python
+/// twin in bench_extension.py produces the same values).
+func benchTable(_ name: String, rows rowCount: Int) -> Table {
+    Table(name, columns: [.text("a"), .bigint("b"), .double("c"), .text("d")]) { _ in
+        var rows: [Row] = []
+        rows.reserveCapacity(rowCount)
+        for i in 0..<rowCount {
+            rows.append(["a": "row\(i)", "b": i, "c": Double(i) * 0.5, "d": "constant"])
+        }
+        return rows
     }
-    return rows
 }
 
-func measure(_ label: String, _ body: () async throws -> Int) async throws {
-    var best = Double.infinity
-    var rows = 0
-    for _ in 0..<repeats {
-        let start = ContinuousClock.now
-        rows = try await body()
-        let d = ContinuousClock.now - start
-        best = min(best, Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+// `sdk-bench extension NAME ROWS ARGS...`: an extension process like any SDK-built one.
+if args.count >= 4, args[1] == "extension", let rows = Int(args[3]), rows >= 0 {
+    let name = args[2]
+    let ext = Extension(name, plugins: [benchTable("\(name)_rows", rows: rows)])
+    do {
+        try await ext.run(options: try ExtensionOptions.parse(Array(args.dropFirst(4))), signals: true)
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("sdk-bench extension: \(error)\n".utf8))
+        exit(1)
     }
-    let rate = Double(rows) / best
-    print(String(format: "%-34@ %9d rows  best %8.3f s  %12.0f rows/s", label as NSString, rows, best, rate))
 }
+
+// `sdk-bench profile ROWS REPEATS`: Profile.swift.
+if args.count >= 2, args[1] == "profile" {
+    try await runProfile(rows: args.count > 2 ? Int(args[2]) ?? 100_000 : 100_000, repeats: args.count > 3 ? Int(args[3]) ?? 3 : 3)
+    exit(0)
+}
+
+let json = args.count > 1 && args[1] == "--json"
+let positional = Array(args.dropFirst(json ? 2 : 1))
+let rowCount = positional.count > 0 ? Int(positional[0]) ?? 100_000 : 100_000
+let repeats = positional.count > 1 ? Int(positional[1]) ?? 5 : 5
 
 let socketPath = "/tmp/sdk-bench-\(getpid()).em"
 let flags = Flags()
@@ -49,8 +67,6 @@ let registry = PluginRegistry()
 BuiltinTables.register(into: registry, flags: flags)
 let manager = try await ExtensionManager.start(socketPath: socketPath, registry: registry, flags: flags, queryThreads: 2)
 let client = OsqueryClient(socket: socketPath, callTimeout: .seconds(600))
-let ext = Extension("swift_bench", plugins: [swiftTable])
-try await ext.start(options: try ExtensionOptions.parse(["--socket", socketPath, "--interval", "5"]))
 
 func waitForExtension(named name: String) async throws -> Int64 {
     for _ in 0..<400 {
@@ -70,7 +86,61 @@ py.arguments = [script, "--socket", socketPath, "--timeout", "5", "--interval", 
 py.environment = ProcessInfo.processInfo.environment.merging(["BENCH_ROWS": String(rowCount)]) { $1 }
 py.standardError = FileHandle.nullDevice
 try py.run()
+
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+func query(_ table: String) async throws -> Int {
+    try await client.queryRows("select * from \(table)").count
+}
+
+if json {
+    // Both extensions in their own processes, like any deployment.
+    let swiftExt = Process()
+    swiftExt.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+    swiftExt.arguments = ["extension", "swift_bench", String(rowCount), "--socket", socketPath, "--timeout", "5", "--interval", "5"]
+    try swiftExt.run()
+    _ = try await waitForExtension(named: "swift_bench")
+    _ = try await waitForExtension(named: "py_bench")
+    func timed(_ table: String) async throws -> Double {
+        let start = ContinuousClock.now
+        let n = try await query(table)
+        guard n == rowCount else { throw PluginError("\(table) returned \(n) rows, expected \(rowCount)") }
+        return Double(n) / seconds(ContinuousClock.now - start)
+    }
+    _ = try await timed("swift_bench_rows")
+    _ = try await timed("py_bench_rows")
+    var ours: [Double] = []
+    var theirs: [Double] = []
+    for _ in 0..<repeats {
+        ours.append(try await timed("swift_bench_rows"))
+        theirs.append(try await timed("py_bench_rows"))
+    }
+    func list(_ xs: [Double]) -> String { "[" + xs.map { String(format: "%.1f", $0) }.joined(separator: ",") + "]" }
+    print("{\"bench\":\"extension\",\"rows\":\(rowCount),\"swift_rows_per_s\":\(list(ours)),\"python_rows_per_s\":\(list(theirs))}")
+    kill(swiftExt.processIdentifier, SIGKILL)
+    kill(py.processIdentifier, SIGKILL)
+    swiftExt.waitUntilExit()
+    py.waitUntilExit()
+    unlink(socketPath)
+    exit(0)
+}
+
+let swiftTable = benchTable("swift_bench_rows", rows: rowCount)
+let ext = Extension("swift_bench", plugins: [swiftTable])
+try await ext.start(options: try ExtensionOptions.parse(["--socket", socketPath, "--interval", "5"]))
 let pyUUID = try await waitForExtension(named: "py_bench")
+
+func measure(_ label: String, _ body: () async throws -> Int) async throws {
+    var best = Double.infinity
+    var rows = 0
+    for _ in 0..<repeats {
+        let start = ContinuousClock.now
+        rows = try await body()
+        best = min(best, seconds(ContinuousClock.now - start))
+    }
+    let rate = Double(rows) / best
+    print(String(format: "%-34@ %9d rows  best %8.3f s  %12.0f rows/s", label as NSString, rows, best, rate))
+}
 
 print("rows per generate: \(rowCount), best of \(repeats)")
 func wire(_ uuid: Int64, _ table: String) async throws -> Int {
@@ -78,9 +148,6 @@ func wire(_ uuid: Int64, _ table: String) async throws -> Int {
     defer { ext.close() }
     let r = try await ext.call(registry: "table", item: ThriftString(table), request: ["action": "generate", "context": "{}"])
     return r.response.count
-}
-func query(_ table: String) async throws -> Int {
-    try await client.queryRows("select * from \(table)").count
 }
 try await measure("Swift SDK  in process (no wire)", {
     try await swiftTable.handle(PluginRequest(["action": "generate", "context": "{}"])).response.count

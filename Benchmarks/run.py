@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""Every benchmark row of issue 7, ours and the peer's side by side, in one run on one machine.
+
+Run through Benchmarks/run.sh, which installs the peers' dependencies and builds everything in
+release mode first. This script only runs and reports:
+
+    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss]
+
+Each row runs ours and the peer alternately for several rounds after a warm-up; the table shows
+the medians and the ratio of the medians. The programs measured are the project's own:
+wire-bench (ping, query, codec; pinned to CPU 0 by default), sdk-bench (extension tables through
+our core), fixture_peer (the libthrift C++ peer: server, clients, the 64-client load), osqueryi
+and osqueryd from the same release build.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fail(message):
+    sys.stderr.write(f"bench: {message}\n")
+    sys.exit(1)
+
+
+def note(message):
+    sys.stderr.write(f"bench: {message}\n")
+    sys.stderr.flush()
+
+
+class Row:
+    """One line of the table. `higher` says whether a larger figure is better (then the ratio is
+    ours / peer); otherwise the ratio is ours / peer too and the goal is an upper bound."""
+
+    def __init__(self, name, ours, peer, unit, goal, met, ratio=None, note=""):
+        self.name, self.ours, self.peer, self.unit = name, ours, peer, unit
+        self.goal, self.met, self.ratio, self.note = goal, met, ratio, note
+
+
+def fmt(x, digits=None):
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    if digits is None:
+        digits = 0 if abs(x) >= 1000 else (1 if abs(x) >= 100 else 2)
+    text = f"{x:,.{digits}f}".replace(",", " ")
+    return text
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def json_line(output, what):
+    for line in reversed(output.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    fail(f"{what}: no JSON line in its output:\n{output}")
+
+
+def run_json(cmd, what, timeout=600):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    if p.returncode != 0:
+        fail(f"{what} failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    return json_line(p.stdout, what)
+
+
+class Server:
+    """A child process that prints READY once it serves (wire-bench serve, fixture_peer server)."""
+
+    def __init__(self, cmd):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if "READY" not in line:
+            self.stop()
+            fail(f"{' '.join(cmd)} did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---- rows -------------------------------------------------------------------------------------
+
+def wire_rows(a):
+    """ping, query() and codec rows: wire-bench alternates every pair itself, round by round."""
+    cmd = [a.wire_bench, "--json", "--rounds", str(3 if a.quick else 7)]
+    if a.quick:
+        cmd.append("--quick")
+    if a.no_pin:
+        cmd.append("--no-pin")
+    note("wire: ping, query, codec (wire-bench)")
+    j = run_json(cmd, "wire-bench")
+    m = {k: median(v) for k, v in j.items() if isinstance(v, list)}
+    pinned = "pinned to CPU 0" if j.get("pinned") else "not pinned"
+    rows = []
+    ours, raw = m["swift→swift ping"] / 1000, m["raw ping"] / 1000
+    rows.append(Row("ping µs: our client → our core", ours, f"raw ping-pong {fmt(raw)}", "µs", "≤ 1.15×",
+                    ours / raw <= 1.15, ours / raw, pinned))
+    cpp = m["c++→c++ ping"] / 1000
+    rows.append(Row("ping µs: our client → our core", ours, f"C++ → C++ {fmt(cpp)}", "µs", "(info)",
+                    None, ours / cpp, pinned))
+    ours_cpp = m["c++→swift ping"] / 1000
+    rows.append(Row("ping µs: C++ client → our core", ours_cpp, f"C++ → C++ {fmt(cpp)}", "µs", "(info)",
+                    None, ours_cpp / cpp, pinned))
+    q, qp = m["c++←swift rows/s"], m["c++←c++ rows/s"]
+    rows.append(Row("query() 1000×6 rows/s: C++ client ← our core", q, f"C++ ← C++ {fmt(qp)}", "rows/s", "≥ 1.5×",
+                    q / qp >= 1.5, q / qp, pinned))
+    c, cp = m["swift codec MB/s"], m["c++ codec MB/s"]
+    rows.append(Row(f"codec encode+decode MB/s ({j['codec_bytes']} B reply)", c, f"libthrift {fmt(cp)}", "MB/s",
+                    "≥ 1.0×", c / cp >= 1.0, c / cp, pinned))
+    return rows
+
+
+def extension_rows(a):
+    """SELECT * over an extension table through our core: Swift SDK vs PyPI osquery."""
+    rows_per_query = 20_000 if a.quick else 100_000
+    rounds = 3 if a.quick else 5
+    note(f"extension: SELECT * over {rows_per_query} rows (sdk-bench)")
+    j = run_json([a.sdk_bench, "--json", str(rows_per_query), str(rounds)], "sdk-bench")
+    ours, peer = median(j["swift_rows_per_s"]), median(j["python_rows_per_s"])
+    ratio = ours / peer
+    return [Row(f"SELECT * over an extension table ({rows_per_query} rows), rows/s", ours,
+                f"PyPI osquery {fmt(peer)}", "rows/s", "≥ 10×, ≥ 1 M rows/s", ratio >= 10 and ours >= 1e6, ratio,
+                "both via our core")]
+
+
+def load_rows(a, tmp):
+    """64 clients, each its own connection, pings and small queries: our server vs libthrift's."""
+    clients, seconds = 64, (2 if a.quick else 4)
+    rounds = 3 if a.quick else 5
+    note(f"load: {clients} clients × {seconds} s, {rounds} rounds (fixture_peer bench-load)")
+    ours_sock, peer_sock = os.path.join(tmp, "load-swift.em"), os.path.join(tmp, "load-cpp.em")
+    ours_srv = Server([a.wire_bench, "serve", ours_sock])
+    peer_srv = Server([a.fixture_peer, "server", peer_sock])
+    try:
+        def once(sock, secs):
+            return run_json([a.fixture_peer, "bench-load", sock, str(clients), str(secs)], "bench-load")
+        once(ours_sock, 1)
+        once(peer_sock, 1)
+        ours, peer = [], []
+        for _ in range(rounds):
+            ours.append(once(ours_sock, seconds))
+            peer.append(once(peer_sock, seconds))
+    finally:
+        ours_srv.stop()
+        peer_srv.stop()
+    o = median([r["calls_per_s"] for r in ours])
+    p = median([r["calls_per_s"] for r in peer])
+    oe, pe = sum(r["errors"] for r in ours), sum(r["errors"] for r in peer)
+    first = next((r["first_error"] for r in ours if r["first_error"]), "")
+    extra = f"errors: ours {oe}, C++ {pe}" + (f" (first: {first})" if first else "")
+    return [Row(f"load: {clients} clients × pings + queries, calls/s", o, f"C++ server {fmt(p)}", "calls/s",
+                "no errors; ≥ 1.0×", oe == 0 and o / p >= 1.0, o / p, extra + "; 3 pings : 1 query of 10 rows")]
+
+
+def timed(cmd):
+    start = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = (time.perf_counter() - start) * 1000
+    if p.returncode != 0:
+        fail(f"{' '.join(cmd)} exited {p.returncode}")
+    return elapsed
+
+
+def alternate(cmd_a, cmd_b, runs, warmup=5):
+    """Alternates the two commands so background load hits both alike; medians in ms."""
+    for _ in range(warmup):
+        timed(cmd_a)
+        timed(cmd_b)
+    xa, xb = [], []
+    for _ in range(runs):
+        xa.append(timed(cmd_a))
+        xb.append(timed(cmd_b))
+    return median(xa), median(xb)
+
+
+def shell_rows(a):
+    runs = 20 if a.quick else 60
+    if not shutil.which("sqlite3") or not shutil.which("ps"):
+        fail("sqlite3 and ps are needed (apt-get install sqlite3 procps)")
+    note(f"shell: osqueryi start-up and processes, {runs} alternating runs")
+    o1, p1 = alternate([a.osqueryi, "SELECT 1"], ["sqlite3", ":memory:", "SELECT 1"], runs)
+    o2, p2 = alternate([a.osqueryi, "SELECT * FROM processes"], ["ps", "-eo", "pid,ppid,uid,rss,comm,args"], runs)
+    procs = sum(1 for d in os.listdir("/proc") if d.isdigit())
+    return [
+        Row('osqueryi "SELECT 1" start to exit, ms', o1, f"sqlite3 :memory: {fmt(p1)}", "ms", "≤ 3×", o1 / p1 <= 3,
+            o1 / p1, "static Swift runtime"),
+        Row("SELECT * FROM processes, ms", o2, f"ps -eo … {fmt(p2)}", "ms", "≤ 1.5×", o2 / p2 <= 1.5, o2 / p2,
+            f"{procs} processes"),
+    ]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def measured_pid(pid):
+    """The daemon's worker when it forked one (watchdog), else the daemon itself."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return pid
+    for child in children:
+        try:
+            with open(f"/proc/{child}/comm") as f:
+                if f.read().strip().startswith("osquery"):
+                    return child
+        except OSError:
+            pass
+    return pid
+
+
+def registered(a, socket_path):
+    p = subprocess.run([a.fixture_peer, "extensions", socket_path], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    if p.returncode != 0:
+        return None
+    try:
+        return len(json_line(p.stdout, "extensions"))
+    except (ValueError, SystemExit):
+        return None
+
+
+def rss_once(a, tmp, k):
+    d = os.path.join(tmp, f"rss{k}")
+    os.makedirs(d)
+    config = os.path.join(d, "osquery.conf")
+    with open(config, "w") as f:
+        f.write("{}\n")
+    sock = os.path.join(d, "em")
+    cmd = [a.osqueryd, "--ephemeral", "--disable_watchdog", "--disable_database", "--config_path", config,
+           "--logger_path", d, "--pidfile", os.path.join(d, "pid"), "--extensions_socket", sock]
+    log = open(os.path.join(d, "osqueryd.log"), "w")
+    daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    extensions = []
+    try:
+        deadline = time.monotonic() + 20
+        while registered(a, sock) is None:
+            if daemon.poll() is not None:
+                log.flush()
+                fail(f"osqueryd exited {daemon.returncode}: {open(log.name).read()[-2000:]}")
+            if time.monotonic() > deadline:
+                fail("osqueryd's extension socket never answered")
+            time.sleep(0.1)
+        time.sleep(3)  # idle: let start-up work settle
+        idle = rss_kib(measured_pid(daemon.pid))
+        for i in range(5):
+            extensions.append(subprocess.Popen(
+                [a.sdk_bench, "extension", f"rss_ext_{i}", "10", "--socket", sock, "--timeout", "3", "--interval", "3"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 30
+        while (registered(a, sock) or 0) < 5:
+            if time.monotonic() > deadline:
+                fail(f"only {registered(a, sock)} of 5 extensions registered with osqueryd")
+            time.sleep(0.1)
+        # One query over every extension table, as a core serving them would run.
+        for i in range(5):
+            subprocess.run([a.fixture_peer, "query", sock, f"SELECT * FROM rss_ext_{i}_rows"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        loaded = rss_kib(measured_pid(daemon.pid))
+        return idle, loaded
+    finally:
+        for e in extensions:
+            e.kill()
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        for e in extensions:
+            e.wait()
+        log.close()
+
+
+def rss_rows(a, tmp):
+    rounds = 1 if a.quick else 3
+    note(f"rss: osqueryd idle, then with 5 SDK extensions registered ({rounds} rounds)")
+    samples = [rss_once(a, tmp, k) for k in range(rounds)]
+    idle = median([s[0] for s in samples]) / 1024
+    loaded = median([s[1] for s in samples]) / 1024
+    return [
+        Row("osqueryd RSS idle, MB", idle, "—", "MiB", "≤ 25 MB", idle <= 25, None, "VmRSS, static Swift runtime"),
+        Row("osqueryd RSS with 5 extensions registered, MB", loaded, "—", "MiB", "≤ 40 MB", loaded <= 40, None,
+            "after one SELECT * over each extension table"),
+    ]
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+def machine():
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) / 1024 / 1024
+    load = open("/proc/loadavg").read().split()[:3]
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({model}), {mem:.1f} GiB, load average {' '.join(load)}, kernel {os.uname().release}"
+
+
+def print_table(rows):
+    head = ["row", "ours", "peer", "ratio", "goal", "result", "notes"]
+    cells = [[r.name, fmt(r.ours), r.peer, "—" if r.ratio is None else f"{r.ratio:.2f}×", r.goal,
+              "info" if r.met is None else ("met" if r.met else "MISSED"), r.note] for r in rows]
+    widths = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(len(head))]
+    def line(cs):
+        return "| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cs)) + " |"
+    print(line(head))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for c in cells:
+        print(line(c))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="release bin directory (wire-bench, sdk-bench, osqueryi, osqueryd)")
+    ap.add_argument("--peers", default=os.path.join(REPO, ".build-peers"))
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the wire rows to CPU 0")
+    ap.add_argument("--only", default="wire,ext,load,shell,rss", help="comma-separated subset")
+    a = ap.parse_args()
+    a.wire_bench = os.path.join(a.bin, "wire-bench")
+    a.sdk_bench = os.path.join(a.bin, "sdk-bench")
+    a.osqueryi = os.path.join(a.bin, "osqueryi")
+    a.osqueryd = os.path.join(a.bin, "osqueryd")
+    a.fixture_peer = os.path.join(a.peers, "cpp", "fixture_peer")
+    only = set(a.only.split(","))
+    needs = {"wire": [a.wire_bench], "ext": [a.sdk_bench], "load": [a.wire_bench, a.fixture_peer],
+             "shell": [a.osqueryi], "rss": [a.osqueryd, a.sdk_bench, a.fixture_peer]}
+    if not only <= set(needs):
+        fail(f"--only takes a comma-separated subset of {','.join(needs)}")
+    for tool in sorted({t for part in only for t in needs[part]}):
+        if not os.access(tool, os.X_OK):
+            fail(f"{tool} is missing: run Benchmarks/run.sh (it builds everything)")
+    started = time.monotonic()
+    print(f"machine: {machine()}")
+    print(f"processes: {sum(1 for d in os.listdir('/proc') if d.isdigit())}; "
+          f"{'quick run' if a.quick else 'full run'}; medians of alternating rounds after a warm-up")
+    sys.stdout.flush()
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="osq-bench-")
+    try:
+        if "wire" in only:
+            rows += wire_rows(a)
+        if "ext" in only:
+            rows += extension_rows(a)
+        if "load" in only:
+            rows += load_rows(a, tmp)
+        if "shell" in only:
+            rows += shell_rows(a)
+        if "rss" in only:
+            rows += rss_rows(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; "
+          f"run time {time.monotonic() - started:.0f} s")
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
