@@ -31,6 +31,24 @@ public enum StatusLog {
 
     private static let state = Mutex<(minimum: Severity, sink: Sink?)>((.warning, nil))
 
+    /// Receives every status line with its source file and line, whatever
+    /// `minimumSeverity` is, in place of the default output: how osqueryd's
+    /// loggers route status lines to glog files, stderr, stdout and syslog.
+    public typealias LineSink = @Sendable (Severity, String, String, UInt) -> Void
+
+    private static let lineSink = Mutex<LineSink?>(nil)
+
+    /// Installs (or, with nil, removes) the line sink; while one is installed
+    /// neither `setSink`'s sink nor stderr gets lines from here.
+    public static func setLineSink(_ s: LineSink?) {
+        lineSink.withLock { $0 = s }
+    }
+
+    /// The glog line for a message (without the newline), as written to stderr.
+    public static func glogLine(_ severity: Severity, _ message: String, file: String, line: UInt) -> String {
+        format(severity, message, file: file, line: line)
+    }
+
     /// Lowest severity written (the shell shows WARNING and ERROR unless --verbose).
     public static var minimumSeverity: Severity {
         get { state.withLock { $0.minimum } }
@@ -55,8 +73,15 @@ public enum StatusLog {
     }
 
     public static func log(_ severity: Severity, _ message: String, file: StaticString = #fileID, line: UInt = #line) {
-        if let forward = forwarder.withLock({ $0 }) {
-            forward(severity, message, "\(file)".split(separator: "/").last.map(String.init) ?? "\(file)", line)
+        let forward = forwarder.withLock { $0 }
+        let routed = lineSink.withLock { $0 }
+        if forward != nil || routed != nil {
+            let base = "\(file)".split(separator: "/").last.map(String.init) ?? "\(file)"
+            forward?(severity, message, base, line)
+            if let routed {
+                routed(severity, message, base, line)
+                return
+            }
         }
         let (minimum, sink) = state.withLock { ($0.minimum, $0.sink) }
         guard severity.rawValue >= minimum.rawValue else { return }

@@ -1,0 +1,78 @@
+import Foundation
+public import OsqueryEngine
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `hostIdentifier` of result and status lines (`--host_identifier`).
+public enum HostIdentifier {
+    /// Key of the host UUID in `persistent_settings` (osquery's name).
+    static let hostUUIDKey = "host_uuid_v3"
+    /// Key of the instance UUID in `persistent_settings` (osquery's name).
+    static let instanceUUIDKey = "instance_uuid_v1"
+    static let dmiPath = "/sys/class/dmi/id/product_uuid"
+    /// UUIDs some firmware reports for every machine.
+    static let placeholders: Set<String> = [
+        "00000000-0000-0000-0000-000000000000",
+        "03000200-0400-0500-0006-000700080009",
+        "03020100-0504-0706-0809-0a0b0c0d0e0f",
+        "10000000-0000-8000-0040-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    ]
+    private static let ephemeral = UUID().uuidString.lowercased()
+
+    /// - `hostname` (default): the current hostname, read each time.
+    /// - `uuid`: the DMI product UUID when readable and not a placeholder, else a
+    ///   generated one; either way stored as `host_uuid_v3` and reused.
+    /// - `instance`: a random UUID stored as `instance_uuid_v1` and reused.
+    /// - `ephemeral`: a random UUID for this process.
+    /// - `specified`: `--specified_identifier`.
+    /// Anything unusable (unknown mode, empty specified identifier) falls back to
+    /// the hostname, as osquery does.
+    public static func resolve(flags: Flags, store: DaemonStore) -> String {
+        switch flags.string("host_identifier") {
+        case "uuid": return hostUUID(store: store)
+        case "instance": return stored(instanceUUIDKey, store: store) { newUUID() }
+        case "ephemeral": return ephemeral
+        case "specified":
+            let s = flags.string("specified_identifier")
+            return s.isEmpty ? hostname() : s
+        default: return hostname()
+        }
+    }
+
+    static func hostUUID(store: DaemonStore, dmiPath: String = dmiPath) -> String {
+        stored(hostUUIDKey, store: store) { hardwareUUID(dmiPath) ?? newUUID() }
+    }
+
+    private static func stored(_ key: String, store: DaemonStore, make: () -> String) -> String {
+        let domain = DaemonStore.Domain.persistentSettings
+        if let v = store.get(domain, key), !v.isEmpty { return v }
+        let v = make()
+        do {
+            try store.put(domain, key, v)
+        } catch {
+            StatusLog.warning("Cannot store the host identifier: \(error)")
+        }
+        return v
+    }
+
+    /// The DMI product UUID, trimmed; nil when unreadable, empty or a placeholder.
+    static func hardwareUUID(_ path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let text = String(decoding: data, as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines.union(CharacterSet(charactersIn: "\0")))
+        guard !text.isEmpty, !placeholders.contains(text.lowercased()) else { return nil }
+        return text
+    }
+
+    static func newUUID() -> String { UUID().uuidString.lowercased() }
+
+    /// gethostname(2), trimmed.
+    public static func hostname() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, 255)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+    }
+}
