@@ -231,10 +231,13 @@ struct SourceParser {
         out.options = options
         var packs = PackParser(source: name, delimiter: delimiter, defaultInterval: defaultInterval)
         packs.warnings = warnings
-        var list: [Pack] = []
+        var list: [Pack?] = []
+        var index: [String: Int] = [:]
         func add(_ pack: Pack) {
-            // A pack of the same name from the same source replaces the earlier one.
-            list.removeAll { $0.name == pack.name }
+            // A pack of the same name from the same source replaces the earlier
+            // one (and moves to the end, as osquery removes and appends it).
+            if let old = index[pack.name] { list[old] = nil }
+            index[pack.name] = list.count
             list.append(pack)
         }
         if let schedule = root["schedule"], !schedule.isNull {
@@ -260,7 +263,7 @@ struct SourceParser {
                 packs.warn(packsValue, "\"packs\" must be an object; ignored")
             }
         }
-        out.packs = list
+        out.packs = list.compactMap { $0 }
         parseSections(root, into: &out, warn: { v, m in packs.warn(v, m) })
         out.warnings = packs.warnings
         return out
@@ -314,14 +317,20 @@ struct SourceParser {
             out.decorators = decorators(d, warn: warn)
         }
         if let views = root["views"]?.members {
+            var index: [String: Int] = [:]
             for m in views {
                 guard let sql = m.value.string else {
                     warn(m.value, "view \"\(m.key)\" must be a string of SQL; ignored")
                     continue
                 }
                 if sql.isEmpty { continue }
-                out.views.removeAll { $0.name == m.key }
-                out.views.append((m.key, sql))
+                // A repeated name: the last definition wins, in the first one's place.
+                if let i = index[m.key] {
+                    out.views[i].sql = sql
+                } else {
+                    index[m.key] = out.views.count
+                    out.views.append((m.key, sql))
+                }
             }
         }
         out.filePaths = categories(root["file_paths"], key: "file_paths", skipEmpty: true, warn: warn)
@@ -404,6 +413,15 @@ public final class ConfigLoader: Sendable {
         self.log = log
     }
 
+    /// Seconds until the next refresh: `--config_refresh`, or
+    /// `--config_accelerated_refresh` after a failed load or refresh (osquery
+    /// switches to it until a load succeeds); 0 means refresh is off.
+    public func refreshDelay(lastAttemptFailed: Bool) -> UInt64 {
+        let normal = flags.uint("config_refresh")
+        guard normal > 0 else { return 0 }
+        return lastAttemptFailed ? max(1, flags.uint("config_accelerated_refresh")) : normal
+    }
+
     /// The config in force: the last that loaded without error (nil before).
     public var current: DaemonConfig? { state.withLock { $0 } }
 
@@ -437,10 +455,12 @@ public final class ConfigLoader: Sendable {
         var texts: [String: String] = [:]
         for item in generated { texts[item.name] = item.text }
         var changed: [String] = []
+        var changedSet = Set<String>()
         for name in texts.keys.sorted() {
             let text = texts[name]!
             if let old = previous?.bySource[name], old.hash == SourceParser.hash(text) { continue }
             changed.append(name)
+            changedSet.insert(name)
         }
         if let previous, changed.isEmpty, Set(previous.bySource.keys) == Set(texts.keys) { return nil }
 
@@ -460,7 +480,7 @@ public final class ConfigLoader: Sendable {
         }
         var bySource: [String: SourceConfig] = [:]
         for name in texts.keys {
-            if let old = previous?.bySource[name], !changed.contains(name) { bySource[name] = old }
+            if let old = previous?.bySource[name], !changedSet.contains(name) { bySource[name] = old }
         }
         let delimiter = flags.string("pack_delimiter")
         let source = self.source

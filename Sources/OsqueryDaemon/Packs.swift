@@ -2,6 +2,9 @@ import Crypto
 import Foundation
 public import OsqueryEngine
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A query pack: the top-level `schedule` (pack "main") or an entry of `packs`.
 public struct Pack: Sendable, Equatable {
@@ -57,7 +60,10 @@ public struct HostFacts: Sendable, Equatable {
 
     /// This machine: its hostname (as gethostname(2) gives it) and our version.
     public static func current() -> HostFacts {
-        HostFacts(hostname: ProcessInfo.processInfo.hostName)
+        var buffer = [CChar](repeating: 0, count: 256)
+        let name = gethostname(&buffer, buffer.count) == 0
+            ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        return HostFacts(hostname: name)
     }
 
     public static func shard(of hostname: String) -> UInt64 {

@@ -371,6 +371,38 @@ let noDiscovery = PackDiscovery(refreshInterval: { 3600 }) { _ in true }
         #expect(config.options["host_identifier"] == "uuid" && config.options["logger_event_type"] == "false")
     }
 
+    @Test func aRepeatedPackNameInOneSourceReplacesTheEarlierPack() throws {
+        let dir = ConfigDir()
+        defer { dir.cleanup() }
+        dir.write(
+            "osquery.conf",
+            #"{"packs": {"p": {"queries": {"old": {"query": "SELECT 1"}}}, "q": {}, "p": {"queries": {"new": {"query": "SELECT 2"}}}}}"#)
+        let config = try loader(dir).load()
+        #expect(config.packs.map(\.name) == ["q", "p"])
+        #expect(config.packs[1].queries.map(\.queryName) == ["new"])
+    }
+
+    @Test func refreshDelayFollowsTheRefreshFlags() throws {
+        let dir = ConfigDir()
+        defer { dir.cleanup() }
+        let flags = Flags()
+        let l = loader(dir, flags: flags)
+        #expect(l.refreshDelay(lastAttemptFailed: false) == 0)
+        #expect(l.refreshDelay(lastAttemptFailed: true) == 0)
+        try flags.set("config_refresh", "60")
+        #expect(l.refreshDelay(lastAttemptFailed: false) == 60)
+        #expect(l.refreshDelay(lastAttemptFailed: true) == 300)
+        try flags.set("config_accelerated_refresh", "5")
+        #expect(l.refreshDelay(lastAttemptFailed: true) == 5)
+    }
+
+    @Test func thisHostsFacts() {
+        let host = HostFacts.current()
+        #expect(!host.hostname.isEmpty)
+        #expect(host.osqueryVersion == OsqueryVersion.sdkVersion)
+        #expect(host.shard == HostFacts.shard(of: host.hostname))
+    }
+
     @Test func optionValueConversions() {
         #expect(ConfigOptions.text(of: .bool(true)) == "true")
         #expect(ConfigOptions.text(of: .int(-3)) == "-3")
