@@ -20,15 +20,18 @@ public struct ScheduleDefinition: Sendable, Equatable {
     public var alwaysDecorators: [String]
     /// Seconds (multiples of 60) → queries.
     public var intervalDecorators: [UInt64: [String]]
+    /// Config `views`: name → SELECT, created in the scheduler's database.
+    public var views: [String: String]
 
     public init(
         queries: [ScheduledQuery] = [], loadDecorators: [String] = [], alwaysDecorators: [String] = [],
-        intervalDecorators: [UInt64: [String]] = [:]
+        intervalDecorators: [UInt64: [String]] = [:], views: [String: String] = [:]
     ) {
         self.queries = queries
         self.loadDecorators = loadDecorators
         self.alwaysDecorators = alwaysDecorators
         self.intervalDecorators = intervalDecorators
+        self.views = views
     }
 }
 
@@ -195,7 +198,8 @@ public final class Scheduler: Sendable {
         let maxDrift = max(1, flags.uint("schedule_max_drift"))
 
         // Queries with startup_priority run once right away, in priority order.
-        prepare(database)
+        var views: [String] = []
+        prepare(database, views: &views)
         let startup = state.withLock { $0.definition.queries }
             .filter { $0.startupPriority != nil }
             .sorted { ($0.startupPriority!, $0.name) < ($1.startupPriority!, $1.name) }
@@ -205,7 +209,7 @@ public final class Scheduler: Sendable {
 
         var tick = Self.unixNow()
         while !isStopping {
-            prepare(database)
+            prepare(database, views: &views)
             runDue(tick: tick, database: database)
             if timeout > 0, Self.unixNow() >= startedAt + timeout { break }
             tick += 1
@@ -227,17 +231,28 @@ public final class Scheduler: Sendable {
         interrupter.withLock { $0 = nil }
     }
 
-    /// After a (re)load: refresh the database's tables, create config views
-    /// is the daemon's job; here the `load` decorators run again.
-    private func prepare(_ database: Database) {
-        let pending = state.withLock { s -> [String]? in
+    /// Keeps the database's tables in step with the registry; after a
+    /// (re)load, creates the config's views and runs the `load` decorators.
+    private func prepare(_ database: Database, views created: inout [String]) {
+        let pending = state.withLock { s -> ScheduleDefinition? in
             guard s.reloadPending else { return nil }
             s.reloadPending = false
-            return s.definition.loadDecorators
+            return s.definition
         }
         database.refreshTables()
-        guard let load = pending else { return }
-        let decorations = runDecorators(load, database: database)
+        guard let definition = pending else { return }
+        for name in created { _ = try? database.execute("DROP VIEW IF EXISTS \"\(name.replacingOccurrences(of: "\"", with: "\"\""))\"") }
+        created = []
+        for (name, sql) in definition.views.sorted(by: { $0.key < $1.key }) {
+            let quoted = "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+            do {
+                try database.execute("CREATE VIEW \(quoted) AS \(sql)")
+                created.append(name)
+            } catch {
+                StatusLog.warning("Cannot create config view \(name): \(error.message)")
+            }
+        }
+        let decorations = runDecorators(definition.loadDecorators, database: database)
         state.withLock { $0.loadDecorations = decorations }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 public import OsqueryEngine
 #if canImport(Glibc)
 import Glibc
@@ -79,16 +80,17 @@ public enum Watchdog {
 /// again, with `OSQUERY_WORKER` set), restarts it when it dies, and stops it
 /// when it exceeds the memory or CPU limits. SIGTERM/SIGINT stop both,
 /// SIGHUP is passed on.
-public final class Watcher {
+public final class Watcher: Sendable {
     let executable: String
     let arguments: [String]
     let limits: WatchdogLimits
     let alarmTimeout: UInt64
     let debug: Bool
-    /// Worker pid, for tests and status lines.
-    public private(set) var workerPID: Int32 = 0
+    private let counters = Mutex<(pid: Int32, launches: Int)>((0, 0))
+    /// The current worker's pid.
+    public var workerPID: Int32 { counters.withLock { $0.pid } }
     /// How many workers were started.
-    public private(set) var launches = 0
+    public var launches: Int { counters.withLock { $0.launches } }
 
     public init(executable: String, arguments: [String], limits: WatchdogLimits, alarmTimeout: UInt64, debug: Bool = false) {
         self.executable = executable
@@ -118,8 +120,7 @@ public final class Watcher {
                 StatusLog.error("osqueryd watcher cannot start a worker: \(String(cString: strerror(errno)))")
                 return 1
             }
-            workerPID = pid
-            launches += 1
+            counters.withLock { $0 = (pid, $0.launches + 1) }
             switch supervise(pid, started: started) {
             case .exit(let code):
                 return code

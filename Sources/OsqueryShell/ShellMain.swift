@@ -1,5 +1,6 @@
 public import OsqueryEngine
 import OsqueryManager
+import OsqueryDaemon
 import OsqueryTables
 import Synchronization
 #if canImport(Glibc)
@@ -62,6 +63,8 @@ public enum OsqueryShellMain {
         StatusLog.minimumSeverity = flags.bool("verbose") ? .info : .warning
 
         BuiltinTables.register(into: registry, flags: flags)
+        // The shell has no schedule; the tables exist (empty), as in osqueryi.
+        ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
         let database: Database
         do {
             database = try Database(registry: registry, flags: flags)

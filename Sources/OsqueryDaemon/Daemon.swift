@@ -1,0 +1,362 @@
+import Dispatch
+import Foundation
+public import OsqueryEngine
+import OsqueryManager
+import OsqueryProtocol
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// osqueryd (core.md §2.1): the watcher/worker split, pidfile, store,
+/// extensions, config, loggers, the scheduler and the config refresher, and
+/// an orderly stop on SIGTERM/SIGINT (SIGHUP reloads the config).
+public final class Daemon: Sendable {
+    let flags: Flags
+    let registry: PluginRegistry
+    let err: @Sendable (String) -> Void
+    let out: @Sendable (String) -> Void
+
+    /// What ends the daemon: a stop signal (0), or a fatal error's code.
+    private let exit = Mutex<Int32?>(nil)
+    private let wake = DispatchSemaphore(value: 0)
+    private let reloadRequested = Mutex(false)
+
+    public init(
+        flags: Flags, registry: PluginRegistry, out: @escaping @Sendable (String) -> Void,
+        err: @escaping @Sendable (String) -> Void
+    ) {
+        self.flags = flags
+        self.registry = registry
+        self.out = out
+        self.err = err
+    }
+
+    /// Runs the daemon; returns its exit code.
+    public func run() -> Int32 {
+        if flags.bool("database_dump") {
+            return dumpDatabase()
+        }
+        if flags.bool("config_check") || flags.bool("config_dump"), flags.string("config_plugin") == "filesystem" {
+            return configCommand(source: FilesystemConfigSource(path: flags.string("config_path")))
+        }
+        if !Watchdog.isWorker && !flags.bool("disable_watchdog") {
+            return runWatcher()
+        }
+        var pidfile: Pidfile?
+        if !Watchdog.isWorker && !flags.bool("ephemeral") {
+            do {
+                pidfile = try Pidfile.acquire(path: flags.string("pidfile"), force: flags.bool("force"))
+            } catch {
+                err("Error: \(error.message)\n")
+                return 1
+            }
+        }
+        defer { pidfile?.release() }
+        if Watchdog.isWorker { Watchdog.exitWhenWatcherDies() }
+        return runWorker()
+    }
+
+    /// The watcher: holds the pidfile and supervises worker processes.
+    private func runWatcher() -> Int32 {
+        var pidfile: Pidfile?
+        if !flags.bool("ephemeral") {
+            do {
+                pidfile = try Pidfile.acquire(path: flags.string("pidfile"), force: flags.bool("force"))
+            } catch {
+                err("Error: \(error.message)\n")
+                return 1
+            }
+        }
+        defer { pidfile?.release() }
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let watcher = Watcher(
+            executable: executable, arguments: CommandLine.arguments, limits: WatchdogLimits.from(flags),
+            alarmTimeout: flags.uint("alarm_timeout"), debug: flags.bool("enable_watchdog_debug"))
+        return watcher.run()
+    }
+
+    private func dumpDatabase() -> Int32 {
+        do {
+            let store = try DaemonStore.open(path: flags.string("database_path"))
+            out(store.dump())
+            return 0
+        } catch {
+            err("Error: \(error.message)\n")
+            return 1
+        }
+    }
+
+    private func configCommand(source: any ConfigSource) -> Int32 {
+        if flags.bool("config_check") {
+            return ConfigCommands.check(flags: flags, source: source, err: { self.err($0 + "\n") })
+        }
+        return ConfigCommands.dump(flags: flags, source: source, out: out, err: { self.err($0 + "\n") })
+    }
+
+    /// Signals are taken on dispatch sources, never in a signal handler.
+    private func installSignals() -> [any DispatchSourceSignal] {
+        var sources: [any DispatchSourceSignal] = []
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signo in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
+            signal(signo, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+            source.setEventHandler { [self] in
+                switch signo {
+                case SIGHUP:
+                    StatusLog.info("SIGHUP: reloading the configuration")
+                    reloadRequested.withLock { $0 = true }
+                    wake.signal()
+                case SIGUSR1:
+                    // The watcher asks a worker over its limits to stop now;
+                    // the running query stays marked, so the next worker denylists it.
+                    StatusLog.warning("osqueryd worker stopping at the watchdog's request")
+                    _exit(1)
+                default:
+                    finish(0)
+                }
+            }
+            source.resume()
+            sources.append(source)
+            sigaddset(&unblock, signo)
+        }
+        // A parent may have started us with these signals blocked.
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+        return sources
+    }
+
+    private func finish(_ code: Int32) {
+        exit.withLock { if $0 == nil { $0 = code } }
+        wake.signal()
+    }
+
+    private func runWorker() -> Int32 {
+        let signals = installSignals()
+        defer { signals.forEach { $0.cancel() } }
+        let catastrophic: Int32 = Watchdog.isWorker ? 78 : 1
+
+        // The store: on disk unless --ephemeral or --disable_database.
+        let store: DaemonStore
+        if flags.bool("ephemeral") || flags.bool("disable_database") {
+            store = DaemonStore.inMemory()
+        } else {
+            do {
+                store = try DaemonStore.open(path: flags.string("database_path"))
+            } catch {
+                err("Error: \(error.message)\n")
+                return catastrophic
+            }
+        }
+
+        // Extensions first: config and logger plugins may live in them.
+        let socket = flags.string("extensions_socket")
+        let directory = (socket as NSString).deletingLastPathComponent
+        if !flags.bool("disable_extensions"), !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+            try? FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let extensions: ExtensionsRuntime?
+        do {
+            extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: false)
+        } catch {
+            err("Error: \(error)\n")
+            return 78
+        }
+        defer { extensions?.stopBlocking() }
+        let caller = extensions.map { ExtensionCaller(managerSocket: $0.manager.socketPath, timeout: ExtensionManager.defaultCallTimeout) }
+
+        // The config source: the filesystem plugin or an extension's.
+        let configName = flags.string("config_plugin")
+        let source: any ConfigSource
+        if configName == "filesystem" {
+            source = FilesystemConfigSource(path: flags.string("config_path"))
+        } else if let item = registry.item(registry: "config", name: configName), item.ownerUUID != 0, let caller {
+            source = ExtensionConfigSource(caller: caller, uuid: ExtensionRouteUUID(item.ownerUUID), plugin: configName)
+        } else {
+            err("Error: config plugin \(configName) is not available\n")
+            return 78
+        }
+        if flags.bool("config_check") || flags.bool("config_dump") {
+            return configCommand(source: source)
+        }
+
+        // Loggers; a missing one is fatal, as in osquery.
+        let loggers: LoggerSet
+        do {
+            loggers = try LoggerSet.make(flags: flags, registry: registry, caller: caller)
+        } catch {
+            err("Error: \(error.message)\n")
+            return error.exitCode
+        }
+        let hostIdentifier = HostIdentifier.resolve(flags: flags, store: store)
+        loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentifier)
+        defer { loggers.stop() }
+
+        let pipeline = ResultPipeline(store: store, loggers: loggers, flags: flags)
+        do {
+            try pipeline.recover()
+        } catch {
+            StatusLog.error("Cannot deliver results left by the previous run: \(error.message)")
+            return error.exitCode
+        }
+
+        let flags = self.flags
+        let scheduler = Scheduler(
+            store: store, registry: registry, flags: flags,
+            record: { query, results, context throws(DaemonError) in
+                try pipeline.record(query, results, context: context).outputBytes
+            },
+            context: { unixTime, decorations in
+                LogContext(
+                    hostIdentifier: flags.string("host_identifier") == "hostname"
+                        ? HostIdentifier.resolve(flags: flags, store: store) : hostIdentifier,
+                    unixTime: unixTime, calendarTime: CalendarTime.string(unixTime: unixTime), decorations: decorations)
+            },
+            onFatal: { [self] error in
+                StatusLog.error("\(error.message)")
+                finish(error.exitCode)
+            })
+
+        let configuration = DaemonConfiguration(source: source, flags: flags, registry: registry)
+        ScheduleTables.register(into: registry, scheduler: { scheduler }, packs: { configuration.packStatus() })
+        configuration.reload(initial: true)
+        scheduler.loadCrashState(knownQueries: configuration.allQueries())
+        scheduler.update(configuration.definition())
+        scheduler.start(onFinished: { [self] in finish(0) })
+        StatusLog.info("osqueryd started, extensions socket \(extensions?.manager.socketPath ?? "(disabled)")")
+
+        // The main thread waits for a stop, and reloads the config on SIGHUP
+        // or when --config_refresh (or the discovery cache) says so.
+        while exit.withLock({ $0 }) == nil {
+            let wait = configuration.secondsUntilRefresh()
+            _ = wake.wait(timeout: .now() + .milliseconds(Int(min(wait, 60) * 1000)))
+            if exit.withLock({ $0 }) != nil { break }
+            let hup = reloadRequested.withLock { r in
+                defer { r = false }
+                return r
+            }
+            if hup || configuration.secondsUntilRefresh() <= 0 {
+                if configuration.reload(initial: false) || hup { scheduler.update(configuration.definition()) }
+            } else if configuration.discoveryChanged() {
+                scheduler.update(configuration.definition())
+            }
+        }
+        StatusLog.info("osqueryd stopping")
+        let graceSeconds = max(10, flags.uint("alarm_timeout"))
+        if !scheduler.stop(grace: .seconds(graceSeconds)) {
+            StatusLog.error("The scheduler did not stop within \(graceSeconds) s; exiting anyway")
+            _exit(exit.withLock { $0 } ?? 1)
+        }
+        ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
+        return exit.withLock { $0 } ?? 0
+    }
+}
+
+/// The config as the daemon uses it: the loader, the refresh timing
+/// (`--config_refresh`, `--config_accelerated_refresh` after a failure),
+/// pack discovery on a database of its own, and what the scheduler and
+/// osquery_packs are given.
+final class DaemonConfiguration: Sendable {
+    let loader: ConfigLoader
+    let flags: Flags
+    let discovery: PackDiscovery
+    private let state = Mutex<(nextRefresh: Double, failed: Bool, active: [String])>((0, false, []))
+
+    init(source: any ConfigSource, flags: Flags, registry: PluginRegistry) {
+        self.loader = ConfigLoader(source: source, flags: flags)
+        self.flags = flags
+        let database = DiscoveryDatabase(registry: registry, flags: flags)
+        self.discovery = PackDiscovery(refreshInterval: { flags.uint("pack_refresh_interval") }) { sql in
+            database.hasRows(sql)
+        }
+    }
+
+    /// Loads (or refreshes) the config; true when it changed.
+    @discardableResult
+    func reload(initial: Bool) -> Bool {
+        var changed = false
+        var failed = false
+        do {
+            if initial || loader.current == nil {
+                try loader.load()
+                changed = true
+            } else {
+                changed = try loader.refresh() != nil
+            }
+            if changed { discovery.reset() }
+        } catch {
+            failed = true
+            StatusLog.error("Error reading config: \(error.message)")
+        }
+        let refresh = flags.uint("config_refresh")
+        let wait = failed && refresh > 0 ? flags.uint("config_accelerated_refresh") : refresh
+        state.withLock { $0.failed = failed; $0.nextRefresh = wait > 0 ? Scheduler.realNow() + Double(wait) : .infinity }
+        return changed
+    }
+
+    /// Seconds until the next refresh is due (infinity when off).
+    func secondsUntilRefresh() -> Double {
+        state.withLock { $0.nextRefresh } - Scheduler.realNow()
+    }
+
+    func definition() -> ScheduleDefinition {
+        guard let config = loader.current else { return ScheduleDefinition() }
+        let queries = config.scheduledQueries(host: HostFacts.current(), discovery: discovery)
+        state.withLock { $0.active = queries.map(\.name) }
+        return ScheduleDefinition(
+            queries: queries, loadDecorators: config.decorators.load, alwaysDecorators: config.decorators.always,
+            intervalDecorators: config.decorators.interval, views: config.views)
+    }
+
+    /// Whether pack discovery now gives a different set of queries.
+    func discoveryChanged() -> Bool {
+        guard let config = loader.current else { return false }
+        let names = config.scheduledQueries(host: HostFacts.current(), discovery: discovery).map(\.name)
+        return state.withLock { $0.active } != names
+    }
+
+    /// Every query of every pack, active or not (crash denylisting needs their options).
+    func allQueries() -> [ScheduledQuery] {
+        loader.current?.packs.flatMap(\.queries) ?? []
+    }
+
+    func packStatus() -> [PackStatus] {
+        guard let config = loader.current else { return [] }
+        let host = HostFacts.current()
+        let active = Set(config.activePacks(host: host, discovery: discovery).map { $0.source + "\u{0}" + $0.name })
+        return config.packs.map { pack in
+            let stats = discovery.stats(pack: pack.name, source: pack.source)
+            return PackStatus(
+                name: pack.name, platform: pack.platform, version: pack.version, shard: pack.shard,
+                discoveryCacheHits: stats?.hits ?? 0, discoveryExecutions: stats?.executions ?? 0,
+                active: active.contains(pack.source + "\u{0}" + pack.name))
+        }
+    }
+}
+
+/// A database for discovery queries, used by one thread at a time.
+final class DiscoveryDatabase: @unchecked Sendable {  // every use holds `lock`
+    private let lock = NSLock()
+    private var database: Database?
+    private let registry: PluginRegistry
+    private let flags: Flags
+
+    init(registry: PluginRegistry, flags: Flags) {
+        self.registry = registry
+        self.flags = flags
+    }
+
+    func hasRows(_ sql: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            if database == nil { database = try Database(registry: registry, flags: flags) }
+            database!.refreshTables()
+            return try database!.execute(sql).rowCount > 0
+        } catch {
+            StatusLog.warning("Pack discovery query failed: \(sql): \(error)")
+            return false
+        }
+    }
+}

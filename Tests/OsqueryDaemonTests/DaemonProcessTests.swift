@@ -1,0 +1,308 @@
+import Foundation
+import OsqueryProtocol
+import Testing
+import ThriftCodec
+
+/// The real osqueryd, as operators run it: temp config, files and sockets.
+enum Daemond {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
+
+    static func binary(_ name: String) throws -> String {
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        throw DaemonTestError("\(name) is not built: run `swift build` first")
+    }
+
+    /// The flags every test daemon gets: everything under `dir`.
+    static func baseFlags(_ dir: String) -> [String] {
+        [
+            "--config_path", dir + "/osquery.conf", "--database_path", dir + "/osquery.db",
+            "--logger_path", dir + "/logs", "--pidfile", dir + "/osqueryd.pid", "--extensions_socket", dir + "/osquery.em",
+            "--extensions_autoload", dir + "/extensions.load", "--extensions_interval", "1", "--extensions_timeout", "5",
+            "--host_identifier", "specified", "--specified_identifier", "test-host",
+        ]
+    }
+
+    static func start(_ arguments: [String], env: [String: String] = [:], stderr: String? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try binary("osqueryd"))
+        p.arguments = arguments
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
+        if let stderr {
+            if !FileManager.default.fileExists(atPath: stderr) { _ = FileManager.default.createFile(atPath: stderr, contents: nil) }
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
+            handle.seekToEndOfFile()
+            p.standardError = handle
+        } else {
+            p.standardError = FileHandle.nullDevice
+        }
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    static func stop(_ p: Process) async {
+        if p.isRunning { p.terminate() }
+        await onThread { p.waitUntilExit() }
+    }
+
+    /// Result lines of the filesystem logger, parsed.
+    static func lines(_ dir: String) -> [[String: Any]] {
+        guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    static func eventually(_ seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return try await condition()
+    }
+
+    /// Rows of a query through the daemon's extension socket.
+    static func query(_ socket: String, _ sql: String) async -> [[String: String]]? {
+        let client = ExtensionManagerClient(path: socket)
+        defer { client.close() }
+        guard let response = try? await client.query(ThriftString(sql), timeout: .seconds(10)), response.status.code == 0 else {
+            return nil
+        }
+        return response.response.map { row in
+            Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    static func columns(_ line: [String: Any]) -> [String: String] { (line["columns"] as? [String: String]) ?? [:] }
+}
+
+struct DaemonTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Replays event-format result lines of one query into the result set they
+/// describe: a counter-0 run is a new baseline, other runs apply removed
+/// then added rows. A lost or duplicated line makes the replay diverge.
+func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
+    var state: [String: Int] = [:]
+    var lastCounter: Int?
+    for line in lines where line["name"] as? String == name {
+        let counter = line["counter"] as? Int ?? -1
+        if counter == 0 && lastCounter != 0 { state = [:] }
+        lastCounter = counter
+        let key = Daemond.columns(line)["filename"] ?? ""
+        switch line["action"] as? String {
+        case "added": state[key, default: 0] += 1
+        case "removed":
+            state[key, default: 0] -= 1
+            if state[key] == 0 { state[key] = nil }
+        default: break
+        }
+    }
+    return state
+}
+
+@Suite(.serialized) struct DaemonProcessTests {
+    func setUp(_ tag: String, config: String) throws -> String {
+        let dir = try temporaryDirectory(tag)
+        try FileManager.default.createDirectory(atPath: dir + "/watched", withIntermediateDirectories: true)
+        try config.replacingOccurrences(of: "$DIR", with: dir).write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    static let filesConfig = """
+        {
+          // whole-line comments are allowed, as in osquery
+          "schedule": {
+            "files": {"query": "SELECT filename FROM file WHERE directory = '$DIR/watched'", "interval": 1}
+          }
+        }
+        """
+
+    func touch(_ dir: String, _ name: String) {
+        _ = FileManager.default.createFile(atPath: dir + "/watched/" + name, contents: Data())
+    }
+
+    /// Differential results line by line across runs that add and remove rows,
+    /// and across a restart (the baseline and counter survive it).
+    @Test func scheduledQueryLogsOnlyWhatChanged() async throws {
+        let dir = try setUp("diff", config: Self.filesConfig)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        touch(dir, "a")
+        touch(dir, "b")
+        var daemon = try Daemond.start(Daemond.baseFlags(dir), stderr: dir + "/stderr")
+        #expect(await Daemond.eventually(15) { Daemond.lines(dir).count >= 2 }, "\((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")")
+        var lines = Daemond.lines(dir)
+        #expect(lines.count == 2)
+        for line in lines {
+            #expect(line["name"] as? String == "files" && line["hostIdentifier"] as? String == "test-host")
+            #expect(line["action"] as? String == "added" && line["counter"] as? Int == 0 && line["epoch"] as? Int == 0)
+            #expect(line["numerics"] as? Bool == false && line["unixTime"] is Int && line["calendarTime"] is String)
+        }
+        #expect(Set(lines.map { Daemond.columns($0)["filename"] }) == ["a", "b"])
+        // The raw line keeps osquery's key order.
+        let raw = try String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8)
+        #expect(raw.hasPrefix(#"{"name":"files","hostIdentifier":"test-host","calendarTime":""#))
+
+        // One added, one removed: exactly two more lines, removed first, counter 1.
+        touch(dir, "c")
+        try FileManager.default.removeItem(atPath: dir + "/watched/a")
+        #expect(await Daemond.eventually(15) { Daemond.lines(dir).count >= 4 })
+        try await Task.sleep(for: .seconds(2))
+        lines = Daemond.lines(dir)
+        #expect(lines.count == 4)
+        #expect(lines[2]["action"] as? String == "removed" && Daemond.columns(lines[2]) == ["filename": "a"])
+        #expect(lines[3]["action"] as? String == "added" && Daemond.columns(lines[3]) == ["filename": "c"])
+        #expect(lines[2]["counter"] as? Int == 1 && lines[3]["counter"] as? Int == 1)
+
+        // Restart: nothing changed, nothing logged; the next change continues the counter.
+        await Daemond.stop(daemon)
+        daemon = try Daemond.start(Daemond.baseFlags(dir), stderr: dir + "/stderr")
+        try await Task.sleep(for: .seconds(3))
+        #expect(Daemond.lines(dir).count == 4)
+        touch(dir, "d")
+        #expect(await Daemond.eventually(15) { Daemond.lines(dir).count >= 5 })
+        let last = try #require(Daemond.lines(dir).last)
+        #expect(last["counter"] as? Int == 2 && Daemond.columns(last) == ["filename": "d"])
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/osqueryd.pid"))
+    }
+
+    /// SIGKILL at random points of many runs: replaying the log still gives
+    /// exactly the final result set (nothing lost, nothing duplicated).
+    @Test func killedAtAnyPointTheLogNeverLosesOrDuplicatesALine() async throws {
+        let dir = try setUp("kill", config: Self.filesConfig)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for i in 0..<40 { touch(dir, "f\(i)") }
+        var present = Set((0..<40).map { "f\($0)" })
+        var next = 40
+        for round in 0..<8 {
+            let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
+            try await Task.sleep(for: .milliseconds(Int.random(in: 300...2500)))
+            // Change some rows while it runs, then kill it without warning.
+            for _ in 0..<Int.random(in: 1...15) {
+                if Bool.random(), let victim = present.randomElement() {
+                    try? FileManager.default.removeItem(atPath: dir + "/watched/" + victim)
+                    present.remove(victim)
+                } else {
+                    touch(dir, "f\(next)")
+                    present.insert("f\(next)")
+                    next += 1
+                }
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...1200)))
+            kill(daemon.processIdentifier, SIGKILL)
+            await onThread { daemon.waitUntilExit() }
+            _ = round
+        }
+        // A clean run settles the final state.
+        let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
+        let expected = Dictionary(uniqueKeysWithValues: present.map { ($0, 1) })
+        let settled = await Daemond.eventually(20) { replay(Daemond.lines(dir), name: "files") == expected }
+        await Daemond.stop(daemon)
+        let lines = Daemond.lines(dir)
+        #expect(settled, "replayed \(replay(lines, name: "files").count) rows, expected \(expected.count)")
+        // No line appears twice.
+        let raw = try String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8).split(separator: "\n")
+        #expect(Set(raw).count == raw.count)
+    }
+
+    /// The watchdog stops a worker whose query grows past the memory limit;
+    /// the new worker denylists that query (osquery_schedule shows it).
+    @Test func watchdogStopsAWorkerOverItsMemoryLimitAndDenylistsTheQuery() async throws {
+        let config = """
+            {"schedule": {
+              "hog": {"query": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) SELECT length(group_concat(hex(randomblob(16)))) AS n FROM c", "interval": 1},
+              "small": {"query": "SELECT 1 AS one", "interval": 1}
+            }}
+            """
+        let dir = try setUp("watchdog", config: config)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try Daemond.start(
+            Daemond.baseFlags(dir) + ["--watchdog_memory_limit", "50", "--watchdog_delay", "0"], stderr: dir + "/stderr")
+        defer { kill(daemon.processIdentifier, SIGKILL) }
+        let socket = dir + "/osquery.em"
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        #expect(await Daemond.eventually(60) { stderr().contains("memory") }, "\(stderr())")
+        let denylisted = await Daemond.eventually(40) {
+            await Daemond.query(socket, "SELECT name, denylisted FROM osquery_schedule WHERE name = 'hog'") == [["name": "hog", "denylisted": "1"]]
+        }
+        #expect(denylisted, "\(stderr())")
+        // The worker keeps running the other query.
+        #expect(await Daemond.eventually(15) { Daemond.lines(dir).contains { $0["name"] as? String == "small" } })
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+    }
+
+    /// Results reach a logger extension written with PyPI `osquery`, and a
+    /// config served by that extension schedules the query.
+    @Test func resultsReachAPyPIOsqueryLoggerExtension() async throws {
+        for path in [Daemond.pythonExtension, Daemond.repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
+            throw DaemonTestError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
+        }
+        let dir = try setUp("pylogger", config: Self.filesConfig)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        touch(dir, "one")
+        try (Daemond.pythonExtension + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
+        let record = dir + "/record.jsonl"
+        let daemon = try Daemond.start(
+            Daemond.baseFlags(dir) + ["--logger_plugin", "py_logger", "--disable_watchdog"], env: ["OSQ_PY_EXT_RECORD": record],
+            stderr: dir + "/stderr")
+        func requests() -> [[String: Any]] {
+            ((try? String(contentsOfFile: record, encoding: .utf8)) ?? "").split(separator: "\n")
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .filter { $0["plugin"] as? String == "py_logger" }.compactMap { $0["request"] as? [String: Any] }
+        }
+        let got = await Daemond.eventually(30) { requests().contains { $0["category"] as? String == "event" } }
+        #expect(got, "\((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")")
+        let event = try #require(requests().first { $0["category"] as? String == "event" })
+        let line = try #require(try JSONSerialization.jsonObject(with: Data((event["string"] as? String ?? "").utf8)) as? [String: Any])
+        #expect(line["name"] as? String == "files" && Daemond.columns(line) == ["filename": "one"] && line["action"] as? String == "added")
+        await Daemond.stop(daemon)
+    }
+
+    /// The same through a logger written with our SDK (Examples/JSONLogger), with the
+    /// schedule coming from a config extension written with our SDK (Examples/ConfigExtension).
+    @Test func resultsReachAnSDKLoggerAndTheConfigComesFromAnSDKExtension() async throws {
+        let dir = try setUp("sdklogger", config: "{}")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let logger = dir + "/jsonl.ext", config = dir + "/config.ext"
+        try FileManager.default.copyItem(atPath: try Daemond.binary("example-jsonl-logger"), toPath: logger)
+        try FileManager.default.copyItem(atPath: try Daemond.binary("example-config"), toPath: config)
+        try "\(logger)\n\(config)\n".write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
+        let out = dir + "/out.jsonl"
+        let daemon = try Daemond.start(
+            Daemond.baseFlags(dir) + ["--logger_plugin", "jsonl", "--config_plugin", "swift_static", "--disable_watchdog"],
+            env: ["JSONL_LOGGER_PATH": out], stderr: dir + "/stderr")
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        let logged = await Daemond.eventually(60) {
+            ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("\"action\":\"added\"")
+        }
+        #expect(logged, "\(stderr())\n\((try? String(contentsOfFile: out, encoding: .utf8)) ?? "")")
+        await Daemond.stop(daemon)
+    }
+
+    /// --config_check: 0 for a good config, 1 and the file/line for a bad one.
+    @Test func configCheckExitCodes() async throws {
+        let dir = try setUp("check", config: Self.filesConfig)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let good = try Daemond.start(Daemond.baseFlags(dir) + ["--config_check"])
+        await onThread { good.waitUntilExit() }
+        #expect(good.terminationStatus == 0)
+        try "{\n  \"schedule\": {\n    \"x\": {\"query\": \"select 1\", \"interval\": 1,}\n  }\n}\n"
+            .write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        let bad = try Daemond.start(Daemond.baseFlags(dir) + ["--config_check"], stderr: dir + "/check.err")
+        await onThread { bad.waitUntilExit() }
+        #expect(bad.terminationStatus == 1)
+        let message = (try? String(contentsOfFile: dir + "/check.err", encoding: .utf8)) ?? ""
+        #expect(message.contains("osquery.conf") && message.contains("3"), "\(message)")
+    }
+}
