@@ -43,7 +43,7 @@ public struct FilesystemConfigSource: ConfigSource {
         files.append(path)
         var out: [(name: String, text: String)] = []
         for file in Set(files).sorted() {
-            guard let bytes = FileIO.readAll(file) else { continue }
+            guard let bytes = FilesystemConfigSource.read(file) else { continue }
             out.append((file, String(decoding: bytes, as: UTF8.self)))
         }
         return out
@@ -53,7 +53,7 @@ public struct FilesystemConfigSource: ConfigSource {
         if name == "*" {
             var packs: [ConfigValue.Member] = []
             for file in FilesystemConfigSource.glob(value) {
-                guard let bytes = FileIO.readAll(file) else {
+                guard let bytes = FilesystemConfigSource.read(file) else {
                     StatusLog.warning("Cannot read multi-pack file: \(file)")
                     continue
                 }
@@ -70,10 +70,36 @@ public struct FilesystemConfigSource: ConfigSource {
         guard FilesystemConfigSource.isRegularFile(value) else {
             throw DaemonError("\(value) is not a valid path")
         }
-        guard let bytes = FileIO.readAll(value) else {
+        guard let bytes = FilesystemConfigSource.read(value) else {
             throw DaemonError("Cannot read pack file: \(value)")
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Reads at most `limit` bytes of a file in one buffer (a larger file
+    /// fails the 4 MiB source limit anyway, so the cut never matters).
+    static func read(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        var capacity = min(max(Int(st.st_size), 0) + 1, limit)
+        var out = [UInt8]()
+        while out.count < limit {
+            let before = out.count
+            var failed = false
+            out.append(contentsOf: [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                var n = 0
+                repeat { n = Glibc.read(fd, buffer.baseAddress, buffer.count) } while n < 0 && errno == EINTR
+                failed = n < 0
+                count = max(n, 0)
+            })
+            if failed { return nil }
+            if out.count == before { break }
+            capacity = min(max(capacity, 65536), limit - out.count)
+        }
+        return out
     }
 
     static func isRegularFile(_ path: String) -> Bool {
