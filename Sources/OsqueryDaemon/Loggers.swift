@@ -10,7 +10,7 @@ import Glibc
 
 /// A logger other than `filesystem` (whose result files the pipeline drives
 /// itself for exactly-once delivery).
-protocol LoggerPlugin: Sendable {
+protocol ResultLogger: Sendable {
     var name: String { get }
     /// Result lines (one call per line, as osquery's `logString`).
     func logResult(_ line: String) throws(DaemonError)
@@ -24,7 +24,7 @@ protocol LoggerPlugin: Sendable {
     func stop()
 }
 
-extension LoggerPlugin {
+extension ResultLogger {
     var silencesStderr: Bool { false }
     func stop() {}
 }
@@ -36,7 +36,7 @@ func statusText(_ severity: StatusLog.Severity, _ message: String, file: String,
 }
 
 /// `stdout`: results as JSON lines, statuses as `severity=N location=… message=…`.
-final class StdoutLogger: LoggerPlugin {
+final class StdoutLogger: ResultLogger {
     let name = "stdout"
     let fd: Int32
     private let lock = Mutex(())
@@ -62,7 +62,7 @@ final class StdoutLogger: LoggerPlugin {
 /// `syslog`: syslog(3) with `--logger_syslog_facility` (0–23, else 19 =
 /// local3); results at LOG_INFO (optionally `@cee:`-prefixed), statuses at
 /// NOTICE/WARNING/ERR.
-final class SyslogLogger: LoggerPlugin {
+final class SyslogLogger: ResultLogger {
     let name = "syslog"
     let prependCEE: Bool
     let facility: Int32
@@ -77,7 +77,7 @@ final class SyslogLogger: LoggerPlugin {
     }
 
     private func send(_ priority: Int32, _ text: String) {
-        withVaList([text]) { args in vsyslog(priority, "%s", args) }
+        text.withCString { c in withVaList([c]) { args in vsyslog(priority, "%s", args) } }
     }
 
     func logResult(_ line: String) throws(DaemonError) {
@@ -100,7 +100,7 @@ final class SyslogLogger: LoggerPlugin {
 }
 
 /// `none`: discards everything.
-final class NullLogger: LoggerPlugin {
+final class NullLogger: ResultLogger {
     let name = "none"
     func logResult(_ line: String) throws(DaemonError) {}
     func logSnapshot(_ line: String) throws(DaemonError) {}
@@ -112,7 +112,7 @@ final class NullLogger: LoggerPlugin {
 /// The uuid is looked up for every call, so a relaunched extension (new
 /// uuid) keeps receiving lines. Status lines reach it through
 /// `PluginActivation`, not here. Calls block: never from the cooperative pool.
-final class ExtensionLogger: LoggerPlugin {
+final class ExtensionLogger: ResultLogger {
     let name: String
     let registry: PluginRegistry
     let caller: ExtensionCaller
@@ -157,10 +157,10 @@ public final class LoggerSet: Sendable {
     /// `--disable_logging`: no results or statuses reach the plugins.
     public let disabled: Bool
     let filesystem: FilesystemLogger?
-    let others: [any LoggerPlugin]
+    let others: [any ResultLogger]
     private let status = Mutex<StatusRouting?>(nil)
 
-    init(names: [String], disabled: Bool, filesystem: FilesystemLogger?, others: [any LoggerPlugin]) {
+    init(names: [String], disabled: Bool, filesystem: FilesystemLogger?, others: [any ResultLogger]) {
         self.names = names
         self.disabled = disabled
         self.filesystem = filesystem
@@ -180,7 +180,7 @@ public final class LoggerSet: Sendable {
             if !n.isEmpty && !names.contains(n) { names.append(n) }
         }
         var filesystem: FilesystemLogger?
-        var others: [any LoggerPlugin] = []
+        var others: [any ResultLogger] = []
         for name in names {
             switch name {
             case "filesystem": filesystem = FilesystemLogger(flags: flags)
@@ -258,7 +258,7 @@ struct StatusRouting: Sendable {
     let files: StatusLogFiles?
     let minStatus: Int
     let stderrMin: Int?
-    let plugins: [any LoggerPlugin]
+    let plugins: [any ResultLogger]
     let hostIdentifier: String
 
     func route(_ severity: StatusLog.Severity, _ message: String, file: String, line: UInt) {

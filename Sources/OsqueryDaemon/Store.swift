@@ -124,8 +124,8 @@ public final class DaemonStore: Sendable {
     }
 
     /// Every key, one per line: `<domain>[<key>]: <value>` (`--database_dump`).
-    /// Keys and values are written with JSON string escaping so a line is
-    /// always one line.
+    /// A key or value holding control characters (a newline) is written as a
+    /// JSON string, so a line is always one key.
     public func dump() -> String {
         connection.withLock { c in
             var out = ""
@@ -142,8 +142,7 @@ public final class DaemonStore: Sendable {
     }
 
     private static func escaped(_ s: String) -> String {
-        let q = JSON.quoted(s)
-        return q == "\"" + s + "\"" ? s : q
+        s.utf8.contains(where: { $0 < 0x20 }) ? JSON.quoted(s) : s
     }
 
     /// Writes and reads inside `DaemonStore.transaction`.

@@ -1,0 +1,183 @@
+import Foundation
+import OsqueryEngine
+import Testing
+@testable import OsqueryDaemon
+
+/// A fresh directory under /tmp for one test, removed by `remove()`.
+struct ResultsTestDir {
+    let path: String
+
+    init(_ tag: String) {
+        path = NSTemporaryDirectory() + "osq-results-\(tag)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { "\(path)/\(name)" }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    func read(_ name: String) -> String {
+        (try? String(contentsOfFile: file(name), encoding: .utf8)) ?? ""
+    }
+
+    func mode(_ name: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: file(name)))?[.posixPermissions] as? Int) ?? -1
+    }
+}
+
+@Suite struct StoreTests {
+    @Test func roundTripsAndReopens() throws {
+        let dir = ResultsTestDir("store")
+        defer { dir.remove() }
+        let path = dir.file("db/sub/osquery.db")
+        do {
+            let store = try DaemonStore.open(path: path)
+            try store.put("queries", "a", "1")
+            try store.put("queries", "a", "2")
+            try store.put("queries", "b", "")
+            try store.put("queries", "query.a", "select 1")
+            try store.put("persistent_settings", "a", "other domain")
+            try store.put("queries", "nul", "x\u{0}y")
+            #expect(store.get("queries", "a") == "2")
+            #expect(store.get("queries", "b") == "")
+            #expect(store.get("queries", "missing") == nil)
+            #expect(store.get("queries", "nul") == "x\u{0}y")
+            #expect(store.keys("queries") == ["a", "b", "nul", "query.a"])
+            #expect(store.keys("queries", prefix: "query.") == ["query.a"])
+            try store.delete("queries", "b")
+            try store.delete("queries", "never-there")
+            #expect(store.get("queries", "b") == nil)
+        }
+        // Everything committed is there after reopening.
+        let again = try DaemonStore.open(path: path)
+        #expect(again.get("queries", "a") == "2")
+        #expect(again.get("persistent_settings", "a") == "other domain")
+        #expect(again.keys("queries") == ["a", "nul", "query.a"])
+        #expect(dir.mode("db/sub/osquery.db") == 0o600)
+        #expect(dir.mode("db/sub") == 0o700)
+    }
+
+    @Test func transactionsCommitTogetherOrNotAtAll() throws {
+        let store = DaemonStore.inMemory()
+        try store.put("d", "kept", "before")
+        #expect(throws: DaemonError.self) {
+            try store.transaction { (t: inout DaemonStore.Transaction) throws(DaemonError) in
+                try t.put("d", "kept", "changed")
+                try t.put("d", "new", "value")
+                #expect(try t.get("d", "new") == "value")
+                throw DaemonError("stop")
+            }
+        }
+        #expect(store.get("d", "kept") == "before")
+        #expect(store.get("d", "new") == nil)
+        let n = try store.transaction { (t: inout DaemonStore.Transaction) throws(DaemonError) -> Int in
+            try t.put("d", "x", "1")
+            try t.put("d", "y", "2")
+            return try t.keys("d").count
+        }
+        #expect(n == 3)
+        #expect(store.get("d", "y") == "2")
+    }
+
+    @Test func secondOpenOfALockedStoreFailsWithThePath() throws {
+        let dir = ResultsTestDir("lock")
+        defer { dir.remove() }
+        let path = dir.file("osquery.db")
+        let first = try DaemonStore.open(path: path)
+        try first.put("d", "k", "v")
+        let error = #expect(throws: DaemonError.self) {
+            _ = try DaemonStore.open(path: path, attempts: 2, delay: 1000)
+        }
+        #expect(error?.message.contains(path) == true)
+        #expect(error?.message.contains("locked") == true)
+    }
+
+    @Test func unusablePathIsAClearError() {
+        let error = #expect(throws: DaemonError.self) {
+            _ = try DaemonStore.open(path: "/proc/self/no/such/osquery.db")
+        }
+        #expect(error?.message.contains("/proc/self/no/such") == true)
+    }
+
+    @Test func dumpIsOneLinePerKey() throws {
+        let store = DaemonStore.inMemory()
+        try store.put("queries", "q", "[{\"a\":\"1\"}]")
+        try store.put("logs", "multi", "line1\nline2")
+        #expect(store.dump() == #"""
+            logs[multi]: "line1\nline2"
+            queries[q]: [{"a":"1"}]
+
+            """#)
+    }
+
+    @Test func usableFromManyThreads() async throws {
+        let store = DaemonStore.inMemory()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for t in 0..<4 {
+                group.addTask {
+                    try await onOwnThread {
+                        for i in 0..<100 { try store.put("d", "t\(t)-\(i)", String(i)) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(store.keys("d").count == 400)
+    }
+}
+
+/// Runs blocking work on its own thread (never on the cooperative pool).
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        Thread { c.resume(with: Result { try body() }) }.start()
+    }
+}
+
+@Suite struct HostIdentifierTests {
+    @Test func modes() throws {
+        let store = DaemonStore.inMemory()
+        let flags = Flags()
+        #expect(HostIdentifier.resolve(flags: flags, store: store) == HostIdentifier.hostname())
+        #expect(!HostIdentifier.hostname().isEmpty)
+
+        try flags.set("host_identifier", "instance")
+        let instance = HostIdentifier.resolve(flags: flags, store: store)
+        #expect(UUID(uuidString: instance) != nil && instance == instance.lowercased())
+        #expect(HostIdentifier.resolve(flags: flags, store: store) == instance)
+        #expect(store.get("persistent_settings", "instance_uuid_v1") == instance)
+
+        try flags.set("host_identifier", "ephemeral")
+        let ephemeral = HostIdentifier.resolve(flags: flags, store: store)
+        #expect(UUID(uuidString: ephemeral) != nil && ephemeral != instance)
+        #expect(HostIdentifier.resolve(flags: flags, store: DaemonStore.inMemory()) == ephemeral)
+
+        try flags.set("host_identifier", "specified")
+        #expect(HostIdentifier.resolve(flags: flags, store: store) == HostIdentifier.hostname())
+        try flags.set("specified_identifier", "web-42")
+        #expect(HostIdentifier.resolve(flags: flags, store: store) == "web-42")
+
+        try flags.set("host_identifier", "uuid")
+        let uuid = HostIdentifier.resolve(flags: flags, store: store)
+        #expect(UUID(uuidString: uuid) != nil)
+        #expect(store.get("persistent_settings", "host_uuid_v3") == uuid)
+        #expect(HostIdentifier.resolve(flags: flags, store: store) == uuid)
+    }
+
+    @Test func hardwareUUIDUnlessPlaceholder() throws {
+        let dir = ResultsTestDir("dmi")
+        defer { dir.remove() }
+        let path = dir.file("product_uuid")
+        try "4C4C4544-0042-3510-8052-B4C04F384D32\n".write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(HostIdentifier.hostUUID(store: DaemonStore.inMemory(), dmiPath: path) == "4C4C4544-0042-3510-8052-B4C04F384D32")
+        try "03000200-0400-0500-0006-000700080009\n".write(toFile: path, atomically: false, encoding: .utf8)
+        let generated = HostIdentifier.hostUUID(store: DaemonStore.inMemory(), dmiPath: path)
+        #expect(generated != "03000200-0400-0500-0006-000700080009" && UUID(uuidString: generated) != nil)
+        #expect(HostIdentifier.hardwareUUID(dir.file("missing")) == nil)
+        // Stored once, reused even when the hardware answer changes.
+        let store = DaemonStore.inMemory()
+        try "11111111-2222-3333-4444-555555555555".write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(HostIdentifier.hostUUID(store: store, dmiPath: path) == "11111111-2222-3333-4444-555555555555")
+        try "66666666-2222-3333-4444-555555555555".write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(HostIdentifier.hostUUID(store: store, dmiPath: path) == "11111111-2222-3333-4444-555555555555")
+    }
+}
