@@ -292,8 +292,14 @@ public final class Database {
                     }
                 default:
                     let p = sqlite3_column_text(stmt, i)
-                    let count = Int(sqlite3_column_bytes(stmt, i))
-                    result.values.append(.text(bytes: UnsafeBufferPointer(start: p, count: p == nil ? 0 : count)))
+                    let count = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, i))
+                    let bytes = UnsafeRawBufferPointer(start: p, count: count)
+                    // As `.text(bytes:)`, without its generic (metadata-looking-up) initializer.
+                    if let s = SQLValue.validUTF8String(bytes) {
+                        result.values.append(.text(s))
+                    } else {
+                        result.values.append(.blob(Array(bytes)))
+                    }
                 }
             }
         }

@@ -57,6 +57,11 @@ public struct TableRows: Sendable {
 
     public var count: Int { columnCount == 0 ? 0 : values.count / columnCount }
 
+    /// Makes room for `rows` more rows.
+    public mutating func reserveRows(_ rows: Int) {
+        if rows > 0 { values.reserveCapacity(values.count + rows * columnCount) }
+    }
+
     /// Append the next value of the current row (columns in schema order).
     public mutating func append(_ value: SQLValue) {
         values.append(value)

@@ -52,7 +52,9 @@ public struct Row: Sendable, ExpressibleByDictionaryLiteral {
 
     /// A row from `["column": value, …]`, in the order written.
     public init(dictionaryLiteral elements: (String, any ColumnValue)...) {
-        cells = elements.map { (column: $0.0, value: $0.1) }
+        // The literal's array already holds the cells; only the tuple labels differ, so it is
+        // taken as it is rather than copied element by element (a second array per row).
+        cells = unsafeBitCast(elements, to: [(column: String, value: any ColumnValue)].self)
     }
 
     /// Appends a cell (no check for an earlier cell of the same column).

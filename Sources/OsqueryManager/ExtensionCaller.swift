@@ -46,6 +46,28 @@ public struct ExtensionCaller: Sendable {
         try await client(uuid: uuid, timeout: timeout).shutdown()
     }
 
+    /// `call` from a thread that may block, with the reply left undecoded: the caller decodes
+    /// it on its own thread (``RawReply/decodeResponse(rows:)``), not on the cooperative pool.
+    public func callBlockingRaw(
+        uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
+    ) throws(RPCClientError) -> RawReply {
+        let box = Mutex<Result<RawReply, RPCClientError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let client = self.client(uuid: uuid)
+        Task {
+            let result: Result<RawReply, RPCClientError>
+            do throws(RPCClientError) {
+                result = .success(try await client.callRaw(registry: registry, item: item, request: request))
+            } catch {
+                result = .failure(error)
+            }
+            box.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try box.withLock { $0! }.get()
+    }
+
     /// Calls from a thread that may block (a query thread inside `generate`),
     /// never from the cooperative pool.
     public func callBlocking(

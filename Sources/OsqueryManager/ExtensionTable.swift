@@ -1,4 +1,7 @@
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 public import OsqueryEngine
 public import OsqueryProtocol
 import ThriftCodec
@@ -24,8 +27,25 @@ public final class ExtensionTable: TablePlugin {
     public var isExtension: Bool { true }
 
     public func generate(_ context: QueryContext) throws -> TableRows {
-        let response = try call(["action": "generate", "context": ThriftString(context.toJSON())])
-        return try Self.rows(from: response.response, schema: schema, columnKeys: columnKeys)
+        let request: ExtensionPluginRequest = ["action": "generate", "context": ThriftString(context.toJSON())]
+        let reply: RawReply
+        do {
+            reply = try caller.callBlockingRaw(uuid: uuid, registry: "table", item: name, request: request)
+        } catch {
+            throw EngineError(code: SQLITE_ERROR, message: "extension table \(schema.name): \(error)")
+        }
+        // The rows are converted as they are decoded, on this query thread.
+        var converter = RowConverter(schema: schema, columnKeys: columnKeys)
+        let status: ExtensionStatus
+        do {
+            status = try reply.decodeResponse(rows: &converter)
+        } catch {
+            throw EngineError(code: SQLITE_ERROR, message: "extension table \(schema.name): \(error)")
+        }
+        guard status.isSuccess else {
+            throw EngineError(code: SQLITE_ERROR, message: status.message.lossyString)
+        }
+        return try converter.finish()
     }
 
     /// Converts an extension's rows as osquery does: a missing key is NULL, an
@@ -150,5 +170,133 @@ public final class ExtensionTable: TablePlugin {
             }
         }
         return out + "]"
+    }
+}
+
+/// Turns an extension's rows into typed values while they are read off the wire, with the
+/// rules of ``ExtensionTable/rows(from:schema:columnKeys:)`` (which it must match value for
+/// value): no string is built for a key, none for a number, and no array per row.
+struct RowConverter: ResponseRowsReader {
+    let schema: TableSchema
+    let types: [ColumnType]
+    /// Column names' bytes, back to back; key `c` is `keyBytes[keyStart[c]..<keyStart[c + 1]]`.
+    let keyBytes: [UInt8]
+    let keyStart: [Int]
+    var out: TableRows
+    var rowids: [Int64]?
+    /// Per column: the position its key had in the last row that had it.
+    var guess: [Int]
+    /// The current row's entries as (key, value) buffers into the reply; reused row after row.
+    var entries: [(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)] = []
+    var rowCount = 0
+    var failure: EngineError?
+
+    init(schema: TableSchema, columnKeys: [ThriftString]) {
+        self.schema = schema
+        self.types = schema.columns.map(\.type)
+        var bytes: [UInt8] = []
+        var starts = [0]
+        for key in columnKeys {
+            bytes += key.bytes
+            starts.append(bytes.count)
+        }
+        self.keyBytes = bytes
+        self.keyStart = starts
+        self.out = TableRows(schema: schema)
+        self.guess = [Int](repeating: 0, count: columnKeys.count)
+    }
+
+    mutating func discardRows() {
+        out = TableRows(schema: schema)
+        rowids = nil
+        rowCount = 0
+        failure = nil
+    }
+
+    mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {
+        let header = try r.readListBegin()
+        guard header.count == 0 || header.element == .map else {
+            throw .invalidData("expected list<map<string,string>>")
+        }
+        try r.enter()
+        defer { r.leave() }
+        out.reserveRows(header.count)
+        let keyBytes = self.keyBytes
+        var thrown: ThriftError?
+        keyBytes.withUnsafeBytes { keys in
+            do throws(ThriftError) {
+                try readRows(header.count, from: &r, keys: keys)
+            } catch {
+                thrown = error
+            }
+        }
+        if let thrown { throw thrown }
+    }
+
+    mutating func readRows(_ count: Int, from r: inout ThriftReader, keys: UnsafeRawBufferPointer) throws(ThriftError) {
+        let columnCount = types.count
+        for _ in 0..<count {
+            let map = try r.readMapBegin()
+            guard map.count == 0 || (map.key == .string && map.value == .string) else {
+                throw .invalidData("expected map<string,string>")
+            }
+            entries.removeAll(keepingCapacity: true)
+            for _ in 0..<map.count {
+                let k = try r.readStringBytes()
+                entries.append((k, try r.readStringBytes()))
+            }
+            for c in 0..<columnCount {
+                let key = UnsafeRawBufferPointer(rebasing: keys[keyStart[c]..<keyStart[c &+ 1]])
+                var value: UnsafeRawBufferPointer?
+                let g = guess[c]
+                if g < entries.count, Self.same(entries[g].key, key) {
+                    value = entries[g].value
+                } else if let i = entries.lastIndex(where: { Self.same($0.key, key) }) {
+                    guess[c] = i
+                    value = entries[i].value
+                }
+                if let value {
+                    out.append(SQLValue.converting(utf8: value, to: types[c]))
+                } else {
+                    out.append(.null)
+                }
+            }
+            readRowid()
+            rowCount &+= 1
+        }
+    }
+
+    /// The `rowid` key sets the row's rowid; once one row has one, every row gets one.
+    mutating func readRowid() {
+        let key: StaticString = "rowid"
+        let rowid = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
+        if let i = entries.lastIndex(where: { Self.same($0.key, rowid) }) {
+            let text = entries[i].value
+            // Int64(String) semantics: an optional sign and decimal digits, nothing else.
+            guard let id = String(validating: text.bindMemory(to: UInt8.self), as: UTF8.self).flatMap({ Int64($0) }) else {
+                if failure == nil {
+                    failure = EngineError(
+                        code: SQLITE_ERROR,
+                        message: "Invalid rowid value: \(String(decoding: text.bindMemory(to: UInt8.self), as: UTF8.self))")
+                }
+                return
+            }
+            if rowids == nil { rowids = [Int64](repeating: 0, count: rowCount) }
+            rowids?.append(id)
+        } else if rowids != nil {
+            rowids?.append(Int64(rowCount))
+        }
+    }
+
+    @inline(__always)
+    static func same(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+    }
+
+    /// The rows, or the first bad rowid's error.
+    consuming func finish() throws(EngineError) -> TableRows {
+        if let failure { throw failure }
+        out.rowids = rowids
+        return out
     }
 }

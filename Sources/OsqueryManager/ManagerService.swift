@@ -148,8 +148,10 @@ public final class ManagerService: ExtensionManagerHandler {
     static func wireString(_ value: SQLValue) -> ThriftString? {
         switch value {
         case .null: return nil
+        case .text(let s): return ThriftString(s)
+        case .integer(let i): return ThriftString(String(i))
         case .blob(let bytes): return ThriftString(bytes: bytes)
-        default: return value.osqueryString.map { ThriftString($0) }
+        case .double: return value.osqueryString.map { ThriftString($0) }
         }
     }
 
@@ -296,13 +298,22 @@ public final class ManagerService: ExtensionManagerHandler {
             var rows: [StringMap] = []
             for result in results {
                 let keys = result.columns.map { ThriftString($0) }
+                // Duplicate result names (`SELECT 1 AS a, 2 AS a`) keep the last value, as a map
+                // would; with unique names each value is simply appended.
+                let unique = Set(keys).count == keys.count
+                let columnCount = keys.count
                 rows.reserveCapacity(rows.count + result.rowCount)
-                for r in 0..<result.rowCount {
-                    var row = StringMap(minimumCapacity: keys.count)
-                    for (c, key) in keys.enumerated() {
-                        row[key] = Self.wireString(result[r, c]) ?? nullValue
+                result.values.withUnsafeBufferPointer { values in
+                    var at = 0
+                    for _ in 0..<result.rowCount {
+                        var row = StringMap(minimumCapacity: columnCount)
+                        for key in keys {
+                            let text = Self.wireString(values[at]) ?? nullValue
+                            at &+= 1
+                            if unique { row.append(key, text) } else { row[key] = text }
+                        }
+                        rows.append(row)
                     }
-                    rows.append(row)
                 }
             }
             return ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), response: rows)

@@ -103,6 +103,23 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// Sends `request` and returns the reply undecoded (its header checked), so that a caller
+    /// can decode it later, on its own thread, straight into its own representation
+    /// (``RawReply/decodeResponse(rows:)``) instead of building every row as a ``StringMap``.
+    public func invokeRaw(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
+        -> RawReply
+    {
+        let connection = try await checkOut()
+        do {
+            let reply = try await connection.invokeRaw(request, timeout: timeout ?? options.callTimeout)
+            checkIn(connection)
+            return reply
+        } catch {
+            if case .applicationException = error { checkIn(connection) } else { connection.close() }
+            throw error
+        }
+    }
+
     /// Closes the idle connections.
     public func close() {
         let connections = idle.withLock { pool in
@@ -188,6 +205,13 @@ final class Connection: Sendable {
     }
 
     func invoke(_ request: ExtensionRequest, timeout: Duration) async throws(RPCClientError) -> ExtensionReply {
+        try await invokeRaw(request, timeout: timeout).decode()
+    }
+
+    /// Sends and waits for the reply frame; checks its header (name, sequence id, type) so the
+    /// connection is known to be in step before it goes back to the pool. An exception reply
+    /// is decoded and thrown here.
+    func invokeRaw(_ request: ExtensionRequest, timeout: Duration) async throws(RPCClientError) -> RawReply {
         let method = request.method
         let sequenceID = nextSequenceID.add(1, ordering: .relaxed).oldValue
         let header = MessageHeader(name: ThriftString(method.rawValue), type: .call, sequenceID: sequenceID)
@@ -206,14 +230,16 @@ final class Connection: Sendable {
         } catch {
             throw .protocolError("\(error)")
         }
-        return try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
-            try Self.decodeReply(raw, method: method, sequenceID: sequenceID, limits: limits)
+        let bodyStart = try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
+            try Self.checkReplyHeader(raw, method: method, sequenceID: sequenceID, limits: limits)
         }
+        return RawReply(frame: frame, bodyStart: bodyStart, method: method, limits: limits)
     }
 
-    static func decodeReply(
+    /// Reads the reply's header; returns where its body starts. An exception reply is thrown.
+    static func checkReplyHeader(
         _ raw: UnsafeRawBufferPointer, method: ExtensionMethod, sequenceID: Int32, limits: ThriftLimits
-    ) throws(RPCClientError) -> ExtensionReply {
+    ) throws(RPCClientError) -> Int {
         var reader = ThriftReader(raw, limits: limits)
         do {
             let header = try reader.readMessageBegin()
@@ -226,7 +252,7 @@ final class Connection: Sendable {
             }
             switch header.type {
             case .reply:
-                return try ExtensionReply.readResult(of: method, from: &reader)
+                return reader.offset
             case .exception:
                 throw RPCClientError.applicationException(try TApplicationException(from: &reader))
             case .call, .oneway:

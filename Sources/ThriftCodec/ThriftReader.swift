@@ -80,6 +80,16 @@ public struct ThriftReader {
         return ThriftString(decoding: UnsafeRawBufferPointer(rebasing: buffer[at..<(at &+ n)]))
     }
 
+    /// Reads a string's bytes in place, without building a value: the buffer stays valid as
+    /// long as the reader's.
+    @inlinable
+    public mutating func readStringBytes() throws(ThriftError) -> UnsafeRawBufferPointer {
+        let n = try readLength()
+        let at = offset
+        offset = at &+ n
+        return UnsafeRawBufferPointer(rebasing: buffer[at..<(at &+ n)])
+    }
+
     @inlinable
     public mutating func readBinary() throws(ThriftError) -> [UInt8] {
         let n = try readLength()

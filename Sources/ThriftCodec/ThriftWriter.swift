@@ -82,10 +82,20 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
 
     @inlinable
     public mutating func writeString(_ value: ThriftString) {
-        value.withUnsafeBytes { raw in
-            reserve(4 &+ raw.count)
-            store(Int32(truncatingIfNeeded: raw.count))
-            append(raw)
+        switch value.storage {
+        case .text(var s):
+            // `withUTF8` reads a small string in place and a native one without copying.
+            s.withUTF8 { utf8 in
+                reserve(4 &+ utf8.count)
+                store(Int32(truncatingIfNeeded: utf8.count))
+                append(UnsafeRawBufferPointer(utf8))
+            }
+        case .bytes(let b):
+            b.withUnsafeBytes { raw in
+                reserve(4 &+ raw.count)
+                store(Int32(truncatingIfNeeded: raw.count))
+                append(raw)
+            }
         }
     }
 

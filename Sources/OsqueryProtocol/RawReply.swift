@@ -1,0 +1,115 @@
+import NIOCore
+public import ThriftCodec
+
+/// Consumes the rows of an ``ExtensionResponse`` as they are read off the wire.
+///
+/// The core turns an extension's rows into typed SQL values; going through ``StringMap`` first
+/// costs a string per key and value and an array per row. A reader gets the `ThriftReader`
+/// positioned at the rows' `list<map<string,string>>` and must consume it whole.
+public protocol ResponseRowsReader: ~Copyable {
+    /// Reads one `list<map<string,string>>` whole.
+    mutating func readRows(from reader: inout ThriftReader) throws(ThriftError)
+    /// Forgets the rows read so far: a reply that repeats its rows field (or its result) means
+    /// the last one, as a decoder into ``ExtensionResponse`` would keep it.
+    mutating func discardRows()
+}
+
+/// A reply whose header has been checked and whose body is still bytes; decode it on the
+/// thread that needs the result.
+public struct RawReply: Sendable {
+    let frame: ByteBuffer
+    let bodyStart: Int
+    /// The method this is the reply of.
+    public let method: ExtensionMethod
+    let limits: ThriftLimits
+
+    /// The reply's size in bytes, header included.
+    public var byteCount: Int { frame.readableBytes }
+
+    /// Decodes the whole reply, as ``RPCClient/invoke(_:timeout:)`` does.
+    public func decode() throws(RPCClientError) -> ExtensionReply {
+        let (method, limits, bodyStart) = (self.method, self.limits, self.bodyStart)
+        return try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
+            try Self.decodeBody(raw, from: bodyStart, method: method, limits: limits)
+        }
+    }
+
+    /// Decodes a `call`, `query` or `getQueryColumns` reply: the status is returned, the rows go
+    /// to `rows` (never when the reply has none). The reply's struct is walked as
+    /// ``ExtensionReply/readResult(of:from:)`` walks it: unknown fields are skipped, and a reply
+    /// without a result is a `TApplicationException` (MISSING_RESULT).
+    public func decodeResponse<Rows: ResponseRowsReader & ~Copyable>(rows: inout Rows) throws(RPCClientError)
+        -> ExtensionStatus
+    {
+        guard method == .call || method == .query || method == .getQueryColumns else {
+            throw .protocolError("\(method.rawValue) replies carry no rows")
+        }
+        let (method, limits, bodyStart) = (self.method, self.limits, self.bodyStart)
+        return try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
+            var r = ThriftReader(raw, limits: limits)
+            r.offset = bodyStart
+            do {
+                var status: ExtensionStatus?
+                var readAny = false
+                try r.enter()
+                while let f = try r.readFieldBegin() {
+                    guard f.id == 0, f.type == .struct else {
+                        try r.skip(f.type)
+                        continue
+                    }
+                    // ExtensionResponse: 1 status, 2 rows; either may be missing or repeated.
+                    var fieldStatus = ExtensionStatus()
+                    if readAny { rows.discardRows() }
+                    try r.enter()
+                    while let g = try r.readFieldBegin() {
+                        switch (g.id, g.type) {
+                        case (1, .struct): fieldStatus = try ExtensionStatus(from: &r)
+                        case (2, .list):
+                            if readAny { rows.discardRows() }
+                            readAny = true
+                            try rows.readRows(from: &r)
+                        default: try r.skip(g.type)
+                        }
+                    }
+                    r.leave()
+                    status = fieldStatus
+                }
+                r.leave()
+                guard let status else {
+                    throw RPCClientError.applicationException(
+                        TApplicationException(.missingResult, ThriftString("\(method.rawValue) failed: unknown result")))
+                }
+                return status
+            } catch let error as RPCClientError {
+                throw error
+            } catch {
+                throw .protocolError("\(error)")
+            }
+        }
+    }
+
+    static func decodeBody(
+        _ raw: UnsafeRawBufferPointer, from bodyStart: Int, method: ExtensionMethod, limits: ThriftLimits
+    ) throws(RPCClientError) -> ExtensionReply {
+        var reader = ThriftReader(raw, limits: limits)
+        reader.offset = bodyStart
+        do {
+            return try ExtensionReply.readResult(of: method, from: &reader)
+        } catch let error as RPCClientError {
+            throw error
+        } catch let error as TApplicationException {
+            throw .applicationException(error)
+        } catch {
+            throw .protocolError("\(error)")
+        }
+    }
+}
+
+extension ExtensionServiceClient {
+    /// `call`, with the reply left undecoded (see ``RPCClient/invokeRaw(_:timeout:)``).
+    public func callRaw(
+        registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest, timeout: Duration? = nil
+    ) async throws(RPCClientError) -> RawReply {
+        try await rpc.invokeRaw(.call(registry: registry, item: item, request: request), timeout: timeout)
+    }
+}

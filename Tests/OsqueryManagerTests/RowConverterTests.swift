@@ -1,0 +1,144 @@
+import OsqueryEngine
+@testable import OsqueryManager
+import OsqueryProtocol
+import Testing
+import ThriftCodec
+
+/// The core converts an extension's rows while decoding them (`RowConverter`); it must give
+/// the same values and rowids as converting decoded `StringMap`s (`ExtensionTable.rows`).
+@Suite struct RowConverterTests {
+    let schema = TableSchema(
+        name: "t",
+        columns: [
+            TableColumn("a", .text), TableColumn("b", .bigint), TableColumn("c", .double), TableColumn("d", .integer),
+            TableColumn("e", .blob), TableColumn("f", .unsignedBigint),
+        ])
+
+    func both(_ rows: [StringMap]) throws -> (fast: Result<TableRows, EngineError>, slow: Result<TableRows, EngineError>) {
+        let keys = schema.columns.map { ThriftString($0.name) }
+        var w = ThriftWriter()
+        w.writeStringMapList(rows)
+        let bytes = w.bytes
+        var converter = RowConverter(schema: schema, columnKeys: keys)
+        try ThriftReader.read(bytes) { r in try converter.readRows(from: &r) }
+        let fast = Result { () throws(EngineError) in try converter.finish() }
+        let slow: Result<TableRows, EngineError>
+        do {
+            slow = .success(try ExtensionTable.rows(from: rows, schema: schema, columnKeys: keys))
+        } catch let error as EngineError {
+            slow = .failure(error)
+        }
+        return (fast, slow)
+    }
+
+    func expectSame(_ rows: [StringMap], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let (fast, slow) = try both(rows)
+        switch (fast, slow) {
+        case (.success(let f), .success(let s)):
+            // Compared value by value (NaN equal to itself) without printing huge rows.
+            let same = f.values.count == s.values.count && zip(f.values, s.values).allSatisfy { a, b in
+                if case .double(let x) = a, case .double(let y) = b { return x.bitPattern == y.bitPattern }
+                return a == b
+            }
+            #expect(same, sourceLocation: sourceLocation)
+            #expect(f.rowids == s.rowids, sourceLocation: sourceLocation)
+            #expect(f.count == rows.count, sourceLocation: sourceLocation)
+        case (.failure(let f), .failure(let s)):
+            #expect(f.message == s.message, sourceLocation: sourceLocation)
+            #expect(f.code == s.code, sourceLocation: sourceLocation)
+        default:
+            Issue.record("fast \(fast) vs slow \(slow)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func ordinaryRowsInColumnOrder() throws {
+        var rows: [StringMap] = []
+        for i in 0..<50 {
+            rows.append(["a": ThriftString("row\(i)"), "b": ThriftString(String(i)), "c": ThriftString(String(Double(i) * 0.5)),
+                         "d": ThriftString(String(i * 3)), "e": "blob", "f": "18"])
+        }
+        try expectSame(rows)
+        let (fast, _) = try both(rows)
+        #expect(try fast.get()[7, 0] == .text("row7"))
+        #expect(try fast.get()[7, 2] == .double(3.5))
+    }
+
+    @Test func missingExtraReorderedDuplicateAndEmptyKeys() throws {
+        let invalid = ThriftString(bytes: [0x61, 0xff, 0x62])
+        let huge = ThriftString(String(repeating: "x", count: 1 << 20))
+        try expectSame([
+            ["b": "1"],
+            [:],
+            ["zz": "extra", "a": "", "b": "", "c": "", "d": "", "e": "", "f": ""],
+            ["f": "0x10", "e": invalid, "d": "077", "c": " 2.5 ", "b": "-9223372036854775809", "a": invalid],
+            StringMap(),
+            ["a": huge, "b": "12abc", "c": "1e400", "d": "4294967297", "": "empty key"],
+            ["a": "first", "b": "1", "c": "nan", "d": "x", "e": "\u{0}", "f": "-1"],
+            ["a": "again", "c": "inf"],
+        ])
+        var duplicated = StringMap()
+        duplicated.append("a", "one")
+        duplicated.append("b", "1")
+        duplicated.append("a", "two")
+        try expectSame([duplicated, duplicated, ["a": "x"], duplicated])
+    }
+
+    @Test func rowidsAndBadRowids() throws {
+        try expectSame([["a": "x"], ["a": "y", "rowid": "7"], ["a": "z"], ["rowid": "-3"]])
+        try expectSame([["a": "x", "rowid": "12"], ["a": "y", "rowid": "13"]])
+        try expectSame([["a": "x"], ["a": "y", "rowid": "seven"]])
+        try expectSame([["rowid": ThriftString(bytes: [0x31, 0xff])]])
+        try expectSame([["rowid": " 1"], ["rowid": "1"]])
+    }
+
+    @Test func aRepeatedRowsFieldKeepsTheLastList() throws {
+        var w = ThriftWriter()
+        w.writeFieldBegin(.struct, id: 0)
+        w.writeFieldBegin(.list, id: 2)
+        w.writeStringMapList([["a": "old"], ["a": "older"]])
+        w.writeFieldBegin(.struct, id: 1)
+        ExtensionStatus(code: 0, message: "OK").write(to: &w)
+        w.writeFieldBegin(.list, id: 2)
+        w.writeStringMapList([["a": "new"]])
+        w.writeFieldStop()
+        w.writeFieldStop()
+        let body = w.bytes
+        var converter = RowConverter(schema: schema, columnKeys: schema.columns.map { ThriftString($0.name) })
+        try ThriftReader.read(body) { r in
+            try r.enter()
+            while let f = try r.readFieldBegin() {
+                #expect(f.id == 0)
+                try r.enter()
+                while let g = try r.readFieldBegin() {
+                    if g.id == 2 {
+                        converter.discardRows()
+                        try converter.readRows(from: &r)
+                    } else {
+                        try r.skip(g.type)
+                    }
+                }
+                r.leave()
+            }
+            r.leave()
+        }
+        let rows = try converter.finish()
+        #expect(rows.count == 1)
+        #expect(rows[0, 0] == .text("new"))
+    }
+
+    @Test func malformedRowsAreProtocolErrors() throws {
+        var w = ThriftWriter()
+        w.writeListBegin(element: .map, count: 1)
+        w.writeMapBegin(key: .string, value: .i32, count: 1)
+        w.writeString("a")
+        w.writeI32(5)
+        let bytes = w.bytes
+        var converter = RowConverter(schema: schema, columnKeys: schema.columns.map { ThriftString($0.name) })
+        #expect(throws: ThriftError.self) { try ThriftReader.read(bytes) { r in try converter.readRows(from: &r) } }
+        var truncated = ThriftWriter()
+        truncated.writeListBegin(element: .map, count: 3)
+        truncated.writeStringMap(["a": "x"])
+        let short = truncated.bytes
+        #expect(throws: ThriftError.self) { try ThriftReader.read(short) { r in try converter.readRows(from: &r) } }
+    }
+}
