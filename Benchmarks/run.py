@@ -277,8 +277,9 @@ def rss_once(a, tmp, k):
             time.sleep(0.1)
         # One query over every extension table, as a core serving them would run.
         for i in range(5):
-            subprocess.run([a.fixture_peer, "query", sock, f"SELECT * FROM rss_ext_{i}_rows"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            q = run_json([a.fixture_peer, "query", sock, f"SELECT * FROM rss_ext_{i}_rows"], "query")
+            if q["code"] != 0 or len(q["rows"]) != 10:
+                fail(f"SELECT * FROM rss_ext_{i}_rows through osqueryd: {q['code']} {q['message']}")
         time.sleep(2)
         loaded = rss_kib(measured_pid(daemon.pid))
         return idle, loaded

@@ -208,6 +208,9 @@ if arguments.contains("--json") {
     }
     print("{\"bench\":\"wire\",\"pinned\":\(pin),\"codec_bytes\":\(codecBytes)," + fields.joined(separator: ",") + "}")
     client.close()
+    // exit() skips the top-level defer: stop the servers here, or they outlive us holding our stdio.
+    swiftServer.stop()
+    cppServer.stop()
     unlink(swiftSock)
     unlink(cppSock)
     exit(0)
