@@ -197,6 +197,9 @@ public final class LoggerSet: Sendable {
                 others.append(ExtensionLogger(name: name, registry: registry, caller: caller))
             }
         }
+        // As osquery's filesystem logger, the results log exists from the start
+        // (an unwritable path is reported by the first write, with exit code 78).
+        _ = try? filesystem?.prepare(.results)
         return LoggerSet(names: names, disabled: flags.bool("disable_logging"), filesystem: filesystem, others: others)
     }
 

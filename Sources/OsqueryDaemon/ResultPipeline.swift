@@ -137,6 +137,16 @@ public final class ResultPipeline: Sendable {
         }
     }
 
+    /// osquery's `output_size` of a run (osquery_schedule): the bytes of every
+    /// column name and value of every returned row, before any diffing.
+    public static func outputSize(_ results: QueryResults) -> Int {
+        var size = 0
+        for row in results.rows {
+            for (k, v) in row { size += k.utf8.count + v.utf8.count }
+        }
+        return size
+    }
+
     /// Delivers whatever a previous (killed) run left in the outbox. Call once
     /// at start-up, before the scheduler runs.
     public func recover() throws(DaemonError) {

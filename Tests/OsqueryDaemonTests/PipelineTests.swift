@@ -119,6 +119,15 @@ func context(_ t: UInt64, _ decorations: [String: String] = [:]) -> LogContext {
         #expect(p.store.keys("queries").isEmpty)
     }
 
+    @Test func resultsFileExistsFromTheStartAndOutputSize() throws {
+        let rig = try PipelineRig("start")
+        defer { rig.dir.remove() }
+        _ = try rig.open()
+        #expect(FileManager.default.fileExists(atPath: rig.dir.file("logs/osqueryd.results.log")))
+        #expect(rig.dir.mode("logs/osqueryd.results.log") == 0o640)
+        #expect(ResultPipeline.outputSize(QueryResults(rows: [["ab": "123", "c": ""], ["ab": "é"]])) == 2 + 3 + 1 + 0 + 2 + 2)
+    }
+
     @Test func disableLoggingStoresButLogsNothing() throws {
         let rig = try PipelineRig("disabled", ["disable_logging": "true"])
         defer { rig.dir.remove() }
