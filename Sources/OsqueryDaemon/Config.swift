@@ -90,7 +90,8 @@ public struct DaemonConfig: Sendable {
     public let decorators: Decorators
     /// View name → SQL; a later source wins.
     public let views: [String: String]
-    /// FIM category → patterns (`%`/`%%` wildcards as written), all sources.
+    /// FIM category → patterns (`%`/`%%` wildcards as written), all sources'
+    /// top levels; packs carry their own (`Pack.filePaths`, for active packs only).
     public let filePaths: [String: [String]]
     public let filePathsQuery: [String: [String]]
     public let excludePaths: [String: [String]]
@@ -333,9 +334,9 @@ struct SourceParser {
                 }
             }
         }
-        out.filePaths = categories(root["file_paths"], key: "file_paths", skipEmpty: true, warn: warn)
-        out.filePathsQuery = categories(root["file_paths_query"], key: "file_paths_query", skipEmpty: false, warn: warn)
-        out.excludePaths = categories(root["exclude_paths"], key: "exclude_paths", skipEmpty: false, warn: warn)
+        out.filePaths = SourceParser.categories(root["file_paths"], key: "file_paths", skipEmpty: true, warn: warn)
+        out.filePathsQuery = SourceParser.categories(root["file_paths_query"], key: "file_paths_query", skipEmpty: false, warn: warn)
+        out.excludePaths = SourceParser.categories(root["exclude_paths"], key: "exclude_paths", skipEmpty: false, warn: warn)
         if let accesses = root["file_accesses"]?.elements {
             out.fileAccesses = accesses.compactMap(\.string)
         }
@@ -348,7 +349,7 @@ struct SourceParser {
         }
     }
 
-    func categories(_ value: ConfigValue?, key: String, skipEmpty: Bool, warn: (ConfigValue, String) -> Void) -> [String: [String]] {
+    static func categories(_ value: ConfigValue?, key: String, skipEmpty: Bool, warn: (ConfigValue, String) -> Void) -> [String: [String]] {
         guard let members = value?.members else { return [:] }
         var out: [String: [String]] = [:]
         for m in members {

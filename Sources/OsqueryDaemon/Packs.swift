@@ -23,6 +23,12 @@ public struct Pack: Sendable, Equatable {
     /// `DaemonConfig.scheduledQueries`; a name may repeat when the copies have
     /// different restrictions (the first that applies wins, as in osquery).
     public var queries: [ScheduledQuery]
+    /// File monitoring a pack may carry (osquery applies a pack's config keys
+    /// when the pack runs on the host): category → patterns, as at the top level.
+    public var filePaths: [String: [String]] = [:]
+    public var filePathsQuery: [String: [String]] = [:]
+    public var excludePaths: [String: [String]] = [:]
+    public var fileAccesses: [String] = []
 
     public init(
         name: String, source: String, platform: String = "", version: String = "", shard: UInt64 = 0,
@@ -253,6 +259,16 @@ struct PackParser {
                 warn(discovery, "pack \"\(name)\": \"discovery\" must be an array of queries; ignored")
             }
         }
+        var found: [(ConfigValue, String)] = []
+        pack.filePaths = SourceParser.categories(object["file_paths"], key: "file_paths", skipEmpty: true) { found.append(($0, $1)) }
+        pack.filePathsQuery = SourceParser.categories(object["file_paths_query"], key: "file_paths_query", skipEmpty: false) {
+            found.append(($0, $1))
+        }
+        pack.excludePaths = SourceParser.categories(object["exclude_paths"], key: "exclude_paths", skipEmpty: false) {
+            found.append(($0, $1))
+        }
+        if let accesses = object["file_accesses"]?.elements { pack.fileAccesses = accesses.compactMap(\.string) }
+        for (value, message) in found { warn(value, "pack \"\(name)\": \(message)") }
         guard let queries = object["queries"] else { return pack }
         guard let members = queries.members else {
             warn(queries, "pack \"\(name)\": \"queries\" must be an object; the pack has no queries")

@@ -277,6 +277,14 @@ let noDiscovery = PackDiscovery(refreshInterval: { 3600 }) { _ in true }
         #expect(config.excludePaths == ["etc": ["/etc/mtab"]])
         #expect(config.fileAccesses == ["etc", "ssh"])
         #expect(config.events == ["disable_subscribers": ["yara_events"]])
+
+        // A pack may carry its own file paths; they stay with the pack.
+        dir.write("osquery.conf.d/a.conf", #"{"packs": {"fim": {"file_paths": {"bin": ["/usr/bin/%%"]}, "file_accesses": ["bin"], "exclude_paths": {"bin": 1}}}}"#)
+        let withPack = try loader(dir).load()
+        let fim = try #require(withPack.packs.first { $0.name == "fim" })
+        #expect(fim.filePaths == ["bin": ["/usr/bin/%%"]] && fim.fileAccesses == ["bin"] && fim.excludePaths.isEmpty)
+        #expect(withPack.warnings.contains { $0.contains("pack \"fim\": exclude_paths category \"bin\" must be an array of strings") })
+        #expect(withPack.filePaths["bin"] == nil)
     }
 
     @Test func syntaxErrorsNameTheFileAndLineAndKeepTheLastGoodConfig() throws {
