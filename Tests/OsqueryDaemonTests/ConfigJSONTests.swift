@@ -150,6 +150,46 @@ import Testing
         #expect(try parse(commented)["a"]?.kind == .int(1))
     }
 
+    @Test func mutatedConfigsParseOrFailCleanly() {
+        let valid = Array(
+            """
+            # comment
+            {"options": {"host_identifier": "uuid", "x": [1, 2.5e3, true, null]},
+             "schedule": {"q": {"query": "SELECT \\"a\\" \\u00e9 \\ud83d\\ude00", "interval": 60}},
+             // comment
+             "packs": {"p": {"queries": {}}, "s": "/nowhere"}}
+            """.utf8)
+        let alphabet = Array("{}[]\",:\\/#\nu0123456789abcdef-+.eEtrnl \t".utf8)
+        // A fixed-seed generator: the same mutations every run.
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        var parsed = 0
+        var failed = 0
+        for _ in 0..<3000 {
+            var bytes = valid
+            for _ in 0..<(1 + next(4)) {
+                let at = next(bytes.count)
+                switch next(3) {
+                case 0: bytes[at] = alphabet[next(alphabet.count)]
+                case 1: bytes.remove(at: at)
+                default: bytes.insert(alphabet[next(alphabet.count)], at: at)
+                }
+            }
+            do {
+                _ = try ConfigJSON.parse(bytes: bytes, source: "fuzz")
+                parsed += 1
+            } catch {
+                #expect(error.message.hasPrefix("config fuzz"), "\(error.message)")
+                failed += 1
+            }
+        }
+        #expect(parsed + failed == 3000)
+        #expect(failed > 0)
+    }
+
     @Test func duplicateKeysAreKeptAndLookupFindsTheFirst() throws {
         let v = try parse(#"{"a": 1, "a": 2}"#)
         #expect(v.members?.count == 2)
