@@ -99,6 +99,16 @@ struct ResultsTestDir {
         #expect(error?.message.contains("/proc/self/no/such") == true)
     }
 
+    @Test func aFileThatIsNoDatabaseIsAClearError() throws {
+        let dir = ResultsTestDir("garbage")
+        defer { dir.remove() }
+        let path = dir.file("osquery.db")
+        try String(repeating: "not a database ", count: 100).write(toFile: path, atomically: false, encoding: .utf8)
+        let error = #expect(throws: DaemonError.self) { _ = try DaemonStore.open(path: path) }
+        #expect(error?.message.contains(path) == true)
+        #expect(error?.message.contains("not a database") == true, "\(error?.message ?? "")")
+    }
+
     @Test func dumpIsOneLinePerKey() throws {
         let store = DaemonStore.inMemory()
         try store.put("queries", "q", "[{\"a\":\"1\"}]")
