@@ -38,8 +38,8 @@ def note(message):
 
 
 class Row:
-    """One line of the table. `higher` says whether a larger figure is better (then the ratio is
-    ours / peer); otherwise the ratio is ours / peer too and the goal is an upper bound."""
+    """One line of the table: the ratio is always ours / peer; the goal says which way is better.
+    `met` is None for rows shown for information only."""
 
     def __init__(self, name, ours, peer, unit, goal, met, ratio=None, note=""):
         self.name, self.ours, self.peer, self.unit = name, ours, peer, unit
@@ -69,8 +69,10 @@ def json_line(output, what):
     fail(f"{what}: no JSON line in its output:\n{output}")
 
 
-def run_json(cmd, what, timeout=600):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+def run_json(cmd, what, timeout=600, progress=False):
+    """Runs a benchmark program and returns its last JSON line; `progress` lets its stderr through."""
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE, text=True,
+                       timeout=timeout)
     if p.returncode != 0:
         fail(f"{what} failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     return json_line(p.stdout, what)
@@ -106,7 +108,7 @@ def wire_rows(a):
     if a.no_pin:
         cmd.append("--no-pin")
     note("wire: ping, query, codec (wire-bench)")
-    j = run_json(cmd, "wire-bench")
+    j = run_json(cmd, "wire-bench", progress=True)
     m = {k: median(v) for k, v in j.items() if isinstance(v, list)}
     pinned = "pinned to CPU 0" if j.get("pinned") else "not pinned"
     rows = []
