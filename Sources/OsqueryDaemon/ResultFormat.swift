@@ -218,11 +218,18 @@ struct RowEncoder {
     }
 
     func encode(_ row: ResultRow) -> String {
-        let keys = cache.order(for: row)
+        // Optimistic: the cached order fits rows with the same columns; a row
+        // with other columns is encoded again with its own order.
+        if let text = encode(row, keys: cache.keys(count: row.count)) { return text }
+        return encode(row, keys: cache.resort(row))!
+    }
+
+    private func encode(_ row: ResultRow, keys: [String]) -> String? {
+        guard keys.count == row.count else { return nil }
         var out = "{"
         var first = true
         for k in keys {
-            guard let v = row[k] else { continue }
+            guard let v = row[k] else { return nil }
             if !first { out += "," }
             first = false
             JSON.appendString(k, to: &out)
@@ -258,8 +265,11 @@ struct RowEncoder {
 final class KeyOrderCache {
     private var keys: [String] = []
 
-    func order(for row: ResultRow) -> [String] {
-        if keys.count == row.count, keys.allSatisfy({ row[$0] != nil }) { return keys }
+    /// The cached order when it has `count` keys (empty otherwise).
+    func keys(count: Int) -> [String] { keys.count == count ? keys : [] }
+
+    /// Sorts and caches the keys of `row`.
+    func resort(_ row: ResultRow) -> [String] {
         keys = row.keys.sorted(by: ResultFormat.byteOrder)
         return keys
     }
@@ -268,46 +278,54 @@ final class KeyOrderCache {
 /// Reading back the canonical `{"k":"v",…}` text that `RowEncoder` writes.
 enum CanonicalRow {
     /// Splits a stored `[{…},{…}]` array into the rows' texts; nil when the
-    /// text is not such an array.
+    /// text is not such an array. Scans the bytes once (result sets can be
+    /// large).
     static func split(array text: String) -> [Substring]? {
-        let u = text.utf8
-        guard u.first == UInt8(ascii: "["), u.last == UInt8(ascii: "]") else { return nil }
-        var rows: [Substring] = []
-        var depth = 0
-        var inString = false
-        var escape = false
-        var start = u.startIndex
-        var i = u.index(after: u.startIndex)
-        let end = u.index(before: u.endIndex)
-        while i < end {
-            let b = u[i]
-            if inString {
-                if escape {
-                    escape = false
-                } else if b == UInt8(ascii: "\\") {
-                    escape = true
-                } else if b == UInt8(ascii: "\"") {
-                    inString = false
+        var text = text
+        let ranges: [(Int, Int)]? = text.withUTF8 { u in
+            guard u.count >= 2, u[0] == UInt8(ascii: "["), u[u.count - 1] == UInt8(ascii: "]") else { return nil }
+            var ranges: [(Int, Int)] = []
+            var depth = 0
+            var inString = false
+            var escape = false
+            var start = 0
+            var i = 1
+            let end = u.count - 1
+            while i < end {
+                let b = u[i]
+                if inString {
+                    if escape {
+                        escape = false
+                    } else if b == UInt8(ascii: "\\") {
+                        escape = true
+                    } else if b == UInt8(ascii: "\"") {
+                        inString = false
+                    }
+                } else {
+                    switch b {
+                    case UInt8(ascii: "\""): inString = true
+                    case UInt8(ascii: "{"):
+                        if depth == 0 { start = i }
+                        depth += 1
+                    case UInt8(ascii: "}"):
+                        depth -= 1
+                        if depth < 0 { return nil }
+                        if depth == 0 { ranges.append((start, i + 1)) }
+                    case UInt8(ascii: ","), UInt8(ascii: " "):
+                        break
+                    default:
+                        if depth == 0 { return nil }
+                    }
                 }
-            } else {
-                switch b {
-                case UInt8(ascii: "\""): inString = true
-                case UInt8(ascii: "{"):
-                    if depth == 0 { start = i }
-                    depth += 1
-                case UInt8(ascii: "}"):
-                    depth -= 1
-                    if depth < 0 { return nil }
-                    if depth == 0 { rows.append(Substring(text.utf8[start...i])) }
-                case UInt8(ascii: ","), UInt8(ascii: " "):
-                    break
-                default:
-                    if depth == 0 { return nil }
-                }
+                i += 1
             }
-            i = u.index(after: i)
+            return depth == 0 && !inString ? ranges : nil
         }
-        return depth == 0 && !inString ? rows : nil
+        guard let ranges else { return nil }
+        // Native strings index UTF-8 offsets in O(1).
+        let utf8 = text.utf8
+        let base = utf8.startIndex
+        return ranges.map { r in Substring(utf8[utf8.index(base, offsetBy: r.0)..<utf8.index(base, offsetBy: r.1)]) }
     }
 
     /// The (key, value) pairs of a flat object of strings, in text order.

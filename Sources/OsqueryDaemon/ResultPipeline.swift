@@ -184,8 +184,9 @@ public final class ResultPipeline: Sendable {
     }
 
     private func deliver(entryKey: String, offsetKey: String, value: String) throws(DaemonError) {
-        var parts = value.split(separator: "\n", omittingEmptySubsequences: true)
-        guard let first = parts.first, let kind = ResultKind(rawValue: String(first)) else {
+        // Lines are JSON and never hold a raw newline; split bytes, not Characters.
+        var parts = value.utf8.split(separator: 0x0A, omittingEmptySubsequences: true)
+        guard let first = parts.first, let kind = ResultKind(rawValue: String(Substring(first))) else {
             StatusLog.error("Dropping an unreadable pending result entry \(entryKey)")
             try store.transaction { (t: inout DaemonStore.Transaction) throws(DaemonError) in
                 try t.delete(Self.domain, entryKey)
@@ -194,7 +195,7 @@ public final class ResultPipeline: Sendable {
             return
         }
         parts.removeFirst()
-        let text = String(value.utf8.dropFirst(first.utf8.count + 1))!
+        let text = String(Substring(value.utf8.dropFirst(first.count + 1)))
         if let fs = loggers.filesystem {
             if let offset = store.get(Self.domain, offsetKey).flatMap({ UInt64($0) }) {
                 try fs.reconcile(kind, offset: offset, text)
@@ -210,8 +211,8 @@ public final class ResultPipeline: Sendable {
         for logger in loggers.others {
             for line in parts {
                 switch kind {
-                case .results: try logger.logResult(String(line))
-                case .snapshot: try logger.logSnapshot(String(line))
+                case .results: try logger.logResult(String(Substring(line)))
+                case .snapshot: try logger.logSnapshot(String(Substring(line)))
                 }
             }
         }

@@ -160,14 +160,6 @@ func resultFlags(_ settings: [String: String]) throws -> Flags {
         #expect(dir.read("osqueryd.INFO").contains("shown"))
     }
 
-    @Test func unwritableLoggerPathFallsBackToStderr() throws {
-        let flags = try resultFlags(["logger_plugin": "filesystem", "logger_path": "/proc/self/no-such-dir"])
-        let set = try LoggerSet.make(flags: flags, registry: PluginRegistry(), caller: nil)
-        set.installStatusLogging(flags: flags, hostIdentifier: "h")
-        defer { set.stop() }
-        #expect(set.statusFiles == nil)
-    }
-
     @Test func extensionLoggerOverARealManager() async throws {
         var template = Array("/tmp/osq-logx-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
@@ -265,7 +257,33 @@ final class DevLog: Sendable {
     }
 }
 
+/// Tests of process-wide state (syslog(3), StatusLog's line sink), one at a time.
 @Suite(.serialized) struct SyslogTests {
+    @Test func unwritableLoggerPathFallsBackToStderr() throws {
+        let flags = try resultFlags(["logger_plugin": "filesystem", "logger_path": "/proc/self/no-such-dir"])
+        let set = try LoggerSet.make(flags: flags, registry: PluginRegistry(), caller: nil)
+        set.installStatusLogging(flags: flags, hostIdentifier: "h")
+        defer { set.stop() }
+        #expect(set.statusFiles == nil)
+    }
+
+    @Test func statusLinesReachGlogFilesThroughStatusLog() throws {
+        let dir = ResultsTestDir("statuslog")
+        defer { dir.remove() }
+        let flags = try resultFlags(["logger_plugin": "filesystem", "logger_path": dir.path, "logger_stderr": "false"])
+        let set = try LoggerSet.make(flags: flags, registry: PluginRegistry(), caller: nil)
+        set.installStatusLogging(flags: flags, hostIdentifier: "h")
+        let marker = "status-marker-\(UInt32.random(in: 0...UInt32.max))"
+        StatusLog.warning(marker)
+        set.stop()
+        StatusLog.warning(marker + "-after-stop")
+        let info = dir.read("osqueryd.INFO")
+        #expect(info.contains("LoggerTests.swift:") && info.contains("] " + marker + "\n"), "\(info)")
+        #expect(!info.contains("after-stop"))
+        #expect(dir.read("osqueryd.WARNING").contains(marker))
+    }
+
+
     @Test(.enabled(if: !FileManager.default.fileExists(atPath: "/dev/log"), "a syslog daemon owns /dev/log"))
     func resultsAndStatusesReachSyslog() async throws {
         let devlog = try #require(DevLog())
