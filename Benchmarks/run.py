@@ -27,9 +27,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class BenchError(Exception):
+    """A row could not be measured; the other rows still run."""
+
+
 def fail(message):
-    sys.stderr.write(f"bench: {message}\n")
-    sys.exit(1)
+    raise BenchError(message)
 
 
 def note(message):
@@ -259,7 +262,7 @@ def registered(a, socket_path):
         return None
     try:
         return len(json_line(p.stdout, "extensions"))
-    except (ValueError, SystemExit):
+    except (ValueError, BenchError):
         return None
 
 
@@ -351,7 +354,7 @@ def machine():
 def print_table(rows):
     head = ["row", "ours", "peer", "ratio", "goal", "result", "notes"]
     cells = [[r.name, fmt(r.ours), r.peer, "—" if r.ratio is None else f"{r.ratio:.2f}×", r.goal,
-              "info" if r.met is None else ("met" if r.met else "MISSED"), r.note] for r in rows]
+              "info" if r.met is None else ("met" if r.met else ("FAILED" if r.ours is None else "MISSED")), r.note] for r in rows]
     widths = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(len(head))]
     def line(cs):
         return "| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cs)) + " |"
@@ -378,34 +381,42 @@ def main():
     needs = {"wire": [a.wire_bench], "ext": [a.sdk_bench], "load": [a.wire_bench, a.fixture_peer],
              "shell": [a.osqueryi], "rss": [a.osqueryd, a.sdk_bench, a.fixture_peer]}
     if not only <= set(needs):
-        fail(f"--only takes a comma-separated subset of {','.join(needs)}")
+        note(f"--only takes a comma-separated subset of {','.join(needs)}")
+        sys.exit(2)
     for tool in sorted({t for part in only for t in needs[part]}):
         if not os.access(tool, os.X_OK):
-            fail(f"{tool} is missing: run Benchmarks/run.sh (it builds everything)")
+            note(f"{tool} is missing: run Benchmarks/run.sh (it builds everything)")
+            sys.exit(1)
     started = time.monotonic()
     print(f"machine: {machine()}")
     print(f"processes: {sum(1 for d in os.listdir('/proc') if d.isdigit())}; "
           f"{'quick run' if a.quick else 'full run'}; medians of alternating rounds after a warm-up")
     sys.stdout.flush()
     rows = []
+    failed = []
     tmp = tempfile.mkdtemp(prefix="osq-bench-")
+    sections = [("wire", lambda: wire_rows(a)), ("ext", lambda: extension_rows(a)), ("load", lambda: load_rows(a, tmp)),
+                ("shell", lambda: shell_rows(a)), ("rss", lambda: rss_rows(a, tmp))]
     try:
-        if "wire" in only:
-            rows += wire_rows(a)
-        if "ext" in only:
-            rows += extension_rows(a)
-        if "load" in only:
-            rows += load_rows(a, tmp)
-        if "shell" in only:
-            rows += shell_rows(a)
-        if "rss" in only:
-            rows += rss_rows(a, tmp)
+        for name, measure in sections:
+            if name not in only:
+                continue
+            try:
+                rows += measure()
+            except (BenchError, subprocess.SubprocessError, OSError, KeyError, ValueError) as e:
+                # One broken row must not cost the others: report it in the table and go on.
+                note(f"{name}: {e}")
+                failed.append(name)
+                first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                rows.append(Row(f"{name}: not measured", None, "—", "", "—", False, None, first_line[:100]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; "
           f"run time {time.monotonic() - started:.0f} s")
     print()
     print_table(rows)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
