@@ -254,6 +254,9 @@ public final class LoggerSet: Sendable {
 
     /// The glog files in use (tests).
     var statusFiles: StatusLogFiles? { status.withLock { $0?.files } }
+
+    /// The routing installed (tests).
+    var statusRouting: StatusRouting? { status.withLock { $0 } }
 }
 
 /// Where status lines go, fixed at `installStatusLogging`.

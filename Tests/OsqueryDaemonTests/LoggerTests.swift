@@ -258,13 +258,48 @@ final class DevLog: Sendable {
 }
 
 /// Tests of process-wide state (syslog(3), StatusLog's line sink), one at a time.
-@Suite(.serialized) struct SyslogTests {
+@Suite(.serialized) struct ProcessWideLoggingTests {
     @Test func unwritableLoggerPathFallsBackToStderr() throws {
         let flags = try resultFlags(["logger_plugin": "filesystem", "logger_path": "/proc/self/no-such-dir"])
         let set = try LoggerSet.make(flags: flags, registry: PluginRegistry(), caller: nil)
         set.installStatusLogging(flags: flags, hostIdentifier: "h")
         defer { set.stop() }
         #expect(set.statusFiles == nil)
+    }
+
+    @Test func stderrThresholds() throws {
+        let dir = ResultsTestDir("stderr")
+        defer { dir.remove() }
+        func routing(_ settings: [String: String]) throws -> (stderr: Int?, min: Int, files: Bool) {
+            var all = ["logger_plugin": "filesystem", "logger_path": dir.path]
+            for (k, v) in settings { all[k] = v }
+            let flags = try resultFlags(all)
+            let set = try LoggerSet.make(flags: flags, registry: PluginRegistry(), caller: nil)
+            set.installStatusLogging(flags: flags, hostIdentifier: "h")
+            defer { set.stop() }
+            let r = try #require(set.statusRouting)
+            return (r.stderrMin, r.minStatus, r.files != nil)
+        }
+        // The daemon's default: INFO and up to the files and to stderr.
+        var r = try routing([:])
+        #expect(r.stderr == 0 && r.min == 0 && r.files)
+        r = try routing(["logger_min_stderr": "1", "logger_min_status": "2"])
+        #expect(r.stderr == 1 && r.min == 2)
+        r = try routing(["logger_stderr": "false"])
+        #expect(r.stderr == nil && r.files)
+        r = try routing(["logger_min_stderr": "2", "logger_min_status": "1", "verbose": "true"])
+        #expect(r.stderr == 0 && r.min == 0)
+        // The stdout logger takes statuses itself (osquery turns glog's stderr off).
+        r = try routing(["logger_plugin": "filesystem,stdout"])
+        #expect(r.stderr == nil && r.files)
+        // No status files: everything from --logger_min_status goes to stderr.
+        r = try routing(["logger_plugin": "syslog", "logger_min_stderr": "2", "logger_min_status": "1"])
+        #expect(r.stderr == 1 && !r.files)
+        r = try routing(["logger_path": "/proc/self/no-such-dir"])
+        #expect(r.stderr == 0 && !r.files)
+        // --disable_logging: nothing to the plugins, statuses still on stderr.
+        r = try routing(["disable_logging": "true"])
+        #expect(r.stderr == 0 && !r.files)
     }
 
     @Test func statusLinesReachGlogFilesThroughStatusLog() throws {
