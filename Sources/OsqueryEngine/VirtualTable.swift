@@ -351,18 +351,21 @@ private let xEof: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?) ->
 
 private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?, OpaquePointer?, Int32) -> Int32 = { cursor, ctx, col in
     guard let cursor else { return SQLITE_ERROR }
-    let state = cursorState(cursor)
-    let c = Int(col)
-    guard c >= 0, c < state.sources.count else {
-        sqlite3_result_null(ctx)
-        return SQLITE_OK
+    let owner = UnsafeMutableRawPointer(cursor).assumingMemoryBound(to: osq_vtab_cursor.self).pointee.owner!
+    // Called once per cell: borrow the cursor's state rather than retaining it each time.
+    Unmanaged<CursorState>.fromOpaque(owner)._withUnsafeGuaranteedRef { state in
+        let c = Int(col)
+        guard c >= 0, c < state.sources.count else {
+            sqlite3_result_null(ctx)
+            return
+        }
+        let source = state.sources[c]
+        guard source < state.rows.columnCount else {
+            sqlite3_result_null(ctx)
+            return
+        }
+        setResult(ctx, state.rows[state.index, source], type: state.types[c])
     }
-    let source = state.sources[c]
-    guard source < state.rows.columnCount else {
-        sqlite3_result_null(ctx)
-        return SQLITE_OK
-    }
-    setResult(ctx, state.rows[state.index, source], type: state.types[c])
     return SQLITE_OK
 }
 

@@ -80,6 +80,13 @@ public struct MessageFramer: Sendable {
                     stack.removeLast()
                     continue
                 }
+                if key == .string && value == .string {
+                    // Rows are maps of strings: walk their lengths in one tight loop.
+                    let left = try skipStrings(remaining, bytes)
+                    stack[stack.count - 1] = .map(key: key, value: value, remaining: left)
+                    if left > 0 { return nil }
+                    continue
+                }
                 stack[stack.count - 1] = .map(key: key, value: value, remaining: remaining - 1)
                 pending = remaining % 2 == 0 ? key : value
             }
@@ -138,6 +145,27 @@ public struct MessageFramer: Sendable {
             try push(.list(element: element, remaining: n))
         }
         return true
+    }
+
+    /// Consumes up to `count` strings, as many as are complete; returns how many are left.
+    /// The same checks as ``consumeValue(_:_:)`` makes for each string.
+    mutating func skipStrings(_ count: Int, _ bytes: UnsafeRawBufferPointer) throws(ThriftError) -> Int {
+        var left = count
+        var at = offset
+        let end = bytes.count
+        let limit = limits.maxMessageSize
+        while left > 0 {
+            guard at <= limit else { throw .sizeLimit(declared: Int64(at), limit: Int64(limit)) }
+            guard end &- at >= 4 else { break }
+            let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int32.self)))
+            guard n >= 0 else { throw .negativeSize(Int64(n)) }
+            try checkFits(n, after: at &+ 4)
+            guard end &- at &- 4 >= n else { break }
+            at &+= 4 &+ n
+            left &-= 1
+        }
+        offset = at
+        return left
     }
 
     func checkFits(_ size: Int, after position: Int) throws(ThriftError) {

@@ -118,9 +118,12 @@ extension ThriftWriter {
     @inlinable
     public mutating func writeStringMap(_ map: StringMap) {
         writeMapBegin(key: .string, value: .string, count: map.entries.count)
-        for e in map.entries {
-            writeString(e.key)
-            writeString(e.value)
+        // Through the buffer: entries are borrowed, not copied (retained) one by one.
+        map.entries.withUnsafeBufferPointer { entries in
+            for i in entries.indices {
+                writeString(entries[i].key)
+                writeString(entries[i].value)
+            }
         }
     }
 
@@ -128,7 +131,9 @@ extension ThriftWriter {
     @inlinable
     public mutating func writeStringMapList(_ rows: [StringMap]) {
         writeListBegin(element: .map, count: rows.count)
-        for row in rows { writeStringMap(row) }
+        rows.withUnsafeBufferPointer { rows in
+            for i in rows.indices { writeStringMap(rows[i]) }
+        }
     }
 }
 

@@ -83,9 +83,17 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     @inlinable
     public mutating func writeString(_ value: ThriftString) {
         switch value.storage {
-        case .text(var s):
-            // `withUTF8` reads a small string in place and a native one without copying.
-            s.withUTF8 { utf8 in
+        case .text(let s):
+            // Contiguous UTF-8 is read in place (a small string from its inline bytes).
+            if let done: Void = s.utf8.withContiguousStorageIfAvailable({ utf8 in
+                reserve(4 &+ utf8.count)
+                store(Int32(truncatingIfNeeded: utf8.count))
+                append(UnsafeRawBufferPointer(utf8))
+            }) {
+                return done
+            }
+            var copy = s
+            copy.withUTF8 { utf8 in
                 reserve(4 &+ utf8.count)
                 store(Int32(truncatingIfNeeded: utf8.count))
                 append(UnsafeRawBufferPointer(utf8))
