@@ -167,9 +167,6 @@ public final class LoggerSet: Sendable {
         self.others = others
     }
 
-    /// The built-in loggers implemented here.
-    static let builtIn: Set<String> = ["filesystem", "stdout", "syslog", "none"]
-
     /// Builds the set from `--logger_plugin`. A name that is neither built in
     /// nor a logger registered by an extension (in `registry`, owner uuid ≠ 0)
     /// is a missing required plugin: DaemonError with exit code 78.
@@ -190,10 +187,9 @@ public final class LoggerSet: Sendable {
                     SyslogLogger(facility: flags.int("logger_syslog_facility"), prependCEE: flags.bool("logger_syslog_prepend_cee")))
             case "none": others.append(NullLogger())
             default:
-                guard let item = registry.item(registry: "logger", name: name), item.ownerUUID != 0, let caller else {
+                guard (registry.item(registry: "logger", name: name)?.ownerUUID ?? 0) != 0, let caller else {
                     throw DaemonError("Cannot activate \(name) logger plugin: Unknown registry plugin: \(name)", exitCode: 78)
                 }
-                _ = item
                 others.append(ExtensionLogger(name: name, registry: registry, caller: caller))
             }
         }
