@@ -150,7 +150,11 @@ public final class ResultPipeline: Sendable {
     /// Delivers whatever a previous (killed) run left in the outbox. Call once
     /// at start-up, before the scheduler runs.
     public func recover() throws(DaemonError) {
-        try lock.withLock { (_: inout ()) throws(DaemonError) in try deliverPending() }
+        try lock.withLock { (_: inout ()) throws(DaemonError) in
+            let pending = pendingCount
+            try deliverPending()
+            if pending > 0 { StatusLog.info("Delivered \(pending) result log entries left by the previous run") }
+        }
     }
 
     /// Entries waiting for delivery (tests, `--database_dump` readers).
