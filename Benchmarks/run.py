@@ -190,7 +190,33 @@ def load_rows(a, tmp):
             rows.append(Row(f"load: {clients} clients, calls/s (nothing pinned)", o, f"C++ server {fmt(p)}",
                             "calls/s", "no errors" + ("" if split else "; ≥ 1.0×"),
                             oe == 0 and (split or o / p >= 1.0), o / p, extra))
+    if split and os.access(a.osqueryd, os.X_OK):
+        rows.append(osqueryd_load_row(a, tmp, clients, seconds, rounds))
     return rows
+
+
+# Ten rows from SQLite alone, so the real core's figure is its RPC and SQL path, not a table's.
+TEN_ROWS_SQL = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10) SELECT x FROM c"
+
+
+def osqueryd_load_row(a, tmp, clients, seconds, rounds):
+    """The same 64-client load against the real core (osqueryd), server on CPU 0, clients on CPU 1."""
+    note(f"load (osqueryd): {clients} clients × {seconds} s, {rounds} rounds")
+    daemon = Daemon(a, os.path.join(tmp, "load-osqueryd"), pin=["taskset", "-c", "0"])
+    try:
+        def once(secs):
+            return run_json(["taskset", "-c", "1", a.fixture_peer, "bench-load", daemon.socket, str(clients), str(secs),
+                             TEN_ROWS_SQL, "10"], "bench-load osqueryd")
+        once(1)
+        runs = [once(seconds) for _ in range(rounds)]
+    finally:
+        daemon.stop()
+    o = median([r["calls_per_s"] for r in runs])
+    errors = sum(r["errors"] for r in runs)
+    first = next((r["first_error"] for r in runs if r["first_error"]), "")
+    return Row(f"load: {clients} clients → osqueryd, calls/s (CPU 0 / CPU 1)", o, "—", "calls/s", "no errors",
+               errors == 0, None, f"errors: {errors}" + (f" (first: {first})" if first else "") +
+               "; queries are 10 rows of SQL")
 
 
 def timed(cmd):
@@ -266,29 +292,49 @@ def registered(a, socket_path):
         return None
 
 
-def rss_once(a, tmp, k):
-    d = os.path.join(tmp, f"rss{k}")
-    os.makedirs(d)
-    config = os.path.join(d, "osquery.conf")
-    with open(config, "w") as f:
-        f.write("{}\n")
-    sock = os.path.join(d, "em")
-    cmd = [a.osqueryd, "--ephemeral", "--disable_watchdog", "--disable_database", "--config_path", config,
-           "--logger_path", d, "--pidfile", os.path.join(d, "pid"), "--extensions_socket", sock]
-    log = open(os.path.join(d, "osqueryd.log"), "w")
-    daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    extensions = []
-    try:
+class Daemon:
+    """osqueryd with the flags of the RSS row, in its own directory; `socket` answers once started."""
+
+    def __init__(self, a, d, pin=()):
+        os.makedirs(d)
+        config = os.path.join(d, "osquery.conf")
+        with open(config, "w") as f:
+            f.write("{}\n")
+        self.socket = os.path.join(d, "em")
+        cmd = list(pin) + [a.osqueryd, "--ephemeral", "--disable_watchdog", "--disable_database", "--config_path", config,
+               "--logger_path", d, "--pidfile", os.path.join(d, "pid"), "--extensions_socket", self.socket]
+        self.log = open(os.path.join(d, "osqueryd.log"), "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
-        while registered(a, sock) is None:
-            if daemon.poll() is not None:
-                log.flush()
-                fail(f"osqueryd exited {daemon.returncode}: {open(log.name).read()[-2000:]}")
+        while registered(a, self.socket) is None:
+            if self.proc.poll() is not None:
+                self.log.flush()
+                text = open(self.log.name).read()[-2000:]
+                self.log.close()
+                fail(f"osqueryd exited {self.proc.returncode}: {text}")
             if time.monotonic() > deadline:
+                self.stop()
                 fail("osqueryd's extension socket never answered")
             time.sleep(0.1)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def rss_once(a, tmp, k):
+    daemon = Daemon(a, os.path.join(tmp, f"rss{k}"))
+    sock = daemon.socket
+    extensions = []
+    try:
         time.sleep(3)  # idle: let start-up work settle
-        idle = rss_kib(measured_pid(daemon.pid))
+        idle = rss_kib(measured_pid(daemon.proc.pid))
         for i in range(5):
             extensions.append(subprocess.Popen(
                 [a.sdk_bench, "extension", f"rss_ext_{i}", "10", "--socket", sock, "--timeout", "3", "--interval", "3"],
@@ -304,20 +350,14 @@ def rss_once(a, tmp, k):
             if q["code"] != 0 or len(q["rows"]) != 10:
                 fail(f"SELECT * FROM rss_ext_{i}_rows through osqueryd: {q['code']} {q['message']}")
         time.sleep(2)
-        loaded = rss_kib(measured_pid(daemon.pid))
+        loaded = rss_kib(measured_pid(daemon.proc.pid))
         return idle, loaded
     finally:
         for e in extensions:
             e.kill()
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        daemon.stop()
         for e in extensions:
             e.wait()
-        log.close()
 
 
 def rss_rows(a, tmp):

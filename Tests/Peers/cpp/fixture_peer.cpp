@@ -5,7 +5,7 @@
 //   fixture_peer bench-ping SOCKET_PATH N
 //   fixture_peer bench-query SOCKET_PATH SQL N
 //   fixture_peer bench-codec N
-//   fixture_peer bench-load SOCKET_PATH CLIENTS SECONDS   (CLIENTS threads, pings + small queries)
+//   fixture_peer bench-load SOCKET_PATH CLIENTS SECONDS [SQL ROWS]   (CLIENTS threads, pings + queries)
 //   fixture_peer query SOCKET_PATH SQL        (one JSON line: code, message, rows)
 //   fixture_peer extensions SOCKET_PATH       (one JSON line: uuid -> extension info)
 //
@@ -835,10 +835,12 @@ int runRegister(const std::string& path, const std::string& name) {
   return 0;
 }
 
-// `bench-load SOCKET CLIENTS SECONDS`: CLIENTS threads, each on its own connection (all opened
-// before the clock starts), call for SECONDS: three pings then one query "rows:10", repeated.
-// A failed call counts as an error and the thread reconnects. One JSON line out.
-int benchLoad(const std::string& path, long long clients, long long seconds) {
+// `bench-load SOCKET CLIENTS SECONDS [SQL ROWS]`: CLIENTS threads, each on its own connection (all
+// opened before the clock starts), call for SECONDS: three pings then one query, repeated. The query
+// is SQL (default "rows:10", the fixture's) and must answer ROWS rows (default 10). A failed call
+// counts as an error and the thread reconnects. One JSON line out.
+int benchLoad(const std::string& path, long long clients, long long seconds,
+              const std::string& sql = "rows:10", size_t expectedRows = 10) {
   std::atomic<bool> go{false};
   std::atomic<bool> stop{false};
   std::atomic<long long> pings{0}, queries{0}, errors{0};
@@ -869,9 +871,10 @@ int benchLoad(const std::string& path, long long clients, long long seconds) {
         try {
           if (!conn) conn.reset(new Connection(path));
           if (i % 4 == 3) {
-            conn->client->query(r, "rows:10");
-            if (r.status.code != 0 || r.response.size() != 10) {
-              noteError("query: unexpected reply");
+            conn->client->query(r, sql);
+            if (r.status.code != 0 || r.response.size() != expectedRows) {
+              noteError("query: code " + std::to_string(r.status.code) + " " + r.status.message + ", " +
+                        std::to_string(r.response.size()) + " rows");
             } else {
               ++myQueries;
             }
@@ -912,7 +915,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: fixture_peer server SOCKET | client SOCKET | bench-ping SOCKET N |\n"
                "       bench-query SOCKET SQL N | bench-codec N | query SOCKET SQL |\n"
-               "       extensions SOCKET | register SOCKET NAME | bench-load SOCKET CLIENTS SECONDS\n");
+               "       extensions SOCKET | register SOCKET NAME | bench-load SOCKET CLIENTS SECONDS [SQL ROWS]\n");
   return 2;
 }
 
@@ -933,6 +936,9 @@ int main(int argc, char** argv) {
     if (mode == "register" && argc == 4) return runRegister(argv[2], argv[3]);
     if (mode == "bench-load" && argc == 5)
       return benchLoad(argv[2], parseCount(argv[3]), parseCount(argv[4]));
+    if (mode == "bench-load" && argc == 7)
+      return benchLoad(argv[2], parseCount(argv[3]), parseCount(argv[4]), argv[5],
+                       static_cast<size_t>(parseCount(argv[6])));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fixture_peer %s: %s\n", mode.c_str(), e.what());
     return 1;
