@@ -852,6 +852,10 @@ int benchLoad(const std::string& path, long long clients, long long seconds,
     std::lock_guard<std::mutex> lock(errorMutex);
     if (firstError.empty()) firstError = what;
   };
+  // Errors are counted and the first one reported; libthrift's own log line per failed
+  // connect would flood stderr.
+  apache::thrift::GlobalOutput.setOutputFunction([](const char*) {});
+  std::atomic<bool> connectFailed{false};
   std::vector<std::thread> threads;
   threads.reserve(static_cast<size_t>(clients));
   for (long long t = 0; t < clients; ++t) {
@@ -861,9 +865,11 @@ int benchLoad(const std::string& path, long long clients, long long seconds,
         conn.reset(new Connection(path));
       } catch (const std::exception& e) {
         noteError(std::string("connect: ") + e.what());
+        connectFailed.store(true);
       }
       ready.fetch_add(1);
       while (!go.load()) std::this_thread::yield();
+      if (connectFailed.load()) return;  // nothing to measure without every client connected
       long long myPings = 0, myQueries = 0;
       ExtensionStatus s;
       ExtensionResponse r;
@@ -889,6 +895,7 @@ int benchLoad(const std::string& path, long long clients, long long seconds,
         } catch (const std::exception& e) {
           noteError(e.what());
           conn.reset();  // the stream may be mid-message: start over
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));  // no busy loop on a dead server
         }
       }
       pings.fetch_add(myPings);
@@ -898,6 +905,11 @@ int benchLoad(const std::string& path, long long clients, long long seconds,
   while (ready.load() < clients) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   auto t0 = Clock::now();
   go.store(true);
+  if (connectFailed.load()) {
+    for (auto& th : threads) th.join();
+    std::fprintf(stderr, "fixture_peer bench-load: %s\n", firstError.c_str());
+    return 1;
+  }
   std::this_thread::sleep_for(std::chrono::seconds(seconds));
   stop.store(true);
   for (auto& th : threads) th.join();
