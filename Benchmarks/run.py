@@ -162,9 +162,11 @@ def load_rows(a, tmp):
         client_pin = ["taskset", "-c", "1"] if mode == "split" else []
         note(f"load ({mode}): {clients} clients × {seconds} s, {rounds} rounds (fixture_peer bench-load)")
         ours_sock, peer_sock = os.path.join(tmp, f"load-swift-{mode}.em"), os.path.join(tmp, f"load-cpp-{mode}.em")
-        ours_srv = Server(server_pin + [a.wire_bench, "serve", ours_sock])
-        peer_srv = Server(server_pin + [a.fixture_peer, "server", peer_sock])
+        ours_srv = peer_srv = None
         try:
+            ours_srv = Server(server_pin + [a.wire_bench, "serve", ours_sock])
+            peer_srv = Server(server_pin + [a.fixture_peer, "server", peer_sock])
+
             def once(sock, secs):
                 return run_json(client_pin + [a.fixture_peer, "bench-load", sock, str(clients), str(secs)],
                                 "bench-load")
@@ -175,8 +177,9 @@ def load_rows(a, tmp):
                 ours.append(once(ours_sock, seconds))
                 peer.append(once(peer_sock, seconds))
         finally:
-            ours_srv.stop()
-            peer_srv.stop()
+            for server in (ours_srv, peer_srv):
+                if server is not None:
+                    server.stop()
         o = median([r["calls_per_s"] for r in ours])
         p = median([r["calls_per_s"] for r in peer])
         oe, pe = sum(r["errors"] for r in ours), sum(r["errors"] for r in peer)
@@ -191,7 +194,12 @@ def load_rows(a, tmp):
                             "calls/s", "no errors" + ("" if split else "; ≥ 1.0×"),
                             oe == 0 and (split or o / p >= 1.0), o / p, extra))
     if split and os.access(a.osqueryd, os.X_OK):
-        rows.append(osqueryd_load_row(a, tmp, clients, seconds, rounds))
+        try:
+            rows.append(osqueryd_load_row(a, tmp, clients, seconds, rounds))
+        except (BenchError, subprocess.SubprocessError, OSError) as e:
+            note(f"load (osqueryd): {e}")
+            rows.append(Row("load: osqueryd not measured", None, "—", "", "no errors", False, None,
+                            str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__))
     return rows
 
 
