@@ -99,8 +99,11 @@ public final class Daemon: Sendable {
         var sources: [any DispatchSourceSignal] = []
         var unblock = sigset_t()
         sigemptyset(&unblock)
+        for signo in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&unblock, signo) }
+        // Blocked while the sources are set up, so a signal arriving meanwhile
+        // waits for them instead of being lost (or killing us half-started).
+        pthread_sigmask(SIG_BLOCK, &unblock, nil)
         for signo in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
-            signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
             source.setEventHandler { [self] in
                 switch signo {
@@ -119,7 +122,6 @@ public final class Daemon: Sendable {
             }
             source.resume()
             sources.append(source)
-            sigaddset(&unblock, signo)
         }
         // A parent may have started us with these signals blocked.
         pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
@@ -205,7 +207,9 @@ public final class Daemon: Sendable {
         let scheduler = Scheduler(
             store: store, registry: registry, flags: flags,
             record: { query, results, context throws(DaemonError) in
-                try pipeline.record(query, results, context: context).outputBytes
+                // osquery_schedule's output_size: osquery's measure of the rows, not of the log lines.
+                _ = try pipeline.record(query, results, context: context)
+                return ResultPipeline.outputSize(results)
             },
             context: { unixTime, decorations in
                 LogContext(
@@ -289,8 +293,7 @@ final class DaemonConfiguration: Sendable {
             failed = true
             StatusLog.error("Error reading config: \(error.message)")
         }
-        let refresh = flags.uint("config_refresh")
-        let wait = failed && refresh > 0 ? flags.uint("config_accelerated_refresh") : refresh
+        let wait = loader.refreshDelay(lastAttemptFailed: failed)
         state.withLock { $0.failed = failed; $0.nextRefresh = wait > 0 ? Scheduler.realNow() + Double(wait) : .infinity }
         return changed
     }

@@ -380,7 +380,9 @@ public final class Scheduler: Sendable {
 
     // MARK: - Clocks and usage
 
-    static func unixNow() -> UInt64 { UInt64(time(nil)) }
+    /// From CLOCK_REALTIME, like `realNow`: time(2) reads a coarse clock that
+    /// can lag a few milliseconds behind, so a tick could see the previous second.
+    static func unixNow() -> UInt64 { UInt64(realNow()) }
 
     static func realNow() -> Double {
         var ts = timespec()

@@ -103,7 +103,9 @@ public final class Watcher: Sendable {
     static var signals: sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for s in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&set, s) }
+        // Not SIGCHLD: a worker's exit is found by polling, and taking SIGCHLD
+        // here would steal it from anyone else in the process waiting on children.
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, s) }
         return set
     }
 

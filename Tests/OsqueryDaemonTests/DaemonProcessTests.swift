@@ -47,8 +47,10 @@ enum Daemond {
         return p
     }
 
+    /// SIGTERM, sent directly: Foundation's `terminate()` only signals while
+    /// it believes the process runs, and that belief was seen to go stale.
     static func stop(_ p: Process) async {
-        if p.isRunning { p.terminate() }
+        kill(p.processIdentifier, SIGTERM)
         await onThread { p.waitUntilExit() }
     }
 
