@@ -45,6 +45,43 @@ public struct ResultSet: Sendable, Equatable {
     }
 }
 
+/// The current row of a statement run by ``Database/execute(_:columns:row:)``. Its buffers
+/// point into SQLite and are valid only during that `row` call.
+public struct StatementRow {
+    let stmt: OpaquePointer
+    /// The number of result columns.
+    public let columnCount: Int
+
+    /// One cell, as SQLite holds it.
+    public enum Cell {
+        case null
+        case integer(Int64)
+        case double(Double)
+        /// Text bytes (not necessarily valid UTF-8).
+        case text(UnsafeRawBufferPointer)
+        case blob(UnsafeRawBufferPointer)
+    }
+
+    /// The cell in column `i` (0-based).
+    @inline(__always)
+    public func cell(_ i: Int) -> Cell {
+        let c = Int32(i)
+        switch sqlite3_column_type(stmt, c) {
+        case SQLITE_NULL: return .null
+        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(stmt, c))
+        case SQLITE_FLOAT: return .double(sqlite3_column_double(stmt, c))
+        case SQLITE_BLOB:
+            let p = sqlite3_column_blob(stmt, c)
+            let n = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, c))
+            return .blob(UnsafeRawBufferPointer(start: p, count: n))
+        default:
+            let p = sqlite3_column_text(stmt, c)
+            let n = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, c))
+            return .text(UnsafeRawBufferPointer(start: p, count: n))
+        }
+    }
+}
+
 /// A result column with its type as osquery's getQueryColumns reports it.
 public struct QueryColumn: Sendable, Equatable {
     public var name: String
@@ -207,6 +244,38 @@ public final class Database {
             defer { sqlite3_finalize(stmt) }
             let result = try readAll(stmt)
             try body(result)
+        }
+    }
+
+    /// Run every `;`-separated statement in `sql`, streaming: `columns` gets each statement's
+    /// result column names, then `row` each of its rows, read in place from SQLite (nothing is
+    /// collected). Stops at the first failing statement.
+    public func execute(
+        _ sql: String, columns: ([String]) throws(EngineError) -> Void, row: (StatementRow) throws(EngineError) -> Void
+    ) throws(EngineError) {
+        guard let copy = strdup(sql) else { throw EngineError(code: SQLITE_NOMEM, message: "out of memory") }
+        defer { free(copy) }
+        var tail: UnsafePointer<CChar>? = UnsafePointer(copy)
+        while let cur = tail, cur.pointee != 0 {
+            var stmt: OpaquePointer?
+            var next: UnsafePointer<CChar>?
+            let code = sqlite3_prepare_v2(handle, cur, -1, &stmt, &next)
+            if code != SQLITE_OK { throw error(code) }
+            tail = next
+            guard let stmt else { continue }  // whitespace or a comment
+            defer { sqlite3_finalize(stmt) }
+            let n = Int(sqlite3_column_count(stmt))
+            var names: [String] = []
+            names.reserveCapacity(n)
+            for i in 0..<n { names.append(String(cString: sqlite3_column_name(stmt, Int32(i)))) }
+            try columns(names)
+            let view = StatementRow(stmt: stmt, columnCount: n)
+            while true {
+                let rc = sqlite3_step(stmt)
+                if rc == SQLITE_DONE { break }
+                guard rc == SQLITE_ROW else { throw error(rc) }
+                try row(view)
+            }
         }
     }
 

@@ -55,6 +55,7 @@ public enum SQLValue: Sendable, Hashable {
 
     /// `%.15g` plus `.0` when the text has no `.` (osquery's castVariant).
     public static func osqueryDouble(_ d: Double) -> String {
+        if let plain = plainDescription(d) { return plain }
         var s = shortDouble15g(d) ?? printfDouble15g(d)
         if !s.utf8.contains(UInt8(ascii: ".")) { s += ".0" }
         return s
@@ -66,6 +67,46 @@ public enum SQLValue: Sendable, Hashable {
             let n = Int(osq_format_double_15g(buffer.baseAddress, 64, d))
             return String(decoding: UnsafeRawBufferPointer(start: buffer.baseAddress, count: max(0, min(n, 63))), as: UTF8.self)
         }
+    }
+
+    /// Swift's `description` when it already is osquery's text: fixed notation (no exponent),
+    /// at most 15 significant digits, first digit at 10^-4 ... 10^14 — exactly where `%.15g`
+    /// prints the same digits in fixed notation; a whole number's `.0` is what osquery appends.
+    @inline(__always)
+    static func plainDescription(_ d: Double) -> String? {
+        guard d.isNormal || d == 0 else { return nil }
+        var text = d.description
+        let ok = text.withUTF8 { u -> Bool in
+            var i = u.count > 0 && u[0] == UInt8(ascii: "-") ? 1 : 0
+            var position = 0  // digits seen, the point not counted
+            var firstNonZero = -1
+            var lastNonZero = -1
+            var intDigits = 0
+            var point = false
+            while i < u.count {
+                let b = u[i]
+                if b == UInt8(ascii: ".") {
+                    if point { return false }
+                    point = true
+                } else if b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") {
+                    if b != UInt8(ascii: "0") {
+                        if firstNonZero < 0 { firstNonZero = position }
+                        lastNonZero = position
+                    }
+                    if !point { intDigits += 1 }
+                    position += 1
+                } else {
+                    return false  // an exponent, inf, nan
+                }
+                i += 1
+            }
+            guard point else { return false }
+            if firstNonZero < 0 { return true }  // "0.0", "-0.0": %.15g "0"/"-0" plus ".0"
+            guard lastNonZero - firstNonZero + 1 <= 15 else { return false }
+            let sci = intDigits - 1 - firstNonZero
+            return sci >= -4 && sci < 15
+        }
+        return ok ? text : nil
     }
 
     /// `%.15g` of `d` without printf, when its shortest round-trip form (Swift's

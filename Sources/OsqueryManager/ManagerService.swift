@@ -294,29 +294,14 @@ public final class ManagerService: ExtensionManagerHandler {
         let text = sql.lossyString
         let nullValue = ThriftString(flags.string("nullvalue"))
         do {
-            let results = try await queries.run { db throws(EngineError) in try db.executeStatements(text) }
-            var rows: [StringMap] = []
-            for result in results {
-                let keys = result.columns.map { ThriftString($0) }
-                // Duplicate result names (`SELECT 1 AS a, 2 AS a`) keep the last value, as a map
-                // would; with unique names each value is simply appended.
-                let unique = Set(keys).count == keys.count
-                let columnCount = keys.count
-                rows.reserveCapacity(rows.count + result.rowCount)
-                result.values.withUnsafeBufferPointer { values in
-                    var at = 0
-                    for _ in 0..<result.rowCount {
-                        var row = StringMap(minimumCapacity: columnCount)
-                        for key in keys {
-                            let text = Self.wireString(values[at]) ?? nullValue
-                            at &+= 1
-                            if unique { row.append(key, text) } else { row[key] = text }
-                        }
-                        rows.append(row)
-                    }
-                }
+            // Rows are encoded on the query thread straight from SQLite: no typed result set,
+            // no map per row.
+            let rows = try await queries.run { db throws(EngineError) in
+                var encoder = QueryRowsEncoder(nullValue: nullValue)
+                try db.execute(text, columns: { encoder.begin(columns: $0) }, row: { encoder.add($0) })
+                return encoder.finish()
             }
-            return ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), response: rows)
+            return ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), encodedRows: rows)
         } catch {
             return failed(error.message)
         }
@@ -371,4 +356,62 @@ func versionAtLeast(_ version: String, _ minimum: String) -> Bool {
         }
     }
     return true
+}
+
+/// Writes query result rows as Thrift maps, as osquery's `query` returns them: every value as
+/// text (integers in decimal, doubles as `%.15g` plus `.0`, text and blobs as their bytes, NULL
+/// as `--nullvalue`). Duplicate column names (`SELECT 1 AS a, 2 AS a`) give one key, in the
+/// place of its first column, with the value of its last, as a map would.
+struct QueryRowsEncoder: ~Copyable {
+    let nullValue: ThriftString
+    var writer = ThriftWriter(reservingCapacity: 1 << 16)
+    var count = 0
+    /// Per key of the current statement: its name and the column whose value it takes.
+    var keys: [(name: ThriftString, column: Int)] = []
+
+    init(nullValue: ThriftString) { self.nullValue = nullValue }
+
+    mutating func begin(columns: [String]) {
+        keys.removeAll(keepingCapacity: true)
+        for (c, name) in columns.enumerated() {
+            let key = ThriftString(name)
+            if let i = keys.firstIndex(where: { $0.name == key }) { keys[i].column = c } else { keys.append((key, c)) }
+        }
+    }
+
+    mutating func add(_ row: StatementRow) {
+        writer.writeMapBegin(key: .string, value: .string, count: keys.count)
+        for k in keys.indices {
+            writer.writeString(keys[k].name)
+            switch row.cell(keys[k].column) {
+            case .null: writer.writeString(nullValue)
+            case .integer(let v): writeDecimal(v)
+            case .double(let d): writer.writeString(SQLValue.osqueryDouble(d))
+            case .text(let bytes), .blob(let bytes): writer.writeString(bytes: bytes)
+            }
+        }
+        count &+= 1
+    }
+
+    /// `String(v)` without building a String.
+    mutating func writeDecimal(_ v: Int64) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
+            var magnitude = v.magnitude
+            var at = 20
+            repeat {
+                at &-= 1
+                buffer[at] = UInt8(truncatingIfNeeded: magnitude % 10) &+ UInt8(ascii: "0")
+                magnitude /= 10
+            } while magnitude != 0
+            if v < 0 {
+                at &-= 1
+                buffer[at] = UInt8(ascii: "-")
+            }
+            writer.writeString(bytes: UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[at..<20]))
+        }
+    }
+
+    consuming func finish() -> EncodedRows {
+        EncodedRows(count: count, bytes: writer.bytes)
+    }
 }

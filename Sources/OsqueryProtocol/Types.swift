@@ -163,17 +163,33 @@ public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
 public struct ExtensionResponse: ThriftStruct, Hashable {
     public var status: ExtensionStatus
     public var response: ExtensionPluginResponse
+    /// Rows already encoded by their producer (the core's query results, written straight from
+    /// SQLite); when set they are what goes on the wire, and ``response`` is empty. Decoding
+    /// always gives ``response``.
+    public var encodedRows: EncodedRows?
 
     public init(status: ExtensionStatus = .init(), response: ExtensionPluginResponse = []) {
         self.status = status
         self.response = response
     }
 
+    /// A response whose rows are already encoded.
+    public init(status: ExtensionStatus, encodedRows: EncodedRows) {
+        self.status = status
+        self.response = []
+        self.encodedRows = encodedRows
+    }
+
     public func write(to w: inout ThriftWriter) {
         w.writeFieldBegin(.struct, id: 1)
         status.write(to: &w)
         w.writeFieldBegin(.list, id: 2)
-        w.writeStringMapList(response)
+        if let encodedRows {
+            w.writeListBegin(element: .map, count: encodedRows.count)
+            w.writeRaw(encodedRows.bytes)
+        } else {
+            w.writeStringMapList(response)
+        }
         w.writeFieldStop()
     }
 
@@ -289,5 +305,19 @@ extension ThriftReader {
             list[name] = try InternalOptionInfo(from: &self)
         }
         return list
+    }
+}
+
+/// The rows of a `list<map<string,string>>` as encoded bytes: each row a map header and its
+/// key/value strings, back to back, without the list header (written with ``count``).
+public struct EncodedRows: Sendable, Hashable {
+    /// The number of rows.
+    public var count: Int
+    /// The encoded maps.
+    public var bytes: [UInt8]
+
+    public init(count: Int, bytes: [UInt8]) {
+        self.count = count
+        self.bytes = bytes
     }
 }

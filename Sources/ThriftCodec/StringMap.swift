@@ -154,7 +154,9 @@ extension ThriftReader {
     }
 
     /// Reads a `list<map<string,string>>`.
-    @inlinable
+    ///
+    /// Rows repeat their keys in the same order, so a key whose bytes equal the previous row's
+    /// key at the same position shares that row's value instead of building a new string.
     public mutating func readStringMapList() throws(ThriftError) -> [StringMap] {
         let header = try readListBegin()
         guard header.count == 0 || header.element == .map else {
@@ -164,7 +166,38 @@ extension ThriftReader {
         defer { leave() }
         var rows = [StringMap]()
         rows.reserveCapacity(header.count)
-        for _ in 0..<header.count { rows.append(try readStringMapEntries()) }
+        var previous: [(at: Int, count: Int, key: ThriftString)] = []
+        for _ in 0..<header.count {
+            let map = try readMapBegin()
+            guard map.count == 0 || (map.key == .string && map.value == .string) else {
+                throw .invalidData("expected map<string,string>")
+            }
+            var row = StringMap(minimumCapacity: map.count)
+            for j in 0..<map.count {
+                let n = try readLength()
+                let at = offset
+                offset = at &+ n
+                let key: ThriftString
+                if j < previous.count, previous[j].count == n,
+                    n == 0 || memcmp(buffer.baseAddress! + previous[j].at, buffer.baseAddress! + at, n) == 0
+                {
+                    key = previous[j].key
+                } else {
+                    key = ThriftString(decoding: UnsafeRawBufferPointer(rebasing: buffer[at..<(at &+ n)]))
+                    if j < previous.count { previous[j] = (at, n, key) } else { previous.append((at, n, key)) }
+                }
+                row.append(key, try readString())
+            }
+            rows.append(row)
+        }
         return rows
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -116,6 +116,14 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         }
     }
 
+    /// Writes a string given as raw bytes.
+    @inlinable
+    public mutating func writeString(bytes: UnsafeRawBufferPointer) {
+        reserve(4 &+ bytes.count)
+        store(Int32(truncatingIfNeeded: bytes.count))
+        append(bytes)
+    }
+
     @inlinable
     public mutating func writeBinary(_ value: [UInt8]) {
         store(Int32(truncatingIfNeeded: value.count))

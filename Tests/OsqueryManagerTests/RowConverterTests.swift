@@ -142,3 +142,57 @@ import ThriftCodec
         #expect(throws: ThriftError.self) { try ThriftReader.read(short) { r in try converter.readRows(from: &r) } }
     }
 }
+
+/// The core's `query` encodes rows straight from SQLite (`QueryRowsEncoder`); the rows must be
+/// those of the reference path (typed result sets turned into maps with `wireString`).
+@Suite struct QueryRowsEncoderTests {
+    func reference(_ db: Database, _ sql: String, nullValue: ThriftString) throws -> [StringMap] {
+        var rows: [StringMap] = []
+        for result in try db.executeStatements(sql) {
+            let keys = result.columns.map { ThriftString($0) }
+            for r in 0..<result.rowCount {
+                var row = StringMap()
+                for (c, key) in keys.enumerated() { row[key] = ManagerService.wireString(result[r, c]) ?? nullValue }
+                rows.append(row)
+            }
+        }
+        return rows
+    }
+
+    func encoded(_ db: Database, _ sql: String, nullValue: ThriftString) throws -> [StringMap] {
+        var encoder = QueryRowsEncoder(nullValue: nullValue)
+        try db.execute(sql, columns: { encoder.begin(columns: $0) }, row: { encoder.add($0) })
+        let rows = encoder.finish()
+        var w = ThriftWriter()
+        w.writeListBegin(element: .map, count: rows.count)
+        w.writeRaw(rows.bytes)
+        return try ThriftReader.read(w.bytes) { r in try r.readStringMapList() }
+    }
+
+    @Test(arguments: [
+        "SELECT 1 AS a, 2 AS a, NULL AS n, 1.5 AS d, 1e20 AS e, 0.1 + 0.2 AS f, -0.0 AS z, 5e-324 AS sub",
+        "SELECT x'ff00' AS b, CAST(x'ff41' AS TEXT) AS t, '' AS s, -9223372036854775808 AS m, 9223372036854775807 AS x",
+        "SELECT 'one' AS v; SELECT 'two' AS w, 3 AS w; SELECT 0 WHERE 0; SELECT 4 AS v",
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 500) SELECT i, i * 0.25 AS q, printf('%08d', i) AS s, CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS n FROM c",
+        "SELECT 1 WHERE 0",
+    ])
+    func sameRowsAsTheReferencePath(_ sql: String) throws {
+        let flags = Flags()
+        let db = try Database(registry: PluginRegistry(), flags: flags)
+        for null in ["", "NULL"] {
+            let expected = try reference(db, sql, nullValue: ThriftString(null))
+            let got = try encoded(db, sql, nullValue: ThriftString(null))
+            #expect(got == expected)
+            // Key order too (a map compares equal in any order).
+            #expect(got.map(\.keys) == expected.map(\.keys))
+        }
+    }
+
+    @Test func aFailingStatementThrows() throws {
+        let db = try Database(registry: PluginRegistry(), flags: Flags())
+        var encoder = QueryRowsEncoder(nullValue: "")
+        #expect(throws: EngineError.self) {
+            try db.execute("SELECT 1; SELECT * FROM no_such_table", columns: { encoder.begin(columns: $0) }, row: { encoder.add($0) })
+        }
+    }
+}
