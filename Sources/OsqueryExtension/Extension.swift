@@ -371,14 +371,8 @@ public final class Extension: Sendable {
 
     func installSignalHandlers() {
         var sources: [any DispatchSourceSignal] = []
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        sigaddset(&unblock, SIGTERM)
-        sigaddset(&unblock, SIGINT)
-        // Blocked while the sources are set up: a signal arriving meanwhile
-        // waits for them instead of being lost.
-        pthread_sigmask(SIG_BLOCK, &unblock, nil)
         for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { [weak self] in self?.stopSink.yield(.signal(sig)) }
             source.resume()
@@ -389,6 +383,10 @@ public final class Extension: Sendable {
         // A parent may have started us with these signals blocked (a process
         // spawned from a Swift worker thread inherits that thread's mask); a
         // blocked signal would never reach the handlers above.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGTERM)
+        sigaddset(&unblock, SIGINT)
         pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
     }
 
