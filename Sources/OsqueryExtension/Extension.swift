@@ -518,7 +518,12 @@ final class Router: ExtensionHandler, Sendable {
         defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
         var response: ExtensionResponse
         do {
-            response = try await plugin.handle(PluginRequest(raw: request, core: core))
+            let pluginRequest = PluginRequest(raw: request, core: core)
+            if let table = plugin as? Table {
+                response = try await table.handleForWire(pluginRequest)
+            } else {
+                response = try await plugin.handle(pluginRequest)
+            }
         } catch let e as PluginError {
             response = .failure(e.message)
         } catch {

@@ -247,8 +247,16 @@ public struct Table: ExtensionPlugin {
         }
     }
 
+    /// ``handle(_:)`` as the extension's server calls it: a generate's rows are encoded straight
+    /// to their wire form (``ExtensionResponse/encodedRows``) with the same columns, values,
+    /// budgets and errors, without a map per row.
+    func handleForWire(_ request: PluginRequest) async throws -> ExtensionResponse {
+        guard request.action == "generate" else { return try await handle(request) }
+        return await generateResponse(request, wire: true)
+    }
+
     /// Runs generate (under the deadline) and encodes the used columns of the rows (under the budgets).
-    func generateResponse(_ request: PluginRequest) async -> ExtensionResponse {
+    func generateResponse(_ request: PluginRequest, wire: Bool = false) async -> ExtensionResponse {
         do {
             let ctx = try context(request)
             let rows: [Row]
@@ -261,6 +269,11 @@ public struct Table: ExtensionPlugin {
                 rows = try await runWithDeadline(deadline, table: name) { try await body(ctx) }
             } else {
                 rows = try await body(ctx)
+            }
+            if wire {
+                return ExtensionResponse(
+                    status: ExtensionStatus(code: 0, message: "OK"),
+                    encodedRows: try layout.encodeWire(rows, context: ctx, limits: limits, table: name))
             }
             return .ok(try layout.encode(rows, context: ctx, limits: limits, table: name))
         } catch let e as PluginError {
@@ -359,6 +372,64 @@ struct RowLayout: Sendable {
             out.append(m)
         }
         return out
+    }
+}
+
+extension RowLayout {
+    /// ``encode(_:context:limits:table:)`` written straight to wire bytes: the same entries in
+    /// the same order, the same budget checks at the same rows.
+    func encodeWire(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) throws(PluginError)
+        -> EncodedRows
+    {
+        if let maxRows = limits.maxRows, rows.count > maxRows {
+            throw PluginError(
+                "table \(table): result exceeds budget (\(rows.count) rows, limit \(maxRows)): "
+                    + "select fewer columns or add a WHERE")
+        }
+        var used = [Bool](repeating: true, count: names.count)
+        if let set = context.usedColumns {
+            for (i, n) in names.enumerated() where n != "rowid" { used[i] = set.contains(n) }
+        }
+        let maxBytes = limits.maxBytes ?? Int.max
+        var bytes = 0
+        var writer = ThriftWriter(reservingCapacity: 1 << 16)
+        // One row's entries (key index, text), reused row after row.
+        var cells: [(key: Int, text: ThriftString)] = []
+        for (r, row) in rows.enumerated() {
+            cells.removeAll(keepingCapacity: true)
+            for (position, cell) in row.cells.enumerated() {
+                let i: Int
+                if position < names.count, names[position] == cell.column {
+                    i = position
+                } else if let j = index[cell.column] {
+                    i = j
+                } else {
+                    continue  // not a column: the core would ignore it
+                }
+                guard used[i], let text = cell.value.columnText else { continue }
+                bytes += keys[i].byteCount + text.byteCount + 8
+                cells.append((i, text))
+            }
+            bytes += 8
+            if bytes > maxBytes {
+                throw PluginError(
+                    "table \(table): result exceeds budget (more than \(maxBytes) bytes after \(r) rows): "
+                        + "select fewer columns or add a WHERE")
+            }
+            writer.writeMapBegin(key: .string, value: .string, count: cells.count)
+            for c in cells.indices {
+                writer.writeString(keys[cells[c].key])
+                writer.writeString(cells[c].text)
+            }
+            // Rows of a table are alike: size the buffer once from the first, plus a margin.
+            // Never more than the budget allows (or 256 MiB without one).
+            if r == 0 {
+                let (estimate, overflow) = writer.byteCount.multipliedReportingOverflow(by: rows.count)
+                let cap = min(maxBytes, 1 << 28)
+                writer.reserveCapacity(overflow ? cap : min(estimate / 8 * 9 + 64, cap))
+            }
+        }
+        return EncodedRows(count: rows.count, bytes: writer.bytes)
     }
 }
 

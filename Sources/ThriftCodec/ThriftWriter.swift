@@ -28,6 +28,12 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
+    /// Makes room for at least `total` bytes in all, so a large message of known size is not
+    /// grown (and copied) by doubling.
+    public mutating func reserveCapacity(_ total: Int) {
+        if total > capacity { grow(total &- count) }
+    }
+
     @inlinable
     mutating func reserve(_ n: Int) {
         if _slowPath(count &+ n > capacity) { grow(n) }
