@@ -292,6 +292,29 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         await Daemond.stop(daemon)
     }
 
+    /// SIGHUP reloads the config: a query added to the file starts running;
+    /// a broken file is reported and the last good config stays in force.
+    @Test func sighupReloadsTheConfigAndABadOneKeepsTheLastGood() async throws {
+        let dir = try setUp("hup", config: #"{"schedule": {"first": {"query": "SELECT 1 AS one", "interval": 1}}}"#)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
+        let names = { Set(Daemond.lines(dir).compactMap { $0["name"] as? String }) }
+        #expect(await Daemond.eventually(15) { names().contains("first") })
+        try #"{"schedule": {"first": {"query": "SELECT 1 AS one", "interval": 1}, "second": {"query": "SELECT 2 AS two", "interval": 1}}}"#
+            .write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        kill(daemon.processIdentifier, SIGHUP)
+        #expect(await Daemond.eventually(15) { names().contains("second") })
+        try "{ not json".write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        kill(daemon.processIdentifier, SIGHUP)
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        #expect(await Daemond.eventually(15) { stderr().contains("Error reading config") }, "\(stderr())")
+        // Still running the last good schedule.
+        let status = await Daemond.query(dir + "/osquery.em", "SELECT name FROM osquery_schedule ORDER BY name")
+        #expect(status == [["name": "first"], ["name": "second"]])
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+    }
+
     /// --config_check: 0 for a good config, 1 and the file/line for a bad one.
     @Test func configCheckExitCodes() async throws {
         let dir = try setUp("check", config: Self.filesConfig)
