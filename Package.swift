@@ -72,6 +72,7 @@ let package = Package(
             name: "OsqueryDaemonTests",
             dependencies: [
                 "OsqueryDaemon", "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec",
+                "ProtocolFixture",
                 // The SDK, to serve logger/config plugins to the daemon in process (test-only).
                 "OsqueryExtension",
                 // Built with the tests: the process tests run them.
@@ -91,7 +92,7 @@ let package = Package(
         .testTarget(
             name: "OsqueryManagerTests",
             dependencies: [
-                "OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec",
+                "OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec", "ProtocolFixture",
                 // Built with the tests: the process tests run them.
                 "osqueryi", "osqueryd", "example-distributed", "example-pressure-table",
             ],
@@ -187,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "OsqueryConformanceTests",
             dependencies: [
-                "OsqueryConformance", "OsqueryProtocol", "ThriftCodec",
+                "OsqueryConformance", "OsqueryProtocol", "ThriftCodec", "ProtocolFixture",
                 // Built with the tests: the kit runs against them.
                 "osquery-conformance", "osqueryd", "osqueryi", "example-pressure-table",
             ],

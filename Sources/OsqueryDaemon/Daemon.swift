@@ -40,25 +40,13 @@ public final class Daemon: Sendable {
         if flags.bool("config_check") || flags.bool("config_dump"), flags.string("config_plugin") == "filesystem" {
             return configCommand(source: FilesystemConfigSource(path: flags.string("config_path")))
         }
-        if !Watchdog.isWorker && !flags.bool("disable_watchdog") {
-            return runWatcher()
+        if Watchdog.isWorker {
+            // The watcher holds the pidfile.
+            Watchdog.exitWhenWatcherDies()
+            return runWorker()
         }
-        var pidfile: Pidfile?
-        if !Watchdog.isWorker && !flags.bool("ephemeral") {
-            do {
-                pidfile = try Pidfile.acquire(path: flags.string("pidfile"), force: flags.bool("force"))
-            } catch {
-                err("Error: \(error.message)\n")
-                return 1
-            }
-        }
-        defer { pidfile?.release() }
-        if Watchdog.isWorker { Watchdog.exitWhenWatcherDies() }
-        return runWorker()
-    }
-
-    /// The watcher: holds the pidfile and supervises worker processes.
-    private func runWatcher() -> Int32 {
+        // The launched process holds the pidfile, whether it becomes the
+        // watcher or does the work itself (--disable_watchdog).
         var pidfile: Pidfile?
         if !flags.bool("ephemeral") {
             do {
@@ -69,6 +57,11 @@ public final class Daemon: Sendable {
             }
         }
         defer { pidfile?.release() }
+        return flags.bool("disable_watchdog") ? runWorker() : runWatcher()
+    }
+
+    /// The watcher: supervises worker processes.
+    private func runWatcher() -> Int32 {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let watcher = Watcher(
             executable: executable, arguments: CommandLine.arguments, limits: WatchdogLimits.from(flags),

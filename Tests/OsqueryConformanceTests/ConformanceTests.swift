@@ -1,4 +1,5 @@
 import Foundation
+import ProtocolFixture
 import OsqueryConformance
 import Testing
 
@@ -13,13 +14,7 @@ enum Kit {
 
     /// A built product next to this test binary.
     static func binary(_ name: String) throws -> String {
-        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        while dir.path != "/" {
-            let candidate = dir.appendingPathComponent(name).path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        throw KitError("\(name) is not built: run `swift build` first")
+        try BuiltProducts.path(name)
     }
 
     static func requirePeers() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import ProtocolFixture
 import OsqueryProtocol
 import Testing
 import ThriftCodec
@@ -10,13 +11,7 @@ enum Daemond {
     static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
 
     static func binary(_ name: String) throws -> String {
-        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        while dir.path != "/" {
-            let candidate = dir.appendingPathComponent(name).path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        throw DaemonTestError("\(name) is not built: run `swift build` first")
+        try BuiltProducts.path(name)
     }
 
     /// The flags every test daemon gets: everything under `dir`.

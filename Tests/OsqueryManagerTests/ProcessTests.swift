@@ -1,4 +1,5 @@
 import Foundation
+import ProtocolFixture
 import OsqueryProtocol
 import Testing
 import ThriftCodec
@@ -14,13 +15,7 @@ enum Real {
 
     /// A built product next to this test binary.
     static func binary(_ name: String) throws -> String {
-        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        while dir.path != "/" {
-            let candidate = dir.appendingPathComponent(name).path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        throw RealError("\(name) is not built: run `swift build` first")
+        try BuiltProducts.path(name)
     }
 
     /// osqueryd keeps everything in `dir` and stays one process (the
