@@ -231,6 +231,12 @@ public final class Database {
     /// Run every `;`-separated statement in `sql`, calling `body` with each
     /// statement's result. Stops at the first failing statement.
     public func execute(_ sql: String, each body: (ResultSet) throws(EngineError) -> Void) throws(EngineError) {
+        try forEachStatement(sql) { (stmt: OpaquePointer) throws(EngineError) in try body(try readAll(stmt)) }
+    }
+
+    /// Prepares each `;`-separated statement of `sql` in turn and hands it to
+    /// `body` (which steps it); stops at the first that fails to prepare.
+    private func forEachStatement(_ sql: String, _ body: (OpaquePointer) throws(EngineError) -> Void) throws(EngineError) {
         guard let copy = strdup(sql) else { throw EngineError(code: SQLITE_NOMEM, message: "out of memory") }
         defer { free(copy) }
         var tail: UnsafePointer<CChar>? = UnsafePointer(copy)
@@ -242,8 +248,7 @@ public final class Database {
             tail = next
             guard let stmt else { continue }  // whitespace or a comment
             defer { sqlite3_finalize(stmt) }
-            let result = try readAll(stmt)
-            try body(result)
+            try body(stmt)
         }
     }
 
@@ -253,17 +258,7 @@ public final class Database {
     public func execute(
         _ sql: String, columns: ([String]) throws(EngineError) -> Void, row: (StatementRow) throws(EngineError) -> Void
     ) throws(EngineError) {
-        guard let copy = strdup(sql) else { throw EngineError(code: SQLITE_NOMEM, message: "out of memory") }
-        defer { free(copy) }
-        var tail: UnsafePointer<CChar>? = UnsafePointer(copy)
-        while let cur = tail, cur.pointee != 0 {
-            var stmt: OpaquePointer?
-            var next: UnsafePointer<CChar>?
-            let code = sqlite3_prepare_v2(handle, cur, -1, &stmt, &next)
-            if code != SQLITE_OK { throw error(code) }
-            tail = next
-            guard let stmt else { continue }  // whitespace or a comment
-            defer { sqlite3_finalize(stmt) }
+        try forEachStatement(sql) { (stmt: OpaquePointer) throws(EngineError) in
             let n = Int(sqlite3_column_count(stmt))
             var names: [String] = []
             names.reserveCapacity(n)

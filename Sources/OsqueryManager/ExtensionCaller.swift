@@ -51,21 +51,10 @@ public struct ExtensionCaller: Sendable {
     public func callBlockingRaw(
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) throws(RPCClientError) -> RawReply {
-        let box = Mutex<Result<RawReply, RPCClientError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
         let client = self.client(uuid: uuid)
-        Task {
-            let result: Result<RawReply, RPCClientError>
-            do throws(RPCClientError) {
-                result = .success(try await client.callRaw(registry: registry, item: item, request: request))
-            } catch {
-                result = .failure(error)
-            }
-            box.withLock { $0 = result }
-            done.signal()
+        return try Self.blocking { () async throws(RPCClientError) in
+            try await client.callRaw(registry: registry, item: item, request: request)
         }
-        done.wait()
-        return try box.withLock { $0! }.get()
     }
 
     /// Calls from a thread that may block (a query thread inside `generate`),
@@ -73,13 +62,20 @@ public struct ExtensionCaller: Sendable {
     public func callBlocking(
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) throws(RPCClientError) -> ExtensionResponse {
-        let box = Mutex<Result<ExtensionResponse, RPCClientError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
         let caller = self
+        return try Self.blocking { () async throws(RPCClientError) in
+            try await caller.call(uuid: uuid, registry: registry, item: item, request: request)
+        }
+    }
+
+    /// Runs an async call to completion, blocking the calling thread.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws(RPCClientError) -> T) throws(RPCClientError) -> T {
+        let box = Mutex<Result<T, RPCClientError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
         Task {
-            let result: Result<ExtensionResponse, RPCClientError>
+            let result: Result<T, RPCClientError>
             do throws(RPCClientError) {
-                result = .success(try await caller.call(uuid: uuid, registry: registry, item: item, request: request))
+                result = .success(try await body())
             } catch {
                 result = .failure(error)
             }
