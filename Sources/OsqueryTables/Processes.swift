@@ -33,22 +33,37 @@ final class ProcReader {
         }
     }
 
-    /// Read a file relative to a directory descriptor into `buffer`.
-    func read(at dirFD: Int32, _ name: UnsafePointer<CChar>) -> Int {
+    /// Read a file relative to a directory descriptor into `buffer`. With `whole`, the file is
+    /// one that the kernel renders in full per read (a per-pid single-record file such as stat,
+    /// status, io, cgroup), so a short read is its end, as procps reads them: that saves a second,
+    /// empty read per file. Multi-record files (/proc/net/*) come a page at a time and must be
+    /// read to EOF.
+    func read(at dirFD: Int32, _ name: UnsafePointer<CChar>, whole: Bool = false) -> Int {
         let fd = openat(dirFD, name, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return -1 }
         defer { close(fd) }
         var total = 0
         while true {
             if total == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, $0.count - total) }
+            let room = buffer.count - total
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, room) }
             if n < 0 {
                 if errno == EINTR { continue }
                 return total > 0 ? total : -1
             }
-            if n == 0 { return total }
             total += n
+            if n == 0 || (whole && n < room) { return total }
         }
+    }
+
+    /// readlink relative to a directory into `buffer`; the byte count or -1.
+    func readLink(at dirFD: Int32, _ name: UnsafePointer<CChar>) -> Int {
+        buffer.withUnsafeMutableBytes { readlinkat(dirFD, name, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+    }
+
+    /// The first `count` bytes of `buffer`.
+    func withBytes<R>(_ count: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        buffer.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[0..<count])) }
     }
 
     /// readlink relative to /proc, as raw bytes.
@@ -160,158 +175,85 @@ enum ProcessTables {
             let dir = reader.openProcess(pid)
             if dir < 0 { continue }
             defer { close(dir) }
-            // stat: "pid (comm) S ppid pgrp ..." — comm may contain spaces and ')'.
-            let n = reader.read(at: dir, "stat")
+            let n = reader.read(at: dir, "stat", whole: true)
             if n <= 0 { continue }
-            var name: SQLValue = .text("")
-            var fields: [Int64] = []
-            var state: SQLValue = .text("")
-            reader.buffer.withUnsafeBufferPointer { buf in
-                let b = UnsafeBufferPointer(rebasing: buf[0..<n])
-                guard let open = b.firstIndex(of: 40), let close = b.lastIndex(of: 41), close > open else { return }
-                name = .text(bytes: b[(open + 1)..<close])
-                var i = close + 2
-                if i < n { state = .text(String(UnicodeScalar(b[i]))) }
-                i += 2
-                fields.reserveCapacity(24)
-                // fields[0] = ppid (field 4) …
-                while i < n && fields.count < 22 {
-                    var j = i
-                    while j < n && b[j] != 32 && b[j] != 10 { j += 1 }
-                    fields.append(parseInt(b[i..<j]))
-                    i = j + 1
-                }
-            }
-            guard fields.count >= 21 else { continue }
-            let ppid = fields[0], pgrp = fields[1]
-            let utime = fields[10], stime = fields[11]
-            let nice = fields[15], threads = fields[16], start = fields[18]
-            let vsize = fields[19], rss = fields[20]
+            guard let stat = reader.withBytes(n, { ProcStat.parse($0) }) else { continue }
 
-            var ids: [Int64] = [-1, -1, -1, -1, -1, -1]  // uid euid suid gid egid sgid
+            var ids = ProcIDs()
             if needStatus {
-                let m = reader.read(at: dir, "status")
-                if m > 0 {
-                    reader.buffer.withUnsafeBufferPointer { buf in
-                        let b = UnsafeBufferPointer(rebasing: buf[0..<m])
-                        var lineStart = 0
-                        var found = 0
-                        while lineStart < m && found < 2 {
-                            var end = lineStart
-                            while end < m && b[end] != 10 { end += 1 }
-                            let isUid = end - lineStart > 4 && b[lineStart] == 85 && b[lineStart + 1] == 105 && b[lineStart + 2] == 100 && b[lineStart + 3] == 58
-                            let isGid = end - lineStart > 4 && b[lineStart] == 71 && b[lineStart + 1] == 105 && b[lineStart + 2] == 100 && b[lineStart + 3] == 58
-                            if isUid || isGid {
-                                var values: [Int64] = []
-                                var i = lineStart + 4
-                                while i < end && values.count < 3 {
-                                    while i < end && (b[i] == 9 || b[i] == 32) { i += 1 }
-                                    var j = i
-                                    while j < end && b[j] != 9 && b[j] != 32 { j += 1 }
-                                    if j > i { values.append(parseInt(b[i..<j])) }
-                                    i = j
-                                }
-                                if values.count == 3 {
-                                    let base = isUid ? 0 : 3
-                                    ids[base] = values[0]; ids[base + 1] = values[1]; ids[base + 2] = values[2]
-                                }
-                                found += 1
-                            }
-                            lineStart = end + 1
-                        }
-                    }
-                }
+                let m = reader.read(at: dir, "status", whole: true)
+                if m > 0 { ids = reader.withBytes(m) { ProcIDs.parse($0) } }
             }
 
             var cmdline: SQLValue = .text("")
             if needCmdline {
                 let m = reader.read(at: dir, "cmdline")
                 if m > 0 {
-                    var end = m
-                    while end > 0 && reader.buffer[end - 1] == 0 { end -= 1 }
-                    for i in 0..<end where reader.buffer[i] == 0 { reader.buffer[i] = 32 }
-                    cmdline = .text(bytes: reader.buffer[0..<end])
+                    cmdline = reader.buffer.withUnsafeMutableBufferPointer {
+                        ProcParse.cmdline(UnsafeMutableBufferPointer(rebasing: $0[0..<m]))
+                    }
                 }
             }
 
             var path: SQLValue = .text("")
             var onDisk: Int64 = -1
             if needPath {
-                if let target = reader.link(at: dir, "exe") {
-                    var bytes = target
-                    let deleted = Array(" (deleted)".utf8)
-                    var isDeleted = false
-                    if bytes.count > deleted.count && Array(bytes.suffix(deleted.count)) == deleted {
-                        bytes.removeLast(deleted.count)
-                        isDeleted = true
-                    }
-                    path = .text(bytes: bytes)
-                    onDisk = isDeleted ? 0 : 1
+                let m = reader.readLink(at: dir, "exe")
+                if m >= 0 {
+                    (path, onDisk) = reader.withBytes(m) { ProcParse.executable($0) }
                 } else {
                     denied += 1
                 }
             }
-            let cwd: SQLValue = needCwd ? (reader.link(at: dir, "cwd").map { .text(bytes: $0) } ?? .text("")) : .null
-            let root: SQLValue = needRoot ? (reader.link(at: dir, "root").map { .text(bytes: $0) } ?? .text("")) : .null
+            var cwd: SQLValue = .null
+            if needCwd {
+                let m = reader.readLink(at: dir, "cwd")
+                cwd = m >= 0 ? reader.withBytes(m) { procText($0) } : .text("")
+            }
+            var root: SQLValue = .null
+            if needRoot {
+                let m = reader.readLink(at: dir, "root")
+                root = m >= 0 ? reader.withBytes(m) { procText($0) } : .text("")
+            }
 
-            var readBytes: Int64 = -1, writeBytes: Int64 = -1
+            var io: (read: Int64, written: Int64) = (-1, -1)
             if needIO {
-                let m = reader.read(at: dir, "io")
-                if m > 0 {
-                    // Lines "name: value"; read_bytes and write_bytes are the 5th and 6th.
-                    var line = 0, i = 0
-                    while i < m && line < 6 {
-                        var j = i
-                        while j < m && reader.buffer[j] != 10 { j += 1 }
-                        if line == 4 || line == 5, let colon = reader.buffer[i..<j].firstIndex(of: 58) {
-                            let v = parseInt(reader.buffer[(colon + 2)..<j])
-                            if line == 4 { readBytes = v } else { writeBytes = v }
-                        }
-                        line += 1
-                        i = j + 1
-                    }
-                }
+                let m = reader.read(at: dir, "io", whole: true)
+                if m > 0 { io = reader.withBytes(m) { ProcParse.io($0) } }
             }
 
             var cgroup: SQLValue = .text("")
             if needCgroup {
-                let m = reader.read(at: dir, "cgroup")
-                if m > 0 {
-                    let text = String(decoding: reader.buffer[0..<m], as: UTF8.self)
-                    let lines = text.split(separator: "\n")
-                    let line = lines.first { $0.hasPrefix("0::") } ?? lines.first
-                    if let line, let colon = line.lastIndex(of: ":") {
-                        cgroup = .text(String(line[line.index(after: colon)...]))
-                    }
-                }
+                let m = reader.read(at: dir, "cgroup", whole: true)
+                if m > 0 { cgroup = reader.withBytes(m) { ProcParse.cgroup($0) } }
             }
 
             rows.append(.integer(Int64(pid)))
-            rows.append(name)
+            rows.append(stat.name)
             rows.append(path)
             rows.append(cmdline)
-            rows.append(state)
+            rows.append(stat.state)
             rows.append(cwd)
             rows.append(root)
-            rows.append(.integer(ids[0]))
-            rows.append(.integer(ids[3]))
-            rows.append(.integer(ids[1]))
-            rows.append(.integer(ids[4]))
-            rows.append(.integer(ids[2]))
-            rows.append(.integer(ids[5]))
+            rows.append(.integer(ids.uid))
+            rows.append(.integer(ids.gid))
+            rows.append(.integer(ids.euid))
+            rows.append(.integer(ids.egid))
+            rows.append(.integer(ids.suid))
+            rows.append(.integer(ids.sgid))
             rows.append(.integer(onDisk))
             rows.append(.integer(0))
-            rows.append(.integer(rss * page))
-            rows.append(.integer(vsize))
-            rows.append(.integer(utime * 1000 / ticks))
-            rows.append(.integer(stime * 1000 / ticks))
-            rows.append(.integer(readBytes))
-            rows.append(.integer(writeBytes))
-            rows.append(.integer(boot + start / ticks))
-            rows.append(.integer(ppid))
-            rows.append(.integer(pgrp))
-            rows.append(.integer(threads))
-            rows.append(.integer(nice))
+            rows.append(.integer(stat.rss * page))
+            rows.append(.integer(stat.vsize))
+            rows.append(.integer(stat.utime * 1000 / ticks))
+            rows.append(.integer(stat.stime * 1000 / ticks))
+            rows.append(.integer(io.read))
+            rows.append(.integer(io.written))
+            rows.append(.integer(boot + stat.start / ticks))
+            rows.append(.integer(stat.ppid))
+            rows.append(.integer(stat.pgrp))
+            rows.append(.integer(stat.threads))
+            rows.append(.integer(stat.nice))
             rows.append(cgroup)
         }
         return (rows, denied)
