@@ -264,6 +264,15 @@ public final class Extension: Sendable {
         let info = InternalExtensionInfo(
             name: ThriftString(name), version: ThriftString(version),
             sdkVersion: ThriftString(configuration.sdkVersion), minSDKVersion: ThriftString(configuration.minSDKVersion))
+        // Listen first, under a temporary name, and move to `<socket>.<uuid>`
+        // once registered: a core may call us the moment registration returns.
+        let staging = "\(options.socket).t\(UInt16.random(in: 0...9999))"
+        let server: RPCServer
+        do {
+            server = try await RPCServer.start(path: staging, service: .extension(router), logger: logger)
+        } catch {
+            throw ExtensionError.cannotListen("\(staging): \(error)")
+        }
         let clock = ContinuousClock()
         let deadline = clock.now + configuration.duplicateRetryWindow
         var delay = Duration.milliseconds(100)
@@ -273,6 +282,7 @@ public final class Extension: Sendable {
             do {
                 status = try await core.registerExtension(info: info, registry: router.registryPayload(), timeout: .seconds(30))
             } catch {
+                await server.close()
                 throw ExtensionError.coreUnavailable("registering with \(options.socket): \(error)")
             }
             if status.code == 0 {
@@ -286,17 +296,18 @@ public final class Extension: Sendable {
                 delay = min(delay * 2, .seconds(1))
                 continue
             }
+            await server.close()
             throw ExtensionError.registrationRefused(code: status.code, message: message)
         }
         let path = "\(options.socket).\(newUUID)"
-        let server: RPCServer
+        router.uuid.store(newUUID, ordering: .relaxed)
         do {
-            server = try await RPCServer.start(path: path, service: .extension(router), logger: logger)
+            try server.move(to: path)
         } catch {
+            await server.close()
             _ = try? await core.deregisterExtension(uuid: newUUID, timeout: .seconds(5))
             throw ExtensionError.cannotListen("\(path): \(error)")
         }
-        router.uuid.store(newUUID, ordering: .relaxed)
         state.withLock { $0.server = server }
         logger.notice("registered \(name) as uuid \(newUUID), listening on \(path)")
         if let oldServer, oldServer !== server { await oldServer.close() }

@@ -23,7 +23,8 @@ import Darwin
 /// when it stops.
 public final class RPCServer: Sendable {
     /// The socket path being served.
-    public let path: String
+    public var path: String { currentPath.get() }
+    let currentPath: SharedPath
     let serveTask: Mutex<Task<Void, Never>?>
     let finished: Task<Void, Never>
     let open: OpenConnections
@@ -68,7 +69,8 @@ public final class RPCServer: Sendable {
         open: OpenConnections,
         logger: Logger
     ) {
-        self.path = path
+        let currentPath = SharedPath(path)
+        self.currentPath = currentPath
         self.open = open
         let task = Task {
             do {
@@ -78,13 +80,34 @@ public final class RPCServer: Sendable {
                 }
             } catch is CancellationError {
             } catch {
-                logger.debug("server on \(path) stopped: \(error)")
+                logger.debug("server on \(currentPath.get()) stopped: \(error)")
             }
             // Remove our own socket file, unless another server took the path since.
+            let path = currentPath.get()
             if !unixSocketIsLive(path) { unlink(path) }
         }
         serveTask = Mutex(task)
         finished = task
+    }
+
+    /// Moves the listening socket to `newPath` (rename(2): the listener keeps
+    /// serving, and a stale file at `newPath` is replaced atomically). An
+    /// extension binds before it registers and moves to `<socket>.<uuid>`
+    /// once it knows its uuid, so the core can call it the moment it is registered.
+    public func move(to newPath: String) throws(SocketBindError) {
+        do {
+            try validateSocketPath(newPath)
+        } catch {
+            throw SocketBindError(path: newPath, reason: "\(error)")
+        }
+        var st = stat()
+        if lstat(newPath, &st) == 0, st.st_mode & S_IFMT != S_IFSOCK {
+            throw SocketBindError(path: newPath, reason: "a file that is not a socket is in the way")
+        }
+        guard rename(currentPath.get(), newPath) == 0 else {
+            throw SocketBindError(path: newPath, reason: "rename: \(String(cString: strerror(errno)))")
+        }
+        currentPath.set(newPath)
     }
 
     /// Stops accepting, closes every connection and removes the socket file.
@@ -104,6 +127,14 @@ public final class RPCServer: Sendable {
         stop()
         await waitUntilStopped()
     }
+}
+
+/// The server's current socket path, shared with its serving task.
+final class SharedPath: Sendable {
+    private let value: Mutex<String>
+    init(_ path: String) { value = Mutex(path) }
+    func get() -> String { value.withLock { $0 } }
+    func set(_ path: String) { value.withLock { $0 = path } }
 }
 
 /// Every accepted connection until it closes, so stopping a server closes them all.

@@ -11,11 +11,12 @@ final class Recorded: Sendable {
 
     var names: [String] { runs.withLock { $0.map(\.query.name) } }
 
-    func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    /// Polls without holding a thread of the cooperative pool (other suites' servers need it).
+    func waitFor(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
             if condition() { return true }
-            usleep(50_000)
+            try? await Task.sleep(for: .milliseconds(50))
         }
         return condition()
     }
@@ -81,7 +82,7 @@ func makeScheduler(
         #expect((54...66).contains(second))
     }
 
-    @Test func runsEverySecondWithTypedRowsAndDecorations() {
+    @Test func runsEverySecondWithTypedRowsAndDecorations() async {
         let recorded = Recorded()
         let scheduler = makeScheduler(registry: schedulerRegistry(), recorded: recorded)
         scheduler.update(
@@ -90,7 +91,7 @@ func makeScheduler(
                 loadDecorators: ["select 'loaded' as stage"], alwaysDecorators: ["select 'always' as kind"]))
         scheduler.start()
         defer { scheduler.stop() }
-        #expect(recorded.waitFor(10) { recorded.names.count >= 2 })
+        #expect(await recorded.waitFor(10) { recorded.names.count >= 2 })
         let run = recorded.runs.withLock { $0[0] }
         #expect(run.results.rows == [["n": "1", "label": "a", "doubled": "2"], ["n": "2", "label": "b", "doubled": "4"]])
         // Only declared numeric columns count as numbers (`doubled` is an expression).
@@ -102,7 +103,7 @@ func makeScheduler(
         #expect(times[1] > times[0])
     }
 
-    @Test func startupPriorityQueriesRunAtOnceInPriorityOrder() {
+    @Test func startupPriorityQueriesRunAtOnceInPriorityOrder() async {
         let recorded = Recorded()
         let scheduler = makeScheduler(registry: schedulerRegistry(), recorded: recorded)
         scheduler.update(
@@ -113,11 +114,11 @@ func makeScheduler(
             ]))
         scheduler.start()
         defer { scheduler.stop() }
-        #expect(recorded.waitFor(10) { recorded.names.count >= 2 })
+        #expect(await recorded.waitFor(10) { recorded.names.count >= 2 })
         #expect(Array(recorded.names.prefix(2)) == ["early", "late"])
     }
 
-    @Test func aQueryRunningWhenTheWorkerDiedIsDenylistedUnlessItOptedOut() throws {
+    @Test func aQueryRunningWhenTheWorkerDiedIsDenylistedUnlessItOptedOut() async throws {
         let store = DaemonStore.inMemory()
         try store.put("persistent_settings", "executing_query", "crasher")
         let recorded = Recorded()
@@ -132,7 +133,7 @@ func makeScheduler(
         #expect(expiry > UInt64(Date().timeIntervalSince1970) + 86000)
         scheduler.update(ScheduleDefinition(queries: queries))
         scheduler.start()
-        #expect(recorded.waitFor(10) { recorded.names.count >= 2 })
+        #expect(await recorded.waitFor(10) { recorded.names.count >= 2 })
         scheduler.stop()
         #expect(Set(recorded.names) == ["fine"])
         let snapshot = Dictionary(uniqueKeysWithValues: scheduler.scheduleSnapshot().map { ($0.query.name, $0.denylisted) })
@@ -152,7 +153,7 @@ func makeScheduler(
         #expect(exemptStore.get("persistent_settings", "denylist.keep") == nil)
     }
 
-    @Test func aFailingQueryIsLoggedAndTheOthersStillRun() {
+    @Test func aFailingQueryIsLoggedAndTheOthersStillRun() async {
         let recorded = Recorded()
         let scheduler = makeScheduler(registry: schedulerRegistry(), recorded: recorded)
         scheduler.update(
@@ -162,25 +163,25 @@ func makeScheduler(
             ]))
         scheduler.start()
         defer { scheduler.stop() }
-        #expect(recorded.waitFor(10) { recorded.names.count >= 2 })
+        #expect(await recorded.waitFor(10) { recorded.names.count >= 2 })
         #expect(Set(recorded.names) == ["ok"])
         let broken = scheduler.scheduleSnapshot().first { $0.query.name == "broken" }
         #expect(broken?.performance.executions ?? 0 >= 1)
         #expect(broken?.performance.outputSize == 0)
     }
 
-    @Test func resultsThatCannotBeWrittenStopTheSchedulerWith78() {
+    @Test func resultsThatCannotBeWrittenStopTheSchedulerWith78() async {
         let recorded = Recorded()
         let scheduler = makeScheduler(
             registry: schedulerRegistry(), recorded: recorded, fail: DaemonError("results cannot be written", exitCode: 78))
         let finished = Mutex(false)
         scheduler.update(ScheduleDefinition(queries: [ScheduledQuery(name: "q", sql: "select 1 as x", interval: 1)]))
         scheduler.start(onFinished: { finished.withLock { $0 = true } })
-        #expect(recorded.waitFor(10) { finished.withLock { $0 } })
+        #expect(await recorded.waitFor(10) { finished.withLock { $0 } })
         #expect(recorded.fatal.withLock { $0?.exitCode } == 78)
     }
 
-    @Test func osquerySchedulePerformanceFigures() throws {
+    @Test func osquerySchedulePerformanceFigures() async throws {
         let recorded = Recorded()
         let registry = schedulerRegistry()
         let scheduler = makeScheduler(registry: registry, recorded: recorded)
@@ -189,7 +190,7 @@ func makeScheduler(
             packs: { [PackStatus(name: "main", active: true), PackStatus(name: "hw", platform: "linux", shard: 5, active: false)] })
         scheduler.update(ScheduleDefinition(queries: [ScheduledQuery(name: "numbers", sql: "select * from numbers", interval: 1)]))
         scheduler.start()
-        #expect(recorded.waitFor(10) { recorded.names.count >= 2 })
+        #expect(await recorded.waitFor(10) { recorded.names.count >= 2 })
         scheduler.stop()
         let db = try Database(registry: registry, flags: Flags())
         let rows = try db.queryMaps(

@@ -45,6 +45,23 @@ import ThriftCodec
         #expect(!fileExists(path))
     }
 
+    /// An extension listens before it registers, then moves to `<socket>.<uuid>`:
+    /// the listener keeps serving at the new path, and stopping removes that file.
+    @Test func aListeningServerMovesToANewPath() async throws {
+        let staging = tempSocketPath("stage")
+        let final = tempSocketPath("final")
+        makeStaleSocketFile(at: final)
+        let server = try await RPCServer.start(path: staging, service: .manager(FixtureManager()))
+        try server.move(to: final)
+        #expect(!fileExists(staging))
+        #expect(server.path == final)
+        #expect(fileMode(final) == 0o600)
+        #expect(try await ExtensionManagerClient(path: final).ping().message == "pong")
+        #expect(throws: SocketBindError.self) { try server.move(to: "") }
+        await server.close()
+        #expect(!fileExists(final))
+    }
+
     @Test func staleSocketFileIsReplaced() async throws {
         let path = tempSocketPath("stale")
         makeStaleSocketFile(at: path)
