@@ -22,9 +22,10 @@ public enum OsqueryShellMain {
         readStandardInput: () -> String? = Shell.readStandardInput,
         standardInputIsTerminal: Bool? = nil
     ) -> Int32 {
-        let program = argv.first.map { String($0.split(separator: "/").last ?? "") } ?? "osqueryi"
+        // argv[0]'s last path component names the mode. Byte-level checks: the generic
+        // String algorithms (and Foundation's `contains`) cost runtime metadata lookups at start-up.
+        var daemon = argv.first.map { OsqueryShellMain.namesDaemon($0) } ?? false
         var arguments = Array(argv.dropFirst())
-        var daemon = program.contains("osqueryd")
         arguments.removeAll { arg in
             if arg == "-S" || arg == "--S" { daemon = false; return true }
             if arg == "-D" || arg == "--D" { daemon = true; return true }
@@ -39,6 +40,7 @@ public enum OsqueryShellMain {
             return 0
         }
         if daemon {
+            bootstrapLoggingIfRequested()
             return OsqueryDaemonMain.run(arguments, io: io, registry: registry, flags: flags)
         }
 
@@ -100,6 +102,7 @@ public enum OsqueryShellMain {
             || flags.wasSet("extensions_require") || flags.wasSet("extensions_socket")
         var extensions: ExtensionsRuntime?
         if !flags.bool("disable_extensions") && (!oneShot || requested) {
+            bootstrapLoggingIfRequested()
             do {
                 extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: true)
             } catch {
@@ -133,7 +136,7 @@ public enum OsqueryShellMain {
             return shell.run(text)
         }
         if !parsed.positional.isEmpty {
-            let statement = parsed.positional.joined(separator: " ")
+            let statement = parsed.positional.count == 1 ? parsed.positional[0] : parsed.positional.joined(separator: " ")
             if statement.hasPrefix(".") {
                 let rc = shell.runMeta(statement)
                 return shell.exitRequested ?? rc
@@ -147,6 +150,21 @@ public enum OsqueryShellMain {
         shell.runScript(script)
         if let code = shell.exitRequested { return code }
         return shell.anyFailed ? 1 : 0
+    }
+
+    /// Whether argv[0]'s last path component contains "osqueryd" (the daemon's name).
+    static func namesDaemon(_ argv0: String) -> Bool {
+        let name = Array(argv0.utf8)
+        var start = name.count
+        while start > 0 && name[start - 1] != UInt8(ascii: "/") { start -= 1 }
+        let target: [UInt8] = Array("osqueryd".utf8)
+        guard name.count - start >= target.count else { return false }
+        for i in start...(name.count - target.count) where name[i] == target[0] {
+            var k = 1
+            while k < target.count && name[i + k] == target[k] { k += 1 }
+            if k == target.count { return true }
+        }
+        return false
     }
 
     /// The interactive loop.

@@ -144,10 +144,11 @@ enum ProcessTables {
         let chunk = (pids.count + workers - 1) / max(1, workers)
         let frozen = pids
         let columnCount = schema.columns.count
+        let boot = Host.bootTime  // read /proc/stat once, not per worker
         let parts = Parallel.map(workers) { w -> (TableRows, Int) in
             let lower = min(frozen.count, w * chunk)
             let upper = min(frozen.count, lower + chunk)
-            return ProcessTables.rows(for: frozen[lower..<upper], needs: needs, columnCount: columnCount)
+            return ProcessTables.rows(for: frozen[lower..<upper], needs: needs, columnCount: columnCount, boot: boot)
         }
         var result = TableRows(columnCount: columnCount, reservingRows: pids.count)
         var denied = 0
@@ -161,11 +162,10 @@ enum ProcessTables {
         return result
     }
 
-    static func rows(for pids: ArraySlice<Int32>, needs: Needs, columnCount: Int) -> (TableRows, Int) {
+    static func rows(for pids: ArraySlice<Int32>, needs: Needs, columnCount: Int, boot: Int64) -> (TableRows, Int) {
         let reader = ProcReader()
         let needStatus = needs.status, needCmdline = needs.cmdline, needPath = needs.path
         let needCwd = needs.cwd, needRoot = needs.root, needIO = needs.io, needCgroup = needs.cgroup
-        let boot = Host.bootTime
         let ticks = max(1, Host.clockTicks)
         let page = Host.pageSize
         var rows = TableRows(columnCount: columnCount, reservingRows: pids.count)
