@@ -54,8 +54,14 @@ public enum ResultFormatter {
     }
 
     public static func pretty(_ result: ResultSet, _ settings: OutputSettings) -> String {
+        String(decoding: prettyBytes(result, settings), as: UTF8.self)
+    }
+
+    /// The pretty table as UTF-8 bytes, for a caller that writes them out as they are (the shell's
+    /// stdout): no copy into a `String`, which for a wide result is a large allocation and copy.
+    public static func prettyBytes(_ result: ResultSet, _ settings: OutputSettings) -> [UInt8] {
         let rows = result.rowCount
-        guard rows > 0 else { return "" }
+        guard rows > 0 else { return [] }
         let n = result.columns.count
         // Render every cell once, as UTF-8 bytes in one buffer.
         var bytes: [UInt8] = []
@@ -110,7 +116,7 @@ public enum ResultFormatter {
             }
         }
         out += rule
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     /// A cell's text as the shell prints it, appended as bytes.

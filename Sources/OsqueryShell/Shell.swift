@@ -55,6 +55,11 @@ public final class Shell {
         var rc: Int32 = 0
         do {
             try database.execute(sql) { (result: ResultSet) throws(EngineError) in
+                if settings.mode == .pretty, let write = io.outBytes {
+                    let bytes = ResultFormatter.prettyBytes(result, settings)
+                    if !bytes.isEmpty { bytes.withUnsafeBytes(write) }
+                    return
+                }
                 let text = ResultFormatter.render(result, settings)
                 if !text.isEmpty { io.out(text) }
             }

@@ -86,6 +86,7 @@ public enum OsqueryShellMain {
             }
             let fd = outputFD
             shellIO.out = { ShellIO.writeAll(fd, $0) }
+            shellIO.outBytes = { ShellIO.writeAll(fd, $0) }
         }
         defer { if outputFD >= 0 { close(outputFD) } }
 
