@@ -121,13 +121,19 @@ enum ProcessTables {
         var status, cmdline, path, cwd, root, io, cgroup: Bool
     }
 
-    static func generate(_ context: QueryContext, _ schema: TableSchema) throws -> TableRows {
+    /// Scans smaller than this run on the calling thread. Measured on a 2-vCPU host with 70–90
+    /// processes: a second thread did not shorten `SELECT * FROM processes` (6.73 ms with it,
+    /// 6.51 ms without; thread start, a second reader and the merge cost what the split saved).
+    static let threadedScanMinimum = 512
+
+    static func generate(_ context: QueryContext, _ schema: TableSchema, threadedMinimum: Int = threadedScanMinimum) throws -> TableRows {
+        let reader = ProcReader()
         var pids: [Int32]
         let wanted = context.equalities(for: "pid")
         if !wanted.isEmpty {
             pids = wanted.compactMap { Int32($0) }
         } else {
-            pids = ProcReader().pids()
+            pids = reader.pids()
         }
         let needs = Needs(
             status: context.isAnyColumnUsed(["uid", "gid", "euid", "egid", "suid", "sgid"]),
@@ -138,23 +144,29 @@ enum ProcessTables {
             io: context.isAnyColumnUsed(["disk_bytes_read", "disk_bytes_written"]),
             cgroup: context.isColumnUsed("cgroup_path")
         )
-        // Reading /proc is kernel work that parallelises well: split large
-        // scans over the available cores (plain threads, not the Swift pool).
-        let workers = pids.count >= 64 ? min(4, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) : 1
-        let chunk = (pids.count + workers - 1) / max(1, workers)
-        let frozen = pids
         let columnCount = schema.columns.count
         let boot = Host.bootTime  // read /proc/stat once, not per worker
-        let parts = Parallel.map(workers) { w -> (TableRows, Int) in
-            let lower = min(frozen.count, w * chunk)
-            let upper = min(frozen.count, lower + chunk)
-            return ProcessTables.rows(for: frozen[lower..<upper], needs: needs, columnCount: columnCount, boot: boot)
-        }
-        var result = TableRows(columnCount: columnCount, reservingRows: pids.count)
+        // Reading /proc is kernel work that parallelises on large hosts: split big scans over
+        // the available cores (plain threads, not the Swift pool).
+        let workers = pids.count >= threadedMinimum ? min(4, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) : 1
+        let result: TableRows
         var denied = 0
-        for (part, d) in parts {
-            result.append(contentsOf: part)
-            denied += d
+        if workers == 1 {
+            (result, denied) = rows(for: pids[...], reader: reader, needs: needs, columnCount: columnCount, boot: boot)
+        } else {
+            let chunk = (pids.count + workers - 1) / workers
+            let frozen = pids
+            let parts = Parallel.map(workers) { w -> (TableRows, Int) in
+                let lower = min(frozen.count, w * chunk)
+                let upper = min(frozen.count, lower + chunk)
+                return ProcessTables.rows(for: frozen[lower..<upper], reader: ProcReader(), needs: needs, columnCount: columnCount, boot: boot)
+            }
+            var merged = TableRows(columnCount: columnCount, reservingRows: pids.count)
+            for (part, d) in parts {
+                merged.append(contentsOf: part)
+                denied += d
+            }
+            result = merged
         }
         if denied > 0 {
             StatusLog.info("processes: \(denied) processes' executable paths are not readable as uid \(getuid())")
@@ -162,8 +174,7 @@ enum ProcessTables {
         return result
     }
 
-    static func rows(for pids: ArraySlice<Int32>, needs: Needs, columnCount: Int, boot: Int64) -> (TableRows, Int) {
-        let reader = ProcReader()
+    static func rows(for pids: ArraySlice<Int32>, reader: ProcReader, needs: Needs, columnCount: Int, boot: Int64) -> (TableRows, Int) {
         let needStatus = needs.status, needCmdline = needs.cmdline, needPath = needs.path
         let needCwd = needs.cwd, needRoot = needs.root, needIO = needs.io, needCgroup = needs.cgroup
         let ticks = max(1, Host.clockTicks)

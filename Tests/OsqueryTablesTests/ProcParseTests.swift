@@ -199,3 +199,39 @@ import Glibc
         }
     }
 }
+
+/// The threaded scan (used for hosts with many processes) gives the same rows as the
+/// single-thread one, for the columns that cannot change between two scans.
+@Suite struct ProcessScanTests {
+    @Test func threadedAndSingleScansAgree() throws {
+        let table = ProcessTables.processes()
+        let context = QueryContext(schema: table.schema)
+        let single = try ProcessTables.generate(context, table.schema)
+        let threaded = try ProcessTables.generate(context, table.schema, threadedMinimum: 1)
+        #expect(single.columnCount == table.schema.columns.count && threaded.columnCount == single.columnCount)
+        let stable = ["pid", "name", "path", "cmdline", "cwd", "root", "uid", "gid", "euid", "egid", "suid", "sgid",
+                      "on_disk", "start_time", "parent", "pgroup", "cgroup_path"]
+        let indexes = stable.map { name in table.schema.columns.firstIndex { $0.name == name }! }
+        func keyed(_ rows: TableRows) -> [Int64: [SQLValue]] {
+            var out: [Int64: [SQLValue]] = [:]
+            for r in 0..<rows.count {
+                guard case .integer(let pid) = rows.values[r * rows.columnCount] else { continue }
+                out[pid] = indexes.map { rows.values[r * rows.columnCount + $0] }
+            }
+            return out
+        }
+        let a = keyed(single), b = keyed(threaded)
+        #expect(a.count > 1)
+        // Other processes can start, exit or exec between the scans: compare this process, its
+        // parent, init and kernel threads (children of kthreadd, which never exec).
+        let me = Int64(getpid())
+        #expect(a[me] != nil && b[me] != nil)
+        var compared = 0
+        for (pid, row) in a where pid == me || pid == Int64(getppid()) || pid == 1 || row[stable.firstIndex(of: "parent")!] == .integer(2) {
+            guard let other = b[pid] else { continue }
+            #expect(row == other, "pid \(pid)")
+            compared += 1
+        }
+        #expect(compared >= 2)
+    }
+}
