@@ -35,7 +35,33 @@ public struct ExtensionCaller: Sendable {
     public func call(
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) async throws(RPCClientError) -> ExtensionResponse {
-        try await client(uuid: uuid).call(registry: registry, item: item, request: request)
+        let client = self.client(uuid: uuid)
+        return try await Self.retryingConnect { () async throws(RPCClientError) in
+            try await client.call(registry: registry, item: item, request: request)
+        }
+    }
+
+    /// Extensions register before they listen (osquery's SDKs all do), so a
+    /// call right after registration can find no socket yet. Those two errors
+    /// mean nothing was sent, so the call is retried for up to a second.
+    static func retryingConnect<T>(_ body: () async throws(RPCClientError) -> T) async throws(RPCClientError) -> T {
+        var delay = Duration.milliseconds(10)
+        var waited = Duration.zero
+        while true {
+            do {
+                return try await body()
+            } catch {
+                switch error {
+                case .noSocket, .connectionRefused:
+                    guard waited < .seconds(1) else { throw error }
+                    try? await Task.sleep(for: delay)
+                    waited += delay
+                    delay = min(delay * 2, .milliseconds(200))
+                default:
+                    throw error
+                }
+            }
+        }
     }
 
     public func ping(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
@@ -53,7 +79,9 @@ public struct ExtensionCaller: Sendable {
     ) throws(RPCClientError) -> RawReply {
         let client = self.client(uuid: uuid)
         return try Self.blocking { () async throws(RPCClientError) in
-            try await client.callRaw(registry: registry, item: item, request: request)
+            try await Self.retryingConnect { () async throws(RPCClientError) in
+                try await client.callRaw(registry: registry, item: item, request: request)
+            }
         }
     }
 

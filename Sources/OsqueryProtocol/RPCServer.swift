@@ -39,6 +39,7 @@ public final class RPCServer: Sendable {
         try validateSocketPath(path)
         let processor = MessageProcessor(service: service, limits: limits)
         let fd = try bindUnixSocket(path: path, mode: 0o600, backlog: 256)
+        let identity = FileIdentity(path)
         let open = OpenConnections()
         let channel: NIOAsyncChannel<any Channel, Never>
         do {
@@ -57,19 +58,18 @@ public final class RPCServer: Sendable {
                 }
         } catch {
             Glibc.close(fd)
-            if !unixSocketIsLive(path) { unlink(path) }
+            if let identity, FileIdentity(path) == identity { unlink(path) }
             throw error
         }
-        return RPCServer(path: path, channel: channel, open: open, logger: logger)
+        return RPCServer(path: SharedPath(path, identity: identity), channel: channel, open: open, logger: logger)
     }
 
     private init(
-        path: String,
+        path currentPath: SharedPath,
         channel: NIOAsyncChannel<any Channel, Never>,
         open: OpenConnections,
         logger: Logger
     ) {
-        let currentPath = SharedPath(path)
         self.currentPath = currentPath
         self.open = open
         let task = Task {
@@ -83,8 +83,7 @@ public final class RPCServer: Sendable {
                 logger.debug("server on \(currentPath.get()) stopped: \(error)")
             }
             // Remove our own socket file, unless another server took the path since.
-            let path = currentPath.get()
-            if !unixSocketIsLive(path) { unlink(path) }
+            currentPath.unlinkIfOurs()
         }
         serveTask = Mutex(task)
         finished = task
@@ -130,11 +129,33 @@ public final class RPCServer: Sendable {
 }
 
 /// The server's current socket path, shared with its serving task.
+/// It also remembers the socket file's identity (device and inode): on stop the
+/// server removes the file only if it is still the one it bound, so a newer
+/// server that took the path keeps its file. (Asking whether anything still
+/// listens there raced with our own listener's close.)
 final class SharedPath: Sendable {
-    private let value: Mutex<String>
-    init(_ path: String) { value = Mutex(path) }
-    func get() -> String { value.withLock { $0 } }
-    func set(_ path: String) { value.withLock { $0 = path } }
+    private let value: Mutex<(path: String, identity: FileIdentity?)>
+    init(_ path: String, identity: FileIdentity?) { value = Mutex((path, identity)) }
+    func get() -> String { value.withLock { $0.path } }
+    func set(_ path: String) { value.withLock { $0.path = path } }
+
+    func unlinkIfOurs() {
+        value.withLock { state in
+            if let ours = state.identity, FileIdentity(state.path) == ours { unlink(state.path) }
+        }
+    }
+}
+
+struct FileIdentity: Equatable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+
+    init?(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+    }
 }
 
 /// Every accepted connection until it closes, so stopping a server closes them all.
