@@ -25,10 +25,16 @@ final class ProcReader {
     func openProcess(_ pid: Int32) -> Int32 {
         var name: (CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         return withUnsafeMutableBytes(of: &name) { raw in
-            var digits: [UInt8] = []
-            var v = pid
-            repeat { digits.append(UInt8(48 + v % 10)); v /= 10 } while v > 0
-            for (i, d) in digits.reversed().enumerated() { raw[i] = d }
+            // Decimal digits written in place (no array per process); the tuple's last byte
+            // stays NUL.
+            var count = 0
+            var v = max(0, pid)
+            repeat { count += 1; v /= 10 } while v > 0
+            v = max(0, pid)
+            for i in stride(from: count - 1, through: 0, by: -1) {
+                raw[i] = UInt8(48 + v % 10)
+                v /= 10
+            }
             return openat(procFD, raw.baseAddress!.assumingMemoryBound(to: CChar.self), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         }
     }

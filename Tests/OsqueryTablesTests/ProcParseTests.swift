@@ -188,6 +188,9 @@ import Glibc
         var st: Int32 = 0
         waitpid(child, &st, 0)
         #expect(try db.execute("SELECT pid FROM processes WHERE pid = \(child)").rowCount == 0)
+        // Pids no process can have: negative, zero, the largest 32-bit value.
+        #expect(try db.execute("SELECT pid FROM processes WHERE pid IN (-5, 0, 2147483647)").rowCount == 0)
+        #expect(try db.execute("SELECT pid FROM processes WHERE pid = 1").rows == [[1]])
     }
 
     /// Kernel threads (children of kthreadd, pid 2) have an empty cmdline and no exe.
