@@ -45,8 +45,21 @@ enum Daemond {
     /// SIGTERM, sent directly: Foundation's `terminate()` only signals while
     /// it believes the process runs, and that belief was seen to go stale.
     static func stop(_ p: Process) async {
-        kill(p.processIdentifier, SIGTERM)
+        signal(p, SIGTERM)
         await onThread { p.waitUntilExit() }
+    }
+
+    /// Signals `p` only while it is still our osqueryd child: pids are reused
+    /// quickly here (pid_max 32768), and a stale pid may be another test's process.
+    static func signal(_ p: Process, _ signo: Int32) {
+        let pid = p.processIdentifier
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+        else { return }
+        let comm = stat[stat.index(after: open)..<close]
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard comm.hasPrefix("osqueryd"), fields.count > 1, Int32(fields[1]) == getpid() else { return }
+        kill(pid, signo)
     }
 
     /// Result lines of the filesystem logger, parsed.
@@ -196,7 +209,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
                 }
             }
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...1200)))
-            kill(daemon.processIdentifier, SIGKILL)
+            Daemond.signal(daemon, SIGKILL)
             await onThread { daemon.waitUntilExit() }
             _ = round
         }
@@ -225,7 +238,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let daemon = try Daemond.start(
             Daemond.baseFlags(dir) + ["--watchdog_memory_limit", "50", "--watchdog_delay", "0"], stderr: dir + "/stderr")
-        defer { kill(daemon.processIdentifier, SIGKILL) }
+        defer { Daemond.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
         #expect(await Daemond.eventually(60) { stderr().contains("memory") }, "\(stderr())")
@@ -297,10 +310,10 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         #expect(await Daemond.eventually(15) { names().contains("first") })
         try #"{"schedule": {"first": {"query": "SELECT 1 AS one", "interval": 1}, "second": {"query": "SELECT 2 AS two", "interval": 1}}}"#
             .write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
-        kill(daemon.processIdentifier, SIGHUP)
+        Daemond.signal(daemon, SIGHUP)
         #expect(await Daemond.eventually(15) { names().contains("second") })
         try "{ not json".write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
-        kill(daemon.processIdentifier, SIGHUP)
+        Daemond.signal(daemon, SIGHUP)
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
         #expect(await Daemond.eventually(15) { stderr().contains("Error reading config") }, "\(stderr())")
         // Still running the last good schedule.
