@@ -332,8 +332,9 @@ struct RowLayout: Sendable {
         self.index = index
     }
 
-    func encode(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) throws(PluginError)
-        -> [StringMap]
+    /// The row budget check and which columns to send (the used ones), shared by both encoders.
+    func columnsToSend(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) throws(PluginError)
+        -> [Bool]
     {
         if let maxRows = limits.maxRows, rows.count > maxRows {
             throw PluginError(
@@ -344,6 +345,13 @@ struct RowLayout: Sendable {
         if let set = context.usedColumns {
             for (i, n) in names.enumerated() where n != "rowid" { used[i] = set.contains(n) }
         }
+        return used
+    }
+
+    func encode(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) throws(PluginError)
+        -> [StringMap]
+    {
+        let used = try columnsToSend(rows, context: context, limits: limits, table: table)
         let maxBytes = limits.maxBytes ?? Int.max
         var bytes = 0
         var out: [StringMap] = []
@@ -381,15 +389,7 @@ extension RowLayout {
     func encodeWire(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) throws(PluginError)
         -> EncodedRows
     {
-        if let maxRows = limits.maxRows, rows.count > maxRows {
-            throw PluginError(
-                "table \(table): result exceeds budget (\(rows.count) rows, limit \(maxRows)): "
-                    + "select fewer columns or add a WHERE")
-        }
-        var used = [Bool](repeating: true, count: names.count)
-        if let set = context.usedColumns {
-            for (i, n) in names.enumerated() where n != "rowid" { used[i] = set.contains(n) }
-        }
+        let used = try columnsToSend(rows, context: context, limits: limits, table: table)
         let maxBytes = limits.maxBytes ?? Int.max
         var bytes = 0
         var writer = ThriftWriter(reservingCapacity: 1 << 16)
