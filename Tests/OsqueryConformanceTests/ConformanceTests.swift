@@ -75,22 +75,12 @@ struct KitError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
 
-func scratch(_ tag: String) throws -> String {
-    let dir = "/tmp/osqcf-\(tag)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 @Suite(.serialized) struct ConformanceTests {
     /// Every core check passes against our osqueryd (the SO_PEERCRED check is a skip).
     @Test func coreModeAgainstOsqueryd() async throws {
-        let dir = try scratch("d")
+        let dir = try scratchDirectory("d")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
         let daemon = Process()
@@ -114,7 +104,7 @@ func scratch(_ tag: String) throws -> String {
 
     /// The same against osqueryi (stdin held open so the shell keeps serving).
     @Test func coreModeAgainstOsqueryi() async throws {
-        let dir = try scratch("i")
+        let dir = try scratchDirectory("i")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/shell.em"
         let shell = Process()
@@ -184,7 +174,7 @@ func scratch(_ tag: String) throws -> String {
     /// The reference manager, driven by osquery's own Thrift stack (the C++ libthrift client).
     @Test func referenceManagerWithTheCppClient() async throws {
         try Kit.requirePeers()
-        let dir = try scratch("r")
+        let dir = try scratchDirectory("r")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let manager = ReferenceManager(socket: dir + "/ref.em")
         let server = try await manager.serve()

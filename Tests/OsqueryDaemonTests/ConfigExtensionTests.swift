@@ -1,4 +1,5 @@
 import Foundation
+import ProtocolFixture
 import OsqueryEngine
 import OsqueryExtension
 import OsqueryManager
@@ -6,12 +7,6 @@ import Synchronization
 import Testing
 @testable import OsqueryDaemon
 
-/// Runs blocking work (extension RPCs made with `callBlocking`) on its own thread.
-func configOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
 
 /// What an SDK config plugin under test serves; changeable between calls.
 final class ServedConfig: Sendable {
@@ -67,14 +62,14 @@ final class ServedConfig: Sendable {
         let source = ExtensionConfigSource(
             caller: ExtensionCaller(managerSocket: socket, timeout: .seconds(10)), uuid: uuid, plugin: "test_config")
         let loader = ConfigLoader(source: source, flags: flags, log: LogLines().sink)
-        let config = try await configOffPool { try loader.load() }
+        let config = try await offPool { try loader.load() }
         #expect(config.sourceOrder == ["a_source", "b_source"])
         #expect(config.scheduledQueries(host: linuxHost, discovery: noDiscovery).map(\.name) == ["q", "pack_remote_r"])
         #expect(served.packRequests.withLock { $0 } == ["remote=pack-id-1"])
         #expect(flags.string("custom_origin") == "extension")
 
         // genPack: a reply without the pack's key is osquery's "Invalid plugin response".
-        let missing = try await configOffPool { () -> String in
+        let missing = try await offPool { () -> String in
             do {
                 _ = try source.genPack(name: "other", value: "unknown-id")
                 return "none"
@@ -85,14 +80,14 @@ final class ServedConfig: Sendable {
         #expect(missing == "Invalid plugin response")
 
         // Unchanged content: nothing to do. Changed: the source is re-read.
-        #expect(try await configOffPool { try loader.refresh() == nil })
+        #expect(try await offPool { try loader.refresh() == nil })
         served.sources.withLock { $0["a_source"] = #"{"schedule": {"q2": {"query": "SELECT 3"}}}"# }
-        let refreshed = try #require(try await configOffPool { try loader.refresh() })
+        let refreshed = try #require(try await offPool { try loader.refresh() })
         #expect(refreshed.scheduledQueries(host: linuxHost, discovery: noDiscovery).map(\.name) == ["q2", "pack_remote_r"])
 
         // A failing plugin (non-zero status) fails the refresh; the last good config stays.
         served.fail.withLock { $0 = true }
-        let failure = try await configOffPool { () -> String in
+        let failure = try await offPool { () -> String in
             do {
                 _ = try loader.refresh()
                 return "none"
@@ -106,7 +101,7 @@ final class ServedConfig: Sendable {
         // A plugin that is gone: a clear error naming it.
         ext.stop()
         _ = await ext.waitUntilStopped()
-        let gone = try await configOffPool { () -> String in
+        let gone = try await offPool { () -> String in
             do {
                 _ = try source.genConfig()
                 return "none"

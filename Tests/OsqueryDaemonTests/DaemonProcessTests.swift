@@ -46,7 +46,7 @@ enum Daemond {
     /// it believes the process runs, and that belief was seen to go stale.
     static func stop(_ p: Process) async {
         signal(p, SIGTERM)
-        await onThread { p.waitUntilExit() }
+        _ = try? await offPool { p.waitUntilExit() }
     }
 
     /// Signals `p` only while it is still our osqueryd child: pids are reused
@@ -121,7 +121,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
 
 @Suite(.serialized) struct DaemonProcessTests {
     func setUp(_ tag: String, config: String) throws -> String {
-        let dir = try temporaryDirectory(tag)
+        let dir = try scratchDirectory(tag)
         try FileManager.default.createDirectory(atPath: dir + "/watched", withIntermediateDirectories: true)
         try config.replacingOccurrences(of: "$DIR", with: dir).write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         return dir
@@ -210,7 +210,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
             }
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...1200)))
             Daemond.signal(daemon, SIGKILL)
-            await onThread { daemon.waitUntilExit() }
+            try await offPool { daemon.waitUntilExit() }
             _ = round
         }
         // A clean run settles the final state.
@@ -328,12 +328,12 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let dir = try setUp("check", config: Self.filesConfig)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let good = try Daemond.start(Daemond.baseFlags(dir) + ["--config_check"])
-        await onThread { good.waitUntilExit() }
+        try await offPool { good.waitUntilExit() }
         #expect(good.terminationStatus == 0)
         try "{\n  \"schedule\": {\n    \"x\": {\"query\": \"select 1\", \"interval\": 1,}\n  }\n}\n"
             .write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         let bad = try Daemond.start(Daemond.baseFlags(dir) + ["--config_check"], stderr: dir + "/check.err")
-        await onThread { bad.waitUntilExit() }
+        try await offPool { bad.waitUntilExit() }
         #expect(bad.terminationStatus == 1)
         let message = (try? String(contentsOfFile: dir + "/check.err", encoding: .utf8)) ?? ""
         #expect(message.contains("osquery.conf") && message.contains("3"), "\(message)")

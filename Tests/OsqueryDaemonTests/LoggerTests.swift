@@ -1,4 +1,5 @@
 import Foundation
+import ProtocolFixture
 import OsqueryEngine
 import OsqueryExtension
 import OsqueryManager
@@ -184,7 +185,7 @@ func resultFlags(_ settings: [String: String]) throws -> Flags {
         let context = LogContext(hostIdentifier: "h", unixTime: 100, calendarTime: CalendarTime.string(unixTime: 100))
         let query = ScheduledQuery(name: "q", sql: "select", interval: 10)
         let snap = ScheduledQuery(name: "s", sql: "select", interval: 10, snapshot: true)
-        let outcome = try await onOwnThread {
+        let outcome = try await offPool {
             let o = try pipeline.record(query, QueryResults(rows: [["a": "1"], ["a": "2"]]), context: context)
             _ = try pipeline.record(snap, QueryResults(rows: [["b": "3"]]), context: context)
             return o
@@ -202,7 +203,7 @@ func resultFlags(_ settings: [String: String]) throws -> Flags {
         // The extension gone: results cannot be written, exit code 78.
         ext.stop()
         _ = await ext.waitUntilStopped()
-        let failure = try await onOwnThread { () -> DaemonError? in
+        let failure = try await offPool { () -> DaemonError? in
             do {
                 _ = try pipeline.record(query, QueryResults(rows: [["a": "9"]]), context: context)
                 return nil
@@ -327,27 +328,27 @@ final class DevLog: Sendable {
 
         let logger = SyslogLogger(facility: 19, prependCEE: false)
         try logger.logResult(#"{"name":"q"}"#)
-        var got = try await onOwnThread { devlog.receive() }
+        var got = try await offPool { devlog.receive() }
         // local3 (19 << 3) | LOG_INFO (6) = 158
         #expect(got?.hasPrefix("<158>") == true, "\(got ?? "nil")")
         #expect(got?.hasSuffix("osqueryd[\(pid)]: {\"name\":\"q\"}") == true, "\(got ?? "nil")")
 
         logger.logStatus(.warning, "careful", file: "x.swift", line: 7)
-        got = try await onOwnThread { devlog.receive() }
+        got = try await offPool { devlog.receive() }
         #expect(got?.hasPrefix("<156>") == true, "\(got ?? "nil")")  // WARNING = 4
         #expect(got?.hasSuffix("osqueryd[\(pid)]: severity=1 location=x.swift:7 message=careful") == true, "\(got ?? "nil")")
         logger.logStatus(.info, "fyi", file: "x.swift", line: 8)
-        got = try await onOwnThread { devlog.receive() }
+        got = try await offPool { devlog.receive() }
         #expect(got?.hasPrefix("<157>") == true, "\(got ?? "nil")")  // NOTICE = 5
         logger.logStatus(.error, "bad", file: "x.swift", line: 9)
-        got = try await onOwnThread { devlog.receive() }
+        got = try await offPool { devlog.receive() }
         #expect(got?.hasPrefix("<155>") == true, "\(got ?? "nil")")  // ERR = 3
         logger.stop()
 
         // Another facility, @cee: prefix, and snapshots at LOG_INFO too.
         let cee = SyslogLogger(facility: 1, prependCEE: true)
         try cee.logSnapshot(#"{"snapshot":[]}"#)
-        got = try await onOwnThread { devlog.receive() }
+        got = try await offPool { devlog.receive() }
         #expect(got?.hasPrefix("<14>") == true, "\(got ?? "nil")")  // user (1 << 3) | 6
         #expect(got?.hasSuffix("osqueryd[\(pid)]: @cee:{\"snapshot\":[]}") == true, "\(got ?? "nil")")
         cee.stop()

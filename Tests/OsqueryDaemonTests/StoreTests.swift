@@ -1,4 +1,5 @@
 import Foundation
+import ProtocolFixture
 import OsqueryEngine
 import Testing
 @testable import OsqueryDaemon
@@ -125,7 +126,7 @@ struct ResultsTestDir {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for t in 0..<4 {
                 group.addTask {
-                    try await onOwnThread {
+                    try await offPool {
                         for i in 0..<100 { try store.put("d", "t\(t)-\(i)", String(i)) }
                     }
                 }
@@ -137,11 +138,6 @@ struct ResultsTestDir {
 }
 
 /// Runs blocking work on its own thread (never on the cooperative pool).
-func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { c in
-        Thread { c.resume(with: Result { try body() }) }.start()
-    }
-}
 
 @Suite struct HostIdentifierTests {
     @Test func modes() throws {

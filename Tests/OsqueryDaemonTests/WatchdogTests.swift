@@ -1,24 +1,14 @@
 import Foundation
+import ProtocolFixture
 import OsqueryEngine
 import Testing
 @testable import OsqueryDaemon
 
-func temporaryDirectory(_ tag: String) throws -> String {
-    let dir = "/tmp/osqd-\(tag)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
-/// Runs a blocking body on its own thread (never on the cooperative pool).
-func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        Thread { continuation.resume(returning: body()) }.start()
-    }
-}
 
 @Suite struct PidfileTests {
     @Test func holdsTheLockWritesThePidAndRefusesASecondDaemon() throws {
-        let dir = try temporaryDirectory("pid")
+        let dir = try scratchDirectory("pid")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/run/osqueryd.pidfile"
         let pidfile = try Pidfile.acquire(path: path, force: false)
@@ -39,7 +29,7 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     }
 
     @Test func aStaleFileFromAKilledDaemonDoesNotBlock() throws {
-        let dir = try temporaryDirectory("stale")
+        let dir = try scratchDirectory("stale")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/osqueryd.pidfile"
         try "1\n".write(toFile: path, atomically: true, encoding: .utf8)
@@ -76,12 +66,12 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     }
 
     @Test func aWorkerGrowingPastTheMemoryLimitIsStoppedAndRestarted() async throws {
-        let dir = try temporaryDirectory("wdmem")
+        let dir = try scratchDirectory("wdmem")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // Grows by 300 MB of touched memory after its first second, then waits.
         let hog = "exec python3 -c 'import time; time.sleep(1.5); x = b\"x\" * (300 << 20); time.sleep(60)'"
         let watcher = Watcher(executable: "/bin/sh", arguments: script(dir, first: hog), limits: limits(memoryMB: 50), alarmTimeout: 10)
-        let code = await onThread { watcher.run() }
+        let code = try await offPool { watcher.run() }
         #expect(code == 0)
         #expect(watcher.launches == 2)
         let launches = try String(contentsOfFile: dir + "/launches", encoding: .utf8)
@@ -89,24 +79,24 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     }
 
     @Test func aWorkerOverTheCPULimitForTheLatencyIsStopped() async throws {
-        let dir = try temporaryDirectory("wdcpu")
+        let dir = try scratchDirectory("wdcpu")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let spin = "while :; do :; done"
         let watcher = Watcher(
             executable: "/bin/sh", arguments: script(dir, first: spin), limits: limits(cpu: 10, latency: 3), alarmTimeout: 10)
-        let code = await onThread { watcher.run() }
+        let code = try await offPool { watcher.run() }
         #expect(code == 0)
         #expect(watcher.launches == 2)
     }
 
     @Test func aCrashedWorkerIsRestartedAndA78IsFinal() async throws {
-        let dir = try temporaryDirectory("wdcrash")
+        let dir = try scratchDirectory("wdcrash")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let marker = dir + "/launches"
         // Killed by a signal the first time, then exit 78 (cannot run): no further restarts.
         let body = "echo launch >> \(marker); [ $(wc -l < \(marker)) -gt 1 ] && exit 78; kill -9 $$"
         let watcher = Watcher(executable: "/bin/sh", arguments: ["sh", "-c", body], limits: limits(), alarmTimeout: 10)
-        let code = await onThread { watcher.run() }
+        let code = try await offPool { watcher.run() }
         #expect(code == 78)
         #expect(watcher.launches == 2)
     }

@@ -71,17 +71,7 @@ struct RealError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
 
-func scratch(_ tag: String) throws -> String {
-    let dir = "/tmp/osqp-\(tag)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 func records(_ path: String) -> [[String: Any]] {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
@@ -91,7 +81,7 @@ func records(_ path: String) -> [[String: Any]] {
 @Suite(.serialized) struct RealPeerTests {
     @Test func osqueryiStartsAPythonExtensionAndQueriesItsTable() async throws {
         try Real.requirePeers()
-        let dir = try scratch("shell")
+        let dir = try scratchDirectory("shell")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let record = dir + "/record.jsonl"
         let (status, out, err) = try await Real.run(
@@ -127,7 +117,7 @@ func records(_ path: String) -> [[String: Any]] {
 
     @Test func osquerydAutoloadsSupervisesAndActivatesPlugins() async throws {
         try Real.requirePeers()
-        let dir = try scratch("daemon")
+        let dir = try scratchDirectory("daemon")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
         let record = dir + "/record.jsonl"
@@ -216,7 +206,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         try Real.requirePeers()
         guard getuid() == 0 else { return }  // needs root to run a client as another uid
         let core = try await TestCore.start("peercred")
-        let dir = try scratch("peercred")
+        let dir = try scratchDirectory("peercred")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The client must be reachable by uid 65534 whatever the checkout's permissions.
         let client = dir + "/fixture_peer"
@@ -240,7 +230,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
 
     @Test func missingRequiredExtensionIsLoggedAndTheDaemonKeepsServing() async throws {
         try Real.requirePeers()
-        let dir = try scratch("require")
+        let dir = try scratchDirectory("require")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
         let log = dir + "/stderr"
@@ -265,7 +255,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
     /// and nothing but the result reaches the shell's output.
     @Test func osqueryiRunsAnSDKExtension() async throws {
         try Real.requirePeers()
-        let dir = try scratch("sdkext")
+        let dir = try scratchDirectory("sdkext")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (status, out, err) = try await Real.run(
             try Real.binary("osqueryi"),
@@ -282,7 +272,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
     /// Distributed queries through an extension written with our SDK (Examples/DistributedExtension).
     @Test func distributedQueriesRunThroughAnExtensionsPlugin() async throws {
         try Real.requirePeers()
-        let dir = try scratch("distributed")
+        let dir = try scratchDirectory("distributed")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ext = dir + "/distributed.ext"
         try FileManager.default.copyItem(atPath: try Real.binary("example-distributed"), toPath: ext)

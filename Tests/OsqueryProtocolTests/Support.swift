@@ -1,4 +1,5 @@
 import Foundation
+import ProtocolFixture
 import OsqueryProtocol
 import ThriftCodec
 
@@ -11,15 +12,6 @@ func tempSocketPath(_ tag: String = "t") -> String {
     "/tmp/osqt-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).em"
 }
 
-/// Runs blocking work on its own thread, never on the cooperative pool: a
-/// blocked pool thread (there are only as many as cores) would starve the
-/// very server the test is talking to.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread { continuation.resume(with: Result { try body() }) }
-        thread.start()
-    }
-}
 
 /// A blocking Unix-socket client speaking raw bytes, to send what no well-behaved
 /// client would. Reads have a 10 s timeout so a broken server cannot hang a test.
