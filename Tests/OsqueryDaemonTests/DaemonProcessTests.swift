@@ -68,14 +68,6 @@ enum Daemond {
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
-    static func eventually(_ seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        return try await condition()
-    }
 
     /// Rows of a query through the daemon's extension socket.
     static func query(_ socket: String, _ sql: String) async -> [[String: String]]? {
@@ -148,7 +140,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         touch(dir, "a")
         touch(dir, "b")
         var daemon = try Daemond.start(Daemond.baseFlags(dir), stderr: dir + "/stderr")
-        #expect(await Daemond.eventually(15) { Daemond.lines(dir).count >= 2 }, "\((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")")
+        #expect(await waitUntil(15) { Daemond.lines(dir).count >= 2 }, "\((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")")
         var lines = Daemond.lines(dir)
         #expect(lines.count == 2)
         for line in lines {
@@ -164,7 +156,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         // One added, one removed: exactly two more lines, removed first, counter 1.
         touch(dir, "c")
         try FileManager.default.removeItem(atPath: dir + "/watched/a")
-        #expect(await Daemond.eventually(15) { Daemond.lines(dir).count >= 4 })
+        #expect(await waitUntil(15) { Daemond.lines(dir).count >= 4 })
         try await Task.sleep(for: .seconds(2))
         lines = Daemond.lines(dir)
         #expect(lines.count == 4)
@@ -178,7 +170,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         try await Task.sleep(for: .seconds(3))
         #expect(Daemond.lines(dir).count == 4)
         touch(dir, "d")
-        #expect(await Daemond.eventually(15) { Daemond.lines(dir).count >= 5 })
+        #expect(await waitUntil(15) { Daemond.lines(dir).count >= 5 })
         let last = try #require(Daemond.lines(dir).last)
         #expect(last["counter"] as? Int == 2 && Daemond.columns(last) == ["filename": "d"])
         await Daemond.stop(daemon)
@@ -216,7 +208,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         // A clean run settles the final state.
         let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
         let expected = Dictionary(uniqueKeysWithValues: present.map { ($0, 1) })
-        let settled = await Daemond.eventually(20) { replay(Daemond.lines(dir), name: "files") == expected }
+        let settled = await waitUntil(20) { replay(Daemond.lines(dir), name: "files") == expected }
         await Daemond.stop(daemon)
         let lines = Daemond.lines(dir)
         #expect(settled, "replayed \(replay(lines, name: "files").count) rows, expected \(expected.count)")
@@ -241,13 +233,13 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { Daemond.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await Daemond.eventually(60) { stderr().contains("memory") }, "\(stderr())")
-        let denylisted = await Daemond.eventually(40) {
+        #expect(await waitUntil(60) { stderr().contains("memory") }, "\(stderr())")
+        let denylisted = await waitUntil(40) {
             await Daemond.query(socket, "SELECT name, denylisted FROM osquery_schedule WHERE name = 'hog'") == [["name": "hog", "denylisted": "1"]]
         }
         #expect(denylisted, "\(stderr())")
         // The worker keeps running the other query.
-        #expect(await Daemond.eventually(15) { Daemond.lines(dir).contains { $0["name"] as? String == "small" } })
+        #expect(await waitUntil(15) { Daemond.lines(dir).contains { $0["name"] as? String == "small" } })
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
     }
@@ -271,7 +263,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
                 .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
                 .filter { $0["plugin"] as? String == "py_logger" }.compactMap { $0["request"] as? [String: Any] }
         }
-        let got = await Daemond.eventually(30) { requests().contains { $0["category"] as? String == "event" } }
+        let got = await waitUntil(30) { requests().contains { $0["category"] as? String == "event" } }
         #expect(got, "\((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")")
         let event = try #require(requests().first { $0["category"] as? String == "event" })
         let line = try #require(try JSONSerialization.jsonObject(with: Data((event["string"] as? String ?? "").utf8)) as? [String: Any])
@@ -293,7 +285,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
             Daemond.baseFlags(dir) + ["--logger_plugin", "jsonl", "--config_plugin", "swift_static", "--disable_watchdog"],
             env: ["JSONL_LOGGER_PATH": out], stderr: dir + "/stderr")
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        let logged = await Daemond.eventually(60) {
+        let logged = await waitUntil(60) {
             ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("\"action\":\"added\"")
         }
         #expect(logged, "\(stderr())\n\((try? String(contentsOfFile: out, encoding: .utf8)) ?? "")")
@@ -307,15 +299,15 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
         let names = { Set(Daemond.lines(dir).compactMap { $0["name"] as? String }) }
-        #expect(await Daemond.eventually(15) { names().contains("first") })
+        #expect(await waitUntil(15) { names().contains("first") })
         try #"{"schedule": {"first": {"query": "SELECT 1 AS one", "interval": 1}, "second": {"query": "SELECT 2 AS two", "interval": 1}}}"#
             .write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         Daemond.signal(daemon, SIGHUP)
-        #expect(await Daemond.eventually(15) { names().contains("second") })
+        #expect(await waitUntil(15) { names().contains("second") })
         try "{ not json".write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         Daemond.signal(daemon, SIGHUP)
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await Daemond.eventually(15) { stderr().contains("Error reading config") }, "\(stderr())")
+        #expect(await waitUntil(15) { stderr().contains("Error reading config") }, "\(stderr())")
         // Still running the last good schedule.
         let status = await Daemond.query(dir + "/osquery.em", "SELECT name FROM osquery_schedule ORDER BY name")
         #expect(status == [["name": "first"], ["name": "second"]])

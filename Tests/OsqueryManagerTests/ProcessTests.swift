@@ -55,15 +55,6 @@ enum Real {
         return try JSONSerialization.jsonObject(with: Data(out.utf8))
     }
 
-    /// Polls `condition` every 100 ms for up to `seconds`.
-    static func eventually(_ seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        return try await condition()
-    }
 }
 
 struct RealError: Error, CustomStringConvertible {
@@ -137,7 +128,7 @@ func records(_ path: String) -> [[String: Any]] {
         func registered() async throws -> [String: [String: String]] {
             (try? await Real.cpp(["extensions", socket]) as? [String: [String: String]]) ?? [:]
         }
-        #expect(try await Real.eventually(20) { try await registered().values.contains { $0["name"] == "py_ext" } })
+        #expect(try await waitUntil(20) { try await registered().values.contains { $0["name"] == "py_ext" } })
         let firstUUID = try #require(try await registered().first { $0.value["name"] == "py_ext" }?.key)
 
         // The C++ client (osquery's own Thrift stack) queries the extension's table through us.
@@ -148,7 +139,7 @@ func records(_ path: String) -> [[String: Any]] {
         // The config plugin's options applied; the logger got init, then features, then status lines.
         let flag = try #require(try await Real.cpp(["query", socket, "select value from osquery_flags where name = 'custom_py'"]) as? [String: Any])
         #expect((flag["rows"] as? [[String: String]]) == [["value": "yes"]])
-        #expect(try await Real.eventually(10) {
+        #expect(await waitUntil(10) {
             records(record).contains { (($0["request"] as? [String: Any])?["status"] as? String) == "true" }
         })
         let loggerRequests = records(record).filter { $0["plugin"] as? String == "py_logger" }.compactMap { $0["request"] as? [String: Any] }
@@ -161,8 +152,8 @@ func records(_ path: String) -> [[String: Any]] {
         // kill -9 the extension: the watcher removes it, the supervisor relaunches it, it registers again.
         let pid = try #require(childPID(of: daemon.processIdentifier, containing: "osquery_extension.py"))
         kill(pid, SIGKILL)
-        #expect(try await Real.eventually(15) { try await registered()[firstUUID] == nil })
-        #expect(try await Real.eventually(30) {
+        #expect(try await waitUntil(15) { try await registered()[firstUUID] == nil })
+        #expect(try await waitUntil(30) {
             try await registered().contains { $0.value["name"] == "py_ext" && $0.key != firstUUID }
         })
         let again = try #require(try await Real.cpp(["query", socket, "select count(*) as c from py_table"]) as? [String: Any])
@@ -242,8 +233,8 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try daemon.run()
         defer { if daemon.isRunning { daemon.terminate() } }
-        #expect(try await Real.eventually(20) { (try? await Real.cpp(["extensions", socket])) != nil })
-        #expect(try await Real.eventually(5) {
+        #expect(await waitUntil(20) { (try? await Real.cpp(["extensions", socket])) != nil })
+        #expect(await waitUntil(5) {
             ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("Required extension not found or not loaded: missing")
         })
         #expect(daemon.isRunning)
@@ -291,7 +282,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try daemon.run()
         defer { if daemon.isRunning { daemon.terminate() } }
-        #expect(try await Real.eventually(30) {
+        #expect(await waitUntil(30) {
             ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("swift_uptime: status 0, 1 rows")
         }, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         daemon.terminate()

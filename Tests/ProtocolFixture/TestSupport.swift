@@ -15,3 +15,14 @@ public func scratchDirectory(_ tag: String) throws -> String {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
+
+/// Polls `condition` every 100 ms for up to `seconds` (a bound, not a timing
+/// assertion); true as soon as it holds.
+public func waitUntil(_ seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let end = Date().addingTimeInterval(seconds)
+    while Date() < end {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    return try await condition()
+}
