@@ -153,7 +153,8 @@ public final class Daemon: Sendable {
         }
         let extensions: ExtensionsRuntime?
         do {
-            extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: false)
+            // The daemon's ConfigLoader asks the config plugin; the runtime only waits for it.
+            extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: false, loadConfig: false)
         } catch {
             err("Error: \(error)\n")
             return 78
@@ -258,7 +259,7 @@ final class DaemonConfiguration: Sendable {
     let loader: ConfigLoader
     let flags: Flags
     let discovery: PackDiscovery
-    private let state = Mutex<(nextRefresh: Double, failed: Bool, active: [String])>((0, false, []))
+    private let state = Mutex<(nextRefresh: Double, active: [String])>((0, []))
 
     init(source: any ConfigSource, flags: Flags, registry: PluginRegistry) {
         self.loader = ConfigLoader(source: source, flags: flags)
@@ -287,7 +288,7 @@ final class DaemonConfiguration: Sendable {
             StatusLog.error("Error reading config: \(error.message)")
         }
         let wait = loader.refreshDelay(lastAttemptFailed: failed)
-        state.withLock { $0.failed = failed; $0.nextRefresh = wait > 0 ? Scheduler.realNow() + Double(wait) : .infinity }
+        state.withLock { $0.nextRefresh = wait > 0 ? Scheduler.realNow() + Double(wait) : .infinity }
         return changed
     }
 

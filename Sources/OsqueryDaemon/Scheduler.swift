@@ -344,7 +344,7 @@ public final class Scheduler: Sendable {
                 }
             }
         }
-        let memory = Self.residentBytes()
+        let memory = Watcher.residentBytes(getpid())
         state.withLock { s in
             var p = s.performance[query.name] ?? QueryPerformance()
             p.executions += 1
@@ -399,13 +399,6 @@ public final class Scheduler: Sendable {
         return (user, system)
     }
 
-    /// Resident set size of this process in bytes (from /proc/self/statm).
-    static func residentBytes() -> UInt64 {
-        guard let text = FileIO.readString("/proc/self/statm") else { return 0 }
-        let fields = text.split(separator: " ")
-        guard fields.count > 1, let pages = UInt64(fields[1]) else { return 0 }
-        return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
-    }
 }
 
 extension DaemonStore: ScheduleStateStore {}

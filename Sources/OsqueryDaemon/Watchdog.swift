@@ -269,6 +269,8 @@ public final class Watcher: Sendable {
         return pid
     }
 
+    /// Resident set size of a process in bytes (from /proc/<pid>/statm); the
+    /// scheduler uses it for its own figures too.
     static func residentBytes(_ pid: pid_t) -> UInt64 {
         guard let text = FileIO.readString("/proc/\(pid)/statm") else { return 0 }
         let fields = text.split(separator: " ")

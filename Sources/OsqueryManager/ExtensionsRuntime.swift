@@ -44,8 +44,10 @@ public final class ExtensionsRuntime: Sendable {
 
     /// Starts the manager and the extensions. Returns nil with
     /// `--disable_extensions`.
+    /// With `loadConfig` false (osqueryd, whose own loader reads the config),
+    /// an extension's config plugin is waited for but not asked for its config.
     public static func start(
-        flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool,
+        flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool, loadConfig: Bool = true,
         logger: Logger = Logger(label: "osquery.extensions")
     ) async throws -> ExtensionsRuntime? {
         guard !flags.bool("disable_extensions") else { return nil }
@@ -96,7 +98,7 @@ public final class ExtensionsRuntime: Sendable {
         // manually started extension must already be registered, as in osquery.
         let activation = await PluginActivation.activate(
             service: manager.service, registry: registry, flags: flags, binary: shell ? "osqueryi" : "osqueryd",
-            timeout: paths.isEmpty ? .zero : timeout, logger: logger)
+            timeout: paths.isEmpty ? .zero : timeout, loadConfig: loadConfig, logger: logger)
         runtime.activation.withLock { $0 = activation }
         return runtime
     }
@@ -125,10 +127,10 @@ public final class ExtensionsRuntime: Sendable {
 
     /// Runs `start` from synchronous code on a thread that may block (the
     /// shell's main thread), never from the cooperative pool.
-    public static func startBlocking(flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool) throws
-        -> ExtensionsRuntime?
-    {
-        try blocking { try await start(flags: flags, registry: registry, shell: shell) }
+    public static func startBlocking(
+        flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool, loadConfig: Bool = true
+    ) throws -> ExtensionsRuntime? {
+        try blocking { try await start(flags: flags, registry: registry, shell: shell, loadConfig: loadConfig) }
     }
 
     public func stopBlocking(grace: Duration = .seconds(5)) {

@@ -41,12 +41,15 @@ public final class PluginActivation: Sendable {
         distributed?.cancel()
     }
 
+    /// - Parameter loadConfig: false when the caller loads the config itself
+    ///   (osqueryd's config loader): the config plugin is then only waited for.
     static func activate(
-        service: ManagerService, registry: PluginRegistry, flags: Flags, binary: String, timeout: Duration, logger: Logger
+        service: ManagerService, registry: PluginRegistry, flags: Flags, binary: String, timeout: Duration,
+        loadConfig: Bool = true, logger: Logger
     ) async -> PluginActivation {
         var sources: [String: String] = [:]
         let configName = flags.string("config_plugin")
-        if let uuid = await owner(of: configName, in: "config", registry: registry, timeout: timeout) {
+        if let uuid = await owner(of: configName, in: "config", registry: registry, timeout: timeout), loadConfig {
             do {
                 let response = try await service.caller.call(
                     uuid: uuid, registry: "config", item: ThriftString(configName), request: ["action": "genConfig"])
