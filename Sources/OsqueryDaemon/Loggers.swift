@@ -123,19 +123,23 @@ final class ExtensionLogger: ResultLogger {
         self.caller = caller
     }
 
+    /// Failures here are not catastrophic (exit code 1): an extension that
+    /// crashed is relaunched by the supervisor, and until then the lines wait
+    /// in the pipeline's outbox. osquery shuts down with 78 instead, so one
+    /// crashing logger extension took the whole daemon down.
     private func call(_ request: ExtensionPluginRequest) throws(DaemonError) {
         guard let owner = registry.item(registry: "logger", name: name)?.ownerUUID, owner != 0 else {
-            throw DaemonError("Logger plugin \(name) is not registered", exitCode: 78)
+            throw DaemonError("Logger plugin \(name) is not registered", exitCode: 1)
         }
         let response: ExtensionResponse
         do {
             response = try caller.callBlocking(
                 uuid: ExtensionRouteUUID(owner), registry: "logger", item: ThriftString(name), request: request)
         } catch {
-            throw DaemonError("Logger plugin \(name): \(error)", exitCode: 78)
+            throw DaemonError("Logger plugin \(name): \(error)", exitCode: 1)
         }
         if !response.status.isSuccess {
-            throw DaemonError("Logger plugin \(name) failed: \(response.status.message)", exitCode: 78)
+            throw DaemonError("Logger plugin \(name) failed: \(response.status.message)", exitCode: 1)
         }
     }
 

@@ -71,9 +71,10 @@ public final class ResultPipeline: Sendable {
     }
 
     /// Diffs, stores and logs one run of `query`. Snapshot queries store no
-    /// results and log every row. Throws (exit code 78) when the store or a
-    /// logger cannot be written; the run's lines then stay in the outbox and
-    /// are delivered by the next `record` or `recover`.
+    /// results and log every row. Throws when the store or a logger cannot be
+    /// written (exit code 78; 1 for an extension logger that is away); the
+    /// run's lines then stay in the outbox and are delivered by the next
+    /// `record` or `recover`.
     public func record(_ query: ScheduledQuery, _ results: QueryResults, context: LogContext) throws(DaemonError) -> RecordOutcome {
         let options = ResultFormat.Options(flags: flags)
         let epoch = flags.uint("schedule_epoch")
