@@ -69,10 +69,7 @@ public struct InsertRequest: Sendable {
     public var context: QueryContext
 
     /// The value for `column`.
-    public subscript(column: String) -> WriteValue {
-        guard let i = columns.firstIndex(of: column), i < values.count else { return .null }
-        return values[i]
-    }
+    public subscript(column: String) -> WriteValue { value(of: column, columns: columns, values: values) }
 }
 
 /// An `UPDATE` of the row with `rowid`.
@@ -89,10 +86,13 @@ public struct UpdateRequest: Sendable {
     public var context: QueryContext
 
     /// The new value for `column`.
-    public subscript(column: String) -> WriteValue {
-        guard let i = columns.firstIndex(of: column), i < values.count else { return .null }
-        return values[i]
-    }
+    public subscript(column: String) -> WriteValue { value(of: column, columns: columns, values: values) }
+}
+
+/// The value of `column` in a write request's values (`.null` when absent).
+private func value(of column: String, columns: [String], values: [WriteValue]) -> WriteValue {
+    guard let i = columns.firstIndex(of: column), i < values.count else { return .null }
+    return values[i]
 }
 
 /// A `DELETE` of the row with `rowid`.
