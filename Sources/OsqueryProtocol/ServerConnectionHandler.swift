@@ -77,8 +77,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     func finish(_ outcome: MessageProcessor.Outcome, context: ChannelHandlerContext) {
         guard open else { return }
         switch outcome {
-        case .reply(let bytes):
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+        case .reply(let buffer):
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         case .none:
             break
         case .close(let why):

@@ -1,3 +1,4 @@
+public import NIOCore
 public import ThriftCodec
 
 /// What an extension serves: osquery's `Extension` service.
@@ -95,7 +96,7 @@ public struct MessageProcessor: Sendable {
     /// What to do after a message.
     public enum Outcome: Sendable, Equatable {
         /// Send these bytes (a REPLY or an EXCEPTION message).
-        case reply([UInt8])
+        case reply(ByteBuffer)
         /// Nothing to send (a oneway call).
         case none
         /// The peer broke the protocol in a way that makes the stream unusable.
@@ -166,7 +167,7 @@ public struct MessageProcessor: Sendable {
             }
             if header.type == .oneway { return .none }
             let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
-            return .reply(encodeMessage(out, capacity: reply.estimatedSize) { reply.writeResult(to: &$0) })
+            return .reply(Self.encodeReply(out, reply))
         } catch let error as TApplicationException {
             return exception(header, error)
         } catch {
@@ -177,14 +178,36 @@ public struct MessageProcessor: Sendable {
     func exception(_ header: MessageHeader, _ error: TApplicationException) -> Outcome {
         if header.type == .oneway { return .none }
         let out = MessageHeader(name: header.name, type: .exception, sequenceID: header.sequenceID)
-        return .reply(encodeMessage(out) { error.write(to: &$0) })
+        return .reply(ByteBuffer(bytes: encodeMessage(out) { error.write(to: &$0) }))
+    }
+
+    /// The reply message as one buffer. Rows the handler already encoded (``EncodedRows``) are
+    /// copied once, from the encoder's memory into the buffer: the message around them is
+    /// written on its own, the way ``ExtensionReply/writeResult(to:)`` writes it.
+    static func encodeReply(_ header: MessageHeader, _ reply: ExtensionReply) -> ByteBuffer {
+        if case .response(let response) = reply, let rows = response.encodedRows {
+            var head = ThriftWriter(reservingCapacity: 256)
+            head.writeMessageBegin(header)
+            head.writeFieldBegin(.struct, id: 0)
+            response.writeHead(encodedCount: rows.count, to: &head)
+            var buffer = ByteBufferAllocator().buffer(capacity: head.byteCount + rows.encoded.count + 2)
+            head.withUnsafeBytes { _ = buffer.writeBytes($0) }
+            rows.encoded.withUnsafeBytes { _ = buffer.writeBytes($0) }
+            buffer.writeInteger(TType.stop.rawValue)  // ends ExtensionResponse
+            buffer.writeInteger(TType.stop.rawValue)  // ends the result struct
+            return buffer
+        }
+        var w = ThriftWriter(reservingCapacity: reply.estimatedSize)
+        w.writeMessageBegin(header)
+        reply.writeResult(to: &w)
+        return w.withUnsafeBytes { ByteBuffer(bytes: $0) }
     }
 }
 
 extension ExtensionReply {
     /// A cheap guess at the encoded size, so big replies are not grown by doubling.
     var estimatedSize: Int {
-        if case .response(let r) = self, let encoded = r.encodedRows { return 256 + encoded.bytes.count }
+        if case .response(let r) = self, let encoded = r.encodedRows { return 256 + encoded.encoded.count }
         guard case .response(let r) = self, let first = r.response.first else { return 256 }
         var rowBytes = 8
         for e in first.entries { rowBytes += 8 + e.key.byteCount + e.value.byteCount }

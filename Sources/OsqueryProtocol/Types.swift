@@ -180,16 +180,26 @@ public struct ExtensionResponse: ThriftStruct, Hashable {
         self.encodedRows = encodedRows
     }
 
-    public func write(to w: inout ThriftWriter) {
+    /// Everything before the rows' maps when they are ``encodedRows``: the status and the rows'
+    /// list header. The maps and a field stop follow.
+    public func writeHead(encodedCount: Int, to w: inout ThriftWriter) {
         w.writeFieldBegin(.struct, id: 1)
         status.write(to: &w)
         w.writeFieldBegin(.list, id: 2)
+        w.writeListBegin(element: .map, count: encodedCount)
+    }
+
+    public func write(to w: inout ThriftWriter) {
         if let encodedRows {
-            w.writeListBegin(element: .map, count: encodedRows.count)
-            w.writeRaw(encodedRows.bytes)
-        } else {
-            w.writeStringMapList(response)
+            writeHead(encodedCount: encodedRows.count, to: &w)
+            encodedRows.encoded.withUnsafeBytes { w.writeRaw(bytes: $0) }
+            w.writeFieldStop()
+            return
         }
+        w.writeFieldBegin(.struct, id: 1)
+        status.write(to: &w)
+        w.writeFieldBegin(.list, id: 2)
+        w.writeStringMapList(response)
         w.writeFieldStop()
     }
 
@@ -313,11 +323,18 @@ extension ThriftReader {
 public struct EncodedRows: Sendable, Hashable {
     /// The number of rows.
     public var count: Int
-    /// The encoded maps.
-    public var bytes: [UInt8]
+    /// The encoded maps, as the encoder handed them over (not copied on the way to the socket).
+    public var encoded: ThriftBytes
+
+    /// The encoded maps as an array (a copy).
+    public var bytes: [UInt8] { encoded.array }
+
+    public init(count: Int, encoded: ThriftBytes) {
+        self.count = count
+        self.encoded = encoded
+    }
 
     public init(count: Int, bytes: [UInt8]) {
-        self.count = count
-        self.bytes = bytes
+        self.init(count: count, encoded: ThriftBytes(bytes))
     }
 }

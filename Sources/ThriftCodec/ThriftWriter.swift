@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Encodes Thrift binary-protocol values, big-endian, into a growing buffer.
 ///
 /// The buffer is raw memory owned by the writer (it is freed when the writer
@@ -11,14 +19,24 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
 
     public init(reservingCapacity capacity: Int = 256) {
         self.capacity = max(capacity, 64)
-        self.base = .allocate(byteCount: self.capacity, alignment: 8)
+        // malloc/realloc rather than allocate/copy: glibc grows a large block in place (mremap)
+        // instead of copying megabytes of rows each time the buffer doubles.
+        guard let memory = malloc(self.capacity) else { fatalError("ThriftWriter: out of memory") }
+        self.base = memory
         self.count = 0
     }
 
-    deinit { base.deallocate() }
+    deinit { free(base) }
 
     /// The encoded bytes so far (a copy).
     public var bytes: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
+
+    /// Hands the encoded bytes over without copying them; the writer is gone afterwards.
+    public consuming func finish() -> ThriftBytes {
+        let bytes = ThriftBytes(taking: base, count: count)
+        discard self
+        return bytes
+    }
 
     /// The number of bytes written.
     public var byteCount: Int { count }
@@ -42,9 +60,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     @usableFromInline
     mutating func grow(_ n: Int) {
         let newCapacity = max(capacity &* 2, count &+ n)
-        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 8)
-        newBase.copyMemory(from: base, byteCount: count)
-        base.deallocate()
+        guard let newBase = realloc(base, newCapacity) else { fatalError("ThriftWriter: out of memory") }
         base = newBase
         capacity = newCapacity
     }
@@ -141,6 +157,61 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         bytes.withUnsafeBytes { append($0) }
     }
 
+    /// Appends bytes that are already encoded.
+    @inlinable
+    public mutating func writeRaw(bytes: UnsafeRawBufferPointer) { append(bytes) }
+
+    /// Drops everything written after the first `byteCount` bytes.
+    @inlinable
+    public mutating func truncate(to byteCount: Int) {
+        precondition(byteCount >= 0 && byteCount <= count, "truncate beyond the written bytes")
+        count = byteCount
+    }
+
+    /// Overwrites the four bytes at `offset` (already written) with `value`: the count of a
+    /// map or list whose size is known only after its entries are written.
+    @inlinable
+    public mutating func patchI32(_ value: Int32, at offset: Int) {
+        precondition(offset >= 0 && offset &+ 4 <= count, "patchI32 outside the written bytes")
+        base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: Int32.self)
+    }
+
+    /// Writes `value` in decimal as a Thrift string (what `writeString(String(value))` writes),
+    /// without building a string.
+    @inlinable
+    public mutating func writeDecimalString(_ value: Int64) {
+        writeDecimal(magnitude: value.magnitude, negative: value < 0)
+    }
+
+    /// Writes an unsigned `value` in decimal as a Thrift string.
+    @inlinable
+    public mutating func writeDecimalString(_ value: UInt64) {
+        writeDecimal(magnitude: value, negative: false)
+    }
+
+    @inlinable
+    mutating func writeDecimal(magnitude: UInt64, negative: Bool) {
+        var digits = 1
+        var probe = magnitude
+        while probe >= 10 {
+            probe /= 10
+            digits &+= 1
+        }
+        let length = negative ? digits &+ 1 : digits
+        reserve(4 &+ length)
+        base.storeBytes(of: Int32(truncatingIfNeeded: length).bigEndian, toByteOffset: count, as: Int32.self)
+        let start = base + (count &+ 4)
+        if negative { start.storeBytes(of: UInt8(ascii: "-"), as: UInt8.self) }
+        var rest = magnitude
+        var at = length
+        repeat {
+            at &-= 1
+            start.storeBytes(of: UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"), toByteOffset: at, as: UInt8.self)
+            rest /= 10
+        } while rest != 0
+        count &+= 4 &+ length
+    }
+
     /// Writes a strict message header: version 1 | type, name, sequence id.
     public mutating func writeMessageBegin(_ header: MessageHeader) {
         writeI32(Int32(bitPattern: 0x8001_0000 | UInt32(header.type.rawValue)))
@@ -191,5 +262,46 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
             writeString(k)
             writeString(v)
         }
+    }
+}
+
+/// Bytes a ``ThriftWriter`` encoded, handed over whole (``ThriftWriter/finish()``): immutable,
+/// shared by reference, so megabytes of rows travel from encoder to socket without a copy.
+public final class ThriftBytes: @unchecked Sendable, Hashable {
+    // Never written after init; freed with the object.
+    let base: UnsafeMutableRawPointer
+    /// The number of bytes.
+    public let count: Int
+
+    init(taking base: UnsafeMutableRawPointer, count: Int) {
+        self.base = base
+        self.count = count
+    }
+
+    /// A copy of `bytes`.
+    public convenience init(_ bytes: [UInt8]) {
+        guard let base = malloc(max(bytes.count, 1)) else { fatalError("ThriftBytes: out of memory") }
+        bytes.withUnsafeBytes { raw in
+            if let from = raw.baseAddress { base.copyMemory(from: from, byteCount: raw.count) }
+        }
+        self.init(taking: base, count: bytes.count)
+    }
+
+    deinit { free(base) }
+
+    /// Calls `body` with the bytes, without copying them.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    /// The bytes as an array (a copy).
+    public var array: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
+
+    public static func == (a: ThriftBytes, b: ThriftBytes) -> Bool {
+        a.count == b.count && (a.count == 0 || memcmp(a.base, b.base, a.count) == 0)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes: UnsafeRawBufferPointer(start: base, count: count))
     }
 }

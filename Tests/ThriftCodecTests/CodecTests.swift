@@ -164,3 +164,43 @@ func decodeMessage(_ bytes: [UInt8], limits: ThriftLimits = .default) throws -> 
         #expect(values.sorted().map(\.bytes) == [[], [0x61], [0x61, 0x62], [0x62], [0x80, 0x00], [0xFF]])
     }
 }
+
+/// The writer's helpers for encoders that write numbers in place or fill in a count afterwards.
+@Suite struct WriterHelperTests {
+    @Test func decimalStringsMatchSwiftsText() throws {
+        var signed: [Int64] = [0, 1, -1, 9, 10, -10, 99, 100, Int64.max, Int64.min, Int64.max - 1, Int64.min + 1]
+        var p: Int64 = 1
+        for _ in 0..<18 {
+            p *= 10
+            signed += [p, p - 1, -p, -(p - 1)]
+        }
+        for v in signed {
+            var w = ThriftWriter()
+            w.writeDecimalString(v)
+            #expect(try ThriftReader.read(w.bytes) { r in try r.readString() } == ThriftString(String(v)))
+        }
+        let unsigned: [UInt64] = [0, 7, UInt64(Int64.max), UInt64(Int64.max) + 1, UInt64.max, 10_000_000_000_000_000_000,
+                                  10_000_000_000_000_000_001, 9_999_999_999_999_999_999]
+        for v in unsigned {
+            var w = ThriftWriter()
+            w.writeDecimalString(v)
+            #expect(try ThriftReader.read(w.bytes) { r in try r.readString() } == ThriftString(String(v)))
+        }
+    }
+
+    @Test func patchedCountAndTruncation() throws {
+        var w = ThriftWriter(reservingCapacity: 64)
+        w.writeMapBegin(key: .string, value: .string, count: 0)
+        for i in 0..<100 {
+            let mark = w.byteCount
+            w.writeString("key\(i)")
+            w.writeString(String(repeating: "v", count: i))
+            if i % 2 == 1 { w.truncate(to: mark) }  // dropped entries, as a NULL value is
+        }
+        w.patchI32(50, at: 2)
+        let map = try ThriftReader.read(w.bytes) { r in try r.readStringMap() }
+        #expect(map.count == 50)
+        #expect(map["key98"] == ThriftString(String(repeating: "v", count: 98)))
+        #expect(map["key99"] == nil)
+    }
+}
