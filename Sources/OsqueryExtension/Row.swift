@@ -3,32 +3,152 @@
 public protocol ColumnValue: Sendable {
     /// The cell's text, or nil for NULL.
     var columnText: ThriftString? { get }
+
+    /// Writes the cell's text to `writer` as one Thrift string and returns true, or writes
+    /// nothing and returns false for NULL. The default writes ``columnText``; the SDK's own
+    /// conformances write numbers and strings without building a string first. Implement it
+    /// only to make a custom value type faster; it must write what ``columnText`` holds.
+    func writeColumnText(to writer: inout ThriftWriter) -> Bool
 }
 
-extension String: ColumnValue { public var columnText: ThriftString? { ThriftString(self) } }
-extension Substring: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension ThriftString: ColumnValue { public var columnText: ThriftString? { self } }
-extension Int: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension Int8: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension Int16: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension Int32: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension Int64: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension UInt: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension UInt8: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension UInt16: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension UInt32: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension UInt64: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
+extension ColumnValue {
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        guard let text = columnText else { return false }
+        writer.writeString(text)
+        return true
+    }
+}
+
+extension String: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(self) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeString(self)
+        return true
+    }
+}
+extension Substring: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeString(String(self))
+        return true
+    }
+}
+extension ThriftString: ColumnValue {
+    public var columnText: ThriftString? { self }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeString(self)
+        return true
+    }
+}
+extension Int: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self))
+        return true
+    }
+}
+extension Int8: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self))
+        return true
+    }
+}
+extension Int16: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self))
+        return true
+    }
+}
+extension Int32: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self))
+        return true
+    }
+}
+extension Int64: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(self)
+        return true
+    }
+}
+extension UInt: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(UInt64(self))
+        return true
+    }
+}
+extension UInt8: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self))
+        return true
+    }
+}
+extension UInt16: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self))
+        return true
+    }
+}
+extension UInt32: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self))
+        return true
+    }
+}
+extension UInt64: ColumnValue {
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(self)
+        return true
+    }
+}
 extension Double: ColumnValue {
     /// Finite doubles in Swift's shortest round-trip form; NaN and infinities are NULL.
     public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        guard isFinite else { return false }
+        writer.writeString(description)
+        return true
+    }
 }
-extension Float: ColumnValue { public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil } }
+extension Float: ColumnValue {
+    public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        guard isFinite else { return false }
+        writer.writeString(description)
+        return true
+    }
+}
 /// `1` or `0`, as osquery stores booleans.
-extension Bool: ColumnValue { public var columnText: ThriftString? { self ? "1" : "0" } }
+extension Bool: ColumnValue {
+    public var columnText: ThriftString? { self ? "1" : "0" }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeDecimalString(Int64(self ? 1 : 0))
+        return true
+    }
+}
 /// Raw bytes, sent as they are (for BLOB columns and non-UTF-8 text).
-extension Array: ColumnValue where Element == UInt8 { public var columnText: ThriftString? { ThriftString(bytes: self) } }
+extension Array: ColumnValue where Element == UInt8 {
+    public var columnText: ThriftString? { ThriftString(bytes: self) }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        withUnsafeBytes { writer.writeString(bytes: $0) }
+        return true
+    }
+}
 extension Optional: ColumnValue where Wrapped: ColumnValue {
     public var columnText: ThriftString? { self?.columnText }
+    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        guard let self else { return false }
+        return self.writeColumnText(to: &writer)
+    }
 }
 
 /// One row of a table: column names and values, in the order given.

@@ -385,7 +385,9 @@ struct RowLayout: Sendable {
 
 extension RowLayout {
     /// ``encode(_:context:limits:table:)`` written straight to wire bytes: the same entries in
-    /// the same order, the same budget checks at the same rows.
+    /// the same order, the same budget checks at the same rows. Each value writes its own text
+    /// into the buffer (``ColumnValue/writeColumnText(to:)``), and a row's map count is filled
+    /// in after its entries, so no string or array is built per cell or per row.
     func encodeWire(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) throws(PluginError)
         -> EncodedRows
     {
@@ -393,45 +395,76 @@ extension RowLayout {
         let maxBytes = limits.maxBytes ?? Int.max
         var bytes = 0
         var writer = ThriftWriter(reservingCapacity: 1 << 16)
-        // One row's entries (key index, text), reused row after row.
-        var cells: [(key: Int, text: ThriftString)] = []
-        for (r, row) in rows.enumerated() {
-            cells.removeAll(keepingCapacity: true)
-            for (position, cell) in row.cells.enumerated() {
-                let i: Int
-                if position < names.count, names[position] == cell.column {
-                    i = position
-                } else if let j = index[cell.column] {
-                    i = j
-                } else {
-                    continue  // not a column: the core would ignore it
+        let names = self.names
+        let index = self.index
+        // Each column's key as it goes on the wire (length and bytes), back to back.
+        var keyWire = ThriftWriter(reservingCapacity: 256)
+        var keyStart = [0]
+        for key in keys {
+            keyWire.writeString(key)
+            keyStart.append(keyWire.byteCount)
+        }
+        var overBudget: PluginError?
+        keyWire.withUnsafeBytes { keyBytes in
+            for r in rows.indices {
+                let rowStart = writer.byteCount
+                writer.writeMapBegin(key: .string, value: .string, count: 0)
+                var entries: Int32 = 0
+                rows[r].cells.withUnsafeBufferPointer { cells in
+                    // Cells are read in place through the pointer: no copy of the existential
+                    // (and retain of its string) per cell.
+                    guard let base = cells.baseAddress else { return }
+                    for position in 0..<cells.count {
+                        let cell = UnsafeRawPointer(base + position)
+                        let column = cell.assumingMemoryBound(to: String.self)
+                        let value = (cell + cellValueOffset).assumingMemoryBound(to: (any ColumnValue).self)
+                        let i: Int
+                        if position < names.count, names[position] == column.pointee {
+                            i = position
+                        } else if let j = index[column.pointee] {
+                            i = j
+                        } else {
+                            continue  // not a column: the core would ignore it
+                        }
+                        guard used[i] else { continue }
+                        let entryStart = writer.byteCount
+                        writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: keyBytes[keyStart[i]..<keyStart[i &+ 1]]))
+                        if value.pointee.writeColumnText(to: &writer) {
+                            entries &+= 1
+                        } else {
+                            writer.truncate(to: entryStart)  // NULL: the key goes too
+                        }
+                    }
                 }
-                guard used[i], let text = cell.value.columnText else { continue }
-                bytes += keys[i].byteCount + text.byteCount + 8
-                cells.append((i, text))
-            }
-            bytes += 8
-            if bytes > maxBytes {
-                throw PluginError(
-                    "table \(table): result exceeds budget (more than \(maxBytes) bytes after \(r) rows): "
-                        + "select fewer columns or add a WHERE")
-            }
-            writer.writeMapBegin(key: .string, value: .string, count: cells.count)
-            for c in cells.indices {
-                writer.writeString(keys[cells[c].key])
-                writer.writeString(cells[c].text)
-            }
-            // Rows of a table are alike: size the buffer once from the first, plus a margin.
-            // Never more than the budget allows (or 256 MiB without one).
-            if r == 0 {
-                let (estimate, overflow) = writer.byteCount.multipliedReportingOverflow(by: rows.count)
-                let cap = min(maxBytes, 1 << 28)
-                writer.reserveCapacity(overflow ? cap : min(estimate / 8 * 9 + 64, cap))
+                writer.patchI32(entries, at: rowStart &+ 2)
+                // The same count as before: keys, values and 8 per entry, 8 per row.
+                bytes &+= writer.byteCount &- rowStart &+ 2
+                if bytes > maxBytes {
+                    overBudget = PluginError(
+                        "table \(table): result exceeds budget (more than \(maxBytes) bytes after \(r) rows): "
+                            + "select fewer columns or add a WHERE")
+                    return
+                }
+                // Rows of a table are alike: size the buffer once from the first, plus a margin.
+                // Never more than the budget allows (or 256 MiB without one).
+                if r == 0 {
+                    let (estimate, overflow) = writer.byteCount.multipliedReportingOverflow(by: rows.count)
+                    let cap = min(maxBytes, 1 << 28)
+                    writer.reserveCapacity(overflow ? cap : min(estimate / 8 * 9 + 64, cap))
+                }
             }
         }
-        return EncodedRows(count: rows.count, bytes: writer.bytes)
+        if let overBudget { throw overBudget }
+        return EncodedRows(count: rows.count, encoded: writer.finish())
     }
 }
+
+/// Where a cell's value sits in a `(column: String, value: any ColumnValue)` tuple: after the
+/// string, at the existential's alignment (tuples are laid out in order, like structs).
+private let cellValueOffset: Int = {
+    let align = MemoryLayout<any ColumnValue>.alignment
+    return (MemoryLayout<String>.size + align - 1) / align * align
+}()
 
 /// Runs `body` in its own task; after `deadline` the task is cancelled and a clear error returned
 /// at once, even if `body` ignores cancellation.

@@ -60,4 +60,26 @@ import ThriftCodec
         try compare(rows, limits: TableLimits(maxBytes: 0))
         try compare(rows, limits: TableLimits(maxRows: 50, maxBytes: nil))
     }
+
+    /// Every value type writes exactly its `columnText` (or nothing, for NULL).
+    @Test func eachValueWritesItsColumnText() throws {
+        let values: [any ColumnValue] = [
+            "", "text", "ünïcödé and a longer string than fits inline", Substring("sub"), ThriftString(bytes: [0xff, 0x00]),
+            0, 1, -1, Int.max, Int.min, Int8.min, Int8.max, Int16.min, Int32.min, Int32.max, Int64.min, Int64.max,
+            UInt.max, UInt8.max, UInt16.max, UInt32.max, UInt64.max, UInt64(Int64.max) + 1, UInt64(10_000_000_000_000_000_000),
+            0.0, -0.0, 0.5, 1e300, -2.5e-10, Double.nan, Double.infinity, Float(1.25), Float.nan,
+            true, false, [UInt8](), [UInt8]([1, 2, 3]), Int?.none, Int?.some(42), String?.some("opt"),
+        ]
+        for value in values {
+            var w = ThriftWriter()
+            let wrote = value.writeColumnText(to: &w)
+            if let text = value.columnText {
+                #expect(wrote, "\(value)")
+                let back = try ThriftReader.read(w.bytes) { r in try r.readString() }
+                #expect(back == text, "\(value): \(back) vs \(text)")
+            } else {
+                #expect(!wrote && w.byteCount == 0, "\(value) is NULL but wrote \(w.byteCount) bytes")
+            }
+        }
+    }
 }
