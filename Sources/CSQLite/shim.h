@@ -53,4 +53,10 @@ static inline int osq_vtab_config_innocuous(sqlite3 *db) {
     return sqlite3_vtab_config(db, SQLITE_VTAB_INNOCUOUS);
 }
 
+/* Turns off SQLite's memory statistics, which take a global mutex on every allocation (one per
+   text cell a virtual table returns). Only works before SQLite initializes; a no-op after. */
+static inline int osq_sqlite_disable_memstatus(void) {
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 #endif

@@ -191,6 +191,7 @@ final class Connection: @unchecked Sendable {
 
     static func open(_ path: String) -> Result<Connection, OpenError> {
         var handle: OpaquePointer?
+        Database.configureSQLite()
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK, let handle else {

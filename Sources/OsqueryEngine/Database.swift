@@ -92,6 +92,18 @@ public struct QueryColumn: Sendable, Equatable {
     }
 }
 
+extension Database {
+    /// Process-wide SQLite settings, applied once before the first connection opens (SQLite
+    /// takes them only before it initializes): no memory statistics, which nothing reads and
+    /// which cost a global mutex per allocation. Every opener of a SQLite handle calls this.
+    public static func configureSQLite() { _ = sqliteConfigured }
+}
+
+private let sqliteConfigured: Bool = {
+    _ = osq_sqlite_disable_memstatus()
+    return true
+}()
+
 /// One SQLite connection with every registered table attached as an
 /// eponymous virtual table. Not thread-safe: use it from one thread (the
 /// extension manager will give it a dedicated query thread).
@@ -108,6 +120,7 @@ public final class Database {
     /// Open an in-memory database and attach the registry's tables
     /// (honouring `--disable_tables` / `--enable_tables`).
     public init(registry: PluginRegistry = .shared, flags: Flags = .shared) throws(EngineError) {
+        Database.configureSQLite()
         var db: OpaquePointer?
         let rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK, let db else {

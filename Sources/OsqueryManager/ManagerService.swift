@@ -368,6 +368,10 @@ struct QueryRowsEncoder: ~Copyable {
     var count = 0
     /// Per key of the current statement: its name and the column whose value it takes.
     var keys: [(name: ThriftString, column: Int)] = []
+    /// The keys' wire bytes (length and text), back to back; key `k` is
+    /// `keyWire[keyWireStart[k]..<keyWireStart[k + 1]]`.
+    var keyWire: [UInt8] = []
+    var keyWireStart: [Int] = [0]
 
     init(nullValue: ThriftString) { self.nullValue = nullValue }
 
@@ -377,41 +381,44 @@ struct QueryRowsEncoder: ~Copyable {
             let key = ThriftString(name)
             if let i = keys.firstIndex(where: { $0.name == key }) { keys[i].column = c } else { keys.append((key, c)) }
         }
+        // The keys as they go on the wire, written once per statement instead of once per row.
+        var wire = ThriftWriter(reservingCapacity: 256)
+        keyWireStart = [0]
+        for key in keys {
+            wire.writeString(key.name)
+            keyWireStart.append(wire.byteCount)
+        }
+        keyWire = wire.bytes
     }
 
     mutating func add(_ row: StatementRow) {
         writer.writeMapBegin(key: .string, value: .string, count: keys.count)
         for k in keys.indices {
-            writer.writeString(keys[k].name)
+            keyWire.withUnsafeBytes { wire in
+                writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: wire[keyWireStart[k]..<keyWireStart[k &+ 1]]))
+            }
             switch row.cell(keys[k].column) {
             case .null: writer.writeString(nullValue)
-            case .integer(let v): writeDecimal(v)
-            case .double(let d): writer.writeString(SQLValue.osqueryDouble(d))
+            case .integer(let v): writer.writeDecimalString(v)
+            case .double(let d): writeDouble(d)
             case .text(let bytes), .blob(let bytes): writer.writeString(bytes: bytes)
             }
         }
         count &+= 1
     }
 
-    /// `String(v)` without building a String.
-    mutating func writeDecimal(_ v: Int64) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
-            var magnitude = v.magnitude
-            var at = 20
-            repeat {
-                at &-= 1
-                buffer[at] = UInt8(truncatingIfNeeded: magnitude % 10) &+ UInt8(ascii: "0")
-                magnitude /= 10
-            } while magnitude != 0
-            if v < 0 {
-                at &-= 1
-                buffer[at] = UInt8(ascii: "-")
-            }
-            writer.writeString(bytes: UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[at..<20]))
+    /// osquery's text for a double, written without a String when it can be.
+    mutating func writeDouble(_ d: Double) {
+        let written: Bool = withUnsafeTemporaryAllocation(byteCount: SQLValue.osqueryDoubleBufferSize, alignment: 1) {
+            buffer in
+            guard let n = SQLValue.writeOsqueryDouble(d, into: buffer) else { return false }
+            writer.writeString(bytes: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            return true
         }
+        if !written { writer.writeString(SQLValue.osqueryDouble(d)) }
     }
 
     consuming func finish() -> EncodedRows {
-        EncodedRows(count: count, bytes: writer.bytes)
+        EncodedRows(count: count, encoded: writer.finish())
     }
 }

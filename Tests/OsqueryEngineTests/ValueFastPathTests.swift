@@ -53,11 +53,30 @@ import Testing
             values.append(Double(Int.random(in: -1_000_000_000...1_000_000_000)) / 1000)
             values.append(Double.random(in: -1e-3...1e-3))
         }
+        // Decimals of up to 17 significant digits at every scale the buffer path takes, and
+        // the edges of its range.
+        for _ in 0..<20_000 {
+            let m = Double(UInt64.random(in: 0...999_999_999_999_999_99) >> UInt64.random(in: 0...56))
+            values.append((Bool.random() ? 1 : -1) * m / SQLValue.exactPowersOfTen[Int.random(in: 0...17)])
+        }
+        values += [1e-4.nextDown, 1e-4.nextUp, 1e15.nextDown, 999999999999999.5, 99999999999999.95, 0.00009999999999999999]
+        var fastHits = 0
         for d in values where d.isFinite {
             var expected = SQLValue.printfDouble15g(d)
             if !expected.contains(".") { expected += ".0" }
             #expect(SQLValue.osqueryDouble(d) == expected, "\(d)")
+            let viaBuffer: String? = withUnsafeTemporaryAllocation(byteCount: SQLValue.osqueryDoubleBufferSize, alignment: 1) {
+                buffer in
+                SQLValue.writeOsqueryDouble(d, into: buffer).map {
+                    String(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<$0]), as: UTF8.self)
+                }
+            }
+            if let viaBuffer {
+                fastHits += 1
+                #expect(viaBuffer == expected, "\(d) through the buffer")
+            }
         }
+        #expect(fastHits > 40_000)  // the fast path is taken where tables need it
         #expect(SQLValue.osqueryDouble(.infinity) == SQLValue.printfDouble15g(.infinity) + ".0")
     }
 
