@@ -254,6 +254,8 @@ public final class Extension: Sendable {
     func reregisterIfRunning() async throws {
         let (core, logger, running) = state.withLock { ($0.core, $0.logger, $0.running) }
         guard running, let core else { return }
+        router.registrationEpoch.add(1, ordering: .sequentiallyConsistent)
+        defer { router.registrationEpoch.add(1, ordering: .sequentiallyConsistent) }
         let old = uuid
         if old != 0 { _ = try? await core.deregisterExtension(uuid: old, timeout: .seconds(5)) }
         try await registerAndListen(core: core, logger: logger)
@@ -322,10 +324,14 @@ public final class Extension: Sendable {
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
             do {
+                let epoch = router.registrationEpoch.load(ordering: .sequentiallyConsistent)
                 let list = try await watcher.extensions()
                 strikes = 0
                 let me = uuid
                 if list[me]?.name == name { continue }
+                // Our own re-registration (plugins added or removed) was under way: look again
+                // next time rather than take the gap for a deregistration.
+                if epoch % 2 == 1 || router.registrationEpoch.load(ordering: .sequentiallyConsistent) != epoch { continue }
                 logger.warning("the core no longer lists \(name) (uuid \(me))")
                 if options.supervised {
                     await reconnect(logger: logger)
@@ -460,6 +466,9 @@ final class Router: ExtensionHandler, Sendable {
     let order: Mutex<[any ExtensionPlugin]>
     let uuid = Atomic<Int64>(0)
     let draining = Atomic<Bool>(false)
+    /// Bumped when a re-registration starts and when it ends (odd: one is under way), so the
+    /// liveness check can tell "deregistered by the core" from "re-registering ourselves".
+    let registrationEpoch = Atomic<Int>(0)
     let inFlight = Atomic<Int>(0)
     let hooks = Mutex<(core: OsqueryClient?, onShutdown: (@Sendable () -> Void)?)>((nil, nil))
 
