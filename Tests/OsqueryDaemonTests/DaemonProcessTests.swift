@@ -211,7 +211,15 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let settled = await waitUntil(20) { replay(Daemond.lines(dir), name: "files") == expected }
         await Daemond.stop(daemon)
         let lines = Daemond.lines(dir)
-        #expect(settled, "replayed \(replay(lines, name: "files").count) rows, expected \(expected.count)")
+        // On failure, say which rows differ and what the daemons said.
+        let got = replay(lines, name: "files")
+        let stderr = ((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "").suffix(3000)
+        #expect(
+            settled,
+            """
+            replayed \(got.count) rows, expected \(expected.count); missing \(Set(expected.keys).subtracting(got.keys).sorted()), \
+            extra \(Set(got.keys).subtracting(expected.keys).sorted()); stderr: \(stderr)
+            """)
         // No line appears twice.
         let raw = try String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8).split(separator: "\n")
         #expect(Set(raw).count == raw.count)
