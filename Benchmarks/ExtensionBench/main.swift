@@ -156,6 +156,10 @@ try await measure("Swift SDK  wire  (generate call)", { try await wire(ext.uuid,
 try await measure("PyPI osquery wire (generate call)", { try await wire(pyUUID, "py_bench_rows") })
 try await measure("Swift SDK  query (select *)", { try await query("swift_bench_rows") })
 try await measure("PyPI osquery query (select *)", { try await query("py_bench_rows") })
+// Where the query's time goes: without the reply to the client, and the client's decode alone.
+try await measure("Swift SDK  query (count(*))", {
+    Int(try await client.queryRows("select count(*) as n from swift_bench_rows").first?["n"]?.string ?? "0") ?? 0
+})
 
 // Stop the Python extension, then leave without a graceful drain: the figures are printed.
 kill(py.processIdentifier, SIGKILL)
