@@ -37,75 +37,113 @@ extension TablePlugin {
 }
 
 /// Rows of one table, stored flat (row-major) so appending a row allocates
-/// nothing beyond the values themselves.
+/// nothing beyond the values themselves. Rows an extension sent may instead stay
+/// as their text in its reply (``TextCells``) until SQLite reads them.
 public struct TableRows: Sendable {
     public let columnCount: Int
-    public private(set) var values: [SQLValue]
+    private var storage: [SQLValue]
+    /// Rows still in their wire text (an extension's reply); nil for rows built from values.
+    public private(set) var textCells: TextCells?
     /// Optional explicit rowids (one per row) for writable tables.
     public var rowids: [Int64]?
-    private var pending = 0
 
     public init(columnCount: Int, reservingRows rows: Int = 0) {
         self.columnCount = columnCount
-        self.values = []
-        if rows > 0 { values.reserveCapacity(rows * columnCount) }
+        self.storage = []
+        if rows > 0 { storage.reserveCapacity(rows * columnCount) }
     }
 
     public init(schema: TableSchema, reservingRows rows: Int = 0) {
         self.init(columnCount: schema.columns.count, reservingRows: rows)
     }
 
-    public var count: Int { columnCount == 0 ? 0 : values.count / columnCount }
+    /// Rows that stay as text until read.
+    public init(textCells: TextCells, rowids: [Int64]? = nil) {
+        self.columnCount = textCells.columnCount
+        self.storage = []
+        self.textCells = textCells
+        self.rowids = rowids
+    }
+
+    /// Every value, row after row (rows kept as text are converted here).
+    public var values: [SQLValue] {
+        guard let textCells else { return storage }
+        var out: [SQLValue] = []
+        out.reserveCapacity(textCells.rowCount * columnCount)
+        for r in 0..<textCells.rowCount {
+            for c in 0..<columnCount { out.append(textCells.value(row: r, column: c)) }
+        }
+        return out
+    }
+
+    public var count: Int {
+        if let textCells { return textCells.rowCount }
+        return columnCount == 0 ? 0 : storage.count / columnCount
+    }
+
+    /// Rows kept as text become values before they are changed.
+    private mutating func decodeText() {
+        guard textCells != nil else { return }
+        storage = values
+        textCells = nil
+    }
 
     /// Makes room for `rows` more rows.
     public mutating func reserveRows(_ rows: Int) {
-        if rows > 0 { values.reserveCapacity(values.count + rows * columnCount) }
+        decodeText()
+        if rows > 0 { storage.reserveCapacity(storage.count + rows * columnCount) }
     }
 
     /// Append the next value of the current row (columns in schema order).
     public mutating func append(_ value: SQLValue) {
-        values.append(value)
+        decodeText()
+        storage.append(value)
     }
 
-    public mutating func append(_ value: String) { values.append(.text(value)) }
-    public mutating func append(_ value: Int64) { values.append(.integer(value)) }
-    public mutating func append(_ value: Int) { values.append(.integer(Int64(value))) }
+    public mutating func append(_ value: String) { append(.text(value)) }
+    public mutating func append(_ value: Int64) { append(.integer(value)) }
+    public mutating func append(_ value: Int) { append(.integer(Int64(value))) }
 
     /// Append all rows of another result with the same columns.
     public mutating func append(contentsOf other: TableRows) {
         precondition(other.columnCount == columnCount)
-        values.append(contentsOf: other.values)
+        decodeText()
+        storage.append(contentsOf: other.values)
     }
 
     /// Append a whole row, in schema order.
     public mutating func appendRow(_ row: [SQLValue]) {
         precondition(row.count == columnCount, "row has \(row.count) values, table has \(columnCount) columns")
-        values.append(contentsOf: row)
+        decodeText()
+        storage.append(contentsOf: row)
     }
 
     /// Append a row given by column name; missing columns are NULL, unknown keys ignored.
     public mutating func appendRow(_ row: [String: SQLValue], schema: TableSchema) {
+        decodeText()
         for column in schema.columns {
-            values.append(row[column.name] ?? .null)
+            storage.append(row[column.name] ?? .null)
         }
     }
 
     /// Append a row of strings (extension-style), converted per column type.
     public mutating func appendRow(strings row: [String: String], schema: TableSchema) {
+        decodeText()
         for column in schema.columns {
             if let s = row[column.name] {
-                values.append(SQLValue.converting(s, to: column.type))
+                storage.append(SQLValue.converting(s, to: column.type))
             } else {
-                values.append(.null)
+                storage.append(.null)
             }
         }
     }
 
     /// Checks that every row is complete (for tests and debug builds).
-    public var isWellFormed: Bool { columnCount == 0 || values.count % columnCount == 0 }
+    public var isWellFormed: Bool { textCells != nil || columnCount == 0 || storage.count % columnCount == 0 }
 
     public subscript(row: Int, column: Int) -> SQLValue {
-        values[row * columnCount + column]
+        if let textCells { return textCells.value(row: row, column: column) }
+        return storage[row * columnCount + column]
     }
 }
 

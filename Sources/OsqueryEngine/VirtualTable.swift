@@ -53,13 +53,20 @@ final class TableModule: @unchecked Sendable {
 
 /// The rows of one xFilter call and the cursor position.
 final class CursorState {
-    var rows: TableRows
+    var rows: TableRows {
+        didSet { text = rows.textCells }
+    }
+    /// `rows.textCells`, looked up once per xFilter rather than once per cell.
+    var text: TextCells?
     var index = 0
     /// Per virtual column: source column and declared type (copied at xFilter
     /// so xColumn does no lookups).
     var sources: [Int] = []
     var types: [ColumnType] = []
-    init(rows: TableRows) { self.rows = rows }
+    init(rows: TableRows) {
+        self.rows = rows
+        self.text = rows.textCells
+    }
 }
 
 /// One constraint of a chosen plan, as encoded in idxStr.
@@ -364,7 +371,11 @@ private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
             sqlite3_result_null(ctx)
             return
         }
-        setResult(ctx, state.rows[state.index, source], type: state.types[c])
+        if let text = state.text {
+            text.setResult(ctx, row: state.index, column: source, declared: state.types[c])
+        } else {
+            setResult(ctx, state.rows[state.index, source], type: state.types[c])
+        }
     }
     return SQLITE_OK
 }

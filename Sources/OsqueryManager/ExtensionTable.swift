@@ -45,7 +45,10 @@ public final class ExtensionTable: TablePlugin {
         guard status.isSuccess else {
             throw EngineError(code: SQLITE_ERROR, message: status.message.lossyString)
         }
-        return try converter.finish()
+        // The rows stay in the reply until SQLite reads them.
+        let (owner, bytes) = reply.pinnedBytes()
+        guard let base = bytes.baseAddress else { return TableRows(schema: schema) }
+        return try converter.finish(owner: owner, base: base)
     }
 
     /// Converts an extension's rows as osquery does: a missing key is NULL, an
@@ -173,21 +176,24 @@ public final class ExtensionTable: TablePlugin {
     }
 }
 
-/// Turns an extension's rows into typed values while they are read off the wire, with the
-/// rules of ``ExtensionTable/rows(from:schema:columnKeys:)`` (which it must match value for
-/// value): no string is built for a key, none for a number, and no array per row.
+/// Reads an extension's rows off the wire into ``TextCells``: where each column's value is in
+/// the reply, converted when SQLite reads it, with the rules of
+/// ``ExtensionTable/rows(from:schema:columnKeys:)`` (which it must match value for value): no
+/// string is built for a key or a value, and no array per row.
 struct RowConverter: ResponseRowsReader {
     let schema: TableSchema
     let types: [ColumnType]
     /// Column names' bytes, back to back; key `c` is `keyBytes[keyStart[c]..<keyStart[c + 1]]`.
     let keyBytes: [UInt8]
     let keyStart: [Int]
-    var out: TableRows
+    /// Per row, per column: ``TextCells/cell(offset:length:)`` or ``TextCells/missing``.
+    var cells: [UInt64] = []
     var rowids: [Int64]?
     /// Per column: the position its key had in the last row that had it.
     var guess: [Int]
-    /// The current row's entries as (key, value) buffers into the reply; reused row after row.
-    var entries: [(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)] = []
+    /// The current row's entries: the key's bytes, the value's bytes and the value's offset in
+    /// the reply; reused row after row.
+    var entries: [(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, offset: Int)] = []
     var rowCount = 0
     var failure: EngineError?
 
@@ -202,12 +208,11 @@ struct RowConverter: ResponseRowsReader {
         }
         self.keyBytes = bytes
         self.keyStart = starts
-        self.out = TableRows(schema: schema)
         self.guess = [Int](repeating: 0, count: columnKeys.count)
     }
 
     mutating func discardRows() {
-        out = TableRows(schema: schema)
+        cells.removeAll()
         rowids = nil
         rowCount = 0
         failure = nil
@@ -220,7 +225,7 @@ struct RowConverter: ResponseRowsReader {
         }
         try r.enter()
         defer { r.leave() }
-        out.reserveRows(header.count)
+        cells.reserveCapacity(cells.count + header.count * types.count)
         let keyBytes = self.keyBytes
         var thrown: ThriftError?
         keyBytes.withUnsafeBytes { keys in
@@ -243,22 +248,19 @@ struct RowConverter: ResponseRowsReader {
             entries.removeAll(keepingCapacity: true)
             for _ in 0..<map.count {
                 let k = try r.readStringBytes()
-                entries.append((k, try r.readStringBytes()))
+                let v = try r.readStringBytes()
+                entries.append((k, v, r.offset &- v.count))
             }
             for c in 0..<columnCount {
                 let key = UnsafeRawBufferPointer(rebasing: keys[keyStart[c]..<keyStart[c &+ 1]])
-                var value: UnsafeRawBufferPointer?
                 let g = guess[c]
                 if g < entries.count, Self.same(entries[g].key, key) {
-                    value = entries[g].value
+                    cells.append(TextCells.cell(offset: entries[g].offset, length: entries[g].value.count))
                 } else if let i = entries.lastIndex(where: { Self.same($0.key, key) }) {
                     guess[c] = i
-                    value = entries[i].value
-                }
-                if let value {
-                    out.append(SQLValue.converting(utf8: value, to: types[c]))
+                    cells.append(TextCells.cell(offset: entries[i].offset, length: entries[i].value.count))
                 } else {
-                    out.append(.null)
+                    cells.append(TextCells.missing)
                 }
             }
             readRowid()
@@ -288,15 +290,27 @@ struct RowConverter: ResponseRowsReader {
         }
     }
 
+    /// Byte equality of two short keys (column names), without a call for the usual ones.
     @inline(__always)
     static func same(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+        let n = a.count
+        guard n == b.count else { return false }
+        if n == 0 { return true }
+        if n <= 8 {
+            var i = 0
+            while i < n {
+                if a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) { return false }
+                i &+= 1
+            }
+            return true
+        }
+        return memcmp(a.baseAddress!, b.baseAddress!, n) == 0
     }
 
-    /// The rows, or the first bad rowid's error.
-    consuming func finish() throws(EngineError) -> TableRows {
+    /// The rows, kept as text in the reply read (whose memory starts at `base` and stays valid
+    /// while `owner` lives), or the first bad rowid's error.
+    consuming func finish(owner: any AnyObject & Sendable, base: UnsafeRawPointer) throws(EngineError) -> TableRows {
         if let failure { throw failure }
-        out.rowids = rowids
-        return out
+        return TableRows(textCells: TextCells(owner: owner, base: base, types: types, cells: cells), rowids: rowids)
     }
 }

@@ -26,6 +26,17 @@ public struct RawReply: Sendable {
     /// The reply's size in bytes, header included.
     public var byteCount: Int { frame.readableBytes }
 
+    /// The reply's bytes (those ``decodeResponse(rows:)`` reads, at the same offsets) and an
+    /// owner that keeps them where they are while it lives: rows can point into the reply
+    /// instead of being copied out of it.
+    public func pinnedBytes() -> (owner: any AnyObject & Sendable, bytes: UnsafeRawBufferPointer) {
+        let pin = PinnedFrame(frame)
+        // The frame is never written again (the pin holds an immutable copy of the ByteBuffer),
+        // and NIO moves a buffer's storage only to write to it, so the address stays valid.
+        let bytes = pin.frame.withUnsafeReadableBytes { $0 }
+        return (pin, bytes)
+    }
+
     /// Decodes the whole reply, as ``RPCClient/invoke(_:timeout:)`` does.
     public func decode() throws(RPCClientError) -> ExtensionReply {
         let (method, limits, bodyStart) = (self.method, self.limits, self.bodyStart)
@@ -112,4 +123,10 @@ extension ExtensionServiceClient {
     ) async throws(RPCClientError) -> RawReply {
         try await rpc.invokeRaw(.call(registry: registry, item: item, request: request), timeout: timeout)
     }
+}
+
+/// Keeps a reply's bytes alive (see ``RawReply/pinnedBytes()``).
+final class PinnedFrame: Sendable {
+    let frame: ByteBuffer
+    init(_ frame: ByteBuffer) { self.frame = frame }
 }

@@ -294,6 +294,9 @@ public final class ThriftBytes: @unchecked Sendable, Hashable {
         try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
+    /// Where the bytes start; valid as long as this object lives (the memory never moves).
+    public var unsafeBaseAddress: UnsafeRawPointer { UnsafeRawPointer(base) }
+
     /// The bytes as an array (a copy).
     public var array: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
 

@@ -203,6 +203,11 @@ func attach(_ core: TestCore, name: ThriftString = "t1", table: ThriftString = "
         let joined = try await core.client.query(
             "select t.a from t1_tbl t join (select 'y' as v union select 'x') j on t.a = j.v where t.n in (16, 8) order by t.a")
         #expect(joined.response == [["a": "x"]])
+        // Values SQLite keeps past the row (an aggregate's best so far, a sort) outlive each scan
+        // of the extension's reply, here re-scanned once per outer row.
+        let kept = try await core.client.query(
+            "select max(t.a) as m, count(*) as c, sum(t.n) as s, group_concat(t.big) as g from (select 1 union select 2) o, t1_tbl t")
+        #expect(kept.response == [["m": ThriftString(bytes: [0xFF, 0x41]), "c": "8", "s": "48", "g": "9223372036854775807,9223372036854775807"]])
         #expect(core.registry.table(named: "t1_tbl") != nil)
         let info = try await core.client.query("select name, type from pragma_table_info('t1_tbl')")
         #expect(info.response == [

@@ -20,8 +20,10 @@ import ThriftCodec
         w.writeStringMapList(rows)
         let bytes = w.bytes
         var converter = RowConverter(schema: schema, columnKeys: keys)
-        try ThriftReader.read(bytes) { r in try converter.readRows(from: &r) }
-        let fast = Result { () throws(EngineError) in try converter.finish() }
+        // The converted rows point into the bytes read: keep them (pinned) and drop the array.
+        let pinned = ThriftBytes(bytes)
+        try read(pinned) { r in try converter.readRows(from: &r) }
+        let fast = Result { () throws(EngineError) in try converter.finish(owner: pinned, base: pinned.unsafeBaseAddress) }
         let slow: Result<TableRows, EngineError>
         do {
             slow = .success(try ExtensionTable.rows(from: rows, schema: schema, columnKeys: keys))
@@ -29,6 +31,14 @@ import ThriftCodec
             slow = .failure(error)
         }
         return (fast, slow)
+    }
+
+    /// Reads `bytes` in place, as the core reads a reply it keeps.
+    func read(_ bytes: ThriftBytes, _ body: (inout ThriftReader) throws -> Void) throws {
+        try bytes.withUnsafeBytes { raw in
+            var r = ThriftReader(raw)
+            try body(&r)
+        }
     }
 
     func expectSame(_ rows: [StringMap], sourceLocation: SourceLocation = #_sourceLocation) throws {
@@ -104,7 +114,8 @@ import ThriftCodec
         w.writeFieldStop()
         let body = w.bytes
         var converter = RowConverter(schema: schema, columnKeys: schema.columns.map { ThriftString($0.name) })
-        try ThriftReader.read(body) { r in
+        let pinned = ThriftBytes(body)
+        try read(pinned) { r in
             try r.enter()
             while let f = try r.readFieldBegin() {
                 #expect(f.id == 0)
@@ -121,7 +132,7 @@ import ThriftCodec
             }
             r.leave()
         }
-        let rows = try converter.finish()
+        let rows = try converter.finish(owner: pinned, base: pinned.unsafeBaseAddress)
         #expect(rows.count == 1)
         #expect(rows[0, 0] == .text("new"))
     }
