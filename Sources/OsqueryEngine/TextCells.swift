@@ -13,7 +13,8 @@ public final class TextCells: @unchecked Sendable {
     let types: [ColumnType]
     let owner: any AnyObject & Sendable
     let base: UnsafeRawPointer
-    let cells: [UInt64]
+    /// The cells, in memory this object owns (see ``view``).
+    let cells: UnsafeMutableBufferPointer<UInt64>
 
     /// A cell whose key the row did not have (NULL).
     public static let missing = UInt64.max
@@ -33,7 +34,44 @@ public final class TextCells: @unchecked Sendable {
         self.types = types
         self.columnCount = types.count
         self.rowCount = types.isEmpty ? 0 : cells.count / types.count
-        self.cells = cells
+        let owned = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(cells.count, 1))
+        _ = owned.initialize(fromContentsOf: cells)
+        self.cells = UnsafeMutableBufferPointer(rebasing: owned[0..<cells.count])
+        self.typesView = .allocate(capacity: max(types.count, 1))
+        _ = typesView.initialize(fromContentsOf: types)
+    }
+
+    deinit {
+        cells.deallocate()
+        typesView.deallocate()
+    }
+
+    /// The column types, in memory this object owns.
+    private let typesView: UnsafeMutableBufferPointer<ColumnType>
+
+    /// Plain pointers into this object's memory for per-cell work (SQLite's xColumn): valid
+    /// while the object lives, and reading through them moves no reference count.
+    struct View {
+        let base: UnsafeRawPointer
+        let cells: UnsafeMutablePointer<UInt64>
+        let types: UnsafeMutablePointer<ColumnType>
+        let columnCount: Int
+
+        @inline(__always)
+        func setResult(_ ctx: OpaquePointer?, row: Int, column: Int, declared: ColumnType) {
+            let cell = cells[row &* columnCount &+ column]
+            guard cell != TextCells.missing else {
+                sqlite3_result_null(ctx)
+                return
+            }
+            let bytes = UnsafeRawBufferPointer(start: base + Int(cell >> 32), count: Int(cell & 0xFFFF_FFFF))
+            TextCells.setResult(ctx, bytes, type: types[column], declared: declared)
+        }
+    }
+
+    var view: View {
+        View(base: base, cells: cells.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!,
+             types: typesView.baseAddress!, columnCount: columnCount)
     }
 
     /// The bytes of a cell, nil when it is NULL.
@@ -50,25 +88,19 @@ public final class TextCells: @unchecked Sendable {
         return SQLValue.converting(utf8: bytes, to: types[column])
     }
 
-    /// Hands a cell to SQLite as `declared` (the virtual column's type): text straight from the
-    /// reply (SQLite copies it), numbers parsed from their bytes.
-    func setResult(_ ctx: OpaquePointer?, row: Int, column: Int, declared: ColumnType) {
-        guard let bytes = bytes(row: row, column: column) else {
-            sqlite3_result_null(ctx)
-            return
-        }
-        switch types[column] {
-        case .text, .unknown:
+    /// Hands a cell's bytes to SQLite as `declared` (the virtual column's type): text straight
+    /// from the reply (SQLite copies it), numbers parsed from their bytes.
+    @inline(__always)
+    static func setResult(_ ctx: OpaquePointer?, _ bytes: UnsafeRawBufferPointer, type: ColumnType, declared: ColumnType) {
+        if (type == .text || type == .unknown) && !declared.isNumeric && declared != .blob {
             // Valid UTF-8 or not, a text column's value is exactly these bytes.
-            if declared.isNumeric || declared == .blob {
-                OsqueryEngine.setResult(ctx, SQLValue.converting(utf8: bytes, to: types[column]), type: declared)
-            } else if let start = bytes.baseAddress, bytes.count > 0 {
+            if let start = bytes.baseAddress, bytes.count > 0 {
                 sqlite3_result_text(ctx, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), osq_sqlite_transient())
             } else {
                 sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
             }
-        default:
-            OsqueryEngine.setResult(ctx, SQLValue.converting(utf8: bytes, to: types[column]), type: declared)
+        } else {
+            OsqueryEngine.setResult(ctx, SQLValue.converting(utf8: bytes, to: type), type: declared)
         }
     }
 }

@@ -52,20 +52,43 @@ final class TableModule: @unchecked Sendable {
 }
 
 /// The rows of one xFilter call and the cursor position.
+///
+/// xNext, xEof and xColumn run once per row or per cell, so everything they read is a plain
+/// value or an unretained pointer here: no reference count moves per cell.
 final class CursorState {
     var rows: TableRows {
-        didSet { text = rows.textCells }
+        didSet { bindRows() }
     }
-    /// `rows.textCells`, looked up once per xFilter rather than once per cell.
-    var text: TextCells?
     var index = 0
-    /// Per virtual column: source column and declared type (copied at xFilter
-    /// so xColumn does no lookups).
-    var sources: [Int] = []
-    var types: [ColumnType] = []
+    /// `rows.count`, kept for xEof.
+    private(set) var rowCount = 0
+    /// `rows.textCells` (kept alive here) and a view of its cells.
+    private var text: TextCells?
+    private(set) var textView: TextCells.View?
+    /// Per virtual column: source column and declared type (set at the first xFilter so xColumn
+    /// does no lookups), in memory this object owns.
+    private(set) var columns = UnsafeMutableBufferPointer<(source: Int, type: ColumnType)>(start: nil, count: 0)
+
     init(rows: TableRows) {
         self.rows = rows
-        self.text = rows.textCells
+        bindRows()
+    }
+
+    deinit { columns.deallocate() }
+
+    private func bindRows() {
+        rowCount = rows.count
+        text = rows.textCells
+        textView = text?.view
+    }
+
+    var hasColumns: Bool { columns.baseAddress != nil }
+
+    func setColumns(sources: [Int], types: [ColumnType]) {
+        columns.deallocate()
+        columns = .allocate(capacity: max(sources.count, 1))
+        for i in sources.indices { (columns.baseAddress! + i).initialize(to: (sources[i], types[i])) }
+        columns = UnsafeMutableBufferPointer(rebasing: columns[0..<sources.count])
     }
 }
 
@@ -110,6 +133,13 @@ private func module(of vtab: UnsafeMutablePointer<sqlite3_vtab>) -> TableModule 
 private func cursorState(_ cursor: UnsafeMutablePointer<sqlite3_vtab_cursor>) -> CursorState {
     let owner = UnsafeMutableRawPointer(cursor).assumingMemoryBound(to: osq_vtab_cursor.self).pointee.owner!
     return Unmanaged<CursorState>.fromOpaque(owner).takeUnretainedValue()
+}
+
+/// The cursor's state borrowed for one call (the cursor holds it): no retain and release per row.
+@inline(__always)
+private func withCursorState<R>(_ cursor: UnsafeMutablePointer<sqlite3_vtab_cursor>, _ body: (CursorState) -> R) -> R {
+    let owner = UnsafeMutableRawPointer(cursor).assumingMemoryBound(to: osq_vtab_cursor.self).pointee.owner!
+    return Unmanaged<CursorState>.fromOpaque(owner)._withUnsafeGuaranteedRef(body)
 }
 
 private func setError(_ vtab: UnsafeMutablePointer<sqlite3_vtab>, _ message: String) {
@@ -330,9 +360,8 @@ private let xFilter: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
     do {
         state.rows = try module.plugin.generate(context)
         state.index = 0
-        if state.sources.isEmpty {
-            state.sources = module.sources
-            state.types = module.columns.map(\.type)
+        if !state.hasColumns {
+            state.setColumns(sources: module.sources, types: module.columns.map(\.type))
         }
     } catch let error as EngineError {
         setError(vtab, error.message)
@@ -346,36 +375,38 @@ private let xFilter: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
 
 private let xNext: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?) -> Int32 = { cursor in
     guard let cursor else { return SQLITE_ERROR }
-    cursorState(cursor).index += 1
+    withCursorState(cursor) { $0.index += 1 }
     return SQLITE_OK
 }
 
 private let xEof: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?) -> Int32 = { cursor in
     guard let cursor else { return 1 }
-    let state = cursorState(cursor)
-    return state.index >= state.rows.count ? 1 : 0
+    return withCursorState(cursor) { $0.index >= $0.rowCount ? 1 : 0 }
 }
 
 private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?, OpaquePointer?, Int32) -> Int32 = { cursor, ctx, col in
     guard let cursor else { return SQLITE_ERROR }
-    let owner = UnsafeMutableRawPointer(cursor).assumingMemoryBound(to: osq_vtab_cursor.self).pointee.owner!
-    // Called once per cell: borrow the cursor's state rather than retaining it each time.
-    Unmanaged<CursorState>.fromOpaque(owner)._withUnsafeGuaranteedRef { state in
+    withCursorState(cursor) { state in
         let c = Int(col)
-        guard c >= 0, c < state.sources.count else {
+        let columns = state.columns
+        guard c >= 0, c < columns.count else {
             sqlite3_result_null(ctx)
             return
         }
-        let source = state.sources[c]
+        let (source, type) = columns[c]
+        if let view = state.textView {
+            guard source < view.columnCount else {
+                sqlite3_result_null(ctx)
+                return
+            }
+            view.setResult(ctx, row: state.index, column: source, declared: type)
+            return
+        }
         guard source < state.rows.columnCount else {
             sqlite3_result_null(ctx)
             return
         }
-        if let text = state.text {
-            text.setResult(ctx, row: state.index, column: source, declared: state.types[c])
-        } else {
-            setResult(ctx, state.rows[state.index, source], type: state.types[c])
-        }
+        setResult(ctx, state.rows[state.index, source], type: type)
     }
     return SQLITE_OK
 }
