@@ -86,8 +86,10 @@ public enum SQLValue: Sendable, Hashable {
         while true {
             let t = a * exactPowersOfTen[k]
             if t >= 1e15 { return nil }
-            if t == t.rounded(.towardZero) {
-                m = UInt64(t)
+            // A whole number? (Through an integer: `rounded` is a library call here.)
+            let whole = UInt64(t)
+            if Double(whole) == t {
+                m = whole
                 break
             }
             k &+= 1

@@ -68,7 +68,12 @@ public struct MessageFramer: Sendable {
                 guard offset + 3 <= bytes.count else { return nil }
                 offset += 3
                 pending = type
-            case .list(let element, let remaining):
+            case .list(let element, var remaining):
+                if remaining > 0 && element == .map {
+                    // Rows: walk whole map<string,string>s in one loop; a row that is not
+                    // complete yet (or not of strings) takes the general path below.
+                    remaining = skipCompleteStringMaps(remaining, bytes)
+                }
                 if remaining == 0 {
                     stack.removeLast()
                     continue
@@ -145,6 +150,38 @@ public struct MessageFramer: Sendable {
             try push(.list(element: element, remaining: n))
         }
         return true
+    }
+
+    /// Consumes up to `count` whole `map<string,string>`s (a list's rows), stopping before the
+    /// first that is incomplete, of other types, or malformed, which the general path then
+    /// takes (and rejects with its error); returns how many are left. Nothing past the message
+    /// size limit is consumed here.
+    mutating func skipCompleteStringMaps(_ count: Int, _ bytes: UnsafeRawBufferPointer) -> Int {
+        var left = count
+        var at = offset
+        let end = min(bytes.count, limits.maxMessageSize)
+        let string = TType.string.rawValue
+        rows: while left > 0 {
+            guard end &- at >= 6 else { break }
+            let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: at &+ 2, as: Int32.self)))
+            guard n >= 0 else { break }
+            if n > 0 {
+                guard bytes[at] == string, bytes[at &+ 1] == string else { break }
+            }
+            var p = at &+ 6
+            var strings = n &* 2
+            while strings > 0 {
+                guard end &- p >= 4 else { break rows }
+                let length = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: p, as: Int32.self)))
+                guard length >= 0, end &- p &- 4 >= length else { break rows }
+                p &+= 4 &+ length
+                strings &-= 1
+            }
+            at = p
+            left &-= 1
+        }
+        offset = at
+        return left
     }
 
     /// Consumes up to `count` strings, as many as are complete; returns how many are left.

@@ -63,6 +63,49 @@ struct SplitMix: RandomNumberGenerator {
         }
     }
 
+    /// Rows (`list<map<string,string>>`) are walked by a fast path that must frame exactly as
+    /// the general one: split anywhere, with empty maps, maps of other types and a big value.
+    @Test func rowListsSplitAnywhereFrameTheSame() throws {
+        var w = ThriftWriter()
+        w.writeMessageBegin(MessageHeader(name: "query", type: .reply, sequenceID: 9))
+        w.writeFieldBegin(.list, id: 0)
+        w.writeListBegin(element: .map, count: 7)
+        w.writeStringMap(["a": "row1", "b": "1"])
+        w.writeMapBegin(key: .i32, value: .bool, count: 0)  // empty: its types do not matter
+        w.writeStringMap(["": ""])
+        w.writeMapBegin(key: .string, value: .i32, count: 2)  // not strings: the general path
+        w.writeString("x")
+        w.writeI32(1)
+        w.writeString("y")
+        w.writeI32(2)
+        w.writeStringMap(["big": ThriftString(String(repeating: "v", count: 300))])
+        w.writeStringMap(["a": "last", "b": "2", "c": "3"])
+        w.writeStringMap([:])
+        w.writeFieldStop()
+        let message = w.bytes
+        #expect(try scanOnce(message) == message.count)
+        for cut in 1..<message.count {
+            var framer = MessageFramer()
+            #expect(try message[0..<cut].withUnsafeBytes { try framer.scan($0) } == nil, "prefix \(cut)")
+            #expect(try message.withUnsafeBytes { try framer.scan($0) } == message.count, "cut at \(cut)")
+        }
+        #expect(try frame(message, chunks: [1]) == message.count)
+        var rng = SplitMix(state: 7)
+        for _ in 0..<200 {
+            let chunks = (0..<8).map { _ in Int.random(in: 1...60, using: &rng) }
+            #expect(try frame(message, chunks: chunks) == message.count)
+        }
+        // Past the size limit inside a row: the limit's error, however the bytes arrive.
+        let small = ThriftLimits(maxMessageSize: message.count - 10)
+        #expect(throws: ThriftError.self) { try scanOnce(message, limits: small) }
+        #expect(throws: ThriftError.self) { try frame(message, chunks: [7], limits: small) }
+        // A negative length inside a row is rejected, not skipped.
+        var bad = message
+        let at = bad.firstIndex(of: UInt8(ascii: "r"))! - 4  // the length of "row1"
+        bad.replaceSubrange(at..<(at + 4), with: [0xFF, 0xFF, 0xFF, 0xFE])
+        #expect(throws: ThriftError.self) { try scanOnce(bad) }
+    }
+
     @Test func truncationAtEveryOffsetIsDetected() throws {
         let message = everyTypeMessage()
         for cut in 0..<message.count {
