@@ -75,7 +75,9 @@ public struct StatementRow {
             let n = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, c))
             return .blob(UnsafeRawBufferPointer(start: p, count: n))
         default:
-            let p = sqlite3_column_text(stmt, c)
+            // The bytes as they are: sqlite3_column_text would first NUL-terminate the value,
+            // a realloc per cell for text a virtual table returned (SQLite stores it unterminated).
+            let p = sqlite3_column_blob(stmt, c)
             let n = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, c))
             return .text(UnsafeRawBufferPointer(start: p, count: n))
         }
