@@ -6,9 +6,10 @@
 #   bash Benchmarks/run.sh --skip-build [--only wire,ext,load,shell,rss] [--no-pin]
 #
 # Installs the peers' dependencies (scripts/install-test-deps.sh), builds the peers from
-# idl/osquery.thrift (scripts/build-peers.sh) and our programs in release mode with the Swift
-# runtime linked statically (what a package ships), then runs Benchmarks/run.py, which prints the
-# machine and one table. Env: BENCH_SCRATCH (default .build-bench) is the build directory.
+# idl/osquery.thrift (scripts/build-peers.sh) and our programs as a package ships them
+# (scripts/build-release.sh: release, Swift runtime and libstdc++ linked in, no exported symbols,
+# packed relocations), then runs Benchmarks/run.py, which prints the machine and one table.
+# Env: BENCH_SCRATCH (default .build-bench) is the build directory.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,14 +29,13 @@ if [ "$build" -eq 1 ]; then
     bash scripts/install-test-deps.sh
     bash scripts/build-peers.sh
     command -v sqlite3 >/dev/null || { echo "bench: sqlite3 CLI missing (apt-get install sqlite3)" >&2; exit 1; }
-    for product in osqueryd osqueryi wire-bench sdk-bench; do
-        echo "== swift build -c release --static-swift-stdlib --product $product" >&2
-        if ! out="$(swift build --scratch-path "$SCRATCH" -c release --static-swift-stdlib --product "$product" 2>&1)"; then
-            echo "$out" | grep -E "error" >&2 || echo "$out" >&2
-            exit 1
-        fi
-    done
+    echo "== release build (scripts/build-release.sh)" >&2
 fi
-
-BIN="$(swift build --scratch-path "$SCRATCH" -c release --static-swift-stdlib --show-bin-path)"
+# The binaries as scripts/build-release.sh links them for shipping (on --skip-build, the ones
+# already there).
+if [ "$build" -eq 1 ]; then
+    BIN="$(bash scripts/build-release.sh "$SCRATCH" osqueryd osqueryi wire-bench sdk-bench | tail -1)"
+else
+    BIN="$(bash scripts/build-release.sh "$SCRATCH" --bin-path 2>/dev/null | tail -1)"
+fi
 exec python3 Benchmarks/run.py --bin "$BIN" "${args[@]}"
