@@ -65,20 +65,22 @@ public struct StatementRow {
     /// The cell in column `i` (0-based).
     @inline(__always)
     public func cell(_ i: Int) -> Cell {
-        let c = Int32(i)
-        switch sqlite3_column_type(stmt, c) {
+        // One sqlite3_column_* call per cell, then the value's own accessors: every column_*
+        // call enters the connection's mutex and checks for a malloc failure on the way out.
+        let value = sqlite3_column_value(stmt, Int32(i))
+        switch sqlite3_value_type(value) {
         case SQLITE_NULL: return .null
-        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(stmt, c))
-        case SQLITE_FLOAT: return .double(sqlite3_column_double(stmt, c))
+        case SQLITE_INTEGER: return .integer(sqlite3_value_int64(value))
+        case SQLITE_FLOAT: return .double(sqlite3_value_double(value))
         case SQLITE_BLOB:
-            let p = sqlite3_column_blob(stmt, c)
-            let n = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, c))
+            let p = sqlite3_value_blob(value)
+            let n = p == nil ? 0 : Int(sqlite3_value_bytes(value))
             return .blob(UnsafeRawBufferPointer(start: p, count: n))
         default:
-            // The bytes as they are: sqlite3_column_text would first NUL-terminate the value,
+            // The bytes as they are: sqlite3_value_text would first NUL-terminate the value,
             // a realloc per cell for text a virtual table returned (SQLite stores it unterminated).
-            let p = sqlite3_column_blob(stmt, c)
-            let n = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, c))
+            let p = sqlite3_value_blob(value)
+            let n = p == nil ? 0 : Int(sqlite3_value_bytes(value))
             return .text(UnsafeRawBufferPointer(start: p, count: n))
         }
     }
