@@ -271,9 +271,12 @@ public struct Table: ExtensionPlugin {
                 rows = try await body(ctx)
             }
             if wire {
-                return ExtensionResponse(
+                var response = ExtensionResponse(
                     status: ExtensionStatus(code: 0, message: "OK"),
                     encodedRows: try layout.encodeWire(rows, context: ctx, limits: limits, table: name))
+                // The rows are freed after the reply is sent, while the core works on it.
+                if rows.count >= 1024 { response.releaseAfterSending = DeferredRelease(rows) }
+                return response
             }
             return .ok(try layout.encode(rows, context: ctx, limits: limits, table: name))
         } catch let e as PluginError {

@@ -79,6 +79,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         switch outcome {
         case .reply(let buffer):
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        case .replyThenRelease(let buffer, let garbage):
+            // Freed once the bytes are with the kernel, on a pool thread, while the peer reads.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in
+                Task.detached(priority: .utility) { withExtendedLifetime(garbage) {} }
+            }
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
         case .none:
             break
         case .close(let why):

@@ -97,6 +97,8 @@ public struct MessageProcessor: Sendable {
     public enum Outcome: Sendable, Equatable {
         /// Send these bytes (a REPLY or an EXCEPTION message).
         case reply(ByteBuffer)
+        /// Send these bytes, then free `garbage` off the connection's thread.
+        case replyThenRelease(ByteBuffer, DeferredRelease)
         /// Nothing to send (a oneway call).
         case none
         /// The peer broke the protocol in a way that makes the stream unusable.
@@ -167,7 +169,11 @@ public struct MessageProcessor: Sendable {
             }
             if header.type == .oneway { return .none }
             let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
-            return .reply(Self.encodeReply(out, reply))
+            let bytes = Self.encodeReply(out, reply)
+            if case .response(let response) = reply, let garbage = response.releaseAfterSending {
+                return .replyThenRelease(bytes, garbage)
+            }
+            return .reply(bytes)
         } catch let error as TApplicationException {
             return exception(header, error)
         } catch {

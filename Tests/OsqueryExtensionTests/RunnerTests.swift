@@ -15,7 +15,41 @@ func helloTable(_ name: String = "hello_t") -> Table {
     }
 }
 
+/// A cell value that counts the live instances of its table, to see generated rows freed.
+final class CountedValue: ColumnValue {
+    static let live = Atomic<Int>(0)
+    let n: Int
+    init(_ n: Int) {
+        self.n = n
+        Self.live.add(1, ordering: .relaxed)
+    }
+    deinit { Self.live.subtract(1, ordering: .relaxed) }
+    var columnText: ThriftString? { ThriftString(String(n)) }
+}
+
 @Suite struct RunnerTests {
+    /// A big generate's rows are freed after the reply is sent (not before): they must still be
+    /// freed, and the reply must carry every row.
+    @Test func bigGeneratedRowsAreFreedAfterTheReply() async throws {
+        let core = try await FakeCore.start()
+        let table = Table("counted_t", columns: [.integer("n")]) { _ in
+            (0..<5000).map { ["n": CountedValue($0)] }
+        }
+        let ext = Extension("counted_ext", plugins: [table])
+        try await ext.start(options: try options(core.socket))
+        let rows = try await OsqueryClient(socket: core.socket).query("select n from counted_t")
+        #expect(rows.count == 5000 && rows.last == ["n": "4999"])
+        var freed = false
+        for _ in 0..<500 where !freed {
+            freed = CountedValue.live.load(ordering: .relaxed) == 0
+            if !freed { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(freed, "\(CountedValue.live.load(ordering: .relaxed)) generated values still alive")
+        ext.stop()
+        _ = await ext.waitUntilStopped()
+        await core.stop()
+    }
+
     @Test func registersTruthfullyListensPrivatelyAndServes() async throws {
         let core = try await FakeCore.start()
         let ext = Extension("reg_ext", version: "2.3.4", plugins: [helloTable()])
