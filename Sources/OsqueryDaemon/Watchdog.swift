@@ -260,8 +260,13 @@ public final class Watcher: Sendable {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        // The worker inherits no descriptor the watcher left open by accident.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        Spawn.closeInheritedDescriptors(in: &actions)
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard rc == 0 else {
             errno = rc
             return nil

@@ -382,12 +382,7 @@ public final class ExtensionSupervisor: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         // Descriptors this process left inheritable (no FD_CLOEXEC) are closed in the child.
-        // (glibc ignores a close action for a descriptor closed meanwhile.)
-        for name in FileIO.listDirectoryNames("/proc/self/fd") ?? [] {
-            guard let fd = Int32(name), fd > 2 else { continue }
-            let flags = fcntl(fd, F_GETFD)
-            if flags >= 0, flags & FD_CLOEXEC == 0 { posix_spawn_file_actions_addclose(&actions, fd) }
-        }
+        Spawn.closeInheritedDescriptors(in: &actions)
 
         let cArgv = argv.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup($0) } + [nil]

@@ -53,6 +53,8 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
     posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
     posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
     for fd in inPipe + outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+    // Other tests' sockets stay out of the child (a held connection never reads as closed).
+    Spawn.closeInheritedDescriptors(in: &actions)
     let argv = ([path] + args).map { strdup($0) } + [nil]
     var pid: pid_t = 0
     var env: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) }

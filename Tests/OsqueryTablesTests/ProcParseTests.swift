@@ -146,7 +146,11 @@ import Glibc
         var child: pid_t = 0
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
         defer { for a in argv { free(a) } }
-        #expect(posix_spawn(&child, "/bin/sleep", nil, nil, &argv, environ) == 0)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        Spawn.closeInheritedDescriptors(in: &actions)  // other tests' sockets stay out of the child
+        #expect(posix_spawn(&child, "/bin/sleep", &actions, nil, &argv, environ) == 0)
         defer { kill(child, SIGKILL); var st: Int32 = 0; waitpid(child, &st, 0) }
         // The child is ours once its stat names sleep (after exec).
         var ready = false
@@ -184,7 +188,11 @@ import Glibc
         var child: pid_t = 0
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
         defer { for a in argv { free(a) } }
-        #expect(posix_spawn(&child, "/bin/true", nil, nil, &argv, environ) == 0)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        Spawn.closeInheritedDescriptors(in: &actions)
+        #expect(posix_spawn(&child, "/bin/true", &actions, nil, &argv, environ) == 0)
         var st: Int32 = 0
         waitpid(child, &st, 0)
         #expect(try db.execute("SELECT pid FROM processes WHERE pid = \(child)").rowCount == 0)
