@@ -79,22 +79,7 @@ public enum SQLValue: Sendable, Hashable {
     /// exponent; half a step of that grid is at least 5·10⁻¹⁶ of |d|, more than 2⁻⁵³, so
     /// `%.15g` rounds |d| to exactly m·10⁻ᵏ (never a tie), and prints it in fixed notation.
     public static func writeOsqueryDouble(_ d: Double, into out: UnsafeMutableRawBufferPointer) -> Int? {
-        let a = d.magnitude
-        guard a >= 1e-4, a < 1e15, out.count >= osqueryDoubleBufferSize else { return nil }
-        var k = 0
-        var m: UInt64 = 0
-        while true {
-            let t = a * exactPowersOfTen[k]
-            if t >= 1e15 { return nil }
-            // A whole number? (Through an integer: `rounded` is a library call here.)
-            let whole = UInt64(t)
-            if Double(whole) == t {
-                m = whole
-                break
-            }
-            k &+= 1
-            if k > 17 { return nil }
-        }
+        guard out.count >= osqueryDoubleBufferSize, let (m, k) = osqueryDecimal(d) else { return nil }
         // The digits of m (at most 15), least significant first, into the top of the buffer;
         // the text (at most 21 bytes: sign, "0.", three zeros, 15 digits) grows from the
         // bottom, so the two never meet in 40 bytes.
@@ -141,6 +126,24 @@ public enum SQLValue: Sendable, Hashable {
             }
         }
         return n
+    }
+
+    /// |d| as m·10⁻ᵏ when osquery's text for `d` is exactly that decimal in fixed notation (see
+    /// ``writeOsqueryDouble(_:into:)`` for why): m < 10¹⁵, k ≤ 17, |d| ≥ 10⁻⁴; nil otherwise.
+    @inline(__always)
+    public static func osqueryDecimal(_ d: Double) -> (m: UInt64, scale: Int)? {
+        let a = d.magnitude
+        guard a >= 1e-4, a < 1e15 else { return nil }
+        var k = 0
+        while k <= 17 {
+            let t = a * exactPowersOfTen[k]
+            if t >= 1e15 { return nil }
+            // A whole number? (Through an integer: `rounded` is a library call here.)
+            let whole = UInt64(t)
+            if Double(whole) == t { return (whole, k) }
+            k &+= 1
+        }
+        return nil
     }
 
     /// C's `%.15g`.

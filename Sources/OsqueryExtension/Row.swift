@@ -115,8 +115,33 @@ extension Double: ColumnValue {
     public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         guard isFinite else { return false }
-        writer.writeString(description)
+        if let (m, scale) = Self.shortDecimal(self) {
+            writer.writeFixedPointString(m, scale: scale, negative: self < 0)
+        } else {
+            writer.writeString(description)
+        }
         return true
+    }
+
+    /// |d| as m·10⁻ᵏ when that is `description`'s text, found without formatting: |d|·10ᵏ is a
+    /// whole number m < 10¹⁵ for the smallest k, and m·10⁻ᵏ converts back to exactly |d| (a
+    /// correctly rounded division of exact values). A decimal of at most 15 digits that converts
+    /// back is the only one in its double's interval, so it is the shortest; and between 10⁻⁴
+    /// and 10¹⁵ `description` prints it in fixed notation.
+    static func shortDecimal(_ d: Double) -> (m: UInt64, scale: Int)? {
+        let a = d.magnitude
+        guard a >= 1e-4, a < 1e15 else { return nil }
+        var power = 1.0
+        for k in 0...17 {
+            let t = a * power
+            if t >= 1e15 { return nil }
+            let whole = UInt64(t)
+            if Double(whole) == t {
+                return Double(whole) / power == a ? (whole, k) : nil
+            }
+            power *= 10
+        }
+        return nil
     }
 }
 extension Float: ColumnValue {

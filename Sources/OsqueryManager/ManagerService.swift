@@ -409,13 +409,11 @@ struct QueryRowsEncoder: ~Copyable {
 
     /// osquery's text for a double, written without a String when it can be.
     mutating func writeDouble(_ d: Double) {
-        let written: Bool = withUnsafeTemporaryAllocation(byteCount: SQLValue.osqueryDoubleBufferSize, alignment: 1) {
-            buffer in
-            guard let n = SQLValue.writeOsqueryDouble(d, into: buffer) else { return false }
-            writer.writeString(bytes: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
-            return true
+        if let (m, scale) = SQLValue.osqueryDecimal(d) {
+            writer.writeFixedPointString(m, scale: scale, negative: d < 0)
+        } else {
+            writer.writeString(SQLValue.osqueryDouble(d))
         }
-        if !written { writer.writeString(SQLValue.osqueryDouble(d)) }
     }
 
     consuming func finish() -> EncodedRows {

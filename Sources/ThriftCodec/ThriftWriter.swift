@@ -189,6 +189,53 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         writeDecimal(magnitude: value, negative: false)
     }
 
+    /// Writes [-]m·10⁻ˢᶜᵃˡᵉ in fixed notation as a Thrift string, the way both osquery's
+    /// `%.15g` and Swift's `description` print such a double: the fraction's trailing zeros
+    /// dropped, `.0` for a whole number (`12.0`, `0.05`, `-3.25`). `scale` is at most 17.
+    public mutating func writeFixedPointString(_ m: UInt64, scale: Int, negative: Bool) {
+        precondition(scale >= 0 && scale <= 17, "writeFixedPointString: scale out of range")
+        var digits = 1
+        var probe = m
+        while probe >= 10 {
+            probe /= 10
+            digits &+= 1
+        }
+        // Trailing zeros of the fraction are not printed.
+        var fraction = scale
+        var mantissa = m
+        while fraction > 0, mantissa % 10 == 0 {
+            mantissa /= 10
+            fraction &-= 1
+        }
+        let fractionDigits = fraction > 0 ? fraction : 1  // ".0"
+        let wholeDigits = max(digits &- scale, 1)
+        let length = (negative ? 1 : 0) &+ wholeDigits &+ 1 &+ fractionDigits
+        reserve(4 &+ length)
+        base.storeBytes(of: Int32(truncatingIfNeeded: length).bigEndian, toByteOffset: count, as: Int32.self)
+        let start = base + (count &+ 4)
+        var at = length
+        func put(_ digit: UInt8) {
+            at &-= 1
+            start.storeBytes(of: digit, toByteOffset: at, as: UInt8.self)
+        }
+        var rest = mantissa
+        if fraction == 0 {
+            put(UInt8(ascii: "0"))
+        } else {
+            for _ in 0..<fraction {
+                put(UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"))
+                rest /= 10
+            }
+        }
+        put(UInt8(ascii: "."))
+        for _ in 0..<wholeDigits {
+            put(UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"))
+            rest /= 10
+        }
+        if negative { put(UInt8(ascii: "-")) }
+        count &+= 4 &+ length
+    }
+
     @inlinable
     mutating func writeDecimal(magnitude: UInt64, negative: Bool) {
         var digits = 1

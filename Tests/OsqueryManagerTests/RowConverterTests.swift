@@ -157,6 +157,24 @@ import ThriftCodec
 /// The core's `query` encodes rows straight from SQLite (`QueryRowsEncoder`); the rows must be
 /// those of the reference path (typed result sets turned into maps with `wireString`).
 @Suite struct QueryRowsEncoderTests {
+    /// Doubles go out as osquery prints them, through the fixed-point writer where it applies.
+    @Test func doublesAreOsquerysText() throws {
+        var values: [Double] = [1e-4, 1e-4.nextDown, 1e15.nextDown, 1e15, 0.1, 1.0 / 3, 2.5, 100, -0.0, 0, 1e300, -6172.5]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<30_000 {
+            let m = Double(UInt64.random(in: 1...999_999_999_999_999, using: &rng) >> UInt64.random(in: 0...50, using: &rng))
+            values.append((Bool.random() ? 1 : -1) * m / [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e8, 1e12, 1e17][Int.random(in: 0...9)])
+            values.append(Double(bitPattern: rng.next()))
+        }
+        for d in values where d.isFinite {
+            var encoder = QueryRowsEncoder(nullValue: "")
+            encoder.writeDouble(d)
+            let bytes = encoder.writer.bytes
+            let text = try ThriftReader.read(bytes) { r in try r.readString() }
+            #expect(text == ThriftString(SQLValue.osqueryDouble(d)), "\(d)")
+        }
+    }
+
     func reference(_ db: Database, _ sql: String, nullValue: ThriftString) throws -> [StringMap] {
         var rows: [StringMap] = []
         for result in try db.executeStatements(sql) {
