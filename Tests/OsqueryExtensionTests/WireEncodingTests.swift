@@ -65,7 +65,7 @@ import ThriftCodec
     /// `description`'s, for those and for every other double.
     @Test func doublesWriteTheirDescription() throws {
         var values: [Double] = [1e-4, 1e-4.nextDown, 1e15.nextDown, 999999999999999, 0.1, 0.2, 0.3, 1.0 / 3, 2.5, 100, 1e14,
-                                123456.789, 0.000123, 5e-324, .pi, -6172.5, 4503599627370497]
+                                123456.789, 0.000123, .leastNonzeroMagnitude, .pi, -6172.5, 4503599627370497]
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<30_000 {
             let m = Double(UInt64.random(in: 1...999_999_999_999_999, using: &rng) >> UInt64.random(in: 0...50, using: &rng))
