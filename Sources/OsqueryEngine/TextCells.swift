@@ -8,7 +8,9 @@ internal import CSQLite
 /// never reads are never converted.
 public final class TextCells: @unchecked Sendable {
     // Immutable after init: safe to share between threads.
+    /// Cells per row (the table's columns).
     public let columnCount: Int
+    /// The number of rows.
     public let rowCount: Int
     let types: [ColumnType]
     let owner: any AnyObject & Sendable
