@@ -53,6 +53,32 @@ import ThriftCodec
         try compare([])
     }
 
+    /// Big replies are encoded in two halves at once: the same bytes, the same budget errors
+    /// (at the same row, whichever half passes the budget).
+    @Test func bigRepliesEncodeTheSameInHalves() async throws {
+        let rows: [Row] = (0..<20_000).map { i in
+            ["a": "row\(i)", "b": i, "c": Double(i) * 0.25, "d": i % 7 == 0 ? nil : "x" as String?]
+        }
+        let context = QueryContext()
+        let sequential = try layout.encodeWire(rows, context: context, limits: .default, table: "t")
+        let halves = try await layout.encodeWireConcurrently(rows, context: context, limits: .default, table: "t")
+        #expect(halves == sequential)
+        #expect(try decoded(halves) == layout.encode(rows, context: context, limits: .default, table: "t"))
+        let total = sequential.encoded.count + 2 * rows.count  // the budget counts 8 per row, not 6
+        for maxBytes in [100, total / 4, total * 3 / 4, total - 1] {
+            let limits = TableLimits(maxBytes: maxBytes)
+            var expected = ""
+            do { _ = try layout.encodeWire(rows, context: context, limits: limits, table: "t") } catch { expected = error.message }
+            var got = ""
+            do { _ = try await layout.encodeWireConcurrently(rows, context: context, limits: limits, table: "t") } catch {
+                got = error.message
+            }
+            #expect(!expected.isEmpty && got == expected, "budget \(maxBytes)")
+        }
+        let fits = try await layout.encodeWireConcurrently(rows, context: context, limits: TableLimits(maxBytes: total), table: "t")
+        #expect(fits == sequential)
+    }
+
     @Test func budgetsFailTheSameWay() throws {
         let rows: [Row] = (0..<50).map { ["a": "value \($0)", "b": $0] }
         try compare(rows, limits: TableLimits(maxRows: 10))
