@@ -135,12 +135,12 @@ public struct OsqueryClient: Sendable {
 
     /// `query` with rows kept as the wire sent them (byte-faithful, in column order).
     public func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
-        let response: ExtensionResponse
-        do { response = try await manager.query(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
+        let response: (status: ExtensionStatus, rows: [StringMap])
+        do { response = try await manager.queryRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
         guard response.status.code == 0 else {
             throw .status(code: response.status.code, message: response.status.message.lossyString)
         }
-        return response.response
+        return response.rows
     }
 
     /// `query`, decoding each row into `T` (see ``RowDecoder`` for the conversions).

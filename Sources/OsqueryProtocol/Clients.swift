@@ -77,6 +77,17 @@ public struct ExtensionManagerClient: ExtensionServiceClient {
         try await rpc.invoke(.query(sql: sql), timeout: timeout).expectResponse()
     }
 
+    /// ``query(_:timeout:)`` with the rows decoded by ``StringMapRowsReader`` (a big result in
+    /// two halves at once).
+    public func queryRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+        -> (status: ExtensionStatus, rows: [StringMap])
+    {
+        let reply = try await rpc.invokeRaw(.query(sql: sql), timeout: timeout)
+        var reader = StringMapRowsReader()
+        let status = try reply.decodeResponse(rows: &reader)
+        return (status, reader.rows)
+    }
+
     public func getQueryColumns(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionResponse
     {

@@ -1,3 +1,4 @@
+import Dispatch
 import NIOCore
 public import ThriftCodec
 
@@ -129,4 +130,46 @@ extension ExtensionServiceClient {
 final class PinnedFrame: Sendable {
     let frame: ByteBuffer
     init(_ frame: ByteBuffer) { self.frame = frame }
+}
+
+/// Reads a reply's rows as ``StringMap``s, as ``ExtensionResponse`` decoding does; a big list
+/// (16 384 rows or more) is decoded in two halves on two threads, the same maps in the same order.
+public struct StringMapRowsReader: ResponseRowsReader {
+    /// The rows read.
+    public var rows: [StringMap] = []
+
+    public init() {}
+
+    public mutating func discardRows() { rows = [] }
+
+    public mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {
+        let start = r.offset
+        let header = try r.readListBegin()
+        guard header.count >= 16_384, header.element == .map else {
+            r.offset = start
+            rows = try r.readStringMapList()
+            return
+        }
+        try r.enter()
+        defer { r.leave() }
+        // Where the second half starts: a walk over the first half's lengths, no strings built.
+        let firstCount = header.count / 2
+        var probe = r
+        try probe.skipStringMaps(firstCount)
+        // The readers point into the reply, which stays put and unchanged until both halves are done.
+        nonisolated(unsafe) let halves = [(r, firstCount), (probe, header.count - firstCount)]
+        nonisolated(unsafe) let results = UnsafeMutablePointer<(Result<[StringMap], ThriftError>, Int)>.allocate(capacity: 2)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            var reader = halves[i].0
+            let result = Result { () throws(ThriftError) in try reader.readStringMaps(halves[i].1) }
+            (results + i).initialize(to: (result, reader.offset))
+        }
+        defer { results.deinitialize(count: 2) }
+        var first = try results[0].0.get()
+        let second = try results[1].0.get()
+        first.append(contentsOf: second)
+        rows = first
+        r.offset = results[1].1
+    }
 }

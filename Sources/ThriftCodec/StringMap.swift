@@ -164,10 +164,15 @@ extension ThriftReader {
         }
         try enter()
         defer { leave() }
+        return try readStringMaps(header.count)
+    }
+
+    /// Reads `count` `map<string,string>`s back to back (a list's elements, without its header).
+    public mutating func readStringMaps(_ count: Int) throws(ThriftError) -> [StringMap] {
         var rows = [StringMap]()
-        rows.reserveCapacity(header.count)
+        rows.reserveCapacity(count)
         var previous: [(at: Int, count: Int, key: ThriftString)] = []
-        for _ in 0..<header.count {
+        for _ in 0..<count {
             let map = try readMapBegin()
             guard map.count == 0 || (map.key == .string && map.value == .string) else {
                 throw .invalidData("expected map<string,string>")
@@ -191,6 +196,21 @@ extension ThriftReader {
             rows.append(row)
         }
         return rows
+    }
+
+    /// Skips `count` `map<string,string>`s, checking their shape and lengths as
+    /// ``readStringMaps(_:)`` would, without building them.
+    public mutating func skipStringMaps(_ count: Int) throws(ThriftError) {
+        for _ in 0..<count {
+            let map = try readMapBegin()
+            guard map.count == 0 || (map.key == .string && map.value == .string) else {
+                throw .invalidData("expected map<string,string>")
+            }
+            for _ in 0..<(map.count &* 2) {
+                let n = try readLength()
+                offset &+= n
+            }
+        }
     }
 }
 
