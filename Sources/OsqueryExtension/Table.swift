@@ -323,6 +323,10 @@ struct RowLayout: Sendable {
     let names: [String]
     let keys: [ThriftString]
     let index: [String: Int]
+    /// Each key as it goes on the wire (length and bytes), back to back: key `i` is
+    /// `keyWire[keyStart[i]..<keyStart[i + 1]]`.
+    let keyWire: [UInt8]
+    let keyStart: [Int]
     /// Column aliases mapped to their target's index (used when a row names the alias).
     init(_ schema: TableSchema) {
         var names = schema.columns.map(\.name)
@@ -333,6 +337,29 @@ struct RowLayout: Sendable {
         var index: [String: Int] = [:]
         for (i, n) in names.enumerated() where index[n] == nil { index[n] = i }
         self.index = index
+        var wire = ThriftWriter(reservingCapacity: 256)
+        var starts = [0]
+        for key in keys {
+            wire.writeString(key)
+            starts.append(wire.byteCount)
+        }
+        self.keyWire = wire.bytes
+        self.keyStart = starts
+    }
+
+    /// The column a row's cell fills: its own position when the row follows the schema's order
+    /// (the usual case, a string compare), else a lookup; nil for a key that is no column.
+    @inline(__always)
+    func column(named name: String, at position: Int) -> Int? {
+        if position < names.count, names[position] == name { return position }
+        return index[name]
+    }
+
+    /// The error of a reply that passed its byte budget after `rows` rows.
+    func overBudget(_ maxBytes: Int, afterRows rows: Int, table: String) -> PluginError {
+        PluginError(
+            "table \(table): result exceeds budget (more than \(maxBytes) bytes after \(rows) rows): "
+                + "select fewer columns or add a WHERE")
     }
 
     /// The row budget check and which columns to send (the used ones), shared by both encoders.
@@ -362,24 +389,13 @@ struct RowLayout: Sendable {
         for row in rows {
             var m = StringMap(minimumCapacity: row.cells.count)
             for (position, cell) in row.cells.enumerated() {
-                let i: Int
-                if position < names.count, names[position] == cell.column {
-                    i = position
-                } else if let j = index[cell.column] {
-                    i = j
-                } else {
-                    continue  // not a column: the core would ignore it
-                }
-                guard used[i], let text = cell.value.columnText else { continue }
+                // A key that is no column is left out: the core would ignore it.
+                guard let i = column(named: cell.column, at: position), used[i], let text = cell.value.columnText else { continue }
                 bytes += keys[i].byteCount + text.byteCount + 8
                 m.append(keys[i], text)
             }
             bytes += 8
-            if bytes > maxBytes {
-                throw PluginError(
-                    "table \(table): result exceeds budget (more than \(maxBytes) bytes after \(out.count) rows): "
-                        + "select fewer columns or add a WHERE")
-            }
+            if bytes > maxBytes { throw overBudget(maxBytes, afterRows: out.count, table: table) }
             out.append(m)
         }
         return out
@@ -434,16 +450,8 @@ extension RowLayout {
     func encodeRows(_ rows: ArraySlice<Row>, used: [Bool], maxBytes: Int, table: String) -> EncodedPart {
         var bytes = 0
         var writer = ThriftWriter(reservingCapacity: 1 << 16)
-        let names = self.names
-        let index = self.index
-        // Each column's key as it goes on the wire (length and bytes), back to back.
-        var keyWire = ThriftWriter(reservingCapacity: 256)
-        var keyStart = [0]
-        for key in keys {
-            keyWire.writeString(key)
-            keyStart.append(keyWire.byteCount)
-        }
-        var overBudget: PluginError?
+        let keyStart = self.keyStart
+        var failure: PluginError?
         keyWire.withUnsafeBytes { keyBytes in
             for r in rows.indices {
                 let rowStart = writer.byteCount
@@ -457,15 +465,8 @@ extension RowLayout {
                         let cell = UnsafeRawPointer(base + position)
                         let column = cell.assumingMemoryBound(to: String.self)
                         let value = (cell + cellValueOffset).assumingMemoryBound(to: (any ColumnValue).self)
-                        let i: Int
-                        if position < names.count, names[position] == column.pointee {
-                            i = position
-                        } else if let j = index[column.pointee] {
-                            i = j
-                        } else {
-                            continue  // not a column: the core would ignore it
-                        }
-                        guard used[i] else { continue }
+                        // A key that is no column is left out: the core would ignore it.
+                        guard let i = self.column(named: column.pointee, at: position), used[i] else { continue }
                         let entryStart = writer.byteCount
                         writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: keyBytes[keyStart[i]..<keyStart[i &+ 1]]))
                         if value.pointee.writeColumnText(to: &writer) {
@@ -479,9 +480,7 @@ extension RowLayout {
                 // The same count as before: keys, values and 8 per entry, 8 per row.
                 bytes &+= writer.byteCount &- rowStart &+ 2
                 if bytes > maxBytes {
-                    overBudget = PluginError(
-                        "table \(table): result exceeds budget (more than \(maxBytes) bytes after \(r) rows): "
-                            + "select fewer columns or add a WHERE")
+                    failure = overBudget(maxBytes, afterRows: r, table: table)
                     return
                 }
                 // Rows of a table are alike: size the buffer once from the first, plus a margin.
@@ -493,7 +492,7 @@ extension RowLayout {
                 }
             }
         }
-        return EncodedPart(encoded: writer.finish(), bytes: bytes, overBudget: overBudget)
+        return EncodedPart(encoded: writer.finish(), bytes: bytes, overBudget: failure)
     }
 }
 
