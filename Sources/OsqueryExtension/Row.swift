@@ -40,76 +40,32 @@ extension ThriftString: ColumnValue {
         return true
     }
 }
-extension Int: ColumnValue {
+/// Integers in decimal, written in place.
+extension ColumnValue where Self: BinaryInteger {
     public var columnText: ThriftString? { ThriftString(String(self)) }
+}
+extension ColumnValue where Self: SignedInteger & FixedWidthInteger {
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         writer.writeDecimalString(Int64(self))
         return true
     }
 }
-extension Int8: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(Int64(self))
-        return true
-    }
-}
-extension Int16: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(Int64(self))
-        return true
-    }
-}
-extension Int32: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(Int64(self))
-        return true
-    }
-}
-extension Int64: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(self)
-        return true
-    }
-}
-extension UInt: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
+extension ColumnValue where Self: UnsignedInteger & FixedWidthInteger {
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         writer.writeDecimalString(UInt64(self))
         return true
     }
 }
-extension UInt8: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(Int64(self))
-        return true
-    }
-}
-extension UInt16: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(Int64(self))
-        return true
-    }
-}
-extension UInt32: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(Int64(self))
-        return true
-    }
-}
-extension UInt64: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(self)
-        return true
-    }
-}
+extension Int: ColumnValue {}
+extension Int8: ColumnValue {}
+extension Int16: ColumnValue {}
+extension Int32: ColumnValue {}
+extension Int64: ColumnValue {}
+extension UInt: ColumnValue {}
+extension UInt8: ColumnValue {}
+extension UInt16: ColumnValue {}
+extension UInt32: ColumnValue {}
+extension UInt64: ColumnValue {}
 extension Double: ColumnValue {
     /// Finite doubles in Swift's shortest round-trip form; NaN and infinities are NULL.
     public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
