@@ -12,11 +12,10 @@ public final class TextCells: @unchecked Sendable {
     public let columnCount: Int
     /// The number of rows.
     public let rowCount: Int
-    let types: [ColumnType]
+    /// Keeps the reply's bytes where `view.base` points.
     let owner: any AnyObject & Sendable
-    let base: UnsafeRawPointer
-    /// The cells, in memory this object owns (see ``view``).
-    let cells: UnsafeMutableBufferPointer<UInt64>
+    /// The cells and column types, in memory this object owns, and the reply's bytes.
+    let view: View
 
     /// A cell whose key the row did not have (NULL).
     public static let missing = UInt64.max
@@ -32,26 +31,30 @@ public final class TextCells: @unchecked Sendable {
     /// Offsets and lengths must fit 32 bits.
     public init(owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType], cells: [UInt64]) {
         self.owner = owner
-        self.base = base
-        self.types = types
         self.columnCount = types.count
         self.rowCount = types.isEmpty ? 0 : cells.count / types.count
-        let owned = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(cells.count, 1))
-        _ = owned.initialize(fromContentsOf: cells)
-        self.cells = UnsafeMutableBufferPointer(rebasing: owned[0..<cells.count])
-        self.typesView = .allocate(capacity: max(types.count, 1))
-        _ = typesView.initialize(fromContentsOf: types)
+        let ownedCells = UnsafeMutablePointer<UInt64>.allocate(capacity: max(cells.count, 1))
+        ownedCells.initialize(from: cells, count: cells.count)
+        let ownedTypes = UnsafeMutablePointer<ColumnType>.allocate(capacity: max(types.count, 1))
+        ownedTypes.initialize(from: types, count: types.count)
+        self.view = View(base: base, cells: ownedCells, types: ownedTypes, columnCount: types.count)
     }
 
     deinit {
-        cells.deallocate()
-        typesView.deallocate()
+        view.cells.deallocate()
+        view.types.deallocate()
     }
 
-    /// The column types, in memory this object owns.
-    private let typesView: UnsafeMutableBufferPointer<ColumnType>
+    /// The bytes of a cell, nil when it is NULL.
+    public func bytes(row: Int, column: Int) -> UnsafeRawBufferPointer? { view.bytes(row: row, column: column) }
 
-    /// Plain pointers into this object's memory for per-cell work (SQLite's xColumn): valid
+    /// A cell as a SQL value, with osquery's conversion rules for its column's type.
+    public func value(row: Int, column: Int) -> SQLValue {
+        guard let bytes = view.bytes(row: row, column: column) else { return .null }
+        return SQLValue.converting(utf8: bytes, to: view.types[column])
+    }
+
+    /// Plain pointers into the object's memory for per-cell work (SQLite's xColumn): valid
     /// while the object lives, and reading through them moves no reference count.
     struct View {
         let base: UnsafeRawPointer
@@ -60,49 +63,31 @@ public final class TextCells: @unchecked Sendable {
         let columnCount: Int
 
         @inline(__always)
-        func setResult(_ ctx: OpaquePointer?, row: Int, column: Int, declared: ColumnType) {
+        func bytes(row: Int, column: Int) -> UnsafeRawBufferPointer? {
             let cell = cells[row &* columnCount &+ column]
-            guard cell != TextCells.missing else {
+            if cell == TextCells.missing { return nil }
+            return UnsafeRawBufferPointer(start: base + Int(cell >> 32), count: Int(cell & 0xFFFF_FFFF))
+        }
+
+        /// Hands a cell to SQLite as `declared` (the virtual column's type): text straight from
+        /// the reply (SQLite copies it), numbers parsed from their bytes.
+        @inline(__always)
+        func setResult(_ ctx: OpaquePointer?, row: Int, column: Int, declared: ColumnType) {
+            guard let bytes = bytes(row: row, column: column) else {
                 sqlite3_result_null(ctx)
                 return
             }
-            let bytes = UnsafeRawBufferPointer(start: base + Int(cell >> 32), count: Int(cell & 0xFFFF_FFFF))
-            TextCells.setResult(ctx, bytes, type: types[column], declared: declared)
-        }
-    }
-
-    var view: View {
-        View(base: base, cells: cells.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!,
-             types: typesView.baseAddress!, columnCount: columnCount)
-    }
-
-    /// The bytes of a cell, nil when it is NULL.
-    @inline(__always)
-    public func bytes(row: Int, column: Int) -> UnsafeRawBufferPointer? {
-        let cell = cells[row &* columnCount &+ column]
-        if cell == Self.missing { return nil }
-        return UnsafeRawBufferPointer(start: base + Int(cell >> 32), count: Int(cell & 0xFFFF_FFFF))
-    }
-
-    /// A cell as a SQL value, with osquery's conversion rules for its column's type.
-    public func value(row: Int, column: Int) -> SQLValue {
-        guard let bytes = bytes(row: row, column: column) else { return .null }
-        return SQLValue.converting(utf8: bytes, to: types[column])
-    }
-
-    /// Hands a cell's bytes to SQLite as `declared` (the virtual column's type): text straight
-    /// from the reply (SQLite copies it), numbers parsed from their bytes.
-    @inline(__always)
-    static func setResult(_ ctx: OpaquePointer?, _ bytes: UnsafeRawBufferPointer, type: ColumnType, declared: ColumnType) {
-        if (type == .text || type == .unknown) && !declared.isNumeric && declared != .blob {
-            // Valid UTF-8 or not, a text column's value is exactly these bytes.
-            if let start = bytes.baseAddress, bytes.count > 0 {
-                sqlite3_result_text(ctx, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), osq_sqlite_transient())
+            let type = types[column]
+            if (type == .text || type == .unknown) && !declared.isNumeric && declared != .blob {
+                // Valid UTF-8 or not, a text column's value is exactly these bytes.
+                if let start = bytes.baseAddress, bytes.count > 0 {
+                    sqlite3_result_text(ctx, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), osq_sqlite_transient())
+                } else {
+                    sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
+                }
             } else {
-                sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
+                OsqueryEngine.setResult(ctx, SQLValue.converting(utf8: bytes, to: type), type: declared)
             }
-        } else {
-            OsqueryEngine.setResult(ctx, SQLValue.converting(utf8: bytes, to: type), type: declared)
         }
     }
 }

@@ -67,7 +67,7 @@ public enum SQLValue: Sendable, Hashable {
     }
 
     /// The room ``writeOsqueryDouble(_:into:)`` needs.
-    public static let osqueryDoubleBufferSize = 40
+    static let osqueryDoubleBufferSize = 40
 
     /// ``osqueryDouble(_:)`` written into `out` (at least ``osqueryDoubleBufferSize`` bytes)
     /// without building a string, for the doubles tables are full of: a decimal of at most 15
@@ -78,7 +78,7 @@ public enum SQLValue: Sendable, Hashable {
     /// then |d| is within one part in 2⁵³ of m·10⁻ᵏ, a point of the 15-digit grid at |d|'s
     /// exponent; half a step of that grid is at least 5·10⁻¹⁶ of |d|, more than 2⁻⁵³, so
     /// `%.15g` rounds |d| to exactly m·10⁻ᵏ (never a tie), and prints it in fixed notation.
-    public static func writeOsqueryDouble(_ d: Double, into out: UnsafeMutableRawBufferPointer) -> Int? {
+    static func writeOsqueryDouble(_ d: Double, into out: UnsafeMutableRawBufferPointer) -> Int? {
         guard out.count >= osqueryDoubleBufferSize, let (m, k) = osqueryDecimal(d) else { return nil }
         // The digits of m (at most 15), least significant first, into the top of the buffer;
         // the text (at most 21 bytes: sign, "0.", three zeros, 15 digits) grows from the
