@@ -5,6 +5,16 @@ import Synchronization
 
 /// Why a call to a core or an extension failed.
 public enum RPCClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What an error met while reading a reply becomes: itself, the peer's exception, or a
+    /// protocol error (malformed bytes).
+    init(readingReply error: any Error) {
+        switch error {
+        case let error as RPCClientError: self = error
+        case let error as TApplicationException: self = .applicationException(error)
+        default: self = .protocolError("\(error)")
+        }
+    }
+
     /// The socket path is unusable (empty or longer than `sun_path` allows).
     case badSocketPath(SocketPathError)
     /// Nothing exists at the socket path.
@@ -258,12 +268,8 @@ final class Connection: Sendable {
             case .call, .oneway:
                 throw RPCClientError.protocolError("peer sent a \(header.type) message instead of a reply")
             }
-        } catch let error as RPCClientError {
-            throw error
-        } catch let error as TApplicationException {
-            throw .applicationException(error)
         } catch {
-            throw .protocolError("\(error)")
+            throw RPCClientError(readingReply: error)
         }
     }
 

@@ -107,12 +107,8 @@ public struct RawReply: Sendable {
         reader.offset = bodyStart
         do {
             return try ExtensionReply.readResult(of: method, from: &reader)
-        } catch let error as RPCClientError {
-            throw error
-        } catch let error as TApplicationException {
-            throw .applicationException(error)
         } catch {
-            throw .protocolError("\(error)")
+            throw RPCClientError(readingReply: error)
         }
     }
 }
