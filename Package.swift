@@ -153,6 +153,7 @@ let package = Package(
             name: "OsqueryExtensionTests",
             dependencies: [
                 "OsqueryExtension", "OsqueryClient", "OsqueryExtensionTesting", "OsqueryProtocol", "ThriftCodec",
+                "ProtocolFixture",
                 // Our core's manager, to run the examples against it (test-only dependency).
                 "OsqueryManager", "OsqueryEngine", "OsqueryTables",
                 // Built with the tests so the process tests can run them.

@@ -1,4 +1,5 @@
 @testable import OsqueryExtension
+import ProtocolFixture
 import Testing
 import ThriftCodec
 
@@ -90,14 +91,10 @@ import ThriftCodec
     /// Doubles are written without formatting when they are short decimals: the text must be
     /// `description`'s, for those and for every other double.
     @Test func doublesWriteTheirDescription() throws {
-        var values: [Double] = [1e-4, 1e-4.nextDown, 1e15.nextDown, 999999999999999, 0.1, 0.2, 0.3, 1.0 / 3, 2.5, 100, 1e14,
-                                123456.789, 0.000123, .leastNonzeroMagnitude, .pi, -6172.5, 4503599627370497]
-        var rng = SystemRandomNumberGenerator()
-        for _ in 0..<30_000 {
-            let m = Double(UInt64.random(in: 1...999_999_999_999_999, using: &rng) >> UInt64.random(in: 0...50, using: &rng))
-            values.append((Bool.random() ? 1 : -1) * m / [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e8, 1e12, 1e17][Int.random(in: 0...9)])
-            values.append(Double(bitPattern: rng.next()))
-        }
+        let values = sampleDoubles([
+            1e-4, 1e-4.nextDown, 1e15.nextDown, 999999999999999, 0.1, 0.2, 0.3, 1.0 / 3, 2.5, 100, 1e14, 123456.789,
+            0.000123, .leastNonzeroMagnitude, .pi, -6172.5, 4503599627370497,
+        ])
         for d in values where d.isFinite {
             var w = ThriftWriter()
             let wrote = d.writeColumnText(to: &w)

@@ -1,6 +1,7 @@
 import OsqueryEngine
 @testable import OsqueryManager
 import OsqueryProtocol
+import ProtocolFixture
 import Testing
 import ThriftCodec
 
@@ -159,13 +160,7 @@ import ThriftCodec
 @Suite struct QueryRowsEncoderTests {
     /// Doubles go out as osquery prints them, through the fixed-point writer where it applies.
     @Test func doublesAreOsquerysText() throws {
-        var values: [Double] = [1e-4, 1e-4.nextDown, 1e15.nextDown, 1e15, 0.1, 1.0 / 3, 2.5, 100, -0.0, 0, 1e300, -6172.5]
-        var rng = SystemRandomNumberGenerator()
-        for _ in 0..<30_000 {
-            let m = Double(UInt64.random(in: 1...999_999_999_999_999, using: &rng) >> UInt64.random(in: 0...50, using: &rng))
-            values.append((Bool.random() ? 1 : -1) * m / [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e8, 1e12, 1e17][Int.random(in: 0...9)])
-            values.append(Double(bitPattern: rng.next()))
-        }
+        let values = sampleDoubles([1e-4, 1e-4.nextDown, 1e15.nextDown, 1e15, 0.1, 1.0 / 3, 2.5, 100, -0.0, 0, 1e300, -6172.5])
         for d in values where d.isFinite {
             var encoder = QueryRowsEncoder(nullValue: "")
             encoder.writeDouble(d)

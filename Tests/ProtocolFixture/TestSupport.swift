@@ -26,3 +26,18 @@ public func waitUntil(_ seconds: Double, _ condition: () async throws -> Bool) a
     }
     return try await condition()
 }
+
+/// Doubles for formatting tests: `fixed` first, then for each of `count` rounds a decimal of up
+/// to 15 digits at a random scale (what tables hold; the fast paths' domain) and a random bit
+/// pattern (anything at all, NaN and infinities included).
+public func sampleDoubles(_ fixed: [Double], count: Int = 30_000) -> [Double] {
+    var values = fixed
+    var rng = SystemRandomNumberGenerator()
+    let scales: [Double] = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e8, 1e12, 1e17]
+    for _ in 0..<count {
+        let m = Double(UInt64.random(in: 1...999_999_999_999_999, using: &rng) >> UInt64.random(in: 0...50, using: &rng))
+        values.append((Bool.random(using: &rng) ? 1 : -1) * m / scales[Int.random(in: 0..<scales.count, using: &rng)])
+        values.append(Double(bitPattern: rng.next()))
+    }
+    return values
+}
