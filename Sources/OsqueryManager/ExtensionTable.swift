@@ -181,7 +181,6 @@ public final class ExtensionTable: TablePlugin {
 /// ``ExtensionTable/rows(from:schema:columnKeys:)`` (which it must match value for value): no
 /// string is built for a key or a value, and no array per row.
 struct RowConverter: ResponseRowsReader {
-    let schema: TableSchema
     let types: [ColumnType]
     /// Column names' bytes, back to back; key `c` is `keyBytes[keyStart[c]..<keyStart[c + 1]]`.
     let keyBytes: [UInt8]
@@ -198,7 +197,6 @@ struct RowConverter: ResponseRowsReader {
     var failure: EngineError?
 
     init(schema: TableSchema, columnKeys: [ThriftString]) {
-        self.schema = schema
         self.types = schema.columns.map(\.type)
         var bytes: [UInt8] = []
         var starts = [0]

@@ -213,7 +213,6 @@ public struct MessageProcessor: Sendable {
 extension ExtensionReply {
     /// A cheap guess at the encoded size, so big replies are not grown by doubling.
     var estimatedSize: Int {
-        if case .response(let r) = self, let encoded = r.encodedRows { return 256 + encoded.encoded.count }
         guard case .response(let r) = self, let first = r.response.first else { return 256 }
         var rowBytes = 8
         for e in first.entries { rowBytes += 8 + e.key.byteCount + e.value.byteCount }
