@@ -368,10 +368,8 @@ struct QueryRowsEncoder: ~Copyable {
     var count = 0
     /// Per key of the current statement: its name and the column whose value it takes.
     var keys: [(name: ThriftString, column: Int)] = []
-    /// The keys' wire bytes (length and text), back to back; key `k` is
-    /// `keyWire[keyWireStart[k]..<keyWireStart[k + 1]]`.
-    var keyWire: [UInt8] = []
-    var keyWireStart: [Int] = [0]
+    /// The keys as they go on the wire, encoded once per statement instead of once per row.
+    var keyWire = EncodedStrings([])
 
     init(nullValue: ThriftString) { self.nullValue = nullValue }
 
@@ -381,22 +379,13 @@ struct QueryRowsEncoder: ~Copyable {
             let key = ThriftString(name)
             if let i = keys.firstIndex(where: { $0.name == key }) { keys[i].column = c } else { keys.append((key, c)) }
         }
-        // The keys as they go on the wire, written once per statement instead of once per row.
-        var wire = ThriftWriter(reservingCapacity: 256)
-        keyWireStart = [0]
-        for key in keys {
-            wire.writeString(key.name)
-            keyWireStart.append(wire.byteCount)
-        }
-        keyWire = wire.bytes
+        keyWire = EncodedStrings(keys.map(\.name))
     }
 
     mutating func add(_ row: StatementRow) {
         writer.writeMapBegin(key: .string, value: .string, count: keys.count)
         for k in keys.indices {
-            keyWire.withUnsafeBytes { wire in
-                writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: wire[keyWireStart[k]..<keyWireStart[k &+ 1]]))
-            }
+            keyWire.write(k, to: &writer)
             switch row.cell(keys[k].column) {
             case .null: writer.writeString(nullValue)
             case .integer(let v): writer.writeDecimalString(v)

@@ -355,3 +355,28 @@ public final class ThriftBytes: @unchecked Sendable, Hashable {
         hasher.combine(bytes: UnsafeRawBufferPointer(start: base, count: count))
     }
 }
+
+/// Strings encoded once (length and bytes) to be written many times: the keys of a table's
+/// rows, which every row repeats.
+public struct EncodedStrings: Sendable {
+    /// The encoded strings back to back; string `i` is `bytes[starts[i]..<starts[i + 1]]`.
+    @usableFromInline let bytes: [UInt8]
+    @usableFromInline let starts: [Int]
+
+    public init(_ strings: [ThriftString]) {
+        var writer = ThriftWriter(reservingCapacity: 256)
+        var starts = [0]
+        for string in strings {
+            writer.writeString(string)
+            starts.append(writer.byteCount)
+        }
+        self.bytes = writer.bytes
+        self.starts = starts
+    }
+
+    /// Writes string `i` as `writeString` would.
+    @inlinable
+    public func write(_ i: Int, to writer: inout ThriftWriter) {
+        bytes.withUnsafeBytes { writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: $0[starts[i]..<starts[i &+ 1]])) }
+    }
+}
