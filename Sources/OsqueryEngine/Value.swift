@@ -55,81 +55,20 @@ public enum SQLValue: Sendable, Hashable {
 
     /// `%.15g` plus `.0` when the text has no `.` (osquery's castVariant).
     public static func osqueryDouble(_ d: Double) -> String {
-        let fast: String? = withUnsafeTemporaryAllocation(byteCount: osqueryDoubleBufferSize, alignment: 1) { buffer in
-            guard let n = writeOsqueryDouble(d, into: buffer) else { return nil }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<n]), as: UTF8.self)
-        }
-        if let fast { return fast }
         if let plain = plainDescription(d) { return plain }
         var s = shortDouble15g(d) ?? printfDouble15g(d)
         if !s.utf8.contains(UInt8(ascii: ".")) { s += ".0" }
         return s
     }
 
-    /// The room ``writeOsqueryDouble(_:into:)`` needs.
-    static let osqueryDoubleBufferSize = 40
-
-    /// ``osqueryDouble(_:)`` written into `out` (at least ``osqueryDoubleBufferSize`` bytes)
-    /// without building a string, for the doubles tables are full of: a decimal of at most 15
-    /// significant digits m·10⁻ᵏ between 10⁻⁴ and 10¹⁵. Returns the byte count, or nil when
-    /// only the general path can tell.
+    /// |d| as m·10⁻ᵏ when osquery's text for `d` (`%.15g`) is exactly that decimal in fixed
+    /// notation: m < 10¹⁵, k ≤ 17, |d| ≥ 10⁻⁴; nil otherwise. Query replies write it without
+    /// printf (`ThriftWriter.writeFixedPointString`), for the doubles tables are full of.
     ///
     /// Why the digits are right: if `|d|·10ᵏ` rounds (in binary) to the whole number m < 10¹⁵,
     /// then |d| is within one part in 2⁵³ of m·10⁻ᵏ, a point of the 15-digit grid at |d|'s
     /// exponent; half a step of that grid is at least 5·10⁻¹⁶ of |d|, more than 2⁻⁵³, so
     /// `%.15g` rounds |d| to exactly m·10⁻ᵏ (never a tie), and prints it in fixed notation.
-    static func writeOsqueryDouble(_ d: Double, into out: UnsafeMutableRawBufferPointer) -> Int? {
-        guard out.count >= osqueryDoubleBufferSize, let (m, k) = osqueryDecimal(d) else { return nil }
-        // The digits of m (at most 15), least significant first, into the top of the buffer;
-        // the text (at most 21 bytes: sign, "0.", three zeros, 15 digits) grows from the
-        // bottom, so the two never meet in 40 bytes.
-        let base = out.baseAddress!
-        var digits = 0
-        var rest = m
-        var end = out.count
-        repeat {
-            end &-= 1
-            base.storeBytes(of: UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"), toByteOffset: end, as: UInt8.self)
-            rest /= 10
-            digits &+= 1
-        } while rest != 0
-        var n = 0
-        func put(_ b: UInt8) {
-            base.storeBytes(of: b, toByteOffset: n, as: UInt8.self)
-            n &+= 1
-        }
-        if d < 0 { put(UInt8(ascii: "-")) }
-        // Whole part: the digits above 10^k (or "0").
-        let whole = digits &- k
-        if whole <= 0 {
-            put(UInt8(ascii: "0"))
-        } else {
-            for i in 0..<whole { put(base.load(fromByteOffset: end &+ i, as: UInt8.self)) }
-        }
-        // Fraction: k digits (leading zeros when m has fewer), trailing zeros dropped.
-        var fraction = k
-        while fraction > 0, base.load(fromByteOffset: out.count &- 1 &- (k &- fraction), as: UInt8.self) == UInt8(ascii: "0") {
-            fraction &-= 1
-        }
-        put(UInt8(ascii: "."))
-        if fraction == 0 {
-            put(UInt8(ascii: "0"))  // osquery's ".0" for a whole number
-        } else {
-            for i in 0..<fraction {
-                // Position i of the fraction is the digit of weight 10^-(i+1).
-                let fromTop = k &- 1 &- i  // its index among m's digits, least significant first
-                if fromTop >= digits {
-                    put(UInt8(ascii: "0"))
-                } else {
-                    put(base.load(fromByteOffset: out.count &- 1 &- fromTop, as: UInt8.self))
-                }
-            }
-        }
-        return n
-    }
-
-    /// |d| as m·10⁻ᵏ when osquery's text for `d` is exactly that decimal in fixed notation (see
-    /// ``writeOsqueryDouble(_:into:)`` for why): m < 10¹⁵, k ≤ 17, |d| ≥ 10⁻⁴; nil otherwise.
     @inline(__always)
     public static func osqueryDecimal(_ d: Double) -> (m: UInt64, scale: Int)? {
         let a = d.magnitude
