@@ -194,12 +194,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     /// dropped, `.0` for a whole number (`12.0`, `0.05`, `-3.25`). `scale` is at most 17.
     public mutating func writeFixedPointString(_ m: UInt64, scale: Int, negative: Bool) {
         precondition(scale >= 0 && scale <= 17, "writeFixedPointString: scale out of range")
-        var digits = 1
-        var probe = m
-        while probe >= 10 {
-            probe /= 10
-            digits &+= 1
-        }
+        let digits = Self.decimalDigits(m)
         // Trailing zeros of the fraction are not printed.
         var fraction = scale
         var mantissa = m
@@ -236,14 +231,21 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         count &+= 4 &+ length
     }
 
+    /// How many decimal digits `value` has (1 for 0).
     @inlinable
-    mutating func writeDecimal(magnitude: UInt64, negative: Bool) {
+    static func decimalDigits(_ value: UInt64) -> Int {
         var digits = 1
-        var probe = magnitude
+        var probe = value
         while probe >= 10 {
             probe /= 10
             digits &+= 1
         }
+        return digits
+    }
+
+    @inlinable
+    mutating func writeDecimal(magnitude: UInt64, negative: Bool) {
+        let digits = Self.decimalDigits(magnitude)
         let length = negative ? digits &+ 1 : digits
         reserve(4 &+ length)
         base.storeBytes(of: Int32(truncatingIfNeeded: length).bigEndian, toByteOffset: count, as: Int32.self)
