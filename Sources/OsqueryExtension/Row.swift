@@ -5,9 +5,10 @@ public protocol ColumnValue: Sendable {
     var columnText: ThriftString? { get }
 
     /// Writes the cell's text to `writer` as one Thrift string and returns true, or writes
-    /// nothing and returns false for NULL. The default writes ``columnText``; the SDK's own
-    /// conformances write numbers and strings without building a string first. Implement it
-    /// only to make a custom value type faster; it must write what ``columnText`` holds.
+    /// nothing and returns false for NULL. The default writes ``columnText``; the SDK's
+    /// integers, doubles, strings and byte arrays write theirs without building a string
+    /// first. Implement it only to make a custom value type faster; it must write what
+    /// ``columnText`` holds.
     func writeColumnText(to writer: inout ThriftWriter) -> Bool
 }
 
@@ -26,20 +27,8 @@ extension String: ColumnValue {
         return true
     }
 }
-extension Substring: ColumnValue {
-    public var columnText: ThriftString? { ThriftString(String(self)) }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeString(String(self))
-        return true
-    }
-}
-extension ThriftString: ColumnValue {
-    public var columnText: ThriftString? { self }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeString(self)
-        return true
-    }
-}
+extension Substring: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
+extension ThriftString: ColumnValue { public var columnText: ThriftString? { self } }
 /// Integers in decimal, written in place.
 extension ColumnValue where Self: BinaryInteger {
     public var columnText: ThriftString? { ThriftString(String(self)) }
@@ -100,22 +89,9 @@ extension Double: ColumnValue {
         return nil
     }
 }
-extension Float: ColumnValue {
-    public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        guard isFinite else { return false }
-        writer.writeString(description)
-        return true
-    }
-}
+extension Float: ColumnValue { public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil } }
 /// `1` or `0`, as osquery stores booleans.
-extension Bool: ColumnValue {
-    public var columnText: ThriftString? { self ? "1" : "0" }
-    public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
-        writer.writeDecimalString(Int64(self ? 1 : 0))
-        return true
-    }
-}
+extension Bool: ColumnValue { public var columnText: ThriftString? { self ? "1" : "0" } }
 /// Raw bytes, sent as they are (for BLOB columns and non-UTF-8 text).
 extension Array: ColumnValue where Element == UInt8 {
     public var columnText: ThriftString? { ThriftString(bytes: self) }
