@@ -62,8 +62,7 @@ final class CursorState {
     var index = 0
     /// `rows.count`, kept for xEof.
     private(set) var rowCount = 0
-    /// `rows.textCells` (kept alive here) and a view of its cells.
-    private var text: TextCells?
+    /// A view of `rows.textCells` (which `rows` keeps alive).
     private(set) var textView: TextCells.View?
     /// Per virtual column: source column and declared type (set at the first xFilter so xColumn
     /// does no lookups), in memory this object owns.
@@ -78,8 +77,7 @@ final class CursorState {
 
     private func bindRows() {
         rowCount = rows.count
-        text = rows.textCells
-        textView = text?.view
+        textView = rows.textCells?.view
     }
 
     var hasColumns: Bool { columns.baseAddress != nil }
