@@ -99,7 +99,15 @@ struct ExtensionRun {
             return (manager, nil, process, nil)
         }
         _ = await eventually(10) { !manager.registrations.isEmpty || process?.running == false }
-        return (manager, server, process, manager.registrations.first)
+        let registration = manager.registrations.first
+        if let registration {
+            // SDKs register before they listen (PyPI `osquery` calls serve() after
+            // registerExtension returns), and a core retries its first connect, so
+            // the kit waits for the socket too rather than failing a loaded machine.
+            let path = "\(socket).\(registration.uuid)"
+            _ = await eventually(5) { (try? RawConnection(path: path, timeout: 1)) != nil || process?.running == false }
+        }
+        return (manager, server, process, registration)
     }
 
     // MARK: run A: argv, late socket, registration payload, calls, silent deregistration
