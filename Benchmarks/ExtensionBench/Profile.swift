@@ -24,10 +24,11 @@ func runProfile(rows rowCount: Int, repeats: Int) async throws {
     }
     for _ in 0..<repeats {
         let start = ContinuousClock.now
-        let rows = try await client.queryRows("select * from swift_bench_rows")
+        let rows = try await client.queryReplyRows("select * from swift_bench_rows")
         let d = ContinuousClock.now - start
         let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         print("select *: \(rows.count) rows in \(String(format: "%.3f", s)) s, \(Int(Double(rows.count) / s)) rows/s")
     }
     unlink(socketPath)
 }
+

@@ -88,6 +88,14 @@ public struct ExtensionManagerClient: ExtensionServiceClient {
         return (status, reader.rows)
     }
 
+    /// ``query(_:timeout:)`` with the rows left in the reply (``ReplyRows``): one walk over the
+    /// reply, no string built until a cell is read.
+    public func queryReplyRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+        -> (status: ExtensionStatus, rows: ReplyRows)
+    {
+        try await rpc.invokeRaw(.query(sql: sql), timeout: timeout).decodeReplyRows()
+    }
+
     public func getQueryColumns(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionResponse
     {
@@ -106,3 +114,4 @@ extension ExtensionReply {
         return response
     }
 }
+

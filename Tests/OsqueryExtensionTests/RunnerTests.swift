@@ -50,6 +50,26 @@ final class CountedValue: ColumnValue {
         await core.stop()
     }
 
+    /// `queryReplyRows` gives the cells `queryRows` gives, in the same order, and the core's
+    /// SQL errors as `.status`.
+    @Test func clientReadsRowsInPlace() async throws {
+        let core = try await FakeCore.start()
+        let table = Table("many_t", columns: [.integer("n"), .text("s"), .double("d")]) { _ in
+            (0..<20_000).map { ["n": $0, "s": "ü\($0)", "d": Double($0) / 4] }
+        }
+        let ext = Extension("many_ext", plugins: [table])
+        try await ext.start(options: try options(core.socket))
+        let client = OsqueryClient(socket: core.socket)
+        let lazy = try await client.queryReplyRows("select * from many_t")
+        let maps = try await client.queryRows("select * from many_t")
+        #expect(lazy.count == 20_000 && lazy.stringMaps == maps)
+        #expect(lazy[19_999]["s"] == "ü19999" && lazy[3]["d"] == "0.75" && lazy[3]["missing"] == nil)
+        await #expect(throws: OsqueryClientError.self) { try await client.queryReplyRows("select * from no_such_t") }
+        ext.stop()
+        _ = await ext.waitUntilStopped()
+        await core.stop()
+    }
+
     @Test func registersTruthfullyListensPrivatelyAndServes() async throws {
         let core = try await FakeCore.start()
         let ext = Extension("reg_ext", version: "2.3.4", plugins: [helloTable()])
