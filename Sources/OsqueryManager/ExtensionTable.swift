@@ -58,20 +58,11 @@ public final class ExtensionTable: TablePlugin {
     static func rows(from rows: [StringMap], schema: TableSchema, columnKeys: [ThriftString]) throws -> TableRows {
         var out = TableRows(schema: schema, reservingRows: rows.count)
         var rowids: [Int64]? = nil
-        // Extensions send the same keys in the same order row after row, so the
-        // position found in one row is tried first in the next.
-        var guess = [Int](repeating: 0, count: columnKeys.count)
         for (r, row) in rows.enumerated() {
             let entries = row.entries
             for (c, key) in columnKeys.enumerated() {
-                var value: ThriftString?
-                let g = guess[c]
-                if g < entries.count, entries[g].key == key {
-                    value = entries[g].value
-                } else if let i = entries.lastIndex(where: { $0.key == key }) {
-                    guess[c] = i
-                    value = entries[i].value
-                }
+                // A repeated key: the last one, as osquery's decoded map keeps it.
+                let value = entries.last(where: { $0.key == key })?.value
                 out.append(Self.convert(value, to: schema.columns[c].type))
             }
             if let rowid = row["rowid"] {
@@ -188,13 +179,16 @@ struct RowConverter: ResponseRowsReader {
     /// Per row, per column: ``TextCells/cell(offset:length:)`` or ``TextCells/missing``.
     var cells: [UInt64] = []
     var rowids: [Int64]?
-    /// Per column: the position its key had in the last row that had it.
-    var guess: [Int]
-    /// The current row's entries: the key's bytes, the value's bytes and the value's offset in
-    /// the reply; reused row after row.
-    var entries: [(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, offset: Int)] = []
+    /// The keys of the last row, in its order, and what each was (``slot(of:keys:)``): rows of
+    /// one reply nearly always repeat them, so a cell costs one key comparison.
+    var layoutKeys: [UnsafeRawBufferPointer] = []
+    var layoutSlots: [Int] = []
     var rowCount = 0
     var failure: EngineError?
+
+    /// What a key is: its column's index + 1 in the low bits (0: not a column), and
+    /// ``rowidFlag`` when it is `rowid` (which may be a column too).
+    static let rowidFlag = 1 << 32
 
     init(schema: TableSchema, columnKeys: [ThriftString]) {
         self.types = schema.columns.map(\.type)
@@ -206,7 +200,6 @@ struct RowConverter: ResponseRowsReader {
         }
         self.keyBytes = bytes
         self.keyStart = starts
-        self.guess = [Int](repeating: 0, count: columnKeys.count)
     }
 
     mutating func discardRows() {
@@ -233,6 +226,9 @@ struct RowConverter: ResponseRowsReader {
                 thrown = error
             }
         }
+        // The layout points into this reply: never carried to another.
+        layoutKeys.removeAll()
+        layoutSlots.removeAll()
         if let thrown { throw thrown }
     }
 
@@ -243,35 +239,51 @@ struct RowConverter: ResponseRowsReader {
             guard map.count == 0 || (map.key == .string && map.value == .string) else {
                 throw .invalidData("expected map<string,string>")
             }
-            entries.removeAll(keepingCapacity: true)
-            for _ in 0..<map.count {
+            let rowStart = cells.count
+            for _ in 0..<columnCount { cells.append(TextCells.missing) }
+            var rowid: UnsafeRawBufferPointer?
+            for i in 0..<map.count {
                 let k = try r.readStringBytes()
                 let v = try r.readStringBytes()
-                entries.append((k, v, r.offset &- v.count))
-            }
-            for c in 0..<columnCount {
-                let key = UnsafeRawBufferPointer(rebasing: keys[keyStart[c]..<keyStart[c &+ 1]])
-                let g = guess[c]
-                if g < entries.count, Self.same(entries[g].key, key) {
-                    cells.append(TextCells.cell(offset: entries[g].offset, length: entries[g].value.count))
-                } else if let i = entries.lastIndex(where: { Self.same($0.key, key) }) {
-                    guess[c] = i
-                    cells.append(TextCells.cell(offset: entries[i].offset, length: entries[i].value.count))
+                let slot: Int
+                if i < layoutKeys.count, Self.same(layoutKeys[i], k) {
+                    slot = layoutSlots[i]
                 } else {
-                    cells.append(TextCells.missing)
+                    slot = self.slot(of: k, keys: keys)
+                    if i < layoutKeys.count {
+                        layoutKeys[i] = k
+                        layoutSlots[i] = slot
+                    } else {
+                        layoutKeys.append(k)
+                        layoutSlots.append(slot)
+                    }
                 }
+                // A repeated key: the last one wins, as in a decoded map.
+                let column = slot & 0xFFFF_FFFF
+                if column != 0 { cells[rowStart &+ column &- 1] = TextCells.cell(offset: r.offset &- v.count, length: v.count) }
+                if slot & Self.rowidFlag != 0 { rowid = v }
             }
-            readRowid()
+            readRowid(rowid)
             rowCount &+= 1
         }
     }
 
+    /// ``layoutSlots``' value for a key.
+    func slot(of key: UnsafeRawBufferPointer, keys: UnsafeRawBufferPointer) -> Int {
+        var slot = 0
+        // Column names are unique (SQLite refuses a table that declares one twice).
+        for c in 0..<types.count where Self.same(UnsafeRawBufferPointer(rebasing: keys[keyStart[c]..<keyStart[c &+ 1]]), key) {
+            slot = c &+ 1
+            break
+        }
+        let name: StaticString = "rowid"
+        if Self.same(key, UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)) { slot |= Self.rowidFlag }
+        return slot
+    }
+
     /// The `rowid` key sets the row's rowid; once one row has one, every row gets one.
-    mutating func readRowid() {
-        let key: StaticString = "rowid"
-        let rowid = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
-        if let i = entries.lastIndex(where: { Self.same($0.key, rowid) }) {
-            let text = entries[i].value
+    mutating func readRowid(_ value: UnsafeRawBufferPointer?) {
+        if let text = value {
             // Int64(String) semantics: an optional sign and decimal digits, nothing else.
             guard let id = String(validating: text.bindMemory(to: UInt8.self), as: UTF8.self).flatMap({ Int64($0) }) else {
                 if failure == nil {

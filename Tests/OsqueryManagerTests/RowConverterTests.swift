@@ -92,6 +92,9 @@ import ThriftCodec
         duplicated.append("b", "1")
         duplicated.append("a", "two")
         try expectSame([duplicated, duplicated, ["a": "x"], duplicated])
+        // The last of a repeated key, in every row (osquery's decoded map keeps the last).
+        let (fast, _) = try both([duplicated, ["a": "x"], duplicated])
+        #expect(try fast.get()[0, 0] == .text("two") && fast.get()[2, 0] == .text("two"))
     }
 
     @Test func rowidsAndBadRowids() throws {
@@ -100,6 +103,42 @@ import ThriftCodec
         try expectSame([["a": "x"], ["a": "y", "rowid": "seven"]])
         try expectSame([["rowid": ThriftString(bytes: [0x31, 0xff])]])
         try expectSame([["rowid": " 1"], ["rowid": "1"]])
+    }
+
+    /// Long lists with keys in and out of the usual order, rowids starting anywhere, bad ones.
+    @Test func longListsMatchTheReferencePath() throws {
+        let n = 17_385
+        func rows(rowidAt: (Int) -> ThriftString?) -> [StringMap] {
+            (0..<n).map { i -> StringMap in
+                var row: StringMap = i % 7 == 3
+                    ? ["b": ThriftString(String(i)), "a": ThriftString("r\(i)"), "zz": "extra"]
+                    : ["a": ThriftString("r\(i)"), "b": ThriftString(String(i)), "c": "0.5", "d": "x"]
+                if let id = rowidAt(i) { row.append("rowid", id) }
+                return row
+            }
+        }
+        let middle = n / 2
+        try expectSame(rows { _ in nil })
+        try expectSame(rows { $0 == middle + 5 || $0 == n - 1 ? ThriftString(String($0 * 10)) : nil })
+        try expectSame(rows { $0 == 17 ? "170" : nil })
+        try expectSame(rows { $0 == 17 || $0 == middle + 100 ? ThriftString(String($0 * 10)) : nil })
+        try expectSame(rows { $0 == middle ? "1" : nil })
+        try expectSame(rows { $0 % 2 == 0 ? ThriftString(String(-$0)) : nil })
+        // The first bad rowid in row order is the error.
+        try expectSame(rows { $0 == 40 ? "bad-first" : $0 == middle + 40 ? "bad-second" : nil })
+        try expectSame(rows { $0 == middle + 40 ? "bad-second" : nil })
+        let (fast, _) = try both(rows { $0 == 40 ? "bad-first" : $0 == middle + 40 ? "bad-second" : nil })
+        #expect(throws: EngineError.self) { try fast.get() }
+        // A list shorter than its count, and a bad map late in it, are protocol errors.
+        for bad in [n - 1, middle + 3] {
+            var w = ThriftWriter()
+            w.writeListBegin(element: .map, count: n)
+            for i in 0..<bad { w.writeStringMap(["a": ThriftString("r\(i)")]) }
+            if bad != n - 1 { w.writeMapBegin(key: .string, value: .i32, count: 1) }
+            let bytes = w.bytes
+            var converter = RowConverter(schema: schema, columnKeys: schema.columns.map { ThriftString($0.name) })
+            #expect(throws: ThriftError.self) { try ThriftReader.read(bytes) { r in try converter.readRows(from: &r) } }
+        }
     }
 
     @Test func aRepeatedRowsFieldKeepsTheLastList() throws {
