@@ -1,0 +1,252 @@
+import Dispatch
+import OsqueryEngine
+import OsqueryProtocol
+import Synchronization
+import ThriftCodec
+
+/// Writes query result rows as Thrift maps, as osquery's `query` returns them: every value as
+/// text (integers in decimal, doubles as `%.15g` plus `.0`, text and blobs as their bytes, NULL
+/// as `--nullvalue`). Duplicate column names (`SELECT 1 AS a, 2 AS a`) give one key, in the
+/// place of its first column, with the value of its last, as a map would.
+///
+/// A big result is encoded on a second thread while SQLite steps on the query thread: the query
+/// thread copies each row's cells out of SQLite into a ``CellBatch`` (a tag and 8 bytes per cell,
+/// text copied), and the encoder thread turns full batches into Thrift, in order. Formatting
+/// numbers and writing maps is about half of a big `SELECT *`; SQLite cannot step a statement
+/// on two threads, but that half can move. A result under one batch never leaves the query thread.
+struct QueryRowsEncoder: ~Copyable {
+    let nullValue: ThriftString
+    var count = 0
+    /// Per key of the current statement: its name and the column whose value it takes.
+    var keys: [(name: ThriftString, column: Int)] = []
+    /// The keys as they go on the wire, encoded once per statement instead of once per row.
+    var keyWire = EncodedStrings([])
+    /// Per key, the column it takes its value from.
+    var keyColumns: [Int] = []
+    /// Rows copied out of SQLite and not yet handed on.
+    var batch = CellBatch()
+    /// The encoder thread and the writer, from the first full batch on.
+    var pipeline: RowsPipeline?
+    /// Where rows are written while there is no pipeline (and after it is joined).
+    var writer = ThriftWriter(reservingCapacity: 1 << 16)
+
+    init(nullValue: ThriftString) { self.nullValue = nullValue }
+
+    mutating func begin(columns: [String]) {
+        // The batch so far belongs to the previous statement's keys.
+        if batch.rows > 0 {
+            if let pipeline {
+                batch = pipeline.submit(batch)
+            } else {
+                batch.encode(to: &writer, nullValue: nullValue)
+                batch.reset()
+            }
+        }
+        keys.removeAll(keepingCapacity: true)
+        for (c, name) in columns.enumerated() {
+            let key = ThriftString(name)
+            if let i = keys.firstIndex(where: { $0.name == key }) { keys[i].column = c } else { keys.append((key, c)) }
+        }
+        keyWire = EncodedStrings(keys.map(\.name))
+        keyColumns = keys.map(\.column)
+        batch.keyWire = keyWire
+        batch.prepare(keyCount: keys.count)
+    }
+
+    mutating func add(_ row: StatementRow) {
+        keyColumns.withUnsafeBufferPointer { batch.append(row, columns: $0) }
+        count &+= 1
+        if batch.isFull { handOff() }
+    }
+
+    /// Sends the batch to the encoder thread (starting it at the first full batch).
+    mutating func handOff() {
+        guard batch.rows > 0 else { return }
+        if pipeline == nil {
+            guard batch.isFull else { return }  // a short result: encoded here at the end
+            var started = ThriftWriter(reservingCapacity: 0)
+            swap(&started, &writer)
+            pipeline = RowsPipeline(writer: started, nullValue: nullValue)
+        }
+        batch = pipeline!.submit(batch)
+    }
+
+    /// osquery's text for a double, written without a String when it can be.
+    static func writeDouble(_ d: Double, to writer: inout ThriftWriter) {
+        if let (m, scale) = SQLValue.osqueryDecimal(d) {
+            writer.writeFixedPointString(m, scale: scale, negative: d < 0)
+        } else {
+            writer.writeString(SQLValue.osqueryDouble(d))
+        }
+    }
+
+    consuming func finish() -> EncodedRows {
+        if let pipeline {
+            handOff()
+            writer = pipeline.join()
+        } else if batch.rows > 0 {
+            batch.encode(to: &writer, nullValue: nullValue)
+        }
+        return EncodedRows(count: count, encoded: writer.finish())
+    }
+}
+
+/// Cells of up to ``CellBatch/rowLimit`` rows copied out of SQLite: per cell a tag and 8 bytes
+/// (the integer, the double's bits, or where its bytes are in `text`). Plain memory: the query
+/// thread fills it once per cell, so no array bookkeeping per store.
+final class CellBatch: @unchecked Sendable {
+    // @unchecked: a batch is filled by the query thread, then owned by the encoder thread until
+    // it comes back through the pipeline's spares; never used by both at once.
+    static let rowLimit = 2048
+    static let textLimit = 1 << 20
+
+    enum Tag: UInt8 { case null, integer, double, text }
+
+    var rows = 0
+    var keyWire = EncodedStrings([])
+    /// Cells stored so far.
+    var cells = 0
+    var cellCapacity = 0
+    var tags: UnsafeMutablePointer<Tag>
+    var words: UnsafeMutablePointer<UInt64>
+    var text: UnsafeMutableRawPointer
+    var textCount = 0
+    var textCapacity = 1 << 16
+
+    init() {
+        tags = .allocate(capacity: 1)
+        words = .allocate(capacity: 1)
+        text = .allocate(byteCount: textCapacity, alignment: 1)
+    }
+
+    deinit {
+        tags.deallocate()
+        words.deallocate()
+        text.deallocate()
+    }
+
+    var isFull: Bool { rows >= Self.rowLimit || textCount >= Self.textLimit }
+
+    /// Room for a full batch of rows of `keyCount` cells.
+    func prepare(keyCount: Int) {
+        let need = Self.rowLimit * max(keyCount, 1)
+        guard need > cellCapacity else { return }
+        tags.deallocate()
+        words.deallocate()
+        tags = .allocate(capacity: need)
+        words = .allocate(capacity: need)
+        cellCapacity = need
+    }
+
+    /// Copies the cells of `row` in `columns` (one per key).
+    func append(_ row: StatementRow, columns: UnsafeBufferPointer<Int>) {
+        // Locals, stored back once: the stores per cell touch no class property.
+        var i = cells
+        var textCount = self.textCount
+        let (tags, words) = (self.tags, self.words)
+        for column in columns {
+            switch row.cell(column) {
+            case .null:
+                tags[i] = .null
+            case .integer(let v):
+                tags[i] = .integer
+                words[i] = UInt64(bitPattern: v)
+            case .double(let d):
+                tags[i] = .double
+                words[i] = d.bitPattern
+            case .text(let bytes), .blob(let bytes):
+                tags[i] = .text
+                let n = bytes.count
+                if textCount &+ n > textCapacity { growText(to: textCount &+ n, keeping: textCount) }
+                words[i] = UInt64(textCount) << 32 | UInt64(n)
+                if n > 0 { (text + textCount).copyMemory(from: bytes.baseAddress!, byteCount: n) }
+                textCount &+= n
+            }
+            i &+= 1
+        }
+        cells = i
+        self.textCount = textCount
+        rows &+= 1
+    }
+
+    func growText(to need: Int, keeping count: Int) {
+        let grown = max(textCapacity * 2, need)
+        let bigger = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 1)
+        bigger.copyMemory(from: text, byteCount: count)
+        text.deallocate()
+        text = bigger
+        textCapacity = grown
+    }
+
+    func reset() {
+        rows = 0
+        cells = 0
+        textCount = 0
+    }
+
+    /// The rows as Thrift maps, as ``QueryRowsEncoder`` writes them.
+    func encode(to writer: inout ThriftWriter, nullValue: ThriftString) {
+        let keyCount = rows == 0 ? 0 : cells / rows
+        let (tags, words, text) = (self.tags, self.words, UnsafeRawPointer(self.text))
+        var i = 0
+        for _ in 0..<rows {
+            writer.writeMapBegin(key: .string, value: .string, count: keyCount)
+            for k in 0..<keyCount {
+                keyWire.write(k, to: &writer)
+                let word = words[i]
+                switch tags[i] {
+                case .null: writer.writeString(nullValue)
+                case .integer: writer.writeDecimalString(Int64(bitPattern: word))
+                case .double: QueryRowsEncoder.writeDouble(Double(bitPattern: word), to: &writer)
+                case .text:
+                    writer.writeString(bytes: UnsafeRawBufferPointer(start: text + Int(word >> 32), count: Int(word & 0xFFFF_FFFF)))
+                }
+                i &+= 1
+            }
+        }
+    }
+}
+
+/// The encoder thread of one big result: batches are encoded in the order submitted, at most
+/// two wait at a time (the query thread waits for a slot, so memory stays bounded).
+final class RowsPipeline: @unchecked Sendable {
+    // @unchecked: `writer` is touched only by blocks on `queue` until `join()`, which runs after
+    // them; `spares` is behind its mutex.
+    private var writer: ThriftWriter
+    private let nullValue: ThriftString
+    private let queue = DispatchQueue(label: "osquery.query-rows-encoder")
+    private let slots = DispatchSemaphore(value: 2)
+    private let spares = Mutex<[CellBatch]>([])
+
+    init(writer: consuming ThriftWriter, nullValue: ThriftString) {
+        self.writer = writer
+        self.nullValue = nullValue
+    }
+
+    /// Queues `batch` for encoding and returns an empty batch (for the same keys) to fill next.
+    func submit(_ batch: CellBatch) -> CellBatch {
+        let keyCount = batch.cells / max(batch.rows, 1)
+        let keyWire = batch.keyWire
+        slots.wait()
+        queue.async { [self] in
+            batch.encode(to: &writer, nullValue: nullValue)
+            batch.reset()
+            spares.withLock { $0.append(batch) }
+            slots.signal()
+        }
+        let next = spares.withLock { $0.popLast() } ?? CellBatch()
+        next.keyWire = keyWire
+        next.prepare(keyCount: keyCount)
+        return next
+    }
+
+    /// Waits for every batch submitted and gives the writer back.
+    func join() -> ThriftWriter {
+        // The queue is serial: once this returns, every block has run, and what they wrote is
+        // visible here.
+        queue.sync {}
+        var out = ThriftWriter(reservingCapacity: 0)
+        swap(&out, &writer)
+        return out
+    }
+}
