@@ -442,42 +442,45 @@ extension RowLayout {
         var bytes = 0
         var writer = ThriftWriter(reservingCapacity: 1 << 16)
         var failure: PluginError?
-        for r in rows.indices {
-            let rowStart = writer.byteCount
-            writer.writeMapBegin(key: .string, value: .string, count: 0)
-            var entries: Int32 = 0
-            rows[r].cells.withUnsafeBufferPointer { cells in
-                // Cells are read in place through the pointer: no copy of the existential
-                // (and retain of its string) per cell.
-                guard let base = cells.baseAddress else { return }
-                for position in 0..<cells.count {
-                    let cell = UnsafeRawPointer(base + position)
-                    let column = cell.assumingMemoryBound(to: String.self)
-                    let value = (cell + cellValueOffset).assumingMemoryBound(to: (any ColumnValue).self)
-                    // A key that is no column is left out: the core would ignore it.
-                    guard let i = self.column(named: column.pointee, at: position), used[i] else { continue }
-                    let entryStart = writer.byteCount
-                    keyWire.write(i, to: &writer)
-                    if value.pointee.writeColumnText(to: &writer) {
-                        entries &+= 1
-                    } else {
-                        writer.truncate(to: entryStart)  // NULL: the key goes too
+        // A view of the keys, not the arrays: a reference count moved per cell costs more than the cell.
+        keyWire.withView { keys in
+            for r in rows.indices {
+                let rowStart = writer.byteCount
+                writer.writeMapBegin(key: .string, value: .string, count: 0)
+                var entries: Int32 = 0
+                rows[r].cells.withUnsafeBufferPointer { cells in
+                    // Cells are read in place through the pointer: no copy of the existential
+                    // (and retain of its string) per cell.
+                    guard let base = cells.baseAddress else { return }
+                    for position in 0..<cells.count {
+                        let cell = UnsafeRawPointer(base + position)
+                        let column = cell.assumingMemoryBound(to: String.self)
+                        let value = (cell + cellValueOffset).assumingMemoryBound(to: (any ColumnValue).self)
+                        // A key that is no column is left out: the core would ignore it.
+                        guard let i = self.column(named: column.pointee, at: position), used[i] else { continue }
+                        let entryStart = writer.byteCount
+                        keys.write(i, to: &writer)
+                        if value.pointee.writeColumnText(to: &writer) {
+                            entries &+= 1
+                        } else {
+                            writer.truncate(to: entryStart)  // NULL: the key goes too
+                        }
                     }
                 }
-            }
-            writer.patchI32(entries, at: rowStart &+ 2)
-            // The same count as before: keys, values and 8 per entry, 8 per row.
-            bytes &+= writer.byteCount &- rowStart &+ 2
-            if bytes > maxBytes {
-                failure = overBudget(maxBytes, afterRows: r, table: table)
-                break
-            }
-            // Rows of a table are alike: size the buffer once from the first, plus a margin.
-            // Never more than the budget allows (or 256 MiB without one).
-            if r == rows.startIndex {
-                let (estimate, overflow) = writer.byteCount.multipliedReportingOverflow(by: rows.count)
-                let cap = min(maxBytes, 1 << 28)
-                writer.reserveCapacity(overflow ? cap : min(estimate / 8 * 9 + 64, cap))
+                writer.patchI32(entries, at: rowStart &+ 2)
+                // The same count as before: keys, values and 8 per entry, 8 per row.
+                bytes &+= writer.byteCount &- rowStart &+ 2
+                if bytes > maxBytes {
+                    failure = overBudget(maxBytes, afterRows: r, table: table)
+                    return
+                }
+                // Rows of a table are alike: size the buffer once from the first, plus a margin.
+                // Never more than the budget allows (or 256 MiB without one).
+                if r == rows.startIndex {
+                    let (estimate, overflow) = writer.byteCount.multipliedReportingOverflow(by: rows.count)
+                    let cap = min(maxBytes, 1 << 28)
+                    writer.reserveCapacity(overflow ? cap : min(estimate / 8 * 9 + 64, cap))
+                }
             }
         }
         return EncodedPart(encoded: writer.finish(), bytes: bytes, overBudget: failure)

@@ -187,21 +187,27 @@ final class CellBatch: @unchecked Sendable {
     /// The rows as Thrift maps, as ``QueryRowsEncoder`` writes them.
     func encode(to writer: inout ThriftWriter, nullValue: ThriftString) {
         let keyCount = rows == 0 ? 0 : cells / rows
-        let (tags, words, text) = (self.tags, self.words, UnsafeRawPointer(self.text))
-        var i = 0
-        for _ in 0..<rows {
-            writer.writeMapBegin(key: .string, value: .string, count: keyCount)
-            for k in 0..<keyCount {
-                keyWire.write(k, to: &writer)
-                let word = words[i]
-                switch tags[i] {
-                case .null: writer.writeString(nullValue)
-                case .integer: writer.writeDecimalString(Int64(bitPattern: word))
-                case .double: QueryRowsEncoder.writeDouble(Double(bitPattern: word), to: &writer)
-                case .text:
-                    writer.writeString(bytes: UnsafeRawBufferPointer(start: text + Int(word >> 32), count: Int(word & 0xFFFF_FFFF)))
+        let (tags, words, text, rows) = (self.tags, self.words, UnsafeRawPointer(self.text), self.rows)
+        let null = EncodedStrings([nullValue])
+        // Views, not the arrays: a reference count moved per cell costs more than the cell.
+        keyWire.withView { keys in
+            null.withView { null in
+                var i = 0
+                for _ in 0..<rows {
+                    writer.writeMapBegin(key: .string, value: .string, count: keyCount)
+                    for k in 0..<keyCount {
+                        keys.write(k, to: &writer)
+                        let word = words[i]
+                        switch tags[i] {
+                        case .null: null.write(0, to: &writer)
+                        case .integer: writer.writeDecimalString(Int64(bitPattern: word))
+                        case .double: QueryRowsEncoder.writeDouble(Double(bitPattern: word), to: &writer)
+                        case .text:
+                            writer.writeString(bytes: UnsafeRawBufferPointer(start: text + Int(word >> 32), count: Int(word & 0xFFFF_FFFF)))
+                        }
+                        i &+= 1
+                    }
                 }
-                i &+= 1
             }
         }
     }

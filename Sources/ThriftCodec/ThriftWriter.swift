@@ -381,4 +381,32 @@ public struct EncodedStrings: Sendable {
     public func write(_ i: Int, to writer: inout ThriftWriter) {
         bytes.withUnsafeBytes { writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: $0[starts[i]..<starts[i &+ 1]])) }
     }
+
+    /// Calls `body` with a view that writes the strings without touching the arrays' reference
+    /// counts: for loops over many rows, where ``write(_:to:)`` would retain and release both
+    /// arrays per string.
+    @inlinable
+    public func withView<R>(_ body: (View) throws -> R) rethrows -> R {
+        try bytes.withUnsafeBytes { b in
+            try starts.withUnsafeBufferPointer { s in try body(View(bytes: b, starts: s)) }
+        }
+    }
+
+    /// Plain pointers to the encoded strings, valid inside ``withView(_:)``.
+    public struct View {
+        @usableFromInline let bytes: UnsafeRawBufferPointer
+        @usableFromInline let starts: UnsafeBufferPointer<Int>
+
+        @inlinable
+        init(bytes: UnsafeRawBufferPointer, starts: UnsafeBufferPointer<Int>) {
+            self.bytes = bytes
+            self.starts = starts
+        }
+
+        /// Writes string `i` as `writeString` would.
+        @inlinable
+        public func write(_ i: Int, to writer: inout ThriftWriter) {
+            writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: bytes[starts[i]..<starts[i &+ 1]]))
+        }
+    }
 }
