@@ -1,5 +1,11 @@
 internal import CSQLite
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// Rows as the text an extension sent them: for each cell, where its bytes are in the reply
 /// (which this object keeps alive), converted to a SQL value only when SQLite reads it.
 ///
@@ -16,6 +22,9 @@ public final class TextCells: @unchecked Sendable {
     let owner: any AnyObject & Sendable
     /// The cells and column types, in memory this object owns, and the reply's bytes.
     let view: View
+    /// Set when the cells are still being filled in on another thread: a row may be read only
+    /// once it is ready (``CellsProgress/waitForRow(_:)``).
+    public let progress: CellsProgress?
 
     /// A cell whose key the row did not have (NULL).
     public static let missing = UInt64.max
@@ -38,6 +47,23 @@ public final class TextCells: @unchecked Sendable {
         let ownedTypes = UnsafeMutablePointer<ColumnType>.allocate(capacity: max(types.count, 1))
         ownedTypes.initialize(from: types, count: types.count)
         self.view = View(base: base, cells: ownedCells, types: ownedTypes, columnCount: types.count)
+        self.progress = nil
+    }
+
+    /// Cells that another thread fills in row order after this returns: `cells` (memory this
+    /// object takes over, `rowCount` rows of `types.count` cells) may be read up to the rows
+    /// `progress` says are ready.
+    public init(
+        owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType],
+        adopting cells: UnsafeMutablePointer<UInt64>, rowCount: Int, progress: CellsProgress
+    ) {
+        self.owner = owner
+        self.columnCount = types.count
+        self.rowCount = rowCount
+        let ownedTypes = UnsafeMutablePointer<ColumnType>.allocate(capacity: max(types.count, 1))
+        ownedTypes.initialize(from: types, count: types.count)
+        self.view = View(base: base, cells: cells, types: ownedTypes, columnCount: types.count)
+        self.progress = progress
     }
 
     deinit {
@@ -46,12 +72,21 @@ public final class TextCells: @unchecked Sendable {
     }
 
     /// The bytes of a cell, nil when it is NULL.
-    public func bytes(row: Int, column: Int) -> UnsafeRawBufferPointer? { view.bytes(row: row, column: column) }
+    public func bytes(row: Int, column: Int) -> UnsafeRawBufferPointer? {
+        guard isReady(row) else { return nil }
+        return view.bytes(row: row, column: column)
+    }
 
     /// A cell as a SQL value, with osquery's conversion rules for its column's type.
     public func value(row: Int, column: Int) -> SQLValue {
-        guard let bytes = view.bytes(row: row, column: column) else { return .null }
+        guard isReady(row), let bytes = view.bytes(row: row, column: column) else { return .null }
         return SQLValue.converting(utf8: bytes, to: view.types[column])
+    }
+
+    /// Waits for `row` when the cells are still being filled in.
+    func isReady(_ row: Int) -> Bool {
+        guard let progress else { return true }
+        return row < progress.waitForRow(row)
     }
 
     /// Plain pointers into the object's memory for per-cell work (SQLite's xColumn): valid
@@ -88,6 +123,78 @@ public final class TextCells: @unchecked Sendable {
             } else {
                 OsqueryEngine.setResult(ctx, SQLValue.converting(utf8: bytes, to: type), type: declared)
             }
+        }
+    }
+}
+
+/// How far another thread has filled in a ``TextCells``: rows are published in order, and at the
+/// end the rowids and the first error (an extension's bad `rowid`). The reader waits on a
+/// condition variable, not a spin: the filling thread may need the CPU it would spin on.
+public final class CellsProgress: @unchecked Sendable {
+    // @unchecked: every field is read and written under `mutex`.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var ready = 0
+    private var done = false
+    private var cancelled = false
+    private var failure: String?
+    private var rowids: [Int64]?
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(changed, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(changed)
+        pthread_mutex_destroy(mutex)
+        changed.deallocate()
+        mutex.deallocate()
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    /// Filler: the first `rows` rows are ready.
+    public func publish(ready rows: Int) {
+        locked {
+            ready = rows
+            pthread_cond_broadcast(changed)
+        }
+    }
+
+    /// Filler: every row is ready (or the reader cancelled); the rowids and the first error.
+    public func finish(failure: String?, rowids: [Int64]?) {
+        locked {
+            done = true
+            self.failure = failure
+            self.rowids = rowids
+            pthread_cond_broadcast(changed)
+        }
+    }
+
+    /// Reader: the rows are no longer wanted (the cursor moved on or closed).
+    public func cancel() { locked { cancelled = true } }
+
+    /// Filler: whether to stop early.
+    public var isCancelled: Bool { locked { cancelled } }
+
+    /// Reader: waits until `row` is ready or the filling ended; the number of rows ready.
+    public func waitForRow(_ row: Int) -> Int {
+        locked {
+            while ready <= row && !done { pthread_cond_wait(changed, mutex) }
+            return ready
+        }
+    }
+
+    /// Reader: waits for the end; the first error and the rowids.
+    public func waitUntilDone() -> (failure: String?, rowids: [Int64]?) {
+        locked {
+            while !done { pthread_cond_wait(changed, mutex) }
+            return (failure, rowids)
         }
     }
 }

@@ -64,6 +64,10 @@ final class CursorState {
     private(set) var rowCount = 0
     /// A view of `rows.textCells` (which `rows` keeps alive).
     private(set) var textView: TextCells.View?
+    /// When the text cells are still being filled in: their progress, and how many rows were
+    /// ready when last asked (rows below that are read without asking again).
+    private(set) var progress: CellsProgress?
+    var ready = Int.max
     /// Per virtual column: source column and declared type (set at the first xFilter so xColumn
     /// does no lookups), in memory this object owns.
     private(set) var columns = UnsafeMutableBufferPointer<(source: Int, type: ColumnType)>(start: nil, count: 0)
@@ -73,11 +77,32 @@ final class CursorState {
         bindRows()
     }
 
-    deinit { columns.deallocate() }
+    deinit {
+        columns.deallocate()
+        progress?.cancel()
+    }
 
     private func bindRows() {
+        progress?.cancel()
         rowCount = rows.count
         textView = rows.textCells?.view
+        progress = rows.textCells?.progress
+        ready = progress == nil ? Int.max : 0
+    }
+
+    /// Whether the current row can be read, waiting for it if it is still being filled in.
+    @inline(__always)
+    func currentRowReady() -> Bool {
+        if index < ready { return true }
+        guard let progress else { return false }
+        ready = progress.waitForRow(index)
+        return index < ready
+    }
+
+    /// At the end of the rows: the error the filling thread met, if any (it is the statement's).
+    func endFailure() -> String? {
+        guard let progress else { return nil }
+        return progress.waitUntilDone().failure
     }
 
     var hasColumns: Bool { columns.baseAddress != nil }
@@ -373,7 +398,15 @@ private let xFilter: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
 
 private let xNext: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?) -> Int32 = { cursor in
     guard let cursor else { return SQLITE_ERROR }
-    withCursorState(cursor) { $0.index += 1 }
+    let failure = withCursorState(cursor) { state -> String? in
+        state.index += 1
+        // Rows filled in on another thread report their error once the scan reaches the end.
+        return state.index == state.rowCount ? state.endFailure() : nil
+    }
+    if let failure, let vtab = cursor.pointee.pVtab {
+        setError(vtab, failure)
+        return SQLITE_ERROR
+    }
     return SQLITE_OK
 }
 
@@ -393,7 +426,7 @@ private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
         }
         let (source, type) = columns[c]
         if let view = state.textView {
-            guard source < view.columnCount else {
+            guard source < view.columnCount, state.currentRowReady() else {
                 sqlite3_result_null(ctx)
                 return
             }
@@ -412,6 +445,12 @@ private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
 private let xRowid: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?, UnsafeMutablePointer<sqlite3_int64>?) -> Int32 = { cursor, rowid in
     guard let cursor, let rowid else { return SQLITE_ERROR }
     let state = cursorState(cursor)
+    if let progress = state.progress {
+        // Rowids are known once every row is in.
+        let ids = progress.waitUntilDone().rowids
+        rowid.pointee = ids.map { state.index < $0.count ? $0[state.index] : sqlite3_int64(state.index) } ?? sqlite3_int64(state.index)
+        return SQLITE_OK
+    }
     if let ids = state.rows.rowids, state.index < ids.count {
         rowid.pointee = ids[state.index]
     } else {

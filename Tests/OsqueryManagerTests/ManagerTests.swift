@@ -220,6 +220,49 @@ func attach(_ core: TestCore, name: ThriftString = "t1", table: ThriftString = "
         await core.stop()
     }
 
+    /// A reply of 8192 rows or more is converted on another thread while SQLite scans: every way
+    /// of reading the rows must see what the one-thread path gives.
+    @Test func bigRepliesConvertedWhileScanned() async throws {
+        let core = try await TestCore.start("bg")
+        let count = 20_011
+        let rows: [StringMap] = (0..<count).map { i in
+            ["a": ThriftString("r\(i)"), "n": ThriftString(String(i)), "big": ThriftString(String(i * 3)),
+             "d": ThriftString(String(Double(i) / 2))]
+        }
+        let (_, server) = try await attach(core, TestExtension(rows: rows))
+        let all = try await core.client.query("select a, n, big, d from t1_tbl")
+        #expect(all.status.code == 0 && all.response.count == count, "\(all.status)")
+        let mismatch = all.response.indices.first { all.response[$0] != rows[$0] }
+        #expect(mismatch == nil, "row \(mismatch ?? -1)")
+        let sums = try await core.client.query("select count(*) as c, sum(n) as s, max(a) as m, min(d) as lo from t1_tbl")
+        #expect(sums.response == [["c": ThriftString(String(count)), "s": ThriftString(String(count * (count - 1) / 2)),
+                                   "m": ThriftString(rows.map { $0["a"]!.lossyString }.max()!), "lo": "0.0"]])
+        // A scan that stops early (its conversion is cancelled), then the same table again.
+        #expect(try await core.client.query("select a from t1_tbl limit 3").response == [["a": "r0"], ["a": "r1"], ["a": "r2"]])
+        let joined = try await core.client.query(
+            "select x.a as x, y.big as y from t1_tbl x join t1_tbl y on y.n = x.n where x.n in (7, 20010) order by x.n")
+        #expect(joined.response == [["x": "r7", "y": "21"], ["x": "r20010", "y": "60030"]])
+        #expect(try await core.client.query("select a from t1_tbl order by n desc limit 1").response == [["a": "r20010"]])
+        // Rowids the extension sends, read once the conversion is done; a bad one fails the scan
+        // that reaches it.
+        let withIDs = rows.enumerated().map { i, row -> StringMap in
+            var row = row
+            row.append("rowid", ThriftString(String(i + 100)))
+            return row
+        }
+        let (_, second) = try await attach(core, name: "t2", table: "t2_tbl", TestExtension(rows: withIDs))
+        #expect(try await core.client.query("select rowid as r from t2_tbl where n = 5").response == [["r": "105"]])
+        var bad = withIDs
+        bad[count - 1].append("rowid", "nine")
+        let (_, third) = try await attach(core, name: "t3", table: "t3_tbl", TestExtension(rows: bad))
+        let failed = try await core.client.query("select count(*) from t3_tbl")
+        #expect(failed.status.code != 0 && failed.status.message.lossyString.contains("Invalid rowid value: nine"), "\(failed.status)")
+        await third.close()
+        await second.close()
+        await server.close()
+        await core.stop()
+    }
+
     @Test func theExtensionsErrorBecomesTheSQLError() async throws {
         let core = try await TestCore.start("boom")
         let (_, server) = try await attach(core, TestExtension(rows: [], status: .init(code: 1, message: "boom")))
