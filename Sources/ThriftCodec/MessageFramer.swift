@@ -157,29 +157,8 @@ public struct MessageFramer: Sendable {
     /// takes (and rejects with its error); returns how many are left. Nothing past the message
     /// size limit is consumed here.
     mutating func skipCompleteStringMaps(_ count: Int, _ bytes: UnsafeRawBufferPointer) -> Int {
-        var left = count
-        var at = offset
-        let end = min(bytes.count, limits.maxMessageSize)
-        let string = TType.string.rawValue
-        rows: while left > 0 {
-            guard end &- at >= 6 else { break }
-            let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: at &+ 2, as: Int32.self)))
-            guard n >= 0 else { break }
-            if n > 0 {
-                guard bytes[at] == string, bytes[at &+ 1] == string else { break }
-            }
-            var p = at &+ 6
-            var strings = n &* 2
-            while strings > 0 {
-                guard end &- p >= 4 else { break rows }
-                let length = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: p, as: Int32.self)))
-                guard length >= 0, end &- p &- 4 >= length else { break rows }
-                p &+= 4 &+ length
-                strings &-= 1
-            }
-            at = p
-            left &-= 1
-        }
+        let (at, left) = walkStringMaps(
+            bytes, from: offset, count: count, end: min(bytes.count, limits.maxMessageSize), maxLength: Int.max)
         offset = at
         return left
     }
@@ -245,4 +224,37 @@ public struct MessageFramer: Sendable {
             return bytes.count >= end ? end : nil
         }
     }
+}
+
+/// Walks up to `count` well-formed `map<string,string>`s in `bytes` from `at`, stopping before
+/// the first that is incomplete before `end`, of other types, negative or longer than `maxLength`
+/// somewhere: where it stopped and how many maps are left. The framer and the reader's skip
+/// share it; whatever it stops at, their checked paths take over.
+@inline(__always)
+func walkStringMaps(
+    _ bytes: UnsafeRawBufferPointer, from start: Int, count: Int, end: Int, maxLength: Int
+) -> (at: Int, left: Int) {
+    var left = count
+    var at = start
+    let string = TType.string.rawValue
+    rows: while left > 0 {
+        guard end &- at >= 6 else { break }
+        let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: at &+ 2, as: Int32.self)))
+        guard n >= 0 else { break }
+        if n > 0 {
+            guard bytes[at] == string, bytes[at &+ 1] == string else { break }
+        }
+        var p = at &+ 6
+        var strings = n &* 2
+        while strings > 0 {
+            guard end &- p >= 4 else { break rows }
+            let length = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: p, as: Int32.self)))
+            guard length >= 0, length <= maxLength, end &- p &- 4 >= length else { break rows }
+            p &+= 4 &+ length
+            strings &-= 1
+        }
+        at = p
+        left &-= 1
+    }
+    return (at, left)
 }

@@ -203,30 +203,7 @@ extension ThriftReader {
     public mutating func skipStringMaps(_ count: Int) throws(ThriftError) {
         // A tight walk over well-formed maps first (a big reply's rows); it stops at anything
         // unusual, which the checked loop below then reads and rejects with its error.
-        var left = count
-        var at = offset
-        let end = buffer.count
-        let limit = limits.maxMessageSize
-        let string = TType.string.rawValue
-        rows: while left > 0 {
-            guard end &- at >= 6 else { break }
-            let n = Int(Int32(bigEndian: buffer.loadUnaligned(fromByteOffset: at &+ 2, as: Int32.self)))
-            guard n >= 0 else { break }
-            if n > 0 {
-                guard buffer[at] == string, buffer[at &+ 1] == string else { break }
-            }
-            var p = at &+ 6
-            var strings = n &* 2
-            while strings > 0 {
-                guard end &- p >= 4 else { break rows }
-                let length = Int(Int32(bigEndian: buffer.loadUnaligned(fromByteOffset: p, as: Int32.self)))
-                guard length >= 0, length <= limit, end &- p &- 4 >= length else { break rows }
-                p &+= 4 &+ length
-                strings &-= 1
-            }
-            at = p
-            left &-= 1
-        }
+        let (at, left) = walkStringMaps(buffer, from: offset, count: count, end: buffer.count, maxLength: limits.maxMessageSize)
         offset = at
         for _ in 0..<left {
             let map = try readMapBegin()
