@@ -1,7 +1,6 @@
 import Dispatch
 import OsqueryEngine
 import OsqueryProtocol
-import Synchronization
 import ThriftCodec
 
 /// Writes query result rows as Thrift maps, as osquery's `query` returns them: every value as
@@ -66,7 +65,7 @@ struct QueryRowsEncoder: ~Copyable {
             guard batch.isFull else { return }  // a short result: encoded here at the end
             var started = ThriftWriter(reservingCapacity: 0)
             swap(&started, &writer)
-            pipeline = RowsPipeline(writer: started, nullValue: nullValue)
+            pipeline = RowsPipeline(writer: started, nullValue: nullValue, first: batch)
         }
         batch = pipeline!.submit(batch)
     }
@@ -96,7 +95,7 @@ struct QueryRowsEncoder: ~Copyable {
 /// thread fills it once per cell, so no array bookkeeping per store.
 final class CellBatch: @unchecked Sendable {
     // @unchecked: a batch is filled by the query thread, then owned by the encoder thread until
-    // it comes back through the pipeline's spares; never used by both at once.
+    // the pipeline hands it out again (`RowsPipeline.submit`); never used by both at once.
     static let rowLimit = 2048
     static let textLimit = 1 << 20
 
@@ -217,33 +216,42 @@ final class CellBatch: @unchecked Sendable {
 /// two wait at a time (the query thread waits for a slot, so memory stays bounded).
 final class RowsPipeline: @unchecked Sendable {
     // @unchecked: `writer` is touched only by blocks on `queue` until `join()`, which runs after
-    // them; `spares` is behind its mutex.
+    // them; `ring` and `next` only by the query thread, and a batch of the ring only by the
+    // thread the semaphore hands it to (see `submit`).
     private var writer: ThriftWriter
     private let nullValue: ThriftString
     private let queue = DispatchQueue(label: "osquery.query-rows-encoder")
     private let slots = DispatchSemaphore(value: 2)
-    private let spares = Mutex<[CellBatch]>([])
+    /// Three batches used in turn: at most two are with the encoder thread while the query
+    /// thread fills the third.
+    private let ring: [CellBatch]
+    private var next = 1
 
-    init(writer: consuming ThriftWriter, nullValue: ThriftString) {
+    /// `first` is the batch being filled now (the first to be submitted).
+    init(writer: consuming ThriftWriter, nullValue: ThriftString, first: CellBatch) {
         self.writer = writer
         self.nullValue = nullValue
+        self.ring = [first, CellBatch(), CellBatch()]
     }
 
     /// Queues `batch` for encoding and returns an empty batch (for the same keys) to fill next.
     func submit(_ batch: CellBatch) -> CellBatch {
         let keyCount = batch.cells / max(batch.rows, 1)
         let keyWire = batch.keyWire
+        // Once this wait returns, every submission before the previous one has been encoded
+        // (two slots, and the serial queue finishes them in order): the ring's next batch, last
+        // submitted two submissions ago, is free, and its reset happened before those signals.
         slots.wait()
         queue.async { [self] in
             batch.encode(to: &writer, nullValue: nullValue)
             batch.reset()
-            spares.withLock { $0.append(batch) }
             slots.signal()
         }
-        let next = spares.withLock { $0.popLast() } ?? CellBatch()
-        next.keyWire = keyWire
-        next.prepare(keyCount: keyCount)
-        return next
+        let fresh = ring[next]
+        next = next == 2 ? 0 : next + 1
+        fresh.keyWire = keyWire
+        fresh.prepare(keyCount: keyCount)
+        return fresh
     }
 
     /// Waits for every batch submitted and gives the writer back.
