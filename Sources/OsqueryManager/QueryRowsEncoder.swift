@@ -16,10 +16,6 @@ import ThriftCodec
 struct QueryRowsEncoder: ~Copyable {
     let nullValue: ThriftString
     var count = 0
-    /// Per key of the current statement: its name and the column whose value it takes.
-    var keys: [(name: ThriftString, column: Int)] = []
-    /// The keys as they go on the wire, encoded once per statement instead of once per row.
-    var keyWire = EncodedStrings([])
     /// Per key, the column it takes its value from.
     var keyColumns: [Int] = []
     /// Rows copied out of SQLite and not yet handed on.
@@ -33,41 +29,41 @@ struct QueryRowsEncoder: ~Copyable {
 
     mutating func begin(columns: [String]) {
         // The batch so far belongs to the previous statement's keys.
-        if batch.rows > 0 {
-            if let pipeline {
-                batch = pipeline.submit(batch)
-            } else {
-                batch.encode(to: &writer, nullValue: nullValue)
-                batch.reset()
-            }
-        }
-        keys.removeAll(keepingCapacity: true)
+        flush()
+        var keys: [(name: ThriftString, column: Int)] = []
         for (c, name) in columns.enumerated() {
             let key = ThriftString(name)
             if let i = keys.firstIndex(where: { $0.name == key }) { keys[i].column = c } else { keys.append((key, c)) }
         }
-        keyWire = EncodedStrings(keys.map(\.name))
         keyColumns = keys.map(\.column)
-        batch.keyWire = keyWire
+        // The keys as they go on the wire, encoded once per statement; batches carry them.
+        batch.keyWire = EncodedStrings(keys.map(\.name))
         batch.prepare(keyCount: keys.count)
     }
 
     mutating func add(_ row: StatementRow) {
         keyColumns.withUnsafeBufferPointer { batch.append(row, columns: $0) }
         count &+= 1
-        if batch.isFull { handOff() }
-    }
-
-    /// Sends the batch to the encoder thread (starting it at the first full batch).
-    mutating func handOff() {
-        guard batch.rows > 0 else { return }
+        guard batch.isFull else { return }
         if pipeline == nil {
-            guard batch.isFull else { return }  // a short result: encoded here at the end
+            // The first full batch: a big result, encoded on the encoder thread from now on.
             var started = ThriftWriter(reservingCapacity: 0)
             swap(&started, &writer)
             pipeline = RowsPipeline(writer: started, nullValue: nullValue, first: batch)
         }
-        batch = pipeline!.submit(batch)
+        flush()
+    }
+
+    /// Hands the batch's rows on: to the encoder thread once there is one, else encoded here
+    /// (a short result never leaves the query thread).
+    mutating func flush() {
+        guard batch.rows > 0 else { return }
+        if let pipeline {
+            batch = pipeline.submit(batch)
+        } else {
+            batch.encode(to: &writer, nullValue: nullValue)
+            batch.reset()
+        }
     }
 
     /// osquery's text for a double, written without a String when it can be.
@@ -80,12 +76,8 @@ struct QueryRowsEncoder: ~Copyable {
     }
 
     consuming func finish() -> EncodedRows {
-        if let pipeline {
-            handOff()
-            writer = pipeline.join()
-        } else if batch.rows > 0 {
-            batch.encode(to: &writer, nullValue: nullValue)
-        }
+        flush()
+        if let pipeline { writer = pipeline.join() }
         return EncodedRows(count: count, encoded: writer.finish())
     }
 }
