@@ -38,31 +38,34 @@ public final class TextCells: @unchecked Sendable {
     /// `cells` holds `columnCount` entries per row, row after row (``cell(offset:length:)`` or
     /// ``missing``); offsets count from `base`, memory that stays valid while `owner` lives.
     /// Offsets and lengths must fit 32 bits.
-    public init(owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType], cells: [UInt64]) {
-        self.owner = owner
-        self.columnCount = types.count
-        self.rowCount = types.isEmpty ? 0 : cells.count / types.count
+    public convenience init(owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType], cells: [UInt64]) {
         let ownedCells = UnsafeMutablePointer<UInt64>.allocate(capacity: max(cells.count, 1))
         ownedCells.initialize(from: cells, count: cells.count)
-        let ownedTypes = UnsafeMutablePointer<ColumnType>.allocate(capacity: max(types.count, 1))
-        ownedTypes.initialize(from: types, count: types.count)
-        self.view = View(base: base, cells: ownedCells, types: ownedTypes, columnCount: types.count)
-        self.progress = nil
+        self.init(
+            owner: owner, base: base, types: types, ownedCells: ownedCells,
+            rowCount: types.isEmpty ? 0 : cells.count / types.count, progress: nil)
     }
 
     /// Cells that another thread fills in row order after this returns: `cells` (memory this
     /// object takes over, `rowCount` rows of `types.count` cells) may be read up to the rows
     /// `progress` says are ready.
-    public init(
+    public convenience init(
         owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType],
         adopting cells: UnsafeMutablePointer<UInt64>, rowCount: Int, progress: CellsProgress
+    ) {
+        self.init(owner: owner, base: base, types: types, ownedCells: cells, rowCount: rowCount, progress: progress)
+    }
+
+    private init(
+        owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType],
+        ownedCells: UnsafeMutablePointer<UInt64>, rowCount: Int, progress: CellsProgress?
     ) {
         self.owner = owner
         self.columnCount = types.count
         self.rowCount = rowCount
         let ownedTypes = UnsafeMutablePointer<ColumnType>.allocate(capacity: max(types.count, 1))
         ownedTypes.initialize(from: types, count: types.count)
-        self.view = View(base: base, cells: cells, types: ownedTypes, columnCount: types.count)
+        self.view = View(base: base, cells: ownedCells, types: ownedTypes, columnCount: types.count)
         self.progress = progress
     }
 
