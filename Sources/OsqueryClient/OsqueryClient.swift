@@ -137,9 +137,7 @@ public struct OsqueryClient: Sendable {
     public func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
         let response: (status: ExtensionStatus, rows: [StringMap])
         do { response = try await manager.queryRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
-        guard response.status.code == 0 else {
-            throw .status(code: response.status.code, message: response.status.message.lossyString)
-        }
+        try Self.check(response.status)
         return response.rows
     }
 
@@ -149,9 +147,7 @@ public struct OsqueryClient: Sendable {
     public func queryReplyRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> ReplyRows {
         let response: (status: ExtensionStatus, rows: ReplyRows)
         do { response = try await manager.queryReplyRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
-        guard response.status.code == 0 else {
-            throw .status(code: response.status.code, message: response.status.message.lossyString)
-        }
+        try Self.check(response.status)
         return response.rows
     }
 
@@ -175,6 +171,11 @@ public struct OsqueryClient: Sendable {
         try await query(sql, as: type, timeout: timeout).first
     }
 
+    /// A core's answer other than code 0, as ``OsqueryClientError/status(code:message:)``.
+    static func check(_ status: ExtensionStatus) throws(OsqueryClientError) {
+        guard status.code == 0 else { throw .status(code: status.code, message: status.message.lossyString) }
+    }
+
     /// `getQueryColumns`: the result columns of `sql` as `(name, type)` in select order.
     public func queryColumns(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError)
         -> [(name: String, type: String)]
@@ -183,9 +184,7 @@ public struct OsqueryClient: Sendable {
         do { response = try await manager.getQueryColumns(ThriftString(sql), timeout: timeout) } catch {
             throw .transport(error)
         }
-        guard response.status.code == 0 else {
-            throw .status(code: response.status.code, message: response.status.message.lossyString)
-        }
+        try Self.check(response.status)
         return response.response.compactMap { row in
             row.entries.first.map { ($0.key.lossyString, $0.value.lossyString) }
         }
