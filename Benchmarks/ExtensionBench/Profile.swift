@@ -16,7 +16,7 @@ func runProfile(rows rowCount: Int, repeats: Int) async throws {
     let manager = try await ExtensionManager.start(socketPath: socketPath, registry: registry, flags: flags, queryThreads: 1)
     _ = manager
     let client = OsqueryClient(socket: socketPath, callTimeout: .seconds(600))
-    let ext = Extension("swift_bench", plugins: [benchTable("swift_bench_rows", rows: rowCount)])
+    let ext = Extension("swift_bench", plugins: [benchTable("swift_bench_rows", rows: rowCount, dictionaries: getenv("SDK_BENCH_DICTIONARIES") != nil)])
     try await ext.start(options: try ExtensionOptions.parse(["--socket", socketPath, "--interval", "5"]))
     for _ in 0..<400 {
         if try await client.extensions().values.contains(where: { $0.name == "swift_bench" }) { break }

@@ -23,22 +23,33 @@ import OsqueryTables
 let args = CommandLine.arguments
 
 /// The benchmark table: columns a TEXT, b BIGINT, c DOUBLE, d TEXT, `rowCount` rows (the Python
-/// twin in bench_extension.py produces the same values).
-func benchTable(_ name: String, rows rowCount: Int) -> Table {
-    Table(name, columns: [.text("a"), .bigint("b"), .double("c"), .text("d")]) { _ in
-        var rows: [Row] = []
-        rows.reserveCapacity(rowCount)
-        for i in 0..<rowCount {
-            rows.append(["a": "row\(i)", "b": i, "c": Double(i) * 0.5, "d": "constant"])
+/// twin in bench_extension.py produces the same values). Its generate writes each row into the
+/// reply (`RowWriter`); `dictionaries` gives the same table with a generate that returns `[Row]`
+/// (a dictionary literal per row), the other way the SDK offers.
+func benchTable(_ name: String, rows rowCount: Int, dictionaries: Bool = false) -> Table {
+    let columns: [Column] = [.text("a"), .bigint("b"), .double("c"), .text("d")]
+    if dictionaries {
+        return Table(name, columns: columns) { _ in
+            var rows: [Row] = []
+            rows.reserveCapacity(rowCount)
+            for i in 0..<rowCount {
+                rows.append(["a": "row\(i)", "b": i, "c": Double(i) * 0.5, "d": "constant"])
+            }
+            return rows
         }
-        return rows
+    }
+    return Table(name, columns: columns) { _, rows in
+        for i in 0..<rowCount {
+            rows.add("row\(i)", i, Double(i) * 0.5, "constant")
+        }
     }
 }
 
 // `sdk-bench extension NAME ROWS ARGS...`: an extension process like any SDK-built one.
-if args.count >= 4, args[1] == "extension", let rows = Int(args[3]), rows >= 0 {
+// `sdk-bench dictionary-extension NAME ROWS ARGS...`: the same with the `[Row]` generate.
+if args.count >= 4, args[1] == "extension" || args[1] == "dictionary-extension", let rows = Int(args[3]), rows >= 0 {
     let name = args[2]
-    let ext = Extension(name, plugins: [benchTable("\(name)_rows", rows: rows)])
+    let ext = Extension(name, plugins: [benchTable("\(name)_rows", rows: rows, dictionaries: args[1] == "dictionary-extension")])
     do {
         try await ext.run(options: try ExtensionOptions.parse(Array(args.dropFirst(4))), signals: true)
         exit(0)
@@ -102,7 +113,12 @@ if json {
     swiftExt.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
     swiftExt.arguments = ["extension", "swift_bench", String(rowCount), "--socket", socketPath, "--timeout", "5", "--interval", "5"]
     try swiftExt.run()
+    let dictExt = Process()
+    dictExt.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+    dictExt.arguments = ["dictionary-extension", "swift_dict_bench", String(rowCount), "--socket", socketPath, "--timeout", "5", "--interval", "5"]
+    try dictExt.run()
     _ = try await waitForExtension(named: "swift_bench")
+    _ = try await waitForExtension(named: "swift_dict_bench")
     _ = try await waitForExtension(named: "py_bench")
     func timed(_ table: String, maps: Bool = false) async throws -> Double {
         let start = ContinuousClock.now
@@ -111,18 +127,23 @@ if json {
         return Double(n) / seconds(ContinuousClock.now - start)
     }
     _ = try await timed("swift_bench_rows")
+    _ = try await timed("swift_dict_bench_rows")
     _ = try await timed("py_bench_rows")
     var ours: [Double] = []
     var theirs: [Double] = []
     var oursMaps: [Double] = []
+    var oursDicts: [Double] = []
     for _ in 0..<repeats {
         ours.append(try await timed("swift_bench_rows"))
         theirs.append(try await timed("py_bench_rows"))
         oursMaps.append(try await timed("swift_bench_rows", maps: true))
+        oursDicts.append(try await timed("swift_dict_bench_rows"))
     }
     func list(_ xs: [Double]) -> String { "[" + xs.map { String(format: "%.1f", $0) }.joined(separator: ",") + "]" }
-    print("{\"bench\":\"extension\",\"rows\":\(rowCount),\"swift_rows_per_s\":\(list(ours)),\"python_rows_per_s\":\(list(theirs)),\"swift_stringmap_rows_per_s\":\(list(oursMaps))}")
+    print("{\"bench\":\"extension\",\"rows\":\(rowCount),\"swift_rows_per_s\":\(list(ours)),\"python_rows_per_s\":\(list(theirs)),\"swift_stringmap_rows_per_s\":\(list(oursMaps)),\"swift_dictionary_rows_per_s\":\(list(oursDicts))}")
     kill(swiftExt.processIdentifier, SIGKILL)
+    kill(dictExt.processIdentifier, SIGKILL)
+    dictExt.waitUntilExit()
     kill(py.processIdentifier, SIGKILL)
     swiftExt.waitUntilExit()
     py.waitUntilExit()
