@@ -37,6 +37,10 @@ public struct RowWriter: ~Copyable {
     @usableFromInline let maxBytes: Int
     /// Set once a budget is passed or a row is malformed: no more rows are taken.
     @usableFromInline var stopped: Bool
+    /// The row being added: the next value's column and the entries written so far.
+    @usableFromInline var column = 0
+    @usableFromInline var entries: Int32 = 0
+    @usableFromInline var rowStart = 0
     // Keeps the memory behind the pointers above.
     let storage: Storage
     let layout: RowLayout
@@ -100,25 +104,47 @@ public struct RowWriter: ~Copyable {
     @inlinable
     @discardableResult
     public mutating func add<each V: ColumnValue>(_ values: repeat each V) -> Bool {
+        guard beginRow() else { return false }
+        repeat cell(each values)
+        return finishRow()
+    }
+
+    /// Starts a positional row; false when no more rows are taken.
+    @inlinable
+    @inline(__always)
+    mutating func beginRow() -> Bool {
         if _slowPath(stopped) { return false }
-        let rowStart = writer.byteCount
+        rowStart = writer.byteCount
         writer.writeMapBegin(key: .string, value: .string, count: 0)
-        var column = 0
-        var entries: Int32 = 0
-        for value in repeat each values {
-            if column < columnCount, sent[column] {
-                let entryStart = writer.byteCount
-                writer.writeRaw(bytes: UnsafeRawBufferPointer(start: keyBytes + keyStarts[column], count: keyStarts[column &+ 1] &- keyStarts[column]))
-                if value.writeColumnText(to: &writer) {
-                    entries &+= 1
-                } else {
-                    writer.truncate(to: entryStart)  // NULL: the key goes too
-                }
-            }
-            column &+= 1
-        }
+        column = 0
+        entries = 0
+        return true
+    }
+
+    /// Ends a positional row: its value count checked, then ``endRow(start:entries:)``.
+    @inlinable
+    @inline(__always)
+    mutating func finishRow() -> Bool {
         if _slowPath(column > columnCount) { return refuse(tooManyValues: column, rowStart: rowStart) }
         return endRow(start: rowStart, entries: entries)
+    }
+
+    /// Writes the next positional cell of the row being added (if its column is sent).
+    @inlinable
+    @inline(__always)
+    mutating func cell<V: ColumnValue>(_ value: V) {
+        if column < columnCount, sent[column] {
+            let entryStart = writer.byteCount
+            writer.writeRaw(
+                bytes: UnsafeRawBufferPointer(
+                    start: keyBytes + keyStarts[column], count: keyStarts[column &+ 1] &- keyStarts[column]))
+            if value.writeColumnText(to: &writer) {
+                entries &+= 1
+            } else {
+                writer.truncate(to: entryStart)  // NULL: the key goes too
+            }
+        }
+        column &+= 1
     }
 
     /// Adds a row given by column names (the same rows a table's `[Row]` generate returns);
@@ -170,4 +196,154 @@ public struct RowWriter: ~Copyable {
         if let failure { throw failure }
         return EncodedRows(count: rows, encoded: writer.finish())
     }
+}
+
+// `add` spelled out for 1 to 16 values. A parameter pack works for any count, but a pack used
+// from another module is walked at run time, each value copied and written through its type's
+// metadata (about 20 ns a value); these are specialized into plain calls in the caller.
+extension RowWriter {
+    /// ``add(_:)`` for 1 value: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue>(_ v0: V0) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 2 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue>(_ v0: V0, _ v1: V1) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 3 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 4 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 5 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 6 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 7 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 8 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 9 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 10 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8); cell(v9)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 11 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8); cell(v9); cell(v10)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 12 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8); cell(v9); cell(v10); cell(v11)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 13 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8); cell(v9); cell(v10); cell(v11); cell(v12)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 14 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8); cell(v9); cell(v10); cell(v11); cell(v12); cell(v13)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 15 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue, V14: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13, _ v14: V14) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8); cell(v9); cell(v10); cell(v11); cell(v12); cell(v13); cell(v14)
+        return finishRow()
+    }
+
+    /// ``add(_:)`` for 16 values: the same row, written without a parameter pack.
+    @inlinable
+    @discardableResult
+    public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue, V14: ColumnValue, V15: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13, _ v14: V14, _ v15: V15) -> Bool {
+        guard beginRow() else { return false }
+        cell(v0); cell(v1); cell(v2); cell(v3); cell(v4); cell(v5); cell(v6); cell(v7); cell(v8); cell(v9); cell(v10); cell(v11); cell(v12); cell(v13); cell(v14); cell(v15)
+        return finishRow()
+    }
+
 }

@@ -77,7 +77,25 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         let n = raw.count
         guard n > 0 else { return }
         reserve(n)
-        (base + count).copyMemory(from: raw.baseAddress!, byteCount: n)
+        let to = base + count
+        let from = raw.baseAddress!
+        // Keys and most cells are a few bytes: two overlapping word copies instead of a call
+        // to memmove, which costs more than such a copy.
+        if n >= 8, n <= 16 {
+            let head = from.loadUnaligned(as: UInt64.self)
+            let tail = from.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
+            to.storeBytes(of: head, as: UInt64.self)
+            to.storeBytes(of: tail, toByteOffset: n &- 8, as: UInt64.self)
+        } else if n >= 4, n < 8 {
+            let head = from.loadUnaligned(as: UInt32.self)
+            let tail = from.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self)
+            to.storeBytes(of: head, as: UInt32.self)
+            to.storeBytes(of: tail, toByteOffset: n &- 4, as: UInt32.self)
+        } else if n < 4 {
+            for i in 0..<n { to.storeBytes(of: from.load(fromByteOffset: i, as: UInt8.self), toByteOffset: i, as: UInt8.self) }
+        } else {
+            to.copyMemory(from: from, byteCount: n)
+        }
         count &+= n
     }
 
@@ -194,7 +212,6 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     /// dropped, `.0` for a whole number (`12.0`, `0.05`, `-3.25`). `scale` is at most 17.
     public mutating func writeFixedPointString(_ m: UInt64, scale: Int, negative: Bool) {
         precondition(scale >= 0 && scale <= 17, "writeFixedPointString: scale out of range")
-        let digits = Self.decimalDigits(m)
         // Trailing zeros of the fraction are not printed.
         var fraction = scale
         var mantissa = m
@@ -202,43 +219,59 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
             mantissa /= 10
             fraction &-= 1
         }
+        let digits = Self.decimalDigits(mantissa)
+        let wholeDigits = max(digits &- fraction, 1)
         let fractionDigits = fraction > 0 ? fraction : 1  // ".0"
-        let wholeDigits = max(digits &- scale, 1)
         let length = (negative ? 1 : 0) &+ wholeDigits &+ 1 &+ fractionDigits
         reserve(4 &+ length)
         base.storeBytes(of: Int32(truncatingIfNeeded: length).bigEndian, toByteOffset: count, as: Int32.self)
         let start = base + (count &+ 4)
-        var at = length
-        func put(_ digit: UInt8) {
-            at &-= 1
-            start.storeBytes(of: digit, toByteOffset: at, as: UInt8.self)
-        }
         var rest = mantissa
+        // The fraction's digits (with its leading zeros), the point, then the whole part's.
         if fraction == 0 {
-            put(UInt8(ascii: "0"))
+            start.storeBytes(of: UInt8(ascii: "0"), toByteOffset: length &- 1, as: UInt8.self)
         } else {
-            for _ in 0..<fraction {
-                put(UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"))
-                rest /= 10
-            }
+            rest = Self.writeDigits(rest, count: fraction, endingAt: start + length)
         }
-        put(UInt8(ascii: "."))
-        for _ in 0..<wholeDigits {
-            put(UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"))
+        start.storeBytes(of: UInt8(ascii: "."), toByteOffset: length &- fractionDigits &- 1, as: UInt8.self)
+        _ = Self.writeDigits(rest, count: wholeDigits, endingAt: start + (length &- fractionDigits &- 1))
+        if negative { start.storeBytes(of: UInt8(ascii: "-"), as: UInt8.self) }
+        count &+= 4 &+ length
+    }
+
+    /// Writes the last `count` decimal digits of `value` (leading zeros included) to the bytes
+    /// before `end`, two per division, and returns what is left of `value`.
+    @inlinable
+    @inline(__always)
+    static func writeDigits(_ value: UInt64, count: Int, endingAt end: UnsafeMutableRawPointer) -> UInt64 {
+        var rest = value
+        var at = end
+        var left = count
+        while left >= 2 {
+            let pair = UInt32(truncatingIfNeeded: rest % 100)
+            rest /= 100
+            let tens = pair / 10
+            at -= 2
+            at.storeBytes(of: UInt8(truncatingIfNeeded: tens) &+ 48, as: UInt8.self)
+            at.storeBytes(of: UInt8(truncatingIfNeeded: pair &- tens &* 10) &+ 48, toByteOffset: 1, as: UInt8.self)
+            left &-= 2
+        }
+        if left == 1 {
+            (at - 1).storeBytes(of: UInt8(truncatingIfNeeded: rest % 10) &+ 48, as: UInt8.self)
             rest /= 10
         }
-        if negative { put(UInt8(ascii: "-")) }
-        count &+= 4 &+ length
+        return rest
     }
 
     /// How many decimal digits `value` has (1 for 0).
     @inlinable
     static func decimalDigits(_ value: UInt64) -> Int {
         var digits = 1
-        var probe = value
-        while probe >= 10 {
-            probe /= 10
+        var power: UInt64 = 10
+        while value >= power {
             digits &+= 1
+            if digits == 20 { break }  // 10^20 does not fit: every larger value has 20
+            power &*= 10
         }
         return digits
     }
@@ -251,13 +284,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         base.storeBytes(of: Int32(truncatingIfNeeded: length).bigEndian, toByteOffset: count, as: Int32.self)
         let start = base + (count &+ 4)
         if negative { start.storeBytes(of: UInt8(ascii: "-"), as: UInt8.self) }
-        var rest = magnitude
-        var at = length
-        repeat {
-            at &-= 1
-            start.storeBytes(of: UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"), toByteOffset: at, as: UInt8.self)
-            rest /= 10
-        } while rest != 0
+        _ = Self.writeDigits(magnitude, count: digits, endingAt: start + length)
         count &+= 4 &+ length
     }
 
@@ -287,9 +314,11 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
 
     @inlinable
     public mutating func writeMapBegin(key: TType, value: TType, count: Int) {
-        store(key.rawValue)
-        store(value.rawValue)
-        store(Int32(truncatingIfNeeded: count))
+        reserve(6)
+        base.storeBytes(of: key.rawValue, toByteOffset: self.count, as: UInt8.self)
+        base.storeBytes(of: value.rawValue, toByteOffset: self.count &+ 1, as: UInt8.self)
+        base.storeBytes(of: Int32(truncatingIfNeeded: count).bigEndian, toByteOffset: self.count &+ 2, as: Int32.self)
+        self.count &+= 6
     }
 
     @inlinable
