@@ -49,29 +49,59 @@ public final class TextCells: @unchecked Sendable {
     /// Cells that another thread fills in row order after this returns: `cells` (memory this
     /// object takes over, `rowCount` rows of `types.count` cells) may be read up to the rows
     /// `progress` says are ready.
+    ///
+    /// With `parsed` (memory this object also takes over, one entry per cell), the filling
+    /// thread converts the cells of numeric columns too, so SQLite's reads do no parsing: a
+    /// numeric cell is then either ``missing`` (NULL: absent, empty or not a number) or present
+    /// with its value's bits in `parsed` (an `Int64`, or a `Double` in a DOUBLE column), as
+    /// ``SQLValue/converting(utf8:to:)`` gives it.
     public convenience init(
         owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType],
-        adopting cells: UnsafeMutablePointer<UInt64>, rowCount: Int, progress: CellsProgress
+        adopting cells: UnsafeMutablePointer<UInt64>, parsed: UnsafeMutablePointer<UInt64>? = nil, rowCount: Int,
+        progress: CellsProgress
     ) {
-        self.init(owner: owner, base: base, types: types, ownedCells: cells, rowCount: rowCount, progress: progress)
+        self.init(
+            owner: owner, base: base, types: types, ownedCells: cells, parsed: parsed, rowCount: rowCount,
+            progress: progress)
     }
 
     private init(
         owner: any AnyObject & Sendable, base: UnsafeRawPointer, types: [ColumnType],
-        ownedCells: UnsafeMutablePointer<UInt64>, rowCount: Int, progress: CellsProgress?
+        ownedCells: UnsafeMutablePointer<UInt64>, parsed: UnsafeMutablePointer<UInt64>? = nil, rowCount: Int,
+        progress: CellsProgress?
     ) {
         self.owner = owner
         self.columnCount = types.count
         self.rowCount = rowCount
         let ownedTypes = UnsafeMutablePointer<ColumnType>.allocate(capacity: max(types.count, 1))
         ownedTypes.initialize(from: types, count: types.count)
-        self.view = View(base: base, cells: ownedCells, types: ownedTypes, columnCount: types.count)
+        self.view = View(base: base, cells: ownedCells, parsed: parsed, types: ownedTypes, columnCount: types.count)
         self.progress = progress
     }
 
     deinit {
         view.cells.deallocate()
+        view.parsed?.deallocate()
         view.types.deallocate()
+    }
+
+    /// Converts the cells of `row`'s numeric columns into `parsed` (see
+    /// ``init(owner:base:types:adopting:parsed:rowCount:progress:)``); for the filling thread.
+    @inline(__always)
+    public static func parseNumbers(
+        row: UnsafeMutablePointer<UInt64>, into parsed: UnsafeMutablePointer<UInt64>, numericColumns: UnsafeBufferPointer<Int>,
+        types: UnsafeBufferPointer<ColumnType>, base: UnsafeRawPointer
+    ) {
+        for c in numericColumns {
+            let cell = row[c]
+            guard cell != missing else { continue }
+            let bytes = UnsafeRawBufferPointer(start: base + Int(cell >> 32), count: Int(cell & 0xFFFF_FFFF))
+            switch SQLValue.converting(utf8: bytes, to: types[c]) {
+            case .integer(let v): parsed[c] = UInt64(bitPattern: v)
+            case .double(let d): parsed[c] = d.bitPattern
+            default: row[c] = missing
+            }
+        }
     }
 
     /// The bytes of a cell, nil when it is NULL.
@@ -97,6 +127,8 @@ public final class TextCells: @unchecked Sendable {
     struct View {
         let base: UnsafeRawPointer
         let cells: UnsafeMutablePointer<UInt64>
+        /// Numeric cells already converted, when the filling thread did it.
+        let parsed: UnsafeMutablePointer<UInt64>?
         let types: UnsafeMutablePointer<ColumnType>
         let columnCount: Int
 
@@ -111,11 +143,22 @@ public final class TextCells: @unchecked Sendable {
         /// the reply (SQLite copies it), numbers parsed from their bytes.
         @inline(__always)
         func setResult(_ ctx: OpaquePointer?, row: Int, column: Int, declared: ColumnType) {
+            let type = types[column]
+            if let parsed, type.isNumeric {
+                let i = row &* columnCount &+ column
+                if cells[i] == TextCells.missing {
+                    sqlite3_result_null(ctx)
+                } else if type == .double {
+                    sqlite3_result_double(ctx, Double(bitPattern: parsed[i]))
+                } else {
+                    sqlite3_result_int64(ctx, Int64(bitPattern: parsed[i]))
+                }
+                return
+            }
             guard let bytes = bytes(row: row, column: column) else {
                 sqlite3_result_null(ctx)
                 return
             }
-            let type = types[column]
             if (type == .text || type == .unknown) && !declared.isNumeric && declared != .blob {
                 // Valid UTF-8 or not, a text column's value is exactly these bytes.
                 if let start = bytes.baseAddress, bytes.count > 0 {

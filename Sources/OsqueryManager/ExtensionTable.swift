@@ -273,6 +273,66 @@ struct RowConverter: ResponseRowsReader {
         }
     }
 
+    /// ``readRows(_:from:keys:)`` for `count` rows of a list already checked whole
+    /// (`ThriftReader.skipStringMaps`: every map string to string, every length within the
+    /// bytes), written straight to `out` (`count` rows of cells). Nothing is checked twice, so a
+    /// cell costs a key comparison and a store. Returns the offset after the rows.
+    mutating func convertChecked(
+        _ count: Int, bytes: UnsafeRawBufferPointer, at start: Int, keys: UnsafeRawBufferPointer,
+        into out: UnsafeMutablePointer<UInt64>
+    ) -> Int {
+        let base = bytes.baseAddress!
+        let columnCount = types.count
+        // Local arrays: no reference counting or uniqueness checks on `self`'s in the loop.
+        var layoutKeys = self.layoutKeys
+        var layoutSlots = self.layoutSlots
+        self.layoutKeys = []
+        self.layoutSlots = []
+        defer {
+            self.layoutKeys = layoutKeys
+            self.layoutSlots = layoutSlots
+        }
+        @inline(__always) func length(at offset: Int) -> Int {
+            Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        }
+        var at = start
+        for row in 0..<count {
+            let rowCells = out + row &* columnCount
+            rowCells.initialize(repeating: TextCells.missing, count: columnCount)
+            let entries = length(at: at &+ 2)
+            at &+= 6
+            var rowid: UnsafeRawBufferPointer?
+            for i in 0..<entries {
+                let keyLength = length(at: at)
+                let k = UnsafeRawBufferPointer(start: base + (at &+ 4), count: keyLength)
+                at &+= 4 &+ keyLength
+                let valueLength = length(at: at)
+                let valueAt = at &+ 4
+                at = valueAt &+ valueLength
+                let slot: Int
+                if i < layoutKeys.count, Self.same(layoutKeys[i], k) {
+                    slot = layoutSlots[i]
+                } else {
+                    slot = self.slot(of: k, keys: keys)
+                    if i < layoutKeys.count {
+                        layoutKeys[i] = k
+                        layoutSlots[i] = slot
+                    } else {
+                        layoutKeys.append(k)
+                        layoutSlots.append(slot)
+                    }
+                }
+                // A repeated key: the last one wins, as in a decoded map.
+                let column = slot & 0xFFFF_FFFF
+                if column != 0 { rowCells[column &- 1] = TextCells.cell(offset: valueAt, length: valueLength) }
+                if slot & Self.rowidFlag != 0 { rowid = UnsafeRawBufferPointer(start: base + valueAt, count: valueLength) }
+            }
+            readRowid(rowid)
+            rowCount &+= 1
+        }
+        return at
+    }
+
     /// ``layoutSlots``' value for a key.
     func slot(of key: UnsafeRawBufferPointer, keys: UnsafeRawBufferPointer) -> Int {
         var slot = 0
@@ -338,8 +398,13 @@ struct RowConverter: ResponseRowsReader {
         let total = list.count
         let progress = CellsProgress()
         nonisolated(unsafe) let cells = UnsafeMutablePointer<UInt64>.allocate(capacity: max(total &* columns, 1))
+        // Numbers are parsed here too, off the query thread, which then only hands them over.
+        let numericColumns = types.indices.filter { types[$0].isNumeric }
+        nonisolated(unsafe) let parsed =
+            numericColumns.isEmpty ? nil : UnsafeMutablePointer<UInt64>.allocate(capacity: max(total &* columns, 1))
         let textCells = TextCells(
-            owner: owner, base: bytes.baseAddress!, types: types, adopting: cells, rowCount: total, progress: progress)
+            owner: owner, base: bytes.baseAddress!, types: types, adopting: cells, parsed: parsed, rowCount: total,
+            progress: progress)
         // The reply stays where it is while `textCells` (captured) keeps its owner alive; only
         // this thread writes the cells, and readers take rows only once they are published.
         nonisolated(unsafe) let bytes = bytes
@@ -347,30 +412,32 @@ struct RowConverter: ResponseRowsReader {
         DispatchQueue.global().async {
             withExtendedLifetime(textCells) {
                 var converter = start
-                var failure: String?
-                var r = ThriftReader(bytes, limits: list.limits)
-                r.offset = list.start
+                // The list was checked whole before (by the framer or ExtensionRowsReader): its
+                // header is 5 bytes.
+                var at = list.start &+ 5
                 var done = 0
                 let keyBytes = converter.keyBytes
+                let types = converter.types
                 keyBytes.withUnsafeBytes { keys in
-                    do throws(ThriftError) {
-                        _ = try r.readListBegin()
-                        converter.cells.reserveCapacity(Self.backgroundChunk &* columns)
-                        while done < total, !progress.isCancelled {
-                            let n = min(Self.backgroundChunk, total &- done)
-                            converter.cells.removeAll(keepingCapacity: true)
-                            try converter.readRows(n, from: &r, keys: keys)
-                            converter.cells.withUnsafeBufferPointer {
-                                (cells + done &* columns).initialize(from: $0.baseAddress!, count: n &* columns)
+                    numericColumns.withUnsafeBufferPointer { numeric in
+                        types.withUnsafeBufferPointer { types in
+                            while done < total, !progress.isCancelled {
+                                let n = min(Self.backgroundChunk, total &- done)
+                                at = converter.convertChecked(n, bytes: bytes, at: at, keys: keys, into: cells + done &* columns)
+                                if let parsed {
+                                    for row in done..<(done &+ n) {
+                                        TextCells.parseNumbers(
+                                            row: cells + row &* columns, into: parsed + row &* columns, numericColumns: numeric,
+                                            types: types, base: bytes.baseAddress!)
+                                    }
+                                }
+                                done &+= n
+                                progress.publish(ready: done)
                             }
-                            done &+= n
-                            progress.publish(ready: done)
                         }
-                    } catch {
-                        failure = "extension table \(table): \(error)"
                     }
                 }
-                progress.finish(failure: failure ?? converter.failure?.message, rowids: converter.rowids)
+                progress.finish(failure: converter.failure?.message, rowids: converter.rowids)
             }
         }
         return TableRows(textCells: textCells)
@@ -400,6 +467,16 @@ struct ExtensionRowsReader: ResponseRowsReader {
     mutating func discardRows() {
         converter.discardRows()
         longList = nil
+    }
+
+    mutating func readRows(from r: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
+        // The framer walked and checked this list as it arrived: no second walk.
+        if let checked, checked.start == r.offset, checked.count >= RowConverter.backgroundFrom {
+            longList = List(start: checked.start, count: checked.count, limits: r.limits)
+            r.offset = checked.end
+            return
+        }
+        try readRows(from: &r)
     }
 
     mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {

@@ -1,9 +1,16 @@
 import NIOCore
 import ThriftCodec
 
+/// One whole message off the stream, and what the framer learned walking it.
+struct ReceivedFrame {
+    var bytes: ByteBuffer
+    /// Its rows' list, checked whole (``MessageFramer/lastStringMapList``).
+    var rows: MessageFramer.StringMapList?
+}
+
 /// Splits an unframed byte stream into whole Thrift messages.
 struct ThriftFrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
+    typealias InboundOut = ReceivedFrame
 
     var framer: MessageFramer
 
@@ -12,7 +19,7 @@ struct ThriftFrameDecoder: ByteToMessageDecoder {
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let length = try buffer.withUnsafeReadableBytes { raw throws(ThriftError) in try framer.scan(raw) }
         guard let length, let frame = buffer.readSlice(length: length) else { return .needMoreData }
-        context.fireChannelRead(wrapInboundOut(frame))
+        context.fireChannelRead(wrapInboundOut(ReceivedFrame(bytes: frame, rows: framer.lastStringMapList)))
         return .continue
     }
 

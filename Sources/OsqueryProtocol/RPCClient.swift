@@ -226,24 +226,25 @@ final class Connection: Sendable {
         let sequenceID = nextSequenceID.add(1, ordering: .relaxed).oldValue
         let header = MessageHeader(name: ThriftString(method.rawValue), type: .call, sequenceID: sequenceID)
         let bytes = encodeMessage(header) { request.writeArguments(to: &$0) }
-        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        let promise = channel.eventLoop.makePromise(of: ReceivedFrame.self)
         let handler = self.handler
         let name = method.rawValue
         channel.eventLoop.execute {
             handler.value.send(bytes, promise: promise, timeout: timeout, method: name)
         }
-        let frame: ByteBuffer
+        let received: ReceivedFrame
         do {
-            frame = try await promise.futureResult.get()
+            received = try await promise.futureResult.get()
         } catch let error as RPCClientError {
             throw error
         } catch {
             throw .protocolError("\(error)")
         }
+        let frame = received.bytes
         let bodyStart = try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
             try Self.checkReplyHeader(raw, method: method, sequenceID: sequenceID, limits: limits)
         }
-        return RawReply(frame: frame, bodyStart: bodyStart, method: method, limits: limits)
+        return RawReply(frame: frame, bodyStart: bodyStart, method: method, limits: limits, rows: received.rows)
     }
 
     /// Reads the reply's header; returns where its body starts. An exception reply is thrown.
@@ -280,12 +281,12 @@ final class Connection: Sendable {
 
 /// Matches the one outstanding request with its reply and enforces the deadline.
 final class ReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
+    typealias InboundIn = ReceivedFrame
     typealias OutboundOut = ByteBuffer
 
     let path: String
     var context: ChannelHandlerContext?
-    var pending: EventLoopPromise<ByteBuffer>?
+    var pending: EventLoopPromise<ReceivedFrame>?
     var deadline: Scheduled<Void>?
     var closedError: RPCClientError?
 
@@ -298,7 +299,7 @@ final class ReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.context = nil
     }
 
-    func send(_ bytes: [UInt8], promise: EventLoopPromise<ByteBuffer>, timeout: Duration, method: String) {
+    func send(_ bytes: [UInt8], promise: EventLoopPromise<ReceivedFrame>, timeout: Duration, method: String) {
         guard let context, closedError == nil else {
             promise.fail(closedError ?? .peerClosed(path: path))
             return

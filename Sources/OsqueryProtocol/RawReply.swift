@@ -13,6 +13,17 @@ public protocol ResponseRowsReader: ~Copyable {
     /// Forgets the rows read so far: a reply that repeats its rows field (or its result) means
     /// the last one, as a decoder into ``ExtensionResponse`` would keep it.
     mutating func discardRows()
+    /// ``readRows(from:)`` when the framer already walked the list at the reader's offset, if
+    /// `checked` starts there: every element a `map<string,string>`, every length within the
+    /// reply, so a reader may skip to `checked.end` and read the rows without checking them
+    /// again. The default reads them as ``readRows(from:)`` does.
+    mutating func readRows(from reader: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError)
+}
+
+extension ResponseRowsReader where Self: ~Copyable {
+    public mutating func readRows(from reader: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
+        try readRows(from: &reader)
+    }
 }
 
 /// A reply whose header has been checked and whose body is still bytes; decode it on the
@@ -23,6 +34,8 @@ public struct RawReply: Sendable {
     /// The method this is the reply of.
     public let method: ExtensionMethod
     let limits: ThriftLimits
+    /// The rows' list, as the framer found and checked it.
+    var rows: MessageFramer.StringMapList? = nil
 
     /// The reply's size in bytes, header included.
     public var byteCount: Int { frame.readableBytes }
@@ -56,7 +69,7 @@ public struct RawReply: Sendable {
         guard method == .call || method == .query || method == .getQueryColumns else {
             throw .protocolError("\(method.rawValue) replies carry no rows")
         }
-        let (method, limits, bodyStart) = (self.method, self.limits, self.bodyStart)
+        let (method, limits, bodyStart, checked) = (self.method, self.limits, self.bodyStart, self.rows)
         return try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
             var r = ThriftReader(raw, limits: limits)
             r.offset = bodyStart
@@ -79,7 +92,7 @@ public struct RawReply: Sendable {
                         case (2, .list):
                             if readAny { rows.discardRows() }
                             readAny = true
-                            try rows.readRows(from: &r)
+                            try rows.readRows(from: &r, checked: checked)
                         default: try r.skip(g.type)
                         }
                     }

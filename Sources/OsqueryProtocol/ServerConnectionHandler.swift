@@ -12,7 +12,7 @@ import Glibc
 /// thread that read it; other methods hop to the global executor inside
 /// `MessageProcessor.run`.
 final class ServerConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
+    typealias InboundIn = ReceivedFrame
     typealias OutboundOut = ByteBuffer
 
     let processor: MessageProcessor
@@ -45,7 +45,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        let frame = unwrapInboundIn(data).bytes
         if busy {
             waiting.append(frame)
         } else {

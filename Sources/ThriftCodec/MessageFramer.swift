@@ -11,7 +11,9 @@
 public struct MessageFramer: Sendable {
     enum Frame: Sendable {
         case structFields
-        case list(element: TType, remaining: Int)
+        /// `start`: the offset of the list's header; `stringMaps`: every element so far was a
+        /// `map<string,string>` (the rows of a reply).
+        case list(element: TType, remaining: Int, start: Int, stringMaps: Bool)
         case map(key: TType, value: TType, remaining: Int)  // remaining counts keys and values
     }
 
@@ -20,6 +22,28 @@ public struct MessageFramer: Sendable {
     var offset = 0
     var stack: [Frame] = []
     var pending: TType?
+    var rowsList: StringMapList?
+
+    /// Where a message's `list<map<string,string>>` is, once the framer has walked and checked
+    /// all of it: every element a map of strings, every length within the message.
+    public struct StringMapList: Sendable, Equatable {
+        /// The offset of the list's header (from the message's first byte).
+        public var start: Int
+        /// The offset just past its last element.
+        public var end: Int
+        /// The number of elements.
+        public var count: Int
+
+        public init(start: Int, end: Int, count: Int) {
+            self.start = start
+            self.end = end
+            self.count = count
+        }
+    }
+
+    /// The last such list of the message ``scan(_:)`` last returned (nil if it had none):
+    /// a decoder can take the list's shape as checked and skip to its end.
+    public private(set) var lastStringMapList: StringMapList?
 
     public init(limits: ThriftLimits = .default) {
         self.limits = limits
@@ -32,6 +56,7 @@ public struct MessageFramer: Sendable {
         offset = 0
         stack.removeAll(keepingCapacity: true)
         pending = nil
+        rowsList = nil
     }
 
     /// Scans `bytes`, which must start at the first byte of the message and
@@ -52,6 +77,7 @@ public struct MessageFramer: Sendable {
             }
             guard let top = stack.last else {
                 let length = offset
+                lastStringMapList = rowsList
                 reset()
                 return length
             }
@@ -68,7 +94,7 @@ public struct MessageFramer: Sendable {
                 guard offset + 3 <= bytes.count else { return nil }
                 offset += 3
                 pending = type
-            case .list(let element, var remaining):
+            case .list(let element, var remaining, let start, let stringMaps):
                 if remaining > 0 && element == .map {
                     // Rows: walk whole map<string,string>s in one loop; a row that is not
                     // complete yet (or not of strings) takes the general path below.
@@ -76,9 +102,13 @@ public struct MessageFramer: Sendable {
                 }
                 if remaining == 0 {
                     stack.removeLast()
+                    if stringMaps {
+                        let count = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: start &+ 1, as: Int32.self)))
+                        rowsList = StringMapList(start: start, end: offset, count: count)
+                    }
                     continue
                 }
-                stack[stack.count - 1] = .list(element: element, remaining: remaining - 1)
+                stack[stack.count - 1] = .list(element: element, remaining: remaining - 1, start: start, stringMaps: stringMaps)
                 pending = element
             case .map(let key, let value, let remaining):
                 if remaining == 0 {
@@ -132,6 +162,10 @@ public struct MessageFramer: Sendable {
                 key = kt
                 value = vt
                 try checkFits(n * (kt.minimumEncodedSize + vt.minimumEncodedSize), after: offset + 6)
+                // A map of other types in a list: the list is not rows.
+                if kt != .string || vt != .string, case .list(let e, let r, let s, true)? = stack.last {
+                    stack[stack.count - 1] = .list(element: e, remaining: r, start: s, stringMaps: false)
+                }
             }
             offset += 6
             try push(.map(key: key, value: value, remaining: n * 2))
@@ -146,8 +180,8 @@ public struct MessageFramer: Sendable {
                 element = et
                 try checkFits(n * et.minimumEncodedSize, after: offset + 5)
             }
+            try push(.list(element: element, remaining: n, start: offset, stringMaps: type == .list && element == .map))
             offset += 5
-            try push(.list(element: element, remaining: n))
         }
         return true
     }

@@ -106,6 +106,66 @@ struct SplitMix: RandomNumberGenerator {
         #expect(throws: ThriftError.self) { try scanOnce(bad) }
     }
 
+    /// The framer reports a reply's rows list once it has checked all of it (decoders then skip
+    /// their own walk): the same span however the bytes arrive, and none for a list holding a map
+    /// of other types, or for a message without rows.
+    @Test func checkedRowsListIsReported() throws {
+        func reply(_ body: (inout ThriftWriter) -> Void) -> (bytes: [UInt8], listStart: Int, listEnd: Int) {
+            var w = ThriftWriter()
+            w.writeMessageBegin(MessageHeader(name: "call", type: .reply, sequenceID: 3))
+            w.writeFieldBegin(.struct, id: 0)
+            w.writeFieldBegin(.struct, id: 1)  // status
+            w.writeFieldBegin(.i32, id: 1)
+            w.writeI32(0)
+            w.writeFieldStop()
+            w.writeFieldBegin(.list, id: 2)
+            let start = w.byteCount
+            body(&w)
+            let end = w.byteCount
+            w.writeFieldStop()
+            w.writeFieldStop()
+            return (w.bytes, start, end)
+        }
+        func lists(_ bytes: [UInt8], chunks: [Int]) throws -> MessageFramer.StringMapList? {
+            var framer = MessageFramer()
+            var received = 0
+            var i = 0
+            while received < bytes.count {
+                received = min(bytes.count, received + max(1, chunks[i % chunks.count]))
+                i += 1
+                if try bytes[0..<received].withUnsafeBytes({ try framer.scan($0) }) != nil { return framer.lastStringMapList }
+            }
+            Issue.record("never framed")
+            return nil
+        }
+        let rows = reply { w in
+            w.writeListBegin(element: .map, count: 4)
+            w.writeStringMap(["a": "row1", "b": "1"])
+            w.writeMapBegin(key: .i32, value: .bool, count: 0)  // empty: its types do not matter
+            w.writeStringMap(["big": ThriftString(String(repeating: "v", count: 300))])
+            w.writeStringMap([:])
+        }
+        let expected = MessageFramer.StringMapList(start: rows.listStart, end: rows.listEnd, count: 4)
+        var rng = SplitMix(state: 11)
+        for chunks in [[rows.bytes.count], [1], [5], [13]] + (0..<50).map({ _ in (0..<6).map { _ in Int.random(in: 1...50, using: &rng) } }) {
+            #expect(try lists(rows.bytes, chunks: chunks) == expected, "\(chunks)")
+        }
+        let mixed = reply { w in
+            w.writeListBegin(element: .map, count: 2)
+            w.writeStringMap(["a": "row1"])
+            w.writeMapBegin(key: .string, value: .i32, count: 1)  // not rows
+            w.writeString("x")
+            w.writeI32(1)
+        }
+        for chunks in [[mixed.bytes.count], [1], [7]] { #expect(try lists(mixed.bytes, chunks: chunks) == nil, "\(chunks)") }
+        // A message without rows reports none, even after one with rows.
+        var framer = MessageFramer()
+        #expect(try rows.bytes.withUnsafeBytes { try framer.scan($0) } == rows.bytes.count)
+        #expect(framer.lastStringMapList == expected)
+        #expect(try pingCallBytes.withUnsafeBytes { try framer.scan($0) } == pingCallBytes.count)
+        #expect(framer.lastStringMapList == nil)
+    }
+
     @Test func truncationAtEveryOffsetIsDetected() throws {
         let message = everyTypeMessage()
         for cut in 0..<message.count {
