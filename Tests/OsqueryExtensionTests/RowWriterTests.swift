@@ -118,6 +118,25 @@ import ThriftCodec
         #expect(r.status.message == "table two: row 1 has 3 values but the table has 2 columns")
     }
 
+    /// Past 16 values `add` takes a parameter pack: the same row as the spelled-out ones give.
+    @Test func wideRowsThroughTheParameterPack() async throws {
+        let columns = (0..<18).map { Column.text("c\($0)") }
+        let wide = Table("wide", columns: columns) { _, rows in
+            rows.add("0", 1, 2.5, "3", Int?.none, "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", [UInt8]([0x41]))
+            rows.add("a", "b")  // the spelled-out form, for comparison
+            let extra = rows.add("0", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
+            #expect(!extra)
+        }
+        let r = try await wide.handle(generate(nil))
+        #expect(r.status.message == "table wide: row 2 has 19 values but the table has 18 columns")
+        let ok = Table("wide", columns: columns) { _, rows in
+            rows.add("0", 1, 2.5, "3", Int?.none, "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", [UInt8]([0x41]))
+        }
+        let row = try await ok.handle(generate(#"{"constraints":[],"colsUsed":["c0","c2","c4","c17"]}"#))
+        #expect(rows(row) == [["c0": "0", "c2": "2.5", "c17": "A"]])
+        #expect(row.response.first?.entries.map(\.key) == ["c0", "c2", "c17"])
+    }
+
     @Test func deadlinesAndThrownErrors() async throws {
         let slow = Table("slow", columns: [.text("a")], limits: TableLimits(deadline: .milliseconds(100))) { _, rows in
             rows.add("before")
