@@ -150,7 +150,7 @@ final class CellBatch: @unchecked Sendable {
                 let n = bytes.count
                 if textCount &+ n > textCapacity { growText(to: textCount &+ n, keeping: textCount) }
                 words[i] = UInt64(textCount) << 32 | UInt64(n)
-                if n > 0 { (text + textCount).copyMemory(from: bytes.baseAddress!, byteCount: n) }
+                if n > 0 { copyBytes(to: text + textCount, from: bytes.baseAddress!, count: n) }
                 textCount &+= n
             }
             i &+= 1

@@ -268,27 +268,54 @@ public struct MessageFramer: Sendable {
 func walkStringMaps(
     _ bytes: UnsafeRawBufferPointer, from start: Int, count: Int, end: Int, maxLength: Int
 ) -> (at: Int, left: Int) {
-    var left = count
-    var at = start
-    let string = TType.string.rawValue
-    rows: while left > 0 {
-        guard end &- at >= 6 else { break }
-        let n = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: at &+ 2, as: Int32.self)))
-        guard n >= 0 else { break }
-        if n > 0 {
-            guard bytes[at] == string, bytes[at &+ 1] == string else { break }
+    // Rows repeat their keys, so the previous row's key length at the same position says where
+    // this entry's value length is: both lengths are loaded at once, and each entry waits on one
+    // load instead of two in a row. The key's length is still read and compared; a wrong guess
+    // takes the plain path, and every check is made either way.
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: 32) { guesses in
+        guesses.initialize(repeating: -1)
+        var left = count
+        var at = start
+        let string = TType.string.rawValue
+        @inline(__always) func length(_ offset: Int) -> Int {
+            Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
         }
-        var p = at &+ 6
-        var strings = n &* 2
-        while strings > 0 {
-            guard end &- p >= 4 else { break rows }
-            let length = Int(Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: p, as: Int32.self)))
-            guard length >= 0, length <= maxLength, end &- p &- 4 >= length else { break rows }
-            p &+= 4 &+ length
-            strings &-= 1
+        rows: while left > 0 {
+            guard end &- at >= 6 else { break }
+            let n = length(at &+ 2)
+            guard n >= 0 else { break }
+            if n > 0 {
+                guard bytes[at] == string, bytes[at &+ 1] == string else { break }
+            }
+            var p = at &+ 6
+            var entry = 0
+            while entry < n {
+                let guess = entry < 32 ? guesses[entry] : -1
+                // The guessed value length lies within the bytes (so loading it is safe).
+                if guess >= 0, end &- p &- 8 >= guess {
+                    let valueAt = p &+ 4 &+ guess
+                    let valueLength = length(valueAt)
+                    if length(p) == guess {
+                        guard valueLength >= 0, valueLength <= maxLength, end &- valueAt &- 4 >= valueLength else { break rows }
+                        p = valueAt &+ 4 &+ valueLength
+                        entry &+= 1
+                        continue
+                    }
+                }
+                guard end &- p >= 4 else { break rows }
+                let keyLength = length(p)
+                guard keyLength >= 0, keyLength <= maxLength, end &- p &- 4 >= keyLength else { break rows }
+                if entry < 32 { guesses[entry] = keyLength }
+                p &+= 4 &+ keyLength
+                guard end &- p >= 4 else { break rows }
+                let valueLength = length(p)
+                guard valueLength >= 0, valueLength <= maxLength, end &- p &- 4 >= valueLength else { break rows }
+                p &+= 4 &+ valueLength
+                entry &+= 1
+            }
+            at = p
+            left &-= 1
         }
-        at = p
-        left &-= 1
+        return (at, left)
     }
-    return (at, left)
 }

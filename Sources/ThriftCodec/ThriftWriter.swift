@@ -77,25 +77,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         let n = raw.count
         guard n > 0 else { return }
         reserve(n)
-        let to = base + count
-        let from = raw.baseAddress!
-        // Keys and most cells are a few bytes: two overlapping word copies instead of a call
-        // to memmove, which costs more than such a copy.
-        if n >= 8, n <= 16 {
-            let head = from.loadUnaligned(as: UInt64.self)
-            let tail = from.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
-            to.storeBytes(of: head, as: UInt64.self)
-            to.storeBytes(of: tail, toByteOffset: n &- 8, as: UInt64.self)
-        } else if n >= 4, n < 8 {
-            let head = from.loadUnaligned(as: UInt32.self)
-            let tail = from.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self)
-            to.storeBytes(of: head, as: UInt32.self)
-            to.storeBytes(of: tail, toByteOffset: n &- 4, as: UInt32.self)
-        } else if n < 4 {
-            for i in 0..<n { to.storeBytes(of: from.load(fromByteOffset: i, as: UInt8.self), toByteOffset: i, as: UInt8.self) }
-        } else {
-            to.copyMemory(from: from, byteCount: n)
-        }
+        copyBytes(to: base + count, from: raw.baseAddress!, count: n)
         count &+= n
     }
 
@@ -437,5 +419,27 @@ public struct EncodedStrings: Sendable {
         public func write(_ i: Int, to writer: inout ThriftWriter) {
             writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: bytes[starts[i]..<starts[i &+ 1]]))
         }
+    }
+}
+
+/// Copies `count` bytes (the regions must not overlap). Keys and most cells are a few bytes:
+/// two overlapping word copies then, where a call to memmove costs more than the copy.
+@inlinable
+@inline(__always)
+public func copyBytes(to: UnsafeMutableRawPointer, from: UnsafeRawPointer, count n: Int) {
+    if n >= 8, n <= 16 {
+        let head = from.loadUnaligned(as: UInt64.self)
+        let tail = from.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
+        to.storeBytes(of: head, as: UInt64.self)
+        to.storeBytes(of: tail, toByteOffset: n &- 8, as: UInt64.self)
+    } else if n >= 4, n < 8 {
+        let head = from.loadUnaligned(as: UInt32.self)
+        let tail = from.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self)
+        to.storeBytes(of: head, as: UInt32.self)
+        to.storeBytes(of: tail, toByteOffset: n &- 4, as: UInt32.self)
+    } else if n < 4 {
+        for i in 0..<n { to.storeBytes(of: from.load(fromByteOffset: i, as: UInt8.self), toByteOffset: i, as: UInt8.self) }
+    } else {
+        to.copyMemory(from: from, byteCount: n)
     }
 }
