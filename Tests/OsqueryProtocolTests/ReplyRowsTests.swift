@@ -16,11 +16,12 @@ import ThriftCodec
         deinit { memory.deallocate() }
     }
 
-    func replyRows(_ bytes: [UInt8]) throws -> (ReplyRows, Int32) {
+    /// With `checked`, the rows are read as after a framer checked them (no second check).
+    func replyRows(_ bytes: [UInt8], checked: MessageFramer.StringMapList? = nil) throws -> (ReplyRows, Int32) {
         let owner = Bytes(bytes)
         var reader = ReplyRowsReader()
         var r = ThriftReader(UnsafeRawBufferPointer(owner.memory))
-        try reader.readRows(from: &r)
+        try reader.readRows(from: &r, checked: checked)
         let after = try r.readI32()
         return (ReplyRows(owner: owner, base: UnsafeRawPointer(owner.memory.baseAddress), reader: reader), after)
     }
@@ -40,8 +41,11 @@ import ThriftCodec
         ["a": "first", "a": "last"],
     ]
 
-    @Test func cellsReadBackAsTheMapsWereWritten() throws {
-        let (got, after) = try replyRows(encode(rows))
+    @Test(arguments: [false, true])
+    func cellsReadBackAsTheMapsWereWritten(framerChecked: Bool) throws {
+        let bytes = encode(rows)
+        let list = MessageFramer.StringMapList(start: 0, end: bytes.count - 4, count: rows.count)
+        let (got, after) = try replyRows(bytes, checked: framerChecked ? list : nil)
         #expect(after == 0x1234_5678)
         #expect(got.count == rows.count)
         #expect(got.stringMaps == rows)
