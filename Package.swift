@@ -86,6 +86,7 @@ let package = Package(
             dependencies: [
                 "OsqueryEngine", "OsqueryProtocol", "ThriftCodec",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -1,4 +1,5 @@
 import Dispatch
+import NIOCore
 import OsqueryEngine
 import OsqueryProtocol
 import ThriftCodec
@@ -77,7 +78,8 @@ struct QueryRowsEncoder: ~Copyable {
 
     consuming func finish() -> EncodedRows {
         flush()
-        if let pipeline { writer = pipeline.join() }
+        // A big result is already in the buffer the reply is sent from.
+        if let pipeline { return EncodedRows(count: count, buffer: pipeline.join()) }
         return EncodedRows(count: count, encoded: writer.finish())
     }
 }
@@ -207,10 +209,13 @@ final class CellBatch: @unchecked Sendable {
 /// The encoder thread of one big result: batches are encoded in the order submitted, at most
 /// two wait at a time (the query thread waits for a slot, so memory stays bounded).
 final class RowsPipeline: @unchecked Sendable {
-    // @unchecked: `writer` is touched only by blocks on `queue` until `join()`, which runs after
-    // them; `ring` and `next` only by the query thread, and a batch of the ring only by the
-    // thread the semaphore hands it to (see `submit`).
-    private var writer: ThriftWriter
+    // @unchecked: `scratch` and `output` are touched only by blocks on `queue` until `join()`,
+    // which runs after them; `ring` and `next` only by the query thread, and a batch of the ring
+    // only by the thread the semaphore hands it to (see `submit`).
+    /// Each batch is encoded here, then appended to `output`: the reply's rows, in the buffer
+    /// the server sends, so no copy of the whole result is left for after the scan.
+    private var scratch = ThriftWriter(reservingCapacity: 1 << 17)
+    private var output: ByteBuffer
     private let nullValue: ThriftString
     private let queue = DispatchQueue(label: "osquery.query-rows-encoder")
     private let slots = DispatchSemaphore(value: 2)
@@ -221,7 +226,9 @@ final class RowsPipeline: @unchecked Sendable {
 
     /// `first` is the batch being filled now (the first to be submitted).
     init(writer: consuming ThriftWriter, nullValue: ThriftString, first: CellBatch) {
-        self.writer = writer
+        var output = ByteBufferAllocator().buffer(capacity: max(1 << 20, writer.byteCount * 2))
+        writer.withUnsafeBytes { _ = output.writeBytes($0) }
+        self.output = output
         self.nullValue = nullValue
         self.ring = [first, CellBatch(), CellBatch()]
     }
@@ -235,9 +242,11 @@ final class RowsPipeline: @unchecked Sendable {
         // submitted two submissions ago, is free, and its reset happened before those signals.
         slots.wait()
         queue.async { [self] in
-            batch.encode(to: &writer, nullValue: nullValue)
+            batch.encode(to: &scratch, nullValue: nullValue)
             batch.reset()
             slots.signal()
+            scratch.withUnsafeBytes { _ = output.writeBytes($0) }
+            scratch.truncate(to: 0)
         }
         let fresh = ring[next]
         next = next == 2 ? 0 : next + 1
@@ -246,13 +255,13 @@ final class RowsPipeline: @unchecked Sendable {
         return fresh
     }
 
-    /// Waits for every batch submitted and gives the writer back.
-    func join() -> ThriftWriter {
+    /// Waits for every batch submitted and hands the encoded rows over.
+    func join() -> ByteBuffer {
         // The queue is serial: once this returns, every block has run, and what they wrote is
         // visible here.
         queue.sync {}
-        var out = ThriftWriter(reservingCapacity: 0)
-        swap(&out, &writer)
+        let out = output
+        output = ByteBuffer()
         return out
     }
 }

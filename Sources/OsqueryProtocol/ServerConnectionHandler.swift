@@ -86,6 +86,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 Task.detached(priority: .utility) { withExtendedLifetime(garbage) {} }
             }
             context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+        case .replyInParts(let parts):
+            // One flush: the parts go out together (writev), as one message.
+            for part in parts { context.write(wrapOutboundOut(part), promise: nil) }
+            context.flush()
         case .none:
             break
         case .close(let why):

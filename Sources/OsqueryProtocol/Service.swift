@@ -99,6 +99,9 @@ public struct MessageProcessor: Sendable {
         case reply(ByteBuffer)
         /// Send these bytes, then free `garbage` off the connection's thread.
         case replyThenRelease(ByteBuffer, DeferredRelease)
+        /// Send these buffers, in order, as one reply (rows already in a buffer are not copied
+        /// into another).
+        case replyInParts([ByteBuffer])
         /// Nothing to send (a oneway call).
         case none
         /// The peer broke the protocol in a way that makes the stream unusable.
@@ -169,6 +172,9 @@ public struct MessageProcessor: Sendable {
             }
             if header.type == .oneway { return .none }
             let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
+            if case .response(let response) = reply, let rows = response.encodedRows, case .buffer(let buffer) = rows.storage {
+                return .replyInParts(Self.encodeReplyParts(out, response, rows: buffer, count: rows.count))
+            }
             let bytes = Self.encodeReply(out, reply)
             if case .response(let response) = reply, let garbage = response.releaseAfterSending {
                 return .replyThenRelease(bytes, garbage)
@@ -187,6 +193,19 @@ public struct MessageProcessor: Sendable {
         return .reply(ByteBuffer(bytes: encodeMessage(out) { error.write(to: &$0) }))
     }
 
+    /// The reply around rows that are already in a buffer: the message up to the rows' list
+    /// header, the rows' buffer as it is, and the two field stops that end the message.
+    static func encodeReplyParts(_ header: MessageHeader, _ response: ExtensionResponse, rows: ByteBuffer, count: Int)
+        -> [ByteBuffer]
+    {
+        var head = ThriftWriter(reservingCapacity: 256)
+        head.writeMessageBegin(header)
+        head.writeFieldBegin(.struct, id: 0)
+        response.writeHead(encodedCount: count, to: &head)
+        let tail = ByteBuffer(bytes: [TType.stop.rawValue, TType.stop.rawValue])  // ExtensionResponse, result
+        return [head.withUnsafeBytes { ByteBuffer(bytes: $0) }, rows, tail]
+    }
+
     /// The reply message as one buffer. Rows the handler already encoded (``EncodedRows``) are
     /// copied once, from the encoder's memory into the buffer: the message around them is
     /// written on its own, the way ``ExtensionReply/writeResult(to:)`` writes it.
@@ -196,9 +215,9 @@ public struct MessageProcessor: Sendable {
             head.writeMessageBegin(header)
             head.writeFieldBegin(.struct, id: 0)
             response.writeHead(encodedCount: rows.count, to: &head)
-            var buffer = ByteBufferAllocator().buffer(capacity: head.byteCount + rows.encoded.count + 2)
+            var buffer = ByteBufferAllocator().buffer(capacity: head.byteCount + rows.byteCount + 2)
             head.withUnsafeBytes { _ = buffer.writeBytes($0) }
-            rows.encoded.withUnsafeBytes { _ = buffer.writeBytes($0) }
+            rows.withUnsafeBytes { _ = buffer.writeBytes($0) }
             buffer.writeInteger(TType.stop.rawValue)  // ends ExtensionResponse
             buffer.writeInteger(TType.stop.rawValue)  // ends the result struct
             return buffer

@@ -1,4 +1,5 @@
 public import ThriftCodec
+public import NIOCore
 
 // Swift mirrors of idl/osquery.thrift. Field ids and wire types are pinned by
 // DriftTests, which compares what these types put on the wire with the IDL file.
@@ -195,7 +196,7 @@ public struct ExtensionResponse: ThriftStruct, Hashable {
     public func write(to w: inout ThriftWriter) {
         if let encodedRows {
             writeHead(encodedCount: encodedRows.count, to: &w)
-            encodedRows.encoded.withUnsafeBytes { w.writeRaw(bytes: $0) }
+            encodedRows.withUnsafeBytes { w.writeRaw(bytes: $0) }
             w.writeFieldStop()
             return
         }
@@ -337,18 +338,63 @@ public struct DeferredRelease: Sendable, Hashable {
 public struct EncodedRows: Sendable, Hashable {
     /// The number of rows.
     public var count: Int
-    /// The encoded maps, as the encoder handed them over (not copied on the way to the socket).
-    public var encoded: ThriftBytes
+    /// Where the maps are: as an encoder handed them over, or already in a buffer the server
+    /// can send as it is (the core's big results, copied batch by batch while SQLite scans).
+    let storage: Storage
+
+    enum Storage: Sendable {
+        case thrift(ThriftBytes)
+        case buffer(ByteBuffer)
+    }
+
+    /// The encoded maps (a copy when they are in a ``ByteBuffer``).
+    public var encoded: ThriftBytes {
+        switch storage {
+        case .thrift(let bytes): bytes
+        case .buffer(let buffer): ThriftBytes(Array(buffer.readableBytesView))
+        }
+    }
 
     /// The encoded maps as an array (a copy).
-    public var bytes: [UInt8] { encoded.array }
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// The number of bytes of the encoded maps.
+    public var byteCount: Int {
+        switch storage {
+        case .thrift(let bytes): bytes.count
+        case .buffer(let buffer): buffer.readableBytes
+        }
+    }
+
+    /// Calls `body` with the encoded maps, without copying them.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch storage {
+        case .thrift(let bytes): try bytes.withUnsafeBytes(body)
+        case .buffer(let buffer): try buffer.withUnsafeReadableBytes(body)
+        }
+    }
 
     public init(count: Int, encoded: ThriftBytes) {
         self.count = count
-        self.encoded = encoded
+        self.storage = .thrift(encoded)
+    }
+
+    /// Rows already in a buffer (its readable bytes), sent without another copy.
+    public init(count: Int, buffer: ByteBuffer) {
+        self.count = count
+        self.storage = .buffer(buffer)
     }
 
     public init(count: Int, bytes: [UInt8]) {
         self.init(count: count, encoded: ThriftBytes(bytes))
+    }
+
+    public static func == (a: EncodedRows, b: EncodedRows) -> Bool {
+        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.elementsEqual(y) } }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(count)
+        withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 }
