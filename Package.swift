@@ -142,6 +142,7 @@ let package = Package(
                 "OsqueryClient", "OsqueryProtocol", "ThriftCodec",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

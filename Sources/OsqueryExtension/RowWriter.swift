@@ -1,3 +1,5 @@
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -41,6 +43,13 @@ public struct RowWriter: ~Copyable {
     @usableFromInline var column = 0
     @usableFromInline var entries: Int32 = 0
     @usableFromInline var rowStart = 0
+    /// Bytes of earlier rows already moved to `output`.
+    @usableFromInline var spilled = 0
+    /// The rows so far, in the buffer the reply is sent from: `writer` holds only the latest
+    /// rows and is emptied into it every ``spillSize`` bytes, while they are still in the cache,
+    /// so no copy of the whole reply is left for after the generate.
+    var output: ByteBuffer?
+    @usableFromInline static var spillSize: Int { 1 << 17 }
     // Keeps the memory behind the pointers above.
     let storage: Storage
     let layout: RowLayout
@@ -165,8 +174,21 @@ public struct RowWriter: ~Copyable {
     mutating func endRow(start: Int, entries: Int32) -> Bool {
         writer.patchI32(entries, at: start &+ 2)
         rows &+= 1
-        if _slowPath(rows > maxRows || writer.byteCount &+ 2 &* rows > maxBytes) { return refuse(overBudgetAt: start) }
+        if _slowPath(rows > maxRows || spilled &+ writer.byteCount &+ 2 &* rows > maxBytes) {
+            return refuse(overBudgetAt: start)
+        }
+        if _slowPath(writer.byteCount >= Self.spillSize) { spill() }
         return true
+    }
+
+    /// Moves the rows in `writer` to `output`.
+    @usableFromInline
+    mutating func spill() {
+        let n = writer.byteCount
+        if output == nil { output = ByteBufferAllocator().buffer(capacity: 1 << 20) }
+        writer.withUnsafeBytes { _ = output!.writeBytes($0) }
+        writer.truncate(to: 0)
+        spilled &+= n
     }
 
     @usableFromInline
@@ -194,7 +216,9 @@ public struct RowWriter: ~Copyable {
     /// The rows as the reply carries them, or the error that stopped them.
     consuming func finish() throws(PluginError) -> EncodedRows {
         if let failure { throw failure }
-        return EncodedRows(count: rows, encoded: writer.finish())
+        guard spilled > 0 else { return EncodedRows(count: rows, encoded: writer.finish()) }
+        spill()
+        return EncodedRows(count: rows, buffer: output!)
     }
 }
 

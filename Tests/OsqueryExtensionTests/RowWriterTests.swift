@@ -57,6 +57,24 @@ import ThriftCodec
         #expect(sample.response[2].entries.map(\.key) == ["a", "b"])
     }
 
+    /// Past ``RowWriter/spillSize`` bytes the rows move to the reply's buffer as they are written:
+    /// the same bytes, and the byte budget still counts every row.
+    @Test func bigRepliesMoveToTheBufferUnchanged() async throws {
+        let (writer, listed) = Self.twins(12_000)
+        let a = try await writer.handleForWire(generate(nil))
+        let b = try await listed.handleForWire(generate(nil))
+        let size = try #require(a.encodedRows).byteCount
+        #expect(size > 2 * RowWriter.spillSize, "the test must spill more than once")
+        #expect(a.encodedRows == b.encodedRows)
+        #expect(try await writer.handle(generate(nil)) == listed.handle(generate(nil)))
+        for maxBytes in [RowWriter.spillSize - 100, RowWriter.spillSize + 5_000, size + 2 * 12_000 - 1, size + 2 * 12_000] {
+            let limits = TableLimits(maxBytes: maxBytes)
+            let x = try await Table(schema: writer.schema, limits: limits, generate: Self.generator(writer)).handleForWire(generate(nil))
+            let y = try await Table(schema: listed.schema, limits: limits, generate: Self.rowGenerator(listed)).handleForWire(generate(nil))
+            #expect(x.status == y.status && x.encodedRows == y.encodedRows, "budget \(maxBytes): \(x.status) vs \(y.status)")
+        }
+    }
+
     @Test func budgetsStopTheRowsWithTheSameErrors() async throws {
         let (writer, rows) = Self.twins(50)
         // Every byte budget from nothing to more than the reply: the same error at the same row.
