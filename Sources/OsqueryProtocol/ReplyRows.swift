@@ -137,15 +137,29 @@ public struct ReplyRowsReader: ResponseRowsReader {
         }
         var at = checked.start &+ 5
         rowStarts.reserveCapacity(checked.count &+ 1)
+        // The previous row's key lengths, by position: the value's length is loaded with the
+        // key's instead of after it (rows repeat their keys), and the guess checked.
+        var guesses = [Int](repeating: -1, count: 32)
         for _ in 0..<checked.count {
             let entries = length(at: at &+ 2)
             at &+= 6
             if cells.isEmpty, entries > 0 {
                 cells.reserveCapacity(min(entries &* checked.count, (checked.end &- at) / 8 &+ entries))
             }
-            for _ in 0..<entries {
+            for entry in 0..<entries {
                 cells.append(UInt32(truncatingIfNeeded: at))
-                at &+= 4 &+ length(at: at)
+                let guess = entry < 32 ? guesses[entry] : -1
+                let keyLength = length(at: at)
+                // A guess is used only where the value length it points at is inside the list.
+                if guess >= 0, checked.end &- at &- 8 >= guess {
+                    let valueLength = length(at: at &+ 4 &+ guess)
+                    if keyLength == guess {
+                        at &+= 8 &+ guess &+ valueLength
+                        continue
+                    }
+                }
+                if entry < 32 { guesses[entry] = keyLength }
+                at &+= 4 &+ keyLength
                 at &+= 4 &+ length(at: at)
             }
             rowStarts.append(UInt32(truncatingIfNeeded: cells.count))
