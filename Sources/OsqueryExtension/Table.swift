@@ -199,10 +199,7 @@ public struct Table: ExtensionPlugin {
         schema: TableSchema, limits: TableLimits = .default,
         generate: @escaping @Sendable (QueryContext) async throws -> [Row]
     ) {
-        self.schema = schema
-        self.limits = limits
-        self.source = .generate(generate)
-        self.layout = RowLayout(schema)
+        self.init(schema: schema, limits: limits, source: .generate(generate))
     }
 
     /// A read-only table whose generate writes its rows into a ``RowWriter`` instead of
@@ -230,10 +227,7 @@ public struct Table: ExtensionPlugin {
         schema: TableSchema, limits: TableLimits = .default,
         generate: @escaping @Sendable (QueryContext, inout RowWriter) async throws -> Void
     ) {
-        self.schema = schema
-        self.limits = limits
-        self.source = .write(generate)
-        self.layout = RowLayout(schema)
+        self.init(schema: schema, limits: limits, source: .write(generate))
     }
 
     /// A writable table whose rows and writes are handled by `store`.
@@ -242,11 +236,16 @@ public struct Table: ExtensionPlugin {
         attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
         limits: TableLimits = .default, store: any TableStore
     ) {
-        self.schema = TableSchema(
-            name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes,
-            documentation: documentation)
+        self.init(
+            schema: TableSchema(
+                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes,
+                documentation: documentation), limits: limits, source: .store(store))
+    }
+
+    private init(schema: TableSchema, limits: TableLimits, source: Source) {
+        self.schema = schema
         self.limits = limits
-        self.source = .store(store)
+        self.source = source
         self.layout = RowLayout(schema)
     }
 

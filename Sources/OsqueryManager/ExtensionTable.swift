@@ -184,7 +184,7 @@ struct RowConverter: ResponseRowsReader {
     /// Per row, per column: ``TextCells/cell(offset:length:)`` or ``TextCells/missing``.
     var cells: [UInt64] = []
     var rowids: [Int64]?
-    /// The keys of the last row, in its order, and what each was (``slot(of:keys:)``): rows of
+    /// The keys of the last row, in its order, and what each was (``slot(of:keys:keyStart:columnCount:)``): rows of
     /// one reply nearly always repeat them, so a cell costs one key comparison.
     var layoutKeys: [UnsafeRawBufferPointer] = []
     var layoutSlots: [Int] = []
@@ -239,6 +239,7 @@ struct RowConverter: ResponseRowsReader {
 
     mutating func readRows(_ count: Int, from r: inout ThriftReader, keys: UnsafeRawBufferPointer) throws(ThriftError) {
         let columnCount = types.count
+        let keyStart = self.keyStart
         for _ in 0..<count {
             let map = try r.readMapBegin()
             guard map.count == 0 || (map.key == .string && map.value == .string) else {
@@ -250,18 +251,8 @@ struct RowConverter: ResponseRowsReader {
             for i in 0..<map.count {
                 let k = try r.readStringBytes()
                 let v = try r.readStringBytes()
-                let slot: Int
-                if i < layoutKeys.count, Self.same(layoutKeys[i], k) {
-                    slot = layoutSlots[i]
-                } else {
-                    slot = self.slot(of: k, keys: keys)
-                    if i < layoutKeys.count {
-                        layoutKeys[i] = k
-                        layoutSlots[i] = slot
-                    } else {
-                        layoutKeys.append(k)
-                        layoutSlots.append(slot)
-                    }
+                let slot = Self.slot(of: k, at: i, layoutKeys: &layoutKeys, layoutSlots: &layoutSlots) {
+                    Self.slot(of: $0, keys: keys, keyStart: keyStart, columnCount: columnCount)
                 }
                 // A repeated key: the last one wins, as in a decoded map.
                 let column = slot & 0xFFFF_FFFF
@@ -292,6 +283,7 @@ struct RowConverter: ResponseRowsReader {
             self.layoutKeys = layoutKeys
             self.layoutSlots = layoutSlots
         }
+        let keyStart = self.keyStart
         @inline(__always) func length(at offset: Int) -> Int {
             Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
         }
@@ -309,18 +301,8 @@ struct RowConverter: ResponseRowsReader {
                 let valueLength = length(at: at)
                 let valueAt = at &+ 4
                 at = valueAt &+ valueLength
-                let slot: Int
-                if i < layoutKeys.count, Self.same(layoutKeys[i], k) {
-                    slot = layoutSlots[i]
-                } else {
-                    slot = self.slot(of: k, keys: keys)
-                    if i < layoutKeys.count {
-                        layoutKeys[i] = k
-                        layoutSlots[i] = slot
-                    } else {
-                        layoutKeys.append(k)
-                        layoutSlots.append(slot)
-                    }
+                let slot = Self.slot(of: k, at: i, layoutKeys: &layoutKeys, layoutSlots: &layoutSlots) {
+                    Self.slot(of: $0, keys: keys, keyStart: keyStart, columnCount: columnCount)
                 }
                 // A repeated key: the last one wins, as in a decoded map.
                 let column = slot & 0xFFFF_FFFF
@@ -333,11 +315,30 @@ struct RowConverter: ResponseRowsReader {
         return at
     }
 
+    /// The slot of entry `i`'s key `k`: the previous row's when its key there was the same (one
+    /// comparison), else looked up and remembered for the next row.
+    @inline(__always)
+    static func slot(
+        of k: UnsafeRawBufferPointer, at i: Int, layoutKeys: inout [UnsafeRawBufferPointer], layoutSlots: inout [Int],
+        lookUp: (UnsafeRawBufferPointer) -> Int
+    ) -> Int {
+        if i < layoutKeys.count, same(layoutKeys[i], k) { return layoutSlots[i] }
+        let slot = lookUp(k)
+        if i < layoutKeys.count {
+            layoutKeys[i] = k
+            layoutSlots[i] = slot
+        } else {
+            layoutKeys.append(k)
+            layoutSlots.append(slot)
+        }
+        return slot
+    }
+
     /// ``layoutSlots``' value for a key.
-    func slot(of key: UnsafeRawBufferPointer, keys: UnsafeRawBufferPointer) -> Int {
+    static func slot(of key: UnsafeRawBufferPointer, keys: UnsafeRawBufferPointer, keyStart: [Int], columnCount: Int) -> Int {
         var slot = 0
         // Column names are unique (SQLite refuses a table that declares one twice).
-        for c in 0..<types.count where Self.same(UnsafeRawBufferPointer(rebasing: keys[keyStart[c]..<keyStart[c &+ 1]]), key) {
+        for c in 0..<columnCount where Self.same(UnsafeRawBufferPointer(rebasing: keys[keyStart[c]..<keyStart[c &+ 1]]), key) {
             slot = c &+ 1
             break
         }
