@@ -7,6 +7,8 @@ import OsqueryEngine
 /// core `REPEATS` times, no Python peer. Meant for `valgrind --tool=callgrind`, whose instruction
 /// counts per function show where each stage of the pipeline spends (generate and encoding in the
 /// SDK, framing and decoding in the core, conversion, SQLite, result rows, the client's decode).
+/// With `SDK_BENCH_DICTIONARIES` set, the table's generate returns `[Row]` instead of writing
+/// into a `RowWriter`.
 func runProfile(rows rowCount: Int, repeats: Int) async throws {
     let socketPath = "/tmp/sdk-bench-profile-\(getpid()).em"
     let flags = Flags()

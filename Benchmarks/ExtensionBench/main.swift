@@ -3,10 +3,13 @@
 //
 //   sdk-bench [rows] [repeats]              the table below (best of `repeats`)
 //   sdk-bench --json [rows] [rounds]        what Benchmarks/run.sh reads: both extensions in their
-//                                           own processes, `SELECT *` through our core alternately
-//                                           (one warm-up each), every sample as one JSON line
+//                                           own processes (and the `[Row]` twin), `SELECT *` through
+//                                           our core alternately (one warm-up each), one JSON line
 //   sdk-bench extension NAME ROWS ARGS...   only an extension `NAME` with table `NAME_rows`
 //                                           (ARGS: --socket S --timeout T --interval I ...)
+//   sdk-bench dictionary-extension NAME ROWS ARGS...
+//                                           the same table with a generate returning `[Row]`
+//   sdk-bench profile ROWS REPEATS          the Swift table alone, in this process (Profile.swift)
 //
 // Measurements of the table mode:
 //   in process — the Swift table's own cost: generate + encoding rows (no socket);
