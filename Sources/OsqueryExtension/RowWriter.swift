@@ -118,7 +118,7 @@ public struct RowWriter: ~Copyable {
         return finishRow()
     }
 
-    /// Starts a positional row; false when no more rows are taken.
+    /// Starts a row (its map header, its count patched at the end); false when no more rows are taken.
     @inlinable
     @inline(__always)
     mutating func beginRow() -> Bool {
@@ -160,9 +160,7 @@ public struct RowWriter: ~Copyable {
     /// keys that are no column are left out. Returns false as ``add(_:)`` does.
     @discardableResult
     public mutating func add(_ row: Row) -> Bool {
-        if stopped { return false }
-        let rowStart = writer.byteCount
-        writer.writeMapBegin(key: .string, value: .string, count: 0)
+        guard beginRow() else { return false }
         let entries = layout.keyWire.withView { keys in layout.encodeCells(of: row, used: usedByName, keys: keys, to: &writer) }
         return endRow(start: rowStart, entries: entries)
     }

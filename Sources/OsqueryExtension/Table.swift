@@ -340,7 +340,7 @@ public struct Table: ExtensionPlugin {
 
     /// Encoded rows as maps (for ``handle(_:)``, which answers with values rather than bytes).
     static func decode(_ rows: EncodedRows) throws -> [StringMap] {
-        try rows.encoded.withUnsafeBytes { raw in
+        try rows.withUnsafeBytes { raw in
             var reader = ThriftReader(raw, limits: ThriftLimits(maxMessageSize: Int.max))
             return try reader.readStringMaps(rows.count)
         }

@@ -460,7 +460,6 @@ struct ExtensionRowsReader: ResponseRowsReader {
         /// The offset of the list's header in the reply.
         var start: Int
         var count: Int
-        var limits: ThriftLimits
     }
     var converter: RowConverter
     var longList: List?
@@ -473,7 +472,7 @@ struct ExtensionRowsReader: ResponseRowsReader {
     mutating func readRows(from r: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
         // The framer walked and checked this list as it arrived: no second walk.
         if let checked, checked.start == r.offset, checked.count >= RowConverter.backgroundFrom {
-            longList = List(start: checked.start, count: checked.count, limits: r.limits)
+            longList = List(start: checked.start, count: checked.count)
             r.offset = checked.end
             return
         }
@@ -492,6 +491,6 @@ struct ExtensionRowsReader: ResponseRowsReader {
         try r.enter()
         defer { r.leave() }
         try r.skipStringMaps(header.count)
-        longList = List(start: start, count: header.count, limits: r.limits)
+        longList = List(start: start, count: header.count)
     }
 }

@@ -21,9 +21,9 @@ struct QueryRowsEncoder: ~Copyable {
     var keyColumns: [Int] = []
     /// Rows copied out of SQLite and not yet handed on.
     var batch = CellBatch()
-    /// The encoder thread and the writer, from the first full batch on.
+    /// The encoder thread and the reply's buffer, from the first full batch on.
     var pipeline: RowsPipeline?
-    /// Where rows are written while there is no pipeline (and after it is joined).
+    /// Where rows are written while there is no pipeline.
     var writer = ThriftWriter(reservingCapacity: 1 << 16)
 
     init(nullValue: ThriftString) { self.nullValue = nullValue }
