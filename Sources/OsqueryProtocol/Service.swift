@@ -198,12 +198,19 @@ public struct MessageProcessor: Sendable {
     static func encodeReplyParts(_ header: MessageHeader, _ response: ExtensionResponse, rows: ByteBuffer, count: Int)
         -> [ByteBuffer]
     {
+        let head = replyHead(header, response, count: count)
+        let tail = ByteBuffer(bytes: [TType.stop.rawValue, TType.stop.rawValue])  // ExtensionResponse, result
+        return [head.withUnsafeBytes { ByteBuffer(bytes: $0) }, rows, tail]
+    }
+
+    /// A reply with encoded rows up to their list header: the message header, the result
+    /// field, the status and the list header.
+    static func replyHead(_ header: MessageHeader, _ response: ExtensionResponse, count: Int) -> ThriftWriter {
         var head = ThriftWriter(reservingCapacity: 256)
         head.writeMessageBegin(header)
         head.writeFieldBegin(.struct, id: 0)
         response.writeHead(encodedCount: count, to: &head)
-        let tail = ByteBuffer(bytes: [TType.stop.rawValue, TType.stop.rawValue])  // ExtensionResponse, result
-        return [head.withUnsafeBytes { ByteBuffer(bytes: $0) }, rows, tail]
+        return head
     }
 
     /// The reply message as one buffer. Rows the handler already encoded (``EncodedRows``) are
@@ -211,10 +218,7 @@ public struct MessageProcessor: Sendable {
     /// written on its own, the way ``ExtensionReply/writeResult(to:)`` writes it.
     static func encodeReply(_ header: MessageHeader, _ reply: ExtensionReply) -> ByteBuffer {
         if case .response(let response) = reply, let rows = response.encodedRows {
-            var head = ThriftWriter(reservingCapacity: 256)
-            head.writeMessageBegin(header)
-            head.writeFieldBegin(.struct, id: 0)
-            response.writeHead(encodedCount: rows.count, to: &head)
+            let head = replyHead(header, response, count: rows.count)
             var buffer = ByteBufferAllocator().buffer(capacity: head.byteCount + rows.byteCount + 2)
             head.withUnsafeBytes { _ = buffer.writeBytes($0) }
             rows.withUnsafeBytes { _ = buffer.writeBytes($0) }
