@@ -8,6 +8,19 @@ import Glibc
 struct FunctionArgs {
     let count: Int
     let argv: UnsafeMutablePointer<OpaquePointer?>?
+    /// The call's context, for the connection's limits.
+    var context: OpaquePointer? = nil
+
+    /// Throws SQLite's own error when `bytes` would pass the connection's `SQLITE_LIMIT_LENGTH`:
+    /// checked before a result is built, so an oversized one is never allocated.
+    func checkLength(_ bytes: Int) throws(FunctionError) {
+        let limit = context.flatMap { sqlite3_context_db_handle($0) }.map { Int(sqlite3_limit($0, SQLITE_LIMIT_LENGTH, -1)) }
+        if bytes > (limit ?? Int(Int32.max)) { throw FunctionError("string or blob too big") }
+    }
+
+    /// The bytes of argument `i` as text (0 for NULL), without converting it: SQLite knows a
+    /// zeroblob's or a number's size without materializing it.
+    func byteCount(_ i: Int) -> Int { isNull(i) ? 0 : Int(sqlite3_value_bytes(argv?[i])) }
 
     func value(_ i: Int) -> SQLValue { i < count ? sqlValue(argv?[i]) : .null }
     func isNull(_ i: Int) -> Bool { i >= count || sqlite3_value_type(argv?[i]) == SQLITE_NULL }
@@ -60,17 +73,18 @@ enum SQLFunctions {
             d.append(Definition(name: name, arity: arity, body: body))
         }
         // Strings.
-        add("concat", -1) { a in
+        add("concat", -1) { a throws(FunctionError) in
+            try a.checkLength((0..<a.count).reduce(0) { $0 &+ a.byteCount($1) })
             var out = ""
             for i in 0..<a.count { if let s = a.text(i) { out += s } }
             return .text(out)
         }
         add("concat_ws", -1) { a throws(FunctionError) in
             guard a.count >= 1 else { throw FunctionError("concat_ws requires a separator") }
+            let parts = (1..<max(1, a.count)).filter { !a.isNull($0) }
+            try a.checkLength(parts.reduce(0) { $0 &+ a.byteCount($1) } &+ a.byteCount(0) &* max(parts.count - 1, 0))
             let sep = a.text(0) ?? ""
-            var parts: [String] = []
-            for i in 1..<max(1, a.count) { if let s = a.text(i) { parts.append(s) } }
-            return .text(parts.joined(separator: sep))
+            return .text(parts.compactMap { a.text($0) }.joined(separator: sep))
         }
         add("split", 3) { a in
             guard let s = a.text(0), let tokens = a.text(1), let idx = a.int(2) else { return .null }
@@ -209,7 +223,7 @@ enum SQLFunctions {
         let index = Int(bitPattern: sqlite3_user_data(ctx)) - 1
         let def = SQLFunctions.definitions[index]
         do {
-            let value = try def.body(FunctionArgs(count: Int(argc), argv: argv))
+            let value = try def.body(FunctionArgs(count: Int(argc), argv: argv, context: ctx))
             if case .blob = value {
                 setResult(ctx, value, type: .blob)
             } else {

@@ -161,11 +161,7 @@ public final class TextCells: @unchecked Sendable {
             }
             if (type == .text || type == .unknown) && !declared.isNumeric && declared != .blob {
                 // Valid UTF-8 or not, a text column's value is exactly these bytes.
-                if let start = bytes.baseAddress, bytes.count > 0 {
-                    sqlite3_result_text(ctx, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), osq_sqlite_transient())
-                } else {
-                    sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
-                }
+                setTextResult(ctx, bytes)
             } else {
                 OsqueryEngine.setResult(ctx, SQLValue.converting(utf8: bytes, to: type), type: declared)
             }

@@ -222,17 +222,29 @@ func setResult(_ ctx: OpaquePointer?, _ value: SQLValue, type: ColumnType) {
             setResult(ctx, SQLValue.converting(s, to: type), type: .text)
             return
         }
-        s.withUTF8 { buf in
-            UnsafeRawPointer(buf.baseAddress).map { sqlite3_result_text(ctx, $0.assumingMemoryBound(to: CChar.self), Int32(buf.count), osq_sqlite_transient()) } ?? sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
-        }
+        s.withUTF8 { buf in setTextResult(ctx, UnsafeRawBufferPointer(buf)) }
     case .blob(let bytes):
         bytes.withUnsafeBytes { buf in
             if type == .blob {
                 sqlite3_result_blob64(ctx, buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64(buf.count), osq_sqlite_transient())
             } else {
-                buf.baseAddress.map { sqlite3_result_text(ctx, $0.assumingMemoryBound(to: CChar.self), Int32(buf.count), osq_sqlite_transient()) } ?? sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
+                setTextResult(ctx, buf)
             }
         }
+    }
+}
+
+/// Hands text to SQLite (which copies it). The 64-bit length goes to SQLite unconverted: a value
+/// past `SQLITE_LIMIT_LENGTH` (or 2 GiB) becomes SQLite's "string or blob too big" error for the
+/// statement, where an `Int32` length would trap the process.
+@inline(__always)
+func setTextResult(_ ctx: OpaquePointer?, _ bytes: UnsafeRawBufferPointer) {
+    if let start = bytes.baseAddress, bytes.count > 0 {
+        sqlite3_result_text64(
+            ctx, start.assumingMemoryBound(to: CChar.self), sqlite3_uint64(bytes.count), osq_sqlite_transient(),
+            UInt8(SQLITE_UTF8))
+    } else {
+        sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
     }
 }
 
