@@ -4,9 +4,10 @@ import Glibc
 
 /// Small, allocation-conscious file helpers (no Foundation).
 public enum FileIO {
-    /// Read a whole file. Works for /proc and /sys files whose size is 0.
-    public static func readAll(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// Read a whole file. Works for /proc and /sys files whose size is 0. `openFlags` are added
+    /// to `O_RDONLY | O_CLOEXEC` (`O_NOFOLLOW`, say).
+    public static func readAll(_ path: String, limit: Int = 64 << 20, openFlags: Int32 = 0) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | openFlags)
         if fd < 0 { return nil }
         defer { close(fd) }
         var out: [UInt8] = []

@@ -154,6 +154,10 @@ extension Flags {
         .init("tls_dump", .bool, "false", "Print remote requests and responses", .hidden),
         .init("tls_allow_unsafe", .bool, "false", "Allow TLS server certificate trust failures", .hidden),
         .init("tls_node_api", .bool, "false", "Use node key as TLS endpoints", .hidden),
+        // Hardening (issue 14), privilege and extension replies: not osquery flags.
+        .init(
+            "extensions_max_reply_cells", .uint64, "16777216",
+            "Most cells (rows x columns) an extension table reply may cost, or one per 8 bytes of a bigger reply", .cli),
     ]
 }
 

@@ -7,20 +7,33 @@ import OsqueryEngine
 /// Why an extension path was not accepted for autoload (or launch). Cases are listed in the order
 /// osquery checks them (protocol.md §4.2): existence, then the permission checks
 /// (`safePermissions`: sticky parent, directory, owner, owner-execute, world-writable), then the
-/// suffix. `allowUnsafe` skips the permission checks only.
-public enum AutoloadRefusal: Sendable, Hashable, CustomStringConvertible {
-    /// The path does not exist (or cannot be stat'ed).
+/// suffix. Stricter than osquery: the file must not be a symbolic link, a non-regular file or
+/// group-writable, and no directory above it may be writable or owned by anyone but root and the
+/// current user (a sticky, world-writable directory such as /tmp is allowed above the parent).
+/// `allowUnsafe` skips the permission checks only.
+public enum AutoloadRefusal: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The path does not exist (or cannot be opened).
     case missing
     /// The parent directory has the sticky bit (a /tmp-like directory anyone can write into).
     case stickyParentDirectory
+    /// A directory on the way (after symbolic links in it are resolved) could be changed by
+    /// another user: owned by neither root nor the current user, or writable by group or others
+    /// without the sticky bit.
+    case unsafeDirectory(String)
     /// The path is a directory (only reachable through `safeToLaunch`; autoload expands directories).
     case isDirectory
+    /// The last component is a symbolic link (what it points to could change after the check).
+    case symbolicLink
+    /// Not a regular file (a device, FIFO or socket).
+    case notRegularFile
     /// The owner is neither root nor the current real uid.
     case unsafeOwner(uid: UInt32)
     /// The owner-execute bit is not set.
     case notExecutable
-    /// The file is writable by others (group-write is allowed).
+    /// The file is writable by others.
     case worldWritable
+    /// The file is writable by its group.
+    case groupWritable
     /// The name does not end in `.ext`.
     case badSuffix
 
@@ -28,13 +41,33 @@ public enum AutoloadRefusal: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .missing: "does not exist"
         case .stickyParentDirectory: "parent directory has the sticky bit"
+        case .unsafeDirectory(let dir): "directory \(dir) may be changed by another user"
         case .isDirectory: "is a directory"
+        case .symbolicLink: "is a symbolic link"
+        case .notRegularFile: "not a regular file"
         case .unsafeOwner(let uid): "owned by uid \(uid), neither root nor the current user"
         case .notExecutable: "not executable by its owner"
         case .worldWritable: "world-writable"
+        case .groupWritable: "group-writable"
         case .badSuffix: "name does not end in .ext"
         }
     }
+}
+
+/// Linux's `O_PATH` (not exported to Swift without _GNU_SOURCE): a descriptor that names a file
+/// without opening it for reading (so a FIFO does not block, and an execute-only file opens).
+let openPathOnly: Int32 = 0o10_000_000
+
+/// An extension file opened once (`openPathOnly | O_NOFOLLOW`) and checked through its descriptor:
+/// what runs is this descriptor (``ExtensionSupervisor``), so replacing the file after the check
+/// changes nothing.
+package final class OpenedExtension: Sendable {
+    /// The descriptor (close-on-exec), valid while this object lives.
+    package let descriptor: Int32
+
+    init(descriptor: Int32) { self.descriptor = descriptor }
+
+    deinit { close(descriptor) }
 }
 
 /// One refused autoload entry: the file (after directory expansion) and why.
@@ -130,23 +163,80 @@ public enum Autoload {
     /// The check made before every (re)launch, as osquery's watcher does: the file exists and,
     /// unless `allowUnsafe`, has safe permissions. The suffix is not checked here.
     public static func launchRefusal(path: String, allowUnsafe: Bool) -> AutoloadRefusal? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return .missing }
-        if allowUnsafe { return nil }
-        var parentStat = stat()
-        if stat(parentDirectory(of: path), &parentStat) == 0, parentStat.st_mode & 0o1000 != 0 {
-            return .stickyParentDirectory
+        switch open(path: path, allowUnsafe: allowUnsafe) {
+        case .success: return nil
+        case .failure(let reason): return reason
         }
-        if st.st_mode & 0o170000 == 0o040000 { return .isDirectory }
-        if st.st_uid != 0 && st.st_uid != getuid() { return .unsafeOwner(uid: st.st_uid) }
-        if st.st_mode & 0o100 == 0 { return .notExecutable }
-        if st.st_mode & 0o002 != 0 { return .worldWritable }
-        return nil
     }
 
     /// True when `path` may be launched now (see `launchRefusal`).
     public static func safeToLaunch(path: String, allowUnsafe: Bool) -> Bool {
         launchRefusal(path: path, allowUnsafe: allowUnsafe) == nil
+    }
+
+    /// Opens the file to launch and checks it: the directories above it one by one from `/`
+    /// (each opened relative to the one before, without following links, after the path's
+    /// directory is resolved once), then the file itself through its own descriptor. Nothing is
+    /// looked up by name twice. With `allowUnsafe` only existence is checked, and a symbolic link
+    /// is followed.
+    package static func open(path: String, allowUnsafe: Bool) -> Result<OpenedExtension, AutoloadRefusal> {
+        var trimmed = Substring(path)
+        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        if allowUnsafe || trimmed.isEmpty || trimmed.hasSuffix("/") {
+            // Without the checks the path may name anything (a directory fails when it runs).
+            let fd = Glibc.open(String(trimmed.isEmpty ? "." : trimmed), openPathOnly | O_CLOEXEC)
+            guard fd >= 0 else { return .failure(.missing) }
+            if !allowUnsafe { close(fd); return .failure(.isDirectory) }
+            return .success(OpenedExtension(descriptor: fd))
+        }
+        let name = trimmed.lastIndex(of: "/").map { String(trimmed[trimmed.index(after: $0)...]) } ?? String(trimmed)
+        guard name != ".", name != ".." else { return .failure(.isDirectory) }
+        guard let directory = realPath(parentDirectory(of: path)) else { return .failure(.missing) }
+        let uid = getuid()
+        var dirFD = Glibc.open("/", openPathOnly | O_DIRECTORY | O_CLOEXEC)
+        guard dirFD >= 0 else { return .failure(.missing) }
+        defer { close(dirFD) }
+        let components = directory.split(separator: "/").map(String.init)
+        var walked = ""
+        for index in 0...components.count {
+            var st = stat()
+            guard fstat(dirFD, &st) == 0 else { return .failure(.missing) }
+            let isParent = index == components.count
+            if isParent, st.st_mode & 0o1000 != 0 { return .failure(.stickyParentDirectory) }
+            let sticky = st.st_mode & 0o1000 != 0
+            if (st.st_uid != 0 && st.st_uid != uid) || (st.st_mode & 0o022 != 0 && !sticky) {
+                return .failure(.unsafeDirectory(walked.isEmpty ? "/" : walked))
+            }
+            if isParent { break }
+            let next = openat(dirFD, components[index], openPathOnly | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard next >= 0 else { return .failure(.missing) }
+            close(dirFD)
+            dirFD = next
+            walked += "/" + components[index]
+        }
+        let fd = openat(dirFD, name, openPathOnly | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(.missing) }
+        let opened = OpenedExtension(descriptor: fd)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(.missing) }
+        switch st.st_mode & 0o170000 {
+        case 0o100000: break
+        case 0o040000: return .failure(.isDirectory)
+        case 0o120000: return .failure(.symbolicLink)
+        default: return .failure(.notRegularFile)
+        }
+        if st.st_uid != 0 && st.st_uid != uid { return .failure(.unsafeOwner(uid: st.st_uid)) }
+        if st.st_mode & 0o100 == 0 { return .failure(.notExecutable) }
+        if st.st_mode & 0o002 != 0 { return .failure(.worldWritable) }
+        if st.st_mode & 0o020 != 0 { return .failure(.groupWritable) }
+        return .success(opened)
+    }
+
+    /// The canonical form of a directory path (symbolic links resolved), nil when it cannot be resolved.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     // MARK: - Helpers

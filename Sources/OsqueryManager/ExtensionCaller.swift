@@ -17,10 +17,17 @@ public struct ExtensionCaller: Sendable {
     public let managerSocket: String
     /// The deadline for one call.
     public let timeout: Duration
+    /// The cells (rows × columns) an extension table's reply may always cost
+    /// (`--extensions_max_reply_cells`); a bigger reply may cost one per 8 of its bytes.
+    public let maxReplyCells: Int
 
-    public init(managerSocket: String, timeout: Duration) {
+    /// `--extensions_max_reply_cells`' default: 128 MiB of cells.
+    public static let defaultMaxReplyCells = 16_777_216
+
+    public init(managerSocket: String, timeout: Duration, maxReplyCells: Int = defaultMaxReplyCells) {
         self.managerSocket = managerSocket
         self.timeout = timeout
+        self.maxReplyCells = maxReplyCells
     }
 
     public func socketPath(uuid: ExtensionRouteUUID) -> String { "\(managerSocket).\(uuid)" }

@@ -39,7 +39,8 @@ public final class ExtensionManager: Sendable {
         removeExtensionSockets(socketPath)
         let callTimeout = flags.isDefault("thrift_timeout")
             ? defaultCallTimeout : .seconds(max(1, flags.int("thrift_timeout")))
-        let caller = ExtensionCaller(managerSocket: socketPath, timeout: callTimeout)
+        let caller = ExtensionCaller(
+            managerSocket: socketPath, timeout: callTimeout, maxReplyCells: Int(clamping: max(0, flags.int("extensions_max_reply_cells"))))
         let queries = QueryThreads(count: queryThreads, registry: registry, flags: flags)
         let service = ManagerService(registry: registry, flags: flags, queries: queries, caller: caller, logger: logger)
         let server = try await RPCServer.start(path: socketPath, service: .manager(service), logger: logger)

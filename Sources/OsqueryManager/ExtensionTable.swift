@@ -38,6 +38,7 @@ public final class ExtensionTable: TablePlugin {
         // Short lists are converted as they are decoded, on this query thread; a long one is
         // only found and checked here (the status may follow it) and converted below.
         var rows = ExtensionRowsReader(converter: RowConverter(schema: schema, columnKeys: columnKeys))
+        rows.cellBudget = Self.cellBudget(replyBytes: reply.byteCount, floor: caller.maxReplyCells)
         let status: ExtensionStatus
         do {
             status = try reply.decodeResponse(rows: &rows)
@@ -47,6 +48,12 @@ public final class ExtensionTable: TablePlugin {
         guard status.isSuccess else {
             throw EngineError(code: SQLITE_ERROR, message: status.message.lossyString)
         }
+        if let refused = rows.refusedRows {
+            throw EngineError(
+                code: SQLITE_TOOBIG,
+                message: "extension table \(schema.name): a reply of \(refused) rows × \(schema.columns.count) columns "
+                    + "passes the limit of \(rows.cellBudget) cells (--extensions_max_reply_cells, or one per 8 bytes of the reply)")
+        }
         // The rows stay in the reply until SQLite reads them.
         let (owner, bytes) = reply.pinnedBytes()
         guard let base = bytes.baseAddress else { return TableRows(schema: schema) }
@@ -55,6 +62,13 @@ public final class ExtensionTable: TablePlugin {
         }
         return try rows.converter.finish(owner: owner, base: base)
     }
+
+    /// The most cells (rows × columns, 8 to 16 bytes each once converted) a reply of `replyBytes`
+    /// may cost: `floor`, or more when the reply itself is that big. A row whose every column is
+    /// present takes at least 9 bytes a cell on the wire, so a dense reply always fits; a reply of
+    /// empty rows for a wide table (6 bytes a row) cannot make the core allocate far more memory
+    /// than it received.
+    static func cellBudget(replyBytes: Int, floor: Int) -> Int { max(floor, replyBytes / 8) }
 
     /// Converts an extension's rows as osquery does: a missing key is NULL, an
     /// empty string in a numeric column is NULL, INTEGER parses like strtol
@@ -463,16 +477,33 @@ struct ExtensionRowsReader: ResponseRowsReader {
     }
     var converter: RowConverter
     var longList: List?
+    /// The most cells (rows × columns) the rows may take (``ExtensionTable/cellBudget(replyBytes:floor:)``).
+    var cellBudget = Int.max
+    /// Set to the list's row count when its cells would pass ``cellBudget``: the list was
+    /// skipped, nothing was allocated for it.
+    var refusedRows: Int?
 
     mutating func discardRows() {
         converter.discardRows()
         longList = nil
+        refusedRows = nil
+    }
+
+    /// Whether `rows` rows of this table's columns pass the budget (checked before any cell is
+    /// allocated: rows × columns × 8 bytes is what a reply of empty rows would cost).
+    func overBudget(_ rows: Int) -> Bool {
+        let (cells, overflow) = rows.multipliedReportingOverflow(by: max(converter.types.count, 1))
+        return overflow || cells > cellBudget
     }
 
     mutating func readRows(from r: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
         // The framer walked and checked this list as it arrived: no second walk.
         if let checked, checked.start == r.offset, checked.count >= RowConverter.backgroundFrom {
-            longList = List(start: checked.start, count: checked.count)
+            if overBudget(checked.count) {
+                refusedRows = checked.count
+            } else {
+                longList = List(start: checked.start, count: checked.count)
+            }
             r.offset = checked.end
             return
         }
@@ -482,6 +513,14 @@ struct ExtensionRowsReader: ResponseRowsReader {
     mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {
         let start = r.offset
         let header = try r.readListBegin()
+        if overBudget(header.count) {
+            guard header.count == 0 || header.element == .map else { throw .invalidData("expected list<map<string,string>>") }
+            try r.enter()
+            defer { r.leave() }
+            try r.skipStringMaps(header.count)
+            refusedRows = header.count
+            return
+        }
         guard header.count >= RowConverter.backgroundFrom else {
             r.offset = start
             try converter.readRows(from: &r)

@@ -25,21 +25,51 @@ public final class ExtensionsRuntime: Sendable {
 
     /// The socket path to serve. The shell's default is `~/.osquery/shell.em`
     /// (osquery's), and when that one is live another shell owns it, so a random
-    /// number is appended, without a dot, as osquery does.
-    public static func socketPath(flags: Flags, shell: Bool) -> String {
+    /// number is appended, without a dot, as osquery does. When the home directory cannot be
+    /// used, `$TMPDIR/osquery-<uid>` (`/tmp` by default) is, and only if it is this user's
+    /// private directory (``privateDirectory(_:)``): in a directory anyone can write to, another
+    /// user could have made it first.
+    /// `home` and `temporaryDirectory` (ending in `/`) default to the user's; tests name others.
+    public static func socketPath(
+        flags: Flags, shell: Bool, home: String? = nil, temporaryDirectory: String? = nil
+    ) throws(ManagerError) -> String {
         let configured = flags.string("extensions_socket")
         guard shell, flags.isDefault("extensions_socket") else { return configured }
-        let home = FileManager.default.homeDirectoryForCurrentUser.path
-        var directory = home + "/.osquery"
+        var directory = (home ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.osquery"
         if (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)) == nil
             || access(directory, W_OK) != 0
         {
-            directory = NSTemporaryDirectory() + "osquery-\(getuid())"
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            directory = (temporaryDirectory ?? NSTemporaryDirectory()) + "osquery-\(getuid())"
+            try privateDirectory(directory)
         }
         let path = directory + "/shell.em"
         if unixSocketIsLive(path) { return path + String(UInt16.random(in: 0...UInt16.max)) }
         return path
+    }
+
+    /// Makes sure `path` is a directory only this user can use: created 0700 when missing;
+    /// refused when it is a symbolic link, not a directory, owned by another user, or open to
+    /// group or others in any way.
+    static func privateDirectory(_ path: String) throws(ManagerError) {
+        func refuse(_ why: String) -> ManagerError { ManagerError("Refusing the extensions socket directory \(path): \(why)") }
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw refuse(String(cString: strerror(errno))) }
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            // O_DIRECTORY wins over O_NOFOLLOW (ENOTDIR for a link too): lstat only names it.
+            var st = stat()
+            if code == ELOOP || (lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK) {
+                throw refuse("it is a symbolic link")
+            }
+            throw refuse(code == ENOTDIR ? "it is not a directory" : String(cString: strerror(code)))
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw refuse(String(cString: strerror(errno))) }
+        if st.st_uid != getuid() { throw refuse("it is owned by uid \(st.st_uid)") }
+        if st.st_mode & 0o077 != 0 {
+            throw refuse("group or others may use it (mode \(String(st.st_mode & 0o7777, radix: 8)))")
+        }
     }
 
     /// Starts the manager and the extensions. Returns nil with
@@ -51,7 +81,7 @@ public final class ExtensionsRuntime: Sendable {
         logger: Logger = Logger(label: "osquery.extensions")
     ) async throws -> ExtensionsRuntime? {
         guard !flags.bool("disable_extensions") else { return nil }
-        let path = socketPath(flags: flags, shell: shell)
+        let path = try socketPath(flags: flags, shell: shell)
         let manager = try await ExtensionManager.start(socketPath: path, registry: registry, flags: flags, logger: logger)
         let allowUnsafe = flags.bool("allow_unsafe")
         var paths: [String] = []
@@ -109,7 +139,7 @@ public final class ExtensionsRuntime: Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while true {
-            let names = (try? await manager.service.extensions().values.map(\.name.lossyString)) ?? []
+            let names = manager.service.registeredExtensions().values.map(\.name.lossyString)
             if condition(names) { return true }
             if clock.now >= deadline { return false }
             try? await Task.sleep(for: .milliseconds(20))

@@ -40,13 +40,25 @@ public final class ManagerService: ExtensionManagerHandler {
 
     // MARK: Authorization (better than osquery, which has none)
 
-    /// Peers other than root and the core's own user may not change or call
-    /// plugins. The socket is 0600 already; this also holds if an operator
-    /// loosens its mode.
+    /// Peers other than root and the core's own user may not use any method
+    /// that reveals or changes something (only `ping` stays open, as in
+    /// osquery). The socket is 0600 already; this also holds if an operator
+    /// loosens its mode. A call whose peer the kernel did not name is refused
+    /// too: an unknown caller is not a trusted one.
     func refusal(_ what: String) -> ExtensionStatus? {
-        guard let peer = PeerCredentials.current, peer.uid != 0, peer.uid != ownUID else { return nil }
+        guard let peer = PeerCredentials.current else {
+            logger.warning("refused \(what) from a peer whose credentials are unavailable")
+            return ExtensionStatus(code: 1, message: ThriftString("Permission denied: the caller's credentials are unavailable"))
+        }
+        guard peer.uid != 0, peer.uid != ownUID else { return nil }
         logger.warning("refused \(what) from \(peer): only root and uid \(ownUID) may")
         return ExtensionStatus(code: 1, message: ThriftString("Permission denied: uid \(peer.uid) may not \(what)"))
+    }
+
+    /// ``refusal(_:)`` for methods whose result has no status: the caller gets
+    /// a `TApplicationException` with the same message.
+    func checkAllowed(_ what: String) throws(TApplicationException) {
+        if let refused = refusal(what) { throw TApplicationException(.unknown, refused.message) }
     }
 
     // MARK: Extension service
@@ -162,10 +174,17 @@ public final class ManagerService: ExtensionManagerHandler {
     // MARK: ExtensionManager service
 
     public func extensions() async throws -> InternalExtensionList {
+        try checkAllowed("list extensions")
+        return registeredExtensions()
+    }
+
+    /// The registered extensions, for the core's own use (no caller to check).
+    func registeredExtensions() -> InternalExtensionList {
         state.withLock { $0.mapValues(\.info) }
     }
 
     public func options() async throws -> InternalOptionList {
+        try checkAllowed("read options")
         var list = InternalOptionList()
         for definition in flags.allDefinitions() {
             list[ThriftString(definition.name)] = InternalOptionInfo(
@@ -291,6 +310,7 @@ public final class ManagerService: ExtensionManagerHandler {
     }
 
     public func query(sql: ThriftString) async throws -> ExtensionResponse {
+        if let refused = refusal("run queries") { return ExtensionResponse(status: refused) }
         let text = sql.lossyString
         let nullValue = ThriftString(flags.string("nullvalue"))
         do {
@@ -308,6 +328,7 @@ public final class ManagerService: ExtensionManagerHandler {
     }
 
     public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
+        if let refused = refusal("run queries") { return ExtensionResponse(status: refused) }
         let text = sql.lossyString
         do {
             let columns = try await queries.run { db throws(EngineError) in try db.queryColumns(text) }

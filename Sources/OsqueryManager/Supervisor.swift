@@ -43,12 +43,13 @@ public struct SupervisedExtension: Sendable, Hashable {
 
 /// Starts autoloaded extensions the way osquery's watcher does and keeps them running.
 ///
-/// - Launch: `posix_spawn` of `/bin/sh -c 'OSQUERY_EXTENSION=$$; export OSQUERY_EXTENSION; exec "$0" "$@"'
-///   <path> [--verbose] --socket S --timeout T --interval I`. The shell execs the extension in
-///   place, so the extension keeps the shell's pid, sees exactly its own argv (`argv[0]` is the
-///   path) and finds `OSQUERY_EXTENSION=<its own pid>` in an environment otherwise inherited from
-///   this process. All signal dispositions are reset to default and the signal mask is cleared
-///   (as osquery's fork/exec does); stdin is `/dev/null`; file descriptors above 2 are closed.
+/// - Launch: the file is opened and checked once (`Autoload.open`), then that descriptor is
+///   executed (`fexecve`) with argv `<path> [--verbose] --socket S --timeout T --interval I` and
+///   `OSQUERY_EXTENSION=<its own pid>` in an environment otherwise inherited from this process:
+///   replacing the file after the check cannot change what runs. A script's interpreter gets
+///   `/dev/fd/N` as the script's name (the descriptor stays open for it). All signal dispositions
+///   are reset to default and the signal mask is cleared (as osquery's fork/exec does); stdin is
+///   `/dev/null`; inheritable file descriptors above 2 are closed.
 /// - Supervision: children are reaped by a task polling `waitpid(pid, WNOHANG)` with `Task.sleep`
 ///   between rounds (never a blocking wait on the cooperative pool, and never `waitpid(-1)`, so
 ///   other children of this process are left alone). A dead extension is relaunched after an
@@ -290,9 +291,15 @@ public final class ExtensionSupervisor: Sendable {
     }
 
     func launch(_ path: String) {
-        let refusal = Autoload.launchRefusal(path: path, allowUnsafe: configuration.allowUnsafe)
-        let outcome: Result<Int32, SpawnError> =
-            refusal == nil ? Self.spawn(path: path, configuration: configuration) : .failure(SpawnError(errno: 0))
+        var refusal: AutoloadRefusal?
+        let outcome: Result<Int32, SpawnError>
+        switch Autoload.open(path: path, allowUnsafe: configuration.allowUnsafe) {
+        case .success(let opened):
+            outcome = Self.spawn(opened, path: path, configuration: configuration)
+        case .failure(let reason):
+            refusal = reason
+            outcome = .failure(SpawnError(errno: 0))
+        }
         var delay: Duration = .zero
         var launchNumber = 0
         var relaunch = false
@@ -343,15 +350,15 @@ public final class ExtensionSupervisor: Sendable {
         return .signaled(sig)
     }
 
-    /// The script the shell runs: record its own pid, then become the extension.
-    static let shellScript = #"OSQUERY_EXTENSION=$$; export OSQUERY_EXTENSION; exec "$0" "$@""#
-
-    /// Spawns one extension; returns its pid or the errno of posix_spawn.
-    static func spawn(path: String, configuration: Configuration) -> Result<Int32, SpawnError> {
-        // A bare name would make the shell search PATH: anchor relative paths.
-        let execPath = path.contains("/") ? path : "./" + path
-        let argv = ["/bin/sh", "-c", shellScript, execPath] + configuration.arguments
-
+    /// Starts the extension checked and opened as `opened` (what runs is that descriptor, never
+    /// the path looked up again); returns its pid, or the errno of the fork or the exec. `path`
+    /// is only its `argv[0]`.
+    ///
+    /// fork and `fexecve`, not posix_spawn, which can only run a path. Everything the child needs
+    /// is prepared here, so the child makes only async-signal-safe calls: no allocation, no lock.
+    /// The child sets `OSQUERY_EXTENSION` to its own pid (it keeps that pid through the exec).
+    static func spawn(_ opened: OpenedExtension, path: String, configuration: Configuration) -> Result<Int32, SpawnError> {
+        let argv = [path] + configuration.arguments
         var env: [String] = []
         var overridden = Set(configuration.environment.keys)
         overridden.insert("OSQUERY_EXTENSION")
@@ -364,34 +371,97 @@ public final class ExtensionSupervisor: Sendable {
         }
         for (k, v) in configuration.environment.sorted(by: { $0.key < $1.key }) { env.append("\(k)=\(v)") }
 
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        sigdelset(&defaults, SIGKILL)
-        sigdelset(&defaults, SIGSTOP)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        // Descriptors this process left inheritable (no FD_CLOEXEC) are closed in the child.
-        Spawn.closeInheritedDescriptors(in: &actions)
-
+        // The child writes its pid's digits after the prefix.
+        let prefix = Array("OSQUERY_EXTENSION=".utf8CString.dropLast())
+        let pidSlot = UnsafeMutablePointer<CChar>.allocate(capacity: prefix.count + 24)
+        pidSlot.initialize(repeating: 0, count: prefix.count + 24)
+        pidSlot.update(from: prefix, count: prefix.count)
         let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup($0) } + [pidSlot, nil]
+        let devNull = strdup("/dev/null")
         defer {
             for p in cArgv { free(p) }
-            for p in cEnv { free(p) }
+            for p in cEnv.dropLast(2) { free(p) }
+            pidSlot.deallocate()
+            free(devNull)
         }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attr, cArgv, cEnv)
-        return rc == 0 ? .success(pid) : .failure(SpawnError(errno: rc))
+        // Descriptors this process left inheritable (no FD_CLOEXEC) are closed in the child.
+        // SwiftNIO accepts connections without FD_CLOEXEC: a child holding one would keep it open.
+        var inherited: [Int32] = []
+        for name in FileIO.listDirectoryNames("/proc/self/fd") ?? [] {
+            guard let fd = Int32(name), fd > 2, fd != opened.descriptor else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0, flags & FD_CLOEXEC == 0 { inherited.append(fd) }
+        }
+        // The exec's errno comes back on this pair (close-on-exec from the start: no other
+        // child may inherit it); a successful exec closes it empty.
+        var report: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &report) == 0 else {
+            return .failure(SpawnError(errno: errno))
+        }
+        let execFD = opened.descriptor
+        let defaultAction = SIG_DFL
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        var previous = sigset_t()
+        // No handler of this process may run in the child before the dispositions are reset.
+        pthread_sigmask(SIG_SETMASK, &all, &previous)
+        let pid = inherited.withUnsafeBufferPointer { inherited in
+            cArgv.withUnsafeBufferPointer { argvPointer in
+                cEnv.withUnsafeBufferPointer { envPointer in
+                    let pid = fork()
+                    guard pid == 0 else { return pid }
+                    // The child: async-signal-safe calls only, then exec or _exit.
+                    for signal in 1..<Int32(65) where signal != SIGKILL && signal != SIGSTOP {
+                        Glibc.signal(signal, defaultAction)
+                    }
+                    pthread_sigmask(SIG_SETMASK, &none, nil)
+                    let input = Glibc.open(devNull!, O_RDONLY)
+                    if input > 0 {
+                        dup2(input, 0)
+                        close(input)
+                    }
+                    for fd in inherited { close(fd) }
+                    var digits = getpid()
+                    var length = 0
+                    repeat {
+                        length += 1
+                        digits /= 10
+                    } while digits > 0
+                    digits = getpid()
+                    for i in stride(from: prefix.count + length - 1, through: prefix.count, by: -1) {
+                        pidSlot[i] = CChar(48 + digits % 10)
+                        digits /= 10
+                    }
+                    let args = UnsafeMutablePointer(mutating: argvPointer.baseAddress!)
+                    let environment = UnsafeMutablePointer(mutating: envPointer.baseAddress!)
+                    fexecve(execFD, args, environment)
+                    if errno == ENOENT {
+                        // A script: its interpreter reads it as /dev/fd/N, so N must stay open.
+                        _ = fcntl(execFD, F_SETFD, 0)
+                        fexecve(execFD, args, environment)
+                    }
+                    var failure = errno
+                    _ = write(report[1], &failure, 4)
+                    _exit(127)
+                }
+            }
+        }
+        let forkErrno = errno
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
+        close(report[1])
+        defer { close(report[0]) }
+        guard pid > 0 else { return .failure(SpawnError(errno: forkErrno)) }
+        var failure: Int32 = 0
+        var got = 0
+        repeat {
+            got = read(report[0], &failure, 4)
+        } while got < 0 && errno == EINTR
+        guard got == 4 else { return .success(pid) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return .failure(SpawnError(errno: failure))
     }
 }

@@ -214,6 +214,14 @@ func bindUnixSocket(path: String, mode: mode_t, backlog: Int32) throws(SocketBin
     if staging.utf8.count > maxUnixSocketPathLength { staging = path }  // no room: bind in place
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw fail("socket") }
+    // Linux creates the socket's file with the socket's own mode (less the umask): set on the
+    // descriptor before bind, the file never exists with a wider mode, and no path is chmod'ed
+    // (a path could be swapped for a link to another file meanwhile).
+    guard fchmod(fd, mode) == 0 else {
+        let error = fail("fchmod", errno)
+        close(fd)
+        throw error
+    }
     if staging == path, unixSocketIsLive(path) == false { unlink(path) }
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
@@ -228,8 +236,8 @@ func bindUnixSocket(path: String, mode: mode_t, backlog: Int32) throws(SocketBin
         close(fd)
         throw error
     }
-    guard chmod(staging, mode) == 0, listen(fd, backlog) == 0 else {
-        let error = fail("chmod/listen", errno)
+    guard listen(fd, backlog) == 0 else {
+        let error = fail("listen", errno)
         close(fd)
         unlink(staging)
         throw error

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import OsqueryEngine
 
 /// A small line editor for the REPL (what linenoise does for osquery):
 /// cursor movement, history with up/down, TAB completion, Ctrl-C cancels
@@ -19,8 +20,9 @@ final class LineEditor {
 
     init(historyPath: String?) {
         self.historyPath = historyPath
-        if let historyPath, let text = Shell.readFile(historyPath) {
-            history = text.split(separator: "\n").map(String.init).suffix(maxHistory).map { $0 }
+        // Never through a link: history read from another file would be written back into ours.
+        if let historyPath, let bytes = FileIO.readAll(historyPath, limit: 1 << 20, openFlags: O_NOFOLLOW) {
+            history = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init).suffix(maxHistory).map { $0 }
         }
     }
 
@@ -29,13 +31,24 @@ final class LineEditor {
         guard !trimmed.isEmpty, history.last != line else { return }
         history.append(line)
         if history.count > maxHistory { history.removeFirst(history.count - maxHistory) }
-        if let historyPath {
-            let fd = open(historyPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            if fd >= 0 {
-                ShellIO.writeAll(fd, history.joined(separator: "\n") + "\n")
-                close(fd)
-            }
+        if let historyPath { Self.save(history, to: historyPath) }
+    }
+
+    /// Replaces the history file with `lines`: written to a new file next to it, then renamed
+    /// over it. Whatever is at the path (a link to another file included) is replaced, never
+    /// written through, and a crash mid-write leaves the old history whole.
+    static func save(_ lines: [String], to path: String) {
+        let temporary = path + ".tmp-\(getpid())"
+        var fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 && errno == EEXIST {
+            // Left by a shell of this pid that died: unlink removes a link, not its target.
+            unlink(temporary)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         }
+        guard fd >= 0 else { return }
+        ShellIO.writeAll(fd, lines.joined(separator: "\n") + "\n")
+        close(fd)
+        if rename(temporary, path) != 0 { unlink(temporary) }
     }
 
     private func write(_ s: String) { ShellIO.writeAll(1, s) }

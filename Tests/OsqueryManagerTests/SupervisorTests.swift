@@ -117,8 +117,9 @@ struct AutoloadTests {
         let lines = [good, groupWritable, worldWritable, noExec, wrongSuffix, missing, inSticky,
                      noExecWorldWritable, stickyWrongSuffix]
         let result = Autoload.parse(contents: lines.joined(separator: "\n"), logger: quietLogger)
-        #expect(result.accepted == [good, groupWritable])
+        #expect(result.accepted == [good])
         #expect(result.refused == [
+            AutoloadRejection(path: groupWritable, reason: .groupWritable),
             AutoloadRejection(path: worldWritable, reason: .worldWritable),
             AutoloadRejection(path: noExec, reason: .notExecutable),
             AutoloadRejection(path: wrongSuffix, reason: .badSuffix),
@@ -228,13 +229,18 @@ final class LogSink: LogHandler, @unchecked Sendable {
 
 // MARK: - Supervisor
 
-/// Records argv (one `ARG=` line each, `$0` first), OSQUERY_EXTENSION, `$$` and two inherited
-/// variables into `record` next to itself, atomically, then becomes `sleep`.
+/// A script's own path: the core runs it through a descriptor, so `$0` is `/dev/fd/N`, which
+/// the shell holds open.
+let scriptPath = #"self=$0; case $self in /dev/fd/*) self=$(readlink "/proc/$$/fd/${self#/dev/fd/}");; esac"#
+
+/// Records argv (one `ARG=` line each, the script's path first), OSQUERY_EXTENSION, `$$` and two
+/// inherited variables into `record` next to itself, atomically, then becomes `sleep`.
 let recordingScript = """
     #!/bin/sh
-    d=$(dirname "$0")
+    \(scriptPath)
+    d=$(dirname "$self")
     {
-      for a in "$0" "$@"; do printf 'ARG=%s\\n' "$a"; done
+      for a in "$self" "$@"; do printf 'ARG=%s\\n' "$a"; done
       printf 'ENV=%s\\n' "$OSQUERY_EXTENSION"
       printf 'PID=%s\\n' "$$"
       printf 'PATHV=%s\\n' "$PATH"
@@ -359,7 +365,7 @@ struct SupervisorTests {
     @Test func ignoringSigtermEndsWithSigkillAfterGrace() async throws {
         let dir = TempDir()
         defer { dir.remove() }
-        let script = dir.write("stubborn.ext", "#!/bin/sh\ntrap '' TERM\necho up > \"$(dirname \"$0\")/up\"\nexec sleep 1000\n", mode: 0o755)
+        let script = dir.write("stubborn.ext", "#!/bin/sh\ntrap '' TERM\n\(scriptPath)\necho up > \"$(dirname \"$self\")/up\"\nexec sleep 1000\n", mode: 0o755)
         let supervisor = ExtensionSupervisor(
             paths: [script], configuration: .init(socket: "/tmp/s.em"), logger: quietLogger)
         supervisor.start()
