@@ -22,6 +22,20 @@ func attach(
     return try await RPCServer.start(path: "\(core.manager.socketPath).\(status.uuid)", service: .extension(handler))
 }
 
+/// Issue 14 item 5: through the socket, a result past 2 GiB is the caller's error; the core
+/// keeps serving.
+@Suite struct OversizedResultOverTheSocketTests {
+    @Test func theIssuesQueryIsAnErrorAndTheCoreKeepsServing() async throws {
+        let core = try await TestCore.start("toobig")
+        let reply = try await core.client.query(
+            "SELECT length(concat(zeroblob(1000000000), zeroblob(1000000000), zeroblob(200000000))) AS n")
+        #expect(reply.status.code == 1 && reply.status.message.lossyString.contains("too big"), "\(reply.status)")
+        #expect(reply.response.isEmpty)
+        #expect(try await core.client.query("select 1 as one").response == [["one": "1"]])
+        await core.stop()
+    }
+}
+
 /// Issue 14 item 7: a reply of many empty rows for a wide table costs 6 bytes a row on the wire
 /// and rows × columns × 8 bytes once converted; the core refuses it before allocating.
 @Suite struct ReplyCellBudgetTests {
