@@ -49,10 +49,11 @@ public final class ExtensionTable: TablePlugin {
             throw EngineError(code: SQLITE_ERROR, message: status.message.lossyString)
         }
         if let refused = rows.refusedRows {
-            throw EngineError(
-                code: SQLITE_TOOBIG,
-                message: "extension table \(schema.name): a reply of \(refused) rows × \(schema.columns.count) columns "
-                    + "passes the limit of \(rows.cellBudget) cells (--extensions_max_reply_cells, or one per 8 bytes of the reply)")
+            let message = "extension table \(schema.name): a reply of \(refused) rows × \(schema.columns.count) columns "
+                + "passes the limit of \(rows.cellBudget) cells (--extensions_max_reply_cells, or one per 8 bytes of the reply)"
+            // The status log names the extension even when the query's caller does not report errors.
+            StatusLog.warning("\(message) from extension \(uuid)")
+            throw EngineError(code: SQLITE_TOOBIG, message: message)
         }
         // The rows stay in the reply until SQLite reads them.
         let (owner, bytes) = reply.pinnedBytes()
