@@ -142,7 +142,9 @@ enum SQLFunctions {
             guard let b = a.bytes(0) else { return .null }
             return .text(hex(SHA256.hash(data: b)))
         }
-        add("to_base64", 1) { a in
+        add("to_base64", 1) { a throws(FunctionError) in
+            guard !a.isNull(0) else { return .null }
+            try a.checkLength((a.byteCount(0) &+ 2) / 3 &* 4)
             guard let b = a.bytes(0) else { return .null }
             return .text(Base64.encode(b))
         }
@@ -151,9 +153,10 @@ enum SQLFunctions {
             guard let b = Base64.decode(s) else { return .text("") }
             return .text(bytes: b)
         }
-        add("conditional_to_base64", 1) { a in
+        add("conditional_to_base64", 1) { a throws(FunctionError) in
             guard let b = a.bytes(0) else { return .null }
             if b.allSatisfy({ $0 >= 0x20 && $0 <= 0x7e }) { return .text(bytes: b) }
+            try a.checkLength((b.count &+ 2) / 3 &* 4)
             return .text(Base64.encode(b))
         }
         // Versions.

@@ -18,6 +18,8 @@ private final class SmallBuffer: @unchecked Sendable {
         for sql in [
             "SELECT length(concat(zeroblob(1000000000), zeroblob(1000000000), zeroblob(200000000)))",
             "SELECT length(concat_ws(',', zeroblob(1000000000), zeroblob(1000000000), zeroblob(200000000)))",
+            // Base64 grows its input by a third: past the limit before a byte is encoded.
+            "SELECT length(to_base64(zeroblob(900000000)))",
         ] {
             #expect(throws: EngineError.self, "\(sql)") { try db.execute(sql) }
             do {
@@ -28,6 +30,7 @@ private final class SmallBuffer: @unchecked Sendable {
         }
         #expect(try db.execute("SELECT concat('a', 1, NULL, 'b') AS v").rows == [[.text("a1b")]])
         #expect(try db.execute("SELECT concat_ws('-', 'a', NULL, 'b') AS v").rows == [[.text("a-b")]])
+        #expect(try db.execute("SELECT to_base64('ab') AS v").rows == [[.text("YWI=")]])
     }
 
     /// A text cell whose length does not fit 31 bits reaches SQLite as a 64-bit length: the
