@@ -19,12 +19,16 @@ public struct ExtensionCaller: Sendable {
     public let timeout: Duration
     /// The cells (rows × columns) an extension table's reply may always cost
     /// (`--extensions_max_reply_cells`); a bigger reply may cost one per 8 of its bytes.
-    public let maxReplyCells: Int
+    package let maxReplyCells: Int
 
     /// `--extensions_max_reply_cells`' default: 128 MiB of cells.
-    public static let defaultMaxReplyCells = 16_777_216
+    package static let defaultMaxReplyCells = 16_777_216
 
-    public init(managerSocket: String, timeout: Duration, maxReplyCells: Int = defaultMaxReplyCells) {
+    public init(managerSocket: String, timeout: Duration) {
+        self.init(managerSocket: managerSocket, timeout: timeout, maxReplyCells: Self.defaultMaxReplyCells)
+    }
+
+    package init(managerSocket: String, timeout: Duration, maxReplyCells: Int) {
         self.managerSocket = managerSocket
         self.timeout = timeout
         self.maxReplyCells = maxReplyCells

@@ -29,9 +29,14 @@ public final class ExtensionsRuntime: Sendable {
     /// used, `$TMPDIR/osquery-<uid>` (`/tmp` by default) is, and only if it is this user's
     /// private directory (``privateDirectory(_:)``): in a directory anyone can write to, another
     /// user could have made it first.
-    /// `home` and `temporaryDirectory` (ending in `/`) default to the user's; tests name others.
-    public static func socketPath(
-        flags: Flags, shell: Bool, home: String? = nil, temporaryDirectory: String? = nil
+    public static func socketPath(flags: Flags, shell: Bool) throws(ManagerError) -> String {
+        try socketPath(flags: flags, shell: shell, home: nil, temporaryDirectory: nil)
+    }
+
+    /// ``socketPath(flags:shell:)`` with another home and temporary directory (ending in `/`)
+    /// than the user's, for tests.
+    package static func socketPath(
+        flags: Flags, shell: Bool, home: String?, temporaryDirectory: String?
     ) throws(ManagerError) -> String {
         let configured = flags.string("extensions_socket")
         guard shell, flags.isDefault("extensions_socket") else { return configured }
