@@ -154,6 +154,11 @@ extension Flags {
         .init("tls_dump", .bool, "false", "Print remote requests and responses", .hidden),
         .init("tls_allow_unsafe", .bool, "false", "Allow TLS server certificate trust failures", .hidden),
         .init("tls_node_api", .bool, "false", "Use node key as TLS endpoints", .hidden),
+        // SQL hardening (issue 14; not osquery flags). query_timeout: osquery has no query
+        // deadline; 60 s is its default distributed_interval, past which a distributed query
+        // would overlap the next round. sql_max_length: the 100 MiB a wire message may carry.
+        .init("query_timeout", .uint64, "60", "Seconds a query from an extension or a distributed request may run before it is interrupted (0: no limit)"),
+        .init("sql_max_length", .uint64, "104857600", "Maximum bytes of a SQL statement, string or blob"),
     ]
 }
 

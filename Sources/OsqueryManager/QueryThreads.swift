@@ -13,15 +13,32 @@ import Synchronization
 public final class QueryThreads: Sendable {
     typealias Job = @Sendable (Database) -> Void
 
+    struct Queued {
+        let id: UInt64
+        let job: Job
+        /// Answers the caller without running the job (cancelled while queued).
+        let abandon: @Sendable (EngineError) -> Void
+    }
+
     struct State {
-        var jobs: [Job] = []
+        var jobs: [Queued] = []
         var stopped = false
+        var nextID: UInt64 = 0
+        /// The jobs running now, with their database's interrupter.
+        var running: [UInt64: Database.Interrupter] = [:]
+        /// Running jobs whose caller cancelled (interrupted).
+        var cancelled: Set<UInt64> = []
+        /// Jobs cancelled before they were queued.
+        var cancelledEarly: Set<UInt64> = []
     }
 
     let state = Mutex(State())
     let wakeup: DispatchSemaphore
     let registry: PluginRegistry
     let flags: Flags
+
+    /// The error a cancelled caller's job ends with.
+    static let cancelledError = EngineError(code: 9, message: "interrupted: the query was cancelled (its caller went away)")
 
     /// Starts `count` threads, each with a database over `registry`'s tables.
     public init(count: Int = 4, registry: PluginRegistry = .shared, flags: Flags = .shared) {
@@ -35,43 +52,71 @@ public final class QueryThreads: Sendable {
         }
     }
 
-    /// Runs `body` with a database on one of the query threads.
+    /// Runs `body` with a database on one of the query threads, within `--query_timeout`.
+    /// Cancelling the calling task takes a queued job out of the queue and interrupts a
+    /// running one: either way the call ends with an error at once.
     public func run<T: Sendable>(_ body: @escaping @Sendable (Database) throws(EngineError) -> T) async throws(EngineError)
         -> T
     {
-        let result: Result<T, EngineError> = await withCheckedContinuation { continuation in
-            let job: Job = { db in
-                do throws(EngineError) {
-                    continuation.resume(returning: .success(try body(db)))
-                } catch {
-                    continuation.resume(returning: .failure(error))
+        let id = state.withLock { s -> UInt64 in
+            s.nextID &+= 1
+            return s.nextID
+        }
+        let result: Result<T, EngineError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let job: Job = { db in
+                    do throws(EngineError) {
+                        continuation.resume(returning: .success(try body(db)))
+                    } catch {
+                        let cancelled = error.code == 9 && self.state.withLock { $0.cancelled.contains(id) }
+                        continuation.resume(returning: .failure(cancelled ? Self.cancelledError : error))
+                    }
+                }
+                let abandon: @Sendable (EngineError) -> Void = { continuation.resume(returning: .failure($0)) }
+                let refusal = state.withLock { s -> EngineError? in
+                    if s.stopped { return EngineError(code: 1, message: "the core is shutting down") }
+                    if s.cancelledEarly.remove(id) != nil { return Self.cancelledError }
+                    s.jobs.append(Queued(id: id, job: job, abandon: abandon))
+                    return nil
+                }
+                if let refusal {
+                    abandon(refusal)
+                } else {
+                    wakeup.signal()
                 }
             }
-            let accepted = state.withLock { s -> Bool in
-                guard !s.stopped else { return false }
-                s.jobs.append(job)
-                return true
-            }
-            if accepted {
-                wakeup.signal()
-            } else {
-                continuation.resume(returning: .failure(EngineError(code: 1, message: "the core is shutting down")))
-            }
+        } onCancel: {
+            cancel(id)
         }
+        // A cancellation that came after the job was done left its id behind.
+        if Task.isCancelled { state.withLock { _ = $0.cancelledEarly.remove(id) } }
         return try result.get()
+    }
+
+    /// A queued job is answered now; a running one is interrupted (under the lock, so the
+    /// interrupt can only reach this job's statement, never the thread's next job).
+    func cancel(_ id: UInt64) {
+        let abandoned = state.withLock { s -> Queued? in
+            if let i = s.jobs.firstIndex(where: { $0.id == id }) { return s.jobs.remove(at: i) }
+            if let interrupter = s.running[id] {
+                s.cancelled.insert(id)
+                interrupter.interrupt()
+            } else {
+                s.cancelledEarly.insert(id)
+            }
+            return nil
+        }
+        abandoned?.abandon(Self.cancelledError)
     }
 
     /// Lets the threads finish their current job and exit.
     public func stop() {
-        let count = state.withLock { s -> Int in
-            s.stopped = true
-            return 64
-        }
-        for _ in 0..<count { wakeup.signal() }
+        state.withLock { $0.stopped = true }
+        for _ in 0..<64 { wakeup.signal() }
     }
 
     func work() {
-        let db: Database
+        var db: Database
         do {
             db = try Database(registry: registry, flags: flags)
         } catch {
@@ -79,14 +124,30 @@ public final class QueryThreads: Sendable {
         }
         while true {
             wakeup.wait()
-            let next = state.withLock { s -> Job?? in
+            let next = state.withLock { s -> Queued?? in
                 if s.jobs.isEmpty { return s.stopped ? .some(nil) : nil }
-                return .some(s.jobs.removeFirst())
+                let queued = s.jobs.removeFirst()
+                s.running[queued.id] = db.interrupter
+                return .some(queued)
             }
-            guard let job = next else { continue }
-            guard let job else { return }
+            guard let queued = next else { continue }
+            guard let queued else { return }
             db.refreshTables()
-            job(db)
+            db.setDeadline(seconds: Double(flags.uint("query_timeout")))
+            queued.job(db)
+            state.withLock { s in
+                s.running[queued.id] = nil
+                s.cancelled.remove(queued.id)
+            }
+            // The next caller gets the connection as the engine made it: nothing a caller
+            // created, changed or left open survives (a database that cannot be cleaned is
+            // replaced).
+            do throws(EngineError) {
+                try db.resetCallerState()
+            } catch {
+                StatusLog.warning("Query thread database replaced: \(error.message)")
+                if let fresh = try? Database(registry: registry, flags: flags) { db = fresh }
+            }
         }
     }
 }
