@@ -244,8 +244,11 @@ public final class Database {
     /// pragmas a caller may change and re-creates the tables' alias views.
     package func resetCallerState() throws(EngineError) {
         guard hasCallerState else { return }
+        setDeadline(seconds: 0)
         try trusted { () throws(EngineError) in
             if sqlite3_get_autocommit(handle) == 0 { try executeOne("ROLLBACK") }
+            // First, as the LIKEs below must mean what they say.
+            try executeOne("PRAGMA case_sensitive_like = 0")
             for schema in ["temp", "main"] {
                 var objects: [(type: String, name: String)] = []
                 try execute(
@@ -262,7 +265,6 @@ public final class Database {
                     try executeOne("DROP \(kind) IF EXISTS \(schema).\(Database.quoted(object.name))")
                 }
             }
-            try executeOne("PRAGMA case_sensitive_like = 0")
             aliasOwners.removeAll()
             let tables = aliasViews
             aliasViews.removeAll()

@@ -135,6 +135,7 @@ public final class QueryThreads: Sendable {
             db.refreshTables()
             db.setDeadline(seconds: Double(flags.uint("query_timeout")))
             queued.job(db)
+            db.setDeadline(seconds: 0)
             state.withLock { s in
                 s.running[queued.id] = nil
                 s.cancelled.remove(queued.id)

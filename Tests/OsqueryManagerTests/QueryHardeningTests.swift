@@ -61,6 +61,19 @@ final class AliasedTable: TablePlugin {
         try await queries.run { db throws(EngineError) in _ = try db.execute("BEGIN; COMMIT") }
     }
 
+    /// A caller stopped at its deadline leaves nothing either: the clean-up is not cut short.
+    @Test(.timeLimit(.minutes(1))) func aCallerStoppedAtTheDeadlineLeavesNothing() async throws {
+        let queries = try pool(threads: 1, timeout: "1")
+        defer { queries.stop() }
+        await #expect(throws: EngineError.self) {
+            try await queries.run { db throws(EngineError) in
+                _ = try db.execute("CREATE TEMP VIEW time AS SELECT 1 AS poisoned; BEGIN; \(infiniteCTE)")
+            }
+        }
+        let columns = try await queries.run { db throws(EngineError) in try db.execute("SELECT * FROM time").columns }
+        #expect(columns.contains("unix_time") && !columns.contains("poisoned"))
+    }
+
     /// Cancelling a caller's task takes its queued job out of the queue at once, and interrupts
     /// its running statement; the thread then serves the next caller.
     @Test(.timeLimit(.minutes(1))) func cancellationInterruptsTheQuery() async throws {
