@@ -10,6 +10,11 @@ import Synchronization
 /// a statement waiting on a slow extension holds only its own thread while
 /// other queries keep running. Before each job a thread brings its database's
 /// tables in line with the registry (`Database.refreshTables`).
+///
+/// When every thread is busy (runaway statements, hung extension tables), a new
+/// job gets a new thread, up to four times the base count, so a few stuck
+/// callers never hold up the rest; threads beyond the base count leave after
+/// being idle for a while.
 public final class QueryThreads: Sendable {
     typealias Job = @Sendable (Database) -> Void
 
@@ -30,12 +35,20 @@ public final class QueryThreads: Sendable {
         var cancelled: Set<UInt64> = []
         /// Jobs cancelled before they were queued.
         var cancelledEarly: Set<UInt64> = []
+        /// Threads alive, and how many of them run a job now.
+        var threads = 0
+        var busy = 0
+        var started = 0
     }
 
     let state = Mutex(State())
     let wakeup: DispatchSemaphore
     let registry: PluginRegistry
     let flags: Flags
+    let baseCount: Int
+    let maximumCount: Int
+    /// How long a thread beyond the base count stays without a job.
+    static let idleSeconds = 10.0
 
     /// The error a cancelled caller's job ends with.
     static let cancelledError = EngineError(code: 9, message: "interrupted: the query was cancelled (its caller went away)")
@@ -45,11 +58,20 @@ public final class QueryThreads: Sendable {
         self.registry = registry
         self.flags = flags
         self.wakeup = DispatchSemaphore(value: 0)
-        for i in 0..<max(1, count) {
-            let thread = Thread { [self] in self.work() }
-            thread.name = "osquery-sql-\(i)"
-            thread.start()
+        self.baseCount = max(1, count)
+        self.maximumCount = baseCount * 4
+        state.withLock { s in
+            s.threads = baseCount
+            s.started = baseCount
         }
+        for i in 0..<baseCount { startThread(index: i) }
+    }
+
+    /// Starts a thread already counted in `State.threads`.
+    private func startThread(index: Int) {
+        let thread = Thread { [self] in self.work() }
+        thread.name = "osquery-sql-\(index)"
+        thread.start()
     }
 
     /// Runs `body` with a database on one of the query threads, within `--query_timeout`.
@@ -73,15 +95,21 @@ public final class QueryThreads: Sendable {
                     }
                 }
                 let abandon: @Sendable (EngineError) -> Void = { continuation.resume(returning: .failure($0)) }
-                let refusal = state.withLock { s -> EngineError? in
-                    if s.stopped { return EngineError(code: 1, message: "the core is shutting down") }
-                    if s.cancelledEarly.remove(id) != nil { return Self.cancelledError }
+                let (refusal, newThread) = state.withLock { s -> (EngineError?, Int?) in
+                    if s.stopped { return (EngineError(code: 1, message: "the core is shutting down"), nil) }
+                    if s.cancelledEarly.remove(id) != nil { return (Self.cancelledError, nil) }
                     s.jobs.append(Queued(id: id, job: job, abandon: abandon))
-                    return nil
+                    // A new thread for this job, unless one is free (or about to be: a thread
+                    // being started counts as free).
+                    guard s.busy + s.jobs.count > s.threads, s.threads < maximumCount else { return (nil, nil) }
+                    s.threads += 1
+                    s.started += 1
+                    return (nil, s.started - 1)
                 }
                 if let refusal {
                     abandon(refusal)
                 } else {
+                    if let newThread { startThread(index: newThread) }
                     wakeup.signal()
                 }
             }
@@ -120,14 +148,22 @@ public final class QueryThreads: Sendable {
         do {
             db = try Database(registry: registry, flags: flags)
         } catch {
+            state.withLock { $0.threads -= 1 }
             return
         }
         while true {
-            wakeup.wait()
+            let woken = wakeup.wait(timeout: .now() + Self.idleSeconds) == .success
             let next = state.withLock { s -> Queued?? in
-                if s.jobs.isEmpty { return s.stopped ? .some(nil) : nil }
+                if s.jobs.isEmpty {
+                    if s.stopped || (!woken && s.threads > baseCount) {
+                        s.threads -= 1
+                        return .some(nil)
+                    }
+                    return nil
+                }
                 let queued = s.jobs.removeFirst()
                 s.running[queued.id] = db.interrupter
+                s.busy += 1
                 return .some(queued)
             }
             guard let queued = next else { continue }
@@ -139,6 +175,7 @@ public final class QueryThreads: Sendable {
             state.withLock { s in
                 s.running[queued.id] = nil
                 s.cancelled.remove(queued.id)
+                s.busy -= 1
             }
             // The next caller gets the connection as the engine made it: nothing a caller
             // created, changed or left open survives (a database that cannot be cleaned is

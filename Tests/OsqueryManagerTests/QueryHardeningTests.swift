@@ -20,6 +20,11 @@ final class AliasedTable: TablePlugin {
     }
 }
 
+/// How many jobs have started, shared by several tasks.
+final class StartCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
 /// The query threads' side of issue 14: each caller gets a clean connection, a query stops at
 /// its deadline or when its caller goes away, and a stuck query never starves the others.
 @Suite struct QueryThreadHardeningTests {
@@ -98,6 +103,29 @@ final class AliasedTable: TablePlugin {
             #expect(error.message.contains("cancelled"), "\(error.message)")
         }
         #expect(try await queries.run { db throws(EngineError) in try db.execute("SELECT 1").rows } == [[.integer(1)]])
+    }
+
+    /// Runaway statements on every base thread do not hold up a plain query: it gets a thread
+    /// of its own and is answered while they run.
+    @Test(.timeLimit(.minutes(1))) func aPlainQueryIsAnsweredWhileRunawaysRun() async throws {
+        let queries = try pool(threads: 2, timeout: "0")
+        defer { queries.stop() }
+        let started = StartCount()
+        var runaways: [Task<Int, any Error>] = []
+        for _ in 0..<4 {
+            runaways.append(Task {
+                try await queries.run { db throws(EngineError) in
+                    started.value.add(1, ordering: .sequentiallyConsistent)
+                    return try db.execute(infiniteCTE).rowCount
+                }
+            })
+        }
+        #expect(await waitUntil(20) { started.value.load(ordering: .sequentiallyConsistent) == 4 })
+        #expect(try await queries.run { db throws(EngineError) in try db.execute("SELECT 1").rows } == [[.integer(1)]])
+        for task in runaways { task.cancel() }
+        for task in runaways {
+            await #expect(throws: EngineError.self) { try await task.value }
+        }
     }
 
     /// More runaway queries than threads: each stops at the deadline with an error saying so,
