@@ -116,6 +116,14 @@ public final class Database {
     public let registry: PluginRegistry
     private var attached: [String: Int] = [:]
     private let flags: Flags
+    /// The authorizer's and progress handler's state (see `osq_guard` in shim.h).
+    private let guardState: UnsafeMutablePointer<osq_guard>
+    /// The alias views each attached table owns, and the table owning each alias (lowercased,
+    /// as SQLite compares names).
+    private var aliasViews: [String: [String]] = [:]
+    private var aliasOwners: [String: String] = [:]
+    /// The deadline set by `setDeadline`, for its error message.
+    private var deadlineSeconds: Double = 0
     /// The registry generation the attached tables reflect.
     private var syncedGeneration: UInt64
     /// Which plugin instance each extension table was attached with.
@@ -135,7 +143,14 @@ public final class Database {
         self.registry = registry
         self.flags = flags
         self.syncedGeneration = registry.generation
+        self.guardState = UnsafeMutablePointer<osq_guard>.allocate(capacity: 1)
+        guardState.initialize(to: osq_guard())
         SQLFunctions.register(on: db)
+        let installed = osq_guard_install(db, guardState, Database.progressInterval)
+        guard installed == SQLITE_OK else {
+            throw EngineError(code: installed, message: "Cannot secure database: \(String(cString: sqlite3_errstr(installed)))")
+        }
+        Database.applyLimits(db, flags: flags)
         let disabled = Set(flags.string("disable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
         let enabled = Set(flags.string("enable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
         let defaultIndex = flags.bool("extensions_default_index")
@@ -184,6 +199,151 @@ public final class Database {
 
     deinit {
         sqlite3_close_v2(handle)
+        guardState.deinitialize(count: 1)
+        guardState.deallocate()
+    }
+
+    /// VM instructions between two deadline checks: one clock read per ~10 µs of SQL at most.
+    static let progressInterval: Int32 = 10_000
+
+    /// Limits on what one statement may ask of SQLite. A string, blob or statement needs no
+    /// more than the protocol can carry (`--sql_max_length`, 100 MiB as a wire message); no
+    /// database may be attached (ATTACH and VACUUM INTO would write files); the rest bound the
+    /// parser's and planner's recursion and memory well inside a query thread's stack.
+    static func applyLimits(_ db: OpaquePointer, flags: Flags) {
+        let length = Int32(clamping: max(1_000_000, flags.uint("sql_max_length")))
+        sqlite3_limit(db, SQLITE_LIMIT_LENGTH, length)
+        sqlite3_limit(db, SQLITE_LIMIT_SQL_LENGTH, length)
+        sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0)
+        sqlite3_limit(db, SQLITE_LIMIT_EXPR_DEPTH, 1000)
+        sqlite3_limit(db, SQLITE_LIMIT_COMPOUND_SELECT, 500)
+        sqlite3_limit(db, SQLITE_LIMIT_FUNCTION_ARG, 127)
+        sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        sqlite3_limit(db, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 50_000)
+        sqlite3_limit(db, SQLITE_LIMIT_TRIGGER_DEPTH, 1)
+        sqlite3_limit(db, SQLITE_LIMIT_WORKER_THREADS, 0)
+    }
+
+    /// Statements started from now on stop with an error once `seconds` have passed
+    /// (0: no deadline). Checked by the progress handler, so a table's generate that blocks
+    /// is not cut short; the statement stops when SQLite runs again.
+    package func setDeadline(seconds: Double) {
+        deadlineSeconds = seconds
+        guardState.pointee.expired = 0
+        guardState.pointee.deadline_ns = seconds > 0 ? osq_monotonic_ns() + Int64(seconds * 1e9) : 0
+    }
+
+    /// Whether a caller left anything on this connection: schema objects, an open transaction,
+    /// a pragma's value (as the authorizer saw the statements; cheap to ask).
+    package var hasCallerState: Bool {
+        guardState.pointee.changed != 0 || sqlite3_get_autocommit(handle) == 0
+    }
+
+    /// Takes the connection back to what the engine made of it: rolls back an open
+    /// transaction, drops every table and view a caller created (main and temp), resets the
+    /// pragmas a caller may change and re-creates the tables' alias views.
+    package func resetCallerState() throws(EngineError) {
+        guard hasCallerState else { return }
+        setDeadline(seconds: 0)
+        try trusted { () throws(EngineError) in
+            if sqlite3_get_autocommit(handle) == 0 { try executeOne("ROLLBACK") }
+            // First, as the LIKEs below must mean what they say.
+            try executeOne("PRAGMA case_sensitive_like = 0")
+            for schema in ["temp", "main"] {
+                var objects: [(type: String, name: String)] = []
+                try execute(
+                    "SELECT type, name FROM \(schema).sqlite_schema WHERE type IN ('view', 'table') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type = 'table', sql NOT LIKE 'CREATE VIRTUAL%'",
+                    columns: { _ in },
+                    row: { row in
+                        if case .text(let t) = row.cell(0), case .text(let n) = row.cell(1) {
+                            objects.append((String(decoding: t, as: UTF8.self), String(decoding: n, as: UTF8.self)))
+                        }
+                    })
+                for object in objects {
+                    // A virtual table's shadow tables go with it, hence IF EXISTS.
+                    let kind = object.type == "view" ? "VIEW" : "TABLE"
+                    try executeOne("DROP \(kind) IF EXISTS \(schema).\(Database.quoted(object.name))")
+                }
+            }
+            aliasOwners.removeAll()
+            let tables = aliasViews
+            aliasViews.removeAll()
+            for (table, aliases) in tables { createAliasViews(table: table, aliases: aliases) }
+        }
+        guardState.pointee.changed = 0
+    }
+
+    /// Runs `body` with the authorizer letting everything through: for statements the engine
+    /// builds itself (never with a caller's SQL).
+    private func trusted<T>(_ body: () throws(EngineError) -> T) throws(EngineError) -> T {
+        let outer = guardState.pointee.trusted
+        guardState.pointee.trusted = 1
+        defer { guardState.pointee.trusted = outer }
+        return try body()
+    }
+
+    /// Runs exactly one statement the engine built, refusing anything after it: a name that
+    /// slipped through could then never add a statement.
+    private func executeOne(_ sql: String) throws(EngineError) {
+        var stmt: OpaquePointer?
+        var tail: UnsafePointer<CChar>?
+        let failure: EngineError? = sql.withCString { text in
+            let rc = sqlite3_prepare_v2(handle, text, -1, &stmt, &tail)
+            if rc != SQLITE_OK { return error(rc) }
+            if let tail, tail.pointee != 0 {
+                return EngineError(code: SQLITE_ERROR, message: "internal statement has trailing SQL: \(sql)")
+            }
+            return nil
+        }
+        defer { sqlite3_finalize(stmt) }
+        if let failure { throw failure }
+        guard let stmt else { return }
+        var rc = sqlite3_step(stmt)
+        while rc == SQLITE_ROW { rc = sqlite3_step(stmt) }
+        if rc != SQLITE_DONE { throw error(rc) }
+    }
+
+    /// An identifier quoted for SQLite ("a""b").
+    static func quoted(_ name: String) -> String {
+        var out = "\""
+        for c in name { out += c == "\"" ? "\"\"" : String(c) }
+        return out + "\""
+    }
+
+    /// Creates a table's alias views (temp views over the table in main, so a caller's temp
+    /// object of the same name can never be what they read). An alias that is not a plain
+    /// name, names an attached table or another table's alias is skipped.
+    private func createAliasViews(table: String, aliases: [String]) {
+        for alias in aliases {
+            let key = alias.lowercased()
+            guard TableSchema.isValidName(alias), key != table.lowercased(), aliasOwners[key] == nil,
+                !attached.keys.contains(where: { $0.lowercased() == key })
+            else {
+                StatusLog.warning("Table alias \(alias) of \(table) not created: it is not a free table name")
+                continue
+            }
+            do throws(EngineError) {
+                try trusted { () throws(EngineError) in
+                    try executeOne("CREATE TEMP VIEW \(Database.quoted(alias)) AS SELECT * FROM main.\(Database.quoted(table))")
+                }
+                aliasOwners[key] = table
+                aliasViews[table, default: []].append(alias)
+            } catch {
+                StatusLog.warning("Table alias \(alias) of \(table) not created: \(error.message)")
+            }
+        }
+    }
+
+    /// Drops the alias views `table` owns.
+    private func dropAliasViews(table: String) {
+        for alias in aliasViews.removeValue(forKey: table) ?? [] {
+            aliasOwners[alias.lowercased()] = nil
+            do throws(EngineError) {
+                try trusted { () throws(EngineError) in try executeOne("DROP VIEW IF EXISTS temp.\(Database.quoted(alias))") }
+            } catch {
+                StatusLog.warning("Table alias \(alias) of \(table) not dropped: \(error.message)")
+            }
+        }
     }
 
     /// Attach a table (module + alias views). Used at open and when an
@@ -200,13 +360,12 @@ public final class Database {
             throw EngineError(code: rc, message: "Failed adding registry: \(String(cString: sqlite3_errstr(rc)))")
         }
         attached[schema.name, default: 0] += 1
-        for alias in schema.aliases {
-            _ = try? execute("CREATE TEMP VIEW IF NOT EXISTS \(alias) AS SELECT * FROM \(schema.name)")
-        }
+        createAliasViews(table: schema.name, aliases: schema.aliases)
     }
 
-    /// Detach a table attached with `attach`.
+    /// Detach a table attached with `attach`, and drop its alias views.
     public func detach(_ name: String) {
+        dropAliasViews(table: name)
         let keep = attached.keys.filter { $0 != name }
         attached[name] = nil
         var cStrings = keep.map { strdup($0) }
@@ -241,8 +400,27 @@ public final class Database {
         public func interrupt() { sqlite3_interrupt(handle) }
     }
 
+    /// The error of a failed prepare or step. A denied action is logged as osquery logs it;
+    /// a statement stopped at its deadline says so.
     private func error(_ rc: Int32) -> EngineError {
-        EngineError(code: rc & 0xff, message: String(cString: sqlite3_errmsg(handle)))
+        let g = guardState
+        if g.pointee.denied_code != 0 {
+            let detail = withUnsafeBytes(of: &g.pointee.denied_detail) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            StatusLog.error("Authorizer denied action \(g.pointee.denied_code) \(detail)")
+            g.pointee.denied_code = 0
+        }
+        if rc & 0xff == SQLITE_INTERRUPT, g.pointee.expired != 0 {
+            return EngineError(
+                code: SQLITE_INTERRUPT,
+                message: "interrupted: the query ran past its deadline of \(Database.secondsText(deadlineSeconds)) s (--query_timeout)")
+        }
+        return EngineError(code: rc & 0xff, message: String(cString: sqlite3_errmsg(handle)))
+    }
+
+    static func secondsText(_ seconds: Double) -> String {
+        seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
     }
 
     /// Run every `;`-separated statement in `sql`, calling `body` with each

@@ -158,6 +158,11 @@ extension Flags {
         .init(
             "extensions_max_reply_cells", .uint64, "16777216",
             "Most cells (rows x columns) an extension table reply may cost, or one per 8 bytes of a bigger reply", .cli),
+        // SQL hardening (issue 14; not osquery flags). query_timeout: osquery has no query
+        // deadline; 60 s is its default distributed_interval, past which a distributed query
+        // would overlap the next round. sql_max_length: the 100 MiB a wire message may carry.
+        .init("query_timeout", .uint64, "60", "Seconds a query from an extension or a distributed request may run before it is interrupted (0: no limit)"),
+        .init("sql_max_length", .uint64, "104857600", "Maximum bytes of a SQL statement, string or blob"),
     ]
 }
 

@@ -50,10 +50,13 @@ public final class PluginRegistry: Sendable {
     public static let shared = PluginRegistry()
 
     /// Add a plugin. Fails if the name is already taken in that registry.
+    /// Fails too for a table whose name or an alias names a table or alias already there
+    /// (compared as SQLite compares names, without ASCII case).
     @discardableResult
     public func add(_ item: RegistryItem) -> Bool {
         state.withLock { s in
             if s.items[item.registry]?[item.name] != nil { return false }
+            if let table = item.table, Self.takenName(table.schema, in: s) != nil { return false }
             s.items[item.registry, default: [:]][item.name] = item
             s.generation &+= 1
             return true
@@ -129,6 +132,25 @@ public final class PluginRegistry: Sendable {
         state.withLock { s in
             Array(Set(PluginRegistry.knownRegistries).union(s.items.keys)).sorted()
         }
+    }
+
+    /// The first of `schema`'s name and aliases that names a registered table or alias, or
+    /// another of its own names; nil when all are free.
+    public func takenTableName(_ schema: TableSchema) -> String? {
+        state.withLock { Self.takenName(schema, in: $0) }
+    }
+
+    private static func takenName(_ schema: TableSchema, in s: State) -> String? {
+        var taken = Set<String>()
+        for item in s.items["table"]?.values ?? [:].values {
+            guard let table = item.table else { continue }
+            taken.insert(table.schema.name.lowercased())
+            for alias in table.schema.aliases { taken.insert(alias.lowercased()) }
+        }
+        for name in [schema.name] + schema.aliases {
+            if !taken.insert(name.lowercased()).inserted { return name }
+        }
+        return nil
     }
 
     public func table(named name: String) -> (any TablePlugin)? {

@@ -214,7 +214,8 @@ enum SQLFunctions {
 
     static func register(on db: OpaquePointer) {
         for (i, def) in definitions.enumerated() {
-            let flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC
+            // Pure functions: innocuous, so views may use them with trusted_schema off.
+            let flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS
             sqlite3_create_function_v2(db, def.name, def.arity, flags, UnsafeMutableRawPointer(bitPattern: i + 1), trampoline, nil, nil, nil)
         }
         for kind in VersionCompare.Kind.allCases {

@@ -141,7 +141,7 @@ public struct TableSchema: Sendable, Hashable {
         var primaryKeys: [String] = []
         let defined: [TableColumn] = includeAliases ? virtualColumns.map(\.column) : columns
         for (i, column) in defined.enumerated() {
-            out += "`\(column.name)` \(column.type.rawValue)"
+            out += "\(Self.backquoted(column.name)) \(column.type.rawValue)"
             if column.options.contains(.index) { indexed = true }
             if !column.options.isDisjoint(with: [.index, .additional]) { primaryKeys.append(column.name) }
             if column.options.contains(.hidden) { out += " HIDDEN" }
@@ -151,12 +151,31 @@ public struct TableSchema: Sendable, Hashable {
         if !indexed { primaryKeys.removeAll() }
         if !primaryKeys.isEmpty {
             out += ", PRIMARY KEY ("
-            out += primaryKeys.map { "`\($0)`" }.joined(separator: ", ")
+            out += primaryKeys.map { Self.backquoted($0) }.joined(separator: ", ")
             out += ")"
         }
         out += ")"
         if !primaryKeys.isEmpty && !isExtension { out += " WITHOUT ROWID" }
         return out
+    }
+
+    /// A name in osquery's quotes (`a`), any backquote in it doubled.
+    static func backquoted(_ name: String) -> String {
+        var out = "`"
+        for c in name { out += c == "`" ? "``" : String(c) }
+        return out + "`"
+    }
+
+    /// Whether `name` may name a table, table alias or column an extension registers: ASCII
+    /// letters, digits and `_`, not starting with a digit (the names osquery's tables use), at
+    /// most 255 bytes, and not in SQLite's reserved `sqlite_` namespace. Such a name cannot
+    /// change a statement it appears in.
+    public static func isValidName(_ name: String) -> Bool {
+        let bytes = name.utf8
+        guard let first = bytes.first, bytes.count <= 255, !(first >= 0x30 && first <= 0x39) else { return false }
+        guard bytes.allSatisfy({ $0 == 0x5F || ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) })
+        else { return false }
+        return !name.lowercased().hasPrefix("sqlite_")
     }
 
     /// The `.schema` line: `CREATE TABLE name(...)...;`

@@ -256,6 +256,8 @@ private let xConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, 
         if let pzErr { pzErr.pointee = osq_sqlite_strdup("Failed to declare table \(module.schema.name)") }
         return rc
     }
+    // Views (alias views, a caller's views) may read the table with trusted_schema off.
+    _ = osq_vtab_config_innocuous(db)
     guard let raw = sqlite3_malloc(Int32(MemoryLayout<osq_vtab>.size)) else { return SQLITE_NOMEM }
     let vtab = raw.bindMemory(to: osq_vtab.self, capacity: 1)
     vtab.initialize(to: osq_vtab())

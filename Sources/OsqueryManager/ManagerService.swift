@@ -260,8 +260,19 @@ public final class ManagerService: ExtensionManagerHandler {
                     } catch {
                         return error.message
                     }
-                    guard Self.isSQLName(plugin), schema.columns.allSatisfy({ Self.isSQLName($0.name) }) else {
+                    guard TableSchema.isValidName(plugin), schema.columns.allSatisfy({ TableSchema.isValidName($0.name) }),
+                        schema.columnAliases.allSatisfy({ TableSchema.isValidName($0.alias) })
+                    else {
                         return "Invalid table or column name in \(plugin)"
+                    }
+                    if let alias = schema.aliases.first(where: { !TableSchema.isValidName($0) }) {
+                        return "Invalid table alias in \(plugin): \(alias)"
+                    }
+                    // An alias naming a table would shadow it (a temp view wins over main).
+                    if let taken = registry.takenTableName(schema) {
+                        return taken == plugin
+                            ? "Registry item \(plugin) conflicts with another item of the same name."
+                            : "Table alias \(taken) of \(plugin) conflicts with an existing table or alias"
                     }
                     item = RegistryItem(table: ExtensionTable(schema: schema, uuid: uuid, caller: caller), ownerUUID: UInt64(uuid))
                 } else {
@@ -275,13 +286,6 @@ public final class ManagerService: ExtensionManagerHandler {
             }
         }
         return nil
-    }
-
-    /// osquery splices table names into SQL unquoted; we accept only names that
-    /// cannot change the statement they are spliced into.
-    static func isSQLName(_ name: String) -> Bool {
-        guard let first = name.unicodeScalars.first, first == "_" || first.properties.isAlphabetic else { return false }
-        return name.unicodeScalars.allSatisfy { $0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0) }
     }
 
     public func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
