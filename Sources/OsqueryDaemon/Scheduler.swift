@@ -8,7 +8,8 @@ import Glibc
 /// The little the scheduler keeps across restarts: splays, the query being
 /// run (for crash denylisting) and the denylist. The daemon's store provides it.
 public protocol ScheduleStateStore: Sendable {
-    func get(_ domain: String, _ key: String) -> String?
+    /// nil when missing; throws when the value cannot be read.
+    func get(_ domain: String, _ key: String) throws(DaemonError) -> String?
     func put(_ domain: String, _ key: String, _ value: String) throws(DaemonError)
     func delete(_ domain: String, _ key: String) throws(DaemonError)
 }
@@ -109,11 +110,11 @@ public final class Scheduler: Sendable {
         let now = Self.unixNow()
         var denylist: [String: UInt64] = [:]
         for query in knownQueries {
-            if let raw = store.get(Self.settings, "denylist.\(query.name)"), let expiry = UInt64(raw), expiry > now {
+            if let raw = (try? store.get(Self.settings, "denylist.\(query.name)")) ?? nil, let expiry = UInt64(raw), expiry > now {
                 denylist[query.name] = expiry
             }
         }
-        if let crashed = store.get(Self.settings, "executing_query"), !crashed.isEmpty {
+        if let crashed = (try? store.get(Self.settings, "executing_query")) ?? nil, !crashed.isEmpty {
             let query = knownQueries.first { $0.name == crashed }
             if query?.denylist ?? true {
                 let expiry = now + Self.denylistSeconds
@@ -279,7 +280,7 @@ public final class Scheduler: Sendable {
         if let known = state.withLock({ $0.splays[query.name] }) { return known }
         let key = "interval.\(query.name)"
         var splayed: UInt64?
-        if let saved = store.get(Self.settings, key) {
+        if let saved = (try? store.get(Self.settings, key)) ?? nil {
             let parts = saved.split(separator: ":")
             if parts.count == 2, UInt64(parts[0]) == query.interval, let s = UInt64(parts[1]), s > 0 { splayed = s }
         }

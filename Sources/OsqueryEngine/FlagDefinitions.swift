@@ -154,6 +154,11 @@ extension Flags {
         .init("tls_dump", .bool, "false", "Print remote requests and responses", .hidden),
         .init("tls_allow_unsafe", .bool, "false", "Allow TLS server certificate trust failures", .hidden),
         .init("tls_node_api", .bool, "false", "Use node key as TLS endpoints", .hidden),
+        // Daemon result pipeline (issue 14): what a failing logger may hold and how often it is retried.
+        .init(
+            "logger_outbox_max_bytes", .uint64, "134217728",
+            "Most bytes of result lines kept for loggers that fail; beyond it the oldest run is dropped (with a warning)"),
+        .init("logger_retry_max_seconds", .uint64, "30", "Longest wait between retries of a failing logger (back-off from 0.25 s)"),
     ]
 }
 
