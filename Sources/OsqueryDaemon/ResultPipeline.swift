@@ -148,7 +148,7 @@ public final class ResultPipeline: Sendable {
                 }
             }
             if let queued {
-                core.committed(queued, couriers: couriers)
+                core.committed(queued)
                 try core.hook(.afterCommit)
                 for c in couriers { c.notify() }
             }
@@ -156,10 +156,11 @@ public final class ResultPipeline: Sendable {
         }
     }
 
-    /// A committed entry and what the cap dropped to make room for it.
+    /// A committed entry and what the cap dropped to make room for it, with
+    /// the loggers that had not taken all of each dropped entry.
     struct Queued {
         var entry: OutboxEntryInfo
-        var dropped: [OutboxEntryInfo]
+        var dropped: [(entry: OutboxEntryInfo, waiting: [String])]
     }
 
     private func storeTransaction<T>(_ body: (inout DaemonStore.Transaction) throws(DaemonError) -> T) throws(DaemonError) -> T {
@@ -274,8 +275,14 @@ public final class ResultPipeline: Sendable {
         try t.put(Self.domain, Self.sequenceKey, String(sequence))
         try t.put(Self.domain, Self.key(Self.outboxPrefix, sequence), value)
         let entry = OutboxEntryInfo(sequence: sequence, bytes: value.utf8.count, lines: lines.count, name: name)
-        let dropped = core.overCap(adding: entry, cap: flags.uint("logger_outbox_max_bytes"))
-        for old in dropped { try PipelineCore.deleteEntry(old.sequence, in: &t) }
+        var dropped: [(entry: OutboxEntryInfo, waiting: [String])] = []
+        for old in core.overCap(adding: entry, cap: flags.uint("logger_outbox_max_bytes")) {
+            // Read under the store's lock: no courier can pass the entry meanwhile.
+            let past = OutboxCursor(old.sequence + 1, 0)
+            let waiting = couriers.filter { ($0.currentCursor ?? OutboxCursor(0, 0)) < past }.map(\.name)
+            try PipelineCore.deleteEntry(old.sequence, in: &t)
+            dropped.append((old, waiting))
+        }
         return Queued(entry: entry, dropped: dropped)
     }
 }
@@ -409,21 +416,20 @@ final class PipelineCore: Sendable {
 
     /// After `record` committed: the index learns the new entry and forgets the
     /// dropped ones, and each drop is reported.
-    func committed(_ queued: ResultPipeline.Queued, couriers all: [Courier]) {
+    func committed(_ queued: ResultPipeline.Queued) {
         index.withLock { i in
             if i.loaded, (i.entries.last?.sequence ?? 0) < queued.entry.sequence {
                 i.entries.append(queued.entry)
                 i.bytes += queued.entry.bytes
             }
         }
-        forget(queued.dropped.map(\.sequence))
-        guard !queued.dropped.isEmpty else { return }
+        forget(queued.dropped.map(\.entry.sequence))
         let cap = flags.uint("logger_outbox_max_bytes")
-        for old in queued.dropped {
-            let waiting = all.filter { c in (c.currentCursor ?? OutboxCursor(0, 0)) < OutboxCursor(old.sequence + 1, 0) }
+        // An entry every logger had taken loses nothing: no warning.
+        for (old, waiting) in queued.dropped where !waiting.isEmpty {
             StatusLog.warning(
                 "Result outbox over --logger_outbox_max_bytes=\(cap): dropped the oldest entry, \(old.lines) result lines "
-                    + "of query \(old.name), not yet taken by logger \(waiting.map(\.name).joined(separator: ", "))")
+                    + "of query \(old.name), not yet taken by logger \(waiting.joined(separator: ", "))")
         }
     }
 
