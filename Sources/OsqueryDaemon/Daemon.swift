@@ -72,7 +72,7 @@ public final class Daemon: Sendable {
     private func dumpDatabase() -> Int32 {
         do {
             let store = try DaemonStore.open(path: flags.string("database_path"))
-            out(store.dump())
+            out(try store.dump())
             return 0
         } catch {
             err("Error: \(error.message)\n")

@@ -135,10 +135,10 @@ public final class DaemonStore: Sendable {
     /// Every key, one per line: `<domain>[<key>]: <value>` (`--database_dump`).
     /// A key or value holding control characters (a newline) is written as a
     /// JSON string, so a line is always one key.
-    public func dump() -> String {
-        connection.withLock { c in
+    public func dump() throws(DaemonError) -> String {
+        try connection.withLock { (c: inout Connection) throws(DaemonError) -> String in
             var out = ""
-            try? c.each("SELECT domain, key, value FROM store ORDER BY domain, key") { d, k, v in
+            try c.each("SELECT domain, key, value FROM store ORDER BY domain, key") { d, k, v in
                 out += d
                 out += "["
                 out += Self.escaped(k)

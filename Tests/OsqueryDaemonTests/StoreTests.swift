@@ -114,7 +114,7 @@ struct ResultsTestDir {
         let store = DaemonStore.inMemory()
         try store.put("queries", "q", "[{\"a\":\"1\"}]")
         try store.put("logs", "multi", "line1\nline2")
-        #expect(store.dump() == #"""
+        #expect(try store.dump() == #"""
             logs[multi]: "line1\nline2"
             queries[q]: [{"a":"1"}]
 
