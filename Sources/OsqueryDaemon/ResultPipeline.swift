@@ -510,7 +510,10 @@ final class Courier: Sendable {
     let name: String
     let target: Target
     let core: PipelineCore
+    /// New entries (or a stop) while the courier is idle.
     private let wake = DispatchSemaphore(value: 0)
+    /// A stop while it waits out a back-off: new entries do not cut that short.
+    private let stopWake = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
     private struct State {
@@ -542,14 +545,14 @@ final class Courier: Sendable {
         thread.start()
     }
 
-    /// New entries: a courier waiting out a back-off keeps waiting.
-    func notify() {
-        if !isFailing { wake.signal() }
-    }
+    /// New entries: an idle courier looks for them; one waiting out a
+    /// back-off keeps waiting (a hung logger would cost a call per run).
+    func notify() { wake.signal() }
 
     func requestStop() {
         state.withLock { $0.stopping = true }
         wake.signal()
+        stopWake.signal()
     }
 
     func join(timeout: Double) {
@@ -572,7 +575,7 @@ final class Courier: Sendable {
                 if core.crash != nil { break }
                 failed(error)
                 let most = Double(max(1, core.flags.uint("logger_retry_max_seconds")))
-                _ = wake.wait(timeout: .now() + min(delay, most))
+                _ = stopWake.wait(timeout: .now() + min(delay, most))
                 delay = min(delay * 2, most)
                 continue
             }
