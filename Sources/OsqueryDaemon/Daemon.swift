@@ -72,7 +72,7 @@ public final class Daemon: Sendable {
     private func dumpDatabase() -> Int32 {
         do {
             let store = try DaemonStore.open(path: flags.string("database_path"))
-            out(store.dump())
+            out(try store.dump())
             return 0
         } catch {
             err("Error: \(error.message)\n")
@@ -190,12 +190,10 @@ public final class Daemon: Sendable {
         defer { loggers.stop() }
 
         let pipeline = ResultPipeline(store: store, loggers: loggers, flags: flags)
-        do {
-            try pipeline.recover()
-        } catch {
-            StatusLog.error("Cannot deliver results left by the previous run: \(error.message)")
-            return error.exitCode
-        }
+        pipeline.recover()
+        // Runs before the loggers stop: loggers that work get a few seconds to
+        // take what is queued; the rest waits in the outbox for the next start.
+        defer { pipeline.stop(grace: 5) }
 
         let flags = self.flags
         let scheduler = Scheduler(

@@ -119,9 +119,9 @@ public enum Differential {
     }
 
     /// The names of queries with stored results.
-    public static func storedNames(_ store: DaemonStore) -> [String] {
+    public static func storedNames(_ store: DaemonStore) throws(DaemonError) -> [String] {
         var names = Set<String>()
-        for key in store.keys(domain) {
+        for key in try store.keys(domain) {
             if key.hasPrefix("query.") {
                 names.insert(String(key.dropFirst(6)))
             } else if !key.hasSuffix("epoch") && !key.hasSuffix("counter") {
@@ -141,7 +141,7 @@ public enum Differential {
         store: DaemonStore, keeping scheduled: Set<String>, now: UInt64, olderThan: UInt64 = 592_200
     ) throws(DaemonError) -> [String] {
         let settings = DaemonStore.Domain.persistentSettings
-        let names = storedNames(store)
+        let names = try storedNames(store)
         return try store.transaction { (t: inout DaemonStore.Transaction) throws(DaemonError) -> [String] in
             var purged: [String] = []
             for name in names {

@@ -48,7 +48,15 @@ public enum HostIdentifier {
 
     private static func stored(_ key: String, store: DaemonStore, make: () -> String) -> String {
         let domain = DaemonStore.Domain.persistentSettings
-        if let v = store.get(domain, key), !v.isEmpty { return v }
+        let saved: String?
+        do {
+            saved = try store.get(domain, key)
+        } catch {
+            // Unreadable is not missing: a new identifier must not replace the stored one.
+            StatusLog.warning("Cannot read the stored host identifier: \(error.message)")
+            return make()
+        }
+        if let v = saved, !v.isEmpty { return v }
         let v = make()
         do {
             try store.put(domain, key, v)

@@ -15,7 +15,9 @@ public enum ResultKind: String, Sendable {
 
 /// The `filesystem` logger's result files, with the primitives the result
 /// pipeline needs to append exactly once across crashes: the size before an
-/// append, the append, and checking or repairing the bytes at an offset.
+/// append, the append (fsynced), and checking or repairing the bytes at an
+/// offset. Errors (ENOSPC, EIO, …) are thrown, never fatal: the pipeline
+/// keeps the lines and retries.
 ///
 /// Rotation (`--logger_rotate`): before a write, a file at or above
 /// `--logger_rotate_size` becomes `.1`, older ones shift up to
@@ -58,7 +60,7 @@ final class FilesystemLogger: Sendable {
     }
 
     private func failure(_ what: String, _ path: String) -> DaemonError {
-        DaemonError("Cannot \(what) \(path): \(String(cString: strerror(errno)))", exitCode: 78)
+        DaemonError("Cannot \(what) \(path): \(String(cString: strerror(errno)))")
     }
 
     /// Creates the directory and the file when missing, rotates when due, and
@@ -71,7 +73,7 @@ final class FilesystemLogger: Sendable {
                     try FileManager.default.createDirectory(
                         atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
                 } catch {
-                    throw DaemonError("Cannot create logger directory \(directory): \(error.localizedDescription)", exitCode: 78)
+                    throw DaemonError("Cannot create logger directory \(directory): \(error.localizedDescription)")
                 }
             }
             var st = stat()
@@ -118,6 +120,15 @@ final class FilesystemLogger: Sendable {
                 ok = bytes.withUnsafeBufferPointer { writeAll(fd, UnsafeBufferPointer(rebasing: $0[half...])) }
             }
             if !ok { throw failure("write", p) }
+            try sync(fd, p)
+        }
+    }
+
+    /// The pipeline moves its cursor past an entry only once the entry's bytes
+    /// are on disk.
+    private func sync(_ fd: Int32, _ p: String) throws(DaemonError) {
+        while fsync(fd) != 0 {
+            if errno != EINTR { throw failure("sync", p) }
         }
     }
 
@@ -135,6 +146,7 @@ final class FilesystemLogger: Sendable {
                 defer { close(w) }
                 var copy = text
                 if !copy.withUTF8({ writeAll(w, $0) }) { throw failure("write", p) }
+                try sync(w, p)
                 return
             }
             defer { close(fd) }
@@ -146,7 +158,11 @@ final class FilesystemLogger: Sendable {
             if size >= offset + UInt64(expected.count) {
                 var have = [UInt8](repeating: 0, count: expected.count)
                 let n = have.withUnsafeMutableBytes { pread(fd, $0.baseAddress, expected.count, off_t(offset)) }
-                if n == expected.count && have == expected { return }
+                if n == expected.count && have == expected {
+                    // Written before a crash, perhaps not yet on disk.
+                    try sync(fd, p)
+                    return
+                }
             }
             if size >= offset {
                 guard ftruncate(fd, off_t(offset)) == 0 else { throw failure("truncate", p) }
@@ -154,6 +170,7 @@ final class FilesystemLogger: Sendable {
             let w = try openFile(p)
             defer { close(w) }
             if !expected.withUnsafeBufferPointer({ writeAll(w, $0) }) { throw failure("write", p) }
+            try sync(w, p)
         }
     }
 }

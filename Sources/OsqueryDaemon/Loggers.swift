@@ -49,7 +49,7 @@ final class StdoutLogger: ResultLogger {
         var text = line
         text += "\n"
         let ok = lock.withLock { _ in text.withUTF8 { writeAll(fd, $0) } }
-        if !ok { throw DaemonError("Cannot write results to stdout: \(String(cString: strerror(errno)))", exitCode: 78) }
+        if !ok { throw DaemonError("Cannot write results to stdout: \(String(cString: strerror(errno)))") }
     }
 
     func logResult(_ line: String) throws(DaemonError) { try write(line) }
@@ -123,10 +123,10 @@ final class ExtensionLogger: ResultLogger {
         self.caller = caller
     }
 
-    /// Failures here are not catastrophic (exit code 1): an extension that
-    /// crashed is relaunched by the supervisor, and until then the lines wait
-    /// in the pipeline's outbox. osquery shuts down with 78 instead, so one
-    /// crashing logger extension took the whole daemon down.
+    /// Failures here are not catastrophic: an extension that crashed is
+    /// relaunched by the supervisor, and until then the lines wait in the
+    /// pipeline's outbox. osquery shuts down with 78 instead, so one crashing
+    /// logger extension took the whole daemon down.
     private func call(_ request: ExtensionPluginRequest) throws(DaemonError) {
         guard let owner = registry.item(registry: "logger", name: name)?.ownerUUID, owner != 0 else {
             throw DaemonError("Logger plugin \(name) is not registered", exitCode: 1)
@@ -273,8 +273,10 @@ struct StatusRouting: Sendable {
         let toStderr = stderrMin.map { level >= $0 } ?? false
         if toFiles || toStderr {
             let text = StatusLog.glogLine(severity, message, file: file, line: line)
-            if toFiles { files?.write(severity, text) }
-            if toStderr {
+            // A status file that cannot be written (disk full) must not hide
+            // the line: it goes to stderr instead.
+            let filed = toFiles ? files?.write(severity, text) ?? false : false
+            if toStderr || (toFiles && !filed) {
                 var copy = text
                 copy += "\n"
                 copy.withUTF8 { _ = writeAll(2, $0) }

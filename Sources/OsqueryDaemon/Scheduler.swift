@@ -8,7 +8,8 @@ import Glibc
 /// The little the scheduler keeps across restarts: splays, the query being
 /// run (for crash denylisting) and the denylist. The daemon's store provides it.
 public protocol ScheduleStateStore: Sendable {
-    func get(_ domain: String, _ key: String) -> String?
+    /// nil when missing; throws when the value cannot be read.
+    func get(_ domain: String, _ key: String) throws(DaemonError) -> String?
     func put(_ domain: String, _ key: String, _ value: String) throws(DaemonError)
     func delete(_ domain: String, _ key: String) throws(DaemonError)
 }
@@ -109,11 +110,11 @@ public final class Scheduler: Sendable {
         let now = Self.unixNow()
         var denylist: [String: UInt64] = [:]
         for query in knownQueries {
-            if let raw = store.get(Self.settings, "denylist.\(query.name)"), let expiry = UInt64(raw), expiry > now {
+            if let raw = read("denylist.\(query.name)"), let expiry = UInt64(raw), expiry > now {
                 denylist[query.name] = expiry
             }
         }
-        if let crashed = store.get(Self.settings, "executing_query"), !crashed.isEmpty {
+        if let crashed = read("executing_query"), !crashed.isEmpty {
             let query = knownQueries.first { $0.name == crashed }
             if query?.denylist ?? true {
                 let expiry = now + Self.denylistSeconds
@@ -124,6 +125,17 @@ public final class Scheduler: Sendable {
             try? store.delete(Self.settings, "executing_query")
         }
         state.withLock { $0.denylist.merge(denylist) { $1 } }
+    }
+
+    /// A setting, nil when missing. A read error is reported and taken as
+    /// missing: at worst a splay is drawn again or a crash goes undenylisted.
+    private func read(_ key: String) -> String? {
+        do {
+            return try store.get(Self.settings, key)
+        } catch {
+            StatusLog.warning("Cannot read \(key) from the store: \(error.message)")
+            return nil
+        }
     }
 
     /// Replaces the schedule (config load or refresh). Performance figures of
@@ -279,7 +291,7 @@ public final class Scheduler: Sendable {
         if let known = state.withLock({ $0.splays[query.name] }) { return known }
         let key = "interval.\(query.name)"
         var splayed: UInt64?
-        if let saved = store.get(Self.settings, key) {
+        if let saved = read(key) {
             let parts = saved.split(separator: ":")
             if parts.count == 2, UInt64(parts[0]) == query.interval, let s = UInt64(parts[1]), s > 0 { splayed = s }
         }

@@ -34,16 +34,24 @@ final class StatusLogFiles: Sendable {
             && access(directory, W_OK) == 0
     }
 
-    /// Writes one formatted glog line (no newline) at `severity`.
-    func write(_ severity: StatusLog.Severity, _ line: String) {
+    /// Writes one formatted glog line (no newline) at `severity`; false when a
+    /// file could not take it (ENOSPC, EIO). A file that could not be created
+    /// is tried again at the next line.
+    @discardableResult
+    func write(_ severity: StatusLog.Severity, _ line: String) -> Bool {
         var text = line
         text += "\n"
-        fds.withLock { fds in
+        return fds.withLock { fds in
+            var ok = true
             for level in 0...severity.rawValue {
                 if fds[level] < 0 { fds[level] = create(level) }
-                guard fds[level] >= 0 else { continue }
-                text.withUTF8 { buf in _ = writeAll(fds[level], buf) }
+                guard fds[level] >= 0 else {
+                    ok = false
+                    continue
+                }
+                if !text.withUTF8({ buf in writeAll(fds[level], buf) }) { ok = false }
             }
+            return ok
         }
     }
 

@@ -10,8 +10,8 @@ import Glibc
 /// (domain, key, value), with osquery's domains (`configurations`, `queries`,
 /// `logs`, `persistent_settings`, …).
 ///
-/// WAL journal with EXCLUSIVE locking: a committed transaction survives a
-/// SIGKILL at any point, and a second process cannot open the same store
+/// WAL journal with EXCLUSIVE locking and `synchronous=FULL`: a committed
+/// transaction survives a SIGKILL and a power loss, and a second process cannot open the same store
 /// (osquery's RocksDB lock), so the watcher's next worker waits for the old
 /// one's lock to go away. One connection serialized by a mutex: callable from
 /// any thread, but every call blocks (run it on a dedicated thread, never on
@@ -86,9 +86,11 @@ public final class DaemonStore: Sendable {
         }
     }
 
-    /// The value of `key` in `domain`, or nil.
-    public func get(_ domain: String, _ key: String) -> String? {
-        connection.withLock { c in (try? c.get(domain, key)) ?? nil }
+    /// The value of `key` in `domain`, or nil when there is none. A read that
+    /// fails (I/O error, corruption) throws: a missing value and an unreadable
+    /// one call for different actions.
+    public func get(_ domain: String, _ key: String) throws(DaemonError) -> String? {
+        try connection.withLock { (c: inout Connection) throws(DaemonError) -> String? in try c.get(domain, key) }
     }
 
     /// Sets `key` in `domain` (one committed transaction).
@@ -101,9 +103,16 @@ public final class DaemonStore: Sendable {
         try transaction { (t: inout Transaction) throws(DaemonError) in try t.delete(domain, key) }
     }
 
-    /// The keys of `domain` starting with `prefix`, in byte order.
-    public func keys(_ domain: String, prefix: String = "") -> [String] {
-        connection.withLock { c in (try? c.keys(domain, prefix: prefix)) ?? [] }
+    /// The keys of `domain` starting with `prefix`, in byte order; throws when
+    /// the scan fails.
+    public func keys(_ domain: String, prefix: String = "") throws(DaemonError) -> [String] {
+        try connection.withLock { (c: inout Connection) throws(DaemonError) -> [String] in try c.keys(domain, prefix: prefix) }
+    }
+
+    /// Tests: values longer than `bytes` become unreadable (SQLite's
+    /// "string or blob too big"), a real read error on a real row.
+    func limitValueLength(_ bytes: Int32) {
+        connection.withLock { c in _ = sqlite3_limit(c.db, SQLITE_LIMIT_LENGTH, bytes) }
     }
 
     /// Runs `body` in one transaction: everything it wrote is committed
@@ -126,10 +135,10 @@ public final class DaemonStore: Sendable {
     /// Every key, one per line: `<domain>[<key>]: <value>` (`--database_dump`).
     /// A key or value holding control characters (a newline) is written as a
     /// JSON string, so a line is always one key.
-    public func dump() -> String {
-        connection.withLock { c in
+    public func dump() throws(DaemonError) -> String {
+        try connection.withLock { (c: inout Connection) throws(DaemonError) -> String in
             var out = ""
-            try? c.each("SELECT domain, key, value FROM store ORDER BY domain, key") { d, k, v in
+            try c.each("SELECT domain, key, value FROM store ORDER BY domain, key") { d, k, v in
                 out += d
                 out += "["
                 out += Self.escaped(k)
@@ -205,9 +214,14 @@ final class Connection: @unchecked Sendable {
         let setup = [
             "PRAGMA locking_mode=EXCLUSIVE",
             "PRAGMA journal_mode=WAL",
-            // NORMAL in WAL mode: a process crash never loses a commit (only
-            // power loss can lose the last ones), which is what a SIGKILL needs.
-            "PRAGMA synchronous=NORMAL",
+            // FULL: the WAL is fsynced at every commit. The result pipeline
+            // fsyncs the results file before it commits the cursor past an
+            // entry, and relies on an entry (and its recorded file offset)
+            // being on disk before it appends; with NORMAL a power loss could
+            // roll back a commit whose effects the fsynced file already shows
+            // (a baseline reverted: the next run logs the same lines again).
+            // It costs an fsync per transaction, a few per scheduled run.
+            "PRAGMA synchronous=FULL",
             """
             CREATE TABLE IF NOT EXISTS store (domain TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, \
             PRIMARY KEY (domain, key)) WITHOUT ROWID
@@ -246,17 +260,21 @@ final class Connection: @unchecked Sendable {
         return s
     }
 
-    private func bind(_ s: OpaquePointer, _ index: Int32, _ text: String) {
+    /// Binds text of any length: the 64-bit call takes the count unconverted,
+    /// and SQLite's own length limit answers a value too big with an error
+    /// (SQLITE_TOOBIG) instead of a trapping conversion.
+    private func bind(_ s: OpaquePointer, _ index: Int32, _ text: String) throws(DaemonError) {
         var copy = text
-        copy.withUTF8 { buf in
-            buf.withMemoryRebound(to: CChar.self) { chars in
-                if let base = chars.baseAddress {
-                    _ = sqlite3_bind_text(s, index, base, Int32(chars.count), osq_sqlite_transient())
-                } else {
-                    // Empty text, not NULL (a nil pointer would bind NULL).
-                    _ = sqlite3_bind_text(s, index, "", 0, osq_sqlite_transient())
-                }
+        let rc = copy.withUTF8 { buf in
+            buf.withMemoryRebound(to: CChar.self) { chars -> Int32 in
+                // Empty text, not NULL (a nil pointer would bind NULL).
+                guard let base = chars.baseAddress else { return sqlite3_bind_text(s, index, "", 0, osq_sqlite_transient()) }
+                return sqlite3_bind_text64(
+                    s, index, base, sqlite3_uint64(chars.count), osq_sqlite_transient(), UInt8(SQLITE_UTF8))
             }
+        }
+        if rc != SQLITE_OK {
+            throw DaemonError("Database \(path): cannot store a value of \(text.utf8.count) bytes: \(String(cString: sqlite3_errstr(rc)))")
         }
     }
 
@@ -269,8 +287,8 @@ final class Connection: @unchecked Sendable {
     func get(_ domain: String, _ key: String) throws(DaemonError) -> String? {
         let s = try statement("SELECT value FROM store WHERE domain = ?1 AND key = ?2")
         defer { sqlite3_reset(s) }
-        bind(s, 1, domain)
-        bind(s, 2, key)
+        try bind(s, 1, domain)
+        try bind(s, 2, key)
         switch sqlite3_step(s) {
         case SQLITE_ROW: return text(s, 0)
         case SQLITE_DONE: return nil
@@ -281,17 +299,17 @@ final class Connection: @unchecked Sendable {
     func put(_ domain: String, _ key: String, _ value: String) throws(DaemonError) {
         let s = try statement("INSERT OR REPLACE INTO store (domain, key, value) VALUES (?1, ?2, ?3)")
         defer { sqlite3_reset(s) }
-        bind(s, 1, domain)
-        bind(s, 2, key)
-        bind(s, 3, value)
+        try bind(s, 1, domain)
+        try bind(s, 2, key)
+        try bind(s, 3, value)
         if sqlite3_step(s) != SQLITE_DONE { throw error("write \(domain)/\(key)") }
     }
 
     func delete(_ domain: String, _ key: String) throws(DaemonError) {
         let s = try statement("DELETE FROM store WHERE domain = ?1 AND key = ?2")
         defer { sqlite3_reset(s) }
-        bind(s, 1, domain)
-        bind(s, 2, key)
+        try bind(s, 1, domain)
+        try bind(s, 2, key)
         if sqlite3_step(s) != SQLITE_DONE { throw error("delete \(domain)/\(key)") }
     }
 
@@ -300,9 +318,9 @@ final class Connection: @unchecked Sendable {
         // key starting with prefix (text compares bytewise, BINARY collation).
         let s = try statement("SELECT key FROM store WHERE domain = ?1 AND key >= ?2 AND key < ?3 ORDER BY key")
         defer { sqlite3_reset(s) }
-        bind(s, 1, domain)
-        bind(s, 2, prefix)
-        bind(s, 3, prefix + "\u{10FFFF}")
+        try bind(s, 1, domain)
+        try bind(s, 2, prefix)
+        try bind(s, 3, prefix + "\u{10FFFF}")
         var out: [String] = []
         while true {
             let rc = sqlite3_step(s)

@@ -163,6 +163,11 @@ extension Flags {
         // would overlap the next round. sql_max_length: the 100 MiB a wire message may carry.
         .init("query_timeout", .uint64, "60", "Seconds a query from an extension or a distributed request may run before it is interrupted (0: no limit)"),
         .init("sql_max_length", .uint64, "104857600", "Maximum bytes of a SQL statement, string or blob"),
+        // Daemon result pipeline (issue 14): what a failing logger may hold and how often it is retried.
+        .init(
+            "logger_outbox_max_bytes", .uint64, "134217728",
+            "Most bytes of result lines kept for loggers that fail; beyond it the oldest run is dropped (with a warning)"),
+        .init("logger_retry_max_seconds", .uint64, "30", "Longest wait between retries of a failing logger (back-off from 0.25 s)"),
     ]
 }
 

@@ -26,10 +26,10 @@ import Testing
         let b: ResultRow = ["path": "/b", "size": "2"]
         let first = try run(store, "files", [a, b])
         #expect(first.newBaseline && first.counter == 0 && first.added.count == 2 && first.removed.isEmpty)
-        #expect(store.get("queries", "files") == #"[{"path":"/a","size":"1"},{"path":"/b","size":"2"}]"#)
-        #expect(store.get("queries", "filesepoch") == "0")
-        #expect(store.get("queries", "filescounter") == "0")
-        #expect(store.get("queries", "query.files") == "select 1")
+        #expect(try store.get("queries", "files") == #"[{"path":"/a","size":"1"},{"path":"/b","size":"2"}]"#)
+        #expect(try store.get("queries", "filesepoch") == "0")
+        #expect(try store.get("queries", "filescounter") == "0")
+        #expect(try store.get("queries", "query.files") == "select 1")
 
         let second = try run(store, "files", [b, a, a])
         #expect(second.added == [#"{"path":"/a","size":"1"}"#])
@@ -44,7 +44,7 @@ import Testing
         // Unchanged: nothing stored, counter kept.
         let fourth = try run(store, "files", [a])
         #expect(fourth.added.isEmpty && fourth.removed.isEmpty && !fourth.stored && fourth.counter == 2)
-        #expect(store.get("queries", "filescounter") == "2")
+        #expect(try store.get("queries", "filescounter") == "2")
     }
 
     @Test func newEpochIsANewBaseline() throws {
@@ -54,7 +54,7 @@ import Testing
         _ = try run(store, "q", [a, a])
         let again = try run(store, "q", [a], epoch: 7)
         #expect(again.newBaseline && again.counter == 0 && again.added.count == 1 && again.removed.isEmpty)
-        #expect(store.get("queries", "qepoch") == "7")
+        #expect(try store.get("queries", "qepoch") == "7")
         let next = try run(store, "q", [a], epoch: 7)
         #expect(!next.stored && next.added.isEmpty)
     }
@@ -64,7 +64,7 @@ import Testing
         _ = try run(store, "q", [["x": "1"]], sql: "select 1 as x")
         let changed = try run(store, "q", [["x": "1"], ["x": "2"]], sql: "select * from t")
         #expect(!changed.newBaseline && changed.added == [#"{"x":"2"}"#] && changed.counter == 1)
-        #expect(store.get("queries", "query.q") == "select * from t")
+        #expect(try store.get("queries", "query.q") == "select * from t")
     }
 
     @Test func damagedBaselineStartsAgain() throws {
@@ -91,12 +91,12 @@ import Testing
         _ = try run(store, "gone", [["x": "1"]])
         var purged = try Differential.purgeStale(store: store, keeping: ["kept"], now: 1000)
         #expect(purged.isEmpty)
-        #expect(store.get("persistent_settings", "timestamp.gone") == "1000")
+        #expect(try store.get("persistent_settings", "timestamp.gone") == "1000")
         purged = try Differential.purgeStale(store: store, keeping: ["kept"], now: 1000 + 592_200)
         #expect(purged.isEmpty)
         purged = try Differential.purgeStale(store: store, keeping: ["kept"], now: 1001 + 592_200)
         #expect(purged == ["gone"])
-        #expect(store.keys("queries") == ["kept", "keptcounter", "keptepoch", "query.kept"])
-        #expect(store.get("persistent_settings", "timestamp.gone") == nil)
+        #expect(try store.keys("queries") == ["kept", "keptcounter", "keptepoch", "query.kept"])
+        #expect(try store.get("persistent_settings", "timestamp.gone") == nil)
     }
 }

@@ -66,13 +66,13 @@ func makeScheduler(
         #expect(Scheduler.splay(5, percent: 10) == 5)
     }
 
-    @Test func splayIsPersistedAndReusedWhileTheIntervalIsUnchanged() {
+    @Test func splayIsPersistedAndReusedWhileTheIntervalIsUnchanged() throws {
         let store = DaemonStore.inMemory()
         let recorded = Recorded()
         let q = ScheduledQuery(name: "q", sql: "select 1", interval: 3600)
         let first = makeScheduler(registry: PluginRegistry(), store: store, recorded: recorded).splayedInterval(q)
         #expect((3240...3960).contains(first))
-        #expect(store.get("persistent_settings", "interval.q") == "3600:\(first)")
+        #expect(try store.get("persistent_settings", "interval.q") == "3600:\(first)")
         // A new scheduler (a restart) reuses it.
         #expect(makeScheduler(registry: PluginRegistry(), store: store, recorded: recorded).splayedInterval(q) == first)
         // A changed interval picks a new one.
@@ -128,7 +128,7 @@ func makeScheduler(
             ScheduledQuery(name: "fine", sql: "select 2 as x", interval: 1),
         ]
         scheduler.loadCrashState(knownQueries: queries)
-        #expect(store.get("persistent_settings", "executing_query") == nil)
+        #expect(try store.get("persistent_settings", "executing_query") == nil)
         let expiry = try #require(store.get("persistent_settings", "denylist.crasher").flatMap(UInt64.init))
         #expect(expiry > UInt64(Date().timeIntervalSince1970) + 86000)
         scheduler.update(ScheduleDefinition(queries: queries))
@@ -150,7 +150,7 @@ func makeScheduler(
         try exemptStore.put("persistent_settings", "executing_query", "keep")
         let exempt = makeScheduler(registry: schedulerRegistry(), store: exemptStore, recorded: recorded)
         exempt.loadCrashState(knownQueries: [ScheduledQuery(name: "keep", sql: "select 1", interval: 1, denylist: false)])
-        #expect(exemptStore.get("persistent_settings", "denylist.keep") == nil)
+        #expect(try exemptStore.get("persistent_settings", "denylist.keep") == nil)
     }
 
     @Test func aFailingQueryIsLoggedAndTheOthersStillRun() async {

@@ -39,21 +39,21 @@ struct ResultsTestDir {
             try store.put("queries", "query.a", "select 1")
             try store.put("persistent_settings", "a", "other domain")
             try store.put("queries", "nul", "x\u{0}y")
-            #expect(store.get("queries", "a") == "2")
-            #expect(store.get("queries", "b") == "")
-            #expect(store.get("queries", "missing") == nil)
-            #expect(store.get("queries", "nul") == "x\u{0}y")
-            #expect(store.keys("queries") == ["a", "b", "nul", "query.a"])
-            #expect(store.keys("queries", prefix: "query.") == ["query.a"])
+            #expect(try store.get("queries", "a") == "2")
+            #expect(try store.get("queries", "b") == "")
+            #expect(try store.get("queries", "missing") == nil)
+            #expect(try store.get("queries", "nul") == "x\u{0}y")
+            #expect(try store.keys("queries") == ["a", "b", "nul", "query.a"])
+            #expect(try store.keys("queries", prefix: "query.") == ["query.a"])
             try store.delete("queries", "b")
             try store.delete("queries", "never-there")
-            #expect(store.get("queries", "b") == nil)
+            #expect(try store.get("queries", "b") == nil)
         }
         // Everything committed is there after reopening.
         let again = try DaemonStore.open(path: path)
-        #expect(again.get("queries", "a") == "2")
-        #expect(again.get("persistent_settings", "a") == "other domain")
-        #expect(again.keys("queries") == ["a", "nul", "query.a"])
+        #expect(try again.get("queries", "a") == "2")
+        #expect(try again.get("persistent_settings", "a") == "other domain")
+        #expect(try again.keys("queries") == ["a", "nul", "query.a"])
         #expect(dir.mode("db/sub/osquery.db") == 0o600)
         #expect(dir.mode("db/sub") == 0o700)
     }
@@ -69,15 +69,15 @@ struct ResultsTestDir {
                 throw DaemonError("stop")
             }
         }
-        #expect(store.get("d", "kept") == "before")
-        #expect(store.get("d", "new") == nil)
+        #expect(try store.get("d", "kept") == "before")
+        #expect(try store.get("d", "new") == nil)
         let n = try store.transaction { (t: inout DaemonStore.Transaction) throws(DaemonError) -> Int in
             try t.put("d", "x", "1")
             try t.put("d", "y", "2")
             return try t.keys("d").count
         }
         #expect(n == 3)
-        #expect(store.get("d", "y") == "2")
+        #expect(try store.get("d", "y") == "2")
     }
 
     @Test func secondOpenOfALockedStoreFailsWithThePath() throws {
@@ -114,11 +114,39 @@ struct ResultsTestDir {
         let store = DaemonStore.inMemory()
         try store.put("queries", "q", "[{\"a\":\"1\"}]")
         try store.put("logs", "multi", "line1\nline2")
-        #expect(store.dump() == #"""
+        #expect(try store.dump() == #"""
             logs[multi]: "line1\nline2"
             queries[q]: [{"a":"1"}]
 
             """#)
+    }
+
+    /// An unreadable row is an error, not a missing one (a caller would act on nil).
+    @Test func readErrorsThrow() throws {
+        let store = DaemonStore.inMemory()
+        try store.put("persistent_settings", "instance_uuid_v1", String(repeating: "7", count: 300))
+        try store.put("persistent_settings", "short", "ok")
+        store.limitValueLength(200)
+        let error = #expect(throws: DaemonError.self) { _ = try store.get("persistent_settings", "instance_uuid_v1") }
+        #expect(error?.message.contains("too big") == true, "\(error?.message ?? "")")
+        #expect(try store.get("persistent_settings", "short") == "ok")
+        // The host identifier is not replaced by a new one on a failed read.
+        let flags = Flags()
+        try flags.set("host_identifier", "instance")
+        #expect(HostIdentifier.resolve(flags: flags, store: store).count == 36)
+        store.limitValueLength(1_000_000)
+        #expect(try store.get("persistent_settings", "instance_uuid_v1") == String(repeating: "7", count: 300))
+    }
+
+    /// A value over SQLite's length limit is refused with a clear error (a 64-bit
+    /// count is passed, no Int32 conversion to trap on a value over 2 GiB).
+    @Test func aValueTooBigToStoreIsAClearError() throws {
+        let store = DaemonStore.inMemory()
+        store.limitValueLength(100)
+        let error = #expect(throws: DaemonError.self) { try store.put("logs", "k", String(repeating: "x", count: 200)) }
+        #expect(error?.message.contains("cannot store a value of 200 bytes") == true, "\(error?.message ?? "")")
+        try store.put("logs", "k", "small")
+        #expect(try store.get("logs", "k") == "small")
     }
 
     @Test func usableFromManyThreads() async throws {
@@ -133,7 +161,7 @@ struct ResultsTestDir {
             }
             try await group.waitForAll()
         }
-        #expect(store.keys("d").count == 400)
+        #expect(try store.keys("d").count == 400)
     }
 }
 
@@ -150,7 +178,7 @@ struct ResultsTestDir {
         let instance = HostIdentifier.resolve(flags: flags, store: store)
         #expect(UUID(uuidString: instance) != nil && instance == instance.lowercased())
         #expect(HostIdentifier.resolve(flags: flags, store: store) == instance)
-        #expect(store.get("persistent_settings", "instance_uuid_v1") == instance)
+        #expect(try store.get("persistent_settings", "instance_uuid_v1") == instance)
 
         try flags.set("host_identifier", "ephemeral")
         let ephemeral = HostIdentifier.resolve(flags: flags, store: store)
@@ -165,7 +193,7 @@ struct ResultsTestDir {
         try flags.set("host_identifier", "uuid")
         let uuid = HostIdentifier.resolve(flags: flags, store: store)
         #expect(UUID(uuidString: uuid) != nil)
-        #expect(store.get("persistent_settings", "host_uuid_v3") == uuid)
+        #expect(try store.get("persistent_settings", "host_uuid_v3") == uuid)
         #expect(HostIdentifier.resolve(flags: flags, store: store) == uuid)
     }
 
