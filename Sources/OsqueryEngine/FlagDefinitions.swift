@@ -154,6 +154,13 @@ extension Flags {
         .init("tls_dump", .bool, "false", "Print remote requests and responses", .hidden),
         .init("tls_allow_unsafe", .bool, "false", "Allow TLS server certificate trust failures", .hidden),
         .init("tls_node_api", .bool, "false", "Use node key as TLS endpoints", .hidden),
+        // Extensions socket server limits (issue 14, wire): not in osquery, whose Thrift server
+        // has none of these bounds.
+        .init("extensions_max_message_size", .uint64, "104857600", "Largest message in bytes accepted or sent on the extensions socket", .cli),
+        .init("extensions_max_pipelined_calls", .uint64, "16", "Calls queued per extensions socket connection before it is no longer read", .cli),
+        .init("extensions_idle_timeout", .uint64, "600", "Seconds an extensions socket connection may stay open with no call", .cli),
+        .init("extensions_partial_message_timeout", .uint64, "30", "Seconds a message may take to arrive, or a reply to be read, on the extensions socket", .cli),
+        .init("extensions_max_connections", .uint64, "256", "Connections served at once on the extensions socket", .cli),
     ]
 }
 
