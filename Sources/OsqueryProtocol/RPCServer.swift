@@ -35,6 +35,8 @@ public final class RPCServer: Sendable {
     package var queuedCalls: Int { shared.queuedCalls.load(ordering: .relaxed) }
     /// Bytes of unfinished or waiting messages held past the per-connection allowance.
     package var heldBytes: Int { shared.heldBytes.load(ordering: .relaxed) }
+    /// Reply bytes written and not yet taken by the kernel.
+    package var outboundBytes: Int { shared.outboundBytes.load(ordering: .relaxed) }
     /// Connections being served.
     package var connectionCount: Int { open.count }
     /// Connections closed at once because the server was at ``ServerLimits/maxConnections``.
@@ -182,6 +184,55 @@ final class ServerShared: Sendable {
     let queuedCalls = Atomic<Int>(0)
     /// Bytes held past each connection's allowance (the budget bounded by the message size).
     let heldBytes = Atomic<Int>(0)
+    /// Reply bytes written and not yet taken by the kernel, over all connections.
+    let outboundBytes = Atomic<Int>(0)
+    /// Connections whose peer is not taking its replies (their channel is not writable).
+    let stalledWriters = Mutex<[ObjectIdentifier: StalledWriter]>([:])
+
+    struct StalledWriter {
+        let channel: any Channel
+        let since: ContinuousClock.Instant
+        var bytes: Int
+    }
+
+    func stalled(_ channel: any Channel, bytes: Int) {
+        stalledWriters.withLock { all in
+            let key = ObjectIdentifier(channel)
+            if all[key] == nil {
+                all[key] = StalledWriter(channel: channel, since: .now, bytes: bytes)
+            } else {
+                all[key]!.bytes = bytes
+            }
+        }
+    }
+
+    func resumed(_ channel: any Channel) {
+        _ = stalledWriters.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// Unsent replies over `budget`: closes the connections whose peers have left theirs
+    /// unread longest, until what they hold covers the excess. Replies are built before their
+    /// size is known, so this is where many peers that never read are kept from holding one
+    /// reply each.
+    func shed(budget: Int, logger: Logger) {
+        let total = outboundBytes.load(ordering: .relaxed)
+        guard total > budget else { return }
+        let victims = stalledWriters.withLock { all -> [StalledWriter] in
+            var excess = total - budget
+            var chosen: [StalledWriter] = []
+            for writer in all.values.sorted(by: { $0.since < $1.since }) where excess > 0 {
+                chosen.append(writer)
+                excess -= writer.bytes
+                all.removeValue(forKey: ObjectIdentifier(writer.channel))
+            }
+            return chosen
+        }
+        for victim in victims {
+            logger.info(
+                "closing connection: its peer left \(victim.bytes) bytes of replies unread while the server holds \(total) bytes of unsent replies, over the budget of \(budget)")
+            victim.channel.close(promise: nil)
+        }
+    }
 }
 
 /// Every accepted connection until it closes, so stopping a server closes them all; at most

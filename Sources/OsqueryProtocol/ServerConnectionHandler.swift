@@ -16,7 +16,8 @@ import Glibc
 /// `maxPipelinedCalls` calls wait, and past that, or while the peer leaves a reply unread
 /// (the channel is not writable), the connection is not read at all, so the kernel's buffers
 /// fill and the peer blocks. Unfinished messages beyond a small allowance draw on a budget
-/// shared by the server's connections. A message that stalls, a reply left unread and an idle
+/// shared by the server's connections, and so do replies not yet taken by the kernel: past that
+/// budget, the connections whose peers have left replies unread longest are closed. A message that stalls, a reply left unread and an idle
 /// connection are closed after their timeouts; a call whose connection closes is cancelled.
 final class ServerConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
@@ -37,6 +38,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     var waitingBytes = 0
     /// Bytes drawn from the server's shared budget.
     var charged = 0
+    /// Reply bytes written and not yet taken by the kernel.
+    var unsent = 0
     var busy = false
     var open = true
     /// The call in flight, cancelled if the connection closes under it.
@@ -92,7 +95,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { progressed = true }
+        if context.channel.isWritable {
+            progressed = true
+            shared.resumed(context.channel)
+        }
         pump(context: context)
         context.fireChannelWritabilityChanged()
     }
@@ -201,23 +207,44 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         progressed = true
         switch outcome {
         case .reply(let buffer):
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: written(buffer.readableBytes, context: context))
         case .replyThenRelease(let buffer, let garbage):
             // Freed once the bytes are with the kernel, on a pool thread, while the peer reads.
-            let written = context.eventLoop.makePromise(of: Void.self)
-            written.futureResult.whenComplete { _ in
+            let promise = written(buffer.readableBytes, context: context)
+            promise.futureResult.whenComplete { _ in
                 Task.detached(priority: .utility) { withExtendedLifetime(garbage) {} }
             }
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
         case .replyInParts(let parts):
             // One flush: the parts go out together (writev), as one message.
-            for part in parts { context.write(wrapOutboundOut(part), promise: nil) }
+            let size = parts.reduce(0) { $0 + $1.readableBytes }
+            for part in parts.dropLast() { context.write(wrapOutboundOut(part), promise: nil) }
+            if let last = parts.last { context.write(wrapOutboundOut(last), promise: written(size, context: context)) }
             context.flush()
         case .none:
-            break
+            return
         case .close(let why):
             close(context: context, because: "closing connection: \(why)")
+            return
         }
+        if !context.channel.isWritable {
+            shared.stalled(context.channel, bytes: unsent)
+            shared.shed(budget: limits.maxMessageSize, logger: logger)
+        }
+    }
+
+    /// Counts `size` reply bytes as unsent until the kernel has them (or the write fails).
+    func written(_ size: Int, context: ChannelHandlerContext) -> EventLoopPromise<Void> {
+        unsent += size
+        shared.outboundBytes.add(size, ordering: .relaxed)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let shared = self.shared
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in
+            shared.outboundBytes.subtract(size, ordering: .relaxed)
+            bound.value.unsent -= size
+        }
+        return promise
     }
 
     /// Arms the one timer a connection has, for the state it is in: none while a call runs
@@ -282,6 +309,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         // The caller is gone: its call's work is wasted, so stop it.
         running?.cancel()
+        shared.resumed(context.channel)
         release()
         context.fireChannelInactive()
     }

@@ -71,6 +71,37 @@ import Glibc
         await server.close()
     }
 
+    /// Many clients that pipeline calls with big replies and never read: each holds one unsent
+    /// reply at most, and past the server's budget (the message size) the connections that
+    /// left theirs unread longest are closed, so unsent replies stay within the budget and a
+    /// reply; a client that reads is served throughout.
+    @Test func unsentRepliesOverTheBudgetCloseTheirConnections() async throws {
+        let path = tempSocketPath("shed")
+        let limits = ServerLimits(maxMessageSize: 1 << 20)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
+        // Calls whose replies are ~400 KB: three unread ones are over the budget.
+        let one = request(.query(sql: "rows:4000"), seqid: 1)
+        var flooders: [RawSocket] = []
+        for _ in 0..<8 {
+            let s = try RawSocket(path: path)
+            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+            setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let calls = Array([[UInt8]](repeating: one, count: 50).joined())
+            _ = try await offPool { sendAsMuchAsPossible(s.fd, calls) }
+            flooders.append(s)
+        }
+        let client = ExtensionManagerClient(path: path)
+        #expect(try await client.query("rows:3").response.count == 3)
+        // The first flooders were closed to make room for the later ones' replies.
+        let (first, second) = (flooders[0], flooders[1])
+        #expect(try await offPool { readsToEndOfFile(first.fd) || readsToEndOfFile(second.fd) })
+        #expect(server.outboundBytes <= limits.maxMessageSize + 600_000)
+        for s in flooders { s.shutdownBoth() }
+        #expect(await waitUntil(20) { server.outboundBytes == 0 && server.queuedCalls == 0 })
+        #expect(try await client.ping().message == "pong")
+        await server.close()
+    }
+
     /// A reply over the message size is never sent: a method answering an `ExtensionResponse`
     /// gets status 1 saying why, any other an internal-error exception; the connection and the
     /// server keep serving.
@@ -258,4 +289,14 @@ extension RawSocket {
 
 final class Flag: Sendable {
     let value = Atomic<Bool>(false)
+}
+
+/// Reads `fd` until the peer closes it (true) or a read fails or times out (false).
+func readsToEndOfFile(_ fd: Int32) -> Bool {
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n == 0 { return true }
+        if n < 0 { return false }
+    }
 }
