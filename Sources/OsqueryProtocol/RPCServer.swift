@@ -186,6 +186,8 @@ final class ServerShared: Sendable {
     let heldBytes = Atomic<Int>(0)
     /// Reply bytes written and not yet taken by the kernel, over all connections.
     let outboundBytes = Atomic<Int>(0)
+    /// Unsent reply bytes of connections chosen to be closed and not closed yet.
+    let shedding = Atomic<Int>(0)
     /// Connections whose peer is not taking its replies (their channel is not writable).
     let stalledWriters = Mutex<[ObjectIdentifier: StalledWriter]>([:])
 
@@ -218,11 +220,14 @@ final class ServerShared: Sendable {
         let total = outboundBytes.load(ordering: .relaxed)
         guard total > budget else { return }
         let victims = stalledWriters.withLock { all -> [StalledWriter] in
-            var excess = total - budget
+            // Replies of connections already being closed are as good as freed: connections
+            // on other event loops shedding at the same moment must not close more.
+            var excess = total - shedding.load(ordering: .relaxed) - budget
             var chosen: [StalledWriter] = []
             for writer in all.values.sorted(by: { $0.since < $1.since }) where excess > 0 {
                 chosen.append(writer)
                 excess -= writer.bytes
+                shedding.add(writer.bytes, ordering: .relaxed)
                 all.removeValue(forKey: ObjectIdentifier(writer.channel))
             }
             return chosen
@@ -230,7 +235,9 @@ final class ServerShared: Sendable {
         for victim in victims {
             logger.info(
                 "closing connection: its peer left \(victim.bytes) bytes of replies unread while the server holds \(total) bytes of unsent replies, over the budget of \(budget)")
+            let bytes = victim.bytes
             victim.channel.close(promise: nil)
+            victim.channel.closeFuture.whenComplete { [self] _ in shedding.subtract(bytes, ordering: .relaxed) }
         }
     }
 }

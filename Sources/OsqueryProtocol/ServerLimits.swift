@@ -52,7 +52,7 @@ public struct ServerLimits: Sendable, Equatable {
 
     /// Bytes a connection may hold of unfinished messages without drawing on the server's
     /// shared budget: ordinary calls never wait on it.
-    static let perConnectionAllowance = 256 * 1024
+    static let perConnectionAllowance = 64 * 1024
     /// How often a connection paused on the shared budget looks again.
     static let budgetRetry: Duration = .milliseconds(20)
     /// A reply's bytes the kernel has not taken yet past which the server starts no more
