@@ -188,7 +188,7 @@ final class ServerShared: Sendable {
     let outboundBytes = Atomic<Int>(0)
     /// Unsent reply bytes of connections chosen to be closed and not closed yet.
     let shedding = Atomic<Int>(0)
-    /// Connections whose peer is not taking its replies (their channel is not writable).
+    /// Connections with reply bytes the kernel has not taken yet, since when.
     let stalledWriters = Mutex<[ObjectIdentifier: StalledWriter]>([:])
 
     struct StalledWriter {
@@ -213,7 +213,7 @@ final class ServerShared: Sendable {
     }
 
     /// Unsent replies over `budget`: closes the connections whose peers have left theirs
-    /// unread longest, until what they hold covers the excess. Replies are built before their
+    /// unread longest, until what they hold covers the excess or one is left. Replies are built before their
     /// size is known, so this is where many peers that never read are kept from holding one
     /// reply each.
     func shed(budget: Int, logger: Logger) {
@@ -224,7 +224,8 @@ final class ServerShared: Sendable {
             // on other event loops shedding at the same moment must not close more.
             var excess = total - shedding.load(ordering: .relaxed) - budget
             var chosen: [StalledWriter] = []
-            for writer in all.values.sorted(by: { $0.since < $1.since }) where excess > 0 {
+            // One peer alone may always hold a reply up to the message size.
+            for writer in all.values.sorted(by: { $0.since < $1.since }) where excess > 0 && all.count > 1 {
                 chosen.append(writer)
                 excess -= writer.bytes
                 shedding.add(writer.bytes, ordering: .relaxed)

@@ -16,8 +16,9 @@ import Glibc
 /// `maxPipelinedCalls` calls wait, and past that, or while the peer leaves a reply unread
 /// (the channel is not writable), the connection is not read at all, so the kernel's buffers
 /// fill and the peer blocks. Unfinished messages beyond a small allowance draw on a budget
-/// shared by the server's connections, and so do replies not yet taken by the kernel: past that
-/// budget, the connections whose peers have left replies unread longest are closed. A message that stalls, a reply left unread and an idle
+/// shared by the server's connections; replies not yet taken by the kernel share another (half the
+/// message size), past which the connections whose peers have left replies unread longest are
+/// closed. A message that stalls, a reply left unread and an idle
 /// connection are closed after their timeouts; a call whose connection closes is cancelled.
 final class ServerConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
@@ -40,6 +41,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     var charged = 0
     /// Reply bytes written and not yet taken by the kernel.
     var unsent = 0
+    /// Listed among the connections whose peer has replies to read (``ServerShared/stalledWriters``).
+    var waitingOnPeer = false
     var busy = false
     var open = true
     /// The call in flight, cancelled if the connection closes under it.
@@ -95,10 +98,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            progressed = true
-            shared.resumed(context.channel)
-        }
+        if context.channel.isWritable { progressed = true }
         pump(context: context)
         context.fireChannelWritabilityChanged()
     }
@@ -227,9 +227,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             close(context: context, because: "closing connection: \(why)")
             return
         }
-        if !context.channel.isWritable {
+        // A reply the kernel did not take whole waits for the peer to read: the server counts
+        // how long, and past its budget closes the connections that have waited longest.
+        if unsent > 0 {
             shared.stalled(context.channel, bytes: unsent)
-            shared.shed(budget: limits.maxMessageSize, logger: logger)
+            waitingOnPeer = true
+            shared.shed(budget: limits.unsentReplyBudget, logger: logger)
         }
     }
 
@@ -239,10 +242,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         shared.outboundBytes.add(size, ordering: .relaxed)
         let promise = context.eventLoop.makePromise(of: Void.self)
         let shared = self.shared
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         promise.futureResult.whenComplete { _ in
             shared.outboundBytes.subtract(size, ordering: .relaxed)
-            bound.value.unsent -= size
+            let (handler, context) = bound.value
+            handler.unsent -= size
+            if handler.unsent == 0, handler.waitingOnPeer {
+                handler.waitingOnPeer = false
+                shared.resumed(context.channel)
+            }
         }
         return promise
     }

@@ -10,7 +10,8 @@ public struct ServerLimits: Sendable, Equatable {
     /// The largest message accepted or sent, in bytes (libthrift's 100 MiB, which is what
     /// osquery's peers accept). A reply over it is not sent: the caller gets an error
     /// instead. It also bounds the bytes held for messages not yet complete across all
-    /// connections, beyond a small allowance per connection.
+    /// connections, beyond a small allowance per connection, and (see ``unsentReplyBudget``)
+    /// the replies held for peers that do not read them.
     public var maxMessageSize: Int
     /// The deepest nesting of structs and containers accepted (libthrift: 64).
     public var maxDepth: Int
@@ -46,6 +47,12 @@ public struct ServerLimits: Sendable, Equatable {
 
     /// The defaults.
     public static let `default` = ServerLimits()
+
+    /// Reply bytes the server keeps for peers that are not reading them, over all connections,
+    /// before it closes those connections (longest unread first). Half the message size: with
+    /// the unfinished messages' budget, a hostile crowd costs about one message size in all. One
+    /// connection alone may still hold a reply of the full message size.
+    public var unsentReplyBudget: Int { maxMessageSize / 2 }
 
     /// The decoding limits these imply.
     public var thrift: ThriftLimits { ThriftLimits(maxMessageSize: maxMessageSize, maxDepth: maxDepth) }

@@ -72,14 +72,14 @@ import Glibc
     }
 
     /// Many clients that pipeline calls with big replies and never read: each holds one unsent
-    /// reply at most, and past the server's budget (the message size) the connections that
+    /// reply at most, and past the server's budget (half the message size) the connections that
     /// left theirs unread longest are closed, so unsent replies stay within the budget and a
     /// reply; a client that reads is served throughout.
     @Test func unsentRepliesOverTheBudgetCloseTheirConnections() async throws {
         let path = tempSocketPath("shed")
         let limits = ServerLimits(maxMessageSize: 1 << 20)
         let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
-        // Calls whose replies are ~400 KB: three unread ones are over the budget.
+        // Calls whose replies are ~400 KB: two unread ones are over the budget.
         let one = request(.query(sql: "rows:4000"), seqid: 1)
         var flooders: [RawSocket] = []
         for _ in 0..<8 {
@@ -95,7 +95,7 @@ import Glibc
         // The first flooders were closed to make room for the later ones' replies.
         let (first, second) = (flooders[0], flooders[1])
         #expect(try await offPool { readsToEndOfFile(first.fd) || readsToEndOfFile(second.fd) })
-        #expect(server.outboundBytes <= limits.maxMessageSize + 600_000)
+        #expect(server.outboundBytes <= limits.unsentReplyBudget + 600_000)
         for s in flooders { s.shutdownBoth() }
         #expect(await waitUntil(20) { server.outboundBytes == 0 && server.queuedCalls == 0 })
         #expect(try await client.ping().message == "pong")
