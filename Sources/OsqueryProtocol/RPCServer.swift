@@ -62,6 +62,8 @@ public final class RPCServer: Sendable {
                 .childChannelOption(
                     .writeBufferWaterMark,
                     value: .init(low: ServerLimits.writeLowWater, high: ServerLimits.writeHighWater))
+                // One read per wake-up: a connection told to stop reading stops after one buffer.
+                .childChannelOption(.maxMessagesPerRead, value: 1)
                 .bind(fd) { child in
                     // Tracked from the moment it is accepted: it is served from then on,
                     // so stop() must be able to close it even before the accept loop sees it.

@@ -16,8 +16,8 @@ import Glibc
 /// `maxPipelinedCalls` calls wait, and past that, or while the peer leaves a reply unread
 /// (the channel is not writable), the connection is not read at all, so the kernel's buffers
 /// fill and the peer blocks. Unfinished messages beyond a small allowance draw on a budget
-/// shared by the server's connections; replies not yet taken by the kernel share another (half the
-/// message size), past which the connections whose peers have left replies unread longest are
+/// shared by the server's connections; replies not yet taken by the kernel share another (a quarter of
+/// the message size), past which the connections whose peers have left replies unread longest are
 /// closed. A message that stalls, a reply left unread and an idle
 /// connection are closed after their timeouts; a call whose connection closes is cancelled.
 final class ServerConnectionHandler: ChannelDuplexHandler {

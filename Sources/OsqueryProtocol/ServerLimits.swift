@@ -49,10 +49,11 @@ public struct ServerLimits: Sendable, Equatable {
     public static let `default` = ServerLimits()
 
     /// Reply bytes the server keeps for peers that are not reading them, over all connections,
-    /// before it closes those connections (longest unread first). Half the message size: with
-    /// the unfinished messages' budget, a hostile crowd costs about one message size in all. One
-    /// connection alone may still hold a reply of the full message size.
-    public var unsentReplyBudget: Int { maxMessageSize / 2 }
+    /// before it closes those connections (longest unread first). A quarter of the message size:
+    /// replies are built whole before they are sent, so calls in progress hold more on top of it,
+    /// and peers that read take their replies in milliseconds. One connection alone may still
+    /// hold a reply of the full message size.
+    public var unsentReplyBudget: Int { maxMessageSize / 4 }
 
     /// The decoding limits these imply.
     public var thrift: ThriftLimits { ThriftLimits(maxMessageSize: maxMessageSize, maxDepth: maxDepth) }
