@@ -50,6 +50,11 @@ public final class RPCServer: Sendable {
         logger: Logger = Logger(label: "osquery.rpc.server")
     ) async throws -> RPCServer {
         try validateSocketPath(path)
+        // Through the initializer again: values set on the properties are brought into range too.
+        let limits = ServerLimits(
+            maxMessageSize: limits.maxMessageSize, maxDepth: limits.maxDepth, maxPipelinedCalls: limits.maxPipelinedCalls,
+            idleTimeout: limits.idleTimeout, partialMessageTimeout: limits.partialMessageTimeout,
+            maxConnections: limits.maxConnections)
         let processor = MessageProcessor(service: service, limits: limits.thrift)
         let fd = try bindUnixSocket(path: path, mode: 0o600, backlog: 256)
         let identity = FileIdentity(path)

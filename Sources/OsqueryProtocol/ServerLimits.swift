@@ -29,6 +29,8 @@ public struct ServerLimits: Sendable, Equatable {
 
     /// Defaults suited to an extensions socket: a core has a few dozen extensions at most,
     /// each with a handful of connections, and local peers send their messages in milliseconds.
+    /// Values out of range are brought into it: the message size to 4 KiB...2 GiB, the
+    /// counts to at least one.
     public init(
         maxMessageSize: Int = ThriftLimits.default.maxMessageSize,
         maxDepth: Int = ThriftLimits.default.maxDepth,
@@ -37,12 +39,14 @@ public struct ServerLimits: Sendable, Equatable {
         partialMessageTimeout: Duration = .seconds(30),
         maxConnections: Int = 256
     ) {
-        self.maxMessageSize = maxMessageSize
-        self.maxDepth = maxDepth
-        self.maxPipelinedCalls = maxPipelinedCalls
+        // Past Int32 a length no longer fits the wire; below a few KiB no call fits; a count
+        // under one would stop every connection.
+        self.maxMessageSize = min(max(maxMessageSize, 4096), Int(Int32.max))
+        self.maxDepth = max(maxDepth, 4)
+        self.maxPipelinedCalls = max(maxPipelinedCalls, 1)
         self.idleTimeout = idleTimeout
         self.partialMessageTimeout = partialMessageTimeout
-        self.maxConnections = maxConnections
+        self.maxConnections = max(maxConnections, 1)
     }
 
     /// The defaults.
