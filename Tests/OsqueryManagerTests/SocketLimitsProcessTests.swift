@@ -67,6 +67,41 @@ import Glibc
         #expect(daemon.isRunning)
     }
 
+    /// `query` on a real osqueryd whose result is over `--extensions_max_message_size`: the
+    /// reply is never sent, the caller gets status 1 saying why, and the daemon keeps serving.
+    /// A message begun and never finished is dropped after `--extensions_partial_message_timeout`.
+    @Test func overSizeQueryAndStalledMessageOnTheDaemon() async throws {
+        let dir = try scratchDirectory("bigreply")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/osquery.em"
+        let daemon = try startDaemon(
+            dir: dir,
+            [
+                "--extensions_socket", socket, "--extensions_max_message_size", "65536",
+                "--extensions_partial_message_timeout", "1",
+            ])
+        defer { stop(daemon) }
+        let client = ExtensionManagerClient(path: socket)
+        #expect(await waitUntil(20) { (try? await client.ping().code) == 0 })
+        let big = try await client.query("SELECT hex(zeroblob(40000)) AS h")
+        #expect(big.status.code == 1)
+        #expect(big.status.message.lossyString.hasPrefix("query reply of "))
+        #expect(big.status.message.lossyString.hasSuffix(" bytes exceeds the maximum message size of 65536 bytes"))
+        #expect(big.response.isEmpty)
+        // A query message announcing 30 000 bytes of SQL (within the size), 1 KB of it sent, then nothing.
+        let stalled = try connectUnix(socket)
+        var head = ThriftWriter()
+        head.writeMessageBegin(MessageHeader(name: "query", type: .call, sequenceID: 1))
+        head.writeFieldBegin(.string, id: 1)
+        head.writeI32(30_000)
+        let bytes = head.bytes + [UInt8](repeating: 0x20, count: 1024)
+        _ = bytes.withUnsafeBytes { write(stalled, $0.baseAddress, $0.count) }
+        #expect(try await offPool { readEOF(stalled) })
+        close(stalled)
+        #expect(try await client.query("SELECT 1 AS one").response.first?["one"] == "1")
+        #expect(daemon.isRunning)
+    }
+
     func startDaemon(dir: String, shellPrefix: String = "", _ args: [String]) throws -> Process {
         let osqueryd = try BuiltProducts.path("osqueryd")
         let all = [osqueryd] + args + [
