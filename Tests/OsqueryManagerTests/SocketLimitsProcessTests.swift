@@ -68,7 +68,8 @@ import Glibc
     }
 
     /// `query` on a real osqueryd whose result is over `--extensions_max_message_size`: the
-    /// reply is never sent, the caller gets status 1 saying why, and the daemon keeps serving.
+    /// reply is never sent (nor, past a batch of rows, built), the caller gets status 1 saying
+    /// why, and the daemon keeps serving.
     /// A message begun and never finished is dropped after `--extensions_partial_message_timeout`.
     @Test func overSizeQueryAndStalledMessageOnTheDaemon() async throws {
         let dir = try scratchDirectory("bigreply")
@@ -88,6 +89,11 @@ import Glibc
         #expect(big.status.message.lossyString.hasPrefix("query reply of "))
         #expect(big.status.message.lossyString.hasSuffix(" bytes exceeds the maximum message size of 65536 bytes"))
         #expect(big.response.isEmpty)
+        // An endless result stops once its rows pass the size: it is never built whole.
+        let endless = try await client.query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x, hex(randomblob(500)) AS b FROM c")
+        #expect(endless.status.code == 1)
+        #expect(endless.status.message == "query result exceeds the maximum message size of 65536 bytes")
         // A query message announcing 30 000 bytes of SQL (within the size), 1 KB of it sent, then nothing.
         let stalled = try connectUnix(socket)
         var head = ThriftWriter()
