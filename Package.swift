@@ -94,6 +94,7 @@ let package = Package(
             name: "OsqueryManagerTests",
             dependencies: [
                 "OsqueryManager", "OsqueryEngine", "OsqueryTables", "OsqueryProtocol", "ThriftCodec", "ProtocolFixture",
+                "OsqueryFuzz",
                 // Built with the tests: the process tests run them.
                 "osqueryi", "osqueryd", "example-distributed", "example-pressure-table",
             ],
@@ -188,6 +189,17 @@ let package = Package(
             dependencies: ["OsqueryConformance", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // Fuzzing (issue 14): a seeded mutation fuzzer over the framer, the codec and the
+        // manager's registerExtension; a bounded run is a test, scripts/fuzz.sh runs a long one.
+        .target(
+            name: "OsqueryFuzz",
+            dependencies: [
+                "OsqueryProtocol", "ThriftCodec", "OsqueryManager", "OsqueryEngine",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "osquery-fuzz", dependencies: ["OsqueryFuzz"], swiftSettings: strict),
         .testTarget(
             name: "OsqueryConformanceTests",
             dependencies: [

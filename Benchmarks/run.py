@@ -4,7 +4,7 @@
 Run through Benchmarks/run.sh, which installs the peers' dependencies and builds everything in
 release mode first. This script only runs and reports:
 
-    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss]
+    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss,limits]
 
 Each row runs ours and the peer alternately for several rounds after a warm-up; the table shows
 the medians and the ratio of the medians. The programs measured are the project's own:
@@ -391,6 +391,118 @@ def rss_rows(a, tmp):
     ]
 
 
+# ---- memory under hostile clients (issue 14) ---------------------------------------------------
+
+MESSAGE_LIMIT_MIB = 100  # --extensions_max_message_size's default
+
+
+def thrift_call(name, seqid, string_field_length):
+    """A strict-header call whose field 1 is a string of `string_field_length` bytes; the header
+    and the string's length only (the caller sends the bytes)."""
+    import struct
+    n = name.encode()
+    return (struct.pack(">Ii", 0x80010001, len(n)) + n + struct.pack(">i", seqid)
+            + struct.pack(">bhi", 11, 1, string_field_length))
+
+
+def query_call(sql, seqid):
+    q = sql.encode()
+    return thrift_call("query", seqid, len(q)) + q + b"\x00"
+
+
+def peak_rss_while(pid, seconds, step=None):
+    """The highest VmRSS (KiB) sampled over `seconds`, running `step()` between samples."""
+    peak = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if step is not None:
+            step()
+        peak = max(peak, rss_kib(pid) or 0)
+        time.sleep(0.05)
+    return peak
+
+
+def still_serves(a, sock):
+    q = run_json([a.fixture_peer, "query", sock, "SELECT 1 AS one"], "query")
+    if q["code"] != 0 or q["rows"] != [{"one": "1"}]:
+        fail(f"osqueryd stopped answering after the hostile clients: {q}")
+
+
+def hostile_clients(sock, count):
+    import socket as so
+    clients = []
+    for _ in range(count):
+        c = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        c.connect(sock)
+        c.setblocking(False)
+        clients.append(c)
+    return clients
+
+
+def send_some(clients, payloads, sent, goal):
+    """Sends what each client's socket takes now, up to `goal` bytes each."""
+    for i, c in enumerate(clients):
+        if sent[i] >= goal:
+            continue
+        try:
+            off = sent[i] % len(payloads[i])
+            sent[i] += c.send(payloads[i][off:off + (1 << 20)])
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            sent[i] = goal  # closed by the server
+
+
+def limits_rows(a, tmp):
+    clients_n = 64
+    note(f"limits: osqueryd idle, under {clients_n} clients stalled mid-message, under a {clients_n}-client pipelining flood")
+    daemon = Daemon(a, os.path.join(tmp, "limits"))
+    sock = daemon.socket
+    try:
+        time.sleep(3)
+        pid = measured_pid(daemon.proc.pid)
+        idle = rss_kib(pid) / 1024
+        goal = 2 * idle + MESSAGE_LIMIT_MIB
+
+        # Each client announces a 99 MiB string and sends up to half of it, then stalls.
+        declared = 99 << 20
+        stalled = hostile_clients(sock, clients_n)
+        for c in stalled:
+            c.setblocking(True)
+            c.sendall(thrift_call("query", 1, declared))
+            c.setblocking(False)
+        chunk = b"A" * (1 << 20)
+        sent = [0] * clients_n
+        stalled_peak = peak_rss_while(pid, 8, lambda: send_some(stalled, [chunk] * clients_n, sent, declared // 2)) / 1024
+        stalled_sent = sum(sent) / (1 << 20)
+        still_serves(a, sock)
+        for c in stalled:
+            c.close()
+        time.sleep(2)
+
+        # Each client pipelines 40 queries of ~9 MB results and never reads.
+        sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) "
+               "SELECT x, printf('%050d', x) AS pad FROM c")
+        calls = b"".join(query_call(sql, i) for i in range(40))
+        flood = hostile_clients(sock, clients_n)
+        sent = [0] * clients_n
+        flood_peak = peak_rss_while(pid, 15, lambda: send_some(flood, [calls] * clients_n, sent, len(calls))) / 1024
+        still_serves(a, sock)
+        for c in flood:
+            c.close()
+    finally:
+        daemon.stop()
+    return [
+        Row("osqueryd RSS idle (extensions socket), MB", idle, "—", "MiB", "—", None, None, "VmRSS 3 s after start"),
+        Row(f"osqueryd peak RSS, {clients_n} clients stalled mid-message, MB", stalled_peak, "—", "MiB",
+            f"≤ {fmt(goal)} (2× idle + {MESSAGE_LIMIT_MIB})", stalled_peak <= goal, None,
+            f"each announced 99 MiB; {fmt(stalled_sent)} MiB taken in all"),
+        Row(f"osqueryd peak RSS, {clients_n}-client pipelining flood, MB", flood_peak, "—", "MiB",
+            f"≤ {fmt(goal)} (2× idle + {MESSAGE_LIMIT_MIB})", flood_peak <= goal, None,
+            "40 × ~9 MB queries each, never read"),
+    ]
+
+
 # ---- report -----------------------------------------------------------------------------------
 
 def machine():
@@ -428,7 +540,7 @@ def main():
     ap.add_argument("--peers", default=os.path.join(REPO, ".build-peers"))
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the wire rows to CPU 0")
-    ap.add_argument("--only", default="wire,ext,load,shell,rss", help="comma-separated subset")
+    ap.add_argument("--only", default="wire,ext,load,shell,rss,limits", help="comma-separated subset")
     a = ap.parse_args()
     a.wire_bench = os.path.join(a.bin, "wire-bench")
     a.sdk_bench = os.path.join(a.bin, "sdk-bench")
@@ -437,7 +549,8 @@ def main():
     a.fixture_peer = os.path.join(a.peers, "cpp", "fixture_peer")
     only = set(a.only.split(","))
     needs = {"wire": [a.wire_bench], "ext": [a.sdk_bench], "load": [a.wire_bench, a.fixture_peer],
-             "shell": [a.osqueryi], "rss": [a.osqueryd, a.sdk_bench, a.fixture_peer]}
+             "shell": [a.osqueryi], "rss": [a.osqueryd, a.sdk_bench, a.fixture_peer],
+             "limits": [a.osqueryd, a.fixture_peer]}
     if not only <= set(needs):
         note(f"--only takes a comma-separated subset of {','.join(needs)}")
         sys.exit(2)
@@ -454,7 +567,8 @@ def main():
     failed = []
     tmp = tempfile.mkdtemp(prefix="osq-bench-")
     sections = [("wire", lambda: wire_rows(a)), ("ext", lambda: extension_rows(a)), ("load", lambda: load_rows(a, tmp)),
-                ("shell", lambda: shell_rows(a)), ("rss", lambda: rss_rows(a, tmp))]
+                ("shell", lambda: shell_rows(a)), ("rss", lambda: rss_rows(a, tmp)),
+                ("limits", lambda: limits_rows(a, tmp))]
     try:
         for name, measure in sections:
             if name not in only:

@@ -168,6 +168,13 @@ extension Flags {
             "logger_outbox_max_bytes", .uint64, "134217728",
             "Most bytes of result lines kept for loggers that fail; beyond it the oldest run is dropped (with a warning)"),
         .init("logger_retry_max_seconds", .uint64, "30", "Longest wait between retries of a failing logger (back-off from 0.25 s)"),
+        // Extensions socket server limits (issue 14, wire): not in osquery, whose Thrift server
+        // has none of these bounds.
+        .init("extensions_max_message_size", .uint64, "104857600", "Largest message in bytes accepted or sent on the extensions socket", .cli),
+        .init("extensions_max_pipelined_calls", .uint64, "16", "Calls queued per extensions socket connection before it is no longer read", .cli),
+        .init("extensions_idle_timeout", .uint64, "600", "Seconds an extensions socket connection may stay open with no call", .cli),
+        .init("extensions_partial_message_timeout", .uint64, "30", "Seconds a message may take to arrive, or a reply to be read, on the extensions socket", .cli),
+        .init("extensions_max_connections", .uint64, "256", "Connections served at once on the extensions socket", .cli),
     ]
 }
 

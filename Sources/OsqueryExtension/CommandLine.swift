@@ -1,4 +1,5 @@
 public import ArgumentParser
+public import OsqueryProtocol
 
 /// The extension's command line: exactly what osquery's autoloader passes
 /// (`--socket S --timeout T --interval I [--verbose]`, also in `--flag=value`
@@ -32,6 +33,38 @@ public struct ExtensionOptions: ParsableArguments, Sendable {
     /// Print the plugins (registry and name), then exit.
     @Flag(name: .customLong("list"), help: "List the plugins this extension provides and exit.")
     public var listPlugins: Bool = false
+
+    /// Overrides ``ServerLimits/maxMessageSize`` of ``ExtensionConfiguration/serverLimits``
+    /// (the core's flag of the same name).
+    @Option(name: .customLong("extensions_max_message_size"), help: "Largest message in bytes the extension accepts or sends.")
+    public var maxMessageSize: Int?
+
+    /// Overrides ``ServerLimits/maxPipelinedCalls``.
+    @Option(name: .customLong("extensions_max_pipelined_calls"), help: "Calls queued per connection before it is no longer read.")
+    public var maxPipelinedCalls: Int?
+
+    /// Overrides ``ServerLimits/idleTimeout``, in seconds.
+    @Option(name: .customLong("extensions_idle_timeout"), help: "Seconds a connection may stay open with no call.")
+    public var idleTimeout: Int?
+
+    /// Overrides ``ServerLimits/partialMessageTimeout``, in seconds.
+    @Option(name: .customLong("extensions_partial_message_timeout"), help: "Seconds a message may take to arrive, or a reply to be read.")
+    public var partialMessageTimeout: Int?
+
+    /// Overrides ``ServerLimits/maxConnections``.
+    @Option(name: .customLong("extensions_max_connections"), help: "Connections served at once.")
+    public var maxConnections: Int?
+
+    /// `base` with the limits given on the command line in place of its own.
+    public func serverLimits(over base: ServerLimits) -> ServerLimits {
+        var limits = base
+        if let maxMessageSize { limits.maxMessageSize = maxMessageSize }
+        if let maxPipelinedCalls { limits.maxPipelinedCalls = maxPipelinedCalls }
+        if let idleTimeout { limits.idleTimeout = .seconds(idleTimeout) }
+        if let partialMessageTimeout { limits.partialMessageTimeout = .seconds(partialMessageTimeout) }
+        if let maxConnections { limits.maxConnections = maxConnections }
+        return limits
+    }
 
     /// Flags and arguments this parser did not recognise (tolerated, not used).
     @Argument(parsing: .allUnrecognized, help: .hidden)

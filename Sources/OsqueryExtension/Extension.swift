@@ -80,6 +80,10 @@ public struct ExtensionConfiguration: Sendable {
     public var duplicateRetryWindow: Duration = .seconds(10)
     /// Install SIGTERM/SIGINT handlers that shut down gracefully (``Extension/run()`` does).
     public var handleSignals: Bool = false
+    /// What the extension's server lets a peer on its socket hold: message size, calls
+    /// queued per connection, idle and partial-message timeouts, connections at once. The
+    /// command line's `--extensions_max_*` and `--extensions_*_timeout` options override it.
+    public var serverLimits: ServerLimits = .default
     /// Where the runner logs; nil: standard error, `notice` level (`debug` with `--verbose`).
     public var logger: Logger? = nil
 
@@ -271,7 +275,9 @@ public final class Extension: Sendable {
         let staging = "\(options.socket).t\(UInt16.random(in: 0...9999))"
         let server: RPCServer
         do {
-            server = try await RPCServer.start(path: staging, service: .extension(router), logger: logger)
+            server = try await RPCServer.start(
+                path: staging, service: .extension(router), limits: options.serverLimits(over: configuration.serverLimits),
+                logger: logger)
         } catch {
             throw ExtensionError.cannotListen("\(staging): \(error)")
         }

@@ -43,7 +43,8 @@ public final class ExtensionManager: Sendable {
             managerSocket: socketPath, timeout: callTimeout, maxReplyCells: Int(clamping: max(0, flags.int("extensions_max_reply_cells"))))
         let queries = QueryThreads(count: queryThreads, registry: registry, flags: flags)
         let service = ManagerService(registry: registry, flags: flags, queries: queries, caller: caller, logger: logger)
-        let server = try await RPCServer.start(path: socketPath, service: .manager(service), logger: logger)
+        let server = try await RPCServer.start(
+            path: socketPath, service: .manager(service), limits: serverLimits(flags), logger: logger)
         let interval = seconds(flags.string("extensions_interval"), minimum: 0.2)
         let timeout = seconds(flags.string("extensions_timeout"), minimum: 0.2)
         let watcher = Task {
@@ -94,6 +95,26 @@ public final class ExtensionManager: Sendable {
             var st = stat()
             if lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
         }
+    }
+
+    /// The extensions socket's server limits, from the `--extensions_max_*` and
+    /// `--extensions_*_timeout` flags (zero or less takes the default).
+    static func serverLimits(_ flags: Flags) -> ServerLimits {
+        let defaults = ServerLimits.default
+        func value(_ name: String, _ fallback: Int) -> Int {
+            let v = flags.uint(name)
+            return v == 0 ? fallback : Int(clamping: v)
+        }
+        func seconds(_ name: String, _ fallback: Duration) -> Duration {
+            let v = flags.uint(name)
+            return v == 0 ? fallback : .seconds(Int64(clamping: v))
+        }
+        return ServerLimits(
+            maxMessageSize: value("extensions_max_message_size", defaults.maxMessageSize),
+            maxPipelinedCalls: value("extensions_max_pipelined_calls", defaults.maxPipelinedCalls),
+            idleTimeout: seconds("extensions_idle_timeout", defaults.idleTimeout),
+            partialMessageTimeout: seconds("extensions_partial_message_timeout", defaults.partialMessageTimeout),
+            maxConnections: value("extensions_max_connections", defaults.maxConnections))
     }
 
     /// osquery's interval flags are strings of seconds; fractions are accepted here too.

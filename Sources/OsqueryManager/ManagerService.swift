@@ -317,12 +317,17 @@ public final class ManagerService: ExtensionManagerHandler {
         if let refused = refusal("run queries") { return ExtensionResponse(status: refused) }
         let text = sql.lossyString
         let nullValue = ThriftString(flags.string("nullvalue"))
+        let limit = flags.uint("extensions_max_message_size") == 0
+            ? ThriftLimits.default.maxMessageSize : Int(clamping: flags.uint("extensions_max_message_size"))
         do {
             // Rows are encoded on the query thread straight from SQLite: no typed result set,
             // no map per row.
             let rows = try await queries.run { db throws(EngineError) in
-                var encoder = QueryRowsEncoder(nullValue: nullValue)
-                try db.execute(text, columns: { encoder.begin(columns: $0) }, row: { encoder.add($0) })
+                var encoder = QueryRowsEncoder(nullValue: nullValue, limit: limit)
+                try db.execute(text, columns: { encoder.begin(columns: $0) }) { row throws(EngineError) in
+                    encoder.add(row)
+                    if encoder.tooLarge { throw encoder.tooLargeError }
+                }
                 return encoder.finish()
             }
             return ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), encodedRows: rows)

@@ -2,6 +2,7 @@ import Dispatch
 import NIOCore
 import OsqueryEngine
 import OsqueryProtocol
+import Synchronization
 import ThriftCodec
 
 /// Writes query result rows as Thrift maps, as osquery's `query` returns them: every value as
@@ -26,7 +27,21 @@ struct QueryRowsEncoder: ~Copyable {
     /// Where rows are written while there is no pipeline.
     var writer = ThriftWriter(reservingCapacity: 1 << 16)
 
-    init(nullValue: ThriftString) { self.nullValue = nullValue }
+    /// The most bytes of rows worth encoding: past it the reply could never be sent
+    /// (`--extensions_max_message_size`), so the query stops instead of building it.
+    let limit: Int
+    /// The rows encoded so far passed `limit` (checked once per batch).
+    private(set) var tooLarge = false
+
+    init(nullValue: ThriftString, limit: Int = .max) {
+        self.nullValue = nullValue
+        self.limit = limit
+    }
+
+    /// Why a query stopped once ``tooLarge``.
+    var tooLargeError: EngineError {
+        EngineError(code: 1, message: "query result exceeds the maximum message size of \(limit) bytes")
+    }
 
     mutating func begin(columns: [String]) {
         // The batch so far belongs to the previous statement's keys.
@@ -46,6 +61,8 @@ struct QueryRowsEncoder: ~Copyable {
         keyColumns.withUnsafeBufferPointer { batch.append(row, columns: $0) }
         count &+= 1
         guard batch.isFull else { return }
+        // The encoder thread's count lags by the batches in flight, at most two.
+        if (pipeline?.encodedBytes ?? writer.byteCount) > limit { tooLarge = true }
         if pipeline == nil {
             // The first full batch: a big result, encoded on the encoder thread from now on.
             var started = ThriftWriter(reservingCapacity: 0)
@@ -223,6 +240,9 @@ final class RowsPipeline: @unchecked Sendable {
     /// thread fills the third.
     private let ring: [CellBatch]
     private var next = 1
+    /// Bytes of rows in `output`, for the query thread to check against its limit.
+    private let encoded = Atomic<Int>(0)
+    var encodedBytes: Int { encoded.load(ordering: .relaxed) }
 
     /// `first` is the batch being filled now (the first to be submitted).
     init(writer: consuming ThriftWriter, nullValue: ThriftString, first: CellBatch) {
@@ -247,6 +267,7 @@ final class RowsPipeline: @unchecked Sendable {
             slots.signal()
             scratch.withUnsafeBytes { _ = output.writeBytes($0) }
             scratch.truncate(to: 0)
+            encoded.store(output.readableBytes, ordering: .relaxed)
         }
         let fresh = ring[next]
         next = next == 2 ? 0 : next + 1

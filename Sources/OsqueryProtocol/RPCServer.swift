@@ -1,7 +1,7 @@
 public import Logging
 import NIOCore
 import NIOPosix
-public import ThriftCodec
+import ThriftCodec
 import Synchronization
 
 #if canImport(Glibc)
@@ -18,7 +18,7 @@ import Darwin
 /// `ping` is answered on the connection's event loop without a thread hop, so
 /// a `ping` handler must never block; every other method runs on the global
 /// concurrent executor.
-/// Idle connections may stay open. The socket file is created with mode 0600,
+/// What a peer can make the server hold is bounded by ``ServerLimits``. The socket file is created with mode 0600,
 /// any stale file at the path is replaced, and the server removes its own file
 /// when it stops.
 public final class RPCServer: Sendable {
@@ -28,31 +28,55 @@ public final class RPCServer: Sendable {
     let serveTask: Mutex<Task<Void, Never>?>
     let finished: Task<Void, Never>
     let open: OpenConnections
+    let shared: ServerShared
 
-    /// Binds `path` and starts serving `service` in the background.
+    /// Calls received and waiting for the call before them on their connection, over all
+    /// connections (what ``ServerLimits/maxPipelinedCalls`` bounds per connection).
+    package var queuedCalls: Int { shared.queuedCalls.load(ordering: .relaxed) }
+    /// Bytes of unfinished or waiting messages held past the per-connection allowance.
+    package var heldBytes: Int { shared.heldBytes.load(ordering: .relaxed) }
+    /// Reply bytes written and not yet taken by the kernel.
+    package var outboundBytes: Int { shared.outboundBytes.load(ordering: .relaxed) }
+    /// Connections being served.
+    package var connectionCount: Int { open.count }
+    /// Connections closed at once because the server was at ``ServerLimits/maxConnections``.
+    package var refusedConnections: Int { open.refused }
+
+    /// Binds `path` and starts serving `service` in the background, within `limits`.
     public static func start(
         path: String,
         service: ExtensionService,
-        limits: ThriftLimits = .default,
+        limits: ServerLimits = .default,
         logger: Logger = Logger(label: "osquery.rpc.server")
     ) async throws -> RPCServer {
         try validateSocketPath(path)
-        let processor = MessageProcessor(service: service, limits: limits)
+        // Through the initializer again: values set on the properties are brought into range too.
+        let limits = ServerLimits(
+            maxMessageSize: limits.maxMessageSize, maxDepth: limits.maxDepth, maxPipelinedCalls: limits.maxPipelinedCalls,
+            idleTimeout: limits.idleTimeout, partialMessageTimeout: limits.partialMessageTimeout,
+            maxConnections: limits.maxConnections)
+        let processor = MessageProcessor(service: service, limits: limits.thrift)
         let fd = try bindUnixSocket(path: path, mode: 0o600, backlog: 256)
         let identity = FileIdentity(path)
-        let open = OpenConnections()
+        let open = OpenConnections(limit: limits.maxConnections, logger: logger)
+        let shared = ServerShared()
         let channel: NIOAsyncChannel<any Channel, Never>
         do {
+            // NIO's bootstrap backs off accepting on EMFILE/ENFILE and keeps the listener.
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelOption(
+                    .writeBufferWaterMark,
+                    value: .init(low: ServerLimits.writeLowWater, high: ServerLimits.writeHighWater))
+                // One read per wake-up: a connection told to stop reading stops after one buffer.
+                .childChannelOption(.maxMessagesPerRead, value: 1)
                 .bind(fd) { child in
                     // Tracked from the moment it is accepted: it is served from then on,
                     // so stop() must be able to close it even before the accept loop sees it.
-                    open.add(child)
+                    // One past the cap is closed at once.
+                    guard open.add(child) else { return child.eventLoop.makeSucceededFuture(child) }
                     return child.eventLoop.makeCompletedFuture {
-                        try child.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(ThriftFrameDecoder(limits: limits)),
-                            ServerConnectionHandler(processor: processor, logger: logger),
-                        ])
+                        try child.pipeline.syncOperations.addHandler(
+                            ServerConnectionHandler(processor: processor, limits: limits, shared: shared, logger: logger))
                         return child
                     }
                 }
@@ -61,17 +85,20 @@ public final class RPCServer: Sendable {
             if let identity, FileIdentity(path) == identity { unlink(path) }
             throw error
         }
-        return RPCServer(path: SharedPath(path, identity: identity), channel: channel, open: open, logger: logger)
+        return RPCServer(
+            path: SharedPath(path, identity: identity), channel: channel, open: open, shared: shared, logger: logger)
     }
 
     private init(
         path currentPath: SharedPath,
         channel: NIOAsyncChannel<any Channel, Never>,
         open: OpenConnections,
+        shared: ServerShared,
         logger: Logger
     ) {
         self.currentPath = currentPath
         self.open = open
+        self.shared = shared
         let task = Task {
             do {
                 // Connections are served by their handlers; the loop only drains accepts.
@@ -158,27 +185,128 @@ struct FileIdentity: Equatable, Sendable {
     }
 }
 
-/// Every accepted connection until it closes, so stopping a server closes them all.
+/// What a server's connections share: the counts its limits are checked against.
+final class ServerShared: Sendable {
+    /// Calls waiting on their connection's queue.
+    let queuedCalls = Atomic<Int>(0)
+    /// Bytes held past each connection's allowance (the budget bounded by the message size).
+    let heldBytes = Atomic<Int>(0)
+    /// Reply bytes written and not yet taken by the kernel, over all connections.
+    let outboundBytes = Atomic<Int>(0)
+    /// Unsent reply bytes of connections chosen to be closed and not closed yet.
+    let shedding = Atomic<Int>(0)
+    /// Connections with reply bytes the kernel has not taken yet, since when.
+    let stalledWriters = Mutex<[ObjectIdentifier: StalledWriter]>([:])
+
+    struct StalledWriter {
+        let channel: any Channel
+        let since: ContinuousClock.Instant
+        var bytes: Int
+    }
+
+    func stalled(_ channel: any Channel, bytes: Int) {
+        stalledWriters.withLock { all in
+            let key = ObjectIdentifier(channel)
+            if all[key] == nil {
+                all[key] = StalledWriter(channel: channel, since: .now, bytes: bytes)
+            } else {
+                all[key]!.bytes = bytes
+            }
+        }
+    }
+
+    func resumed(_ channel: any Channel) {
+        _ = stalledWriters.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// Unsent replies over `budget`: closes the connections whose peers have left theirs
+    /// unread longest, until what they hold covers the excess or one is left. Replies are built before their
+    /// size is known, so this is where many peers that never read are kept from holding one
+    /// reply each.
+    func shed(budget: Int, logger: Logger) {
+        let total = outboundBytes.load(ordering: .relaxed)
+        guard total > budget else { return }
+        let victims = stalledWriters.withLock { all -> [StalledWriter] in
+            // Replies of connections already being closed are as good as freed: connections
+            // on other event loops shedding at the same moment must not close more.
+            var excess = total - shedding.load(ordering: .relaxed) - budget
+            var chosen: [StalledWriter] = []
+            // One peer alone may always hold a reply up to the message size.
+            for writer in all.values.sorted(by: { $0.since < $1.since }) where excess > 0 && all.count > 1 {
+                chosen.append(writer)
+                excess -= writer.bytes
+                shedding.add(writer.bytes, ordering: .relaxed)
+                all.removeValue(forKey: ObjectIdentifier(writer.channel))
+            }
+            return chosen
+        }
+        for victim in victims {
+            logger.info(
+                "closing connection: its peer left \(victim.bytes) bytes of replies unread while the server holds \(total) bytes of unsent replies, over the budget of \(budget)")
+            let bytes = victim.bytes
+            victim.channel.close(promise: nil)
+            victim.channel.closeFuture.whenComplete { [self] _ in shedding.subtract(bytes, ordering: .relaxed) }
+        }
+    }
+}
+
+/// Every accepted connection until it closes, so stopping a server closes them all; at most
+/// `limit` at once.
 final class OpenConnections: Sendable {
     struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
         var closed = false
+        var refused = 0
+        var refusedSinceLog = 0
+        var lastLog: ContinuousClock.Instant?
     }
     let state = Mutex(State())
+    let limit: Int
+    let logger: Logger
 
-    func add(_ channel: any Channel) {
-        let accepted = state.withLock { s -> Bool in
-            guard !s.closed else { return false }
+    init(limit: Int, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    var count: Int { state.withLock { $0.channels.count } }
+    var refused: Int { state.withLock { $0.refused } }
+
+    /// Tracks `channel`; false (and the channel closed) when stopped or at the limit.
+    func add(_ channel: any Channel) -> Bool {
+        enum Verdict { case accepted, stopped, full(log: Int?) }
+        let verdict = state.withLock { s -> Verdict in
+            guard !s.closed else { return .stopped }
+            guard s.channels.count < limit else {
+                s.refused += 1
+                s.refusedSinceLog += 1
+                // One line per interval, however fast connections come.
+                let now = ContinuousClock.now
+                if let last = s.lastLog, now - last < .seconds(10) { return .full(log: nil) }
+                s.lastLog = now
+                defer { s.refusedSinceLog = 0 }
+                return .full(log: s.refusedSinceLog)
+            }
             s.channels[ObjectIdentifier(channel)] = channel
-            return true
+            return .accepted
         }
-        guard accepted else {
+        switch verdict {
+        case .accepted:
+            break
+        case .stopped:
             channel.close(promise: nil)
-            return
+            return false
+        case .full(let log):
+            channel.close(promise: nil)
+            if let log {
+                logger.warning("at the limit of \(limit) connections: closed \(log) new connection(s)")
+            }
+            return false
         }
         channel.closeFuture.whenComplete { [self] _ in
             _ = state.withLock { $0.channels.removeValue(forKey: ObjectIdentifier(channel)) }
         }
+        return true
     }
 
     func closeAll() {

@@ -37,6 +37,30 @@ public struct RawReply: Sendable {
     /// The rows' list, as the framer found and checked it.
     var rows: MessageFramer.StringMapList? = nil
 
+    /// A reply as ``RPCClient`` takes it off the wire: `bytes` are one whole message as
+    /// ``MessageFramer`` delimited it and `rows` the list it checked there. Nil when the header
+    /// names no method of the protocol. For the fuzz harness, which feeds clients' decoding
+    /// paths hostile replies without a socket.
+    package static func received(_ bytes: [UInt8], rows: MessageFramer.StringMapList?, limits: ThriftLimits)
+        throws(RPCClientError) -> RawReply?
+    {
+        let frame = ByteBuffer(bytes: bytes)
+        let header: MessageHeader
+        do {
+            header = try frame.withUnsafeReadableBytes { raw throws(ThriftError) in
+                var reader = ThriftReader(raw, limits: limits)
+                return try reader.readMessageBegin()
+            }
+        } catch {
+            throw .protocolError("\(error)")
+        }
+        guard let method = ExtensionMethod(name: header.name) else { return nil }
+        let bodyStart = try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
+            try Connection.checkReplyHeader(raw, method: method, sequenceID: header.sequenceID, limits: limits)
+        }
+        return RawReply(frame: frame, bodyStart: bodyStart, method: method, limits: limits, rows: rows)
+    }
+
     /// The reply's size in bytes, header included.
     public var byteCount: Int { frame.readableBytes }
 

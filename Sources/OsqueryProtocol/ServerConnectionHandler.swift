@@ -1,31 +1,72 @@
 import Logging
 import NIOCore
+import ThriftCodec
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Serves one connection: decodes each framed request in place, runs it, and
-/// writes the reply. Calls on a connection run one at a time, in order; frames
-/// that arrive meanwhile wait in a queue. The call itself runs in a task whose
-/// executor is this connection's event loop, so a `ping` is answered on the
-/// thread that read it; other methods hop to the global executor inside
-/// `MessageProcessor.run`.
-final class ServerConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = ReceivedFrame
+/// Serves one connection: finds each whole request in the byte stream, runs it, and writes
+/// the reply. Calls on a connection run one at a time, in order; calls that arrive meanwhile
+/// wait in a queue. The call itself runs in a task whose executor is this connection's event
+/// loop, so a `ping` is answered on the thread that read it; other methods hop to the global
+/// executor inside `MessageProcessor.run`.
+///
+/// What a peer can make the server hold is bounded (``ServerLimits``): at most
+/// `maxPipelinedCalls` calls wait, and past that, or while the peer leaves a reply unread
+/// (the channel is not writable), the connection is not read at all, so the kernel's buffers
+/// fill and the peer blocks. Unfinished messages beyond a small allowance draw on a budget
+/// shared by the server's connections; replies not yet taken by the kernel share another (a quarter of
+/// the message size), past which the connections whose peers have left replies unread longest are
+/// closed. A message that stalls, a reply left unread and an idle
+/// connection are closed after their timeouts; a call whose connection closes is cancelled.
+final class ServerConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let processor: MessageProcessor
+    let limits: ServerLimits
+    let shared: ServerShared
     let logger: Logger
     var executor: EventLoopTaskExecutor?
     var peer: PeerCredentials?
+    var framer: MessageFramer
+    /// Received bytes not yet taken as a whole message; starts at a message's first byte.
+    var inbound = ByteBuffer()
+    /// Whole messages waiting for the call before them, and their bytes.
     var waiting = CircularBuffer<ByteBuffer>()
+    var waitingBytes = 0
+    /// Bytes drawn from the server's shared budget.
+    var charged = 0
+    /// Reply bytes written and not yet taken by the kernel.
+    var unsent = 0
+    /// Listed among the connections whose peer has replies to read (``ServerShared/stalledWriters``).
+    var waitingOnPeer = false
     var busy = false
     var open = true
+    /// The call in flight, cancelled if the connection closes under it.
+    var running: Task<Void, Never>?
+    /// Set while the queue is being worked through, so answering a call never re-enters it.
+    var pumping = false
+    /// A read the channel asked for and was held back.
+    var readHeld = false
+    var budgetRetry: Scheduled<Void>?
+    var timer: Scheduled<Void>?
+    var timerKind: Stall?
+    /// A message completed or a reply went out since the timer was armed.
+    var progressed = false
 
-    init(processor: MessageProcessor, logger: Logger) {
+    enum Stall: Equatable {
+        case idle, partialMessage, unreadReply
+    }
+
+    init(processor: MessageProcessor, limits: ServerLimits, shared: ServerShared, logger: Logger) {
         self.processor = processor
+        self.limits = limits
+        self.shared = shared
         self.logger = logger
+        self.framer = MessageFramer(limits: limits.thrift)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -41,79 +82,248 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 peer = PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
             }
         }
+        armTimer(context: context)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data).bytes
-        if busy {
-            waiting.append(frame)
+        var bytes = unwrapInboundIn(data)
+        guard open else { return }
+        if inbound.readableBytes == 0 {
+            inbound = bytes
         } else {
-            handle(frame, context: context)
+            inbound.writeBuffer(&bytes)
         }
+        pump(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { progressed = true }
+        pump(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if mayRead(context: context) {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    /// Takes whole messages off the stream into the queue while there is room, and runs the
+    /// queue's calls in order while none is in flight and the peer reads its replies. A loop,
+    /// not recursion: any number of calls answered at once (unknown methods, bad arguments)
+    /// are worked through on a flat stack.
+    func pump(context: ChannelHandlerContext) {
+        guard !pumping else { return }
+        pumping = true
+        defer { pumping = false }
+        while open {
+            do {
+                while waiting.count < limits.maxPipelinedCalls, let frame = try nextFrame() {
+                    waiting.append(frame)
+                    waitingBytes += frame.readableBytes
+                    shared.queuedCalls.add(1, ordering: .relaxed)
+                }
+            } catch {
+                // Malformed or oversized input: the stream cannot be resynchronised.
+                close(context: context, because: "closing connection after a protocol error: \(error)")
+                return
+            }
+            guard !busy, context.channel.isWritable, let next = waiting.popFirst() else { break }
+            waitingBytes -= next.readableBytes
+            shared.queuedCalls.subtract(1, ordering: .relaxed)
+            handle(next, context: context)
+        }
+        guard open else { return }
+        account()
+        if readHeld, mayRead(context: context) {
+            readHeld = false
+            context.read()
+        }
+        if readHeld, overBudget, budgetRetry == nil {
+            // Other connections free the budget; look again shortly.
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            budgetRetry = context.eventLoop.scheduleTask(in: TimeAmount(ServerLimits.budgetRetry)) {
+                let (handler, context) = bound.value
+                handler.budgetRetry = nil
+                handler.pump(context: context)
+            }
+        }
+        armTimer(context: context)
+    }
+
+    /// The next whole message in `inbound`, if all of it has arrived.
+    func nextFrame() throws(ThriftError) -> ByteBuffer? {
+        guard inbound.readableBytes > 0 else { return nil }
+        let length = try inbound.withUnsafeReadableBytes { raw throws(ThriftError) in try framer.scan(raw) }
+        guard let length else { return nil }
+        progressed = true
+        return inbound.readSlice(length: length)
+    }
+
+    var overBudget: Bool {
+        charged > 0 && shared.heldBytes.load(ordering: .relaxed) > limits.maxMessageSize
+    }
+
+    func mayRead(context: ChannelHandlerContext) -> Bool {
+        open && waiting.count < limits.maxPipelinedCalls && context.channel.isWritable && !overBudget
+    }
+
+    /// Draws on (or returns to) the shared budget what this connection holds past its allowance.
+    func account() {
+        let charge = max(0, inbound.readableBytes + waitingBytes - ServerLimits.perConnectionAllowance)
+        guard charge != charged else { return }
+        shared.heldBytes.add(charge - charged, ordering: .relaxed)
+        charged = charge
     }
 
     func handle(_ frame: ByteBuffer, context: ChannelHandlerContext) {
         switch frame.withUnsafeReadableBytes({ processor.decode($0) }) {
         case .answer(let outcome):
-            finish(outcome, context: context)
+            send(outcome, context: context)
         case .run(let header, let request):
             busy = true
             let processor = self.processor
             let peer = self.peer
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            Task(executorPreference: executor) {
+            running = Task(executorPreference: executor) {
                 let outcome = await PeerCredentials.$current.withValue(peer) {
                     await processor.run(header, request)
                 }
                 // The task's executor is the event loop, so this resumes on it.
                 let (handler, context) = bound.value
+                handler.running = nil
                 handler.busy = false
-                handler.finish(outcome, context: context)
+                handler.send(outcome, context: context)
+                handler.pump(context: context)
             }
         }
     }
 
-    func finish(_ outcome: MessageProcessor.Outcome, context: ChannelHandlerContext) {
+    func send(_ outcome: MessageProcessor.Outcome, context: ChannelHandlerContext) {
         guard open else { return }
+        progressed = true
         switch outcome {
         case .reply(let buffer):
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: written(buffer.readableBytes, context: context))
         case .replyThenRelease(let buffer, let garbage):
             // Freed once the bytes are with the kernel, on a pool thread, while the peer reads.
-            let written = context.eventLoop.makePromise(of: Void.self)
-            written.futureResult.whenComplete { _ in
+            let promise = written(buffer.readableBytes, context: context)
+            promise.futureResult.whenComplete { _ in
                 Task.detached(priority: .utility) { withExtendedLifetime(garbage) {} }
             }
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
         case .replyInParts(let parts):
             // One flush: the parts go out together (writev), as one message.
-            for part in parts { context.write(wrapOutboundOut(part), promise: nil) }
+            let size = parts.reduce(0) { $0 + $1.readableBytes }
+            for part in parts.dropLast() { context.write(wrapOutboundOut(part), promise: nil) }
+            if let last = parts.last { context.write(wrapOutboundOut(last), promise: written(size, context: context)) }
             context.flush()
         case .none:
-            break
+            return
         case .close(let why):
-            logger.info("closing connection: \(why)")
-            open = false
-            context.close(promise: nil)
+            close(context: context, because: "closing connection: \(why)")
             return
         }
-        while !busy, open, let next = waiting.popFirst() {
-            handle(next, context: context)
+        // A reply the kernel did not take whole waits for the peer to read: the server counts
+        // how long, and past its budget closes the connections that have waited longest.
+        if unsent > 0 {
+            shared.stalled(context.channel, bytes: unsent)
+            waitingOnPeer = true
+            shared.shed(budget: limits.unsentReplyBudget, logger: logger)
         }
+    }
+
+    /// Counts `size` reply bytes as unsent until the kernel has them (or the write fails).
+    func written(_ size: Int, context: ChannelHandlerContext) -> EventLoopPromise<Void> {
+        unsent += size
+        shared.outboundBytes.add(size, ordering: .relaxed)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let shared = self.shared
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in
+            shared.outboundBytes.subtract(size, ordering: .relaxed)
+            let (handler, context) = bound.value
+            handler.unsent -= size
+            if handler.unsent == 0, handler.waitingOnPeer {
+                handler.waitingOnPeer = false
+                shared.resumed(context.channel)
+            }
+        }
+        return promise
+    }
+
+    /// Arms the one timer a connection has, for the state it is in: none while a call runs
+    /// (calls have their own deadlines), the partial-message timeout while a reply waits for
+    /// the peer to read it or a message has begun but not ended, the idle timeout otherwise.
+    func armTimer(context: ChannelHandlerContext) {
+        let want: Stall?
+        if !open || busy {
+            want = nil
+        } else if !context.channel.isWritable {
+            want = .unreadReply
+        } else if inbound.readableBytes > 0 {
+            want = .partialMessage
+        } else {
+            want = .idle
+        }
+        if want == timerKind, !progressed { return }
+        progressed = false
+        timer?.cancel()
+        timer = nil
+        timerKind = want
+        guard let want else { return }
+        let delay = want == .idle ? limits.idleTimeout : limits.partialMessageTimeout
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: TimeAmount(delay)) {
+            let (handler, context) = bound.value
+            guard handler.timerKind == want else { return }
+            handler.timer = nil
+            let why =
+                switch want {
+                case .idle: "no call for \(delay)"
+                case .partialMessage: "a message was not completed within \(delay)"
+                case .unreadReply: "the peer did not read its reply within \(delay)"
+                }
+            handler.close(context: context, because: "closing connection: \(why)")
+        }
+    }
+
+    func close(context: ChannelHandlerContext, because why: String) {
+        guard open else { return }
+        logger.info("\(why)")
+        release()
+        context.close(promise: nil)
+    }
+
+    /// Gives back everything the connection held: the shared budget, its queue, its timers.
+    func release() {
+        open = false
+        timer?.cancel()
+        timer = nil
+        timerKind = nil
+        budgetRetry?.cancel()
+        budgetRetry = nil
+        if !waiting.isEmpty { shared.queuedCalls.subtract(waiting.count, ordering: .relaxed) }
+        waiting.removeAll()
+        waitingBytes = 0
+        inbound = ByteBuffer()
+        if charged != 0 { shared.heldBytes.subtract(charged, ordering: .relaxed) }
+        charged = 0
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        open = false
-        waiting.removeAll()
+        // The caller is gone: its call's work is wasted, so stop it.
+        running?.cancel()
+        shared.resumed(context.channel)
+        release()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Malformed or oversized input: a typed error and a closed connection.
-        logger.info("closing connection after a protocol error: \(error)")
-        open = false
-        context.close(promise: nil)
+        close(context: context, because: "closing connection after an error: \(error)")
     }
 }
 

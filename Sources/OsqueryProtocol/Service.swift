@@ -173,9 +173,13 @@ public struct MessageProcessor: Sendable {
             if header.type == .oneway { return .none }
             let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
             if case .response(let response) = reply, let rows = response.encodedRows, case .buffer(let buffer) = rows.storage {
-                return .replyInParts(Self.encodeReplyParts(out, response, rows: buffer, count: rows.count))
+                let parts = Self.encodeReplyParts(out, response, rows: buffer, count: rows.count)
+                let size = parts.reduce(0) { $0 + $1.readableBytes }
+                if size > limits.maxMessageSize { return tooLarge(header, request, size: size) }
+                return .replyInParts(parts)
             }
             let bytes = Self.encodeReply(out, reply)
+            if bytes.readableBytes > limits.maxMessageSize { return tooLarge(header, request, size: bytes.readableBytes) }
             if case .response(let response) = reply, let garbage = response.releaseAfterSending {
                 return .replyThenRelease(bytes, garbage)
             }
@@ -184,6 +188,22 @@ public struct MessageProcessor: Sendable {
             return exception(header, error)
         } catch {
             return exception(header, TApplicationException(.unknown, "\(error)".thrift))
+        }
+    }
+
+    /// A reply over the message size limit is never sent: peers refuse it (libthrift's limit),
+    /// and a peer that accepted it could be made to hold anything. A method answering with an
+    /// `ExtensionResponse` gets one with status code 1 saying why; any other method, an
+    /// internal-error exception.
+    func tooLarge(_ header: MessageHeader, _ request: ExtensionRequest, size: Int) -> Outcome {
+        let why = "\(request.method.rawValue) reply of \(size) bytes exceeds the maximum message size of \(limits.maxMessageSize) bytes"
+        switch request.method {
+        case .call, .query, .getQueryColumns:
+            let response = ExtensionResponse(status: ExtensionStatus(code: 1, message: ThriftString(why)))
+            let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
+            return .reply(Self.encodeReply(out, .response(response)))
+        default:
+            return exception(header, TApplicationException(.internalError, ThriftString(why)))
         }
     }
 

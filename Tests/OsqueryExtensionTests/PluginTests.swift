@@ -401,6 +401,17 @@ actor Notes: TableStore {
         #expect(try ExtensionOptions.parse(["--spec"]).printSpec)
         #expect(try ExtensionOptions.parse(["--supervised"]).supervised)
     }
+
+    @Test func serverLimitsFromTheCommandLineOverrideTheConfiguration() throws {
+        let o = try ExtensionOptions.parse([
+            "--socket", "/tmp/s.em", "--extensions_max_message_size", "1048576", "--extensions_max_connections=8",
+            "--extensions_idle_timeout", "5",
+        ])
+        let limits = o.serverLimits(over: ServerLimits(maxPipelinedCalls: 3))
+        #expect(limits.maxMessageSize == 1_048_576 && limits.maxConnections == 8 && limits.idleTimeout == .seconds(5))
+        #expect(limits.maxPipelinedCalls == 3 && limits.partialMessageTimeout == ServerLimits.default.partialMessageTimeout)
+        #expect(try ExtensionOptions.parse([]).serverLimits(over: .default) == .default)
+    }
 }
 
 @Suite struct RowDecoderTests {
