@@ -148,8 +148,16 @@ public final class RPCServer: Sendable {
         await finished.value
     }
 
-    /// Stops and waits.
-    public func close() async {
+    /// Stops and waits. Calls already running get up to `grace` to write their replies
+    /// first: a peer that asked the server to stop (an extension's `shutdown`) gets its answer.
+    public func close(grace: Duration = .seconds(1)) async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        while clock.now < deadline,
+            shared.runningCalls.load(ordering: .relaxed) > 0 || shared.outboundBytes.load(ordering: .relaxed) > 0
+        {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
         stop()
         await waitUntilStopped()
     }
@@ -189,6 +197,8 @@ struct FileIdentity: Equatable, Sendable {
 final class ServerShared: Sendable {
     /// Calls waiting on their connection's queue.
     let queuedCalls = Atomic<Int>(0)
+    /// Calls whose handler runs or whose reply is not yet written.
+    let runningCalls = Atomic<Int>(0)
     /// Bytes held past each connection's allowance (the budget bounded by the message size).
     let heldBytes = Atomic<Int>(0)
     /// Reply bytes written and not yet taken by the kernel, over all connections.

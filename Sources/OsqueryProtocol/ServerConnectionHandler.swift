@@ -188,6 +188,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             let processor = self.processor
             let peer = self.peer
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            shared.runningCalls.add(1, ordering: .relaxed)
             running = Task(executorPreference: executor) {
                 let outcome = await PeerCredentials.$current.withValue(peer) {
                     await processor.run(header, request)
@@ -197,6 +198,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
                 handler.running = nil
                 handler.busy = false
                 handler.send(outcome, context: context)
+                handler.shared.runningCalls.subtract(1, ordering: .relaxed)
                 handler.pump(context: context)
             }
         }
