@@ -247,7 +247,11 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let dir = try setUp("watchdog", config: config)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let daemon = try Daemond.start(
-            Daemond.baseFlags(dir) + ["--watchdog_memory_limit", "50", "--watchdog_delay", "0"], stderr: dir + "/stderr")
+            Daemond.baseFlags(dir) + [
+                "--watchdog_memory_limit", "50", "--watchdog_delay", "0",
+                // The hog's ~1 GB string needs SQLite's own maximum length, not the wire-sized default.
+                "--sql_max_length", "1000000000",
+            ], stderr: dir + "/stderr")
         defer { Daemond.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }

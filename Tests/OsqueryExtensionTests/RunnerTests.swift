@@ -132,8 +132,10 @@ final class CountedValue: ColumnValue {
     @Test func shutdownRPCDrainsCallsHooksDeregistersAndRemovesSocket() async throws {
         let core = try await FakeCore.start()
         let hook = Flag()
+        let started = Flag()
         let finished = Flag()
         let slow = Table("drain_t", columns: [.text("a")]) { _ in
+            started.set()
             try? await Task.sleep(for: .milliseconds(600))
             finished.set()
             return [["a": "x"]]
@@ -144,7 +146,8 @@ final class CountedValue: ColumnValue {
         let uuid = ext.uuid
         let client = core.extensionClient(uuid)
         let inFlight = Task { try await client.call(registry: "table", item: "drain_t", request: ["action": "generate"]) }
-        try await Task.sleep(for: .milliseconds(100))
+        // The call is in flight once generate runs (polled: a loaded suite may take a while).
+        for _ in 0..<500 where !started.isSet { try await Task.sleep(for: .milliseconds(10)) }
         try await core.extensionClient(uuid).shutdown()
         #expect(await ext.waitUntilStopped() == .shutdownRequested)
         let r = try await inFlight.value
