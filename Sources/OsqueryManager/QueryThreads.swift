@@ -11,10 +11,12 @@ import Synchronization
 /// other queries keep running. Before each job a thread brings its database's
 /// tables in line with the registry (`Database.refreshTables`).
 ///
-/// When every thread is busy (runaway statements, hung extension tables), a new
-/// job gets a new thread, up to four times the base count, so a few stuck
-/// callers never hold up the rest; threads beyond the base count leave after
-/// being idle for a while.
+/// When every thread has been busy for `stuckAfter` (runaway statements, hung
+/// extension tables), a waiting job gets a new thread, up to four times the base
+/// count, so a few stuck callers never hold up the rest; threads beyond the base
+/// count leave after being idle for a while. A burst of ordinary queries queues
+/// instead: each thread holds a result being built, so growing for them would
+/// multiply the memory a flood of callers can make the core hold.
 public final class QueryThreads: Sendable {
     typealias Job = @Sendable (Database) -> Void
 
@@ -29,8 +31,11 @@ public final class QueryThreads: Sendable {
         var jobs: [Queued] = []
         var stopped = false
         var nextID: UInt64 = 0
-        /// The jobs running now, with their database's interrupter.
+        /// The jobs running now, with their database's interrupter and when they started.
         var running: [UInt64: Database.Interrupter] = [:]
+        var since: [UInt64: ContinuousClock.Instant] = [:]
+        /// A later look at whether the busy threads are stuck is scheduled.
+        var recheckArmed = false
         /// Running jobs whose caller cancelled (interrupted).
         var cancelled: Set<UInt64> = []
         /// Jobs cancelled before they were queued.
@@ -49,6 +54,8 @@ public final class QueryThreads: Sendable {
     let maximumCount: Int
     /// How long a thread beyond the base count stays without a job.
     static let idleSeconds = 10.0
+    /// How long every thread must have run its job before a waiting job gets a new thread.
+    static let stuckAfter: Duration = .seconds(1)
 
     /// The error a cancelled caller's job ends with.
     static let cancelledError = EngineError(code: 9, message: "interrupted: the query was cancelled (its caller went away)")
@@ -95,21 +102,16 @@ public final class QueryThreads: Sendable {
                     }
                 }
                 let abandon: @Sendable (EngineError) -> Void = { continuation.resume(returning: .failure($0)) }
-                let (refusal, newThread) = state.withLock { s -> (EngineError?, Int?) in
-                    if s.stopped { return (EngineError(code: 1, message: "the core is shutting down"), nil) }
-                    if s.cancelledEarly.remove(id) != nil { return (Self.cancelledError, nil) }
+                let (refusal, growth) = state.withLock { s -> (EngineError?, Growth) in
+                    if s.stopped { return (EngineError(code: 1, message: "the core is shutting down"), .none) }
+                    if s.cancelledEarly.remove(id) != nil { return (Self.cancelledError, .none) }
                     s.jobs.append(Queued(id: id, job: job, abandon: abandon))
-                    // A new thread for this job, unless one is free (or about to be: a thread
-                    // being started counts as free).
-                    guard s.busy + s.jobs.count > s.threads, s.threads < maximumCount else { return (nil, nil) }
-                    s.threads += 1
-                    s.started += 1
-                    return (nil, s.started - 1)
+                    return (nil, grow(&s))
                 }
                 if let refusal {
                     abandon(refusal)
                 } else {
-                    if let newThread { startThread(index: newThread) }
+                    apply(growth)
                     wakeup.signal()
                 }
             }
@@ -119,6 +121,53 @@ public final class QueryThreads: Sendable {
         // A cancellation that came after the job was done left its id behind.
         if Task.isCancelled { state.withLock { _ = $0.cancelledEarly.remove(id) } }
         return try result.get()
+    }
+
+    enum Growth {
+        case none
+        case thread(Int)
+        case recheckLater
+    }
+
+    /// Under the lock: a new thread when jobs wait, no thread is free (a thread being started
+    /// counts as free) and every running job has run for `stuckAfter`; otherwise, while jobs
+    /// wait for busy threads, a look again later.
+    private func grow(_ s: inout State) -> Growth {
+        guard !s.stopped, s.busy + s.jobs.count > s.threads, s.threads < maximumCount else { return .none }
+        let now = ContinuousClock.now
+        if s.busy >= s.threads, !s.since.isEmpty, s.since.values.allSatisfy({ now - $0 >= Self.stuckAfter }) {
+            s.threads += 1
+            s.started += 1
+            return .thread(s.started - 1)
+        }
+        guard !s.recheckArmed else { return .none }
+        s.recheckArmed = true
+        return .recheckLater
+    }
+
+    private func apply(_ growth: Growth) {
+        switch growth {
+        case .none: break
+        case .thread(let index):
+            startThread(index: index)
+            // More may wait behind stuck threads: keep looking while they do.
+            let later = state.withLock { s -> Bool in
+                guard !s.recheckArmed, !s.stopped, s.busy + s.jobs.count > s.threads, s.threads < maximumCount else {
+                    return false
+                }
+                s.recheckArmed = true
+                return true
+            }
+            if later { apply(.recheckLater) }
+        case .recheckLater:
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(250)) { [self] in
+                let next = state.withLock { s -> Growth in
+                    s.recheckArmed = false
+                    return grow(&s)
+                }
+                apply(next)
+            }
+        }
     }
 
     /// A queued job is answered now; a running one is interrupted (under the lock, so the
@@ -136,6 +185,9 @@ public final class QueryThreads: Sendable {
         }
         abandoned?.abandon(Self.cancelledError)
     }
+
+    /// Jobs running now (tests).
+    package var runningCount: Int { state.withLock { $0.running.count } }
 
     /// Lets the threads finish their current job and exit.
     public func stop() {
@@ -163,6 +215,7 @@ public final class QueryThreads: Sendable {
                 }
                 let queued = s.jobs.removeFirst()
                 s.running[queued.id] = db.interrupter
+                s.since[queued.id] = ContinuousClock.now
                 s.busy += 1
                 return .some(queued)
             }
@@ -174,6 +227,7 @@ public final class QueryThreads: Sendable {
             db.setDeadline(seconds: 0)
             state.withLock { s in
                 s.running[queued.id] = nil
+                s.since[queued.id] = nil
                 s.cancelled.remove(queued.id)
                 s.busy -= 1
             }

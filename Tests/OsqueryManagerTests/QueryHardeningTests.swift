@@ -175,6 +175,24 @@ final class StartCount: Sendable {
     }
 
     /// Denied SQL through `query` gets SQLite's words, creates nothing, and the core serves on.
+    /// End to end: a client sends a statement that never ends (no deadline set) and goes away;
+    /// the server cancels the call and the query thread's statement is interrupted.
+    @Test(.timeLimit(.minutes(1))) func aCallerThatDisconnectsHasItsQueryInterrupted() async throws {
+        let core = try await TestCore.start("gone", flags: ["query_timeout": "0"])
+        let fd = try connectUnix(core.manager.socketPath)
+        let call = encodeMessage(MessageHeader(name: "query", type: .call, sequenceID: 1)) { w in
+            w.writeFieldBegin(.string, id: 1)
+            w.writeString(infiniteCTE)
+            w.writeFieldStop()
+        }
+        #expect(call.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == call.count)
+        #expect(await waitUntil(20) { core.manager.queries.runningCount == 1 })
+        close(fd)
+        #expect(await waitUntil(20) { core.manager.queries.runningCount == 0 })
+        #expect(try await core.client.query("select 1 as one").response == [["one": "1"]])
+        await core.stop()
+    }
+
     @Test func deniedSQLThroughTheSocket() async throws {
         let core = try await TestCore.start("denied")
         let dir = try scratchDirectory("denied")
