@@ -49,7 +49,20 @@ public final class RPCServer: Sendable {
         limits: ServerLimits = .default,
         logger: Logger = Logger(label: "osquery.rpc.server")
     ) async throws -> RPCServer {
+        try await start(path: path, service: service, limits: limits, logger: logger, ownThreads: 0)
+    }
+
+    /// As `start`, on `ownThreads` event-loop threads of its own (0: the shared group), shut
+    /// down with the server: tests that flood a server keep their load off everyone else's loops.
+    package static func start(
+        path: String,
+        service: ExtensionService,
+        limits: ServerLimits = .default,
+        logger: Logger = Logger(label: "osquery.rpc.server"),
+        ownThreads: Int
+    ) async throws -> RPCServer {
         try validateSocketPath(path)
+        let ownedGroup = ownThreads > 0 ? MultiThreadedEventLoopGroup(numberOfThreads: ownThreads) : nil
         // Through the initializer again: values set on the properties are brought into range too.
         let limits = ServerLimits(
             maxMessageSize: limits.maxMessageSize, maxDepth: limits.maxDepth, maxPipelinedCalls: limits.maxPipelinedCalls,
@@ -63,7 +76,7 @@ public final class RPCServer: Sendable {
         let channel: NIOAsyncChannel<any Channel, Never>
         do {
             // NIO's bootstrap backs off accepting on EMFILE/ENFILE and keeps the listener.
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            channel = try await ServerBootstrap(group: ownedGroup ?? MultiThreadedEventLoopGroup.singleton)
                 .childChannelOption(
                     .writeBufferWaterMark,
                     value: .init(low: ServerLimits.writeLowWater, high: ServerLimits.writeHighWater))
@@ -83,10 +96,12 @@ public final class RPCServer: Sendable {
         } catch {
             Glibc.close(fd)
             if let identity, FileIdentity(path) == identity { unlink(path) }
+            try? await ownedGroup?.shutdownGracefully()
             throw error
         }
         return RPCServer(
-            path: SharedPath(path, identity: identity), channel: channel, open: open, shared: shared, logger: logger)
+            path: SharedPath(path, identity: identity), channel: channel, open: open, shared: shared, logger: logger,
+            ownedGroup: ownedGroup)
     }
 
     private init(
@@ -94,7 +109,8 @@ public final class RPCServer: Sendable {
         channel: NIOAsyncChannel<any Channel, Never>,
         open: OpenConnections,
         shared: ServerShared,
-        logger: Logger
+        logger: Logger,
+        ownedGroup: MultiThreadedEventLoopGroup?
     ) {
         self.currentPath = currentPath
         self.open = open
@@ -111,6 +127,7 @@ public final class RPCServer: Sendable {
             }
             // Remove our own socket file, unless another server took the path since.
             currentPath.unlinkIfOurs()
+            try? await ownedGroup?.shutdownGracefully()
         }
         serveTask = Mutex(task)
         finished = task

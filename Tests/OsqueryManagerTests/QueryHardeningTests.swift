@@ -27,7 +27,8 @@ final class StartCount: Sendable {
 
 /// The query threads' side of issue 14: each caller gets a clean connection, a query stops at
 /// its deadline or when its caller goes away, and a stuck query never starves the others.
-@Suite struct QueryThreadHardeningTests {
+// Serialized: runaway statements spin every core they get.
+@Suite(.serialized) struct QueryThreadHardeningTests {
     func pool(threads: Int, timeout: String) throws -> QueryThreads {
         let flags = Flags()
         try flags.set("query_timeout", timeout)
@@ -154,7 +155,7 @@ final class StartCount: Sendable {
 }
 
 /// The same through the manager's socket: what an extension's client sees.
-@Suite struct ManagerQueryHardeningTests {
+@Suite(.serialized) struct ManagerQueryHardeningTests {
     /// Four clients send runaway queries: each gets the deadline's error, and a fifth
     /// client's `select 1` is answered.
     @Test(.timeLimit(.minutes(1))) func runawayClientsGetTheDeadlineAndOthersAreServed() async throws {

@@ -11,13 +11,14 @@ import Glibc
 
 /// Hostile peers on a server's socket (issue 14, items 8-10): each scenario is bounded by a
 /// ``ServerLimits`` bound, and the server keeps serving everyone else.
-@Suite struct ServerLimitsTests {
+// Serialized: its floods load both cores, and the suite runs beside every other.
+@Suite(.serialized) struct ServerLimitsTests {
     /// One slow call, then 30 000 calls answered at once (unknown methods): answering the
     /// queue used to recurse once per call and overflow the stack.
     @Test func thirtyThousandQueuedUnknownCallsAreAllAnswered() async throws {
         let path = tempSocketPath("deep")
         let gate = Gate()
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager(gate: gate)))
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager(gate: gate)), ownThreads: 1)
         let raw = try RawSocket(path: path)
         let count = 30_000
         var calls = request(.call(registry: "gate", item: "", request: [:]), seqid: 0)
@@ -46,7 +47,7 @@ import Glibc
     @Test func pipeliningClientThatNeverReadsIsNotReadFurther() async throws {
         let path = tempSocketPath("flood")
         let limits = ServerLimits(maxPipelinedCalls: 4)
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
         let flooder = try RawSocket(path: path)
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(flooder.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -78,7 +79,7 @@ import Glibc
     @Test func unsentRepliesOverTheBudgetCloseTheirConnections() async throws {
         let path = tempSocketPath("shed")
         let limits = ServerLimits(maxMessageSize: 1 << 20)
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
         // Calls whose replies are ~400 KB: two unread ones are over the budget.
         let one = request(.query(sql: "rows:4000"), seqid: 1)
         var flooders: [RawSocket] = []
@@ -117,7 +118,7 @@ import Glibc
             if case .options = request { return .options(bigOptions) }
             return try await ExtensionService.manager(fixture).respond(request)
         }
-        let server = try await RPCServer.start(path: path, service: service, limits: limits)
+        let server = try await RPCServer.start(path: path, service: service, limits: limits, ownThreads: 1)
         let client = ExtensionManagerClient(path: path)
         let response = try await client.query("rows:2000")
         #expect(response.status.code == 1)
@@ -141,7 +142,7 @@ import Glibc
     @Test func stalledMessageAndIdleConnectionAreClosed() async throws {
         let path = tempSocketPath("stall")
         let limits = ServerLimits(idleTimeout: .milliseconds(500), partialMessageTimeout: .milliseconds(200))
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
         let partial = try RawSocket(path: path)
         // A 1 MB string announced, 9 KB of it sent.
         var head = ThriftWriter()
@@ -164,7 +165,7 @@ import Glibc
     @Test func unfinishedMessagesShareOneBudget() async throws {
         let path = tempSocketPath("budget")
         let limits = ServerLimits(maxMessageSize: 1 << 20)
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
         var stalled: [RawSocket] = []
         for _ in 0..<6 {
             let s = try RawSocket(path: path)
@@ -229,7 +230,7 @@ import Glibc
             }
             return .response(ExtensionResponse())
         }
-        let server = try await RPCServer.start(path: path, service: service)
+        let server = try await RPCServer.start(path: path, service: service, ownThreads: 1)
         let raw = try RawSocket(path: path)
         raw.send(request(.call(registry: "table", item: "t", request: [:]), seqid: 1))
         await started.wait()

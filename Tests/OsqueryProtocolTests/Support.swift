@@ -26,7 +26,9 @@ final class RawSocket: @unchecked Sendable {  // used by one task at a time
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in path.utf8.enumerated() { raw[i] = b }
         }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        // A safety net only (a read that never ends fails the test): generous, as the full
+        // suite can hold a server's loop for seconds on two cores.
+        var tv = timeval(tv_sec: 60, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
