@@ -128,30 +128,6 @@ import Glibc
     }
 }
 
-/// A connected Unix socket (blocking; reads time out after 10 s).
-func connectUnix(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw POSIXError(.EMFILE) }
-    var addr = sockaddr_un()
-    addr.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-        for (i, b) in path.utf8.enumerated() { raw[i] = b }
-    }
-    var tv = timeval(tv_sec: 10, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-        }
-    }
-    guard rc == 0 else {
-        let code = errno
-        close(fd)
-        throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
-    }
-    return fd
-}
-
 /// True when the peer closed `fd` (a read returns end of file).
 func readEOF(_ fd: Int32) -> Bool {
     var byte: UInt8 = 0
