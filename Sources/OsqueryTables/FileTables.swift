@@ -73,8 +73,10 @@ enum PathResolver {
                 StatusLog.info("Cannot list directory \(String(decoding: base, as: UTF8.self))")
                 continue
             }
+            // `directory` is reported as the query gave it (osquery does): SQLite re-checks
+            // `directory = '/dev/'` against each row, so a trimmed '/dev' would drop them all.
             for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                out.append((base, joinPath(base, name)))
+                out.append((dir, joinPath(base, name)))
             }
         }
         return out

@@ -164,6 +164,14 @@ enum Text {}
         #expect(recursive.rows.map { $0[0] } == ["a.txt", "b.log", "link", "sub", "sub/c.txt"].map { .text(dir.path + "/" + $0) })
         let inDirectory = try db.execute("SELECT filename, type FROM file WHERE directory = '\(dir.path)' ORDER BY 1")
         #expect(inDirectory.rows == [["a.txt", "regular"], ["b.log", "regular"], ["link", "regular"], ["sub", "directory"]])
+        // A trailing slash is kept in `directory`, not in `path` (osquery's hardware-monitoring
+        // pack asks `directory = '/dev/'`); `hash` lists the same rows.
+        let slashed = try db.execute("SELECT filename, directory, path FROM file WHERE directory = '\(dir.path)/' ORDER BY 1")
+        #expect(slashed.rows.map { $0[0] } == ["a.txt", "b.log", "link", "sub"])
+        #expect(slashed.rows.allSatisfy { $0[1] == .text(dir.path + "/") })
+        #expect(slashed.rows.first?[2] == .text(dir.path + "/a.txt"))
+        let hashed = try db.execute("SELECT count(*) FROM hash WHERE directory = '\(dir.path)/'")
+        #expect(hashed.rows == [[.integer(3)]])  // the three files; a directory has no hash row
         let missing = try db.execute("SELECT * FROM file WHERE path = '\(dir.path)/nope'")
         #expect(missing.rowCount == 0)
     }
