@@ -64,6 +64,20 @@ public enum OsqueryShellMain {
         }
         StatusLog.minimumSeverity = flags.bool("verbose") ? .info : .warning
 
+        // osquery's shell checks or dumps the config and exits, as its daemon does.
+        if flags.bool("config_check") || flags.bool("config_dump") {
+            let plugin = flags.string("config_plugin")
+            guard plugin == "filesystem" else {
+                io.err("Error: config plugin \(plugin) is not available\n")
+                return 78
+            }
+            let source = FilesystemConfigSource(path: flags.string("config_path"))
+            if flags.bool("config_check") {
+                return ConfigCommands.check(flags: flags, source: source, err: { io.err($0 + "\n") })
+            }
+            return ConfigCommands.dump(flags: flags, source: source, out: io.out, err: { io.err($0 + "\n") })
+        }
+
         BuiltinTables.register(into: registry, flags: flags)
         // The shell has no schedule; the tables exist (empty), as in osqueryi.
         ScheduleTables.register(into: registry, scheduler: nil, packs: nil)

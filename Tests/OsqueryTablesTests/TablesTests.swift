@@ -128,11 +128,16 @@ enum Text {}
         let (db, _, _) = try makeTablesDatabase()
         let r = try db.execute("SELECT pid FROM processes WHERE pid IN (1, \(getpid()), 999999999) ORDER BY pid")
         #expect(r.rows == [[1], [.integer(Int64(getpid()))]])
-        let all = try db.execute("SELECT count(*) FROM processes")
-        let procCount = (FileIO.listDirectoryNames("/proc") ?? []).filter { Int($0) != nil }.count
-        if case .integer(let n) = all[0, 0] {
-            #expect(abs(Int(n) - procCount) <= 5, "processes \(n) vs /proc \(procCount)")
+        // Other tests start and end processes meanwhile: a few tries, one close match suffices.
+        var seen: [(table: Int, proc: Int)] = []
+        for _ in 0..<5 {
+            let all = try db.execute("SELECT count(*) FROM processes")
+            let procCount = (FileIO.listDirectoryNames("/proc") ?? []).filter { Int($0) != nil }.count
+            guard case .integer(let n) = all[0, 0] else { break }
+            seen.append((Int(n), procCount))
+            if abs(Int(n) - procCount) <= 5 { break }
         }
+        #expect(seen.contains { abs($0.table - $0.proc) <= 5 }, "processes vs /proc: \(seen)")
     }
 
     @Test func usersGroupsAndMembership() throws {
