@@ -284,7 +284,7 @@ struct CoreRun {
         } else {
             rec.check("core.osquery_extensions.sdk-swap", "§6 #43 §5", sdk.rows == [["sdk_version": ""]],
                       expected: "min_sdk_version 9.9.9 (osquery's swap) or sdk_version \"\" as registered", seen: "\(sdk)",
-                      differs: "sdk_version shows the registered sdk_version, not min_sdk_version (CONTRIBUTING.md)")
+                      differs: "sdk_version shows the registered sdk_version, not min_sdk_version (docs/differences-from-osquery.md)")
         }
 
         let dr = await deregister(uuid)
@@ -353,7 +353,7 @@ struct CoreRun {
                 rec.check("core.call.unknown-registry-empty-item", "§2.3",
                           status?[field: 1] == .i32(1) && status?[field: 2] == .string("Unknown registry requested: cfx_reg"),
                           expected: "T_EXCEPTION (osquery) or {1, \"Unknown registry requested: cfx_reg\"}", seen: reply.map { "\($0)" } ?? "none",
-                          differs: "a status instead of a Thrift exception, so the caller's transport survives (CONTRIBUTING.md)")
+                          differs: "a status instead of a Thrift exception, so the caller's transport survives (docs/differences-from-osquery.md)")
             }
         } catch { rec.fail("core.call.unknown-registry-empty-item", "§2.3", "\(error)") }
     }

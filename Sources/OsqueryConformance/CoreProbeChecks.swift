@@ -57,7 +57,7 @@ extension CoreRun {
             rec.add(CheckResult(id: "core.probe.pre-ping", status: .pass, cite: "§1.4 §6 #17"))
         } else {
             rec.add(CheckResult(id: "core.probe.pre-ping", status: .pass, cite: "§1.4 §6 #17",
-                                differsOnPurpose: "no ping before each call; the call has its own deadline (CONTRIBUTING.md)"))
+                                differsOnPurpose: "no ping before each call; the call has its own deadline (docs/differences-from-osquery.md)"))
         }
         let ctx = probe.contexts.first
         let names = (ctx?["constraints"] as? [[String: Any]])?.compactMap { $0["name"] as? String }

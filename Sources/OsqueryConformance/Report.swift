@@ -15,7 +15,7 @@ public struct CheckResult: Sendable {
     public var cite: String
     /// On failure: what was expected and what was seen. On a skip: why.
     public var detail: String
-    /// Set when the target behaves as our deliberate deviation from osquery (CONTRIBUTING.md).
+    /// Set when the target behaves as our deliberate deviation from osquery (docs/differences-from-osquery.md).
     public var differsOnPurpose: String?
 
     public init(id: String, status: CheckStatus, cite: String, detail: String = "", differsOnPurpose: String? = nil) {
