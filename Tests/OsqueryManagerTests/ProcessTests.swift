@@ -24,6 +24,18 @@ enum Real {
         ["--disable_watchdog", "--ephemeral", "--logger_path", dir + "/logs", "--config_path", dir + "/osquery.conf"]
     }
 
+    /// osqueryd with `args` and `daemonBase(dir)`, its stderr in `dir/stderr` (returned as `log`).
+    static func startDaemon(dir: String, _ args: [String]) throws -> (daemon: Process, log: String) {
+        let log = dir + "/stderr"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: try binary("osqueryd"))
+        daemon.arguments = args + daemonBase(dir)
+        daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try daemon.run()
+        return (daemon, log)
+    }
+
     static func requirePeers() throws {
         for path in [pythonExtension, cppClient, repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
             throw RealError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
@@ -224,14 +236,8 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         let dir = try scratchDirectory("require")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
-        let log = dir + "/stderr"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
-        daemon.arguments = ["--extensions_socket", socket, "--extensions_require", "missing", "--extensions_timeout", "1"]
-            + Real.daemonBase(dir)
-        daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        try daemon.run()
+        let (daemon, log) = try Real.startDaemon(
+            dir: dir, ["--extensions_socket", socket, "--extensions_require", "missing", "--extensions_timeout", "1"])
         defer { if daemon.isRunning { daemon.terminate() } }
         #expect(await waitUntil(20) { (try? await Real.cpp(["extensions", socket])) != nil })
         #expect(await waitUntil(5) {

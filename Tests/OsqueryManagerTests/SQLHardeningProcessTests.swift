@@ -15,13 +15,7 @@ import Testing
         let dir = try scratchDirectory("sqlguard")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
-        let log = dir + "/stderr"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
-        daemon.arguments = ["--extensions_socket", socket, "--query_timeout", "1"] + Real.daemonBase(dir)
-        daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        try daemon.run()
+        let (daemon, log) = try Real.startDaemon(dir: dir, ["--extensions_socket", socket, "--query_timeout", "1"])
         defer { if daemon.isRunning { daemon.terminate() } }
         #expect(await waitUntil(20) { (try? await Real.cpp(["extensions", socket])) != nil })
 
