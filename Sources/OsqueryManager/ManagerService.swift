@@ -317,8 +317,8 @@ public final class ManagerService: ExtensionManagerHandler {
         if let refused = refusal("run queries") { return ExtensionResponse(status: refused) }
         let text = sql.lossyString
         let nullValue = ThriftString(flags.string("nullvalue"))
-        let limit = flags.uint("extensions_max_message_size") == 0
-            ? ThriftLimits.default.maxMessageSize : Int(clamping: flags.uint("extensions_max_message_size"))
+        // The socket's own limit: a reply past it could never be sent.
+        let limit = ExtensionManager.serverLimits(flags).maxMessageSize
         do {
             // Rows are encoded on the query thread straight from SQLite: no typed result set,
             // no map per row.
