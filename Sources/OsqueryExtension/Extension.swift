@@ -117,7 +117,8 @@ public final class Extension: Sendable {
         var core: OsqueryClient?
         var server: RPCServer?
         var liveness: Task<Void, Never>?
-        var signalSources = SignalSources()
+        var startup: Task<Void, any Error>?
+        var earlyStop: StopReason?
         var running = false
         var stopReason: StopReason?
         var finished: [CheckedContinuation<StopReason, Never>] = []
@@ -208,15 +209,43 @@ public final class Extension: Sendable {
         router.onShutdownRPC = { [weak self] in self?.stopSink.yield(.shutdownRequested) }
 
         let waitFor: Duration = options.supervised ? .seconds(86400 * 365) : .seconds(max(options.timeout, 0.2))
-        do {
-            try await core.waitUntilAvailable(timeout: waitFor)
-        } catch {
-            throw ExtensionError.coreUnavailable("\(error)")
+        // Signals are taken from before the wait for the core: one that arrives while we
+        // wait or register ends the start-up instead of killing us half-registered.
+        let startLogger = logger
+        let startup = Task { @Sendable [self] () async throws -> Void in
+            do {
+                try await core.waitUntilAvailable(timeout: waitFor)
+            } catch {
+                throw ExtensionError.coreUnavailable("\(error)")
+            }
+            try await registerAndListen(core: core, logger: startLogger)
         }
-        try await registerAndListen(core: core, logger: logger)
-        if signals { installSignalHandlers() }
+        state.withLock { $0.startup = startup }
+        if signals {
+            StopSignals.add(self) { [weak self] sig in self?.requestStop(.signal(sig)) }
+        }
+        let outcome = await startup.result
+        let early = state.withLock { s -> StopReason? in
+            s.startup = nil
+            return s.earlyStop
+        }
+        if case .failure(let error) = outcome {
+            if signals { StopSignals.remove(self) }
+            guard let early else { throw error }
+            // Stopped before it served anything: nothing to deregister or drain.
+            logger.notice("stopping \(name) before it registered: \(early)")
+            let waiters = state.withLock { s -> [CheckedContinuation<StopReason, Never>] in
+                s.running = false
+                s.stopReason = early
+                defer { s.finished = [] }
+                return s.finished
+            }
+            for w in waiters { w.resume(returning: early) }
+            return
+        }
         let liveness = Task { [weak self] () -> Void in await self?.livenessLoop() }
         state.withLock { $0.liveness = liveness }
+        if let early { stopSink.yield(early) }
         Task { [weak self] in
             guard let self else { return }
             for await reason in self.stopStream {
@@ -226,8 +255,18 @@ public final class Extension: Sendable {
         }
     }
 
+    /// A stop during start-up cancels the start-up; after it, the stop goes to the shutdown task.
+    func requestStop(_ reason: StopReason) {
+        let startup = state.withLock { s -> Task<Void, any Error>? in
+            guard let startup = s.startup else { return nil }
+            if s.earlyStop == nil { s.earlyStop = reason }
+            return startup
+        }
+        if let startup { startup.cancel() } else { stopSink.yield(reason) }
+    }
+
     /// Asks the extension to stop gracefully (as SIGTERM does).
-    public func stop() { stopSink.yield(.stopped) }
+    public func stop() { requestStop(.stopped) }
 
     /// Waits until the extension has stopped and cleaned up.
     public func waitUntilStopped() async -> StopReason {
@@ -392,27 +431,6 @@ public final class Extension: Sendable {
         }
     }
 
-    func installSignalHandlers() {
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [weak self] in self?.stopSink.yield(.signal(sig)) }
-            source.resume()
-            sources.append(source)
-        }
-        let box = SignalSources(sources: sources)
-        state.withLock { $0.signalSources = box }
-        // A parent may have started us with these signals blocked (a process
-        // spawned from a Swift worker thread inherits that thread's mask); a
-        // blocked signal would never reach the handlers above.
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        sigaddset(&unblock, SIGTERM)
-        sigaddset(&unblock, SIGINT)
-        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-    }
-
     /// Stops accepting calls, deregisters, drains in-flight calls, runs every plugin's
     /// shutdown hook, stops the server (removing its socket file).
     func shutdown(_ reason: StopReason) async {
@@ -450,19 +468,13 @@ public final class Extension: Sendable {
         let waiters = state.withLock { s -> [CheckedContinuation<StopReason, Never>] in
             s.running = false
             s.stopReason = reason
-            s.signalSources.sources.forEach { $0.cancel() }
-            s.signalSources = SignalSources()
             defer { s.finished = [] }
             return s.finished
         }
+        StopSignals.remove(self)
         logger.notice("stopped \(name)")
         for w in waiters { w.resume(returning: reason) }
     }
-}
-
-/// Dispatch signal sources, only touched under the state lock.
-struct SignalSources: @unchecked Sendable {
-    var sources: [any DispatchSourceSignal] = []
 }
 
 /// Routes the core's calls to plugins; answers pings; counts in-flight calls for draining.

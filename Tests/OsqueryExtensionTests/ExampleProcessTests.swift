@@ -228,6 +228,31 @@ struct ExampleProcessTests {
         again.kill9()
     }
 
+    /// A SIGTERM while the extension waits for its core ends the wait with a clean exit
+    /// (the handlers are in place before the wait; they used to come after registration,
+    /// so a signal then killed the extension half-started or, ignored, was lost).
+    @Test func sigtermWhileWaitingForTheCoreExitsCleanly() async throws {
+        let socket = tempSocket()
+        let dir = try #require(productsDir)
+        // No core at `socket`: the extension would wait 30 s for one.
+        let ext = try Child(dir + "/example-pressure-table", ["--socket", socket, "--timeout", "30"])
+        let bits: UInt64 = (1 << (UInt64(SIGTERM) - 1)) | (1 << (UInt64(SIGINT) - 1))
+        let caught = await eventually {
+            let status = (try? String(contentsOfFile: "/proc/\(ext.pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") } ?? ""
+            let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) ?? 0
+            return mask & bits == bits
+        }
+        #expect(caught, "the extension never took SIGTERM/SIGINT while waiting for its core")
+        ext.signal(SIGTERM)
+        let status = await ext.wait(timeout: .seconds(20))
+        ext.kill9()
+        #expect(status == 0, "stderr: \(ext.stderrText)")
+        #expect(ext.process.terminationReason == .exit)
+        let left = try FileManager.default.contentsOfDirectory(atPath: (socket as NSString).deletingLastPathComponent)
+        #expect(left.isEmpty)
+    }
+
     @Test func extensionExitsWhenTheCoreDisappears() async throws {
         let manager = try await Manager(.reference)
         let ext = try launch("example-writable-table", socket: manager.socket)
