@@ -161,7 +161,7 @@ let package = Package(
                 "OsqueryManager", "OsqueryEngine", "OsqueryTables",
                 // Built with the tests so the process tests can run them.
                 "example-pressure-table", "example-writable-table", "example-jsonl-logger", "example-config",
-                "example-distributed", "example-query",
+                "example-distributed", "example-query", "alloc-count",
             ],
             swiftSettings: strict
         ),
@@ -176,6 +176,14 @@ let package = Package(
             name: "sdk-bench",
             dependencies: ["OsqueryExtension", "OsqueryExtensionTesting", "OsqueryManager", "OsqueryEngine", "OsqueryTables"],
             path: "Benchmarks/ExtensionBench",
+            swiftSettings: strict
+        ),
+        // Allocation counts per 100 000 rows (AllocationCountTests runs it): a malloc that counts.
+        .target(name: "CAllocCounter", path: "Benchmarks/CAllocCounter"),
+        .executableTarget(
+            name: "alloc-count",
+            dependencies: ["CAllocCounter", "OsqueryExtension", "OsqueryManager", "OsqueryEngine"],
+            path: "Benchmarks/AllocCount",
             swiftSettings: strict
         ),
         // Protocol conformance kit (issue 6): independent of the core and the SDK it checks.

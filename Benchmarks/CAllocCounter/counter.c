@@ -1,0 +1,52 @@
+// Counts every heap allocation of the process that links it: this file defines malloc and
+// its siblings, so the dynamic linker binds every library's calls here, and each forwards
+// to glibc's own entry point. Only the `alloc-count` executable links it.
+#include <stddef.h>
+#include <stdatomic.h>
+#include <errno.h>
+#include "CAllocCounter.h"
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+static _Atomic uint64_t allocations;
+
+static inline void count(void) { atomic_fetch_add_explicit(&allocations, 1, memory_order_relaxed); }
+
+uint64_t alloc_counter_allocations(void) { return atomic_load_explicit(&allocations, memory_order_relaxed); }
+
+void *malloc(size_t size) {
+    count();
+    return __libc_malloc(size);
+}
+
+void *calloc(size_t n, size_t size) {
+    count();
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t size) {
+    count();
+    return __libc_realloc(p, size);
+}
+
+void *memalign(size_t alignment, size_t size) {
+    count();
+    return __libc_memalign(alignment, size);
+}
+
+void *aligned_alloc(size_t alignment, size_t size) {
+    count();
+    return __libc_memalign(alignment, size);
+}
+
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
+    count();
+    void *p = __libc_memalign(alignment, size);
+    if (p == NULL) return ENOMEM;
+    *out = p;
+    return 0;
+}
