@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Module map (see CONTRIBUTING.md): dependencies point one way.
+// Module map (see docs/architecture.md): dependencies point one way.
 //   ThriftCodec      Thrift binary protocol, no knowledge of osquery, no dependencies.
 //   OsqueryProtocol  the IDL's types, typed clients and a server on Unix sockets (SwiftNIO).
 // The SDK and the core both sit on OsqueryProtocol and never import each other.
