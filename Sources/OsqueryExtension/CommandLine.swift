@@ -34,24 +34,24 @@ public struct ExtensionOptions: ParsableArguments, Sendable {
     @Flag(name: .customLong("list"), help: "List the plugins this extension provides and exit.")
     public var listPlugins: Bool = false
 
-    /// Overrides ``ServerLimits/maxMessageSize`` of ``ExtensionConfiguration/serverLimits``
+    /// Overrides `ServerLimits.maxMessageSize` of ``ExtensionConfiguration/serverLimits``
     /// (the core's flag of the same name).
     @Option(name: .customLong("extensions_max_message_size"), help: "Largest message in bytes the extension accepts or sends.")
     public var maxMessageSize: Int?
 
-    /// Overrides ``ServerLimits/maxPipelinedCalls``.
+    /// Overrides `ServerLimits.maxPipelinedCalls`.
     @Option(name: .customLong("extensions_max_pipelined_calls"), help: "Calls queued per connection before it is no longer read.")
     public var maxPipelinedCalls: Int?
 
-    /// Overrides ``ServerLimits/idleTimeout``, in seconds.
+    /// Overrides `ServerLimits.idleTimeout`, in seconds.
     @Option(name: .customLong("extensions_idle_timeout"), help: "Seconds a connection may stay open with no call.")
     public var idleTimeout: Int?
 
-    /// Overrides ``ServerLimits/partialMessageTimeout``, in seconds.
+    /// Overrides `ServerLimits.partialMessageTimeout`, in seconds.
     @Option(name: .customLong("extensions_partial_message_timeout"), help: "Seconds a message may take to arrive, or a reply to be read.")
     public var partialMessageTimeout: Int?
 
-    /// Overrides ``ServerLimits/maxConnections``.
+    /// Overrides `ServerLimits.maxConnections`.
     @Option(name: .customLong("extensions_max_connections"), help: "Connections served at once.")
     public var maxConnections: Int?
 

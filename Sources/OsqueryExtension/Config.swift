@@ -11,7 +11,9 @@ public struct ConfigPlugin: ExtensionPlugin {
 
     public var registry: String { "config" }
 
+    /// A config plugin named `name`.
     /// - Parameters:
+    ///   - name: the plugin's name (what `--config_plugin` names).
     ///   - genConfig: source name → config JSON text.
     ///   - genPack: pack name and its value in the config → pack JSON text (nil: packs unsupported).
     public init(

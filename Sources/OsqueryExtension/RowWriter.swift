@@ -20,7 +20,7 @@ import Musl
 /// Values are given in the order the columns were declared (fewer values leave the last columns
 /// NULL, as does an `Optional` that is nil). Only the columns the query uses are sent, and a
 /// value is turned into text only when its column is sent. The table's ``TableLimits`` apply as
-/// the rows are written: once a budget is passed, ``add(_:)`` returns false and takes no more
+/// the rows are written: once a budget is passed, `add(_:)` returns false and takes no more
 /// rows, and the core gets the budget's error, so a loop can stop early:
 /// `guard rows.add(…) else { break }`.
 public struct RowWriter: ~Copyable {
@@ -157,7 +157,7 @@ public struct RowWriter: ~Copyable {
     }
 
     /// Adds a row given by column names (the same rows a table's `[Row]` generate returns);
-    /// keys that are no column are left out. Returns false as ``add(_:)`` does.
+    /// keys that are no column are left out. Returns false as `add(_:)` does.
     @discardableResult
     public mutating func add(_ row: Row) -> Bool {
         guard beginRow() else { return false }
@@ -224,7 +224,7 @@ public struct RowWriter: ~Copyable {
 // from another module is walked at run time, each value copied and written through its type's
 // metadata (about 20 ns a value); these are specialized into plain calls in the caller.
 extension RowWriter {
-    /// ``add(_:)`` for 1 value: the same row, written without a parameter pack.
+    /// `add(_:)` for 1 value: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue>(_ v0: V0) -> Bool {
@@ -233,7 +233,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 2 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 2 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue>(_ v0: V0, _ v1: V1) -> Bool {
@@ -242,7 +242,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 3 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 3 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2) -> Bool {
@@ -251,7 +251,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 4 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 4 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3) -> Bool {
@@ -260,7 +260,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 5 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 5 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4) -> Bool {
@@ -269,7 +269,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 6 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 6 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5) -> Bool {
@@ -278,7 +278,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 7 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 7 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6) -> Bool {
@@ -287,7 +287,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 8 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 8 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7) -> Bool {
@@ -296,7 +296,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 9 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 9 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8) -> Bool {
@@ -305,7 +305,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 10 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 10 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9) -> Bool {
@@ -314,7 +314,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 11 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 11 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10) -> Bool {
@@ -323,7 +323,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 12 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 12 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11) -> Bool {
@@ -332,7 +332,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 13 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 13 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12) -> Bool {
@@ -341,7 +341,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 14 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 14 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13) -> Bool {
@@ -350,7 +350,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 15 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 15 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue, V14: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13, _ v14: V14) -> Bool {
@@ -359,7 +359,7 @@ extension RowWriter {
         return finishRow()
     }
 
-    /// ``add(_:)`` for 16 values: the same row, written without a parameter pack.
+    /// `add(_:)` for 16 values: the same row, written without a parameter pack.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue, V14: ColumnValue, V15: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13, _ v14: V14, _ v15: V15) -> Bool {
