@@ -116,6 +116,17 @@ public final class Daemon: Sendable {
             source.resume()
             sources.append(source)
         }
+        // libdispatch installs its handler when the source's registration reaches its
+        // manager thread, after resume() returns; unblocking before that would let a
+        // signal meet the default action (SIGTERM, SIGHUP: death without cleanup).
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(2)
+        for signo in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
+            var action = sigaction()
+            while sigaction(signo, nil, &action) == 0, action.__sigaction_handler.sa_handler == nil, clock.now < deadline {
+                usleep(500)
+            }
+        }
         // A parent may have started us with these signals blocked.
         pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         return sources

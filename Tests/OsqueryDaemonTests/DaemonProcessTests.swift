@@ -144,6 +144,34 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
 
     /// Differential results line by line across runs that add and remove rows,
     /// and across a restart (the baseline and counter survive it).
+    /// A SIGTERM that is already pending when the worker sets up its signal sources (sent
+    /// while blocked, as by a parent starting it) stops it cleanly: unblocked before
+    /// libdispatch had installed its handler, it met the default action and killed the worker.
+    @Test func sigtermPendingAtStartStopsTheWorkerCleanly() async throws {
+        let dir = try setUp("pending-sigterm", config: Self.filesConfig)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [
+            "-c",
+            """
+            import os, signal, sys
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.execv(sys.argv[1], sys.argv[1:])
+            """,
+            try Daemond.binary("osqueryd"), "--disable_watchdog", "--ephemeral",
+        ] + Daemond.baseFlags(dir)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let exited = await waitUntil(60) { !p.isRunning }
+        if !exited { kill(p.processIdentifier, SIGKILL) }
+        _ = try await offPool { p.waitUntilExit() }
+        #expect(exited)
+        #expect(p.terminationReason == .exit)
+        #expect(p.terminationStatus == 0)
+    }
+
     @Test func scheduledQueryLogsOnlyWhatChanged() async throws {
         let dir = try setUp("diff", config: Self.filesConfig)
         defer { try? FileManager.default.removeItem(atPath: dir) }
