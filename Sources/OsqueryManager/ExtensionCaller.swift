@@ -54,19 +54,23 @@ public struct ExtensionCaller: Sendable {
 
     /// Extensions register before they listen (osquery's SDKs all do), so a
     /// call right after registration can find no socket yet. Those two errors
-    /// mean nothing was sent, so the call is retried for up to a second.
+    /// mean nothing was sent, so the call is retried for up to `connectRetryWindow`
+    /// of wall-clock time: on a loaded machine an extension can take over a second
+    /// between its registration's reply and its listen.
+    static let connectRetryWindow = Duration.seconds(3)
+
     static func retryingConnect<T>(_ body: () async throws(RPCClientError) -> T) async throws(RPCClientError) -> T {
+        let clock = ContinuousClock()
+        let deadline = clock.now + connectRetryWindow
         var delay = Duration.milliseconds(10)
-        var waited = Duration.zero
         while true {
             do {
                 return try await body()
             } catch {
                 switch error {
                 case .noSocket, .connectionRefused:
-                    guard waited < .seconds(1) else { throw error }
+                    guard clock.now < deadline else { throw error }
                     try? await Task.sleep(for: delay)
-                    waited += delay
                     delay = min(delay * 2, .milliseconds(200))
                 default:
                     throw error
