@@ -236,6 +236,10 @@ package final class AutoTable: TablePlugin {
         }
         guardState.pointee.deadline_ns = scan.timeoutSeconds > 0 ? osq_monotonic_ns() + Int64(clamping: scan.timeoutSeconds) * 1_000_000_000 : 0
         for path in AutoTables.resolvePaths(definition.path) {
+            // The progress handler only runs inside SQLite; many files that each fail fast
+            // (not databases) are bounded here.
+            let deadline = guardState.pointee.deadline_ns
+            if deadline != 0 && osq_monotonic_ns() >= deadline { throw timedOut(scan) }
             try read(path, into: &rows, scan: &scan, guardState: guardState)
         }
         return rows
