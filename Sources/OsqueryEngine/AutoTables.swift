@@ -263,6 +263,7 @@ package final class AutoTable: TablePlugin {
     /// Opens `path` read-only and immutable, as a URI so that no character of the path can
     /// add a parameter.
     static func open(_ path: [UInt8]) -> (OpaquePointer?, Int32) {
+        let hex = Array("0123456789ABCDEF".unicodeScalars)
         var uri = "file://"
         for byte in path {
             switch byte {
@@ -270,7 +271,6 @@ package final class AutoTable: TablePlugin {
                 UInt8(ascii: "/"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
                 uri.unicodeScalars.append(Unicode.Scalar(byte))
             default:
-                let hex = Array("0123456789ABCDEF".unicodeScalars)
                 uri.unicodeScalars.append("%")
                 uri.unicodeScalars.append(hex[Int(byte >> 4)])
                 uri.unicodeScalars.append(hex[Int(byte & 0xF)])

@@ -1,7 +1,46 @@
 import CSQLite
 import Foundation
+import OsqueryDaemon
+import OsqueryEngine
 import ProtocolFixture
+import Synchronization
 import Testing
+
+/// Two config sources given as text.
+struct TextConfigSource: ConfigSource {
+    var name: String { "text" }
+    let texts: [(name: String, text: String)]
+    func genConfig() throws(DaemonError) -> [(name: String, text: String)] { texts }
+    func genPack(name: String, value: String) throws(DaemonError) -> String { "" }
+}
+
+/// How `auto_table_construction` is read from the config's sources.
+@Suite struct AutoTableConfigTests {
+    @Test func entriesAreReadAsOsqueryReadsThemAndALaterSourceWins() throws {
+        let first = """
+            {"auto_table_construction": {
+              "a_atc": {"query": "SELECT 1", "path": "/x.db", "columns": ["one", 2, "three"]},
+              "b_atc": {"query": "SELECT 1", "path": "/x.db", "columns": ["one"], "platform": "darwin"},
+              "c_atc": {"path": "/x.db", "columns": "one"},
+              "not_an_object": 5
+            }}
+            """
+        let second = #"{"auto_table_construction": {"a_atc": {"query": "SELECT 2", "path": "/y.db", "columns": ["two"], "platform": "posix"}}}"#
+        let warnings = Mutex<[String]>([])
+        let loader = ConfigLoader(source: TextConfigSource(texts: [("1", first), ("2", second)]), flags: Flags()) { _, message in
+            warnings.withLock { $0.append(message) }
+        }
+        let config = try loader.load()
+        #expect(config.autoTables == [
+            AutoTableDefinition(name: "a_atc", query: "SELECT 2", path: "/y.db", columns: ["two"], platform: "posix"),
+            AutoTableDefinition(name: "b_atc", query: "SELECT 1", path: "/x.db", columns: ["one"], platform: "darwin"),
+            AutoTableDefinition(name: "c_atc", query: "", path: "/x.db", columns: nil),
+        ])
+        #expect(config.bySource["1"]?.autoTables.first?.columns == ["one", "three"])
+        #expect(warnings.withLock { $0 }.contains { $0.contains("ATC Table: a_atc is misconfigured. (non-string column)") })
+        #expect(config.hostAutoTables.map(\.name) == ["a_atc", "c_atc"])
+    }
+}
 
 /// `auto_table_construction` in the real osqueryd: scheduled queries read the tables, and a
 /// reloaded config replaces and removes them.
