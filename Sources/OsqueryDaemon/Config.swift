@@ -52,6 +52,8 @@ public struct SourceConfig: Sendable, Equatable {
     public var fileAccesses: [String] = []
     /// `events` (e.g. `disable_subscribers`), when the source has it.
     public var events: [String: [String]]?
+    /// `auto_table_construction`, in the source's order.
+    package var autoTables: [AutoTableDefinition] = []
     /// Problems osquery skips over, each naming the source, line and key.
     public var warnings: [String] = []
 
@@ -65,7 +67,8 @@ public struct SourceConfig: Sendable, Equatable {
             && a.decorators == b.decorators && a.views.map(\.name) == b.views.map(\.name)
             && a.views.map(\.sql) == b.views.map(\.sql) && a.filePaths == b.filePaths
             && a.filePathsQuery == b.filePathsQuery && a.excludePaths == b.excludePaths
-            && a.fileAccesses == b.fileAccesses && a.events == b.events && a.warnings == b.warnings
+            && a.fileAccesses == b.fileAccesses && a.events == b.events && a.autoTables == b.autoTables
+            && a.warnings == b.warnings
     }
 }
 
@@ -99,6 +102,8 @@ public struct DaemonConfig: Sendable {
     public let fileAccesses: [String]
     /// `events` of the last source that has it.
     public let events: [String: [String]]
+    /// ATC tables of every source, by name; a later source's definition wins.
+    package let autoTables: [AutoTableDefinition]
     /// Every source's warnings, in source order.
     public let warnings: [String]
 
@@ -118,6 +123,8 @@ public struct DaemonConfig: Sendable {
         var excludePaths: [String: [String]] = [:]
         var accesses = Set<String>()
         var events: [String: [String]] = [:]
+        var autoTables: [AutoTableDefinition] = []
+        var autoTableIndex: [String: Int] = [:]
         var warnings: [String] = []
         for name in order {
             guard let s = bySource[name] else { continue }
@@ -138,6 +145,14 @@ public struct DaemonConfig: Sendable {
             for (k, v) in s.excludePaths { excludePaths[k] = v }
             accesses.formUnion(s.fileAccesses)
             if let e = s.events { events = e }
+            for table in s.autoTables {
+                if let i = autoTableIndex[table.name] {
+                    autoTables[i] = table
+                } else {
+                    autoTableIndex[table.name] = autoTables.count
+                    autoTables.append(table)
+                }
+            }
             warnings += s.warnings
         }
         self.options = options
@@ -149,7 +164,23 @@ public struct DaemonConfig: Sendable {
         self.excludePaths = excludePaths
         self.fileAccesses = accesses.sorted()
         self.events = events
+        self.autoTables = autoTables
         self.warnings = warnings
+    }
+
+    /// The ATC tables of this host's platform (osquery's `checkPlatform`, as for packs).
+    package var hostAutoTables: [AutoTableDefinition] {
+        autoTables.filter { table in
+            if PackFilters.platformMatches(table.platform) { return true }
+            StatusLog.info("ATC table: Skipping \(table.name) because platform doesn't match")
+            return false
+        }
+    }
+
+    /// Registers this host's ATC tables in `registry` and removes the ones this config no
+    /// longer names (osquery does it on each config update, for the shell and the daemon).
+    package func registerAutoTables(registry: PluginRegistry, flags: Flags) {
+        AutoTables.apply(hostAutoTables, registry: registry, flags: flags)
     }
 
     /// Packs that may run on this host: pack-level shard, platform and version
@@ -307,7 +338,7 @@ struct SourceParser {
         return out
     }
 
-    /// The other config parsers: decorators, views, file paths, events.
+    /// The other config parsers: decorators, views, file paths, events, ATC.
     func parseSections(_ root: ConfigValue, into out: inout SourceConfig, warn: (ConfigValue, String) -> Void) {
         for key in ["options", "decorators", "views", "file_paths", "file_paths_query", "exclude_paths", "file_accesses", "events"] {
             if let v = root[key], !v.isNull, v.members == nil, v.elements == nil {
@@ -347,6 +378,42 @@ struct SourceParser {
             }
             out.events = e
         }
+        if let tables = root["auto_table_construction"]?.members {
+            out.autoTables = SourceParser.autoTables(tables, warn: warn)
+        }
+    }
+
+    /// `auto_table_construction` entries as osquery reads them: a non-object entry is skipped,
+    /// a missing or non-string `query`, `path` or `platform` is empty, a non-string column is
+    /// dropped with a warning. The rest is checked when the tables are registered.
+    static func autoTables(_ members: [ConfigValue.Member], warn: (ConfigValue, String) -> Void) -> [AutoTableDefinition] {
+        var out: [AutoTableDefinition] = []
+        var index: [String: Int] = [:]
+        for m in members {
+            guard m.value.members != nil else { continue }
+            var columns: [String]?
+            if let items = m.value["columns"]?.elements {
+                columns = []
+                for item in items {
+                    guard let column = item.string else {
+                        warn(item, "ATC Table: \(m.key) is misconfigured. (non-string column)")
+                        continue
+                    }
+                    columns?.append(column)
+                }
+            }
+            let table = AutoTableDefinition(
+                name: m.key, query: m.value["query"]?.string ?? "", path: m.value["path"]?.string ?? "",
+                columns: columns, platform: m.value["platform"]?.string ?? "")
+            // A repeated name: the last definition wins (a JSON object keeps one value per key).
+            if let i = index[m.key] {
+                out[i] = table
+            } else {
+                index[m.key] = out.count
+                out.append(table)
+            }
+        }
+        return out
     }
 
     static func categories(_ value: ConfigValue?, key: String, skipEmpty: Bool, warn: (ConfigValue, String) -> Void) -> [String: [String]] {

@@ -267,12 +267,14 @@ public final class Daemon: Sendable {
 final class DaemonConfiguration: Sendable {
     let loader: ConfigLoader
     let flags: Flags
+    let registry: PluginRegistry
     let discovery: PackDiscovery
     private let state = Mutex<(nextRefresh: Double, active: [String])>((0, []))
 
     init(source: any ConfigSource, flags: Flags, registry: PluginRegistry) {
         self.loader = ConfigLoader(source: source, flags: flags)
         self.flags = flags
+        self.registry = registry
         let database = DiscoveryDatabase(registry: registry, flags: flags)
         self.discovery = PackDiscovery(refreshInterval: { flags.uint("pack_refresh_interval") }) { sql in
             database.hasRows(sql)
@@ -291,7 +293,10 @@ final class DaemonConfiguration: Sendable {
             } else {
                 changed = try loader.refresh() != nil
             }
-            if changed { discovery.reset() }
+            if changed {
+                discovery.reset()
+                loader.current?.registerAutoTables(registry: registry, flags: flags)
+            }
         } catch {
             failed = true
             StatusLog.error("Error reading config: \(error.message)")

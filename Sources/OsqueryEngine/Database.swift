@@ -126,7 +126,7 @@ public final class Database {
     private var deadlineSeconds: Double = 0
     /// The registry generation the attached tables reflect.
     private var syncedGeneration: UInt64
-    /// Which plugin instance each extension table was attached with.
+    /// Which plugin instance each replaceable (extension or ATC) table was attached with.
     private var extensionInstances: [String: ObjectIdentifier] = [:]
 
     /// Open an in-memory database and attach the registry's tables
@@ -159,7 +159,7 @@ public final class Database {
             if disabled.contains(name) { continue }
             if !enabled.isEmpty && !enabled.contains(name) { continue }
             try attach(table, defaultIndex: defaultIndex)
-            if table.isExtension { extensionInstances[name] = ObjectIdentifier(table as AnyObject) }
+            if let instance = Database.replaceableInstance(table) { extensionInstances[name] = instance }
         }
     }
 
@@ -187,7 +187,7 @@ public final class Database {
         }
         let defaultIndex = flags.bool("extensions_default_index")
         for (name, table) in wanted {
-            let instance = table.isExtension ? ObjectIdentifier(table as AnyObject) : nil
+            let instance = Database.replaceableInstance(table)
             if attached[name] != nil {
                 guard let instance, extensionInstances[name] != instance else { continue }
                 detach(name)
@@ -195,6 +195,12 @@ public final class Database {
             try? attach(table, defaultIndex: defaultIndex)
             extensionInstances[name] = instance
         }
+    }
+
+    /// The instance of a table that may be replaced under the same name (an extension's, or an
+    /// ATC table after a config change), so the replacement is re-attached; nil for built-ins.
+    private static func replaceableInstance(_ table: any TablePlugin) -> ObjectIdentifier? {
+        table.isExtension || table is AutoTable ? ObjectIdentifier(table as AnyObject) : nil
     }
 
     deinit {

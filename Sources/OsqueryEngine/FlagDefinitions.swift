@@ -175,6 +175,11 @@ extension Flags {
         .init("extensions_idle_timeout", .uint64, "600", "Seconds an extensions socket connection may stay open with no call", .cli),
         .init("extensions_partial_message_timeout", .uint64, "30", "Seconds a message may take to arrive, or a reply to be read, on the extensions socket", .cli),
         .init("extensions_max_connections", .uint64, "256", "Connections served at once on the extensions socket", .cli),
+        // Config auto_table_construction (issue 15): bounds on one scan of an ATC table (all
+        // its files); not osquery flags, whose ATC reads without bounds.
+        .init("atc_max_rows", .uint64, "1000000", "Most rows one scan of an auto_table_construction table may return; past it the scan fails"),
+        .init("atc_max_bytes", .uint64, "268435456", "Most bytes of values one scan of an auto_table_construction table may return; past it the scan fails"),
+        .init("atc_timeout", .uint64, "60", "Seconds one scan of an auto_table_construction table may run before it is interrupted (0: no limit)"),
     ]
 }
 

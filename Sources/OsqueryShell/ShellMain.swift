@@ -81,6 +81,7 @@ public enum OsqueryShellMain {
         BuiltinTables.register(into: registry, flags: flags)
         // The shell has no schedule; the tables exist (empty), as in osqueryi.
         ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
+        loadConfig(flags: flags, registry: registry)
         let database: Database
         do {
             database = try Database(registry: registry, flags: flags)
@@ -165,6 +166,20 @@ public enum OsqueryShellMain {
         shell.runScript(script)
         if let code = shell.exitRequested { return code }
         return shell.anyFailed ? 1 : 0
+    }
+
+    /// Loads the config as osquery's shell does at start: its options apply and its
+    /// `auto_table_construction` tables are registered. A config that cannot be read only
+    /// says so with --verbose (osquery's shell runs without one). Only the filesystem plugin:
+    /// an extension's config plugin cannot be reached before the shell's tables exist.
+    static func loadConfig(flags: Flags, registry: PluginRegistry) {
+        guard flags.string("config_plugin") == "filesystem" else { return }
+        let loader = ConfigLoader(source: FilesystemConfigSource(path: flags.string("config_path")), flags: flags)
+        do {
+            try loader.load().registerAutoTables(registry: registry, flags: flags)
+        } catch {
+            StatusLog.info("Error reading config: \(error.message)")
+        }
     }
 
     /// Whether argv[0]'s last path component contains "osqueryd" (the daemon's name).
