@@ -185,8 +185,9 @@ public final class Daemon: Sendable {
             err("Error: \(error.message)\n")
             return error.exitCode
         }
-        let hostIdentifier = HostIdentifier.resolve(flags: flags, store: store)
-        loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentifier)
+        // Resolved per line, not now: the config's options may still set it.
+        let hostIdentity = HostIdentity(flags: flags, store: store)
+        loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentity.current())
         defer { loggers.stop() }
 
         let pipeline = ResultPipeline(store: store, loggers: loggers, flags: flags)
@@ -205,8 +206,7 @@ public final class Daemon: Sendable {
             },
             context: { unixTime, decorations in
                 LogContext(
-                    hostIdentifier: flags.string("host_identifier") == "hostname"
-                        ? HostIdentifier.resolve(flags: flags, store: store) : hostIdentifier,
+                    hostIdentifier: hostIdentity.current(),
                     unixTime: unixTime, calendarTime: CalendarTime.string(unixTime: unixTime), decorations: decorations)
             },
             onFatal: { [self] error in

@@ -346,6 +346,30 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         #expect(daemon.terminationStatus == 0)
     }
 
+    /// The identifier is resolved when lines are written, after the config
+    /// is loaded, so its options name it (osquery's getHostIdentifier).
+    @Test func hostIdentifierFromTheConfigOptionsNamesResultLines() async throws {
+        let config = #"""
+            {"options": {"host_identifier": "specified", "specified_identifier": "box-7"},
+             "schedule": {"one": {"query": "SELECT 1 AS one", "interval": 1}}}
+            """#
+        let dir = try setUp("hostid", config: config)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The base flags without their own identifier.
+        var flags = Daemond.baseFlags(dir)
+        for name in ["--host_identifier", "--specified_identifier"] {
+            if let i = flags.firstIndex(of: name) { flags.removeSubrange(i...(i + 1)) }
+        }
+        let daemon = try Daemond.start(flags + ["--disable_watchdog"], stderr: dir + "/stderr")
+        defer { Daemond.signal(daemon, SIGKILL) }
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        #expect(await waitUntil(30) { Daemond.lines(dir).contains { $0["name"] as? String == "one" } }, "\(stderr())")
+        let hosts = Set(Daemond.lines(dir).compactMap { $0["hostIdentifier"] as? String })
+        #expect(hosts == ["box-7"], "\(hosts)")
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+    }
+
     /// A SIGINT to the worker alone ends it cleanly (exit 0); as osquery's,
     /// the watcher starts a new worker and keeps running.
     @Test func theWatcherRespawnsAWorkerThatExitedCleanly() async throws {
