@@ -65,15 +65,15 @@ struct ForeignTableSpec: Sendable {
 /// platforms only, registered with their columns; they answer no rows here,
 /// as osquery's foreign template does.
 enum ForeignTables {
-    static func all() -> [FunctionTable] {
-        foreignTableSpecs.map { spec in
-            let schema = spec.schema
-            return FunctionTable(schema) { _ in TableRows(schema: schema) }
-        }
+    static func table(_ spec: ForeignTableSpec) -> FunctionTable {
+        let schema = spec.schema
+        return FunctionTable(schema) { _ in TableRows(schema: schema) }
     }
 
     /// Adds every foreign table whose name (and aliases) no table already has.
     static func register(into registry: PluginRegistry) {
-        for table in all() { registry.addTable(table) }
+        for spec in foreignTableSpecs where registry.item(registry: "table", name: spec.name) == nil {
+            registry.addTable(table(spec))
+        }
     }
 }

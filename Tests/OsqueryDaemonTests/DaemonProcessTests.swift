@@ -370,6 +370,20 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         #expect(daemon.terminationStatus == 0)
     }
 
+    /// enable_foreign is an ordinary flag in osquery: set in the config's
+    /// options it registers the foreign tables too.
+    @Test func enableForeignFromTheConfigOptions() async throws {
+        let dir = try setUp("foreign", config: #"{"options": {"enable_foreign": true}}"#)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
+        defer { Daemond.signal(daemon, SIGKILL) }
+        let socket = dir + "/osquery.em"
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT count(1) AS n FROM launchd") == [["n": "0"]] }, "\(stderr())")
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+    }
+
     /// A SIGINT to the worker alone ends it cleanly (exit 0); as osquery's,
     /// the watcher starts a new worker and keeps running.
     @Test func theWatcherRespawnsAWorkerThatExitedCleanly() async throws {
