@@ -133,6 +133,9 @@ public final class Watcher: Sendable {
                 StatusLog.warning("osqueryd worker respawning too quickly: \(quickRespawns) times")
                 if let code = pause(seconds: respawnPause(after: quickRespawns)) { return code }
             }
+            // A Ctrl-C reaches the worker and the watcher together: no new
+            // worker when the watcher's own stop signal is already waiting.
+            if let code = pause(seconds: 0) { return code }
             let started = Scheduler.realNow()
             lastStart = started
             guard let pid = spawnWorker() else {
@@ -236,15 +239,15 @@ public final class Watcher: Sendable {
         return 0
     }
 
-    /// Sleeps `seconds`, returning an exit code when a stop signal arrives.
+    /// Sleeps `seconds` (0: only looks), returning an exit code when a stop signal arrives.
     private func pause(seconds: UInt64) -> Int32? {
         var set = Self.signals
         let end = Scheduler.realNow() + Double(seconds)
-        while Scheduler.realNow() < end {
-            var wait = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+        repeat {
+            var wait = timespec(tv_sec: 0, tv_nsec: seconds == 0 ? 0 : 200_000_000)
             let signo = sigtimedwait(&set, nil, &wait)
             if signo == SIGTERM || signo == SIGINT { return 0 }
-        }
+        } while Scheduler.realNow() < end
         return nil
     }
 
