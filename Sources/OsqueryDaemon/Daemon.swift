@@ -16,6 +16,8 @@ public final class Daemon: Sendable {
     let registry: PluginRegistry
     let err: @Sendable (String) -> Void
     let out: @Sendable (String) -> Void
+    /// Runs after each config load, once its options are in the flags.
+    let configApplied: @Sendable () -> Void
 
     /// What ends the daemon: a stop signal (0), or a fatal error's code.
     private let exit = Mutex<Int32?>(nil)
@@ -24,12 +26,13 @@ public final class Daemon: Sendable {
 
     public init(
         flags: Flags, registry: PluginRegistry, out: @escaping @Sendable (String) -> Void,
-        err: @escaping @Sendable (String) -> Void
+        err: @escaping @Sendable (String) -> Void, configApplied: @escaping @Sendable () -> Void = {}
     ) {
         self.flags = flags
         self.registry = registry
         self.out = out
         self.err = err
+        self.configApplied = configApplied
     }
 
     /// Runs the daemon; returns its exit code.
@@ -196,8 +199,9 @@ public final class Daemon: Sendable {
             err("Error: \(error.message)\n")
             return error.exitCode
         }
-        let hostIdentifier = HostIdentifier.resolve(flags: flags, store: store)
-        loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentifier)
+        // Resolved per line, not now: the config's options may still set it.
+        let hostIdentity = HostIdentity(flags: flags, store: store)
+        loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentity.current())
         defer { loggers.stop() }
 
         let pipeline = ResultPipeline(store: store, loggers: loggers, flags: flags)
@@ -216,8 +220,7 @@ public final class Daemon: Sendable {
             },
             context: { unixTime, decorations in
                 LogContext(
-                    hostIdentifier: flags.string("host_identifier") == "hostname"
-                        ? HostIdentifier.resolve(flags: flags, store: store) : hostIdentifier,
+                    hostIdentifier: hostIdentity.current(),
                     unixTime: unixTime, calendarTime: CalendarTime.string(unixTime: unixTime), decorations: decorations)
             },
             onFatal: { [self] error in
@@ -228,6 +231,7 @@ public final class Daemon: Sendable {
         let configuration = DaemonConfiguration(source: source, flags: flags, registry: registry)
         ScheduleTables.register(into: registry, scheduler: { scheduler }, packs: { configuration.packStatus() })
         configuration.reload(initial: true)
+        configApplied()
         scheduler.loadCrashState(knownQueries: configuration.allQueries())
         scheduler.update(configuration.definition())
         scheduler.start(onFinished: { [self] in finish(0) })
@@ -244,7 +248,10 @@ public final class Daemon: Sendable {
                 return r
             }
             if hup || configuration.secondsUntilRefresh() <= 0 {
-                if configuration.reload(initial: false) || hup { scheduler.update(configuration.definition()) }
+                if configuration.reload(initial: false) || hup {
+                    configApplied()
+                    scheduler.update(configuration.definition())
+                }
             } else if configuration.discoveryChanged() {
                 scheduler.update(configuration.definition())
             }

@@ -31,14 +31,20 @@ public enum HostIdentifier {
     /// Anything unusable (unknown mode, empty specified identifier) falls back to
     /// the hostname, as osquery does.
     public static func resolve(flags: Flags, store: DaemonStore) -> String {
+        fixed(flags: flags, store: store) ?? hostname()
+    }
+
+    /// The identifier the flags name when it is not the hostname (which may
+    /// change while the daemon runs, so it is never kept); nil otherwise.
+    static func fixed(flags: Flags, store: DaemonStore) -> String? {
         switch flags.string("host_identifier") {
         case "uuid": return hostUUID(store: store)
         case "instance": return stored(instanceUUIDKey, store: store) { newUUID() }
         case "ephemeral": return ephemeral
         case "specified":
             let s = flags.string("specified_identifier")
-            return s.isEmpty ? hostname() : s
-        default: return hostname()
+            return s.isEmpty ? nil : s
+        default: return nil
         }
     }
 
@@ -82,5 +88,31 @@ public enum HostIdentifier {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, 255)
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// The daemon's identifier as osquery's `getHostIdentifier`: resolved when a
+/// line is written, so `host_identifier` and `specified_identifier` from the
+/// config's `options` take effect; the first identifier that is not the
+/// hostname is kept for the life of the process (a uuid must not change
+/// between lines), the hostname is read each time.
+final class HostIdentity: Sendable {
+    private let flags: Flags
+    private let store: DaemonStore
+    private let kept = Mutex<String?>(nil)
+
+    init(flags: Flags, store: DaemonStore) {
+        self.flags = flags
+        self.store = store
+    }
+
+    /// Called per log batch (a query run or a status line), never per row.
+    func current() -> String {
+        if let id = kept.withLock({ $0 }) { return id }
+        guard let id = HostIdentifier.fixed(flags: flags, store: store) else { return HostIdentifier.hostname() }
+        return kept.withLock { kept in
+            if kept == nil { kept = id }
+            return kept ?? id
+        }
     }
 }

@@ -14,8 +14,11 @@ public struct WatchdogLimits: Sendable, Equatable {
     public var utilizationPercent: UInt64
     /// Seconds over the CPU limit before the worker is stopped.
     public var latencySeconds: UInt64
-    /// A worker that dies younger than this makes the respawn delay grow.
+    /// osquery's RESPAWN_LIMIT, used twice as osquery does: a worker that
+    /// dies younger than this many seconds counts as a quick respawn, and
+    /// the watcher gives up (exit 1) once that many quick respawns happened.
     public var minimumLifetime: UInt64
+    /// The base of the pause before a quick respawn (2^n seconds are added).
     public var respawnDelay: UInt64
     public var maxRespawnDelay: UInt64
     /// Grace after a worker starts before limits are enforced (`--watchdog_delay`).
@@ -112,33 +115,63 @@ public final class Watcher: Sendable {
     /// Supervises workers until a stop signal or a worker's final exit;
     /// returns the daemon's exit code. Call on the main thread before any
     /// other thread starts (the signals are taken synchronously).
+    ///
+    /// As osquery's watcher: every worker exit starts a new worker (a clean
+    /// exit and a signal included) except 78 (EX_CONFIG: the worker cannot
+    /// run), which ends the watcher with 78. A worker that lived less than
+    /// `minimumLifetime` seconds is respawned after `respawnDelay + 2^n`
+    /// seconds (n quick respawns so far, at most `maxRespawnDelay`); once n
+    /// reaches `minimumLifetime` the next exit ends the watcher with 1.
     public func run() -> Int32 {
         var set = Self.signals
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        var delay = limits.respawnDelay
+        var quickRespawns: UInt64 = 0
+        var lastStart: Double?
         while true {
+            if let lastStart, Scheduler.realNow() - lastStart < Double(limits.minimumLifetime) {
+                quickRespawns += 1
+                StatusLog.warning("osqueryd worker respawning too quickly: \(quickRespawns) times")
+                if let code = pause(seconds: respawnPause(after: quickRespawns)) { return code }
+            }
+            // A Ctrl-C reaches the worker and the watcher together: no new
+            // worker when the watcher's own stop signal is already waiting.
+            if let code = pause(seconds: 0) { return code }
             let started = Scheduler.realNow()
+            lastStart = started
             guard let pid = spawnWorker() else {
-                StatusLog.error("osqueryd watcher cannot start a worker: \(String(cString: strerror(errno)))")
+                StatusLog.error("osqueryd could not create a worker process: \(String(cString: strerror(errno)))")
                 return 1
             }
             counters.withLock { $0 = (pid, $0.launches + 1) }
             switch supervise(pid, started: started) {
-            case .exit(let code):
+            case .stopped(let code):
                 return code
-            case .died(let description):
-                let lived = Scheduler.realNow() - started
-                // A worker that keeps dying young is restarted ever more slowly.
-                delay = lived < Double(limits.minimumLifetime) ? min(limits.maxRespawnDelay, max(limits.respawnDelay, delay * 2)) : limits.respawnDelay
-                StatusLog.warning("osqueryd worker (\(pid)) \(description); restarting in \(delay) s")
-                if let code = pause(seconds: delay) { return code }
+            case .ended(let code, let description):
+                if code == 78 {
+                    StatusLog.error("osqueryd worker (\(pid)) returned exit status 78; the watcher stops")
+                    return 78
+                }
+                if quickRespawns >= limits.minimumLifetime {
+                    StatusLog.error("osqueryd worker (\(pid)) \(description): too many worker restarts")
+                    return 1
+                }
+                StatusLog.warning("osqueryd worker (\(pid)) \(description); starting a new worker")
             }
         }
     }
 
+    /// osquery's back-off: the configured delay plus 2^n, capped by `--watchdog_max_delay`.
+    func respawnPause(after quickRespawns: UInt64) -> UInt64 {
+        guard quickRespawns < 32 else { return limits.maxRespawnDelay }
+        return min(limits.maxRespawnDelay, limits.respawnDelay + (1 << quickRespawns))
+    }
+
     enum Outcome {
-        case exit(Int32)
-        case died(String)
+        /// The watcher was told to stop; the daemon's exit code.
+        case stopped(Int32)
+        /// The worker ended: its exit code (nil when a signal ended it, or
+        /// the watcher stopped it over its limits) and what happened.
+        case ended(exitCode: Int32?, String)
     }
 
     private func supervise(_ pid: pid_t, started: Double) -> Outcome {
@@ -151,16 +184,11 @@ public final class Watcher: Sendable {
         while true {
             let signo = sigtimedwait(&set, nil, &wait)
             if signo == SIGTERM || signo == SIGINT {
-                return .exit(stopWorker(pid, signal: SIGTERM, grace: alarmTimeout, reason: "stopping"))
+                return .stopped(stopWorker(pid, signal: SIGTERM, grace: alarmTimeout, reason: "stopping"))
             }
             if signo == SIGHUP { kill(pid, SIGHUP) }
             if let status = reap(pid) {
-                if let code = exitCode(status), code == 0 || code == 78 || code == 1 && Scheduler.realNow() - started < 1 {
-                    // 0: the worker finished (e.g. --schedule_timeout); 78: it
-                    // cannot run at all; an immediate 1: bad flags or config.
-                    return .exit(code)
-                }
-                return .died(describe(status))
+                return .ended(exitCode: exitCode(status), describe(status))
             }
             let now = Scheduler.realNow()
             if initialRSS == nil { initialRSS = Self.residentBytes(pid) }
@@ -177,7 +205,7 @@ public final class Watcher: Sendable {
             if growth > limits.memoryMB * 1024 * 1024 {
                 StatusLog.warning("osqueryd worker (\(pid)) system performance limits exceeded: memory \(growth / 1024 / 1024) MB over its start (limit \(limits.memoryMB) MB)")
                 _ = stopWorker(pid, signal: SIGUSR1, grace: limits.forcedShutdownDelay, reason: "memory")
-                return .died("was stopped for using too much memory")
+                return .ended(exitCode: nil, "was stopped for using too much memory")
             }
             let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
             let cores = Double(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -187,7 +215,7 @@ public final class Watcher: Sendable {
                 if overLimit >= limits.latencySeconds {
                     StatusLog.warning("osqueryd worker (\(pid)) system performance limits exceeded: CPU over \(limits.utilizationPercent)% for \(overLimit) s")
                     _ = stopWorker(pid, signal: SIGUSR1, grace: limits.forcedShutdownDelay, reason: "cpu")
-                    return .died("was stopped for using too much CPU")
+                    return .ended(exitCode: nil, "was stopped for using too much CPU")
                 }
             } else {
                 overLimit = 0
@@ -211,15 +239,15 @@ public final class Watcher: Sendable {
         return 0
     }
 
-    /// Sleeps `seconds`, returning an exit code when a stop signal arrives.
+    /// Sleeps `seconds` (0: only looks), returning an exit code when a stop signal arrives.
     private func pause(seconds: UInt64) -> Int32? {
         var set = Self.signals
         let end = Scheduler.realNow() + Double(seconds)
-        while Scheduler.realNow() < end {
-            var wait = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+        repeat {
+            var wait = timespec(tv_sec: 0, tv_nsec: seconds == 0 ? 0 : 200_000_000)
             let signo = sigtimedwait(&set, nil, &wait)
             if signo == SIGTERM || signo == SIGINT { return 0 }
-        }
+        } while Scheduler.realNow() < end
         return nil
     }
 

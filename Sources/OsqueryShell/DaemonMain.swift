@@ -21,8 +21,10 @@ public enum OsqueryDaemonMain {
         StatusLog.minimumSeverity = flags.bool("verbose") ? .info : .warning
         BuiltinTables.register(into: registry, flags: flags)
 
+        // enable_foreign is an ordinary flag in osquery: a config's options may set it.
         let daemon = Daemon(
-            flags: flags, registry: registry, out: { io.out($0) }, err: { io.err($0) })
+            flags: flags, registry: registry, out: { io.out($0) }, err: { io.err($0) },
+            configApplied: { if flags.bool("enable_foreign") { BuiltinTables.registerForeign(into: registry) } })
         return daemon.run()
     }
 }

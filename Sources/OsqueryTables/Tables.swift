@@ -36,9 +36,15 @@ public enum BuiltinTables {
         ]
     }
 
+    /// osquery's foreign tables (`--enable_foreign`); those already there stay as they are.
+    package static func registerForeign(into registry: PluginRegistry) {
+        ForeignTables.register(into: registry)
+    }
+
     /// Add the built-in tables and the core's other plugins to a registry.
     public static func register(into registry: PluginRegistry, flags: Flags = .shared) {
         for table in all(registry: registry, flags: flags) { registry.addTable(table) }
+        if flags.bool("enable_foreign") { registerForeign(into: registry) }
         // The SQL engine and the shell's in-memory database are core plugins too.
         registry.add(RegistryItem(registry: "sql", name: "sql", isInternal: true))
         registry.add(RegistryItem(registry: "database", name: "ephemeral", isInternal: true))

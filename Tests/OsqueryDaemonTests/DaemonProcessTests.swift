@@ -62,6 +62,15 @@ enum Daemond {
         kill(pid, signo)
     }
 
+    /// The pids of `p`'s children (the watcher's worker), while `p` is still ours.
+    static func children(_ p: Process) -> [Int32] {
+        let pid = p.processIdentifier
+        guard p.isRunning, let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else {
+            return []
+        }
+        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
     /// Result lines of the filesystem logger, parsed.
     static func lines(_ dir: String) -> [[String: Any]] {
         guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [] }
@@ -363,6 +372,82 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         #expect(status == [["name": "first"], ["name": "second"]])
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
+    }
+
+    /// The identifier is resolved when lines are written, after the config
+    /// is loaded, so its options name it (osquery's getHostIdentifier).
+    @Test func hostIdentifierFromTheConfigOptionsNamesResultLines() async throws {
+        let config = #"""
+            {"options": {"host_identifier": "specified", "specified_identifier": "box-7"},
+             "schedule": {"one": {"query": "SELECT 1 AS one", "interval": 1}}}
+            """#
+        let dir = try setUp("hostid", config: config)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The base flags without their own identifier.
+        var flags = Daemond.baseFlags(dir)
+        for name in ["--host_identifier", "--specified_identifier"] {
+            if let i = flags.firstIndex(of: name) { flags.removeSubrange(i...(i + 1)) }
+        }
+        let daemon = try Daemond.start(flags + ["--disable_watchdog"], stderr: dir + "/stderr")
+        defer { Daemond.signal(daemon, SIGKILL) }
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        #expect(await waitUntil(30) { Daemond.lines(dir).contains { $0["name"] as? String == "one" } }, "\(stderr())")
+        let hosts = Set(Daemond.lines(dir).compactMap { $0["hostIdentifier"] as? String })
+        #expect(hosts == ["box-7"], "\(hosts)")
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+    }
+
+    /// enable_foreign is an ordinary flag in osquery: set in the config's
+    /// options it registers the foreign tables too.
+    @Test func enableForeignFromTheConfigOptions() async throws {
+        let dir = try setUp("foreign", config: #"{"options": {"enable_foreign": true}}"#)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
+        defer { Daemond.signal(daemon, SIGKILL) }
+        let socket = dir + "/osquery.em"
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT count(1) AS n FROM launchd") == [["n": "0"]] }, "\(stderr())")
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+    }
+
+    /// A SIGINT to the worker alone ends it cleanly (exit 0); as osquery's,
+    /// the watcher starts a new worker and keeps running.
+    @Test func theWatcherRespawnsAWorkerThatExitedCleanly() async throws {
+        let dir = try setUp("respawn", config: #"{"schedule": {"one": {"query": "SELECT 1 AS one", "interval": 1}}}"#)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A quick respawn waits RESPAWN_DELAY + 2^n seconds; capped at 1 here.
+        let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--watchdog_max_delay", "1"], stderr: dir + "/stderr")
+        defer { Daemond.signal(daemon, SIGKILL) }
+        let socket = dir + "/osquery.em"
+        let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
+        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT 1 AS one") != nil }, "\(stderr())")
+        let first = Daemond.children(daemon)
+        try #require(first.count == 1, "\(first)")
+        kill(first[0], SIGINT)
+        let replaced = await waitUntil(30) {
+            let now = Daemond.children(daemon)
+            return now.count == 1 && now[0] != first[0]
+        }
+        #expect(replaced, "\(stderr())")
+        #expect(daemon.isRunning)
+        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT 1 AS one") == [["one": "1"]] }, "\(stderr())")
+        await Daemond.stop(daemon)
+        #expect(daemon.terminationStatus == 0)
+    }
+
+    /// A worker that cannot run (exit 78, here a logger plugin that does not
+    /// exist) ends the watcher with 78 and is not started again.
+    @Test func aWorkerExiting78EndsTheWatcherWith78() async throws {
+        let dir = try setUp("respawn78", config: Self.filesConfig)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--logger_plugin", "no_such_logger"], stderr: dir + "/stderr")
+        defer { Daemond.signal(daemon, SIGKILL) }
+        try await offPool { daemon.waitUntilExit() }
+        #expect(daemon.terminationStatus == 78)
+        let stderr = (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? ""
+        #expect(stderr.components(separatedBy: "Cannot activate no_such_logger logger plugin").count == 2, "\(stderr)")
     }
 
     /// --config_check: 0 for a good config, 1 and the file/line for a bad one.

@@ -197,6 +197,21 @@ struct ResultsTestDir {
         #expect(HostIdentifier.resolve(flags: flags, store: store) == uuid)
     }
 
+    /// As osquery's getHostIdentifier: the hostname until the flags (say a
+    /// config's options) name another identifier, which is then kept.
+    @Test func theIdentityFollowsTheFlagsUntilItIsNotTheHostname() throws {
+        let flags = Flags()
+        let identity = HostIdentity(flags: flags, store: DaemonStore.inMemory())
+        #expect(identity.current() == HostIdentifier.hostname())
+        try flags.set("host_identifier", "specified")
+        #expect(identity.current() == HostIdentifier.hostname())
+        try flags.set("specified_identifier", "box-7")
+        #expect(identity.current() == "box-7")
+        try flags.set("specified_identifier", "box-8")
+        try flags.set("host_identifier", "ephemeral")
+        #expect(identity.current() == "box-7")
+    }
+
     @Test func hardwareUUIDUnlessPlaceholder() throws {
         let dir = ResultsTestDir("dmi")
         defer { dir.remove() }

@@ -40,16 +40,18 @@ import Testing
 }
 
 @Suite(.serialized) struct WatchdogTests {
-    func limits(memoryMB: UInt64 = 10000, cpu: UInt64 = 100, latency: UInt64 = 1000) -> WatchdogLimits {
+    /// Every worker counts as dying young (up to 1000 times), and each respawn waits 1 s.
+    func limits(memoryMB: UInt64 = 10000, cpu: UInt64 = 100, latency: UInt64 = 1000, lifetime: UInt64 = 1000) -> WatchdogLimits {
         WatchdogLimits(
-            memoryMB: memoryMB, utilizationPercent: cpu, latencySeconds: latency, minimumLifetime: 0, respawnDelay: 1,
-            maxRespawnDelay: 2, enforcementDelay: 0, forcedShutdownDelay: 2)
+            memoryMB: memoryMB, utilizationPercent: cpu, latencySeconds: latency, minimumLifetime: lifetime, respawnDelay: 0,
+            maxRespawnDelay: 1, enforcementDelay: 0, forcedShutdownDelay: 2)
     }
 
-    /// A worker that, on its first launch, runs `first`; later launches exit 0.
+    /// A worker that, on its first launch, runs `first`; later launches exit
+    /// 78, the one exit that ends the watcher.
     func script(_ dir: String, first: String) -> [String] {
         let marker = dir + "/launches"
-        return ["sh", "-c", "echo launch >> \(marker); [ $(wc -l < \(marker)) -gt 1 ] && exit 0; \(first)"]
+        return ["sh", "-c", "echo launch >> \(marker); [ $(wc -l < \(marker)) -gt 1 ] && exit 78; \(first)"]
     }
 
     @Test func levelsAndOverrides() {
@@ -72,7 +74,7 @@ import Testing
         let hog = "exec python3 -c 'import time; time.sleep(1.5); x = b\"x\" * (300 << 20); time.sleep(60)'"
         let watcher = Watcher(executable: "/bin/sh", arguments: script(dir, first: hog), limits: limits(memoryMB: 50), alarmTimeout: 10)
         let code = try await offPool { watcher.run() }
-        #expect(code == 0)
+        #expect(code == 78)
         #expect(watcher.launches == 2)
         let launches = try String(contentsOfFile: dir + "/launches", encoding: .utf8)
         #expect(launches == "launch\nlaunch\n")
@@ -85,7 +87,7 @@ import Testing
         let watcher = Watcher(
             executable: "/bin/sh", arguments: script(dir, first: spin), limits: limits(cpu: 10, latency: 3), alarmTimeout: 10)
         let code = try await offPool { watcher.run() }
-        #expect(code == 0)
+        #expect(code == 78)
         #expect(watcher.launches == 2)
     }
 
@@ -99,5 +101,36 @@ import Testing
         let code = try await offPool { watcher.run() }
         #expect(code == 78)
         #expect(watcher.launches == 2)
+    }
+
+    /// osquery's watcher respawns a worker that exited 0 (say after a SIGINT
+    /// to the worker alone, or `--schedule_timeout`); only 78 is final.
+    @Test func aCleanExitStartsANewWorker() async throws {
+        let dir = try scratchDirectory("wdclean")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let watcher = Watcher(executable: "/bin/sh", arguments: script(dir, first: "exit 0"), limits: limits(), alarmTimeout: 10)
+        let code = try await offPool { watcher.run() }
+        #expect(code == 78)
+        #expect(watcher.launches == 2)
+    }
+
+    /// After `minimumLifetime` quick respawns the next exit ends the watcher with 1.
+    @Test func aWorkerThatKeepsDyingYoungIsGivenUp() async throws {
+        let watcher = Watcher(executable: "/bin/sh", arguments: ["sh", "-c", "exit 3"], limits: limits(lifetime: 2), alarmTimeout: 10)
+        let code = try await offPool { watcher.run() }
+        #expect(code == 1)
+        #expect(watcher.launches == 3)
+    }
+
+    /// osquery's back-off: RESPAWN_DELAY + 2^n seconds, capped by --watchdog_max_delay.
+    @Test func respawnBackOff() throws {
+        let flags = Flags()
+        let normal = Watcher(executable: "/bin/true", arguments: [], limits: WatchdogLimits.from(flags), alarmTimeout: 10)
+        #expect([1, 2, 3, 4].map { normal.respawnPause(after: $0) } == [7, 9, 13, 21])
+        #expect(normal.respawnPause(after: 10) == 600 && normal.respawnPause(after: 100) == 600)
+        try flags.set("watchdog_level", "-1")
+        try flags.set("watchdog_max_delay", "4")
+        let off = Watcher(executable: "/bin/true", arguments: [], limits: WatchdogLimits.from(flags), alarmTimeout: 10)
+        #expect([1, 2, 3].map { off.respawnPause(after: $0) } == [3, 4, 4])
     }
 }
