@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
         .testTarget(
             name: "OsqueryShellTests",
-            dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables"],
+            dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables", "ProtocolFixture"],
             swiftSettings: strict
         ),
         .target(name: "ThriftCodec", swiftSettings: strict),
