@@ -32,6 +32,8 @@ final class LineEditor {
     var recallContinuation: Int?
     /// Killed text survives from line to line.
     var killRing = KillRing()
+    /// The last history search's text, which Ctrl-R or Ctrl-S on an empty search recalls.
+    var previousSearch: [Unicode.Scalar] = []
 
     init(historyPath: String?) {
         self.historyPath = historyPath
@@ -585,6 +587,8 @@ struct EditSession {
                 historyIndex = key.base == .pageUp || isMeta("<") ? 0 : lines.count - 1
                 editor.recallContinuation = nil
                 recall(historyIndex)
+            } else if isCtrl("R") || isCtrl("S") {
+                pendingKey = searchHistory(backward: isCtrl("R"))
             } else if isCtrl("T") {
                 if pos > 0 && buffer.count > 1 {
                     recalledFromHistory = false
@@ -671,6 +675,137 @@ struct EditSession {
         }
     }
 
+    /// Draws `prompt` and `text` from the first column of the prompt's row, for prompts that
+    /// change (the history search's): `cursorRow` is the cursor's row below that row.
+    private func redrawWithPrompt(_ prompt: [Unicode.Scalar], _ text: ArraySlice<Unicode.Scalar>, cursor: Int, cursorRow: inout Int) {
+        let promptEnd = screenPosition(from: 0, columns: prompt.count)
+        let end = screenPosition(from: promptEnd.x, columns: Self.width(text))
+        let at = screenPosition(from: promptEnd.x, columns: Self.width(text.prefix(cursor)))
+        var out = cursorRow > 0 ? "\u{1b}[\(cursorRow)A" : ""
+        out += "\u{1b}[1G\u{1b}[J"
+        out.unicodeScalars.append(contentsOf: prompt)
+        out.unicodeScalars.append(contentsOf: text)
+        if end.x == 0 && promptEnd.y + end.y > 0 { out += "\n" }
+        if end.y - at.y > 0 { out += "\u{1b}[\(end.y - at.y)A" }
+        out += "\u{1b}[\(at.x + 1)G"
+        write(out)
+        cursorRow = promptEnd.y + at.y
+    }
+
+    /// Ctrl-R / Ctrl-S: incremental history search under a `(reverse-i-search)` prompt. Returns
+    /// the key that ended it, for the main loop (`.invalid`, a plain refresh, after Ctrl-C or
+    /// Ctrl-G, which also keep the line as it was).
+    private mutating func searchHistory(backward: Bool) -> EditorKey {
+        if historyIndex == lines.count - 1 { lines[historyIndex] = String(String.UnicodeScalarView(buffer)) }
+        // Erase the input; the search prompt takes the prompt's last row.
+        let saved = (buffer, pos)
+        buffer = []
+        pos = 0
+        refresh()
+        buffer = saved.0
+        pos = saved.1
+
+        var direction = backward ? -1 : 1
+        var searchText: [Unicode.Scalar] = []
+        func prompt() -> [Unicode.Scalar] {
+            Array((direction > 0 ? "(i-search)`" : "(reverse-i-search)`").unicodeScalars) + searchText + Array("': ".unicodeScalars)
+        }
+        var foundIndex = historyIndex
+        var line = Array(lines[foundIndex].unicodeScalars)
+        var linePosition = pos
+        var searchRow = 0
+        redrawWithPrompt(prompt(), buffer[...], cursor: pos, cursorRow: &searchRow)
+
+        var useFound = true
+        var result = EditorKey(base: .invalid)
+        loop: while true {
+            let key = EditorKey.read()
+            let plain = !key.meta && !key.control
+            let isCtrl = { (ch: Character) in plain && key.base == .scalar(EditorKey.ctrl(ch)) }
+            let isMeta = { (ch: Character) in
+                key.meta && !key.control && (key.base == .scalar(UInt32(ch.asciiValue!)) || key.base == .scalar(UInt32(ch.asciiValue!) - 32))
+            }
+            var again = false
+            if key.base == .inputEnded {
+                result = key
+                break loop
+            }
+            let keeps = "ABDEFJKMNPTUW".contains { isCtrl($0) }
+                || (plain && [EditorKey.Base.home, .left, .end, .right, .up, .down, .delete, .pageUp, .pageDown].contains(key.base))
+                || "bdfy".contains { isMeta($0) } || isMeta("<") || isMeta(">")
+                || (key.meta && !key.control && key.base == .scalar(EditorKey.ctrl("H")))
+                || ((key.meta || key.control) && (key.base == .left || key.base == .right))
+            if keeps {
+                result = key
+                break loop
+            } else if isCtrl("C") || isCtrl("G") || isCtrl("L") {
+                useFound = false
+                result = isCtrl("L") ? key : EditorKey(base: .invalid)
+                break loop
+            } else if isCtrl("R") || isCtrl("S") {
+                if searchText.isEmpty { searchText = editor.previousSearch }
+                let wanted = isCtrl("R") ? -1 : 1
+                if wanted != direction { direction = wanted } else { again = true }
+            } else if isCtrl("Z") {
+                tcsetattr(0, TCSADRAIN, [original])
+                raise(SIGSTOP)
+                tcsetattr(0, TCSADRAIN, [raw])
+                redrawWithPrompt(prompt(), line[...], cursor: linePosition, cursorRow: &searchRow)
+                continue
+            } else if isCtrl("H") {
+                if searchText.isEmpty { Self.beep() } else { searchText.removeLast() }
+            } else if isCtrl("Y") {
+                // Nothing to yank into a search.
+            } else if plain, case .scalar(let c) = key.base, !Self.isControl(c), let scalar = Unicode.Scalar(c) {
+                searchText.append(scalar)
+            } else {
+                Self.beep()
+            }
+
+            if !searchText.isEmpty {
+                var index = foundIndex
+                var candidate = Array(lines[index].unicodeScalars)
+                var at = linePosition + (again ? direction : 0)
+                while true {
+                    while direction > 0 ? at < candidate.count : at >= 0 {
+                        if at + searchText.count <= candidate.count && candidate[at..<(at + searchText.count)].elementsEqual(searchText) {
+                            break
+                        }
+                        at += direction
+                    }
+                    if direction > 0 ? at < candidate.count : at >= 0 {
+                        foundIndex = index
+                        line = candidate
+                        linePosition = at
+                        break
+                    } else if direction > 0 ? index < lines.count - 1 : index > 0 {
+                        index += direction
+                        candidate = Array(lines[index].unicodeScalars)
+                        at = direction > 0 ? 0 : candidate.count - searchText.count
+                    } else {
+                        Self.beep()
+                        break
+                    }
+                }
+            }
+            line = Array(lines[foundIndex].unicodeScalars)
+            redrawWithPrompt(prompt(), line[...], cursor: linePosition, cursorRow: &searchRow)
+        }
+
+        // Back to the prompt's last row, with the found line when the search kept it.
+        if useFound {
+            historyIndex = foundIndex
+            recalledFromHistory = true
+            buffer = Array(line.prefix(LineEditor.maxLineLength))
+            pos = min(linePosition, buffer.count)
+        }
+        let lastRow = Array(promptText.unicodeScalars.suffix(indentation))
+        redrawWithPrompt(lastRow, buffer[...], cursor: pos, cursorRow: &searchRow)
+        cursorRow = extraLines + searchRow
+        editor.previousSearch = searchText
+        return result
+    }
+
     /// TAB: extends the word before the cursor to the candidates' common prefix, or on a second
     /// TAB lists them. Returns a key read meanwhile that the main loop handles next.
     private mutating func complete() -> EditorKey? {
@@ -678,7 +813,7 @@ struct EditSession {
         var start = pos
         while start > 0 && !breaks.contains(buffer[start - 1]) { start -= 1 }
         let word = String(String.UnicodeScalarView(buffer[start..<pos]))
-        let candidates = editor.completions(word).filter { $0.hasPrefix(word) }.map { Array($0.unicodeScalars) }
+        let candidates = editor.completions(word).map { Array($0.unicodeScalars) }.filter { $0.starts(with: word.unicodeScalars) }
         guard !candidates.isEmpty else { Self.beep(); return nil }
         var common = candidates[0].count
         for candidate in candidates.dropFirst() {

@@ -160,6 +160,40 @@ final class PseudoTerminal: @unchecked Sendable {
         #expect(run.status == 0)
     }
 
+    /// Ctrl-R searches the history backwards under osquery's `(reverse-i-search)` prompt; Enter
+    /// puts the prompt back with the line found and runs it.
+    @Test func ctrlRSearchesTheHistory() async throws {
+        let table = { (c: String, v: String) in "+---+\r\n| \(c) |\r\n+---+\r\n| \(v) |\r\n+---+\r\nosquery> " }
+        let steps: [(keys: String, answer: String)] = [
+            ("SELECT 1 AS a;", "SELECT 1 AS a;"),
+            ("\r", "\u{1b}[10G\u{1b}[JSELECT 1 AS a;\u{1b}[24G\r\n" + table("a", "1")),
+            ("SELECT 2 AS b;", "SELECT 2 AS b;"),
+            ("\r", "\u{1b}[10G\u{1b}[JSELECT 2 AS b;\u{1b}[24G\r\n" + table("b", "2")),
+            ("\u{12}", "\u{1b}[10G\u{1b}[J\u{1b}[10G\u{1b}[1G\u{1b}[J(reverse-i-search)`': \u{1b}[23G"),  // Ctrl-R
+            ("1", "\u{1b}[1G\u{1b}[J(reverse-i-search)`1': SELECT 1 AS a;\u{1b}[31G"),
+            ("\r", "\u{1b}[1G\u{1b}[Josquery> SELECT 1 AS a;\u{1b}[17G\u{1b}[10G\u{1b}[JSELECT 1 AS a;\u{1b}[24G\r\n" + table("a", "1")),
+        ]
+        let run = try await Self.drive(columns: 80, steps + [("\u{4}", "")], tag: "pty-search")
+        #expect(run.answers == [Self.banner + "osquery> "] + steps.map(\.answer) + [""])
+        #expect(run.rest == "\r\n\r\n")
+        #expect(run.status == 0)
+    }
+
+    /// TAB completes a table name the prefix names alone; Ctrl-U kills the line and Ctrl-Y yanks it back.
+    @Test func tabCompletesAndKilledTextComesBack() async throws {
+        let line = "\u{1b}[10G\u{1b}[JSELECT * FROM osquery_flags\u{1b}[37G"
+        let steps: [(keys: String, answer: String)] = [
+            ("SELECT * FROM osquery_fl", "SELECT * FROM osquery_fl"),
+            ("\t", line),
+            ("\u{15}", "\u{1b}[10G\u{1b}[J\u{1b}[10G"),  // Ctrl-U
+            ("\u{19}", line),  // Ctrl-Y
+        ]
+        let run = try await Self.drive(columns: 80, steps + [("\u{3}", "")], tag: "pty-tab")
+        #expect(run.answers == [Self.banner + "osquery> "] + steps.map(\.answer) + [""])
+        #expect(run.rest == line + "^C\r\n\r\n")
+        #expect(run.status == 0)
+    }
+
     /// TERM=dumb: the prompt and plain lines, which the terminal itself echoes; no escape codes.
     @Test func aDumbTerminalGetsPlainLines() async throws {
         let home = try scratchDirectory("pty-dumb")
