@@ -495,7 +495,6 @@ struct EditSession {
                 if pos == 0 { continue }  // a pasted leading tab
                 recalledFromHistory = false
                 pendingKey = complete()
-                if pendingKey?.base == .inputEnded { return .endOfInput }
                 continue
             }
 
