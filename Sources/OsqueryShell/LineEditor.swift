@@ -342,7 +342,8 @@ struct EditSession {
 
     private func write(_ s: String) { ShellIO.writeAll(1, s) }
 
-    /// Terminal columns `scalars` take: 2 for East Asian wide characters, 0 for combining marks.
+    /// Terminal columns `scalars` take, as linenoise-ng counts them (Markus Kuhn's wcwidth): 0 for
+    /// combining marks and format characters, 2 for East Asian wide ones, 1 otherwise.
     static func width(_ scalars: ArraySlice<Unicode.Scalar>) -> Int {
         var total = 0
         for s in scalars {
@@ -352,10 +353,11 @@ struct EditSession {
             case .nonspacingMark, .enclosingMark, .format: continue
             default: break
             }
-            let wide = (0x1100...0x115f).contains(v) || (0x2e80...0xa4cf).contains(v) && v != 0x303f
-                || (0xac00...0xd7a3).contains(v) || (0xf900...0xfaff).contains(v) || (0xfe30...0xfe6f).contains(v)
+            if v == 0x200b || (0x1160...0x11ff).contains(v) { continue }
+            let wide = (0x1100...0x115f).contains(v) || v == 0x2329 || v == 0x232a
+                || (0x2e80...0xa4cf).contains(v) && v != 0x303f || (0xac00...0xd7a3).contains(v)
+                || (0xf900...0xfaff).contains(v) || (0xfe10...0xfe19).contains(v) || (0xfe30...0xfe6f).contains(v)
                 || (0xff00...0xff60).contains(v) || (0xffe0...0xffe6).contains(v)
-                || (0x1f300...0x1f64f).contains(v) || (0x1f900...0x1f9ff).contains(v)
                 || (0x20000...0x2fffd).contains(v) || (0x30000...0x3fffd).contains(v)
             total += wide ? 2 : 1
         }
