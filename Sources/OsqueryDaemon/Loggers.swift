@@ -212,9 +212,13 @@ public final class LoggerSet: Sendable {
     /// `--verbose`. When the filesystem logger cannot write `--logger_path`, or
     /// is not in use, status lines go to stderr instead (as glog's
     /// logtostderr). Extension loggers get statuses from `PluginActivation`.
-    /// `earlier` lines (logged before the loggers existed, already on stderr) go to the files
-    /// and plugins first, as osquery relays its buffered status logs.
-    public func installStatusLogging(flags: Flags, hostIdentifier: String, earlier: EarlyStatusLines? = nil) {
+    public func installStatusLogging(flags: Flags, hostIdentifier: String) {
+        installStatusLogging(flags: flags, hostIdentifier: hostIdentifier, earlier: nil)
+    }
+
+    /// As above; `earlier` lines (logged before the loggers existed, already on stderr) go to the
+    /// files and plugins first, as osquery relays its buffered status logs.
+    func installStatusLogging(flags: Flags, hostIdentifier: String, earlier: EarlyStatusLines?) {
         let verbose = flags.bool("verbose")
         let minStatus = verbose ? 0 : Int(clamping: flags.int("logger_min_status"))
         var files: StatusLogFiles?
@@ -293,7 +297,7 @@ struct StatusRouting: Sendable {
 /// Status lines logged before the loggers are set up (while the config, whose options may choose
 /// them, is read): written to stderr as they come, as before any routing, and kept for the
 /// loggers' files. Bounded: past `limit` lines the rest only reach stderr.
-public final class EarlyStatusLines: Sendable {
+final class EarlyStatusLines: Sendable {
     struct Line: Sendable {
         let severity: StatusLog.Severity
         let message: String
@@ -304,10 +308,10 @@ public final class EarlyStatusLines: Sendable {
     private let lines = Mutex<[Line]>([])
     let limit: Int
 
-    public init(limit: Int = 10_000) { self.limit = limit }
+    init(limit: Int = 10_000) { self.limit = limit }
 
     /// Collects status lines from now until `LoggerSet.installStatusLogging` takes them.
-    public func install() {
+    func install() {
         StatusLog.setLineSink { [self] severity, message, file, line in
             if severity.rawValue >= StatusLog.minimumSeverity.rawValue {
                 var text = StatusLog.glogLine(severity, message, file: file, line: line) + "\n"
