@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
         .testTarget(
             name: "OsqueryShellTests",
-            dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables"],
+            dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables", "ProtocolFixture"],
             swiftSettings: strict
         ),
         .target(name: "ThriftCodec", swiftSettings: strict),

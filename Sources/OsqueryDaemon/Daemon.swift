@@ -191,17 +191,27 @@ public final class Daemon: Sendable {
             return configCommand(source: source)
         }
 
+        // The config before the loggers, as osquery orders them: its options (logger_path, the
+        // rotation and status levels) say where the loggers write. Status lines logged meanwhile
+        // reach the loggers' files once they exist.
+        let early = EarlyStatusLines()
+        early.install()
+        let configuration = DaemonConfiguration(source: source, flags: flags, registry: registry)
+        configuration.reload(initial: true)
+        configApplied()
+
         // Loggers; a missing one is fatal, as in osquery.
         let loggers: LoggerSet
         do {
             loggers = try LoggerSet.make(flags: flags, registry: registry, caller: caller)
         } catch {
+            StatusLog.setLineSink(nil)
             err("Error: \(error.message)\n")
             return error.exitCode
         }
-        // Resolved per line, not now: the config's options may still set it.
+        // Asked again per run, not fixed now: a config reload may still change it.
         let hostIdentity = HostIdentity(flags: flags, store: store)
-        loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentity.current())
+        loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentity.current(), earlier: early)
         defer { loggers.stop() }
 
         let pipeline = ResultPipeline(store: store, loggers: loggers, flags: flags)
@@ -228,10 +238,7 @@ public final class Daemon: Sendable {
                 finish(error.exitCode)
             })
 
-        let configuration = DaemonConfiguration(source: source, flags: flags, registry: registry)
         ScheduleTables.register(into: registry, scheduler: { scheduler }, packs: { configuration.packStatus() })
-        configuration.reload(initial: true)
-        configApplied()
         scheduler.loadCrashState(knownQueries: configuration.allQueries())
         scheduler.update(configuration.definition())
         scheduler.start(onFinished: { [self] in finish(0) })

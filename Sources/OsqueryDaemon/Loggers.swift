@@ -213,6 +213,12 @@ public final class LoggerSet: Sendable {
     /// is not in use, status lines go to stderr instead (as glog's
     /// logtostderr). Extension loggers get statuses from `PluginActivation`.
     public func installStatusLogging(flags: Flags, hostIdentifier: String) {
+        installStatusLogging(flags: flags, hostIdentifier: hostIdentifier, earlier: nil)
+    }
+
+    /// As above; `earlier` lines (logged before the loggers existed, already on stderr) go to the
+    /// files and plugins first, as osquery relays its buffered status logs.
+    func installStatusLogging(flags: Flags, hostIdentifier: String, earlier: EarlyStatusLines?) {
         let verbose = flags.bool("verbose")
         let minStatus = verbose ? 0 : Int(clamping: flags.int("logger_min_status"))
         var files: StatusLogFiles?
@@ -237,6 +243,7 @@ public final class LoggerSet: Sendable {
             return old
         }
         previous?.files?.close()
+        for l in earlier?.take() ?? [] { routing.route(l.severity, l.message, file: l.file, line: l.line, stderr: false) }
         StatusLog.setLineSink { severity, message, file, line in routing.route(severity, message, file: file, line: line) }
     }
 
@@ -267,10 +274,10 @@ struct StatusRouting: Sendable {
     let plugins: [any ResultLogger]
     let hostIdentifier: String
 
-    func route(_ severity: StatusLog.Severity, _ message: String, file: String, line: UInt) {
+    func route(_ severity: StatusLog.Severity, _ message: String, file: String, line: UInt, stderr: Bool = true) {
         let level = severity.rawValue
         let toFiles = files != nil && level >= minStatus
-        let toStderr = stderrMin.map { level >= $0 } ?? false
+        let toStderr = stderr && (stderrMin.map { level >= $0 } ?? false)
         if toFiles || toStderr {
             let text = StatusLog.glogLine(severity, message, file: file, line: line)
             // A status file that cannot be written (disk full) must not hide
@@ -284,5 +291,40 @@ struct StatusRouting: Sendable {
         }
         guard level >= minStatus else { return }
         for p in plugins { p.logStatus(severity, message, file: file, line: line) }
+    }
+}
+
+/// Status lines logged before the loggers are set up (while the config, whose options may choose
+/// them, is read): written to stderr as they come, as before any routing, and kept for the
+/// loggers' files. Bounded: past `limit` lines the rest only reach stderr.
+final class EarlyStatusLines: Sendable {
+    struct Line: Sendable {
+        let severity: StatusLog.Severity
+        let message: String
+        let file: String
+        let line: UInt
+    }
+
+    private let lines = Mutex<[Line]>([])
+    let limit: Int
+
+    init(limit: Int = 10_000) { self.limit = limit }
+
+    /// Collects status lines from now until `LoggerSet.installStatusLogging` takes them.
+    func install() {
+        StatusLog.setLineSink { [self] severity, message, file, line in
+            if severity.rawValue >= StatusLog.minimumSeverity.rawValue {
+                var text = StatusLog.glogLine(severity, message, file: file, line: line) + "\n"
+                text.withUTF8 { _ = writeAll(2, $0) }
+            }
+            lines.withLock { if $0.count < limit { $0.append(Line(severity: severity, message: message, file: file, line: line)) } }
+        }
+    }
+
+    func take() -> [Line] {
+        lines.withLock { l in
+            defer { l = [] }
+            return l
+        }
     }
 }

@@ -214,10 +214,10 @@ public enum OsqueryShellMain {
             let prompt = pending.isEmpty ? "osquery> " : "    ...> "
             switch editor.readLine(prompt: prompt) {
             case .endOfInput:
+                // osquery's shell ends an interactive session with a blank line, then runs what is pending.
+                ShellIO.writeAll(1, "\n")
                 if !pending.trimmingASCIIWhitespace().isEmpty { shell.run(pending) }
                 return shell.exitRequested ?? 0
-            case .cancelled:
-                pending = ""
             case .line(let line):
                 lineNumber += 1
                 editor.addHistory(line)
