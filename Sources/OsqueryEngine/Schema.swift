@@ -1,3 +1,6 @@
+// JSON (the one escaper, value type and reader) is shared with the SDK; the core sees it as its own.
+@_exported public import OsqueryVocabulary
+
 /// osquery column types (`osquery/core/sql/column.cpp` names).
 public enum ColumnType: String, Sendable, CaseIterable {
     case unknown = "UNKNOWN"
