@@ -72,6 +72,38 @@ package struct JSONReader {
         return v
     }
 
+    /// A whole document that is one object whose values are all strings (a stored result
+    /// row), its pairs in order without building a tree; nil for any other document.
+    package mutating func flatStringObject() -> [(String, String)]? {
+        skipWhitespace()
+        guard pos < bytes.count, bytes[pos] == UInt8(ascii: "{") else { return nil }
+        pos += 1
+        var pairs: [(String, String)] = []
+        skipWhitespace()
+        if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") {
+            pos += 1
+        } else {
+            while true {
+                skipWhitespace()
+                guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\""), let key = try? string() else { return nil }
+                skipWhitespace()
+                guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { return nil }
+                pos += 1
+                skipWhitespace()
+                guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\""), let value = try? string() else { return nil }
+                pairs.append((key, value))
+                skipWhitespace()
+                guard pos < bytes.count else { return nil }
+                pos += 1
+                if bytes[pos - 1] == UInt8(ascii: ",") { continue }
+                if bytes[pos - 1] == UInt8(ascii: "}") { break }
+                return nil
+            }
+        }
+        skipWhitespace()
+        return pos == bytes.count ? pairs : nil
+    }
+
     mutating func value<B: JSONBuilder>(depth: Int, _ builder: B) throws(JSONError) -> B.Value {
         let at = here
         if depth > maxDepth { throw JSONError(at: at, reason: "nested too deeply", isDepthLimit: true) }

@@ -68,4 +68,16 @@ import Testing
             #expect(error.position == JSONPosition(offset: 9, line: 1, column: 7))
         }
     }
+
+    @Test func flatStringObjects() {
+        func pairs(_ text: String) -> [String]? {
+            var reader = JSONReader(bytes: Array(text.utf8), maxDepth: 1)
+            return reader.flatStringObject()?.map { "\($0)=\($1)" }
+        }
+        #expect(pairs(#"{"b":"1","a":"x\"\n\u0001é","b":""}"#) == ["b=1", "a=x\"\n\u{01}é", "b="])
+        #expect(pairs(" { } ") == [])
+        for bad in [#"{"a":1}"#, #"{"a":{"b":"c"}}"#, #"{"a":"b",}"#, #"{"a":"b"} x"#, "[]", "", #"{"a":"b""#] {
+            #expect(pairs(bad) == nil, "\(bad)")
+        }
+    }
 }
