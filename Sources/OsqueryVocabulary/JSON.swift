@@ -2,12 +2,12 @@
 /// backspace, tab, newline, form feed and carriage return get their short escapes (`\b`,
 /// `\t`, `\n`, `\f`, `\r`), every other control character is `\u00XX` with upper-case hex,
 /// and `/`, DEL and non-ASCII text are written as they are.
-public enum JSON {
+package enum JSON {
     /// Appends `s` as a JSON string literal (quotes included).
     /// - Parameters:
     ///   - s: the text to quote.
     ///   - out: the string to append to.
-    public static func appendString(_ s: String, to out: inout String) {
+    package static func appendString(_ s: String, to out: inout String) {
         out.append("\"")
         var needsEscape = false
         for b in s.utf8 where b < 0x20 || b == 0x22 || b == 0x5c {
@@ -43,7 +43,7 @@ public enum JSON {
     /// `s` as a JSON string literal (quotes included).
     /// - Parameter s: the text to quote.
     /// - Returns: the literal.
-    public static func quoted(_ s: String) -> String {
+    package static func quoted(_ s: String) -> String {
         var out = ""
         appendString(s, to: &out)
         return out
@@ -158,7 +158,7 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    /// Appends `s` as a JSON string literal (the same escaping as `JSON.appendString`).
+    /// Appends `s` as a JSON string literal, escaped as osquery's rapidjson writer does.
     /// - Parameters:
     ///   - s: the text to quote.
     ///   - out: the string to append to.

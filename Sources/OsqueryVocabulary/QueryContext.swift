@@ -41,7 +41,7 @@ public struct ConstraintOperator: RawRepresentable, Sendable, Hashable, CustomSt
     }
 
     /// Operators whose right-hand value is handed to tables.
-    public var isPushable: Bool {
+    package var isPushable: Bool {
         switch rawValue {
         case 2, 4, 8, 16, 32, 64, 65, 66, 67, 68, 69, 72: return true
         default: return false
@@ -49,7 +49,7 @@ public struct ConstraintOperator: RawRepresentable, Sendable, Hashable, CustomSt
     }
 
     /// Range comparisons, which osquery never pushes for TEXT columns.
-    public var isRange: Bool {
+    package var isRange: Bool {
         switch rawValue {
         case 4, 8, 16, 32: return true
         default: return false

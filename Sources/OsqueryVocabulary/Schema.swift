@@ -64,10 +64,10 @@ public struct ColumnOptions: OptionSet, Sendable, Hashable {
     public static let collateVersionRhel = ColumnOptions(rawValue: 2048)
 
     /// Options whose constraints are handed to the table's generate.
-    public static let pushDown: ColumnOptions = [.index, .required, .additional]
+    package static let pushDown: ColumnOptions = [.index, .required, .additional]
 
     /// The collation name for the `COLLATE` clause, if any.
-    public var collation: String? {
+    package var collation: String? {
         if contains(.collateBinary) { return "BINARY" }
         if contains(.collateNocase) { return "NOCASE" }
         if contains(.collateRtrim) { return "RTRIM" }
