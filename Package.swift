@@ -2,6 +2,8 @@
 import PackageDescription
 
 // Module map (see docs/architecture.md): dependencies point one way.
+//   OsqueryVocabulary  what tables are made of (column types, options, constraints, route info,
+//                      the query context and JSON), no dependencies; the core and the SDK share it.
 //   ThriftCodec      Thrift binary protocol, no knowledge of osquery, no dependencies.
 //   OsqueryProtocol  the IDL's types, typed clients and a server on Unix sockets (SwiftNIO).
 // The SDK and the core both sit on OsqueryProtocol and never import each other.
@@ -42,9 +44,12 @@ let package = Package(
     targets: [
         // Core engine (issue 3): SQLite system library, engine, built-in tables, shell.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // The table vocabulary shared by the core and the SDK (issue 16): a leaf, no dependencies.
+        .target(name: "OsqueryVocabulary", swiftSettings: strict),
+        .testTarget(name: "OsqueryVocabularyTests", dependencies: ["OsqueryVocabulary"], swiftSettings: strict),
         .target(
             name: "OsqueryEngine",
-            dependencies: ["CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["OsqueryVocabulary", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .target(
@@ -65,6 +70,7 @@ let package = Package(
             name: "OsqueryDaemon",
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "CSQLite",
+                "OsqueryVocabulary",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -142,7 +148,7 @@ let package = Package(
         .target(
             name: "OsqueryExtension",
             dependencies: [
-                "OsqueryClient", "OsqueryProtocol", "ThriftCodec",
+                "OsqueryClient", "OsqueryProtocol", "ThriftCodec", "OsqueryVocabulary",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -330,68 +330,8 @@ enum CanonicalRow {
 
     /// The (key, value) pairs of a flat object of strings, in text order.
     static func parse<S: StringProtocol>(_ text: S) -> [(String, String)]? {
-        var bytes = Array(text.utf8)
-        return bytes.withUnsafeMutableBufferPointer { b -> [(String, String)]? in
-            var i = 0
-            func skipSpace() { while i < b.count, b[i] == 0x20 { i += 1 } }
-            func string() -> String? {
-                guard i < b.count, b[i] == UInt8(ascii: "\"") else { return nil }
-                i += 1
-                var out: [UInt8] = []
-                while i < b.count {
-                    let c = b[i]
-                    i += 1
-                    if c == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
-                    if c != UInt8(ascii: "\\") {
-                        out.append(c)
-                        continue
-                    }
-                    guard i < b.count else { return nil }
-                    let e = b[i]
-                    i += 1
-                    switch e {
-                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
-                    case UInt8(ascii: "b"): out.append(0x08)
-                    case UInt8(ascii: "f"): out.append(0x0c)
-                    case UInt8(ascii: "n"): out.append(0x0a)
-                    case UInt8(ascii: "r"): out.append(0x0d)
-                    case UInt8(ascii: "t"): out.append(0x09)
-                    case UInt8(ascii: "u"):
-                        guard i + 4 <= b.count, let v = UInt32(String(decoding: b[i..<(i + 4)], as: UTF8.self), radix: 16)
-                        else { return nil }
-                        i += 4
-                        // The encoder only writes \u00XX for control bytes.
-                        if let scalar = Unicode.Scalar(v) { out.append(contentsOf: Array(String(Character(scalar)).utf8)) }
-                    default: return nil
-                    }
-                }
-                return nil
-            }
-            skipSpace()
-            guard i < b.count, b[i] == UInt8(ascii: "{") else { return nil }
-            i += 1
-            var pairs: [(String, String)] = []
-            skipSpace()
-            if i < b.count, b[i] == UInt8(ascii: "}") { return i + 1 == b.count ? pairs : nil }
-            while true {
-                skipSpace()
-                guard let k = string() else { return nil }
-                skipSpace()
-                guard i < b.count, b[i] == UInt8(ascii: ":") else { return nil }
-                i += 1
-                skipSpace()
-                guard let v = string() else { return nil }
-                pairs.append((k, v))
-                skipSpace()
-                guard i < b.count else { return nil }
-                if b[i] == UInt8(ascii: ",") {
-                    i += 1
-                    continue
-                }
-                if b[i] == UInt8(ascii: "}") { return i + 1 == b.count ? pairs : nil }
-                return nil
-            }
-        }
+        var reader = JSONReader(bytes: Array(text.utf8), maxDepth: 1)
+        return reader.flatStringObject()
     }
 
     /// A parsed canonical row as a `ResultRow`.

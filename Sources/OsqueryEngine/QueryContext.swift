@@ -1,57 +1,3 @@
-/// Constraint operators; numbers are SQLite's index constraint codes, which
-/// osquery passes through (EQ 2 … REGEXP 67, plus NE/IS NOT/IS).
-public struct ConstraintOperator: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-
-    public static let equals = ConstraintOperator(rawValue: 2)
-    public static let greaterThan = ConstraintOperator(rawValue: 4)
-    public static let lessThanOrEquals = ConstraintOperator(rawValue: 8)
-    public static let lessThan = ConstraintOperator(rawValue: 16)
-    public static let greaterThanOrEquals = ConstraintOperator(rawValue: 32)
-    public static let match = ConstraintOperator(rawValue: 64)
-    public static let like = ConstraintOperator(rawValue: 65)
-    public static let glob = ConstraintOperator(rawValue: 66)
-    public static let regexp = ConstraintOperator(rawValue: 67)
-    public static let notEquals = ConstraintOperator(rawValue: 68)
-    public static let isNot = ConstraintOperator(rawValue: 69)
-    public static let `is` = ConstraintOperator(rawValue: 72)
-
-    /// Operators whose right-hand value is handed to tables.
-    public var isPushable: Bool {
-        switch rawValue {
-        case 2, 4, 8, 16, 32, 64, 65, 66, 67, 68, 69, 72: return true
-        default: return false
-        }
-    }
-
-    /// Range comparisons, which osquery never pushes for TEXT columns.
-    public var isRange: Bool {
-        switch rawValue {
-        case 4, 8, 16, 32: return true
-        default: return false
-        }
-    }
-
-    public var description: String {
-        switch rawValue {
-        case 2: return "="
-        case 4: return ">"
-        case 8: return "<="
-        case 16: return "<"
-        case 32: return ">="
-        case 64: return "MATCH"
-        case 65: return "LIKE"
-        case 66: return "GLOB"
-        case 67: return "REGEXP"
-        case 68: return "!="
-        case 69: return "IS NOT"
-        case 72: return "IS"
-        default: return "op\(rawValue)"
-        }
-    }
-}
-
 public struct Constraint: Sendable, Hashable {
     public var op: ConstraintOperator
     /// The text form of the right-hand value (what osquery's context JSON carries).
@@ -132,39 +78,14 @@ public struct QueryContext: Sendable {
     /// column (aliases included) in lexical name order, op numbers, text exprs,
     /// the column type as affinity, then colsUsed and colsUsedBitset.
     public func toJSON() -> String {
-        var out = "{\"constraints\":["
+        var writer = QueryContextJSON.Writer()
         let order = columns.indices.sorted { columns[$0].name.utf8.lexicographicallyPrecedes(columns[$1].name.utf8) }
         var seen = Set<String>()
-        var first = true
         for i in order where seen.insert(columns[i].name).inserted {
-            if !first { out += "," }
-            first = false
-            out += "{\"name\":"
-            JSON.appendString(columns[i].name, to: &out)
-            out += ",\"list\":["
-            for (j, c) in constraintLists[i].enumerated() {
-                if j > 0 { out += "," }
-                out += "{\"op\":\(c.op.rawValue),\"expr\":"
-                JSON.appendString(c.expr, to: &out)
-                out += "}"
-            }
-            out += "],\"affinity\":"
-            JSON.appendString(columns[i].type.rawValue, to: &out)
-            out += "}"
+            writer.beginColumn(columns[i].name)
+            for (j, c) in constraintLists[i].enumerated() { writer.constraint(c.op, c.expr, index: j) }
+            writer.endColumn(affinity: columns[i].type)
         }
-        out += "]"
-        if let used = colsUsed {
-            out += ",\"colsUsed\":["
-            for (j, name) in used.sorted().enumerated() {
-                if j > 0 { out += "," }
-                JSON.appendString(name, to: &out)
-            }
-            out += "]"
-        }
-        if let bits = colsUsedBitset {
-            out += ",\"colsUsedBitset\":\(bits)"
-        }
-        out += "}"
-        return out
+        return writer.finish(usedColumns: colsUsed?.sorted(), bitset: colsUsedBitset)
     }
 }

@@ -1,72 +1,6 @@
-/// osquery column types (`osquery/core/sql/column.cpp` names).
-public enum ColumnType: String, Sendable, CaseIterable {
-    case unknown = "UNKNOWN"
-    case text = "TEXT"
-    case integer = "INTEGER"
-    case bigint = "BIGINT"
-    case unsignedBigint = "UNSIGNED BIGINT"
-    case double = "DOUBLE"
-    case blob = "BLOB"
-
-    /// Parse a type name; an unrecognised name maps to UNKNOWN, as in osquery.
-    public init(name: String) {
-        self = ColumnType(rawValue: name.uppercased()) ?? .unknown
-    }
-
-    public var isNumeric: Bool {
-        switch self {
-        case .integer, .bigint, .unsignedBigint, .double: return true
-        default: return false
-        }
-    }
-}
-
-/// ColumnOptions bitmask, bit values as in osquery's route info `op`.
-public struct ColumnOptions: OptionSet, Sendable, Hashable {
-    public let rawValue: Int
-    public init(rawValue: Int) { self.rawValue = rawValue }
-
-    public static let index = ColumnOptions(rawValue: 1)
-    public static let required = ColumnOptions(rawValue: 2)
-    public static let additional = ColumnOptions(rawValue: 4)
-    public static let optimized = ColumnOptions(rawValue: 8)
-    public static let hidden = ColumnOptions(rawValue: 16)
-    public static let collateBinary = ColumnOptions(rawValue: 32)
-    public static let collateNocase = ColumnOptions(rawValue: 64)
-    public static let collateRtrim = ColumnOptions(rawValue: 128)
-    public static let collateVersion = ColumnOptions(rawValue: 256)
-    public static let collateVersionArch = ColumnOptions(rawValue: 512)
-    public static let collateVersionDpkg = ColumnOptions(rawValue: 1024)
-    public static let collateVersionRhel = ColumnOptions(rawValue: 2048)
-
-    /// Options whose constraints are handed to the table's generate.
-    public static let pushDown: ColumnOptions = [.index, .required, .additional]
-
-    /// The collation name for the `COLLATE` clause, if any.
-    public var collation: String? {
-        if contains(.collateBinary) { return "BINARY" }
-        if contains(.collateNocase) { return "NOCASE" }
-        if contains(.collateRtrim) { return "RTRIM" }
-        if contains(.collateVersion) { return "VERSION" }
-        if contains(.collateVersionArch) { return "VERSION_ARCH" }
-        if contains(.collateVersionDpkg) { return "VERSION_DPKG" }
-        if contains(.collateVersionRhel) { return "VERSION_RHEL" }
-        return nil
-    }
-}
-
-/// TableAttributes bitmask (`osquery/core/tables.h`).
-public struct TableAttributes: OptionSet, Sendable, Hashable {
-    public let rawValue: Int
-    public init(rawValue: Int) { self.rawValue = rawValue }
-
-    public static let utility = TableAttributes(rawValue: 1)
-    public static let cacheable = TableAttributes(rawValue: 2)
-    public static let eventBased = TableAttributes(rawValue: 4)
-    public static let userBased = TableAttributes(rawValue: 8)
-    public static let kernelRequired = TableAttributes(rawValue: 16)
-    public static let pending = TableAttributes(rawValue: 32)
-}
+// The vocabulary (column types and options, table attributes, route info, constraint
+// operators, JSON) is shared with the SDK; the core sees it as its own.
+@_exported public import OsqueryVocabulary
 
 public struct TableColumn: Sendable, Hashable {
     public var name: String
@@ -185,13 +119,15 @@ public struct TableSchema: Sendable, Hashable {
 
     /// Route info as sent over the extension protocol (protocol.md §3.2).
     public var routeInfo: [[String: String]] {
-        var out: [[String: String]] = columns.map {
-            ["id": "column", "name": $0.name, "type": $0.type.rawValue, "op": String($0.options.rawValue)]
+        var routes: [TableRoute] = columns.map { .column(name: $0.name, type: $0.type, options: $0.options) }
+        routes += aliases.map { .alias($0) }
+        routes += columnAliases.map { .columnAlias(name: $0.alias, target: $0.target) }
+        routes.append(.attributes(attributes))
+        return routes.map { route in
+            var entry: [String: String] = [:]
+            route.forEachPair { entry[$0] = $1 }
+            return entry
         }
-        for alias in aliases { out.append(["id": "alias", "alias": alias]) }
-        for alias in columnAliases { out.append(["id": "columnAlias", "name": alias.alias, "target": alias.target]) }
-        out.append(["id": "attributes", "attributes": String(attributes.rawValue)])
-        return out
     }
 
     /// Build a schema from route info. Throws on an empty route list
@@ -203,19 +139,12 @@ public struct TableSchema: Sendable, Hashable {
         var columnAliases: [(alias: String, target: String)] = []
         var attributes: TableAttributes = []
         for entry in routeInfo {
-            switch entry["id"] {
-            case "column":
-                guard let column = entry["name"] else { continue }
-                let op = Int(entry["op"] ?? "0") ?? 0
-                columns.append(TableColumn(column, ColumnType(name: entry["type"] ?? ""), ColumnOptions(rawValue: op)))
-            case "alias":
-                if let alias = entry["alias"] { aliases.append(alias) }
-            case "columnAlias":
-                if let alias = entry["name"], let target = entry["target"] { columnAliases.append((alias, target)) }
-            case "attributes":
-                attributes = TableAttributes(rawValue: Int(entry["attributes"] ?? "0") ?? 0)
-            default:
-                continue
+            switch TableRoute({ entry[$0] }) {
+            case .column(let column, let type, let options): columns.append(TableColumn(column, type, options))
+            case .alias(let alias): aliases.append(alias)
+            case .columnAlias(let alias, let target): columnAliases.append((alias, target))
+            case .attributes(let value): attributes = value
+            case nil: continue
             }
         }
         self.init(name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes)

@@ -299,22 +299,6 @@ public enum SQLValue: Sendable, Hashable {
         return same ? text : nil
     }
 
-    @inline(__always)
-    static func isASCII(_ buffer: UnsafeRawBufferPointer) -> Bool {
-        var i = 0
-        let n = buffer.count
-        var any: UInt64 = 0
-        while i &+ 8 <= n {
-            any |= buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            i &+= 8
-        }
-        while i < n {
-            any |= UInt64(buffer[i])
-            i &+= 1
-        }
-        return any & 0x8080_8080_8080_8080 == 0
-    }
-
     /// Powers of ten that are exact doubles.
     static let exactPowersOfTen: [Double] = (0...22).map { e in
         var p = 1.0

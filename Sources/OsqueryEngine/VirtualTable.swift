@@ -295,7 +295,7 @@ private let xBestIndex: @convention(c) (UnsafeMutablePointer<sqlite3_vtab>?, Uns
         guard col >= 0, col < module.columns.count else { continue }
         let options = module.pushOptions[col]
         guard !options.isDisjoint(with: ColumnOptions.pushDown) else { continue }
-        let op = ConstraintOperator(rawValue: c.op)
+        let op = ConstraintOperator(rawValue: Int(c.op))
         guard op.isPushable else { continue }
         if module.columns[col].type == .text && op.isRange { continue }
         var allAtOnce = false
@@ -358,7 +358,7 @@ func buildContext(module: TableModule, idxStr: String, argv: UnsafeMutablePointe
     var context = QueryContext(columns: module.columns, colsUsed: used, colsUsedBitset: plan.colUsed)
     for (k, p) in plan.constraints.enumerated() where k < argc {
         let value = argv?[k]
-        let op = ConstraintOperator(rawValue: p.op)
+        let op = ConstraintOperator(rawValue: Int(p.op))
         if p.allAtOnce {
             var element: OpaquePointer?
             var rc = sqlite3_vtab_in_first(value, &element)

@@ -1,66 +1,3 @@
-/// osquery's seven column types, named as they travel in route info.
-public enum ColumnType: String, Sendable, CaseIterable {
-    case unknown = "UNKNOWN"
-    case text = "TEXT"
-    case integer = "INTEGER"
-    case bigint = "BIGINT"
-    case unsignedBigint = "UNSIGNED BIGINT"
-    case double = "DOUBLE"
-    case blob = "BLOB"
-
-    /// The type for a route or affinity name; unrecognised names are `unknown`, as in osquery.
-    public init(name: String) { self = ColumnType(rawValue: name) ?? .unknown }
-}
-
-/// A column's options: osquery's `ColumnOptions` bitmask (the route's `op`).
-public struct ColumnOptions: OptionSet, Sendable, Hashable {
-    public let rawValue: Int
-    public init(rawValue: Int) { self.rawValue = rawValue }
-
-    /// A primary-key candidate: constraints on it are passed to `generate`.
-    public static let index = ColumnOptions(rawValue: 1)
-    /// Queries must constrain it, or SQLite reports a missing required column.
-    public static let required = ColumnOptions(rawValue: 2)
-    /// Constraints are passed but not required.
-    public static let additional = ColumnOptions(rawValue: 4)
-    /// An `IN (…)` list arrives all at once, as several `=` constraints.
-    public static let optimized = ColumnOptions(rawValue: 8)
-    /// Left out of `SELECT *`.
-    public static let hidden = ColumnOptions(rawValue: 16)
-    /// `COLLATE BINARY`
-    public static let collateBinary = ColumnOptions(rawValue: 32)
-    /// `COLLATE NOCASE`
-    public static let collateNocase = ColumnOptions(rawValue: 64)
-    /// `COLLATE RTRIM`
-    public static let collateRtrim = ColumnOptions(rawValue: 128)
-    /// osquery's `COLLATE VERSION`
-    public static let collateVersion = ColumnOptions(rawValue: 256)
-    /// osquery's `COLLATE VERSION_ARCH`
-    public static let collateVersionArch = ColumnOptions(rawValue: 512)
-    /// osquery's `COLLATE VERSION_DPKG`
-    public static let collateVersionDpkg = ColumnOptions(rawValue: 1024)
-    /// osquery's `COLLATE VERSION_RHEL`
-    public static let collateVersionRhel = ColumnOptions(rawValue: 2048)
-}
-
-/// Table attributes: osquery's `TableAttributes` bitmask.
-public struct TableAttributes: OptionSet, Sendable, Hashable {
-    public let rawValue: Int
-    public init(rawValue: Int) { self.rawValue = rawValue }
-    /// A utility table.
-    public static let utility = TableAttributes(rawValue: 1)
-    /// Results may be cached by the core.
-    public static let cacheable = TableAttributes(rawValue: 2)
-    /// Rows come from buffered events.
-    public static let eventBased = TableAttributes(rawValue: 4)
-    /// Rows depend on a `uid` constraint.
-    public static let userBased = TableAttributes(rawValue: 8)
-    /// Needs a kernel component.
-    public static let kernelRequired = TableAttributes(rawValue: 16)
-    /// Not yet available.
-    public static let pending = TableAttributes(rawValue: 32)
-}
-
 /// One column of a table.
 public struct Column: Sendable, Hashable {
     /// The column name.
@@ -182,34 +119,17 @@ public struct TableSchema: Sendable, Hashable {
     /// Route info, as registered and as answered to the `columns` action: columns in
     /// order, aliases, column aliases, then attributes last (as osquery's C++ sends it).
     public var routes: [StringMap] {
-        var out: [StringMap] = []
-        out.reserveCapacity(columns.count + aliases.count + columnAliases.count + 1)
-        for c in columns {
-            var m = StringMap(minimumCapacity: 4)
-            m.append("id", "column")
-            m.append("name", ThriftString(c.name))
-            m.append("type", ThriftString(c.type.rawValue))
-            m.append("op", ThriftString(String(c.options.rawValue)))
-            out.append(m)
+        var routes: [TableRoute] = []
+        routes.reserveCapacity(columns.count + aliases.count + columnAliases.count + 1)
+        for c in columns { routes.append(.column(name: c.name, type: c.type, options: c.options)) }
+        for a in aliases { routes.append(.alias(a)) }
+        for a in columnAliases { routes.append(.columnAlias(name: a.name, target: a.target)) }
+        routes.append(.attributes(attributes))
+        return routes.map { route in
+            var m = StringMap(minimumCapacity: route.pairCount)
+            route.forEachPair { m.append(ThriftString($0), ThriftString($1)) }
+            return m
         }
-        for a in aliases {
-            var m = StringMap(minimumCapacity: 2)
-            m.append("id", "alias")
-            m.append("alias", ThriftString(a))
-            out.append(m)
-        }
-        for a in columnAliases {
-            var m = StringMap(minimumCapacity: 3)
-            m.append("id", "columnAlias")
-            m.append("name", ThriftString(a.name))
-            m.append("target", ThriftString(a.target))
-            out.append(m)
-        }
-        var attrs = StringMap(minimumCapacity: 2)
-        attrs.append("id", "attributes")
-        attrs.append("attributes", ThriftString(String(attributes.rawValue)))
-        out.append(attrs)
-        return out
     }
 
     /// The table's spec as JSON (name, docs, attributes, aliases, columns with every option).

@@ -101,7 +101,7 @@ func engineSchema(_ s: OsqueryExtension.TableSchema) -> OsqueryEngine.TableSchem
     OsqueryEngine.TableSchema(
         name: s.name,
         columns: s.columns.map {
-            TableColumn($0.name, OsqueryEngine.ColumnType(name: $0.type.rawValue), .init(rawValue: $0.options.rawValue))
+            TableColumn($0.name, $0.type, $0.options)
         },
         aliases: s.aliases,
         columnAliases: s.columnAliases.map { (alias: $0.name, target: $0.target) },

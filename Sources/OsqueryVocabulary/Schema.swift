@@ -1,0 +1,161 @@
+/// osquery's seven column types, named as they travel in route info
+/// (`osquery/core/sql/column.cpp` names).
+public enum ColumnType: String, Sendable, CaseIterable {
+    /// A type osquery does not know.
+    case unknown = "UNKNOWN"
+    /// Text.
+    case text = "TEXT"
+    /// A 32-bit integer.
+    case integer = "INTEGER"
+    /// A 64-bit integer.
+    case bigint = "BIGINT"
+    /// A 64-bit unsigned integer.
+    case unsignedBigint = "UNSIGNED BIGINT"
+    /// A double.
+    case double = "DOUBLE"
+    /// Bytes.
+    case blob = "BLOB"
+
+    /// The type for a route, affinity or declared type name, in any case; unrecognised
+    /// names are `unknown`, as in osquery.
+    /// - Parameter name: the type name.
+    public init(name: String) {
+        self = ColumnType(rawValue: name) ?? ColumnType(rawValue: name.uppercased()) ?? .unknown
+    }
+
+    /// INTEGER, BIGINT, UNSIGNED BIGINT or DOUBLE.
+    public var isNumeric: Bool {
+        switch self {
+        case .integer, .bigint, .unsignedBigint, .double: return true
+        default: return false
+        }
+    }
+}
+
+/// A column's options: osquery's `ColumnOptions` bitmask (the route's `op`).
+public struct ColumnOptions: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    /// Options from their bits.
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// A primary-key candidate: constraints on it are passed to `generate`.
+    public static let index = ColumnOptions(rawValue: 1)
+    /// Queries must constrain it, or SQLite reports a missing required column.
+    public static let required = ColumnOptions(rawValue: 2)
+    /// Constraints are passed but not required.
+    public static let additional = ColumnOptions(rawValue: 4)
+    /// An `IN (…)` list arrives all at once, as several `=` constraints.
+    public static let optimized = ColumnOptions(rawValue: 8)
+    /// Left out of `SELECT *`.
+    public static let hidden = ColumnOptions(rawValue: 16)
+    /// `COLLATE BINARY`
+    public static let collateBinary = ColumnOptions(rawValue: 32)
+    /// `COLLATE NOCASE`
+    public static let collateNocase = ColumnOptions(rawValue: 64)
+    /// `COLLATE RTRIM`
+    public static let collateRtrim = ColumnOptions(rawValue: 128)
+    /// osquery's `COLLATE VERSION`
+    public static let collateVersion = ColumnOptions(rawValue: 256)
+    /// osquery's `COLLATE VERSION_ARCH`
+    public static let collateVersionArch = ColumnOptions(rawValue: 512)
+    /// osquery's `COLLATE VERSION_DPKG`
+    public static let collateVersionDpkg = ColumnOptions(rawValue: 1024)
+    /// osquery's `COLLATE VERSION_RHEL`
+    public static let collateVersionRhel = ColumnOptions(rawValue: 2048)
+
+    /// Options whose constraints are handed to the table's generate.
+    package static let pushDown: ColumnOptions = [.index, .required, .additional]
+
+    /// The collation name for the `COLLATE` clause, if any.
+    package var collation: String? {
+        if contains(.collateBinary) { return "BINARY" }
+        if contains(.collateNocase) { return "NOCASE" }
+        if contains(.collateRtrim) { return "RTRIM" }
+        if contains(.collateVersion) { return "VERSION" }
+        if contains(.collateVersionArch) { return "VERSION_ARCH" }
+        if contains(.collateVersionDpkg) { return "VERSION_DPKG" }
+        if contains(.collateVersionRhel) { return "VERSION_RHEL" }
+        return nil
+    }
+}
+
+/// Table attributes: osquery's `TableAttributes` bitmask (`osquery/core/tables.h`).
+public struct TableAttributes: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    /// Attributes from their bits.
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    /// A utility table.
+    public static let utility = TableAttributes(rawValue: 1)
+    /// Results may be cached by the core.
+    public static let cacheable = TableAttributes(rawValue: 2)
+    /// Rows come from buffered events.
+    public static let eventBased = TableAttributes(rawValue: 4)
+    /// Rows depend on a `uid` constraint.
+    public static let userBased = TableAttributes(rawValue: 8)
+    /// Needs a kernel component.
+    public static let kernelRequired = TableAttributes(rawValue: 16)
+    /// Not yet available.
+    public static let pending = TableAttributes(rawValue: 32)
+}
+
+/// One entry of a table's route info, as registered and as answered to the `columns` action
+/// (protocol.md §3.2). A table sends its columns in order, its aliases, its column aliases,
+/// then its attributes last, as osquery's C++ does.
+package enum TableRoute: Sendable, Hashable {
+    case column(name: String, type: ColumnType, options: ColumnOptions)
+    case alias(String)
+    case columnAlias(name: String, target: String)
+    case attributes(TableAttributes)
+
+    /// How many key/value pairs the entry has on the wire.
+    package var pairCount: Int {
+        switch self {
+        case .column: 4
+        case .alias, .attributes: 2
+        case .columnAlias: 3
+        }
+    }
+
+    /// The entry's key/value pairs in wire order.
+    package func forEachPair(_ body: (String, String) -> Void) {
+        switch self {
+        case .column(let name, let type, let options):
+            body("id", "column")
+            body("name", name)
+            body("type", type.rawValue)
+            body("op", String(options.rawValue))
+        case .alias(let alias):
+            body("id", "alias")
+            body("alias", alias)
+        case .columnAlias(let name, let target):
+            body("id", "columnAlias")
+            body("name", name)
+            body("target", target)
+        case .attributes(let attributes):
+            body("id", "attributes")
+            body("attributes", String(attributes.rawValue))
+        }
+    }
+
+    /// The entry whose keys `value` looks up; nil for an entry without a known `id` or
+    /// without the keys its kind needs (osquery skips those). A missing or bad `op` or
+    /// `attributes` is 0, an unknown type is UNKNOWN.
+    package init?(_ value: (String) -> String?) {
+        switch value("id") {
+        case "column":
+            guard let name = value("name") else { return nil }
+            let op = Int(value("op") ?? "0") ?? 0
+            self = .column(name: name, type: ColumnType(name: value("type") ?? ""), options: ColumnOptions(rawValue: op))
+        case "alias":
+            guard let alias = value("alias") else { return nil }
+            self = .alias(alias)
+        case "columnAlias":
+            guard let name = value("name"), let target = value("target") else { return nil }
+            self = .columnAlias(name: name, target: target)
+        case "attributes":
+            self = .attributes(TableAttributes(rawValue: Int(value("attributes") ?? "0") ?? 0))
+        default:
+            return nil
+        }
+    }
+}
