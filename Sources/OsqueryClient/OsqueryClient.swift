@@ -38,6 +38,12 @@ public struct RegisteredExtension: Sendable, Hashable {
     public var minSDKVersion: String
 
     /// Creates a description from its fields.
+    /// - Parameters:
+    ///   - uuid: the uuid the core gave it.
+    ///   - name: the extension's name.
+    ///   - version: the extension's version.
+    ///   - sdkVersion: the `sdk_version` it registered with.
+    ///   - minSDKVersion: the `min_sdk_version` it registered with.
     public init(uuid: Int64, name: String, version: String, sdkVersion: String, minSDKVersion: String) {
         self.uuid = uuid
         self.name = name

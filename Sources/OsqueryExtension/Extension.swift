@@ -203,9 +203,9 @@ public final class Extension: Sendable {
     /// - Returns: why the extension stopped.
     /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
     ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
-    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers in time (in `--supervised`
-    ///   mode it waits indefinitely), ``ExtensionError/cannotListen(_:)`` when its own socket cannot be
-    ///   bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
+    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
+    ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     @discardableResult
     public func run(options: ExtensionOptions, signals: Bool? = nil) async throws -> StopReason {
         try await start(options: options, signals: signals ?? configuration.handleSignals)
@@ -231,9 +231,9 @@ public final class Extension: Sendable {
     ///   - signals: whether to install SIGTERM/SIGINT handlers that stop the extension gracefully.
     /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
     ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
-    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers in time (in `--supervised`
-    ///   mode it waits indefinitely), ``ExtensionError/cannotListen(_:)`` when its own socket cannot be
-    ///   bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
+    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
+    ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     public func start(options: ExtensionOptions, signals: Bool = false) async throws {
         var logger = configuration.logger ?? Logger(label: "osquery.extension.\(name)") { StreamLogHandler.standardError(label: $0) }
         if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .warning }

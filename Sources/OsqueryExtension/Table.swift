@@ -179,14 +179,17 @@ extension TableStore {
     /// Refuses the insert (read-only).
     /// - Parameter request: the insert, unused.
     /// - Returns: `.readonly`.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func insert(_ request: InsertRequest) async throws -> MutationResult { .readonly }
     /// Refuses the update (read-only).
     /// - Parameter request: the update, unused.
     /// - Returns: `.readonly`.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func update(_ request: UpdateRequest) async throws -> MutationResult { .readonly }
     /// Refuses the delete (read-only).
     /// - Parameter request: the delete, unused.
     /// - Returns: `.readonly`.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func delete(_ request: DeleteRequest) async throws -> MutationResult { .readonly }
     /// Does nothing.
     public func shutdown() async {}
@@ -226,7 +229,7 @@ public struct Table: ExtensionPlugin {
     /// A read-only table from its columns and a generate closure.
     /// - Parameters:
     ///   - name: the table's name in SQL.
-    ///   - columns: the columns, in the order rows give their values.
+    ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
     ///   - aliases: other names the table answers to.
     ///   - columnAliases: other names for columns.
     ///   - attributes: osquery's table attributes (none by default).
@@ -266,7 +269,7 @@ public struct Table: ExtensionPlugin {
     /// ```
     /// - Parameters:
     ///   - name: the table's name in SQL.
-    ///   - columns: the columns, in the order rows give their values.
+    ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
     ///   - aliases: other names the table answers to.
     ///   - columnAliases: other names for columns.
     ///   - attributes: osquery's table attributes (none by default).
@@ -300,7 +303,7 @@ public struct Table: ExtensionPlugin {
     /// A writable table whose rows and writes are handled by `store`.
     /// - Parameters:
     ///   - name: the table's name in SQL.
-    ///   - columns: the columns, in the order rows give their values.
+    ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
     ///   - aliases: other names the table answers to.
     ///   - columnAliases: other names for columns.
     ///   - attributes: osquery's table attributes (none by default).
