@@ -12,6 +12,7 @@ public enum OsqueryClientError: Error, Sendable, Equatable, CustomStringConverti
     /// No core answered at the socket within the wait.
     case coreUnavailable(path: String, after: Duration, lastError: RPCClientError?)
 
+    /// A one-line message naming the failure and its details.
     public var description: String {
         switch self {
         case .transport(let e): "osquery call failed: \(e)"
@@ -37,6 +38,12 @@ public struct RegisteredExtension: Sendable, Hashable {
     public var minSDKVersion: String
 
     /// Creates a description from its fields.
+    /// - Parameters:
+    ///   - uuid: the uuid the core gave it.
+    ///   - name: the extension's name.
+    ///   - version: the extension's version.
+    ///   - sdkVersion: the `sdk_version` it registered with.
+    ///   - minSDKVersion: the `min_sdk_version` it registered with.
     public init(uuid: Int64, name: String, version: String, sdkVersion: String, minSDKVersion: String) {
         self.uuid = uuid
         self.name = name
@@ -76,6 +83,7 @@ public struct OsqueryClient: Sendable {
 
     /// A client for the core at `socket`. Nothing connects until the first call.
     /// - Parameters:
+    ///   - socket: the core's extension manager socket (`--extensions_socket`).
     ///   - connectTimeout: how long opening a connection may take.
     ///   - callTimeout: the deadline of one call (osquery's own default is 300 s).
     public init(socket: String, connectTimeout: Duration = .seconds(3), callTimeout: Duration = .seconds(300)) {
@@ -85,7 +93,13 @@ public struct OsqueryClient: Sendable {
     }
 
     /// Waits, with back-off, until a core answers `ping` at `socket`, then returns a client.
-    /// Throws ``OsqueryClientError/coreUnavailable(path:after:lastError:)`` after `timeout`.
+    /// - Parameters:
+    ///   - socket: the core's extension manager socket (`--extensions_socket`).
+    ///   - timeout: how long to wait for the core to answer.
+    ///   - callTimeout: the deadline of each later call of the client.
+    /// - Returns: a client for the core, which has answered `ping`.
+    /// - Throws: ``OsqueryClientError/coreUnavailable(path:after:lastError:)`` when no core answered
+    ///   within `timeout` (or the waiting task was cancelled), with the last call's error.
     public static func connect(
         socket: String, timeout: Duration = .seconds(3), callTimeout: Duration = .seconds(300)
     ) async throws(OsqueryClientError) -> OsqueryClient {
@@ -95,6 +109,11 @@ public struct OsqueryClient: Sendable {
     }
 
     /// Waits, with back-off (20 ms doubling to 500 ms), until the core answers `ping`.
+    ///
+    /// A `ping` answered with status code 1 counts as no answer.
+    /// - Parameter timeout: how long to wait.
+    /// - Throws: ``OsqueryClientError/coreUnavailable(path:after:lastError:)`` when no core answered
+    ///   within `timeout` (or the waiting task was cancelled), with the last call's error.
     public func waitUntilAvailable(timeout: Duration) async throws(OsqueryClientError) {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
@@ -119,11 +138,22 @@ public struct OsqueryClient: Sendable {
     // MARK: - RPCs
 
     /// `ping`: the core's status (`{0, "pong"}` for osquery).
+    /// - Parameter timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the status the core answered, as it is (a non-zero code is not thrown).
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection).
     public func ping(timeout: Duration? = nil) async throws(OsqueryClientError) -> ExtensionStatus {
         do { return try await manager.ping(timeout: timeout) } catch { throw .transport(error) }
     }
 
     /// `query`: runs SQL and returns rows of strings (integers in decimal, NULL as `""`, as osquery does).
+    /// - Parameters:
+    ///   - sql: the statement to run.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the rows, each a column name → value dictionary.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
+    ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
     public func query(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [[String: String]] {
         try await queryRows(sql, timeout: timeout).map { row in
             var out: [String: String] = [:]
@@ -134,6 +164,13 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `query` with rows kept as the wire sent them (byte-faithful, in column order).
+    /// - Parameters:
+    ///   - sql: the statement to run.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the rows as the core sent them.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
+    ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
     public func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
         let response: (status: ExtensionStatus, rows: [StringMap])
         do { response = try await manager.queryRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
@@ -142,8 +179,15 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `query` with the rows left in the core's reply: the fastest way to take a big result.
-    /// Nothing is built per row or cell until it is read (`row["name"]`, ``ReplyRows/Row/stringMap``);
+    /// Nothing is built per row or cell until it is read (`row["name"]`, `ReplyRows.Row.stringMap`);
     /// the same cells, in the same order, as ``queryRows(_:timeout:)``.
+    /// - Parameters:
+    ///   - sql: the statement to run.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the rows, still in the reply's bytes.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
+    ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
     public func queryReplyRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> ReplyRows {
         let response: (status: ExtensionStatus, rows: ReplyRows)
         do { response = try await manager.queryReplyRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
@@ -152,6 +196,15 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `query`, decoding each row into `T` (see ``RowDecoder`` for the conversions).
+    /// - Parameters:
+    ///   - sql: the statement to run.
+    ///   - type: the `Decodable` type of one row.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: one `T` per row, in the result's order.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
+    ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`);
+    ///   ``OsqueryClientError/decoding(row:column:reason:)`` when a row does not decode into `T`.
     public func query<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> [T]
     {
@@ -165,6 +218,12 @@ public struct OsqueryClient: Sendable {
     }
 
     /// The first row of `query(sql, as:)`, or nil when there is none.
+    /// - Parameters:
+    ///   - sql: the statement to run.
+    ///   - type: the `Decodable` type of the row.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the first row as `T`, or nil when the result is empty.
+    /// - Throws: as ``query(_:as:timeout:)`` does (every row is decoded).
     public func queryRow<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> T?
     {
@@ -177,6 +236,13 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `getQueryColumns`: the result columns of `sql` as `(name, type)` in select order.
+    /// - Parameters:
+    ///   - sql: the statement whose columns are wanted.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: each column's name and osquery type name (`TEXT`, `BIGINT`, …).
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
+    ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
     public func queryColumns(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError)
         -> [(name: String, type: String)]
     {
@@ -191,6 +257,10 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `extensions`: every registered extension, by uuid (the core is not listed).
+    /// - Parameter timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the registered extensions by uuid.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection).
     public func extensions(timeout: Duration? = nil) async throws(OsqueryClientError) -> [Int64: RegisteredExtension] {
         let list: InternalExtensionList
         do { list = try await manager.extensions(timeout: timeout) } catch { throw .transport(error) }
@@ -204,6 +274,10 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `options`: every core flag by name.
+    /// - Parameter timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: each flag's value, default and type, by flag name.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection).
     public func options(timeout: Duration? = nil) async throws(OsqueryClientError) -> [String: CoreOption] {
         let list: InternalOptionList
         do { list = try await manager.options(timeout: timeout) } catch { throw .transport(error) }
@@ -217,6 +291,14 @@ public struct OsqueryClient: Sendable {
 
     /// `call`: runs a registry plugin through the core (the core routes it to its owner).
     /// A non-zero status is returned, not thrown: some registries (logger `features`) carry data in it.
+    /// - Parameters:
+    ///   - registry: the registry (`table`, `config`, `logger`, …).
+    ///   - item: the plugin's name within it.
+    ///   - request: the plugin's request map (e.g. `["action": "generate", "context": "{}"]`).
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the plugin's response: its status and rows.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection).
     public func call(registry: String, item: String, request: [String: String], timeout: Duration? = nil)
         async throws(OsqueryClientError) -> ExtensionResponse
     {
@@ -229,6 +311,13 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `registerExtension` (raw; the extension runner does this for you).
+    /// - Parameters:
+    ///   - info: the extension's name, version and SDK versions.
+    ///   - registry: registry → plugin name → route info, as registration sends it.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the core's status; on success (code 0) it carries the new uuid.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection).
     public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> ExtensionStatus
     {
@@ -237,7 +326,13 @@ public struct OsqueryClient: Sendable {
         }
     }
 
-    /// `deregisterExtension`.
+    /// `deregisterExtension`: asks the core to drop the extension registered as `uuid`.
+    /// - Parameters:
+    ///   - uuid: the uuid the core gave the extension at registration.
+    ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Returns: the core's status (non-zero when it holds no such uuid).
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection).
     public func deregisterExtension(uuid: Int64, timeout: Duration? = nil) async throws(OsqueryClientError)
         -> ExtensionStatus
     {
@@ -247,10 +342,13 @@ public struct OsqueryClient: Sendable {
     }
 
     /// `shutdown`: asks the core to stop (osquery's manager treats it as a no-op).
+    /// - Parameter timeout: the call's deadline; nil: the client's `callTimeout`.
+    /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
+    ///   timed out, broken connection).
     public func shutdown(timeout: Duration? = nil) async throws(OsqueryClientError) {
         do { try await manager.shutdown(timeout: timeout) } catch { throw .transport(error) }
     }
 
-    /// Closes idle connections.
+    /// Closes idle connections; a later call opens a new one.
     public func close() { manager.close() }
 }

@@ -8,6 +8,14 @@
 ///   (osquery renders NULL as the empty string).
 public enum RowDecoder {
     /// Decodes `row` (the `rowIndex`th of a result, used in error messages).
+    /// - Parameters:
+    ///   - type: the `Decodable` type to make.
+    ///   - row: one row as the wire sent it (keys and values read as lossy UTF-8).
+    ///   - rowIndex: the row's position in its result, reported in errors.
+    /// - Returns: the decoded value.
+    /// - Throws: ``OsqueryClientError/decoding(row:column:reason:)`` when a non-optional property's
+    ///   column is missing, a value does not convert (`'abc' is not an integer of type Int`), or
+    ///   `T` is not a keyed type or a single value of a one-column row.
     public static func decode<T: Decodable>(_ type: T.Type, from row: StringMap, rowIndex: Int = 0)
         throws(OsqueryClientError) -> T
     {
@@ -18,6 +26,12 @@ public enum RowDecoder {
     }
 
     /// Decodes a row given as a dictionary.
+    /// - Parameters:
+    ///   - type: the `Decodable` type to make.
+    ///   - row: column name → value, as ``OsqueryClient/OsqueryClient/query(_:timeout:)`` returns rows.
+    ///   - rowIndex: the row's position in its result, reported in errors.
+    /// - Returns: the decoded value.
+    /// - Throws: ``OsqueryClientError/decoding(row:column:reason:)`` as the `StringMap` overload does.
     public static func decode<T: Decodable>(_ type: T.Type, from row: [String: String], rowIndex: Int = 0)
         throws(OsqueryClientError) -> T
     {

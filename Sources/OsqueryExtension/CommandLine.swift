@@ -56,6 +56,8 @@ public struct ExtensionOptions: ParsableArguments, Sendable {
     public var maxConnections: Int?
 
     /// `base` with the limits given on the command line in place of its own.
+    /// - Parameter base: the limits to start from (usually ``ExtensionConfiguration/serverLimits``).
+    /// - Returns: `base` with each `--extensions_*` option that was given put in.
     public func serverLimits(over base: ServerLimits) -> ServerLimits {
         var limits = base
         if let maxMessageSize { limits.maxMessageSize = maxMessageSize }

@@ -9,6 +9,7 @@ public struct ConfigPlugin: ExtensionPlugin {
     let genConfig: @Sendable () async throws -> [String: String]
     let genPack: (@Sendable (_ name: String, _ value: String) async throws -> String)?
 
+    /// `config`.
     public var registry: String { "config" }
 
     /// A config plugin named `name`.
@@ -26,6 +27,12 @@ public struct ConfigPlugin: ExtensionPlugin {
         self.genPack = genPack
     }
 
+    /// Answers `genConfig` with one row of source name → config JSON, and `genPack` with one row of
+    /// pack name → pack JSON; any other action gets a failure status.
+    /// - Parameter request: the core's request (`action`, and for `genPack` the pack's `name` and `value`).
+    /// - Returns: the row, or a failure status (`genPack` without a `genPack` closure, an unknown action).
+    /// - Throws: what `genConfig` or `genPack` throws; the extension answers the core with status 1
+    ///   and the error's description.
     public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
         switch request.action {
         case "genConfig":

@@ -8,6 +8,10 @@ public struct DistributedQueries: Sendable, Hashable {
     public var accelerate: Int?
 
     /// Work with queries, optional discovery gates, and an optional accelerate interval.
+    /// - Parameters:
+    ///   - queries: query id → SQL.
+    ///   - discovery: query id → discovery SQL; a query runs only if its discovery returns rows.
+    ///   - accelerate: seconds for which the core should check in more often; nil: not sent.
     public init(queries: [String: String] = [:], discovery: [String: String] = [:], accelerate: Int? = nil) {
         self.queries = queries
         self.discovery = discovery
@@ -39,6 +43,11 @@ public struct QueryStats: Sendable, Hashable {
     public var memory: Int64
 
     /// Stats from their parts.
+    /// - Parameters:
+    ///   - wallTimeMs: wall-clock time in milliseconds.
+    ///   - userTime: user CPU time.
+    ///   - systemTime: system CPU time.
+    ///   - memory: memory used, in bytes.
     public init(wallTimeMs: Int64 = 0, userTime: Int64 = 0, systemTime: Int64 = 0, memory: Int64 = 0) {
         self.wallTimeMs = wallTimeMs
         self.userTime = userTime
@@ -59,6 +68,11 @@ public struct DistributedResults: Sendable, Hashable {
     public var stats: [String: QueryStats]
 
     /// Results from their parts.
+    /// - Parameters:
+    ///   - rows: query id → rows.
+    ///   - statuses: query id → status code (0 = success).
+    ///   - messages: query id → error message.
+    ///   - stats: query id → resource use.
     public init(
         rows: [String: [[String: String]]] = [:], statuses: [String: Int] = [:], messages: [String: String] = [:],
         stats: [String: QueryStats] = [:]
@@ -70,6 +84,9 @@ public struct DistributedResults: Sendable, Hashable {
     }
 
     /// Parses the `results` JSON of a writeResults request (numbers as numbers or strings).
+    /// Missing members are left empty.
+    /// - Parameter json: the request's `results` value.
+    /// - Throws: `JSONError` when `json` is not valid JSON.
     public init(json: String) throws(JSONError) {
         self.init()
         let doc = try JSONValue.parse(json)
@@ -98,9 +115,14 @@ public struct DistributedPlugin: ExtensionPlugin {
     let getQueries: @Sendable () async throws -> DistributedQueries
     let writeResults: @Sendable (DistributedResults) async throws -> Void
 
+    /// `distributed`.
     public var registry: String { "distributed" }
 
-    /// Results from their parts.
+    /// A distributed plugin named `name`.
+    /// - Parameters:
+    ///   - name: the plugin's name (what `--distributed_plugin` names).
+    ///   - getQueries: the work for the core's next check-in.
+    ///   - writeResults: receives the results of the queries the core ran.
     public init(
         _ name: String, getQueries: @escaping @Sendable () async throws -> DistributedQueries,
         writeResults: @escaping @Sendable (DistributedResults) async throws -> Void
@@ -110,6 +132,13 @@ public struct DistributedPlugin: ExtensionPlugin {
         self.writeResults = writeResults
     }
 
+    /// Answers `getQueries` with one row holding the queries' JSON under `results`, and passes
+    /// `writeResults`' parsed `results` to the `writeResults` closure; any other action, or results
+    /// that are not JSON, get a failure status.
+    /// - Parameter request: the core's request (`action`, and for `writeResults` its `results` JSON).
+    /// - Returns: the reply for the core.
+    /// - Throws: what `getQueries` or `writeResults` throws; the extension answers the core with
+    ///   status 1 and the error's description.
     public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
         switch request.action {
         case "getQueries":

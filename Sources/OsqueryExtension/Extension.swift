@@ -30,6 +30,7 @@ public enum StopReason: Sendable, Equatable, CustomStringConvertible {
     /// ``Extension/stop()`` was called.
     case stopped
 
+    /// The reason as a phrase for logs (`signal 15`, `the osquery core has gone away`).
     public var description: String {
         switch self {
         case .shutdownRequested: "the core requested shutdown"
@@ -42,14 +43,25 @@ public enum StopReason: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Why an extension could not start.
+///
+/// ``Extension/start(options:signals:)`` and the `run` methods throw it; ``Extension/run()``
+/// logs it and exits with status 1.
 public enum ExtensionError: Error, Sendable, CustomStringConvertible {
+    /// The `--socket` path is empty, or too long for a Unix socket once `.<uuid>` is added.
     case badSocketPath(String)
+    /// No core answered at the socket within `--timeout`, or the registration call got no answer.
     case coreUnavailable(String)
+    /// The core answered `registerExtension` with a non-zero status: its code and message (a
+    /// name still taken after ``ExtensionConfiguration/duplicateRetryWindow``, an unknown registry, …).
     case registrationRefused(code: Int32, message: String)
+    /// Two plugins have the same registry and name.
     case duplicatePlugin(registry: String, name: String)
+    /// The extension's own socket (`<socket>.<uuid>`) could not be bound or moved into place.
     case cannotListen(String)
+    /// The extension is not running. No method of this SDK version throws it.
     case notRunning
 
+    /// The failure as one line (`registration refused (1): Duplicate extension registered`).
     public var description: String {
         switch self {
         case .badSocketPath(let s): "bad socket path: \(s)"
@@ -124,7 +136,13 @@ public final class Extension: Sendable {
         var finished: [CheckedContinuation<StopReason, Never>] = []
     }
 
-    /// An extension named `name` serving `plugins`.
+    /// An extension named `name` serving `plugins`. Nothing runs until ``run()`` or
+    /// ``start(options:signals:)``.
+    /// - Parameters:
+    ///   - name: the extension's name, unique among the core's extensions.
+    ///   - version: the extension's version, sent at registration.
+    ///   - plugins: the plugins to serve (tables, loggers, config and distributed plugins, …).
+    ///   - configuration: the runner's tunables.
     public init(
         _ name: String, version: String = "1.0.0", plugins: [any ExtensionPlugin],
         configuration: ExtensionConfiguration = ExtensionConfiguration()
@@ -177,6 +195,17 @@ public final class Extension: Sendable {
     }
 
     /// Runs with parsed options until stopped; returns why it stopped. Throws when it cannot start.
+    ///
+    /// A stop asked for during start-up (a signal, ``stop()``) is no error: it returns that reason.
+    /// - Parameters:
+    ///   - options: the command line's options (socket, timeouts, mode).
+    ///   - signals: whether SIGTERM/SIGINT stop it gracefully; nil: ``ExtensionConfiguration/handleSignals``.
+    /// - Returns: why the extension stopped.
+    /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
+    ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
+    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
+    ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     @discardableResult
     public func run(options: ExtensionOptions, signals: Bool? = nil) async throws -> StopReason {
         try await start(options: options, signals: signals ?? configuration.handleSignals)
@@ -184,12 +213,27 @@ public final class Extension: Sendable {
     }
 
     /// Parses `arguments` (without the program name) and runs until stopped.
+    /// - Parameter arguments: the command line after the program name (`--socket`, `--timeout`, …).
+    /// - Returns: why the extension stopped.
+    /// - Throws: ArgumentParser's error when `arguments` do not parse (a bad value such as
+    ///   `--timeout abc`, or `--help`); then what ``run(options:signals:)`` throws.
     @discardableResult
     public func run(arguments: [String]) async throws -> StopReason {
         try await run(options: try ExtensionOptions.parse(arguments))
     }
 
     /// Waits for the core, registers and starts serving; returns once registered and listening.
+    ///
+    /// A stop asked for during start-up (a signal, ``stop()``) ends it without an error; the stop's
+    /// reason is then what ``waitUntilStopped()`` returns.
+    /// - Parameters:
+    ///   - options: the command line's options (socket, timeouts, mode).
+    ///   - signals: whether to install SIGTERM/SIGINT handlers that stop the extension gracefully.
+    /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
+    ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
+    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
+    ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     public func start(options: ExtensionOptions, signals: Bool = false) async throws {
         var logger = configuration.logger ?? Logger(label: "osquery.extension.\(name)") { StreamLogHandler.standardError(label: $0) }
         if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .warning }
@@ -269,6 +313,7 @@ public final class Extension: Sendable {
     public func stop() { requestStop(.stopped) }
 
     /// Waits until the extension has stopped and cleaned up.
+    /// - Returns: why it stopped.
     public func waitUntilStopped() async -> StopReason {
         await withCheckedContinuation { c in
             let done: StopReason? = state.withLock { s in
@@ -280,13 +325,22 @@ public final class Extension: Sendable {
         }
     }
 
-    /// Adds a plugin while running (the extension re-registers with the new set).
+    /// Adds a plugin while running (the extension re-registers with the new set). A plugin of the
+    /// same registry and name is replaced. When not running, the plugin is served from the next start.
+    /// - Parameter plugin: the plugin to serve.
+    /// - Throws: ``ExtensionError/cannotListen(_:)``, ``ExtensionError/coreUnavailable(_:)`` or
+    ///   ``ExtensionError/registrationRefused(code:message:)`` when the re-registration fails.
     public func add(_ plugin: any ExtensionPlugin) async throws {
         router.add(plugin)
         try await reregisterIfRunning()
     }
 
     /// Removes a plugin while running (the extension re-registers without it).
+    /// - Parameters:
+    ///   - registry: the plugin's registry (`table`, `logger`, …).
+    ///   - name: the plugin's name.
+    /// - Throws: ``ExtensionError/cannotListen(_:)``, ``ExtensionError/coreUnavailable(_:)`` or
+    ///   ``ExtensionError/registrationRefused(code:message:)`` when the re-registration fails.
     public func remove(registry: String, name: String) async throws {
         router.remove(registry: registry, name: name)
         try await reregisterIfRunning()

@@ -1,6 +1,9 @@
 /// What a logger advertises in its `features` answer (osquery reads the bitmask from the status code).
 public struct LoggerFeatures: OptionSet, Sendable, Hashable {
+    /// The bitmask as the `features` status code carries it.
     public let rawValue: Int32
+    /// Features from their bitmask.
+    /// - Parameter rawValue: the bitmask (1: status lines, 2: events).
     public init(rawValue: Int32) { self.rawValue = rawValue }
     /// Receive the core's status (glog) lines.
     public static let status = LoggerFeatures(rawValue: 1)
@@ -12,7 +15,14 @@ public struct LoggerFeatures: OptionSet, Sendable, Hashable {
 public struct StatusLine: Sendable, Hashable {
     /// glog severity.
     public enum Severity: Int, Sendable, Hashable {
-        case info = 0, warning = 1, error = 2, fatal = 3
+        /// `INFO` (0).
+        case info = 0
+        /// `WARNING` (1).
+        case warning = 1
+        /// `ERROR` (2).
+        case error = 2
+        /// `FATAL` (3).
+        case fatal = 3
     }
     /// glog severity (`s`).
     public var severity: Severity
@@ -30,6 +40,14 @@ public struct StatusLine: Sendable, Hashable {
     public var unixTime: Int64
 
     /// A status line from its fields.
+    /// - Parameters:
+    ///   - severity: glog severity (`s`).
+    ///   - file: source file (`f`).
+    ///   - line: source line (`i`).
+    ///   - message: the message (`m`).
+    ///   - hostIdentifier: the host identifier (`h`).
+    ///   - calendarTime: the time as ASCII UTC text (`c`).
+    ///   - unixTime: the time as a Unix timestamp (`u`).
     public init(
         severity: Severity, file: String = "", line: Int = 0, message: String, hostIdentifier: String = "",
         calendarTime: String = "", unixTime: Int64 = 0
@@ -44,6 +62,10 @@ public struct StatusLine: Sendable, Hashable {
     }
 
     /// Parses the `log` value of a status request: a JSON array of lines (or one object).
+    /// Elements that are not objects are skipped; missing fields are empty, 0 or `.info`.
+    /// - Parameter json: the request's `log` value.
+    /// - Returns: the lines in order.
+    /// - Throws: `JSONError` when `json` is not valid JSON.
     public static func parse(_ json: String) throws(JSONError) -> [StatusLine] {
         let doc = try JSONValue.parse(json)
         let items = doc.array ?? [doc]
@@ -87,9 +109,15 @@ public struct LoggerPlugin: ExtensionPlugin {
     let body: @Sendable (LogRecord) async throws -> Void
     let onShutdown: (@Sendable () async -> Void)?
 
+    /// `logger`.
     public var registry: String { "logger" }
 
     /// A logger named `name`. Status lines are requested by default; add `.event` to get events.
+    /// - Parameters:
+    ///   - name: the plugin's name (what `--logger_plugin` names).
+    ///   - features: what the logger asks the core to send besides results.
+    ///   - shutdown: called once when the extension stops (flush, close files); nil: nothing.
+    ///   - log: receives every record; calls for different requests may overlap.
     public init(
         _ name: String, features: LoggerFeatures = [.status], shutdown: (@Sendable () async -> Void)? = nil,
         log: @escaping @Sendable (LogRecord) async throws -> Void
@@ -100,8 +128,16 @@ public struct LoggerPlugin: ExtensionPlugin {
         self.onShutdown = shutdown
     }
 
+    /// Runs the `shutdown` closure given at creation, if any.
     public func shutdown() async { await onShutdown?() }
 
+    /// Answers `features` with ``features`` in the status code, and passes every other request
+    /// (`init`, `string`, `string_batch` element by element, `snapshot`, `status`, `event`,
+    /// `health`) to the `log` closure as a ``LogRecord``.
+    /// - Parameter request: the core's request.
+    /// - Returns: success, or a failure status for a request it does not know or cannot parse.
+    /// - Throws: what the `log` closure throws; the extension answers the core with status 1 and
+    ///   the error's description.
     public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
         if request.action == "features" {
             return ExtensionResponse(status: ExtensionStatus(code: features.rawValue, message: "OK"), response: [])

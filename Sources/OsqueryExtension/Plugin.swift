@@ -6,12 +6,18 @@ public struct PluginRequest: Sendable {
     public var core: OsqueryClient?
 
     /// A request from raw wire values.
+    /// - Parameters:
+    ///   - raw: the request map as the core sent it.
+    ///   - core: a client for the core, for plugins that query back; nil: none.
     public init(raw: ExtensionPluginRequest, core: OsqueryClient? = nil) {
         self.raw = raw
         self.core = core
     }
 
     /// A request from Swift strings (handy in tests).
+    /// - Parameters:
+    ///   - values: the request map, e.g. `["action": "generate", "context": "{}"]`.
+    ///   - core: a client for the core, for plugins that query back; nil: none.
     public init(_ values: [String: String], core: OsqueryClient? = nil) {
         var raw = ExtensionPluginRequest(minimumCapacity: values.count)
         for (k, v) in values { raw[ThriftString(k)] = ThriftString(v) }
@@ -19,6 +25,8 @@ public struct PluginRequest: Sendable {
     }
 
     /// The value of `key` (lossy UTF-8), or nil.
+    /// - Parameter key: the request key (`action`, `context`, …).
+    /// - Returns: the value, or nil when the request has no such key.
     public subscript(key: String) -> String? { raw[ThriftString(key)]?.lossyString }
 
     /// The `action` key.
@@ -36,13 +44,19 @@ public protocol ExtensionPlugin: Sendable {
     /// Route info sent at registration (tables: their columns; others usually none).
     var routes: [StringMap] { get }
     /// Answers one call from the core. Errors become a status with code 1.
+    /// - Parameter request: the core's request map and a client for the core.
+    /// - Returns: the reply: a status and rows (`.ok(rows)`, `.failure(message)`).
+    /// - Throws: any error; the extension answers the core with status 1 and the error's
+    ///   description (a ``PluginError``'s message as it is).
     func handle(_ request: PluginRequest) async throws -> ExtensionResponse
     /// Called once when the extension stops (flush buffers, close files).
     func shutdown() async
 }
 
 extension ExtensionPlugin {
+    /// No route info.
     public var routes: [StringMap] { [] }
+    /// Does nothing.
     public func shutdown() async {}
 }
 
@@ -52,17 +66,25 @@ public struct PluginError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The message sent to the core.
     public var message: String
     /// An error with `message`.
+    /// - Parameter message: the text the core reports.
     public init(_ message: String) { self.message = message }
+    /// The message.
     public var description: String { message }
 }
 
 extension ExtensionResponse {
     /// A success with rows.
+    /// - Parameter rows: the reply's rows; none by default.
+    /// - Returns: a response with status `{0, "OK"}` and `rows`.
     public static func ok(_ rows: [StringMap] = []) -> ExtensionResponse {
         ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), response: rows)
     }
 
     /// A failure with a message (code 1 by default).
+    /// - Parameters:
+    ///   - message: the status message the core reports.
+    ///   - code: the status code.
+    /// - Returns: a response with that status and no rows.
     public static func failure(_ message: String, code: Int32 = 1) -> ExtensionResponse {
         ExtensionResponse(status: ExtensionStatus(code: code, message: ThriftString(message)), response: [])
     }

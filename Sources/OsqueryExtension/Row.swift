@@ -9,10 +9,15 @@ public protocol ColumnValue: Sendable {
     /// integers, doubles, strings and byte arrays write theirs without building a string
     /// first. Implement it only to make a custom value type faster; it must write what
     /// ``columnText`` holds.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true when a string was written, false for NULL.
     func writeColumnText(to writer: inout ThriftWriter) -> Bool
 }
 
 extension ColumnValue {
+    /// Writes ``columnText``, or nothing for NULL.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true when a string was written, false for NULL.
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         guard let text = columnText else { return false }
         writer.writeString(text)
@@ -21,25 +26,42 @@ extension ColumnValue {
 }
 
 extension String: ColumnValue {
+    /// The string's UTF-8 bytes.
     public var columnText: ThriftString? { ThriftString(self) }
+    /// Writes the string's UTF-8 bytes.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true: the text was written.
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         writer.writeString(self)
         return true
     }
 }
-extension Substring: ColumnValue { public var columnText: ThriftString? { ThriftString(String(self)) } }
-extension ThriftString: ColumnValue { public var columnText: ThriftString? { self } }
+extension Substring: ColumnValue {
+    /// The substring's UTF-8 bytes.
+    public var columnText: ThriftString? { ThriftString(String(self)) }
+}
+extension ThriftString: ColumnValue {
+    /// The bytes as they are.
+    public var columnText: ThriftString? { self }
+}
 /// Integers in decimal, written in place.
 extension ColumnValue where Self: BinaryInteger {
+    /// The integer in decimal.
     public var columnText: ThriftString? { ThriftString(String(self)) }
 }
 extension ColumnValue where Self: SignedInteger & FixedWidthInteger {
+    /// Writes the integer in decimal, without building a string.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true: the text was written.
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         writer.writeDecimalString(Int64(self))
         return true
     }
 }
 extension ColumnValue where Self: UnsignedInteger & FixedWidthInteger {
+    /// Writes the integer in decimal, without building a string.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true: the text was written.
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         writer.writeDecimalString(UInt64(self))
         return true
@@ -58,6 +80,9 @@ extension UInt64: ColumnValue {}
 extension Double: ColumnValue {
     /// Finite doubles in Swift's shortest round-trip form; NaN and infinities are NULL.
     public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
+    /// Writes the same text as ``columnText``, without building a string when it can.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true when a string was written, false for NaN and infinities (NULL).
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         guard isFinite else { return false }
         if let (m, scale) = Self.shortDecimal(self) {
@@ -89,19 +114,34 @@ extension Double: ColumnValue {
         return nil
     }
 }
-extension Float: ColumnValue { public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil } }
+extension Float: ColumnValue {
+    /// Finite floats in Swift's shortest round-trip form; NaN and infinities are NULL.
+    public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
+}
 /// `1` or `0`, as osquery stores booleans.
-extension Bool: ColumnValue { public var columnText: ThriftString? { self ? "1" : "0" } }
+extension Bool: ColumnValue {
+    /// `1` for true, `0` for false.
+    public var columnText: ThriftString? { self ? "1" : "0" }
+}
 /// Raw bytes, sent as they are (for BLOB columns and non-UTF-8 text).
 extension Array: ColumnValue where Element == UInt8 {
+    /// The bytes as they are.
     public var columnText: ThriftString? { ThriftString(bytes: self) }
+    /// Writes the bytes as they are.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true: the text was written.
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         withUnsafeBytes { writer.writeString(bytes: $0) }
         return true
     }
 }
+/// nil is NULL; a value is written as the value itself would be.
 extension Optional: ColumnValue where Wrapped: ColumnValue {
+    /// The wrapped value's text, or nil (NULL).
     public var columnText: ThriftString? { self?.columnText }
+    /// Writes the wrapped value as it writes itself, or nothing for nil.
+    /// - Parameter writer: the reply being written.
+    /// - Returns: true when a string was written, false for nil (or a NULL wrapped value).
     public func writeColumnText(to writer: inout ThriftWriter) -> Bool {
         guard let self else { return false }
         return self.writeColumnText(to: &writer)
@@ -122,12 +162,14 @@ public struct Row: Sendable, ExpressibleByDictionaryLiteral {
     public init() { cells = [] }
 
     /// A row with room for `capacity` cells.
+    /// - Parameter capacity: how many cells to reserve room for.
     public init(capacity: Int) {
         cells = []
         cells.reserveCapacity(capacity)
     }
 
     /// A row from `["column": value, …]`, in the order written.
+    /// - Parameter elements: the column names and values.
     public init(dictionaryLiteral elements: (String, any ColumnValue)...) {
         // The literal's array already holds the cells; only the tuple labels differ, so it is
         // taken as it is rather than copied element by element (a second array per row).
@@ -135,11 +177,16 @@ public struct Row: Sendable, ExpressibleByDictionaryLiteral {
     }
 
     /// Appends a cell (no check for an earlier cell of the same column).
+    /// - Parameters:
+    ///   - column: the column's name.
+    ///   - value: the cell's value (nil-valued optionals are NULL).
     public mutating func append(_ column: String, _ value: any ColumnValue) {
         cells.append((column, value))
     }
 
     /// The value of `column`, or nil. Setting replaces the cell or appends one; nil removes it.
+    /// - Parameter column: the column's name (the last cell of that name counts).
+    /// - Returns: the cell's value, or nil when the row has no cell for `column`.
     public subscript(column: String) -> (any ColumnValue)? {
         get { cells.last(where: { $0.column == column })?.value }
         set {

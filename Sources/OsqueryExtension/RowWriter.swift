@@ -110,6 +110,8 @@ public struct RowWriter: ~Copyable {
     /// strings, byte arrays, booleans, optionals (nil is NULL) or any ``ColumnValue``.
     /// Returns false when the row was not taken because a budget was passed (or a row gave more
     /// values than the table has columns); the generate's reply is then that error.
+    /// - Parameter values: the row's values, one per declared column, in order.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<each V: ColumnValue>(_ values: repeat each V) -> Bool {
@@ -158,6 +160,8 @@ public struct RowWriter: ~Copyable {
 
     /// Adds a row given by column names (the same rows a table's `[Row]` generate returns);
     /// keys that are no column are left out. Returns false as `add(_:)` does.
+    /// - Parameter row: the row's cells by column name.
+    /// - Returns: true when the row was taken.
     @discardableResult
     public mutating func add(_ row: Row) -> Bool {
         guard beginRow() else { return false }
@@ -225,6 +229,8 @@ public struct RowWriter: ~Copyable {
 // metadata (about 20 ns a value); these are specialized into plain calls in the caller.
 extension RowWriter {
     /// `add(_:)` for 1 value: the same row, written without a parameter pack.
+    /// - Parameter v0: the first column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue>(_ v0: V0) -> Bool {
@@ -234,6 +240,10 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 2 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue>(_ v0: V0, _ v1: V1) -> Bool {
@@ -243,6 +253,11 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 3 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2) -> Bool {
@@ -252,6 +267,12 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 4 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3) -> Bool {
@@ -261,6 +282,13 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 5 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4) -> Bool {
@@ -270,6 +298,14 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 6 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5) -> Bool {
@@ -279,6 +315,15 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 7 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6) -> Bool {
@@ -288,6 +333,16 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 8 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7) -> Bool {
@@ -297,6 +352,17 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 9 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8) -> Bool {
@@ -306,6 +372,18 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 10 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    ///   - v9: the tenth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9) -> Bool {
@@ -315,6 +393,19 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 11 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    ///   - v9: the tenth column's value.
+    ///   - v10: the eleventh column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10) -> Bool {
@@ -324,6 +415,20 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 12 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    ///   - v9: the tenth column's value.
+    ///   - v10: the eleventh column's value.
+    ///   - v11: the twelfth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11) -> Bool {
@@ -333,6 +438,21 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 13 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    ///   - v9: the tenth column's value.
+    ///   - v10: the eleventh column's value.
+    ///   - v11: the twelfth column's value.
+    ///   - v12: the thirteenth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12) -> Bool {
@@ -342,6 +462,22 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 14 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    ///   - v9: the tenth column's value.
+    ///   - v10: the eleventh column's value.
+    ///   - v11: the twelfth column's value.
+    ///   - v12: the thirteenth column's value.
+    ///   - v13: the fourteenth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13) -> Bool {
@@ -351,6 +487,23 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 15 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    ///   - v9: the tenth column's value.
+    ///   - v10: the eleventh column's value.
+    ///   - v11: the twelfth column's value.
+    ///   - v12: the thirteenth column's value.
+    ///   - v13: the fourteenth column's value.
+    ///   - v14: the fifteenth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue, V14: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13, _ v14: V14) -> Bool {
@@ -360,6 +513,24 @@ extension RowWriter {
     }
 
     /// `add(_:)` for 16 values: the same row, written without a parameter pack.
+    /// - Parameters:
+    ///   - v0: the first column's value.
+    ///   - v1: the second column's value.
+    ///   - v2: the third column's value.
+    ///   - v3: the fourth column's value.
+    ///   - v4: the fifth column's value.
+    ///   - v5: the sixth column's value.
+    ///   - v6: the seventh column's value.
+    ///   - v7: the eighth column's value.
+    ///   - v8: the ninth column's value.
+    ///   - v9: the tenth column's value.
+    ///   - v10: the eleventh column's value.
+    ///   - v11: the twelfth column's value.
+    ///   - v12: the thirteenth column's value.
+    ///   - v13: the fourteenth column's value.
+    ///   - v14: the fifteenth column's value.
+    ///   - v15: the sixteenth column's value.
+    /// - Returns: true when the row was taken.
     @inlinable
     @discardableResult
     public mutating func add<V0: ColumnValue, V1: ColumnValue, V2: ColumnValue, V3: ColumnValue, V4: ColumnValue, V5: ColumnValue, V6: ColumnValue, V7: ColumnValue, V8: ColumnValue, V9: ColumnValue, V10: ColumnValue, V11: ColumnValue, V12: ColumnValue, V13: ColumnValue, V14: ColumnValue, V15: ColumnValue>(_ v0: V0, _ v1: V1, _ v2: V2, _ v3: V3, _ v4: V4, _ v5: V5, _ v6: V6, _ v7: V7, _ v8: V8, _ v9: V9, _ v10: V10, _ v11: V11, _ v12: V12, _ v13: V13, _ v14: V14, _ v15: V15) -> Bool {

@@ -12,6 +12,10 @@ public struct TableLimits: Sendable, Hashable {
     public var maxBytes: Int?
 
     /// Limits; the default keeps replies under 64 MiB.
+    /// - Parameters:
+    ///   - deadline: how long `generate` may run; nil: no deadline.
+    ///   - maxRows: the most rows one reply may carry; nil: no limit.
+    ///   - maxBytes: the most bytes of keys and values one reply may carry; nil: no limit.
     public init(deadline: Duration? = nil, maxRows: Int? = nil, maxBytes: Int? = 64 << 20) {
         self.deadline = deadline
         self.maxRows = maxRows
@@ -26,9 +30,13 @@ public struct TableLimits: Sendable, Hashable {
 
 /// The values of one `insert` or `update`, typed as osquery sends them.
 public enum WriteValue: Sendable, Hashable, CustomStringConvertible {
+    /// SQL NULL.
     case null
+    /// An integer (JSON booleans arrive as 1 and 0).
     case integer(Int64)
+    /// A number that is not a 64-bit integer.
     case double(Double)
+    /// Text; a JSON array or object arrives as its JSON text.
     case text(String)
 
     /// The value as text (nil for NULL).
@@ -41,9 +49,11 @@ public enum WriteValue: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The value as text, `NULL` for NULL.
     public var description: String { text ?? "NULL" }
 
     /// The value of one JSON array element of `json_value_array`.
+    /// - Parameter json: the element: null, a boolean, a number, a string, or (as its text) anything else.
     public init(_ json: JSONValue) {
         switch json {
         case .null: self = .null
@@ -69,6 +79,8 @@ public struct InsertRequest: Sendable {
     public var context: QueryContext
 
     /// The value for `column`.
+    /// - Parameter column: a declared column's name.
+    /// - Returns: its value, or `.null` when there is no such column.
     public subscript(column: String) -> WriteValue { value(of: column, columns: columns, values: values) }
 }
 
@@ -86,6 +98,8 @@ public struct UpdateRequest: Sendable {
     public var context: QueryContext
 
     /// The new value for `column`.
+    /// - Parameter column: a declared column's name.
+    /// - Returns: its value, or `.null` when there is no such column.
     public subscript(column: String) -> WriteValue { value(of: column, columns: columns, values: values) }
 }
 
@@ -137,21 +151,47 @@ public enum MutationResult: Sendable, Hashable {
 /// without locks; calls to one store run one at a time.
 public protocol TableStore: Actor {
     /// The rows for a query. Include a `rowid` cell so updates and deletes can find rows.
+    /// - Parameter context: the query's constraints and used columns.
+    /// - Returns: the rows; only the columns the query uses are sent.
+    /// - Throws: any error; the core gets its description as the query's error (a ``PluginError``'s
+    ///   message as it is).
     func generate(_ context: QueryContext) async throws -> [Row]
     /// `INSERT`. Defaults to `.readonly`.
+    /// - Parameter request: the values and rowid to insert.
+    /// - Returns: how it went; an insert that picked the rowid returns it in `.success(rowid:)`.
+    /// - Throws: any error; the core gets a failure status with its description.
     func insert(_ request: InsertRequest) async throws -> MutationResult
     /// `UPDATE`. Defaults to `.readonly`.
+    /// - Parameter request: the row's rowid and its new values.
+    /// - Returns: how it went.
+    /// - Throws: any error; the core gets a failure status with its description.
     func update(_ request: UpdateRequest) async throws -> MutationResult
     /// `DELETE`. Defaults to `.readonly`.
+    /// - Parameter request: the rowid of the row to delete.
+    /// - Returns: how it went.
+    /// - Throws: any error; the core gets a failure status with its description.
     func delete(_ request: DeleteRequest) async throws -> MutationResult
     /// Called when the extension stops.
     func shutdown() async
 }
 
 extension TableStore {
+    /// Refuses the insert (read-only).
+    /// - Parameter request: the insert, unused.
+    /// - Returns: `.readonly`.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func insert(_ request: InsertRequest) async throws -> MutationResult { .readonly }
+    /// Refuses the update (read-only).
+    /// - Parameter request: the update, unused.
+    /// - Returns: `.readonly`.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func update(_ request: UpdateRequest) async throws -> MutationResult { .readonly }
+    /// Refuses the delete (read-only).
+    /// - Parameter request: the delete, unused.
+    /// - Returns: `.readonly`.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func delete(_ request: DeleteRequest) async throws -> MutationResult { .readonly }
+    /// Does nothing.
     public func shutdown() async {}
 }
 
@@ -176,13 +216,26 @@ public struct Table: ExtensionPlugin {
         case store(any TableStore)
     }
 
+    /// `table`.
     public var registry: String { "table" }
+    /// The table's name in SQL.
     public var name: String { schema.name }
+    /// The route info registration sends: one map per column, alias and column alias, then the
+    /// attributes.
     public var routes: [StringMap] { schema.routes }
     /// True when backed by a ``TableStore`` (writes are passed to it).
     public var isWritable: Bool { if case .store = source { true } else { false } }
 
     /// A read-only table from its columns and a generate closure.
+    /// - Parameters:
+    ///   - name: the table's name in SQL.
+    ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
+    ///   - aliases: other names the table answers to.
+    ///   - columnAliases: other names for columns.
+    ///   - attributes: osquery's table attributes (none by default).
+    ///   - documentation: the description, examples and notes of the table's spec (`--spec`).
+    ///   - limits: the deadline and budgets of each generate.
+    ///   - generate: makes the rows of one query from its context; what it throws is the query's error.
     public init(
         _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
         attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
@@ -195,6 +248,10 @@ public struct Table: ExtensionPlugin {
     }
 
     /// A read-only table from a schema and a generate closure.
+    /// - Parameters:
+    ///   - schema: the table's name, columns, aliases, attributes and documentation.
+    ///   - limits: the deadline and budgets of each generate.
+    ///   - generate: makes the rows of one query from its context; what it throws is the query's error.
     public init(
         schema: TableSchema, limits: TableLimits = .default,
         generate: @escaping @Sendable (QueryContext) async throws -> [Row]
@@ -210,6 +267,15 @@ public struct Table: ExtensionPlugin {
     ///     for n in 0..<100_000 { rows.add(n, "n\(n)") }
     /// }
     /// ```
+    /// - Parameters:
+    ///   - name: the table's name in SQL.
+    ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
+    ///   - aliases: other names the table answers to.
+    ///   - columnAliases: other names for columns.
+    ///   - attributes: osquery's table attributes (none by default).
+    ///   - documentation: the description, examples and notes of the table's spec (`--spec`).
+    ///   - limits: the deadline and budgets of each generate.
+    ///   - generate: writes the rows of one query; what it throws is the query's error.
     public init(
         _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
         attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
@@ -223,6 +289,10 @@ public struct Table: ExtensionPlugin {
 
     /// A read-only table from a schema and a generate closure that writes its rows into a
     /// ``RowWriter``.
+    /// - Parameters:
+    ///   - schema: the table's name, columns, aliases, attributes and documentation.
+    ///   - limits: the deadline and budgets of each generate.
+    ///   - generate: writes the rows of one query; what it throws is the query's error.
     public init(
         schema: TableSchema, limits: TableLimits = .default,
         generate: @escaping @Sendable (QueryContext, inout RowWriter) async throws -> Void
@@ -231,6 +301,15 @@ public struct Table: ExtensionPlugin {
     }
 
     /// A writable table whose rows and writes are handled by `store`.
+    /// - Parameters:
+    ///   - name: the table's name in SQL.
+    ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
+    ///   - aliases: other names the table answers to.
+    ///   - columnAliases: other names for columns.
+    ///   - attributes: osquery's table attributes (none by default).
+    ///   - documentation: the description, examples and notes of the table's spec (`--spec`).
+    ///   - limits: the deadline and budgets of each generate.
+    ///   - store: produces the rows and takes the inserts, updates and deletes.
     public init(
         _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
         attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
@@ -252,10 +331,18 @@ public struct Table: ExtensionPlugin {
     /// The table's spec JSON.
     public var spec: JSONValue { schema.specJSON(writable: isWritable) }
 
+    /// Calls the store's ``TableStore/shutdown()``; other tables have nothing to do.
     public func shutdown() async {
         if case .store(let store) = source { await store.shutdown() }
     }
 
+    /// Answers the core's table actions: `generate` (the rows, within ``limits``), `columns` (the
+    /// route info), and `insert`, `update` and `delete` (passed to the store; `readonly` without one).
+    /// - Parameter request: the core's request (`action`, `context`, and a write's values and rowids).
+    /// - Returns: the rows or the write's result; a generate's error, deadline or exceeded budget,
+    ///   and an unknown action, are a failure status.
+    /// - Throws: ``PluginError`` when a write's `context` or `json_value_array` does not parse; what
+    ///   the store's `insert`, `update` or `delete` throws.
     public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
         guard let action = request.action else { return .failure("Table plugins must include a request action") }
         switch action {

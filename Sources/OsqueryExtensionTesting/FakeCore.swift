@@ -44,6 +44,10 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// Starts a fake core at `socket` (default: a fresh temporary path).
+    /// - Parameter socket: the manager socket path to listen on; nil: ``temporarySocketPath()``.
+    /// - Returns: the core, listening.
+    /// - Throws: the server's error when `socket` cannot be bound (an unusable path, a file that is
+    ///   not a socket in the way, …).
     public static func start(socket: String? = nil) async throws -> FakeCore {
         let path = socket ?? FakeCore.temporarySocketPath()
         let core = FakeCore(socket: path)
@@ -52,6 +56,8 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// A fresh socket path in a new private temporary directory.
+    /// - Returns: `osquery.em` in a new directory under `/tmp` (or `/tmp/osquery.em` when none
+    ///   can be made).
     public static func temporarySocketPath() -> String {
         var template = Array("/tmp/osq-sdk-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { buf -> String in
@@ -90,6 +96,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// Starts serving again at the same path with no registrations (a core restart).
+    /// - Throws: the server's error when the path cannot be bound again.
     public func restart() async throws {
         await stop()
         state.withLock { $0.extensions.removeAll() }
@@ -97,11 +104,13 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// Drops a registration silently, as a restarted core or its death watcher would.
+    /// - Parameter uuid: the registration's uuid.
     public func forget(uuid: Int64) {
         _ = state.withLock { $0.extensions.removeValue(forKey: uuid) }
     }
 
     /// Answers the next `count` registrations with "Duplicate extension registered".
+    /// - Parameter count: how many registrations to refuse.
     public func refuseNextRegistrations(_ count: Int) {
         state.withLock { $0.refuseNextRegistrations = count }
     }
@@ -130,6 +139,13 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// Waits until an extension named `name` is registered; returns its uuid.
+    /// - Parameters:
+    ///   - name: the extension's name.
+    ///   - timeout: how long to wait.
+    ///   - excluding: uuids not to count (an earlier registration of the same extension).
+    /// - Returns: the registration's uuid.
+    /// - Throws: ``FakeCoreError`` when no such extension registered within `timeout`;
+    ///   `CancellationError` when the waiting task is cancelled.
     public func waitForExtension(named name: String, timeout: Duration = .seconds(10), excluding: Set<Int64> = [])
         async throws -> Int64
     {
@@ -144,11 +160,19 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// A client for the extension with `uuid` (its socket is `<socket>.<uuid>`).
+    /// - Parameter uuid: the extension's uuid.
+    /// - Returns: a client that connects on its first call; close it when done.
     public func extensionClient(_ uuid: Int64) -> ExtensionClient {
         ExtensionClient(path: "\(socket).\(uuid)")
     }
 
     /// Calls a plugin of the extension that registered it, as the core would.
+    /// - Parameters:
+    ///   - registry: the plugin's registry (`table`, `logger`, …).
+    ///   - item: the plugin's name.
+    ///   - request: the request map, e.g. `["action": "generate", "context": "{}"]`.
+    /// - Returns: the plugin's reply, or a failure status when no extension registered the plugin.
+    /// - Throws: `RPCClientError` when the owning extension does not answer on its socket.
     public func callPlugin(registry: String, item: String, request: [String: String]) async throws -> ExtensionResponse {
         var raw = ExtensionPluginRequest()
         for (k, v) in request { raw[ThriftString(k)] = ThriftString(v) }
@@ -159,11 +183,21 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     func note(_ method: String) { state.withLock { $0.log.append(method) } }
 
+    /// Answers `{0, "pong"}`, as osquery's core does.
+    /// - Returns: the status.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func ping() async throws -> ExtensionStatus {
         note("ping")
         return ExtensionStatus(code: 0, message: "pong", uuid: 0)
     }
 
+    /// Routes a call to the extension that registered the plugin (ping, then call, as osquery does).
+    /// - Parameters:
+    ///   - registry: the plugin's registry.
+    ///   - item: the plugin's name.
+    ///   - request: the request map.
+    /// - Returns: the plugin's reply, or a failure status when no extension registered the plugin.
+    /// - Throws: `RPCClientError` when the owning extension does not answer on its socket.
     public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ExtensionResponse
     {
@@ -178,13 +212,22 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         return try await client.call(registry: registry, item: item, request: request)
     }
 
+    /// Records the call and does nothing else (osquery's manager treats it as a no-op).
+    /// - Throws: never (the protocol requirement is `throws`).
     public func shutdown() async throws { note("shutdown") }
 
+    /// The registered extensions by uuid.
+    /// - Returns: each registration's name, version and SDK versions.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func extensions() async throws -> InternalExtensionList {
         note("extensions")
         return state.withLock { s in s.extensions.mapValues(\.info) }
     }
 
+    /// A few of osquery's flags: `extensions_socket` (this core's socket), `config_plugin`,
+    /// `logger_plugin` and `distributed_plugin`.
+    /// - Returns: each flag's value, default and type.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func options() async throws -> InternalOptionList {
         note("options")
         return state.withLock { $0.options }
@@ -195,6 +238,14 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         "logger", "numeric_monitoring", "sql", "table", "osquery_events_stream",
     ]
 
+    /// Registers an extension with osquery's checks and messages: a taken name ("Duplicate extension
+    /// registered"), an `sdk_version` below 1.7.7, an unknown registry, a plugin name another extension
+    /// holds in the same registry, a table without route info.
+    /// - Parameters:
+    ///   - info: the extension's name, version and SDK versions.
+    ///   - registry: registry → plugin name → route info.
+    /// - Returns: status 0 with the new uuid, or status 1 with osquery's message.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws
         -> ExtensionStatus
     {
@@ -233,6 +284,10 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         }
     }
 
+    /// Drops the registration with `uuid`.
+    /// - Parameter uuid: the registration's uuid.
+    /// - Returns: status 0, or status 1 "No extension UUID found".
+    /// - Throws: never (the protocol requirement is `throws`).
     public func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
         note("deregisterExtension")
         let removed = state.withLock { $0.extensions.removeValue(forKey: uuid) != nil }
@@ -241,6 +296,9 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     /// Runs SQL over the registered extension tables with the core's SQLite engine;
     /// each table call goes over the wire to its extension (ping, then call, as osquery does).
+    /// - Parameter sql: the statement to run.
+    /// - Returns: the rows (NULL as `""`), or a failure status with SQLite's message.
+    /// - Throws: the engine's error when its database cannot be set up.
     public func query(sql: ThriftString) async throws -> ExtensionResponse {
         note("query")
         do {
@@ -251,6 +309,10 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         }
     }
 
+    /// Not supported by the fake core.
+    /// - Parameter sql: the statement, unused.
+    /// - Returns: a failure status.
+    /// - Throws: never (the protocol requirement is `throws`).
     public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
         note("getQueryColumns")
         return .failure("getQueryColumns is not supported by the fake core")
@@ -281,6 +343,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
 /// A fake-core failure in a test.
 public struct FakeCoreError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong, e.g. `no extension named hello registered within 10.0 seconds`.
     public var description: String
     init(_ d: String) { description = d }
 }

@@ -19,6 +19,9 @@ public final class TableTester: Sendable {
     let recorded = Mutex<[PluginRequest]>([])
 
     /// A tester for `table`; the table is attached the way the core attaches an extension table.
+    /// - Parameter table: the table to query.
+    /// - Throws: the core engine's error when its in-memory database cannot be opened or the table
+    ///   cannot be attached (e.g. an invalid schema).
     public init(_ table: Table) throws {
         self.table = table
         let recorder = Recorder()
@@ -32,7 +35,10 @@ public final class TableTester: Sendable {
     }
 
     /// Runs `sql` and returns the rows as osquery's `query` would (NULL as "").
-    /// Throws ``SQLBridgeError`` with SQLite's message on failure (e.g. a table's error message).
+    /// - Parameter sql: the statement to run (the table under test is the only table).
+    /// - Returns: the rows, each a column name → value dictionary.
+    /// - Throws: ``SQLBridgeError`` with SQLite's code and message on failure (e.g. a table's error
+    ///   message).
     public func query(_ sql: String) async throws -> [[String: String]] {
         try await engine.run(sql)
     }
@@ -58,6 +64,7 @@ public struct SQLBridgeError: Error, Sendable, Equatable, CustomStringConvertibl
     public var code: Int32
     /// SQLite's (or the table's) message.
     public var message: String
+    /// The message.
     public var description: String { message }
 }
 
