@@ -11,6 +11,8 @@ bash scripts/install-test-deps.sh
 echo "== building the Python and C++ peers from idl/osquery.thrift"
 bash scripts/build-peers.sh
 echo "== the SDK's documentation (DocC catalog and doc comments, warnings as errors)"
-swift package generate-documentation --target OsqueryExtension --warnings-as-errors >/dev/null
+for target in OsqueryExtension OsqueryVocabulary OsqueryClient OsqueryExtensionTesting; do
+    swift package generate-documentation --target "$target" --warnings-as-errors >/dev/null
+done
 echo "== swift test"
 swift test "$@"
