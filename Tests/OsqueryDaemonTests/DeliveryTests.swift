@@ -120,7 +120,7 @@ struct ExtensionLoggerRig {
         // 2 lines for the first run, 2 removed and 2 added for each of the others.
         #expect(rig.fileLines("osqueryd.results.log").count == 18)
         #expect(rig.fileLines("osqueryd.snapshots.log").count == 5)
-        #expect(await waitUntil(10) { pipeline.failure(of: "test_logger") != nil })
+        #expect(await waitUntil(60) { pipeline.failure(of: "test_logger") != nil })
         #expect(try pipeline.pendingCount() > 0)
 
         rig.logger.mode.withLock { $0 = .take }

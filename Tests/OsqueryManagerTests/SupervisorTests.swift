@@ -30,7 +30,14 @@ struct TempDir {
         let p = file(name)
         let parent = (p as NSString).deletingLastPathComponent
         try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
+        // O_CLOEXEC: a child another test forks meanwhile must not keep this file open for
+        // writing, or executing it fails with ETXTBSY until that child exits.
+        let fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        if fd >= 0 {
+            let bytes = Array(text.utf8)
+            _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
         chmod(p, mode)
         return p
     }
@@ -350,7 +357,7 @@ struct SupervisorTests {
         supervisor.start()
         try await alwaysStopping(supervisor) {
             // Relaunched at all: wait for the second launch (bounded, not timed).
-            #expect(await eventually(.seconds(20)) { (supervisor.children.first?.launchCount ?? 0) >= 2 })
+            #expect(await eventually(.seconds(60)) { (supervisor.children.first?.launchCount ?? 0) >= 2 })
             try await Task.sleep(for: .seconds(2))
             let child = try #require(supervisor.children.first)
             // Back-off 1 s, 2 s, 4 s, 8 s…: at most a handful of launches in these
