@@ -97,15 +97,6 @@ public final class Flags: Sendable {
         state.withLock { s in isDefault(s.aliases[name] ?? name, in: s) }
     }
 
-    // Reads by a name in code, while the modules move to typed keys.
-    public func string(_ name: String) -> String { value(named: name) }
-    public func bool(_ name: String) -> Bool { Flags.parseBool(string(name)) ?? false }
-    public func int(_ name: String) -> Int64 { Int64(string(name)) ?? 0 }
-    public func uint(_ name: String) -> UInt64 { UInt64(string(name)) ?? 0 }
-    public func isDefault(_ name: String) -> Bool { isDefault(named: name) }
-    public func wasSet(_ name: String) -> Bool { state.withLock { s in s.changed.contains(s.aliases[name] ?? name) } }
-    public func setDefault(_ name: String, _ value: String) { setDefault(canonical: name, value) }
-
     /// A flag's current value, typed by its key (`flags[.verbose]`); an unparsable number reads 0.
     package subscript(key: BoolFlag) -> Bool { Flags.parseBool(current(key.rawValue)) ?? false }
     package subscript(key: StringFlag) -> String { current(key.rawValue) }
