@@ -53,9 +53,13 @@ import Testing
         #expect(flags[.readMax] == 7)
         #expect(!flags.isDefault(.readMax) && flags.wasSet(.readMax))
         #expect(flags.isDefault(.header) && !flags.wasSet(.header))
-        for key in BoolFlag.allCases { #expect(flags[key] == (Flags.parseBool(flags.value(named: key.rawValue)) ?? false)) }
-        for key in StringFlag.allCases { #expect(flags[key] == flags.value(named: key.rawValue)) }
-        for key in IntFlag.allCases { #expect(flags[key] == Int64(flags.value(named: key.rawValue))) }
-        for key in UIntFlag.allCases { #expect(flags[key] == UInt64(flags.value(named: key.rawValue))) }
+        // A key with no definition traps when read; everyKeyNamesADefinitionOfItsType reports it.
+        func defined(_ name: String) -> Bool { flags.definition(name) != nil }
+        for key in BoolFlag.allCases where defined(key.rawValue) {
+            #expect(flags[key] == (Flags.parseBool(flags.value(named: key.rawValue)) ?? false))
+        }
+        for key in StringFlag.allCases where defined(key.rawValue) { #expect(flags[key] == flags.value(named: key.rawValue)) }
+        for key in IntFlag.allCases where defined(key.rawValue) { #expect(flags[key] == Int64(flags.value(named: key.rawValue))) }
+        for key in UIntFlag.allCases where defined(key.rawValue) { #expect(flags[key] == UInt64(flags.value(named: key.rawValue))) }
     }
 }
