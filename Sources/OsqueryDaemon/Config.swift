@@ -485,9 +485,9 @@ public final class ConfigLoader: Sendable {
     /// `--config_accelerated_refresh` after a failed load or refresh (osquery
     /// switches to it until a load succeeds); 0 means refresh is off.
     public func refreshDelay(lastAttemptFailed: Bool) -> UInt64 {
-        let normal = flags.uint("config_refresh")
+        let normal = flags[.configRefresh]
         guard normal > 0 else { return 0 }
-        return lastAttemptFailed ? max(1, flags.uint("config_accelerated_refresh")) : normal
+        return lastAttemptFailed ? max(1, flags[.configAcceleratedRefresh]) : normal
     }
 
     /// The config in force: the last that loaded without error (nil before).
@@ -550,11 +550,11 @@ public final class ConfigLoader: Sendable {
         for name in texts.keys {
             if let old = previous?.bySource[name], !changedSet.contains(name) { bySource[name] = old }
         }
-        let delimiter = flags.string("pack_delimiter")
+        let delimiter = flags[.packDelimiter]
         let source = self.source
         for doc in documents {
             let parser = SourceParser(
-                name: doc.name, delimiter: delimiter, defaultInterval: flags.uint("schedule_default_interval"),
+                name: doc.name, delimiter: delimiter, defaultInterval: flags[.scheduleDefaultInterval],
                 genPack: { (name: String, value: String) throws(DaemonError) -> String in
                     try source.genPack(name: name, value: value)
                 })

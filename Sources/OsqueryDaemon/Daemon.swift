@@ -37,11 +37,11 @@ public final class Daemon: Sendable {
 
     /// Runs the daemon; returns its exit code.
     public func run() -> Int32 {
-        if flags.bool("database_dump") {
+        if flags[.databaseDump] {
             return dumpDatabase()
         }
-        if flags.bool("config_check") || flags.bool("config_dump"), flags.string("config_plugin") == "filesystem" {
-            return configCommand(source: FilesystemConfigSource(path: flags.string("config_path")))
+        if flags[.configCheck] || flags[.configDump], flags[.configPlugin] == "filesystem" {
+            return configCommand(source: FilesystemConfigSource(path: flags[.configPath]))
         }
         if Watchdog.isWorker {
             // The watcher holds the pidfile.
@@ -51,16 +51,16 @@ public final class Daemon: Sendable {
         // The launched process holds the pidfile, whether it becomes the
         // watcher or does the work itself (--disable_watchdog).
         var pidfile: Pidfile?
-        if !flags.bool("ephemeral") {
+        if !flags[.ephemeral] {
             do {
-                pidfile = try Pidfile.acquire(path: flags.string("pidfile"), force: flags.bool("force"))
+                pidfile = try Pidfile.acquire(path: flags[.pidfile], force: flags[.force])
             } catch {
                 err("Error: \(error.message)\n")
                 return 1
             }
         }
         defer { pidfile?.release() }
-        return flags.bool("disable_watchdog") ? runWorker() : runWatcher()
+        return flags[.disableWatchdog] ? runWorker() : runWatcher()
     }
 
     /// The watcher: supervises worker processes.
@@ -68,13 +68,13 @@ public final class Daemon: Sendable {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let watcher = Watcher(
             executable: executable, arguments: CommandLine.arguments, limits: WatchdogLimits.from(flags),
-            alarmTimeout: flags.uint("alarm_timeout"), debug: flags.bool("enable_watchdog_debug"))
+            alarmTimeout: flags[.alarmTimeout], debug: flags[.enableWatchdogDebug])
         return watcher.run()
     }
 
     private func dumpDatabase() -> Int32 {
         do {
-            let store = try DaemonStore.open(path: flags.string("database_path"))
+            let store = try DaemonStore.open(path: flags[.databasePath])
             out(try store.dump())
             return 0
         } catch {
@@ -84,7 +84,7 @@ public final class Daemon: Sendable {
     }
 
     private func configCommand(source: any ConfigSource) -> Int32 {
-        if flags.bool("config_check") {
+        if flags[.configCheck] {
             return ConfigCommands.check(flags: flags, source: source, err: { self.err($0 + "\n") })
         }
         return ConfigCommands.dump(flags: flags, source: source, out: out, err: { self.err($0 + "\n") })
@@ -147,11 +147,11 @@ public final class Daemon: Sendable {
 
         // The store: on disk unless --ephemeral or --disable_database.
         let store: DaemonStore
-        if flags.bool("ephemeral") || flags.bool("disable_database") {
+        if flags[.ephemeral] || flags[.disableDatabase] {
             store = DaemonStore.inMemory()
         } else {
             do {
-                store = try DaemonStore.open(path: flags.string("database_path"))
+                store = try DaemonStore.open(path: flags[.databasePath])
             } catch {
                 err("Error: \(error.message)\n")
                 return catastrophic
@@ -159,9 +159,9 @@ public final class Daemon: Sendable {
         }
 
         // Extensions first: config and logger plugins may live in them.
-        let socket = flags.string("extensions_socket")
+        let socket = flags[.extensionsSocket]
         let directory = (socket as NSString).deletingLastPathComponent
-        if !flags.bool("disable_extensions"), !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+        if !flags[.disableExtensions], !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
             try? FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
@@ -177,17 +177,17 @@ public final class Daemon: Sendable {
         let caller = extensions.map { ExtensionCaller(managerSocket: $0.manager.socketPath, timeout: ExtensionManager.defaultCallTimeout) }
 
         // The config source: the filesystem plugin or an extension's.
-        let configName = flags.string("config_plugin")
+        let configName = flags[.configPlugin]
         let source: any ConfigSource
         if configName == "filesystem" {
-            source = FilesystemConfigSource(path: flags.string("config_path"))
+            source = FilesystemConfigSource(path: flags[.configPath])
         } else if let item = registry.item(registry: "config", name: configName), item.ownerUUID != 0, let caller {
             source = ExtensionConfigSource(caller: caller, uuid: ExtensionRouteUUID(item.ownerUUID), plugin: configName)
         } else {
             err("Error: config plugin \(configName) is not available\n")
             return 78
         }
-        if flags.bool("config_check") || flags.bool("config_dump") {
+        if flags[.configCheck] || flags[.configDump] {
             return configCommand(source: source)
         }
 
@@ -264,7 +264,7 @@ public final class Daemon: Sendable {
             }
         }
         StatusLog.info("osqueryd stopping")
-        let graceSeconds = max(10, flags.uint("alarm_timeout"))
+        let graceSeconds = max(10, flags[.alarmTimeout])
         if !scheduler.stop(grace: .seconds(graceSeconds)) {
             StatusLog.error("The scheduler did not stop within \(graceSeconds) s; exiting anyway")
             _exit(exit.withLock { $0 } ?? 1)
@@ -290,7 +290,7 @@ final class DaemonConfiguration: Sendable {
         self.flags = flags
         self.registry = registry
         let database = DiscoveryDatabase(registry: registry, flags: flags)
-        self.discovery = PackDiscovery(refreshInterval: { flags.uint("pack_refresh_interval") }) { sql in
+        self.discovery = PackDiscovery(refreshInterval: { flags[.packRefreshInterval] }) { sql in
             database.hasRows(sql)
         }
     }

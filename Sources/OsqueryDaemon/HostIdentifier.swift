@@ -37,12 +37,12 @@ public enum HostIdentifier {
     /// The identifier the flags name when it is not the hostname (which may
     /// change while the daemon runs, so it is never kept); nil otherwise.
     static func fixed(flags: Flags, store: DaemonStore) -> String? {
-        switch flags.string("host_identifier") {
+        switch flags[.hostIdentifier] {
         case "uuid": return hostUUID(store: store)
         case "instance": return stored(instanceUUIDKey, store: store) { newUUID() }
         case "ephemeral": return ephemeral
         case "specified":
-            let s = flags.string("specified_identifier")
+            let s = flags[.specifiedIdentifier]
             return s.isEmpty ? nil : s
         default: return nil
         }

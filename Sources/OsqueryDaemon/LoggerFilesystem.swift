@@ -43,9 +43,9 @@ final class FilesystemLogger: Sendable {
 
     convenience init(flags: Flags) {
         self.init(
-            directory: flags.string("logger_path"), mode: Self.parseMode(flags.string("logger_mode")),
-            rotate: flags.bool("logger_rotate"), rotateSize: flags.uint("logger_rotate_size"),
-            maxFiles: Int(clamping: flags.uint("logger_rotate_max_files")))
+            directory: flags[.loggerPath], mode: Self.parseMode(flags[.loggerMode]),
+            rotate: flags[.loggerRotate], rotateSize: flags[.loggerRotateSize],
+            maxFiles: Int(clamping: flags[.loggerRotateMaxFiles]))
     }
 
     /// `--logger_mode` is an octal string ("0640"); anything else gives 0640.

@@ -176,7 +176,7 @@ public final class LoggerSet: Sendable {
     /// is a missing required plugin: DaemonError with exit code 78.
     public static func make(flags: Flags, registry: PluginRegistry, caller: ExtensionCaller?) throws(DaemonError) -> LoggerSet {
         var names: [String] = []
-        for part in flags.string("logger_plugin").split(separator: ",") {
+        for part in flags[.loggerPlugin].split(separator: ",") {
             let n = part.trimmingCharacters(in: .whitespaces)
             if !n.isEmpty && !names.contains(n) { names.append(n) }
         }
@@ -188,7 +188,7 @@ public final class LoggerSet: Sendable {
             case "stdout": others.append(StdoutLogger())
             case "syslog":
                 others.append(
-                    SyslogLogger(facility: flags.int("logger_syslog_facility"), prependCEE: flags.bool("logger_syslog_prepend_cee")))
+                    SyslogLogger(facility: flags[.loggerSyslogFacility], prependCEE: flags[.loggerSyslogPrependCee]))
             case "none": others.append(NullLogger())
             default:
                 guard (registry.item(registry: "logger", name: name)?.ownerUUID ?? 0) != 0, let caller else {
@@ -200,7 +200,7 @@ public final class LoggerSet: Sendable {
         // As osquery's filesystem logger, the results log exists from the start
         // (an unwritable path is reported by the first write, with exit code 78).
         _ = try? filesystem?.prepare(.results)
-        return LoggerSet(names: names, disabled: flags.bool("disable_logging"), filesystem: filesystem, others: others)
+        return LoggerSet(names: names, disabled: flags[.disableLogging], filesystem: filesystem, others: others)
     }
 
     /// Whether result lines go anywhere.
@@ -219,8 +219,8 @@ public final class LoggerSet: Sendable {
     /// As above; `earlier` lines (logged before the loggers existed, already on stderr) go to the
     /// files and plugins first, as osquery relays its buffered status logs.
     func installStatusLogging(flags: Flags, hostIdentifier: String, earlier: EarlyStatusLines?) {
-        let verbose = flags.bool("verbose")
-        let minStatus = verbose ? 0 : Int(clamping: flags.int("logger_min_status"))
+        let verbose = flags[.verbose]
+        let minStatus = verbose ? 0 : Int(clamping: flags[.loggerMinStatus])
         var files: StatusLogFiles?
         if !disabled, let filesystem, StatusLogFiles.writable(filesystem.directory) {
             files = StatusLogFiles(directory: filesystem.directory, mode: filesystem.mode)
@@ -232,8 +232,8 @@ public final class LoggerSet: Sendable {
         } else if files == nil {
             // Nowhere else to go: everything that passes --logger_min_status.
             stderrMin = minStatus
-        } else if flags.bool("logger_stderr") {
-            stderrMin = verbose ? 0 : Int(clamping: flags.int("logger_min_stderr"))
+        } else if flags[.loggerStderr] {
+            stderrMin = verbose ? 0 : Int(clamping: flags[.loggerMinStderr])
         }
         let routing = StatusRouting(
             files: files, minStatus: minStatus, stderrMin: stderrMin, plugins: plugins, hostIdentifier: hostIdentifier)

@@ -44,8 +44,8 @@ public enum ResultFormat {
 
         public init(flags: Flags) {
             self.init(
-                eventType: flags.bool("logger_event_type"), snapshotEventType: flags.bool("logger_snapshot_event_type"),
-                numerics: flags.bool("logger_numerics"), decorationsTopLevel: flags.bool("decorations_top_level"))
+                eventType: flags[.loggerEventType], snapshotEventType: flags[.loggerSnapshotEventType],
+                numerics: flags[.loggerNumerics], decorationsTopLevel: flags[.decorationsTopLevel])
         }
     }
 

@@ -106,7 +106,7 @@ public final class ResultPipeline: Sendable {
     public func record(_ query: ScheduledQuery, _ results: QueryResults, context: LogContext) throws(DaemonError) -> RecordOutcome {
         start()
         let options = ResultFormat.Options(flags: flags)
-        let epoch = flags.uint("schedule_epoch")
+        let epoch = flags[.scheduleEpoch]
         let logging = loggers.logsResults && !couriers.isEmpty
         return try lock.withLock { (_: inout ()) throws(DaemonError) -> RecordOutcome in
             let numerics: Set<String>? = options.numerics ? results.numericColumns : nil
@@ -276,7 +276,7 @@ public final class ResultPipeline: Sendable {
         try t.put(Self.domain, Self.key(Self.outboxPrefix, sequence), value)
         let entry = OutboxEntryInfo(sequence: sequence, bytes: value.utf8.count, lines: lines.count, name: name)
         var dropped: [(entry: OutboxEntryInfo, waiting: [String])] = []
-        for old in core.overCap(adding: entry, cap: flags.uint("logger_outbox_max_bytes")) {
+        for old in core.overCap(adding: entry, cap: flags[.loggerOutboxMaxBytes]) {
             // Read under the store's lock: no courier can pass the entry meanwhile.
             let past = OutboxCursor(old.sequence + 1, 0)
             let waiting = couriers.filter { ($0.currentCursor ?? OutboxCursor(0, 0)) < past }.map(\.name)
@@ -424,7 +424,7 @@ final class PipelineCore: Sendable {
             }
         }
         forget(queued.dropped.map(\.entry.sequence))
-        let cap = flags.uint("logger_outbox_max_bytes")
+        let cap = flags[.loggerOutboxMaxBytes]
         // An entry every logger had taken loses nothing: no warning.
         for (old, waiting) in queued.dropped where !waiting.isEmpty {
             StatusLog.warning(
@@ -574,7 +574,7 @@ final class Courier: Sendable {
             } catch {
                 if core.crash != nil { break }
                 failed(error)
-                let most = Double(max(1, core.flags.uint("logger_retry_max_seconds")))
+                let most = Double(max(1, core.flags[.loggerRetryMaxSeconds]))
                 _ = stopWake.wait(timeout: .now() + min(delay, most))
                 delay = min(delay * 2, most)
                 continue

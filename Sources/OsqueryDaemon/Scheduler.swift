@@ -205,9 +205,9 @@ public final class Scheduler: Sendable {
             return
         }
         interrupter.withLock { $0 = database.interrupter }
-        let timeout = flags.uint("schedule_timeout")
+        let timeout = flags[.scheduleTimeout]
         let startedAt = Self.unixNow()
-        let maxDrift = max(1, flags.uint("schedule_max_drift"))
+        let maxDrift = max(1, flags[.scheduleMaxDrift])
 
         // Queries with startup_priority run once right away, in priority order.
         var views: [String] = []
@@ -296,7 +296,7 @@ public final class Scheduler: Sendable {
             if parts.count == 2, UInt64(parts[0]) == query.interval, let s = UInt64(parts[1]), s > 0 { splayed = s }
         }
         if splayed == nil {
-            splayed = Self.splay(query.interval, percent: flags.uint("schedule_splay_percent"))
+            splayed = Self.splay(query.interval, percent: flags[.scheduleSplayPercent])
             try? store.put(Self.settings, key, "\(query.interval):\(splayed!)")
         }
         let value = splayed!
@@ -322,13 +322,13 @@ public final class Scheduler: Sendable {
         }
         let always = state.withLock { $0.definition.alwaysDecorators }
         if !always.isEmpty { decorations.merge(runDecorators(always, database: database)) { $1 } }
-        if flags.bool("disable_decorators") { decorations = [:] }
+        if flags[.disableDecorators] { decorations = [:] }
 
         // The name stays in the store while the query runs: if the worker dies
         // now, the next worker denylists it.
         try? store.put(Self.settings, "executing_query", query.name)
         state.withLock { $0.running = query.name }
-        if flags.bool("schedule_lognames") { StatusLog.info("Executing scheduled query \(query.name): \(query.sql)") }
+        if flags[.scheduleLognames] { StatusLog.info("Executing scheduled query \(query.name): \(query.sql)") }
 
         let wallStart = Self.realNow()
         let usageStart = Self.usage()

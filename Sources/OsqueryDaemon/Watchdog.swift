@@ -28,7 +28,7 @@ public struct WatchdogLimits: Sendable, Equatable {
     public var checkInterval: UInt64 = 3
 
     public static func from(_ flags: Flags) -> WatchdogLimits {
-        let level = flags.int("watchdog_level")
+        let level = flags[.watchdogLevel]
         var limits: WatchdogLimits
         switch level {
         case 1:
@@ -44,12 +44,12 @@ public struct WatchdogLimits: Sendable, Equatable {
                 memoryMB: 200, utilizationPercent: 10, latencySeconds: 12, minimumLifetime: 4, respawnDelay: 5,
                 maxRespawnDelay: 600, enforcementDelay: 60, forcedShutdownDelay: 4)
         }
-        if flags.uint("watchdog_memory_limit") > 0 { limits.memoryMB = flags.uint("watchdog_memory_limit") }
-        if flags.uint("watchdog_utilization_limit") > 0 { limits.utilizationPercent = flags.uint("watchdog_utilization_limit") }
-        if flags.uint("watchdog_latency_limit") > 0 { limits.latencySeconds = flags.uint("watchdog_latency_limit") }
-        limits.enforcementDelay = flags.uint("watchdog_delay")
-        limits.forcedShutdownDelay = flags.uint("watchdog_forced_shutdown_delay")
-        limits.maxRespawnDelay = max(1, flags.uint("watchdog_max_delay"))
+        if flags[.watchdogMemoryLimit] > 0 { limits.memoryMB = flags[.watchdogMemoryLimit] }
+        if flags[.watchdogUtilizationLimit] > 0 { limits.utilizationPercent = flags[.watchdogUtilizationLimit] }
+        if flags[.watchdogLatencyLimit] > 0 { limits.latencySeconds = flags[.watchdogLatencyLimit] }
+        limits.enforcementDelay = flags[.watchdogDelay]
+        limits.forcedShutdownDelay = flags[.watchdogForcedShutdownDelay]
+        limits.maxRespawnDelay = max(1, flags[.watchdogMaxDelay])
         return limits
     }
 }

@@ -225,8 +225,8 @@ package final class AutoTable: TablePlugin {
     package func generate(_ context: QueryContext) throws -> TableRows {
         var scan = Scan(
             table: schema.name, columnCount: schema.columns.count,
-            maxRows: flags.uint("atc_max_rows"), maxBytes: flags.uint("atc_max_bytes"),
-            timeoutSeconds: flags.uint("atc_timeout"))
+            maxRows: flags[.atcMaxRows], maxBytes: flags[.atcMaxBytes],
+            timeoutSeconds: flags[.atcTimeout])
         var rows = TableRows(schema: schema)
         let guardState = UnsafeMutablePointer<osq_guard>.allocate(capacity: 1)
         guardState.initialize(to: osq_guard())

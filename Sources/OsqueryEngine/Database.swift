@@ -131,7 +131,7 @@ public final class Database {
 
     /// Open an in-memory database and attach the registry's tables
     /// (honouring `--disable_tables` / `--enable_tables`).
-    public init(registry: PluginRegistry = .shared, flags: Flags = .shared) throws(EngineError) {
+    public init(registry: PluginRegistry, flags: Flags) throws(EngineError) {
         Database.configureSQLite()
         var db: OpaquePointer?
         let rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
@@ -151,9 +151,9 @@ public final class Database {
             throw EngineError(code: installed, message: "Cannot secure database: \(String(cString: sqlite3_errstr(installed)))")
         }
         Database.applyLimits(db, flags: flags)
-        let disabled = Set(flags.string("disable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
-        let enabled = Set(flags.string("enable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
-        let defaultIndex = flags.bool("extensions_default_index")
+        let disabled = Set(flags[.disableTables].split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        let enabled = Set(flags[.enableTables].split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        let defaultIndex = flags[.extensionsDefaultIndex]
         for table in registry.tables() {
             let name = table.schema.name
             if disabled.contains(name) { continue }
@@ -173,8 +173,8 @@ public final class Database {
         let generation = registry.generation
         guard generation != syncedGeneration else { return }
         syncedGeneration = generation
-        let disabled = Set(flags.string("disable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
-        let enabled = Set(flags.string("enable_tables").split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        let disabled = Set(flags[.disableTables].split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
+        let enabled = Set(flags[.enableTables].split(separator: ",").map { String($0).trimmingASCIIWhitespace() })
         var wanted: [String: any TablePlugin] = [:]
         for table in registry.tables() {
             let name = table.schema.name
@@ -185,7 +185,7 @@ public final class Database {
             detach(name)
             extensionInstances[name] = nil
         }
-        let defaultIndex = flags.bool("extensions_default_index")
+        let defaultIndex = flags[.extensionsDefaultIndex]
         for (name, table) in wanted {
             let instance = Database.replaceableInstance(table)
             if attached[name] != nil {
@@ -217,7 +217,7 @@ public final class Database {
     /// database may be attached (ATTACH and VACUUM INTO would write files); the rest bound the
     /// parser's and planner's recursion and memory well inside a query thread's stack.
     static func applyLimits(_ db: OpaquePointer, flags: Flags) {
-        let length = Int32(clamping: max(1_000_000, flags.uint("sql_max_length")))
+        let length = Int32(clamping: max(1_000_000, flags[.sqlMaxLength]))
         sqlite3_limit(db, SQLITE_LIMIT_LENGTH, length)
         sqlite3_limit(db, SQLITE_LIMIT_SQL_LENGTH, length)
         sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0)

@@ -187,3 +187,187 @@ extension FlagType {
     /// gflags has no uint32; osquery declares those flags as uint64.
     static let uint32Fallback: FlagType = .uint64
 }
+
+/// A flag's name typed by its value: code reads `flags[.verbose]` (a `Bool`), so a misspelt
+/// name does not compile. Every key names a definition of a matching type, and every
+/// definition has one key (FlagKeyTests); a key is the flag's name in lowerCamelCase.
+package protocol FlagKey: RawRepresentable, CaseIterable, Sendable where RawValue == String {
+    /// The definition types a key of this kind may name.
+    static var flagTypes: Set<FlagType> { get }
+}
+
+extension BoolFlag { package static var flagTypes: Set<FlagType> { [.bool] } }
+extension StringFlag { package static var flagTypes: Set<FlagType> { [.string] } }
+extension IntFlag { package static var flagTypes: Set<FlagType> { [.int32, .int64] } }
+extension UIntFlag { package static var flagTypes: Set<FlagType> { [.uint32, .uint64] } }
+
+/// Names of the `bool` flags.
+package enum BoolFlag: String, FlagKey {
+    /// `-L`: list all table names.
+    case listTables = "L"
+    case planner
+    case header
+    case csv
+    case json
+    case jsonPretty = "json_pretty"
+    case line
+    case list
+    case configCheck = "config_check"
+    case configDump = "config_dump"
+    case configEnableBackup = "config_enable_backup"
+    case loggerStderr = "logger_stderr"
+    case databaseDump = "database_dump"
+    case daemonize
+    case force
+    case disableWatchdog = "disable_watchdog"
+    case enableWatchdogDebug = "enable_watchdog_debug"
+    case enableExtensionsWatchdog = "enable_extensions_watchdog"
+    case disableExtensions = "disable_extensions"
+    case allowUnsafe = "allow_unsafe"
+    case tlsSessionReuse = "tls_session_reuse"
+    case tlsAcceptGzip = "tls_accept_gzip"
+    case enrollAlways = "enroll_always"
+    case disableCarver = "disable_carver"
+    case disableReenrollment = "disable_reenrollment"
+    case verbose
+    case disableLogging = "disable_logging"
+    case disableCaching = "disable_caching"
+    case disableEvents = "disable_events"
+    case disableAudit = "disable_audit"
+    case eventsOptimize = "events_optimize"
+    case enableFileEvents = "enable_file_events"
+    case scheduleLognames = "schedule_lognames"
+    case disableDistributed = "disable_distributed"
+    case loggerTlsCompress = "logger_tls_compress"
+    case loggerEventType = "logger_event_type"
+    case loggerSnapshotEventType = "logger_snapshot_event_type"
+    case loggerNumerics = "logger_numerics"
+    case loggerSyslogPrependCee = "logger_syslog_prepend_cee"
+    case disableHashCache = "disable_hash_cache"
+    case enableForeign = "enable_foreign"
+    case disableDecorators = "disable_decorators"
+    case decorationsTopLevel = "decorations_top_level"
+    case enableNumericMonitoring = "enable_numeric_monitoring"
+    case loggerRotate = "logger_rotate"
+    case disableDatabase = "disable_database"
+    case ephemeral
+    case extensionsDefaultIndex = "extensions_default_index"
+    case thriftVerbose = "thrift_verbose"
+    case tlsDump = "tls_dump"
+    case tlsAllowUnsafe = "tls_allow_unsafe"
+    case tlsNodeApi = "tls_node_api"
+    case utc
+}
+
+/// Names of the `string` flags.
+package enum StringFlag: String, FlagKey {
+    /// `-A`: select all from a table.
+    case selectAll = "A"
+    case separator
+    case pack
+    case connect
+    case query
+    case queryFile = "query_file"
+    case output
+    case `extension` = "extension"
+    case configPlugin = "config_plugin"
+    case configPath = "config_path"
+    case loggerPlugin = "logger_plugin"
+    case loggerMode = "logger_mode"
+    case pidfile
+    case databasePath = "database_path"
+    case extensionsSocket = "extensions_socket"
+    case extensionsAutoload = "extensions_autoload"
+    case extensionsTimeout = "extensions_timeout"
+    case extensionsInterval = "extensions_interval"
+    case extensionsRequire = "extensions_require"
+    case disableTables = "disable_tables"
+    case enableTables = "enable_tables"
+    case tlsHostname = "tls_hostname"
+    case tlsServerCerts = "tls_server_certs"
+    case tlsClientCert = "tls_client_cert"
+    case tlsClientKey = "tls_client_key"
+    case proxyHostname = "proxy_hostname"
+    case enrollSecretPath = "enroll_secret_path"
+    case enrollSecretEnv = "enroll_secret_env"
+    case enrollTlsEndpoint = "enroll_tls_endpoint"
+    case configTlsEndpoint = "config_tls_endpoint"
+    case carverStartEndpoint = "carver_start_endpoint"
+    case carverContinueEndpoint = "carver_continue_endpoint"
+    case hostIdentifier = "host_identifier"
+    case specifiedIdentifier = "specified_identifier"
+    case packDelimiter = "pack_delimiter"
+    case distributedPlugin = "distributed_plugin"
+    case distributedTlsReadEndpoint = "distributed_tls_read_endpoint"
+    case distributedTlsWriteEndpoint = "distributed_tls_write_endpoint"
+    case loggerTlsEndpoint = "logger_tls_endpoint"
+    case nullvalue
+    case loggerPath = "logger_path"
+}
+
+/// Names of the `int32` and `int64` flags, read as `Int64`.
+package enum IntFlag: String, FlagKey {
+    case profile
+    case watchdogLevel = "watchdog_level"
+    case loggerSyslogFacility = "logger_syslog_facility"
+    case loggerMinStderr = "logger_min_stderr"
+    case loggerMinStatus = "logger_min_status"
+    case thriftStringSizeLimit = "thrift_string_size_limit"
+}
+
+/// Names of the `uint32` and `uint64` flags, read as `UInt64`.
+package enum UIntFlag: String, FlagKey {
+    case configRefresh = "config_refresh"
+    case configAcceleratedRefresh = "config_accelerated_refresh"
+    case watchdogMemoryLimit = "watchdog_memory_limit"
+    case watchdogUtilizationLimit = "watchdog_utilization_limit"
+    case watchdogLatencyLimit = "watchdog_latency_limit"
+    case watchdogDelay = "watchdog_delay"
+    case watchdogForcedShutdownDelay = "watchdog_forced_shutdown_delay"
+    case tlsSessionTimeout = "tls_session_timeout"
+    case alarmTimeout = "alarm_timeout"
+    case configTlsMaxAttempts = "config_tls_max_attempts"
+    case carverBlockSize = "carver_block_size"
+    case eventsExpiry = "events_expiry"
+    case eventsMax = "events_max"
+    case scheduleSplayPercent = "schedule_splay_percent"
+    case scheduleDefaultInterval = "schedule_default_interval"
+    case scheduleTimeout = "schedule_timeout"
+    case scheduleMaxDrift = "schedule_max_drift"
+    case scheduleReload = "schedule_reload"
+    case scheduleEpoch = "schedule_epoch"
+    case packRefreshInterval = "pack_refresh_interval"
+    case distributedInterval = "distributed_interval"
+    case distributedDenylistDuration = "distributed_denylist_duration"
+    case distributedTlsMaxAttempts = "distributed_tls_max_attempts"
+    case loggerTlsPeriod = "logger_tls_period"
+    case loggerTlsMaxLines = "logger_tls_max_lines"
+    case loggerTlsMaxLinesize = "logger_tls_max_linesize"
+    case loggerTlsBackoffMax = "logger_tls_backoff_max"
+    case bufferedLogMax = "buffered_log_max"
+    case readMax = "read_max"
+    case hashCacheMax = "hash_cache_max"
+    case tableDelay = "table_delay"
+    case mallocTrimThreshold = "malloc_trim_threshold"
+    case loggerRotateSize = "logger_rotate_size"
+    case loggerRotateMaxFiles = "logger_rotate_max_files"
+    case thriftTimeout = "thrift_timeout"
+    case valueMax = "value_max"
+    case regexMaxSize = "regex_max_size"
+    case profileDelay = "profile_delay"
+    case watchdogMaxDelay = "watchdog_max_delay"
+    case hashDelay = "hash_delay"
+    case extensionsMaxReplyCells = "extensions_max_reply_cells"
+    case queryTimeout = "query_timeout"
+    case sqlMaxLength = "sql_max_length"
+    case loggerOutboxMaxBytes = "logger_outbox_max_bytes"
+    case loggerRetryMaxSeconds = "logger_retry_max_seconds"
+    case extensionsMaxMessageSize = "extensions_max_message_size"
+    case extensionsMaxPipelinedCalls = "extensions_max_pipelined_calls"
+    case extensionsIdleTimeout = "extensions_idle_timeout"
+    case extensionsPartialMessageTimeout = "extensions_partial_message_timeout"
+    case extensionsMaxConnections = "extensions_max_connections"
+    case atcMaxRows = "atc_max_rows"
+    case atcMaxBytes = "atc_max_bytes"
+    case atcTimeout = "atc_timeout"
+}

@@ -83,35 +83,68 @@ public final class Flags: Sendable {
         state.withLock { s in s.definitions.values.sorted { $0.name < $1.name } }
     }
 
-    public func string(_ name: String) -> String {
+    /// The current value of a flag named at run time (`osquery_flags`, extension options,
+    /// the shell's `.show`); code reads a flag by its typed key: `flags[.verbose]`.
+    public func value(named name: String) -> String {
         state.withLock { s in
             let n = s.aliases[name] ?? name
             return s.values[n] ?? s.definitions[n]?.defaultValue ?? ""
         }
     }
 
-    public func bool(_ name: String) -> Bool {
-        Flags.parseBool(string(name)) ?? false
+    /// Whether a flag named at run time has its default value.
+    public func isDefault(named name: String) -> Bool {
+        state.withLock { s in isDefault(s.aliases[name] ?? name, in: s) }
     }
 
-    public func int(_ name: String) -> Int64 {
-        Int64(string(name)) ?? 0
-    }
+    /// A flag's current value, typed by its key (`flags[.verbose]`); an unparsable number reads 0.
+    package subscript(key: BoolFlag) -> Bool { Flags.parseBool(current(key.rawValue)) ?? false }
+    package subscript(key: StringFlag) -> String { current(key.rawValue) }
+    package subscript(key: IntFlag) -> Int64 { Int64(current(key.rawValue)) ?? 0 }
+    package subscript(key: UIntFlag) -> UInt64 { UInt64(current(key.rawValue)) ?? 0 }
 
-    public func uint(_ name: String) -> UInt64 {
-        UInt64(string(name)) ?? 0
-    }
+    /// Whether a flag has its default value (unset, or set to the default).
+    package func isDefault(_ key: BoolFlag) -> Bool { isDefault(canonical: key.rawValue) }
+    package func isDefault(_ key: StringFlag) -> Bool { isDefault(canonical: key.rawValue) }
+    package func isDefault(_ key: IntFlag) -> Bool { isDefault(canonical: key.rawValue) }
+    package func isDefault(_ key: UIntFlag) -> Bool { isDefault(canonical: key.rawValue) }
 
-    public func isDefault(_ name: String) -> Bool {
+    /// Whether a flag was set on the command line, in a flagfile or in code.
+    package func wasSet(_ key: BoolFlag) -> Bool { wasSet(canonical: key.rawValue) }
+    package func wasSet(_ key: StringFlag) -> Bool { wasSet(canonical: key.rawValue) }
+    package func wasSet(_ key: IntFlag) -> Bool { wasSet(canonical: key.rawValue) }
+    package func wasSet(_ key: UIntFlag) -> Bool { wasSet(canonical: key.rawValue) }
+
+    /// A key's raw value is a defined flag's own name (FlagKeyTests), never an alias, so the
+    /// typed read skips the alias table.
+    private func current(_ name: String) -> String {
         state.withLock { s in
-            let n = s.aliases[name] ?? name
-            guard let v = s.values[n] else { return true }
-            return v == s.definitions[n]?.defaultValue
+            if let v = s.values[name] { return v }
+            guard let d = s.definitions[name] else {
+                assertionFailure("flag '\(name)' has no definition")
+                return ""
+            }
+            return d.defaultValue
         }
     }
 
-    public func wasSet(_ name: String) -> Bool {
-        state.withLock { s in s.changed.contains(s.aliases[name] ?? name) }
+    private func isDefault(canonical name: String) -> Bool {
+        state.withLock { s in
+            assert(s.definitions[name] != nil, "flag '\(name)' has no definition")
+            return isDefault(name, in: s)
+        }
+    }
+
+    private func isDefault(_ name: String, in s: State) -> Bool {
+        guard let v = s.values[name] else { return true }
+        return v == s.definitions[name]?.defaultValue
+    }
+
+    private func wasSet(canonical name: String) -> Bool {
+        state.withLock { s in
+            assert(s.definitions[name] != nil, "flag '\(name)' has no definition")
+            return s.changed.contains(name)
+        }
     }
 
     /// Set a flag, validating the value against its type.
@@ -128,7 +161,10 @@ public final class Flags: Sendable {
     }
 
     /// Change a default (e.g. the shell's `disable_events=true`) without marking it set.
-    public func setDefault(_ name: String, _ value: String) {
+    package func setDefault(_ key: BoolFlag, _ value: Bool) { setDefault(canonical: key.rawValue, value ? "true" : "false") }
+    package func setDefault(_ key: UIntFlag, _ value: UInt64) { setDefault(canonical: key.rawValue, String(value)) }
+
+    private func setDefault(canonical name: String, _ value: String) {
         state.withLock { s in
             if var d = s.definitions[name] {
                 d.defaultValue = value

@@ -248,7 +248,7 @@ enum SQLFunctions {
     }
 
     static func compileRegex(_ pattern: String) throws(FunctionError) -> Regex<AnyRegexOutput> {
-        let maxSize = Int(Flags.shared.uint("regex_max_size"))
+        let maxSize = Int(Flags.shared[.regexMaxSize])
         if maxSize > 0 && pattern.utf8.count > maxSize {
             throw FunctionError("Invalid regex: pattern exceeds \(maxSize) bytes")
         }

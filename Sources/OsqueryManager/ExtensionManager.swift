@@ -27,7 +27,7 @@ public final class ExtensionManager: Sendable {
 
     /// Starts serving at `socketPath` (usually `--extensions_socket`).
     public static func start(
-        socketPath: String, registry: PluginRegistry = .shared, flags: Flags = .shared,
+        socketPath: String, registry: PluginRegistry, flags: Flags,
         queryThreads: Int = 4, logger: Logger = Logger(label: "osquery.extensions")
     ) async throws -> ExtensionManager {
         try validateSocketPath(socketPath, leavingRoomForUUID: true)
@@ -37,16 +37,16 @@ public final class ExtensionManager: Sendable {
             throw ManagerError("Extension socket directory missing: \(directory)")
         }
         removeExtensionSockets(socketPath)
-        let callTimeout = flags.isDefault("thrift_timeout")
-            ? defaultCallTimeout : .seconds(max(1, flags.int("thrift_timeout")))
+        let callTimeout = flags.isDefault(.thriftTimeout)
+            ? defaultCallTimeout : .seconds(max(1, flags[.thriftTimeout]))
         let caller = ExtensionCaller(
-            managerSocket: socketPath, timeout: callTimeout, maxReplyCells: Int(clamping: max(0, flags.int("extensions_max_reply_cells"))))
+            managerSocket: socketPath, timeout: callTimeout, maxReplyCells: Int(clamping: flags[.extensionsMaxReplyCells]))
         let queries = QueryThreads(count: queryThreads, registry: registry, flags: flags)
         let service = ManagerService(registry: registry, flags: flags, queries: queries, caller: caller, logger: logger)
         let server = try await RPCServer.start(
             path: socketPath, service: .manager(service), limits: serverLimits(flags), logger: logger)
-        let interval = seconds(flags.string("extensions_interval"), minimum: 0.2)
-        let timeout = seconds(flags.string("extensions_timeout"), minimum: 0.2)
+        let interval = seconds(flags[.extensionsInterval], minimum: 0.2)
+        let timeout = seconds(flags[.extensionsTimeout], minimum: 0.2)
         let watcher = Task {
             await Watcher(service: service, caller: caller, interval: interval, timeout: timeout, logger: logger).run()
         }
@@ -101,20 +101,20 @@ public final class ExtensionManager: Sendable {
     /// `--extensions_*_timeout` flags (zero or less takes the default).
     static func serverLimits(_ flags: Flags) -> ServerLimits {
         let defaults = ServerLimits.default
-        func value(_ name: String, _ fallback: Int) -> Int {
-            let v = flags.uint(name)
+        func value(_ key: UIntFlag, _ fallback: Int) -> Int {
+            let v = flags[key]
             return v == 0 ? fallback : Int(clamping: v)
         }
-        func seconds(_ name: String, _ fallback: Duration) -> Duration {
-            let v = flags.uint(name)
+        func seconds(_ key: UIntFlag, _ fallback: Duration) -> Duration {
+            let v = flags[key]
             return v == 0 ? fallback : .seconds(Int64(clamping: v))
         }
         return ServerLimits(
-            maxMessageSize: value("extensions_max_message_size", defaults.maxMessageSize),
-            maxPipelinedCalls: value("extensions_max_pipelined_calls", defaults.maxPipelinedCalls),
-            idleTimeout: seconds("extensions_idle_timeout", defaults.idleTimeout),
-            partialMessageTimeout: seconds("extensions_partial_message_timeout", defaults.partialMessageTimeout),
-            maxConnections: value("extensions_max_connections", defaults.maxConnections))
+            maxMessageSize: value(.extensionsMaxMessageSize, defaults.maxMessageSize),
+            maxPipelinedCalls: value(.extensionsMaxPipelinedCalls, defaults.maxPipelinedCalls),
+            idleTimeout: seconds(.extensionsIdleTimeout, defaults.idleTimeout),
+            partialMessageTimeout: seconds(.extensionsPartialMessageTimeout, defaults.partialMessageTimeout),
+            maxConnections: value(.extensionsMaxConnections, defaults.maxConnections))
     }
 
     /// osquery's interval flags are strings of seconds; fractions are accepted here too.

@@ -38,8 +38,8 @@ public final class ExtensionsRuntime: Sendable {
     package static func socketPath(
         flags: Flags, shell: Bool, home: String?, temporaryDirectory: String?
     ) throws(ManagerError) -> String {
-        let configured = flags.string("extensions_socket")
-        guard shell, flags.isDefault("extensions_socket") else { return configured }
+        let configured = flags[.extensionsSocket]
+        guard shell, flags.isDefault(.extensionsSocket) else { return configured }
         var directory = (home ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.osquery"
         if (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)) == nil
             || access(directory, W_OK) != 0
@@ -85,12 +85,12 @@ public final class ExtensionsRuntime: Sendable {
         flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool, loadConfig: Bool = true,
         logger: Logger = Logger(label: "osquery.extensions")
     ) async throws -> ExtensionsRuntime? {
-        guard !flags.bool("disable_extensions") else { return nil }
+        guard !flags[.disableExtensions] else { return nil }
         let path = try socketPath(flags: flags, shell: shell)
         let manager = try await ExtensionManager.start(socketPath: path, registry: registry, flags: flags, logger: logger)
-        let allowUnsafe = flags.bool("allow_unsafe")
+        let allowUnsafe = flags[.allowUnsafe]
         var paths: [String] = []
-        let autoload = flags.string("extensions_autoload")
+        let autoload = flags[.extensionsAutoload]
         if !autoload.isEmpty, FileManager.default.fileExists(atPath: autoload) {
             do {
                 paths += try Autoload.load(file: autoload, allowUnsafe: allowUnsafe, logger: logger).accepted
@@ -99,29 +99,29 @@ public final class ExtensionsRuntime: Sendable {
             }
         }
         // `--extension` skips discovery checks; every launch still checks safety.
-        let single = flags.string("extension")
+        let single = flags[.extension]
         if !single.isEmpty { paths.append(single) }
         var supervisor: ExtensionSupervisor?
         if !paths.isEmpty {
             let s = ExtensionSupervisor(
                 paths: paths,
                 configuration: .init(
-                    socket: path, timeout: flags.string("extensions_timeout"),
-                    interval: flags.string("extensions_interval"), verbose: flags.bool("verbose"),
+                    socket: path, timeout: flags[.extensionsTimeout],
+                    interval: flags[.extensionsInterval], verbose: flags[.verbose],
                     allowUnsafe: allowUnsafe),
                 logger: logger)
             s.start()
             supervisor = s
         }
         let runtime = ExtensionsRuntime(manager: manager, supervisor: supervisor, logger: logger)
-        let timeout = ExtensionManager.seconds(flags.string("extensions_timeout"), minimum: 0.2)
+        let timeout = ExtensionManager.seconds(flags[.extensionsTimeout], minimum: 0.2)
         if !paths.isEmpty {
             // Managed extensions get up to --extensions_timeout to register, so a
             // query given on the command line can already use their tables.
             let launched = paths.count
             await runtime.waitFor(timeout: timeout) { $0.count >= launched }
         }
-        for name in flags.string("extensions_require").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) })
+        for name in flags[.extensionsRequire].split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) })
         where !name.isEmpty {
             let found = await runtime.waitFor(timeout: timeout) { $0.contains(name) }
             if !found {

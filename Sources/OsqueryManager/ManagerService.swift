@@ -188,7 +188,7 @@ public final class ManagerService: ExtensionManagerHandler {
         var list = InternalOptionList()
         for definition in flags.allDefinitions() {
             list[ThriftString(definition.name)] = InternalOptionInfo(
-                value: ThriftString(flags.string(definition.name)),
+                value: ThriftString(flags.value(named: definition.name)),
                 defaultValue: ThriftString(definition.defaultValue),
                 type: ThriftString(definition.type.rawValue))
         }
@@ -316,7 +316,7 @@ public final class ManagerService: ExtensionManagerHandler {
     public func query(sql: ThriftString) async throws -> ExtensionResponse {
         if let refused = refusal("run queries") { return ExtensionResponse(status: refused) }
         let text = sql.lossyString
-        let nullValue = ThriftString(flags.string("nullvalue"))
+        let nullValue = ThriftString(flags[.nullvalue])
         // The socket's own limit: a reply past it could never be sent.
         let limit = ExtensionManager.serverLimits(flags).maxMessageSize
         do {

@@ -48,7 +48,7 @@ public final class PluginActivation: Sendable {
         loadConfig: Bool = true, logger: Logger
     ) async -> PluginActivation {
         var sources: [String: String] = [:]
-        let configName = flags.string("config_plugin")
+        let configName = flags[.configPlugin]
         if let uuid = await owner(of: configName, in: "config", registry: registry, timeout: timeout), loadConfig {
             do {
                 let response = try await service.caller.call(
@@ -65,7 +65,7 @@ public final class PluginActivation: Sendable {
         }
 
         var statusLoggers: [(name: String, uuid: ExtensionRouteUUID)] = []
-        let loggers = flags.bool("disable_logging") ? [] : flags.string("logger_plugin").split(separator: ",")
+        let loggers = flags[.disableLogging] ? [] : flags[.loggerPlugin].split(separator: ",")
         for name in loggers.map({ String($0).trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
             guard let uuid = await owner(of: name, in: "logger", registry: registry, timeout: timeout) else { continue }
             let item = ThriftString(name)
@@ -78,13 +78,13 @@ public final class PluginActivation: Sendable {
         }
 
         var distributed: Task<Void, Never>?
-        let distributedName = flags.string("distributed_plugin")
-        if !flags.bool("disable_distributed"),
+        let distributedName = flags[.distributedPlugin]
+        if !flags[.disableDistributed],
             let uuid = await owner(of: distributedName, in: "distributed", registry: registry, timeout: timeout)
         {
             let loop = DistributedLoop(
                 caller: service.caller, queries: service.queries, uuid: uuid, plugin: ThriftString(distributedName),
-                interval: .seconds(max(1, flags.int("distributed_interval"))), logger: logger)
+                interval: .seconds(Int64(clamping: max(1, flags[.distributedInterval]))), logger: logger)
             distributed = Task { await loop.run() }
         }
 

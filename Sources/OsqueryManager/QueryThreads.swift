@@ -61,7 +61,7 @@ public final class QueryThreads: Sendable {
     static let cancelledError = EngineError(code: 9, message: "interrupted: the query was cancelled (its caller went away)")
 
     /// Starts `count` threads, each with a database over `registry`'s tables.
-    public init(count: Int = 4, registry: PluginRegistry = .shared, flags: Flags = .shared) {
+    public init(count: Int = 4, registry: PluginRegistry, flags: Flags) {
         self.registry = registry
         self.flags = flags
         self.wakeup = DispatchSemaphore(value: 0)
@@ -222,7 +222,7 @@ public final class QueryThreads: Sendable {
             guard let queued = next else { continue }
             guard let queued else { return }
             db.refreshTables()
-            db.setDeadline(seconds: Double(flags.uint("query_timeout")))
+            db.setDeadline(seconds: Double(flags[.queryTimeout]))
             queued.job(db)
             db.setDeadline(seconds: 0)
             state.withLock { s in

@@ -18,13 +18,13 @@ public enum OsqueryDaemonMain {
             io.err(error.message + "\n")
             return 1
         }
-        StatusLog.minimumSeverity = flags.bool("verbose") ? .info : .warning
+        StatusLog.minimumSeverity = flags[.verbose] ? .info : .warning
         BuiltinTables.register(into: registry, flags: flags)
 
         // enable_foreign is an ordinary flag in osquery: a config's options may set it.
         let daemon = Daemon(
             flags: flags, registry: registry, out: { io.out($0) }, err: { io.err($0) },
-            configApplied: { if flags.bool("enable_foreign") { BuiltinTables.registerForeign(into: registry) } })
+            configApplied: { if flags[.enableForeign] { BuiltinTables.registerForeign(into: registry) } })
         return daemon.run()
     }
 }

@@ -22,7 +22,7 @@ extension OsqueryShellMain {
                 }
             }
         }
-        exit(run(arguments))
+        exit(run(arguments, registry: .shared, flags: .shared))
     }
 
     /// Run the logging set-up `main()` requested, once; nothing when run in-process (tests).

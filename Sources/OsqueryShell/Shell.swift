@@ -17,7 +17,7 @@ public final class Shell {
     /// Set by `.exit`/`.quit`.
     public private(set) var exitRequested: Int32?
 
-    public init(database: Database, flags: Flags = .shared, io: ShellIO = .standard) {
+    public init(database: Database, flags: Flags, io: ShellIO = .standard) {
         self.database = database
         self.flags = flags
         self.io = io
@@ -27,18 +27,18 @@ public final class Shell {
     /// Output settings from the shell flags (`--json`, `--csv`, …).
     public static func settings(from flags: Flags) -> OutputSettings {
         var s = OutputSettings()
-        s.headers = flags.bool("header")
-        s.nullValue = flags.string("nullvalue")
-        s.separator = flags.string("separator")
-        if flags.bool("csv") {
+        s.headers = flags[.header]
+        s.nullValue = flags[.nullvalue]
+        s.separator = flags[.separator]
+        if flags[.csv] {
             s.mode = .csv
             // osquery sets ',' and then overwrites it with --separator (default '|').
-            s.separator = flags.string("separator")
+            s.separator = flags[.separator]
         }
-        if flags.bool("json") { s.mode = .json }
-        if flags.bool("json_pretty") { s.mode = .jsonPretty }
-        if flags.bool("line") { s.mode = .line }
-        if flags.bool("list") { s.mode = .list }
+        if flags[.json] { s.mode = .json }
+        if flags[.jsonPretty] { s.mode = .jsonPretty }
+        if flags[.line] { s.mode = .line }
+        if flags[.list] { s.mode = .list }
         return s
     }
 
@@ -233,7 +233,7 @@ public final class Shell {
         case "features":
             var out = ""
             for d in flags.allDefinitions() where d.type == .bool && (d.name.hasPrefix("disable_") || d.name.hasPrefix("enable_")) {
-                out += "\(d.name): \(flags.bool(d.name) ? "true" : "false")\n"
+                out += "\(d.name): \(Flags.parseBool(flags.value(named: d.name)) == true ? "true" : "false")\n"
             }
             io.out(out)
             rc = 0
@@ -260,7 +260,7 @@ public final class Shell {
             io.out(show())
             rc = 0
         case "socket":
-            io.out(flags.string("extensions_socket") + "\n")
+            io.out(flags[.extensionsSocket] + "\n")
             rc = 0
         case "tables", "list":
             let prefix = rest.first ?? ""
@@ -353,13 +353,14 @@ public final class Shell {
         out += "osquery " + OsqueryVersion.version + "\n"
         out += "using SQLite " + Database.sqliteVersion + "\n\n"
         out += "General settings:\n"
-        out += "     Flagfile: " + flags.string("flagfile") + "\n"
-        out += "       Config: " + flags.string("config_plugin") + " (" + flags.string("config_path") + ")\n"
-        out += "       Logger: " + flags.string("logger_plugin") + " (" + flags.string("logger_path") + ")\n"
-        out += "  Distributed: " + flags.string("distributed_plugin") + "\n"
+        // --flagfile is read while parsing, not kept as a flag: nothing to show.
+        out += "     Flagfile: \n"
+        out += "       Config: " + flags[.configPlugin] + " (" + flags[.configPath] + ")\n"
+        out += "       Logger: " + flags[.loggerPlugin] + " (" + flags[.loggerPath] + ")\n"
+        out += "  Distributed: " + flags[.distributedPlugin] + "\n"
         out += "     Database: ephemeral\n"
         out += "   Extensions: core\n"
-        out += "       Socket: " + flags.string("extensions_socket") + "\n\n"
+        out += "       Socket: " + flags[.extensionsSocket] + "\n\n"
         out += "Shell settings:\n"
         out += "         echo: " + onOff(echo) + "\n"
         out += "      headers: " + onOff(settings.headers) + "\n"
@@ -369,8 +370,8 @@ public final class Shell {
         out += "    separator: \"" + settings.separator + "\"\n"
         out += "        width: " + settings.widths.map(String.init).joined(separator: " ") + "\n\n"
         out += "Non-default flags/options:\n"
-        for d in flags.allDefinitions() where !flags.isDefault(d.name) {
-            out += "  " + d.name + ": " + flags.string(d.name) + "\n"
+        for d in flags.allDefinitions() where !flags.isDefault(named: d.name) {
+            out += "  " + d.name + ": " + flags.value(named: d.name) + "\n"
         }
         return out
     }

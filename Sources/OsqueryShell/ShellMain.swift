@@ -17,8 +17,8 @@ public enum OsqueryShellMain {
     public static func run(
         _ argv: [String],
         io: ShellIO = .standard,
-        registry: PluginRegistry = .shared,
-        flags: Flags = .shared,
+        registry: PluginRegistry,
+        flags: Flags,
         readStandardInput: () -> String? = Shell.readStandardInput,
         standardInputIsTerminal: Bool? = nil
     ) -> Int32 {
@@ -45,10 +45,10 @@ public enum OsqueryShellMain {
         }
 
         // Shell defaults that differ from the daemon.
-        flags.setDefault("disable_events", "true")
-        flags.setDefault("disable_logging", "true")
-        flags.setDefault("disable_watchdog", "true")
-        flags.setDefault("hash_delay", "0")
+        flags.setDefault(.disableEvents, true)
+        flags.setDefault(.disableLogging, true)
+        flags.setDefault(.disableWatchdog, true)
+        flags.setDefault(.hashDelay, 0)
 
         let parsed: ParsedCommandLine
         do throws(FlagError) {
@@ -62,17 +62,17 @@ public enum OsqueryShellMain {
             io.err(error.message + "\n")
             return 1
         }
-        StatusLog.minimumSeverity = flags.bool("verbose") ? .info : .warning
+        StatusLog.minimumSeverity = flags[.verbose] ? .info : .warning
 
         // osquery's shell checks or dumps the config and exits, as its daemon does.
-        if flags.bool("config_check") || flags.bool("config_dump") {
-            let plugin = flags.string("config_plugin")
+        if flags[.configCheck] || flags[.configDump] {
+            let plugin = flags[.configPlugin]
             guard plugin == "filesystem" else {
                 io.err("Error: config plugin \(plugin) is not available\n")
                 return 78
             }
-            let source = FilesystemConfigSource(path: flags.string("config_path"))
-            if flags.bool("config_check") {
+            let source = FilesystemConfigSource(path: flags[.configPath])
+            if flags[.configCheck] {
                 return ConfigCommands.check(flags: flags, source: source, err: { io.err($0 + "\n") })
             }
             return ConfigCommands.dump(flags: flags, source: source, out: io.out, err: { io.err($0 + "\n") })
@@ -91,7 +91,7 @@ public enum OsqueryShellMain {
         }
 
         var shellIO = io
-        let outputPath = flags.string("output")
+        let outputPath = flags[.output]
         var outputFD: Int32 = -1
         if !outputPath.isEmpty && outputPath != "-" {
             outputFD = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -111,13 +111,13 @@ public enum OsqueryShellMain {
 
         // The extension manager runs for an interactive session, or when a
         // one-shot run asks for extensions (as osquery's shell does).
-        let oneShot = flags.bool("L") || !flags.string("A").isEmpty || !flags.string("query").isEmpty
-            || !flags.string("query_file").isEmpty || !parsed.positional.isEmpty
+        let oneShot = flags[.listTables] || !flags[.selectAll].isEmpty || !flags[.query].isEmpty
+            || !flags[.queryFile].isEmpty || !parsed.positional.isEmpty
             || !(standardInputIsTerminal ?? (isatty(0) != 0))
-        let requested = !flags.string("extension").isEmpty || flags.wasSet("extensions_autoload")
-            || flags.wasSet("extensions_require") || flags.wasSet("extensions_socket")
+        let requested = !flags[.extension].isEmpty || flags.wasSet(.extensionsAutoload)
+            || flags.wasSet(.extensionsRequire) || flags.wasSet(.extensionsSocket)
         var extensions: ExtensionsRuntime?
-        if !flags.bool("disable_extensions") && (!oneShot || requested) {
+        if !flags[.disableExtensions] && (!oneShot || requested) {
             bootstrapLoggingIfRequested()
             do {
                 extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: true)
@@ -127,23 +127,23 @@ public enum OsqueryShellMain {
         }
         defer { extensions?.stopBlocking() }
 
-        if flags.bool("L") {
+        if flags[.listTables] {
             shell.runMeta(".tables")
             return 0
         }
-        let all = flags.string("A")
+        let all = flags[.selectAll]
         if !all.isEmpty {
             return shell.all(all)
         }
-        if !flags.string("pack").isEmpty {
+        if !flags[.pack].isEmpty {
             io.err("Error: --pack needs the config subsystem, which this build does not include yet\n")
             return 1
         }
-        let query = flags.string("query")
+        let query = flags[.query]
         if !query.isEmpty {
             return shell.run(query)
         }
-        let queryFile = flags.string("query_file")
+        let queryFile = flags[.queryFile]
         if !queryFile.isEmpty {
             guard let text = Shell.readFile(queryFile) else {
                 io.err("Error: cannot read query file: \(queryFile)\n")
@@ -173,8 +173,8 @@ public enum OsqueryShellMain {
     /// says so with --verbose (osquery's shell runs without one). Only the filesystem plugin:
     /// an extension's config plugin cannot be reached before the shell's tables exist.
     static func loadConfig(flags: Flags, registry: PluginRegistry) {
-        guard flags.string("config_plugin") == "filesystem" else { return }
-        let loader = ConfigLoader(source: FilesystemConfigSource(path: flags.string("config_path")), flags: flags)
+        guard flags[.configPlugin] == "filesystem" else { return }
+        let loader = ConfigLoader(source: FilesystemConfigSource(path: flags[.configPath]), flags: flags)
         do {
             try loader.load().registerAutoTables(registry: registry, flags: flags)
         } catch {

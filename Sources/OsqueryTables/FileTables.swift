@@ -291,7 +291,7 @@ enum FileTables {
             col("md5", .text), col("sha1", .text), col("sha256", .text), pidWithNamespace, mountNamespaceID,
         ]) { context, schema in
             var rows = TableRows(schema: schema)
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var targets: [(directory: PathBytes, path: PathBytes)] = PathResolver.paths(context).map { (parent($0), $0) }
             targets += PathResolver.directoryEntries(context)
             for (directory, path) in targets {

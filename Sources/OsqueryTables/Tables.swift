@@ -42,9 +42,9 @@ public enum BuiltinTables {
     }
 
     /// Add the built-in tables and the core's other plugins to a registry.
-    public static func register(into registry: PluginRegistry, flags: Flags = .shared) {
+    public static func register(into registry: PluginRegistry, flags: Flags) {
         for table in all(registry: registry, flags: flags) { registry.addTable(table) }
-        if flags.bool("enable_foreign") { registerForeign(into: registry) }
+        if flags[.enableForeign] { registerForeign(into: registry) }
         // The SQL engine and the shell's in-memory database are core plugins too.
         registry.add(RegistryItem(registry: "sql", name: "sql", isInternal: true))
         registry.add(RegistryItem(registry: "database", name: "ephemeral", isInternal: true))

@@ -35,7 +35,7 @@ enum UtilityTables {
             for d in defs {
                 rows.appendRow([
                     .text(d.name), .text(d.type.rawValue), .text(d.description), .text(d.defaultValue),
-                    .text(flags.string(d.name)), .integer(d.kind == .shell ? 1 : 0),
+                    .text(flags.value(named: d.name)), .integer(d.kind == .shell ? 1 : 0),
                 ])
             }
             return rows
@@ -67,7 +67,7 @@ enum UtilityTables {
             var rows = TableRows(schema: schema)
             // osquery's core row shows sdk_version 0.0.0 (its records swap
             // sdk/min_sdk); extension rows show their min_sdk_version likewise.
-            rows.appendRow([0, "core", .text(OsqueryVersion.version), "0.0.0", .text(flags.string("extensions_socket")), "core"])
+            rows.appendRow([0, "core", .text(OsqueryVersion.version), "0.0.0", .text(flags[.extensionsSocket]), "core"])
             for e in registry.extensions() {
                 rows.appendRow([
                     .integer(Int64(bitPattern: e.uuid)), .text(e.name), .text(e.version), .text(e.minSdkVersion),

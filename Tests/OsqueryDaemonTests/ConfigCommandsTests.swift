@@ -49,7 +49,7 @@ final class Output: Sendable {
         let flags = Flags()
         let code = ConfigCommands.check(flags: flags, source: FilesystemConfigSource(path: dir.path + "/osquery.conf")) { _ in }
         #expect(code == 1)
-        #expect(flags.string("host_identifier") == "hostname")
+        #expect(flags.value(named: "host_identifier") == "hostname")
     }
 
     @Test func dumpPrintsEverySourceRawInOsquerysShape() {

@@ -66,7 +66,7 @@ final class ServedConfig: Sendable {
         #expect(config.sourceOrder == ["a_source", "b_source"])
         #expect(config.scheduledQueries(host: linuxHost, discovery: noDiscovery).map(\.name) == ["q", "pack_remote_r"])
         #expect(served.packRequests.withLock { $0 } == ["remote=pack-id-1"])
-        #expect(flags.string("custom_origin") == "extension")
+        #expect(flags.value(named: "custom_origin") == "extension")
 
         // genPack: a reply without the pack's key is osquery's "Invalid plugin response".
         let missing = try await offPool { () -> String in

@@ -179,7 +179,7 @@ let noDiscovery = PackDiscovery(refreshInterval: { 3600 }) { _ in true }
         let flags = Flags()
         let slashed = try loader(dir, flags: flags).load()
         #expect(slashed.scheduledQueries(host: linuxHost, discovery: noDiscovery).map(\.name) == ["pack/inline/q"])
-        #expect(flags.string("pack_delimiter") == "/")
+        #expect(flags.value(named: "pack_delimiter") == "/")
     }
 
     @Test func multiPackGlobNamesPacksByFileStem() throws {
@@ -210,7 +210,7 @@ let noDiscovery = PackDiscovery(refreshInterval: { 3600 }) { _ in true }
         let main = dir.path + "/osquery.conf"
         #expect(config.sourceOrder == [main, main + ".d/10-a.conf", main + ".d/20-b.conf"])
         #expect(config.options["custom_a"] == "10" && config.options["custom_b"] == "20")
-        #expect(flags.string("custom_a") == "10" && flags.string("custom_b") == "20")
+        #expect(flags.value(named: "custom_a") == "10" && flags.value(named: "custom_b") == "20")
         #expect(config.packs.map(\.source) == config.sourceOrder)
         #expect(config.scheduledQueries(host: linuxHost, discovery: noDiscovery).map(\.name) == ["m", "y", "x"])
         #expect(Set(config.sources.keys) == Set(config.sourceOrder))
@@ -359,22 +359,22 @@ let noDiscovery = PackDiscovery(refreshInterval: { 3600 }) { _ in true }
         let log = LogLines()
         let config = try loader(dir, flags: flags, log: log).load()
         // A config option overrides command-line values of non-CLI flags (osquery's documented precedence).
-        #expect(flags.string("host_identifier") == "uuid")
-        #expect(flags.string("distributed_interval") == "15")
-        #expect(flags.string("logger_event_type") == "false")
-        #expect(flags.string("schedule_splay_percent") == "50")
+        #expect(flags.value(named: "host_identifier") == "uuid")
+        #expect(flags.value(named: "distributed_interval") == "15")
+        #expect(flags.value(named: "logger_event_type") == "false")
+        #expect(flags.value(named: "schedule_splay_percent") == "50")
         // CLI-only flags are ignored with a warning.
-        #expect(flags.string("config_path") == "/etc/osquery/osquery.conf")
+        #expect(flags.value(named: "config_path") == "/etc/osquery/osquery.conf")
         #expect(log.all.contains { $0.contains("The CLI only flag --config_path set via config file will be ignored") })
         #expect(log.all.contains { $0.contains("Cannot set unknown or invalid flag: no_such_flag") })
         #expect(flags.definition("no_such_flag") == nil)
         // custom_ options become string flags (osquery_flags shows them).
         #expect(flags.definition("custom_team")?.type == .string)
-        #expect(flags.string("custom_team") == "blue")
-        #expect(flags.string("custom_list") == #"["a",1]"#)
+        #expect(flags.value(named: "custom_team") == "blue")
+        #expect(flags.value(named: "custom_list") == #"["a",1]"#)
         #expect(log.all.contains { $0.contains("Cannot parse unknown value type for option: custom_null") })
         #expect(flags.definition("custom_empty") == nil)
-        #expect(flags.string("schedule_default_interval") == "3600")
+        #expect(flags.value(named: "schedule_default_interval") == "3600")
         #expect(log.all.contains { $0.contains("schedule_default_interval") })
         #expect(config.options["host_identifier"] == "uuid" && config.options["logger_event_type"] == "false")
     }

@@ -58,13 +58,13 @@ import Testing
             ("thrift_timeout", .int(20)), ("nullvalue", .string("NULL")), ("config_tls_endpoint", .string("/config")),
         ]
         ConfigOptions.apply(options, to: flags, warn: { warnings.append($0) })
-        #expect(flags.string("logger_path") == "/tmp/elsewhere")
-        #expect(flags.bool("logger_rotate"))
-        #expect(flags.int("logger_min_status") == 1)
-        #expect(flags.uint("thrift_timeout") == 20)
-        #expect(flags.string("nullvalue") == "NULL")
+        #expect(flags[.loggerPath] == "/tmp/elsewhere")
+        #expect(flags[.loggerRotate])
+        #expect(flags[.loggerMinStatus] == 1)
+        #expect(flags[.thriftTimeout] == 20)
+        #expect(flags[.nullvalue] == "NULL")
         // config_tls_endpoint is osquery's CLI_FLAG: ignored, with osquery's warning.
-        #expect(flags.string("config_tls_endpoint") == "")
+        #expect(flags[.configTlsEndpoint] == "")
         #expect(warnings == [
             "The CLI only flag --config_tls_endpoint set via config file will be ignored, please use a flagfile or pass it to the process at startup"
         ])

@@ -7,12 +7,12 @@ import Glibc
 @Suite struct FlagsTests {
     @Test func defaultsAndTypes() {
         let flags = Flags()
-        #expect(flags.string("config_path") == "/etc/osquery/osquery.conf")
-        #expect(flags.bool("header"))
-        #expect(!flags.bool("json"))
-        #expect(flags.uint("read_max") == 52_428_800)
+        #expect(flags[.configPath] == "/etc/osquery/osquery.conf")
+        #expect(flags[.header])
+        #expect(!flags[.json])
+        #expect(flags[.readMax] == 52_428_800)
         #expect(flags.definition("config_refresh")?.type == .uint64)
-        #expect(flags.isDefault("verbose"))
+        #expect(flags.isDefault(.verbose))
     }
 
     @Test func commandLineForms() throws {
@@ -21,22 +21,22 @@ import Glibc
             "--verbose", "--config_path=/tmp/x.conf", "--logger_path", "/tmp/logs", "-separator=,",
             "--noheader", "--json=false", "SELECT 1", "--", "--not_a_flag",
         ])
-        #expect(flags.bool("verbose"))
-        #expect(flags.string("config_path") == "/tmp/x.conf")
-        #expect(flags.string("logger_path") == "/tmp/logs")
-        #expect(flags.string("separator") == ",")
-        #expect(!flags.bool("header"))
-        #expect(!flags.bool("json"))
+        #expect(flags[.verbose])
+        #expect(flags[.configPath] == "/tmp/x.conf")
+        #expect(flags[.loggerPath] == "/tmp/logs")
+        #expect(flags[.separator] == ",")
+        #expect(!flags[.header])
+        #expect(!flags[.json])
         #expect(parsed.positional == ["SELECT 1", "--not_a_flag"])
         #expect(parsed.setFlags == ["verbose", "config_path", "logger_path", "separator", "header", "json"])
-        #expect(!flags.isDefault("verbose"))
-        #expect(flags.wasSet("json"))
+        #expect(!flags.isDefault(.verbose))
+        #expect(flags.wasSet(.json))
     }
 
     @Test func aliasesResolve() throws {
         let flags = Flags()
         try flags.parse(["--db_path=/tmp/db"])
-        #expect(flags.string("database_path") == "/tmp/db")
+        #expect(flags[.databasePath] == "/tmp/db")
     }
 
     @Test func errors() {
@@ -82,9 +82,9 @@ import Glibc
         defer { unlink(path) }
         let flags = Flags()
         try flags.parse(["--flagfile", path, "--logger_min_status=1"])
-        #expect(flags.string("config_path") == "/from/flagfile.conf")
-        #expect(flags.bool("verbose"))
-        #expect(flags.int("logger_min_status") == 1, "later command-line flags win")
+        #expect(flags[.configPath] == "/from/flagfile.conf")
+        #expect(flags[.verbose])
+        #expect(flags[.loggerMinStatus] == 1, "later command-line flags win")
         #expect(throws: FlagError("ERROR: Failed to read flagfile: /nonexistent/flags")) {
             try Flags().parse(["--flagfile=/nonexistent/flags"])
         }
