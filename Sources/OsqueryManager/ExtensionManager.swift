@@ -48,7 +48,7 @@ public final class ExtensionManager: Sendable {
         let interval = seconds(flags[.extensionsInterval], minimum: 0.2)
         let timeout = seconds(flags[.extensionsTimeout], minimum: 0.2)
         let watcher = Task {
-            await Watcher(service: service, caller: caller, interval: interval, timeout: timeout, logger: logger).run()
+            await ExtensionWatcher(service: service, caller: caller, interval: interval, timeout: timeout, logger: logger).run()
         }
         return ExtensionManager(
             socketPath: socketPath, service: service, queries: queries, server: server, watcher: watcher, logger: logger)
@@ -134,7 +134,7 @@ public struct ManagerError: Error, CustomStringConvertible, Sendable {
 /// `--extensions_timeout` grace to come up; after that one failed check
 /// (socket gone or not writable, no connection, no reply within the timeout,
 /// or a ping with code 1) removes it, as in osquery.
-struct Watcher: Sendable {
+struct ExtensionWatcher: Sendable {
     let service: ManagerService
     let caller: ExtensionCaller
     let interval: Duration

@@ -278,7 +278,7 @@ public final class ManagerService: ExtensionManagerHandler {
                 } else {
                     item = RegistryItem(
                         registry: name, name: plugin, ownerUUID: UInt64(uuid),
-                        plugin: ExtensionPlugin(uuid: uuid, registry: name, name: plugin))
+                        plugin: ExternalPlugin(uuid: uuid, registry: name, name: plugin))
                 }
                 guard registry.add(item) else {
                     return "Registry item \(plugin) conflicts with another item of the same name."
@@ -363,9 +363,10 @@ public final class ManagerService: ExtensionManagerHandler {
     public var uuids: [ExtensionRouteUUID] { state.withLock { Array($0.keys) } }
 }
 
-/// A plugin an extension serves in a registry other than `table`: calls to it
+/// A plugin an extension serves in a registry other than `table` (osquery's external
+/// plugin; the SDK's `ExtensionPlugin` is the extension's side of it): calls to it
 /// are proxied to the extension.
-public struct ExtensionPlugin: RegistryPlugin {
+public struct ExternalPlugin: RegistryPlugin {
     public let uuid: ExtensionRouteUUID
     public let registry: String
     public let name: String
