@@ -91,12 +91,13 @@ public final class Daemon: Sendable {
         let hangup = Wakeup()
         let signals = DaemonSignals(stop: stop, hangup: hangup)
         defer { signals.cancel() }
-        return runToEnd { await self.work(stop: stop, hangup: hangup) }
+        return work(stop: stop, hangup: hangup)
     }
 
-    /// Starts the parts one after another (each may end start-up with its exit code), then
-    /// runs them as one ServiceGroup until a stop signal, a fatal error or the schedule's end.
-    private func work(stop: StopRequest, hangup: Wakeup) async -> Int32 {
+    /// Starts the parts one after another on this thread (each may end start-up with its exit
+    /// code; several block, so not on the cooperative pool), then runs them as one ServiceGroup
+    /// until a stop signal, a fatal error or the schedule's end.
+    private func work(stop: StopRequest, hangup: Wakeup) -> Int32 {
         let catastrophic: Int32 = Watchdog.isWorker ? 78 : 1
 
         // The store: on disk unless --ephemeral or --disable_database.
@@ -122,7 +123,7 @@ public final class Daemon: Sendable {
         let extensions: ExtensionsRuntime?
         do {
             // The daemon's ConfigLoader asks the config plugin; the runtime only waits for it.
-            extensions = try await ExtensionsRuntime.start(flags: flags, registry: registry, shell: false, loadConfig: false)
+            extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: false, loadConfig: false)
         } catch {
             err("Error: \(error)\n")
             return 78
@@ -130,8 +131,8 @@ public final class Daemon: Sendable {
         let caller = extensions.map { ExtensionCaller(managerSocket: $0.manager.socketPath, timeout: ExtensionManager.defaultCallTimeout) }
 
         // Ends start-up early: what is running so far stops in the group's order.
-        func abandon(_ code: Int32) async -> Int32 {
-            await extensions?.stop()
+        func abandon(_ code: Int32) -> Int32 {
+            extensions?.stopBlocking()
             return code
         }
 
@@ -144,10 +145,10 @@ public final class Daemon: Sendable {
             source = ExtensionConfigSource(caller: caller, uuid: ExtensionRouteUUID(item.ownerUUID), plugin: configName)
         } else {
             err("Error: config plugin \(configName) is not available\n")
-            return await abandon(78)
+            return abandon(78)
         }
         if flags.bool("config_check") || flags.bool("config_dump") {
-            return await abandon(configCommand(source: source))
+            return abandon(configCommand(source: source))
         }
 
         // The config before the loggers, as osquery orders them: its options (logger_path, the
@@ -166,7 +167,7 @@ public final class Daemon: Sendable {
         } catch {
             StatusLog.setLineSink(nil)
             err("Error: \(error.message)\n")
-            return await abandon(error.exitCode)
+            return abandon(error.exitCode)
         }
         // Asked again per run, not fixed now: a config reload may still change it.
         let hostIdentity = HostIdentity(flags: flags, store: store)
@@ -208,7 +209,7 @@ public final class Daemon: Sendable {
             services.append(.init(service: StoppingService("extensions") { await extensions.stop() }))
         }
         services += [
-            .init(service: StoppingService("loggers") { loggers.stop() }),
+            .init(service: StoppingService("loggers") { await offCooperativePool { loggers.stop() } }),
             // Before the loggers stop: loggers that work get a few seconds to take what is
             // queued; the rest waits in the outbox for the next start.
             .init(service: StoppingService("result pipeline") { await offCooperativePool { pipeline.stop(grace: 5) } }),
@@ -227,13 +228,15 @@ public final class Daemon: Sendable {
         ]
         let group = ServiceGroup(
             configuration: .init(services: services, logger: Logger(label: "osquery.daemon")))
-        do {
-            try await group.run()
-        } catch {
-            StatusLog.error("osqueryd: \(error)")
-            return stop.exitCode ?? 1
+        return runToEnd {
+            do {
+                try await group.run()
+            } catch {
+                StatusLog.error("osqueryd: \(error)")
+                return stop.exitCode ?? 1
+            }
+            return stop.exitCode ?? 0
         }
-        return stop.exitCode ?? 0
     }
 }
 
