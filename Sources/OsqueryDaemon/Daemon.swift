@@ -228,7 +228,7 @@ public final class Daemon: Sendable {
         ]
         let group = ServiceGroup(
             configuration: .init(services: services, logger: Logger(label: "osquery.daemon")))
-        return runToEnd {
+        return runBlocking {
             do {
                 try await group.run()
             } catch {

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import OsqueryEngine
+import OsqueryManager
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -128,11 +129,9 @@ final class DaemonSignals: Sendable {
         // Blocked while the sources are set up, so a signal arriving meanwhile waits for them
         // instead of being lost (or killing us half-started).
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        let ready = DispatchSemaphore(value: 0)
+        // Returns once each source's registration ran, i.e. once libdispatch's handler is in.
+        let signals = runBlocking { await UnixSignalsSequence(trapping: Self.trapped) }
         router = Task {
-            // Returns once each source's registration ran, i.e. once libdispatch's handler is in.
-            let signals = await UnixSignalsSequence(trapping: Self.trapped)
-            ready.signal()
             for await signal in signals {
                 switch signal {
                 case .sighup:
@@ -148,7 +147,6 @@ final class DaemonSignals: Sendable {
                 }
             }
         }
-        ready.wait()
         // libdispatch installs its handler when a source's registration reaches its manager
         // thread, after resume() returns; unblocking before that would let a signal meet the
         // default action (SIGTERM, SIGHUP: death without cleanup). UnixSignalsSequence's init
@@ -174,17 +172,4 @@ func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async 
     await withCheckedContinuation { continuation in
         DispatchQueue.global().async { continuation.resume(returning: body()) }
     }
-}
-
-/// Runs `body` to its end from synchronous code (the process's main thread waits).
-func runToEnd<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-    let result = Mutex<T?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        let value = await body()
-        result.withLock { $0 = value }
-        done.signal()
-    }
-    done.wait()
-    return result.withLock { $0! }
 }
