@@ -83,6 +83,8 @@ let package = Package(
                 "OsqueryExtension",
                 // Built with the tests: the process tests run them.
                 "osqueryd", "osqueryi", "example-jsonl-logger", "example-config",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -14,6 +14,9 @@ extension Extension {
     /// try await group.run()
     /// ```
     ///
+    /// The service returns whenever the extension stops, also on its own (the core asked it to
+    /// or went away): the group then does what its termination behaviour for it says.
+    ///
     /// - Parameter options: The command-line options the extension runs with.
     /// - Returns: A service whose `run()` starts the extension, serves until it stops, and
     ///   returns once it has deregistered and removed its socket.
