@@ -130,7 +130,7 @@ public final class Daemon: Sendable {
         }
         let caller = extensions.map { ExtensionCaller(managerSocket: $0.manager.socketPath, timeout: ExtensionManager.defaultCallTimeout) }
 
-        // Ends start-up early: what is running so far stops in the group's order.
+        // Ends start-up early; of the parts, only the extensions run yet.
         func abandon(_ code: Int32) -> Int32 {
             extensions?.stopBlocking()
             return code
