@@ -1,8 +1,9 @@
-import Dispatch
 import Foundation
+import Logging
 public import OsqueryEngine
 import OsqueryManager
 import OsqueryProtocol
+import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -18,11 +19,6 @@ public final class Daemon: Sendable {
     let out: @Sendable (String) -> Void
     /// Runs after each config load, once its options are in the flags.
     let configApplied: @Sendable () -> Void
-
-    /// What ends the daemon: a stop signal (0), or a fatal error's code.
-    private let exit = Mutex<Int32?>(nil)
-    private let wake = DispatchSemaphore(value: 0)
-    private let reloadRequested = Mutex(false)
 
     public init(
         flags: Flags, registry: PluginRegistry, out: @escaping @Sendable (String) -> Void,
@@ -90,59 +86,18 @@ public final class Daemon: Sendable {
         return ConfigCommands.dump(flags: flags, source: source, out: out, err: { self.err($0 + "\n") })
     }
 
-    /// Signals are taken on dispatch sources, never in a signal handler.
-    private func installSignals() -> [any DispatchSourceSignal] {
-        var sources: [any DispatchSourceSignal] = []
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        for signo in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&unblock, signo) }
-        // Blocked while the sources are set up, so a signal arriving meanwhile
-        // waits for them instead of being lost (or killing us half-started).
-        pthread_sigmask(SIG_BLOCK, &unblock, nil)
-        for signo in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
-            let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
-            source.setEventHandler { [self] in
-                switch signo {
-                case SIGHUP:
-                    StatusLog.info("SIGHUP: reloading the configuration")
-                    reloadRequested.withLock { $0 = true }
-                    wake.signal()
-                case SIGUSR1:
-                    // The watcher asks a worker over its limits to stop now;
-                    // the running query stays marked, so the next worker denylists it.
-                    StatusLog.warning("osqueryd worker stopping at the watchdog's request")
-                    _exit(1)
-                default:
-                    finish(0)
-                }
-            }
-            source.resume()
-            sources.append(source)
-        }
-        // libdispatch installs its handler when the source's registration reaches its
-        // manager thread, after resume() returns; unblocking before that would let a
-        // signal meet the default action (SIGTERM, SIGHUP: death without cleanup).
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(2)
-        for signo in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
-            var action = sigaction()
-            while sigaction(signo, nil, &action) == 0, action.__sigaction_handler.sa_handler == nil, clock.now < deadline {
-                usleep(500)
-            }
-        }
-        // A parent may have started us with these signals blocked.
-        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-        return sources
-    }
-
-    private func finish(_ code: Int32) {
-        exit.withLock { if $0 == nil { $0 = code } }
-        wake.signal()
-    }
-
     private func runWorker() -> Int32 {
-        let signals = installSignals()
-        defer { signals.forEach { $0.cancel() } }
+        let stop = StopRequest()
+        let hangup = Wakeup()
+        let signals = DaemonSignals(stop: stop, hangup: hangup)
+        defer { signals.cancel() }
+        return work(stop: stop, hangup: hangup)
+    }
+
+    /// Starts the parts one after another on this thread (each may end start-up with its exit
+    /// code; several block, so not on the cooperative pool), then runs them as one ServiceGroup
+    /// until a stop signal, a fatal error or the schedule's end.
+    private func work(stop: StopRequest, hangup: Wakeup) -> Int32 {
         let catastrophic: Int32 = Watchdog.isWorker ? 78 : 1
 
         // The store: on disk unless --ephemeral or --disable_database.
@@ -173,8 +128,13 @@ public final class Daemon: Sendable {
             err("Error: \(error)\n")
             return 78
         }
-        defer { extensions?.stopBlocking() }
         let caller = extensions.map { ExtensionCaller(managerSocket: $0.manager.socketPath, timeout: ExtensionManager.defaultCallTimeout) }
+
+        // Ends start-up early; of the parts, only the extensions run yet.
+        func abandon(_ code: Int32) -> Int32 {
+            extensions?.stopBlocking()
+            return code
+        }
 
         // The config source: the filesystem plugin or an extension's.
         let configName = flags[.configPlugin]
@@ -185,10 +145,10 @@ public final class Daemon: Sendable {
             source = ExtensionConfigSource(caller: caller, uuid: ExtensionRouteUUID(item.ownerUUID), plugin: configName)
         } else {
             err("Error: config plugin \(configName) is not available\n")
-            return 78
+            return abandon(78)
         }
         if flags[.configCheck] || flags[.configDump] {
-            return configCommand(source: source)
+            return abandon(configCommand(source: source))
         }
 
         // The config before the loggers, as osquery orders them: its options (logger_path, the
@@ -207,18 +167,14 @@ public final class Daemon: Sendable {
         } catch {
             StatusLog.setLineSink(nil)
             err("Error: \(error.message)\n")
-            return error.exitCode
+            return abandon(error.exitCode)
         }
         // Asked again per run, not fixed now: a config reload may still change it.
         let hostIdentity = HostIdentity(flags: flags, store: store)
         loggers.installStatusLogging(flags: flags, hostIdentifier: hostIdentity.current(), earlier: early)
-        defer { loggers.stop() }
 
         let pipeline = ResultPipeline(store: store, loggers: loggers, flags: flags)
         pipeline.recover()
-        // Runs before the loggers stop: loggers that work get a few seconds to
-        // take what is queued; the rest waits in the outbox for the next start.
-        defer { pipeline.stop(grace: 5) }
 
         let flags = self.flags
         let scheduler = Scheduler(
@@ -233,44 +189,87 @@ public final class Daemon: Sendable {
                     hostIdentifier: hostIdentity.current(),
                     unixTime: unixTime, calendarTime: CalendarTime.string(unixTime: unixTime), decorations: decorations)
             },
-            onFatal: { [self] error in
+            onFatal: { error in
                 StatusLog.error("\(error.message)")
-                finish(error.exitCode)
+                stop.request(error.exitCode)
             })
 
+        let registry = self.registry
         ScheduleTables.register(into: registry, scheduler: { scheduler }, packs: { configuration.packStatus() })
         scheduler.loadCrashState(knownQueries: configuration.allQueries())
         scheduler.update(configuration.definition())
-        scheduler.start(onFinished: { [self] in finish(0) })
+        scheduler.start(onFinished: { stop.request(0) })
         StatusLog.info("osqueryd started, extensions socket \(extensions?.manager.socketPath ?? "(disabled)")")
 
-        // The main thread waits for a stop, and reloads the config on SIGHUP
-        // or when --config_refresh (or the discovery cache) says so.
-        while exit.withLock({ $0 }) == nil {
-            let wait = configuration.secondsUntilRefresh()
-            _ = wake.wait(timeout: .now() + .milliseconds(Int(min(wait, 60) * 1000)))
-            if exit.withLock({ $0 }) != nil { break }
-            let hup = reloadRequested.withLock { r in
-                defer { r = false }
-                return r
+        // The shutdown order, written once: the group stops its services last to first.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: StoppingService("store") { withExtendedLifetime(store) {} }),
+        ]
+        if let extensions {
+            services.append(.init(service: StoppingService("extensions") { await extensions.stop() }))
+        }
+        services += [
+            .init(service: StoppingService("loggers") { await offCooperativePool { loggers.stop() } }),
+            // Before the loggers stop: loggers that work get a few seconds to take what is
+            // queued; the rest waits in the outbox for the next start.
+            .init(service: StoppingService("result pipeline") { await offCooperativePool { pipeline.stop(grace: 5) } }),
+            .init(
+                service: StoppingService("scheduler") {
+                    StatusLog.info("osqueryd stopping")
+                    let graceSeconds = max(10, flags[.alarmTimeout])
+                    if await !offCooperativePool({ scheduler.stop(grace: .seconds(graceSeconds)) }) {
+                        StatusLog.error("The scheduler did not stop within \(graceSeconds) s; exiting anyway")
+                        _exit(stop.exitCode ?? 1)
+                    }
+                    ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
+                }),
+            .init(service: ConfigRefresher(configuration: configuration, scheduler: scheduler, hangup: hangup, applied: configApplied)),
+            stop.service,
+        ]
+        let group = ServiceGroup(
+            configuration: .init(services: services, logger: Logger(label: "osquery.daemon")))
+        return runBlocking {
+            do {
+                try await group.run()
+            } catch {
+                StatusLog.error("osqueryd: \(error)")
+                return stop.exitCode ?? 1
             }
-            if hup || configuration.secondsUntilRefresh() <= 0 {
-                if configuration.reload(initial: false) || hup {
-                    configApplied()
-                    scheduler.update(configuration.definition())
-                }
-            } else if configuration.discoveryChanged() {
+            return stop.exitCode ?? 0
+        }
+    }
+}
+
+/// Reloads the config on SIGHUP or when --config_refresh (or the discovery cache) says so,
+/// and gives the scheduler what changed.
+struct ConfigRefresher: Service, CustomStringConvertible {
+    let configuration: DaemonConfiguration
+    let scheduler: Scheduler
+    let hangup: Wakeup
+    let applied: @Sendable () -> Void
+    var description: String { "config refresher" }
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let wait = configuration.secondsUntilRefresh()
+                await hangup.wait(timeout: .milliseconds(Int(min(wait, 60) * 1000)))
+                if Task.isCancelled { break }
+                // A reload asks the config plugin, perhaps an extension: off the cooperative pool.
+                await offCooperativePool { refresh(hangup: hangup.take()) }
+            }
+        }
+    }
+
+    private func refresh(hangup: Bool) {
+        if hangup || configuration.secondsUntilRefresh() <= 0 {
+            if configuration.reload(initial: false) || hangup {
+                applied()
                 scheduler.update(configuration.definition())
             }
+        } else if configuration.discoveryChanged() {
+            scheduler.update(configuration.definition())
         }
-        StatusLog.info("osqueryd stopping")
-        let graceSeconds = max(10, flags[.alarmTimeout])
-        if !scheduler.stop(grace: .seconds(graceSeconds)) {
-            StatusLog.error("The scheduler did not stop within \(graceSeconds) s; exiting anyway")
-            _exit(exit.withLock { $0 } ?? 1)
-        }
-        ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
-        return exit.withLock { $0 } ?? 0
     }
 }
 

@@ -131,6 +131,8 @@ public final class Extension: Sendable {
         var liveness: Task<Void, Never>?
         var startup: Task<Void, any Error>?
         var earlyStop: StopReason?
+        /// A stop asked for before `start`: it ends the next start-up before it waits for the core.
+        var pendingStop: StopReason?
         var running = false
         var stopReason: StopReason?
         var finished: [CheckedContinuation<StopReason, Never>] = []
@@ -247,7 +249,7 @@ public final class Extension: Sendable {
             $0.options = options
             $0.logger = logger
             $0.core = core
-            $0.running = true
+            $0.earlyStop = nil
         }
         router.core = core
         router.onShutdownRPC = { [weak self] in self?.stopSink.yield(.shutdownRequested) }
@@ -264,7 +266,15 @@ public final class Extension: Sendable {
             }
             try await registerAndListen(core: core, logger: startLogger)
         }
-        state.withLock { $0.startup = startup }
+        let stopFirst = state.withLock { s -> Bool in
+            s.startup = startup
+            s.running = true
+            guard let pending = s.pendingStop else { return false }
+            s.pendingStop = nil
+            s.earlyStop = pending
+            return true
+        }
+        if stopFirst { startup.cancel() }
         if signals {
             StopSignals.add(self) { [weak self] sig in self?.requestStop(.signal(sig)) }
         }
@@ -300,13 +310,25 @@ public final class Extension: Sendable {
     }
 
     /// A stop during start-up cancels the start-up; after it, the stop goes to the shutdown task.
+    /// Before any start, it is kept for the next start-up (a service group may shut down first).
     func requestStop(_ reason: StopReason) {
-        let startup = state.withLock { s -> Task<Void, any Error>? in
-            guard let startup = s.startup else { return nil }
+        enum Action { case cancel(Task<Void, any Error>), kept, yield }
+        let action = state.withLock { s -> Action in
+            guard let startup = s.startup else {
+                guard s.running else {
+                    s.pendingStop = reason
+                    return .kept
+                }
+                return .yield
+            }
             if s.earlyStop == nil { s.earlyStop = reason }
-            return startup
+            return .cancel(startup)
         }
-        if let startup { startup.cancel() } else { stopSink.yield(reason) }
+        switch action {
+        case .cancel(let startup): startup.cancel()
+        case .kept: break
+        case .yield: stopSink.yield(reason)
+        }
     }
 
     /// Asks the extension to stop gracefully (as SIGTERM does).

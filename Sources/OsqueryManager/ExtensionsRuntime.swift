@@ -165,27 +165,12 @@ public final class ExtensionsRuntime: Sendable {
     public static func startBlocking(
         flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool, loadConfig: Bool = true
     ) throws -> ExtensionsRuntime? {
-        try blocking { try await start(flags: flags, registry: registry, shell: shell, loadConfig: loadConfig) }
+        try runBlocking { () async throws in
+            try await start(flags: flags, registry: registry, shell: shell, loadConfig: loadConfig)
+        }
     }
 
     public func stopBlocking(grace: Duration = .seconds(5)) {
-        _ = try? Self.blocking { await self.stop(grace: grace) }
+        runBlocking { await self.stop(grace: grace) }
     }
-
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
-            done.signal()
-        }
-        done.wait()
-        return try box.get()
-    }
-}
-
-final class ResultBox<T: Sendable>: @unchecked Sendable {  // written once before the semaphore, read after
-    private var result: Result<T, any Error>?
-    func set(_ r: Result<T, any Error>) { result = r }
-    func get() throws -> T { try result!.get() }
 }
