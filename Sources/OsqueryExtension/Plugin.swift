@@ -37,12 +37,18 @@ public protocol ExtensionPlugin: Sendable {
     var routes: [StringMap] { get }
     /// Answers one call from the core. Errors become a status with code 1.
     func handle(_ request: PluginRequest) async throws -> ExtensionResponse
+    /// Answers one call as the extension's server sends it back: by default ``handle(_:)``'s
+    /// answer. A plugin that has its rows already encoded (as ``Table`` does for `generate`)
+    /// returns them as ``ServerResponse/encoded(_:_:releaseAfterSending:)``, so they go on the
+    /// wire without a map per row. Errors become a status with code 1.
+    func reply(to request: PluginRequest) async throws -> ServerResponse
     /// Called once when the extension stops (flush buffers, close files).
     func shutdown() async
 }
 
 extension ExtensionPlugin {
     public var routes: [StringMap] { [] }
+    public func reply(to request: PluginRequest) async throws -> ServerResponse { .rows(try await handle(request)) }
     public func shutdown() async {}
 }
 

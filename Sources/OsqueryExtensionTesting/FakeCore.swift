@@ -152,7 +152,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     public func callPlugin(registry: String, item: String, request: [String: String]) async throws -> ExtensionResponse {
         var raw = ExtensionPluginRequest()
         for (k, v) in request { raw[ThriftString(k)] = ThriftString(v) }
-        return try await call(registry: ThriftString(registry), item: ThriftString(item), request: raw)
+        return try await callExtension(registry: ThriftString(registry), item: ThriftString(item), request: raw)
     }
 
     // MARK: - ExtensionManager
@@ -165,6 +165,12 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+        -> ServerResponse
+    {
+        .rows(try await callExtension(registry: registry, item: item, request: request))
+    }
+
+    func callExtension(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ExtensionResponse
     {
         note("call")
@@ -241,7 +247,11 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     /// Runs SQL over the registered extension tables with the core's SQLite engine;
     /// each table call goes over the wire to its extension (ping, then call, as osquery does).
-    public func query(sql: ThriftString) async throws -> ExtensionResponse {
+    public func query(sql: ThriftString) async throws -> ServerResponse {
+        .rows(try await runQuery(sql))
+    }
+
+    func runQuery(_ sql: ThriftString) async throws -> ExtensionResponse {
         note("query")
         do {
             let rows = try await runSQL(sql.lossyString)
