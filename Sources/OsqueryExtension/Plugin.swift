@@ -39,8 +39,8 @@ public protocol ExtensionPlugin: Sendable {
     func handle(_ request: PluginRequest) async throws -> ExtensionResponse
     /// Answers one call as the extension's server sends it back: by default ``handle(_:)``'s
     /// answer. A plugin that has its rows already encoded (as ``Table`` does for `generate`)
-    /// returns them as ``ServerResponse/encoded(_:_:releaseAfterSending:)``, so they go on the
-    /// wire without a map per row. Errors become a status with code 1.
+    /// returns them as `ServerResponse.encoded`, so they go on the wire without a map per row.
+    /// Errors become a status with code 1.
     func reply(to request: PluginRequest) async throws -> ServerResponse
     /// Called once when the extension stops (flush buffers, close files).
     func shutdown() async

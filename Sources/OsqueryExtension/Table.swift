@@ -279,8 +279,8 @@ public struct Table: ExtensionPlugin {
     }
 
     /// ``handle(_:)`` as the extension's server sends it: a generate's rows are encoded straight
-    /// to their wire form (``ServerResponse/encoded(_:_:releaseAfterSending:)``) with the same
-    /// columns, values, budgets and errors, without a map per row.
+    /// to their wire form (`ServerResponse.encoded`) with the same columns, values, budgets and
+    /// errors, without a map per row.
     public func reply(to request: PluginRequest) async throws -> ServerResponse {
         guard request.action == "generate" else { return .rows(try await handle(request)) }
         do {
