@@ -69,7 +69,11 @@ final class ProbeExtension: ExtensionHandler, @unchecked Sendable {
         lock.withLock { calls.append(ProbeCall(method: "shutdown", registry: "", item: "", request: [:])) }
     }
 
-    func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ExtensionResponse {
+    func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ServerResponse {
+        .rows(answer(registry: registry, item: item, request: request))
+    }
+
+    func answer(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) -> ExtensionResponse {
         var req: [String: String] = [:]
         for (k, v) in request { req[k.lossyString] = v.lossyString }
         let call = ProbeCall(method: "call", registry: registry.lossyString, item: item.lossyString, request: req)

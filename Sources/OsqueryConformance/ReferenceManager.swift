@@ -94,7 +94,11 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
         }
     }
 
-    public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ExtensionResponse {
+    public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ServerResponse {
+        .rows(try await callExtension(registry: registry, item: item, request: request))
+    }
+
+    func callExtension(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ExtensionResponse {
         guard let owner = lock.withLock({ live.values.first { $0.registry[registry]?[item] != nil } }) else {
             return ExtensionResponse(status: ExtensionStatus(code: 1, message: ThriftString("Cannot call registry item: \(item.lossyString)")))
         }
@@ -104,7 +108,11 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
     }
 
     /// `select * from <table>` on an extension table; anything else is refused.
-    public func query(sql: ThriftString) async throws -> ExtensionResponse {
+    public func query(sql: ThriftString) async throws -> ServerResponse {
+        .rows(try await runQuery(sql))
+    }
+
+    func runQuery(_ sql: ThriftString) async throws -> ExtensionResponse {
         let words = sql.lossyString.split(whereSeparator: \.isWhitespace).map(String.init)
         guard words.count == 4, words[0].lowercased() == "select", words[1] == "*", words[2].lowercased() == "from" else {
             return ExtensionResponse(status: ExtensionStatus(code: 1, message: "reference manager: only `select * from <extension table>`"))
@@ -113,7 +121,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
         guard lock.withLock({ live.values.contains { $0.registry["table"]?[table] != nil } }) else {
             return ExtensionResponse(status: ExtensionStatus(code: 1, message: ThriftString("no such table: \(words[3])")))
         }
-        return try await call(registry: "table", item: table, request: ["action": "generate", "context": "{\"constraints\":[]}"])
+        return try await callExtension(registry: "table", item: table, request: ["action": "generate", "context": "{\"constraints\":[]}"])
     }
 
     public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {

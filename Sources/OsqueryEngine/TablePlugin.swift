@@ -38,12 +38,12 @@ extension TablePlugin {
 
 /// Rows of one table, stored flat (row-major) so appending a row allocates
 /// nothing beyond the values themselves. Rows an extension sent may instead stay
-/// as their text in its reply (``TextCells``) until SQLite reads them.
+/// as their text in its reply (a ``RowSource``) until SQLite reads them.
 public struct TableRows: Sendable {
     public let columnCount: Int
     private var storage: [SQLValue]
     /// Rows still in their wire text (an extension's reply); nil for rows built from values.
-    public private(set) var textCells: TextCells?
+    package private(set) var source: (any RowSource)?
     /// Optional explicit rowids (one per row) for writable tables.
     public var rowids: [Int64]?
 
@@ -57,35 +57,36 @@ public struct TableRows: Sendable {
         self.init(columnCount: schema.columns.count, reservingRows: rows)
     }
 
-    /// Rows that stay as text until read.
-    public init(textCells: TextCells, rowids: [Int64]? = nil) {
-        self.columnCount = textCells.columnCount
+    /// Rows that stay as text until read. Without `rowids`, the source's (when it has finished)
+    /// are the rows'.
+    package init(source: any RowSource, rowids: [Int64]? = nil) {
+        self.columnCount = source.columnCount
         self.storage = []
-        self.textCells = textCells
+        self.source = source
         self.rowids = rowids
     }
 
     /// Every value, row after row (rows kept as text are converted here).
     public var values: [SQLValue] {
-        guard let textCells else { return storage }
+        guard let source else { return storage }
         var out: [SQLValue] = []
-        out.reserveCapacity(textCells.rowCount * columnCount)
-        for r in 0..<textCells.rowCount {
-            for c in 0..<columnCount { out.append(textCells.value(row: r, column: c)) }
+        out.reserveCapacity(source.rowCount * columnCount)
+        for r in 0..<source.rowCount {
+            for c in 0..<columnCount { out.append(source.value(row: r, column: c)) }
         }
         return out
     }
 
     public var count: Int {
-        if let textCells { return textCells.rowCount }
+        if let source { return source.rowCount }
         return columnCount == 0 ? 0 : storage.count / columnCount
     }
 
     /// Rows kept as text become values before they are changed.
     private mutating func decodeText() {
-        guard textCells != nil else { return }
+        guard source != nil else { return }
         storage = values
-        textCells = nil
+        source = nil
     }
 
     /// Makes room for `rows` more rows.
@@ -139,10 +140,10 @@ public struct TableRows: Sendable {
     }
 
     /// Checks that every row is complete (for tests and debug builds).
-    public var isWellFormed: Bool { textCells != nil || columnCount == 0 || storage.count % columnCount == 0 }
+    public var isWellFormed: Bool { source != nil || columnCount == 0 || storage.count % columnCount == 0 }
 
     public subscript(row: Int, column: Int) -> SQLValue {
-        if let textCells { return textCells.value(row: row, column: column) }
+        if let source { return source.value(row: row, column: column) }
         return storage[row * columnCount + column]
     }
 }

@@ -62,11 +62,11 @@ final class CursorState {
     var index = 0
     /// `rows.count`, kept for xEof.
     private(set) var rowCount = 0
-    /// A view of `rows.textCells` (which `rows` keeps alive).
-    private(set) var textView: TextCells.View?
-    /// When the text cells are still being filled in: their progress, and how many rows were
-    /// ready when last asked (rows below that are read without asking again).
-    private(set) var progress: CellsProgress?
+    /// The cells of `rows.source` (which `rows` keeps alive).
+    private(set) var textView: TextCellsView?
+    /// Rows kept as text: their source, and how many rows were ready when last asked (rows
+    /// below that are read without asking again).
+    private(set) var source: (any RowSource)?
     var ready = Int.max
     /// Per virtual column: source column and declared type (set at the first xFilter so xColumn
     /// does no lookups), in memory this object owns.
@@ -79,30 +79,30 @@ final class CursorState {
 
     deinit {
         columns.deallocate()
-        progress?.cancel()
+        source?.cancel()
     }
 
     private func bindRows() {
-        progress?.cancel()
+        source?.cancel()
         rowCount = rows.count
-        textView = rows.textCells?.view
-        progress = rows.textCells?.progress
-        ready = progress == nil ? Int.max : 0
+        source = rows.source
+        textView = source?.cells
+        ready = source == nil ? Int.max : 0
     }
 
     /// Whether the current row can be read, waiting for it if it is still being filled in.
     @inline(__always)
     func currentRowReady() -> Bool {
         if index < ready { return true }
-        guard let progress else { return false }
-        ready = progress.waitForRow(index)
+        guard let source else { return false }
+        ready = source.waitForRow(index)
         return index < ready
     }
 
     /// At the end of the rows: the error the filling thread met, if any (it is the statement's).
     func endFailure() -> String? {
-        guard let progress else { return nil }
-        return progress.waitUntilDone().failure
+        guard let source else { return nil }
+        return source.waitUntilDone().failure
     }
 
     var hasColumns: Bool { columns.baseAddress != nil }
@@ -459,9 +459,9 @@ private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
 private let xRowid: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?, UnsafeMutablePointer<sqlite3_int64>?) -> Int32 = { cursor, rowid in
     guard let cursor, let rowid else { return SQLITE_ERROR }
     let state = cursorState(cursor)
-    if let progress = state.progress {
+    if state.rows.rowids == nil, let source = state.source {
         // Rowids are known once every row is in.
-        let ids = progress.waitUntilDone().rowids
+        let ids = source.waitUntilDone().rowids
         rowid.pointee = ids.map { state.index < $0.count ? $0[state.index] : sqlite3_int64(state.index) } ?? sqlite3_int64(state.index)
         return SQLITE_OK
     }

@@ -614,11 +614,11 @@ final class Router: ExtensionHandler, Sendable {
     }
 
     func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
-        -> ExtensionResponse
+        -> ServerResponse
     {
         let me = uuid.load(ordering: .relaxed)
-        func fail(_ message: String) -> ExtensionResponse {
-            ExtensionResponse(status: ExtensionStatus(code: 1, message: ThriftString(message), uuid: me))
+        func fail(_ message: String) -> ServerResponse {
+            .rows(ExtensionResponse(status: ExtensionStatus(code: 1, message: ThriftString(message), uuid: me)))
         }
         if draining.load(ordering: .sequentiallyConsistent) { return fail("extension \(name) is shutting down") }
         let reg = registry.lossyString
@@ -630,18 +630,13 @@ final class Router: ExtensionHandler, Sendable {
         guard let plugin = found.plugin else { return fail("Unknown registry item: \(item.lossyString)") }
         inFlight.add(1, ordering: .sequentiallyConsistent)
         defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
-        var response: ExtensionResponse
+        var response: ServerResponse
         do {
-            let pluginRequest = PluginRequest(raw: request, core: core)
-            if let table = plugin as? Table {
-                response = try await table.handleForWire(pluginRequest)
-            } else {
-                response = try await plugin.handle(pluginRequest)
-            }
+            response = try await plugin.reply(to: PluginRequest(raw: request, core: core))
         } catch let e as PluginError {
-            response = .failure(e.message)
+            response = .rows(.failure(e.message))
         } catch {
-            response = .failure("\(error)")
+            response = .rows(.failure("\(error)"))
         }
         response.status.uuid = me
         return response

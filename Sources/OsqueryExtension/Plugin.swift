@@ -49,6 +49,11 @@ public protocol ExtensionPlugin: Sendable {
     /// - Throws: any error; the extension answers the core with status 1 and the error's
     ///   description (a ``PluginError``'s message as it is).
     func handle(_ request: PluginRequest) async throws -> ExtensionResponse
+    /// Answers one call as the extension's server sends it back: by default ``handle(_:)``'s
+    /// answer. A plugin that has its rows already encoded (as ``Table`` does for `generate`)
+    /// returns them as `ServerResponse.encoded`, so they go on the wire without a map per row.
+    /// Errors become a status with code 1.
+    func reply(to request: PluginRequest) async throws -> ServerResponse
     /// Called once when the extension stops (flush buffers, close files).
     func shutdown() async
 }
@@ -56,6 +61,11 @@ public protocol ExtensionPlugin: Sendable {
 extension ExtensionPlugin {
     /// No route info.
     public var routes: [StringMap] { [] }
+    /// Answers with ``handle(_:)``'s reply.
+    /// - Parameter request: the core's request map and a client for the core.
+    /// - Returns: `handle`'s status and rows.
+    /// - Throws: what ``handle(_:)`` throws.
+    public func reply(to request: PluginRequest) async throws -> ServerResponse { .rows(try await handle(request)) }
     /// Does nothing.
     public func shutdown() async {}
 }

@@ -365,48 +365,59 @@ public struct Table: ExtensionPlugin {
         }
     }
 
-    /// ``handle(_:)`` as the extension's server calls it: a generate's rows are encoded straight
-    /// to their wire form (``ExtensionResponse/encodedRows``) with the same columns, values,
-    /// budgets and errors, without a map per row.
-    func handleForWire(_ request: PluginRequest) async throws -> ExtensionResponse {
-        guard request.action == "generate" else { return try await handle(request) }
-        return await generateResponse(request, wire: true)
+    /// ``handle(_:)`` as the extension's server sends it: a generate's rows are encoded straight
+    /// to their wire form (`ServerResponse.encoded`) with the same columns, values, budgets and
+    /// errors, without a map per row.
+    public func reply(to request: PluginRequest) async throws -> ServerResponse {
+        guard request.action == "generate" else { return .rows(try await handle(request)) }
+        do {
+            let ctx = try context(request)
+            let rows: [Row]
+            switch source {
+            case .write(let f):
+                return .encoded(ExtensionStatus(code: 0, message: "OK"), try await writtenRows(f, ctx))
+            case .generate(let f): rows = try await generated(f, ctx)
+            case .store(let store): rows = try await generated({ try await store.generate($0) }, ctx)
+            }
+            let encoded = try await layout.encodeWireConcurrently(rows, context: ctx, limits: limits, table: name)
+            // The rows are freed after the reply is sent, while the core works on it.
+            return .encoded(
+                ExtensionStatus(code: 0, message: "OK"), encoded, releaseAfterSending: rows.count >= 1024 ? rows : nil)
+        } catch {
+            return .rows(failure(error))
+        }
     }
 
     /// Runs generate (under the deadline) and encodes the used columns of the rows (under the budgets).
-    func generateResponse(_ request: PluginRequest, wire: Bool = false) async -> ExtensionResponse {
+    func generateResponse(_ request: PluginRequest) async -> ExtensionResponse {
         do {
             let ctx = try context(request)
-            let body: @Sendable (QueryContext) async throws -> [Row]
-            switch source {
-            case .generate(let f): body = f
-            case .store(let store): body = { try await store.generate($0) }
-            case .write(let f):
-                let encoded = try await writtenRows(f, ctx)
-                if wire { return ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), encodedRows: encoded) }
-                return .ok(try Self.decode(encoded))
-            }
             let rows: [Row]
-            if let deadline = limits.deadline {
-                rows = try await runWithDeadline(deadline, table: name) { try await body(ctx) }
-            } else {
-                rows = try await body(ctx)
-            }
-            if wire {
-                var response = ExtensionResponse(
-                    status: ExtensionStatus(code: 0, message: "OK"),
-                    encodedRows: try await layout.encodeWireConcurrently(rows, context: ctx, limits: limits, table: name))
-                // The rows are freed after the reply is sent, while the core works on it.
-                if rows.count >= 1024 { response.releaseAfterSending = DeferredRelease(rows) }
-                return response
+            switch source {
+            case .write(let f): return .ok(try await writtenRows(f, ctx).decoded())
+            case .generate(let f): rows = try await generated(f, ctx)
+            case .store(let store): rows = try await generated({ try await store.generate($0) }, ctx)
             }
             return .ok(try layout.encode(rows, context: ctx, limits: limits, table: name))
-        } catch let e as PluginError {
-            return .failure(e.message)
-        } catch is CancellationError {
-            return .failure("table \(name): generate was cancelled")
         } catch {
-            return .failure("\(error)")
+            return failure(error)
+        }
+    }
+
+    /// Runs a generate closure under the deadline.
+    func generated(_ body: @escaping @Sendable (QueryContext) async throws -> [Row], _ ctx: QueryContext) async throws
+        -> [Row]
+    {
+        guard let deadline = limits.deadline else { return try await body(ctx) }
+        return try await runWithDeadline(deadline, table: name) { try await body(ctx) }
+    }
+
+    /// The status a failed generate answers with.
+    func failure(_ error: any Error) -> ExtensionResponse {
+        switch error {
+        case let e as PluginError: .failure(e.message)
+        case is CancellationError: .failure("table \(name): generate was cancelled")
+        default: .failure("\(error)")
         }
     }
 
@@ -423,14 +434,6 @@ public struct Table: ExtensionPlugin {
         }
         if let deadline = limits.deadline { return try await runWithDeadline(deadline, table: name, run) }
         return try await run()
-    }
-
-    /// Encoded rows as maps (for ``handle(_:)``, which answers with values rather than bytes).
-    static func decode(_ rows: EncodedRows) throws -> [StringMap] {
-        try rows.withUnsafeBytes { raw in
-            var reader = ThriftReader(raw, limits: ThriftLimits(maxMessageSize: Int.max))
-            return try reader.readStringMaps(rows.count)
-        }
     }
 
     func write(_ action: String, _ request: PluginRequest) async throws -> ExtensionResponse {

@@ -176,7 +176,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     public func callPlugin(registry: String, item: String, request: [String: String]) async throws -> ExtensionResponse {
         var raw = ExtensionPluginRequest()
         for (k, v) in request { raw[ThriftString(k)] = ThriftString(v) }
-        return try await call(registry: ThriftString(registry), item: ThriftString(item), request: raw)
+        return try await callExtension(registry: ThriftString(registry), item: ThriftString(item), request: raw)
     }
 
     // MARK: - ExtensionManager
@@ -199,6 +199,12 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// - Returns: the plugin's reply, or a failure status when no extension registered the plugin.
     /// - Throws: `RPCClientError` when the owning extension does not answer on its socket.
     public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+        -> ServerResponse
+    {
+        .rows(try await callExtension(registry: registry, item: item, request: request))
+    }
+
+    func callExtension(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ExtensionResponse
     {
         note("call")
@@ -299,7 +305,11 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// - Parameter sql: the statement to run.
     /// - Returns: the rows (NULL as `""`), or a failure status with SQLite's message.
     /// - Throws: the engine's error when its database cannot be set up.
-    public func query(sql: ThriftString) async throws -> ExtensionResponse {
+    public func query(sql: ThriftString) async throws -> ServerResponse {
+        .rows(try await runQuery(sql))
+    }
+
+    func runQuery(_ sql: ThriftString) async throws -> ExtensionResponse {
         note("query")
         do {
             let rows = try await runSQL(sql.lossyString)

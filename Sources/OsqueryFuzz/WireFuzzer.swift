@@ -324,16 +324,16 @@ extension WireFuzzer {
     /// Answers every method at once, echoing what it was sent so replies carry the peer's bytes.
     static let echoService = ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
         switch request {
-        case .ping: return .status(ExtensionStatus(code: 0, message: "pong"))
-        case .shutdown: return .void
-        case .extensions: return .extensions([1: InternalExtensionInfo(name: "a")])
-        case .options: return .options(["a": InternalOptionInfo(value: "1")])
-        case .registerExtension(let info, _): return .status(ExtensionStatus(code: 0, message: info.name, uuid: 1))
-        case .deregisterExtension(let uuid): return .status(ExtensionStatus(code: 0, uuid: uuid))
+        case .ping: return .value(.status(ExtensionStatus(code: 0, message: "pong")))
+        case .shutdown: return .value(.void)
+        case .extensions: return .value(.extensions([1: InternalExtensionInfo(name: "a")]))
+        case .options: return .value(.options(["a": InternalOptionInfo(value: "1")]))
+        case .registerExtension(let info, _): return .value(.status(ExtensionStatus(code: 0, message: info.name, uuid: 1)))
+        case .deregisterExtension(let uuid): return .value(.status(ExtensionStatus(code: 0, uuid: uuid)))
         case .call(let registry, let item, let req):
-            return .response(ExtensionResponse(status: ExtensionStatus(code: 0, message: item), response: [StringMap(req), ["registry": registry]]))
+            return .value(.response(ExtensionResponse(status: ExtensionStatus(code: 0, message: item), response: [StringMap(req), ["registry": registry]])))
         case .query(let sql), .getQueryColumns(let sql):
-            return .response(ExtensionResponse(status: ExtensionStatus(code: 0), response: [["sql": sql]]))
+            return .value(.response(ExtensionResponse(status: ExtensionStatus(code: 0), response: [["sql": sql]])))
         }
     }
 }

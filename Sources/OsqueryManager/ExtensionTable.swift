@@ -196,7 +196,7 @@ struct RowConverter: ResponseRowsReader {
     /// Column names' bytes, back to back; key `c` is `keyBytes[keyStart[c]..<keyStart[c + 1]]`.
     let keyBytes: [UInt8]
     let keyStart: [Int]
-    /// Per row, per column: ``TextCells/cell(offset:length:)`` or ``TextCells/missing``.
+    /// Per row, per column: ``TextCellsView/cell(offset:length:)`` or ``TextCellsView/missing``.
     var cells: [UInt64] = []
     var rowids: [Int64]?
     /// The keys of the last row, in its order, and what each was (``slot(of:keys:keyStart:columnCount:)``): rows of
@@ -261,7 +261,7 @@ struct RowConverter: ResponseRowsReader {
                 throw .invalidData("expected map<string,string>")
             }
             let rowStart = cells.count
-            for _ in 0..<columnCount { cells.append(TextCells.missing) }
+            for _ in 0..<columnCount { cells.append(TextCellsView.missing) }
             var rowid: UnsafeRawBufferPointer?
             for i in 0..<map.count {
                 let k = try r.readStringBytes()
@@ -271,7 +271,7 @@ struct RowConverter: ResponseRowsReader {
                 }
                 // A repeated key: the last one wins, as in a decoded map.
                 let column = slot & 0xFFFF_FFFF
-                if column != 0 { cells[rowStart &+ column &- 1] = TextCells.cell(offset: r.offset &- v.count, length: v.count) }
+                if column != 0 { cells[rowStart &+ column &- 1] = TextCellsView.cell(offset: r.offset &- v.count, length: v.count) }
                 if slot & Self.rowidFlag != 0 { rowid = v }
             }
             readRowid(rowid)
@@ -305,7 +305,7 @@ struct RowConverter: ResponseRowsReader {
         var at = start
         for row in 0..<count {
             let rowCells = out + row &* columnCount
-            rowCells.initialize(repeating: TextCells.missing, count: columnCount)
+            rowCells.initialize(repeating: TextCellsView.missing, count: columnCount)
             let entries = length(at: at &+ 2)
             at &+= 6
             var rowid: UnsafeRawBufferPointer?
@@ -321,7 +321,7 @@ struct RowConverter: ResponseRowsReader {
                 }
                 // A repeated key: the last one wins, as in a decoded map.
                 let column = slot & 0xFFFF_FFFF
-                if column != 0 { rowCells[column &- 1] = TextCells.cell(offset: valueAt, length: valueLength) }
+                if column != 0 { rowCells[column &- 1] = TextCellsView.cell(offset: valueAt, length: valueLength) }
                 if slot & Self.rowidFlag != 0 { rowid = UnsafeRawBufferPointer(start: base + valueAt, count: valueLength) }
             }
             readRowid(rowid)
@@ -456,14 +456,14 @@ struct RowConverter: ResponseRowsReader {
                 progress.finish(failure: converter.failure?.message, rowids: converter.rowids)
             }
         }
-        return TableRows(textCells: textCells)
+        return TableRows(source: textCells)
     }
 
     /// The rows, kept as text in the reply read (whose memory starts at `base` and stays valid
     /// while `owner` lives), or the first bad rowid's error.
     consuming func finish(owner: any AnyObject & Sendable, base: UnsafeRawPointer) throws(EngineError) -> TableRows {
         if let failure { throw failure }
-        return TableRows(textCells: TextCells(owner: owner, base: base, types: types, cells: cells), rowids: rowids)
+        return TableRows(source: TextCells(owner: owner, base: base, types: types, cells: cells), rowids: rowids)
     }
 }
 

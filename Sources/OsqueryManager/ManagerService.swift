@@ -69,6 +69,13 @@ public final class ManagerService: ExtensionManagerHandler {
     public func shutdown() async throws {}
 
     public func call(registry name: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+        -> ServerResponse
+    {
+        .rows(try await route(registry: name, item: item, request: request))
+    }
+
+    /// ``call(registry:item:request:)``'s answer.
+    func route(registry name: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ExtensionResponse
     {
         if let refused = refusal("call plugins") { return ExtensionResponse(status: refused) }
@@ -313,8 +320,8 @@ public final class ManagerService: ExtensionManagerHandler {
         logger.info("Removed extension (\(entry.info.name), \(uuid)): \(reason)")
     }
 
-    public func query(sql: ThriftString) async throws -> ExtensionResponse {
-        if let refused = refusal("run queries") { return ExtensionResponse(status: refused) }
+    public func query(sql: ThriftString) async throws -> ServerResponse {
+        if let refused = refusal("run queries") { return .rows(ExtensionResponse(status: refused)) }
         let text = sql.lossyString
         let nullValue = ThriftString(flags[.nullvalue])
         // The socket's own limit: a reply past it could never be sent.
@@ -330,9 +337,9 @@ public final class ManagerService: ExtensionManagerHandler {
                 }
                 return encoder.finish()
             }
-            return ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), encodedRows: rows)
+            return .encoded(ExtensionStatus(code: 0, message: "OK"), rows)
         } catch {
-            return failed(error.message)
+            return .rows(failed(error.message))
         }
     }
 

@@ -208,20 +208,19 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         guard open else { return }
         progressed = true
         switch outcome {
-        case .reply(let buffer):
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: written(buffer.readableBytes, context: context))
-        case .replyThenRelease(let buffer, let garbage):
-            // Freed once the bytes are with the kernel, on a pool thread, while the peer reads.
+        case .reply(let buffer, let garbage):
             let promise = written(buffer.readableBytes, context: context)
-            promise.futureResult.whenComplete { _ in
-                Task.detached(priority: .utility) { withExtendedLifetime(garbage) {} }
-            }
+            release(garbage, after: promise)
             context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
-        case .replyInParts(let parts):
+        case .replyInParts(let parts, let garbage):
             // One flush: the parts go out together (writev), as one message.
             let size = parts.reduce(0) { $0 + $1.readableBytes }
             for part in parts.dropLast() { context.write(wrapOutboundOut(part), promise: nil) }
-            if let last = parts.last { context.write(wrapOutboundOut(last), promise: written(size, context: context)) }
+            if let last = parts.last {
+                let promise = written(size, context: context)
+                release(garbage, after: promise)
+                context.write(wrapOutboundOut(last), promise: promise)
+            }
             context.flush()
         case .none:
             return
@@ -235,6 +234,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             shared.stalled(context.channel, bytes: unsent)
             waitingOnPeer = true
             shared.shed(budget: limits.unsentReplyBudget, logger: logger)
+        }
+    }
+
+    /// Frees `garbage` once the reply's bytes are with the kernel, on a pool thread, while the
+    /// peer reads.
+    func release(_ garbage: (any Sendable)?, after promise: EventLoopPromise<Void>) {
+        guard let garbage else { return }
+        promise.futureResult.whenComplete { _ in
+            Task.detached(priority: .utility) { withExtendedLifetime(garbage) {} }
         }
     }
 

@@ -12,7 +12,7 @@ public protocol ExtensionHandler: Sendable {
     func ping() async throws -> ExtensionStatus
     /// Runs the registry plugin `item` of `registry` with `request`.
     func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
-        -> ExtensionResponse
+        -> ServerResponse
     /// Asks the extension to stop. Not oneway: the caller waits for the reply.
     func shutdown() async throws
 }
@@ -28,7 +28,7 @@ public protocol ExtensionManagerHandler: ExtensionHandler {
         -> ExtensionStatus
     func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus
     /// Runs SQL; rows come back as strings.
-    func query(sql: ThriftString) async throws -> ExtensionResponse
+    func query(sql: ThriftString) async throws -> ServerResponse
     /// The result columns of SQL, one `{name: TYPE}` map per column.
     func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse
 }
@@ -37,11 +37,11 @@ public protocol ExtensionManagerHandler: ExtensionHandler {
 public struct ExtensionService: Sendable {
     /// The methods this service answers; others get `Invalid method name`.
     public let methods: Set<ExtensionMethod>
-    public let respond: @Sendable (ExtensionRequest) async throws -> ExtensionReply
+    public let respond: @Sendable (ExtensionRequest) async throws -> ServerReply
 
     public init(
         methods: Set<ExtensionMethod>,
-        respond: @escaping @Sendable (ExtensionRequest) async throws -> ExtensionReply
+        respond: @escaping @Sendable (ExtensionRequest) async throws -> ServerReply
     ) {
         self.methods = methods
         self.respond = respond
@@ -51,12 +51,12 @@ public struct ExtensionService: Sendable {
     public static func `extension`(_ handler: some ExtensionHandler) -> ExtensionService {
         ExtensionService(methods: [.ping, .call, .shutdown]) { request in
             switch request {
-            case .ping: return .status(try await handler.ping())
+            case .ping: return .value(.status(try await handler.ping()))
             case .call(let registry, let item, let req):
                 return .response(try await handler.call(registry: registry, item: item, request: req))
             case .shutdown:
                 try await handler.shutdown()
-                return .void
+                return .value(.void)
             default:
                 throw TApplicationException(.unknownMethod, "Invalid method name: '\(request.method.rawValue)'".thrift)
             }
@@ -69,14 +69,14 @@ public struct ExtensionService: Sendable {
         return ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
             switch request {
             case .ping, .call, .shutdown: return try await base.respond(request)
-            case .extensions: return .extensions(try await handler.extensions())
-            case .options: return .options(try await handler.options())
+            case .extensions: return .value(.extensions(try await handler.extensions()))
+            case .options: return .value(.options(try await handler.options()))
             case .registerExtension(let info, let registry):
-                return .status(try await handler.registerExtension(info: info, registry: registry))
+                return .value(.status(try await handler.registerExtension(info: info, registry: registry)))
             case .deregisterExtension(let uuid):
-                return .status(try await handler.deregisterExtension(uuid: uuid))
+                return .value(.status(try await handler.deregisterExtension(uuid: uuid)))
             case .query(let sql): return .response(try await handler.query(sql: sql))
-            case .getQueryColumns(let sql): return .response(try await handler.getQueryColumns(sql: sql))
+            case .getQueryColumns(let sql): return .value(.response(try await handler.getQueryColumns(sql: sql)))
             }
         }
     }
@@ -94,14 +94,13 @@ public struct MessageProcessor: Sendable {
     }
 
     /// What to do after a message.
-    public enum Outcome: Sendable, Equatable {
-        /// Send these bytes (a REPLY or an EXCEPTION message).
-        case reply(ByteBuffer)
-        /// Send these bytes, then free `garbage` off the connection's thread.
-        case replyThenRelease(ByteBuffer, DeferredRelease)
+    public enum Outcome: Sendable {
+        /// Send these bytes (a REPLY or an EXCEPTION message), then free `releaseAfterSending`
+        /// off the connection's thread.
+        case reply(ByteBuffer, releaseAfterSending: (any Sendable)? = nil)
         /// Send these buffers, in order, as one reply (rows already in a buffer are not copied
-        /// into another).
-        case replyInParts([ByteBuffer])
+        /// into another), then free `releaseAfterSending` off the connection's thread.
+        case replyInParts([ByteBuffer], releaseAfterSending: (any Sendable)? = nil)
         /// Nothing to send (a oneway call).
         case none
         /// The peer broke the protocol in a way that makes the stream unusable.
@@ -159,7 +158,7 @@ public struct MessageProcessor: Sendable {
 
     func run(_ header: MessageHeader, _ request: ExtensionRequest) async -> Outcome {
         do {
-            let reply: ExtensionReply
+            let reply: ServerReply
             if case .ping = request {
                 // Liveness probes stay where they are (the connection's event loop):
                 // no hop, and they are never stuck behind slow plugin work.
@@ -172,23 +171,35 @@ public struct MessageProcessor: Sendable {
             }
             if header.type == .oneway { return .none }
             let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
-            if case .response(let response) = reply, let rows = response.encodedRows, case .buffer(let buffer) = rows.storage {
-                let parts = Self.encodeReplyParts(out, response, rows: buffer, count: rows.count)
-                let size = parts.reduce(0) { $0 + $1.readableBytes }
-                if size > limits.maxMessageSize { return tooLarge(header, request, size: size) }
-                return .replyInParts(parts)
+            // The one place a reply is written: rows already encoded go out as they are.
+            switch reply {
+            case .response(.encoded(let status, let rows, let release)):
+                if case .buffer(let buffer) = rows.storage {
+                    let parts = Self.encodeReplyParts(out, status, rows: buffer, count: rows.count)
+                    let size = parts.reduce(0) { $0 + $1.readableBytes }
+                    if size > limits.maxMessageSize { return tooLarge(header, request, size: size) }
+                    return .replyInParts(parts, releaseAfterSending: release)
+                }
+                return sized(Self.encodeReply(out, status, rows: rows), header, request, releaseAfterSending: release)
+            case .response(.rows(let response)):
+                return sized(Self.encodeReply(out, .response(response)), header, request)
+            case .value(let value):
+                return sized(Self.encodeReply(out, value), header, request)
             }
-            let bytes = Self.encodeReply(out, reply)
-            if bytes.readableBytes > limits.maxMessageSize { return tooLarge(header, request, size: bytes.readableBytes) }
-            if case .response(let response) = reply, let garbage = response.releaseAfterSending {
-                return .replyThenRelease(bytes, garbage)
-            }
-            return .reply(bytes)
         } catch let error as TApplicationException {
             return exception(header, error)
         } catch {
             return exception(header, TApplicationException(.unknown, "\(error)".thrift))
         }
+    }
+
+    /// `bytes` as the reply, unless they pass the message size limit.
+    func sized(
+        _ bytes: ByteBuffer, _ header: MessageHeader, _ request: ExtensionRequest,
+        releaseAfterSending release: (any Sendable)? = nil
+    ) -> Outcome {
+        if bytes.readableBytes > limits.maxMessageSize { return tooLarge(header, request, size: bytes.readableBytes) }
+        return .reply(bytes, releaseAfterSending: release)
     }
 
     /// A reply over the message size limit is never sent: peers refuse it (libthrift's limit),
@@ -215,37 +226,42 @@ public struct MessageProcessor: Sendable {
 
     /// The reply around rows that are already in a buffer: the message up to the rows' list
     /// header, the rows' buffer as it is, and the two field stops that end the message.
-    static func encodeReplyParts(_ header: MessageHeader, _ response: ExtensionResponse, rows: ByteBuffer, count: Int)
+    static func encodeReplyParts(_ header: MessageHeader, _ status: ExtensionStatus, rows: ByteBuffer, count: Int)
         -> [ByteBuffer]
     {
-        let head = replyHead(header, response, count: count)
+        let head = replyHead(header, status, count: count)
         let tail = ByteBuffer(bytes: [TType.stop.rawValue, TType.stop.rawValue])  // ExtensionResponse, result
         return [head.withUnsafeBytes { ByteBuffer(bytes: $0) }, rows, tail]
     }
 
     /// A reply with encoded rows up to their list header: the message header, the result
-    /// field, the status and the list header.
-    static func replyHead(_ header: MessageHeader, _ response: ExtensionResponse, count: Int) -> ThriftWriter {
+    /// field, the `ExtensionResponse`'s status and the rows' list header. The maps and two field
+    /// stops (the response's, the result's) follow.
+    static func replyHead(_ header: MessageHeader, _ status: ExtensionStatus, count: Int) -> ThriftWriter {
         var head = ThriftWriter(reservingCapacity: 256)
         head.writeMessageBegin(header)
         head.writeFieldBegin(.struct, id: 0)
-        response.writeHead(encodedCount: count, to: &head)
+        head.writeFieldBegin(.struct, id: 1)
+        status.write(to: &head)
+        head.writeFieldBegin(.list, id: 2)
+        head.writeListBegin(element: .map, count: count)
         return head
     }
 
-    /// The reply message as one buffer. Rows the handler already encoded (``EncodedRows``) are
-    /// copied once, from the encoder's memory into the buffer: the message around them is
-    /// written on its own, the way ``ExtensionReply/writeResult(to:)`` writes it.
+    /// The reply message around rows the handler already encoded, as one buffer: the rows are
+    /// copied once, from the encoder's memory into the buffer.
+    static func encodeReply(_ header: MessageHeader, _ status: ExtensionStatus, rows: EncodedRows) -> ByteBuffer {
+        let head = replyHead(header, status, count: rows.count)
+        var buffer = ByteBufferAllocator().buffer(capacity: head.byteCount + rows.byteCount + 2)
+        head.withUnsafeBytes { _ = buffer.writeBytes($0) }
+        rows.withUnsafeBytes { _ = buffer.writeBytes($0) }
+        buffer.writeInteger(TType.stop.rawValue)  // ends ExtensionResponse
+        buffer.writeInteger(TType.stop.rawValue)  // ends the result struct
+        return buffer
+    }
+
+    /// The reply message as one buffer.
     static func encodeReply(_ header: MessageHeader, _ reply: ExtensionReply) -> ByteBuffer {
-        if case .response(let response) = reply, let rows = response.encodedRows {
-            let head = replyHead(header, response, count: rows.count)
-            var buffer = ByteBufferAllocator().buffer(capacity: head.byteCount + rows.byteCount + 2)
-            head.withUnsafeBytes { _ = buffer.writeBytes($0) }
-            rows.withUnsafeBytes { _ = buffer.writeBytes($0) }
-            buffer.writeInteger(TType.stop.rawValue)  // ends ExtensionResponse
-            buffer.writeInteger(TType.stop.rawValue)  // ends the result struct
-            return buffer
-        }
         var w = ThriftWriter(reservingCapacity: reply.estimatedSize)
         w.writeMessageBegin(header)
         reply.writeResult(to: &w)

@@ -1,5 +1,4 @@
 public import ThriftCodec
-public import NIOCore
 
 // Swift mirrors of idl/osquery.thrift. Field ids and wire types are pinned by
 // DriftTests, which compares what these types put on the wire with the IDL file.
@@ -164,42 +163,13 @@ public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
 public struct ExtensionResponse: ThriftStruct, Hashable {
     public var status: ExtensionStatus
     public var response: ExtensionPluginResponse
-    /// Rows already encoded by their producer (the core's query results, written straight from
-    /// SQLite); when set they are what goes on the wire, and ``response`` is empty. Decoding
-    /// always gives ``response``.
-    public var encodedRows: EncodedRows?
-    /// Memory the server frees once this reply is on the wire, rather than before sending it
-    /// (the rows a table generated: freeing 100 000 of them takes milliseconds). Not encoded.
-    public var releaseAfterSending: DeferredRelease?
 
     public init(status: ExtensionStatus = .init(), response: ExtensionPluginResponse = []) {
         self.status = status
         self.response = response
     }
 
-    /// A response whose rows are already encoded.
-    public init(status: ExtensionStatus, encodedRows: EncodedRows) {
-        self.status = status
-        self.response = []
-        self.encodedRows = encodedRows
-    }
-
-    /// Everything before the rows' maps when they are ``encodedRows``: the status and the rows'
-    /// list header. The maps and a field stop follow.
-    public func writeHead(encodedCount: Int, to w: inout ThriftWriter) {
-        w.writeFieldBegin(.struct, id: 1)
-        status.write(to: &w)
-        w.writeFieldBegin(.list, id: 2)
-        w.writeListBegin(element: .map, count: encodedCount)
-    }
-
     public func write(to w: inout ThriftWriter) {
-        if let encodedRows {
-            writeHead(encodedCount: encodedRows.count, to: &w)
-            encodedRows.withUnsafeBytes { w.writeRaw(bytes: $0) }
-            w.writeFieldStop()
-            return
-        }
         w.writeFieldBegin(.struct, id: 1)
         status.write(to: &w)
         w.writeFieldBegin(.list, id: 2)
@@ -319,82 +289,5 @@ extension ThriftReader {
             list[name] = try InternalOptionInfo(from: &self)
         }
         return list
-    }
-}
-
-/// Something to free later (see ``ExtensionResponse/releaseAfterSending``); every two are equal,
-/// as it is not part of the value.
-public struct DeferredRelease: Sendable, Hashable {
-    let value: any Sendable
-
-    public init(_ value: any Sendable) { self.value = value }
-
-    public static func == (a: DeferredRelease, b: DeferredRelease) -> Bool { true }
-    public func hash(into hasher: inout Hasher) {}
-}
-
-/// The rows of a `list<map<string,string>>` as encoded bytes: each row a map header and its
-/// key/value strings, back to back, without the list header (written with ``count``).
-public struct EncodedRows: Sendable, Hashable {
-    /// The number of rows.
-    public var count: Int
-    /// Where the maps are: as an encoder handed them over, or already in a buffer the server
-    /// can send as it is (the core's big results, copied batch by batch while SQLite scans).
-    let storage: Storage
-
-    enum Storage: Sendable {
-        case thrift(ThriftBytes)
-        case buffer(ByteBuffer)
-    }
-
-    /// The encoded maps (a copy when they are in a ``ByteBuffer``).
-    public var encoded: ThriftBytes {
-        switch storage {
-        case .thrift(let bytes): bytes
-        case .buffer(let buffer): ThriftBytes(Array(buffer.readableBytesView))
-        }
-    }
-
-    /// The encoded maps as an array (a copy).
-    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
-
-    /// The number of bytes of the encoded maps.
-    public var byteCount: Int {
-        switch storage {
-        case .thrift(let bytes): bytes.count
-        case .buffer(let buffer): buffer.readableBytes
-        }
-    }
-
-    /// Calls `body` with the encoded maps, without copying them.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        switch storage {
-        case .thrift(let bytes): try bytes.withUnsafeBytes(body)
-        case .buffer(let buffer): try buffer.withUnsafeReadableBytes(body)
-        }
-    }
-
-    public init(count: Int, encoded: ThriftBytes) {
-        self.count = count
-        self.storage = .thrift(encoded)
-    }
-
-    /// Rows already in a buffer (its readable bytes), sent without another copy.
-    public init(count: Int, buffer: ByteBuffer) {
-        self.count = count
-        self.storage = .buffer(buffer)
-    }
-
-    public init(count: Int, bytes: [UInt8]) {
-        self.init(count: count, encoded: ThriftBytes(bytes))
-    }
-
-    public static func == (a: EncodedRows, b: EncodedRows) -> Bool {
-        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.elementsEqual(y) } }
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(count)
-        withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 }

@@ -1,12 +1,34 @@
 import OsqueryEngine
 import Testing
 
-/// Keeps a small buffer alive for ``TextCells`` in the tests below.
-private final class SmallBuffer: @unchecked Sendable {
+/// Rows of one TEXT column whose cells point into a small buffer of `x`s, as a ``RowSource``
+/// (the core's extension tables are one) hands them to SQLite.
+private final class SmallBufferRows: RowSource, @unchecked Sendable {
     // @unchecked: written once in init, never again.
     let bytes = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 8)
-    init() { bytes.initializeMemory(as: UInt8.self, repeating: UInt8(ascii: "x"), count: 16) }
-    deinit { bytes.deallocate() }
+    let cellMemory: UnsafeMutablePointer<UInt64>
+    let types = UnsafeMutablePointer<ColumnType>.allocate(capacity: 1)
+    let rowCount: Int
+    var columnCount: Int { 1 }
+    var cells: TextCellsView { TextCellsView(base: bytes, cells: cellMemory, parsed: nil, types: types, columnCount: 1) }
+
+    init(cells: [UInt64]) {
+        bytes.initializeMemory(as: UInt8.self, repeating: UInt8(ascii: "x"), count: 16)
+        cellMemory = .allocate(capacity: cells.count)
+        cellMemory.initialize(from: cells, count: cells.count)
+        types.initialize(to: .text)
+        rowCount = cells.count
+    }
+
+    deinit {
+        bytes.deallocate()
+        cellMemory.deallocate()
+        types.deallocate()
+    }
+
+    func waitForRow(_ row: Int) -> Int { rowCount }
+    func waitUntilDone() -> (failure: String?, rowids: [Int64]?) { (nil, nil) }
+    func cancel() {}
 }
 
 /// Issue 14 item 5: a value past SQLite's length limit (or 2 GiB) fails its statement; it never
@@ -38,12 +60,10 @@ private final class SmallBuffer: @unchecked Sendable {
     /// the cell can claim gigabytes over a 16-byte buffer), and the database keeps answering.
     @Test(arguments: [0xFFFF_FFFF, 3_000_000_000, 2_147_483_648])
     func aTextCellLongerThan2GiBIsAnError(length: Int) throws {
-        let owner = SmallBuffer()
         let schema = TableSchema(name: "huge_cell", columns: [TableColumn("v", .text)])
         let table = FunctionTable(schema) { _ in
-            TableRows(textCells: TextCells(
-                owner: owner, base: owner.bytes, types: [.text],
-                cells: [TextCells.cell(offset: 0, length: 4), TextCells.cell(offset: 0, length: length)]))
+            TableRows(source: SmallBufferRows(
+                cells: [TextCellsView.cell(offset: 0, length: 4), TextCellsView.cell(offset: 0, length: length)]))
         }
         let db = try makeDatabase([table])
         do {

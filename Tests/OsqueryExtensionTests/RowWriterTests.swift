@@ -48,8 +48,8 @@ import ThriftCodec
             #expect(a == b, "context \(ctx ?? "none")")
             #expect(a.response.map { $0.entries.map(\.key) } == b.response.map { $0.entries.map(\.key) })
             // The server's path: the same bytes the [Row] encoder writes.
-            let wa = try await writer.handleForWire(generate(ctx))
-            let wb = try await listed.handleForWire(generate(ctx))
+            let wa = try await writer.reply(to: generate(ctx))
+            let wb = try await listed.reply(to: generate(ctx))
             #expect(wa.encodedRows != nil && wa.encodedRows == wb.encodedRows)
         }
         let sample = try await writer.handle(generate(nil))
@@ -61,16 +61,16 @@ import ThriftCodec
     /// the same bytes, and the byte budget still counts every row.
     @Test func bigRepliesMoveToTheBufferUnchanged() async throws {
         let (writer, listed) = Self.twins(12_000)
-        let a = try await writer.handleForWire(generate(nil))
-        let b = try await listed.handleForWire(generate(nil))
+        let a = try await writer.reply(to: generate(nil))
+        let b = try await listed.reply(to: generate(nil))
         let size = try #require(a.encodedRows).byteCount
         #expect(size > 2 * RowWriter.spillSize, "the test must spill more than once")
         #expect(a.encodedRows == b.encodedRows)
         #expect(try await writer.handle(generate(nil)) == listed.handle(generate(nil)))
         for maxBytes in [RowWriter.spillSize - 100, RowWriter.spillSize + 5_000, size + 2 * 12_000 - 1, size + 2 * 12_000] {
             let limits = TableLimits(maxBytes: maxBytes)
-            let x = try await Table(schema: writer.schema, limits: limits, generate: Self.generator(writer)).handleForWire(generate(nil))
-            let y = try await Table(schema: listed.schema, limits: limits, generate: Self.rowGenerator(listed)).handleForWire(generate(nil))
+            let x = try await Table(schema: writer.schema, limits: limits, generate: Self.generator(writer)).reply(to: generate(nil))
+            let y = try await Table(schema: listed.schema, limits: limits, generate: Self.rowGenerator(listed)).reply(to: generate(nil))
             #expect(x.status == y.status && x.encodedRows == y.encodedRows, "budget \(maxBytes): \(x.status) vs \(y.status)")
         }
     }
@@ -99,8 +99,8 @@ import ThriftCodec
         #expect(calls.withLock { $0 } == 11)
         #expect(r.status.code == 1)
         #expect(r.status.message == "table big: result exceeds budget (more than 10 rows): select fewer columns or add a WHERE")
-        let wire = try await limited.handleForWire(generate(nil))
-        #expect(wire.status.code == 1 && wire.encodedRows == nil && wire.response.isEmpty)
+        let wire = try await limited.reply(to: generate(nil))
+        #expect(try wire.status.code == 1 && wire.encodedRows == nil && wire.value.response.isEmpty)
         // Exactly at the budget is fine.
         let exact = Table("exact", columns: [.text("a")], limits: TableLimits(maxRows: 10)) { _, rows in
             for i in 0..<10 {
@@ -166,7 +166,7 @@ import ThriftCodec
             rows.add("written before the error")
             guard !ctx["path"].equals.isEmpty else { throw PluginError("err requires a path = constraint") }
         }
-        let e = try await failing.handleForWire(generate(nil))
+        let e = try await failing.reply(to: generate(nil))
         #expect(e.status.code == 1 && e.status.message == "err requires a path = constraint" && e.encodedRows == nil)
     }
 
@@ -184,5 +184,12 @@ import ThriftCodec
         #expect(tester.lastContext?.usedColumns == ["n", "square", "half"])
         #expect(try await tester.query("select count(*) as c, sum(n) as s from numbers") == [["c": "100", "s": "4950"]])
         #expect(tester.lastContext?.usedColumns == ["n"])
+    }
+}
+
+extension ServerResponse {
+    /// The rows when they went out encoded.
+    var encodedRows: EncodedRows? {
+        if case .encoded(_, let rows, _) = self { rows } else { nil }
     }
 }

@@ -27,7 +27,42 @@ final class CountedValue: ColumnValue {
     var columnText: ThriftString? { ThriftString(String(n)) }
 }
 
+/// A plugin of its own (not a ``Table``) whose answers say which path the server took.
+struct EncodingPlugin: ExtensionPlugin {
+    let name: String
+    let encodes: Bool
+    var registry: String { "config" }
+
+    func handle(_ request: PluginRequest) async throws -> ExtensionResponse { .ok([["path": "handle"]]) }
+
+    func reply(to request: PluginRequest) async throws -> ServerResponse {
+        guard encodes else { return .rows(try await handle(request)) }
+        var w = ThriftWriter()
+        for i in 0..<3 { w.writeStringMap(["path": "encoded", "i": ThriftString(String(i))] as StringMap) }
+        return .encoded(ExtensionStatus(code: 0, message: "OK"), EncodedRows(count: 3, encoded: w.finish()))
+    }
+}
+
 @Suite struct RunnerTests {
+    /// Issue 16 item 3: the fast path is the plugin protocol's, not ``Table``'s alone. A plugin
+    /// of any kind that answers with encoded rows has them sent as they are (with its uuid in
+    /// the status); one that does not gets its ``ExtensionPlugin/handle(_:)`` answer sent.
+    @Test func anyPluginMayAnswerWithEncodedRows() async throws {
+        let core = try await FakeCore.start()
+        let ext = Extension(
+            "encoding_ext",
+            plugins: [EncodingPlugin(name: "encoded_cfg", encodes: true), EncodingPlugin(name: "plain_cfg", encodes: false)])
+        try await ext.start(options: try options(core.socket))
+        let encoded = try await core.callPlugin(registry: "config", item: "encoded_cfg", request: [:])
+        #expect(encoded.status.code == 0 && encoded.status.uuid == ext.uuid && ext.uuid != 0)
+        #expect(encoded.response == [["path": "encoded", "i": "0"], ["path": "encoded", "i": "1"], ["path": "encoded", "i": "2"]])
+        let plain = try await core.callPlugin(registry: "config", item: "plain_cfg", request: [:])
+        #expect(plain.status.code == 0 && plain.response == [["path": "handle"]])
+        ext.stop()
+        _ = await ext.waitUntilStopped()
+        await core.stop()
+    }
+
     /// A big generate's rows are freed after the reply is sent (not before): they must still be
     /// freed, and the reply must carry every row.
     @Test func bigGeneratedRowsAreFreedAfterTheReply() async throws {

@@ -96,7 +96,7 @@ func attach(
         #expect(PeerCredentials.current == nil)
         let refused = ExtensionStatus(code: 1, message: ThriftString(Self.unavailable))
         #expect(try await service.query(sql: "select 1").status == refused)
-        #expect(try await service.query(sql: "select 1").response.isEmpty)
+        #expect(try await service.query(sql: "select 1").value.response.isEmpty)
         #expect(try await service.getQueryColumns(sql: "select 1").status == refused)
         #expect(try await service.call(registry: "table", item: "time", request: ["action": "generate"]).status == refused)
         #expect(try await service.registerExtension(

@@ -53,10 +53,10 @@ final class TestExtension: ExtensionHandler {
 
     func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong") }
 
-    func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ExtensionResponse {
+    func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ServerResponse {
         requests.withLock { $0.append(request) }
         if let gate { for await _ in gate {} }
-        return ExtensionResponse(status: status, response: status.isSuccess ? rows : [])
+        return .rows(ExtensionResponse(status: status, response: status.isSuccess ? rows : []))
     }
 
     func shutdown() async throws { shutdowns.add(1, ordering: .relaxed) }

@@ -115,7 +115,7 @@ import Glibc
             uniqueKeysWithValues: (0..<2000).map { (ThriftString("option_\($0)"), InternalOptionInfo(value: "value-\($0)-xxxxxxxxxxxxxxxx")) })
         let fixture = FixtureManager()
         let service = ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
-            if case .options = request { return .options(bigOptions) }
+            if case .options = request { return .value(.options(bigOptions)) }
             return try await ExtensionService.manager(fixture).respond(request)
         }
         let server = try await RPCServer.start(path: path, service: service, limits: limits, ownThreads: 1)
@@ -221,14 +221,14 @@ import Glibc
         let started = Gate()
         let cancelled = Flag()
         let service = ExtensionService(methods: [.ping, .call]) { request in
-            if case .ping = request { return .status(ExtensionStatus(code: 0, message: "pong")) }
+            if case .ping = request { return .value(.status(ExtensionStatus(code: 0, message: "pong"))) }
             started.open()
             do {
                 try await Task.sleep(for: .seconds(3600))
             } catch {
                 cancelled.value.store(true, ordering: .relaxed)
             }
-            return .response(ExtensionResponse())
+            return .value(.response(ExtensionResponse()))
         }
         let server = try await RPCServer.start(path: path, service: service, ownThreads: 1)
         let raw = try RawSocket(path: path)

@@ -66,6 +66,12 @@ public final class FixtureManager: ExtensionManagerHandler {
     public func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: i64max) }
 
     public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+        -> ServerResponse
+    {
+        .rows(try await answer(registry: registry, item: item, request: request))
+    }
+
+    func answer(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ExtensionResponse
     {
         if registry == "fail" {
@@ -104,7 +110,11 @@ public final class FixtureManager: ExtensionManagerHandler {
         ExtensionStatus(code: 0, message: ThriftString(String(uuid)), uuid: uuid)
     }
 
-    public func query(sql: ThriftString) async throws -> ExtensionResponse {
+    public func query(sql: ThriftString) async throws -> ServerResponse {
+        .rows(answer(sql: sql))
+    }
+
+    func answer(sql: ThriftString) -> ExtensionResponse {
         if let text = sql.string, text.hasPrefix("rows:"), let n = Int(text.dropFirst(5)) {
             return ExtensionResponse(status: .init(code: 0, message: "OK"), response: fixtureRows(n))
         }
