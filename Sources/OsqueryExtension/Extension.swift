@@ -83,7 +83,8 @@ public struct ExtensionConfiguration: Sendable {
     /// Failed liveness checks in a row before the core counts as gone. A timeout
     /// (core busy) counts 1; a missing or refusing socket counts 2.
     public var strikeLimit: Int = 3
-    /// How long in-flight calls may take to finish at shutdown.
+    /// How long in-flight calls may take to finish at shutdown, and how long the
+    /// deregistration call may wait for the core.
     public var drainTimeout: Duration = .seconds(10)
     /// How long each plugin's shutdown hook may take.
     public var shutdownHookTimeout: Duration = .seconds(5)
@@ -516,7 +517,9 @@ public final class Extension: Sendable {
         router.draining.store(true, ordering: .sequentiallyConsistent)
         let me = uuid
         if me != 0, reason != .coreGone, reason != .deregistered, let core {
-            _ = try? await core.deregisterExtension(uuid: me, timeout: .seconds(2))
+            // A core that is stopping answers at once or not at all (its socket is gone); a busy
+            // one gets as long as in-flight calls do.
+            _ = try? await core.deregisterExtension(uuid: me, timeout: configuration.drainTimeout)
         }
         let clock = ContinuousClock()
         let drainDeadline = clock.now + configuration.drainTimeout
@@ -527,7 +530,7 @@ public final class Extension: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for plugin in router.all() {
                 group.addTask {
-                    _ = try? await runWithDeadline(hookTimeout, table: plugin.name) {
+                    _ = try? await runWithDeadline(hookTimeout, what: "\(plugin.registry) \(plugin.name): shutdown") {
                         await plugin.shutdown()
                         return true
                     }

@@ -409,7 +409,7 @@ public struct Table: ExtensionPlugin {
         -> [Row]
     {
         guard let deadline = limits.deadline else { return try await body(ctx) }
-        return try await runWithDeadline(deadline, table: name) { try await body(ctx) }
+        return try await runWithDeadline(deadline, what: "table \(name): generate") { try await body(ctx) }
     }
 
     /// The status a failed generate answers with.
@@ -432,7 +432,7 @@ public struct Table: ExtensionPlugin {
             try await f(ctx, &writer)
             return try writer.finish()
         }
-        if let deadline = limits.deadline { return try await runWithDeadline(deadline, table: name, run) }
+        if let deadline = limits.deadline { return try await runWithDeadline(deadline, what: "table \(name): generate", run) }
         return try await run()
     }
 
@@ -652,9 +652,10 @@ private let cellValueOffset: Int = {
 }()
 
 /// Runs `body` in its own task; after `deadline` the task is cancelled and a clear error returned
-/// at once, even if `body` ignores cancellation.
+/// at once, even if `body` ignores cancellation: "`what` exceeded its deadline of …", where
+/// `what` names the work ("table t: generate", "logger l: shutdown").
 func runWithDeadline<T: Sendable>(
-    _ deadline: Duration, table: String, _ body: @escaping @Sendable () async throws -> T
+    _ deadline: Duration, what: String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = DeadlineRace()
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
@@ -668,7 +669,7 @@ func runWithDeadline<T: Sendable>(
             if !Task.isCancelled, race.finish() {
                 work.cancel()
                 continuation.resume(
-                    throwing: PluginError("table \(table): generate exceeded its deadline of \(deadline)"))
+                    throwing: PluginError("\(what) exceeded its deadline of \(deadline)"))
             }
         }
         race.setTimer(timer)
