@@ -82,7 +82,7 @@ public final class ExtensionsRuntime: Sendable {
     /// With `loadConfig` false (osqueryd, whose own loader reads the config),
     /// an extension's config plugin is waited for but not asked for its config.
     public static func start(
-        flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool, loadConfig: Bool = true,
+        flags: Flags, registry: PluginRegistry, shell: Bool, loadConfig: Bool = true,
         logger: Logger = Logger(label: "osquery.extensions")
     ) async throws -> ExtensionsRuntime? {
         guard !flags[.disableExtensions] else { return nil }
@@ -163,7 +163,7 @@ public final class ExtensionsRuntime: Sendable {
     /// Runs `start` from synchronous code on a thread that may block (the
     /// shell's main thread), never from the cooperative pool.
     public static func startBlocking(
-        flags: Flags = .shared, registry: PluginRegistry = .shared, shell: Bool, loadConfig: Bool = true
+        flags: Flags, registry: PluginRegistry, shell: Bool, loadConfig: Bool = true
     ) throws -> ExtensionsRuntime? {
         try runBlocking { () async throws in
             try await start(flags: flags, registry: registry, shell: shell, loadConfig: loadConfig)

@@ -10,7 +10,7 @@ import OsqueryTables
 public enum OsqueryDaemonMain {
     /// Runs the daemon with `arguments` (argv without argv[0]); returns the exit code.
     public static func run(
-        _ arguments: [String], io: ShellIO = .standard, registry: PluginRegistry = .shared, flags: Flags = .shared
+        _ arguments: [String], io: ShellIO = .standard, registry: PluginRegistry, flags: Flags
     ) -> Int32 {
         do throws(FlagError) {
             _ = try flags.parse(arguments)
