@@ -33,6 +33,20 @@ public enum BuiltinTables {
             NetworkTables.dnsResolvers(),
             NetworkTables.processOpenSockets(),
             NetworkTables.listeningPorts(),
+            // osquery's Linux catalogue (issue 18): packages and configuration files.
+            PackageTables.debPackages(flags: flags),
+            PackageTables.aptSources(flags: flags),
+            ConfigTables.etcProtocols(flags: flags),
+            ConfigTables.shadow(flags: flags),
+            ConfigTables.systemControls(flags: flags),
+            ConfigTables.crontab(flags: flags),
+            ConfigTables.sudoers(flags: flags),
+            SSHTables.authorizedKeys(flags: flags),
+            SSHTables.knownHosts(flags: flags),
+            SSHTables.sshConfigs(flags: flags),
+            ShellTables.shellHistory(flags: flags),
+            ShellTables.suidBin(),
+            ShellTables.last(flags: flags),
         ]
     }
 
