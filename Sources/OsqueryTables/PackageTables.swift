@@ -207,7 +207,11 @@ enum DpkgStatus {
         }
         var start = bytes.startIndex
         while start < bytes.endIndex {
-            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.endIndex
+            // memchr: most of the file is description text, skipped a line at a time.
+            let end = bytes.withUnsafeBufferPointer { buffer -> Int in
+                guard let found = memchr(buffer.baseAddress! + start, 0x0A, buffer.count - start) else { return buffer.count }
+                return buffer.baseAddress!.distance(to: found.assumingMemoryBound(to: UInt8.self))
+            }
             var line = bytes[start..<end]
             start = end < bytes.endIndex ? end + 1 : end
             if line.last == 0x0D { line = line.dropLast() }

@@ -44,6 +44,7 @@ public enum BuiltinTables {
             SSHTables.authorizedKeys(flags: flags),
             SSHTables.knownHosts(flags: flags),
             SSHTables.sshConfigs(flags: flags),
+            SSHTables.userSSHKeys(flags: flags),
             ShellTables.shellHistory(flags: flags),
             ShellTables.suidBin(),
             ShellTables.last(flags: flags),

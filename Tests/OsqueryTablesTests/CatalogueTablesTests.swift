@@ -533,4 +533,45 @@ extension SQLValue {
             .filter { $0.hasPrefix("[7]") || $0.hasPrefix("[8]") }.count
         #expect(try system.execute("SELECT count(*) FROM last")[0, 0] == .integer(Int64(wtmpRecords)))
     }
+
+    /// Keys made by ssh-keygen and openssl in every format a home holds, read back by
+    /// `openssl pkey` where OpenSSL reads them (osquery learns the details through OpenSSL).
+    @Test func userSSHKeysMatchOpenSSL() async throws {
+        let dir = TempDir()
+        dir.mkdir(".ssh")
+        let ssh = dir.path + "/.ssh/"
+        func keygen(_ arguments: [String]) async throws {
+            _ = try await toolOutput("/usr/bin/ssh-keygen", ["-q"] + arguments)
+        }
+        try await keygen(["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f", ssh + "rsa_pem"])
+        try await keygen(["-t", "ecdsa", "-b", "384", "-m", "PEM", "-N", "", "-f", ssh + "ec_pem"])
+        try await keygen(["-t", "ecdsa", "-b", "256", "-m", "PKCS8", "-N", "", "-f", ssh + "ec_pkcs8"])
+        try await keygen(["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "secret", "-f", ssh + "rsa_locked"])
+        try await keygen(["-t", "ed25519", "-N", "", "-f", ssh + "ed_openssh"])
+        try await keygen(["-t", "ed25519", "-N", "secret", "-f", ssh + "ed_openssh_locked"])
+        _ = try await toolOutput("/usr/bin/openssl", ["genpkey", "-algorithm", "ed25519", "-out", ssh + "ed_pkcs8"])
+        dir.write(".ssh/config", "Host x\n")
+        let home = dir.path
+        let registry = PluginRegistry()
+        registry.addTable(SSHTables.userSSHKeys(flags: Flags(), users: { _ in [HomeUser(uid: 5, directory: home)] }))
+        let db = try Database(registry: registry, flags: Flags())
+        let r = try db.execute("SELECT path, encrypted, key_type, key_group_name, key_length, key_security_bits, uid FROM user_ssh_keys")
+        var rows: [String: String] = [:]
+        for row in 0..<r.rowCount {
+            let path = r[row, 0].text ?? ""
+            rows[String(path.dropFirst(ssh.count))] = (1..<7).map { r[row, $0].text ?? "" }.joined(separator: "|")
+        }
+        #expect(rows == [
+            "rsa_pem": "0|rsa||2048|112|5", "ec_pem": "0|ec|secp384r1|384|192|5", "ec_pkcs8": "0|ec|prime256v1|256|128|5",
+            "rsa_locked": "1|||-1|-1|5", "ed_openssh": "0|||-1|-1|5",
+            "ed_openssh_locked": "1|||-1|-1|5", "ed_pkcs8": "0|||256|128|5",
+        ])
+        // OpenSSL's own reading of the keys it can read.
+        for name in ["rsa_pem", "ec_pem", "ec_pkcs8"] {
+            let text = try await toolOutput("/usr/bin/openssl", ["pkey", "-in", ssh + name, "-noout", "-text"])
+            let fields = (rows[name] ?? "").split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            #expect(text.contains("Private-Key: (\(fields[3]) bit"), "\(name)")
+            if !fields[2].isEmpty { #expect(text.contains("ASN1 OID: \(fields[2])"), "\(name)") }
+        }
+    }
 }
