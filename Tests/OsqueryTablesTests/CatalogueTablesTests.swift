@@ -141,6 +141,21 @@ extension SQLValue {
         #expect(try db.execute("SELECT count(*) FROM deb_packages WHERE admindir = '/var/lib/dpkg'")[0, 0] != .integer(0))
     }
 
+    /// A status file over read_max is refused (logged, not read), and the table keeps answering.
+    @Test func debPackagesRespectReadMax() throws {
+        let dir = TempDir()
+        var text = ""
+        for i in 0..<200 { text += "Package: p\(i)\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n" }
+        dir.write("status", text)
+        let (db, flags, _) = try makeTablesDatabase()
+        let sql = "SELECT count(*) FROM deb_packages WHERE admindir = '\(dir.path)'"
+        #expect(try db.execute(sql)[0, 0] == .integer(200))
+        try flags.set("read_max", "4096")
+        #expect(try db.execute(sql)[0, 0] == .integer(0))
+        try flags.set("read_max", String(1 << 20))
+        #expect(try db.execute(sql)[0, 0] == .integer(200))
+    }
+
     @Test func etcProtocolsMatchGetent() async throws {
         let (db, _, _) = try makeTablesDatabase()
         let ours = try rowSet(db, "SELECT name, number, alias FROM etc_protocols", ["name", "number", "alias"])
