@@ -3,7 +3,7 @@ import OsqueryEngine
 import Glibc
 #endif
 
-/// Package databases: deb_packages (dpkg's status file), apt_sources (APT's source lists and
+/// Package databases: deb_packages and deb_package_files (dpkg's database), apt_sources (APT's source lists and
 /// the Release files APT fetched for them).
 enum PackageTables {
     static let dpkgAdminDirectory = "/var/lib/dpkg"
@@ -38,6 +38,62 @@ enum PackageTables {
                     rows.append(.text(directory))
                     rows.append(.integer(0))
                     rows.append(.null)
+                }
+            }
+            return rows
+        }
+    }
+}
+
+extension PackageTables {
+    static func debPackageFiles(flags: Flags) -> FunctionTable {
+        table("deb_package_files", [
+            col("package", .text, [.index, .optimized]), col("path", .text, .index), col("admindir", .text, [.additional, .optimized]),
+        ]) { context, schema in
+            let readMax = flags.uint("read_max")
+            var rows = TableRows(schema: schema)
+            var directories = context.equalities(for: "admindir")
+            if directories.isEmpty { directories = [dpkgAdminDirectory] }
+            // A name with a slash could leave info/; dpkg allows none.
+            let wanted = Set(context.equalities(for: "package").filter { !$0.contains("/") && !$0.isEmpty })
+            for directory in directories where FileIO.isDirectory(directory) {
+                // (name, the .list file names it may have: `name`, or `name:arch` for Multi-Arch: same)
+                var packages: [(String, [String])] = []
+                if !wanted.isEmpty {
+                    let names = Set(FileIO.listDirectoryNames(directory + "/info") ?? [])
+                    for name in wanted.sorted() {
+                        packages.append((name, names.filter { $0.hasPrefix(name + ":") && $0.hasSuffix(".list") }.sorted()
+                            .map { String($0.dropLast(5)) }))
+                    }
+                } else {
+                    guard let bytes = BoundedFile.read(directory + "/status", limit: readMax) else {
+                        StatusLog.error("deb_package_files: Failed to open the dpkg database (admindir='\(directory)')")
+                        continue
+                    }
+                    var seen = Set<String>()
+                    DpkgStatus.forEachInstalled(bytes) { package in
+                        let name = String(decoding: package.name, as: UTF8.self)
+                        let qualified = name + ":" + String(decoding: package.arch, as: UTF8.self)
+                        if seen.insert(qualified).inserted { packages.append((name, [qualified])) }
+                    }
+                    packages.sort { $0.0 < $1.0 }
+                }
+                for (name, qualified) in packages {
+                    // osquery reads info/<name>.list only; dpkg keeps Multi-Arch: same packages'
+                    // lists as info/<name>:<arch>.list, which are read too.
+                    for list in [name] + qualified {
+                        guard let content = BoundedFile.read(directory + "/info/" + list + ".list", limit: readMax) else { continue }
+                        var start = 0
+                        while start < content.count {
+                            let end = content[start...].firstIndex(of: 0x0A) ?? content.count
+                            if end > start {
+                                rows.append(.text(name))
+                                rows.append(.text(bytes: content[start..<end]))
+                                rows.append(.text(directory))
+                            }
+                            start = end + 1
+                        }
+                    }
                 }
             }
             return rows

@@ -36,6 +36,7 @@ public enum BuiltinTables {
             // osquery's Linux catalogue (issue 18): packages and configuration files.
             PackageTables.debPackages(flags: flags),
             PackageTables.aptSources(flags: flags),
+            PackageTables.debPackageFiles(flags: flags),
             ConfigTables.etcProtocols(flags: flags),
             ConfigTables.shadow(flags: flags),
             ConfigTables.systemControls(flags: flags),

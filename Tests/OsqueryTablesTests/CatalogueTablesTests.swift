@@ -156,6 +156,27 @@ extension SQLValue {
         #expect(try db.execute(sql)[0, 0] == .integer(200))
     }
 
+    /// deb_package_files against `dpkg-query -L`: every installed package's files, and one
+    /// package (Multi-Arch: same libc6 among them) through the pushed-down constraint.
+    @Test func debPackageFilesMatchDpkgQuery() async throws {
+        let (db, _, _) = try makeTablesDatabase()
+        func listed(_ packages: [String]) async throws -> Set<String> {
+            let output = try await toolOutput("/usr/bin/dpkg-query", ["-L"] + packages)
+            // Diversion notes ("diverted by ...") and package separators are not paths.
+            return Set(output.split(separator: "\n").filter { $0.hasPrefix("/") }.map(String.init))
+        }
+        for package in ["coreutils", "libc6", "dpkg"] {
+            let ours = try rowSet(db, "SELECT path FROM deb_package_files WHERE package = '\(package)'", ["path"])
+            let theirs = try await listed([package])
+            #expect(!ours.isEmpty && ours == theirs, "\(package)")
+        }
+        let names = try await toolOutput("/usr/bin/dpkg-query", ["-W", "-f=${binary:Package}\\n"]).split(separator: "\n").map(String.init)
+        let all = try rowSet(db, "SELECT path FROM deb_package_files", ["path"])
+        let everything = try await listed(names)
+        #expect(all == everything)
+        #expect(try db.execute("SELECT * FROM deb_package_files WHERE package = '../../../etc/passwd'").rowCount == 0)
+    }
+
     @Test func etcProtocolsMatchGetent() async throws {
         let (db, _, _) = try makeTablesDatabase()
         let ours = try rowSet(db, "SELECT name, number, alias FROM etc_protocols", ["name", "number", "alias"])
