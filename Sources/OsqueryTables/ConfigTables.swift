@@ -3,8 +3,8 @@ import OsqueryEngine
 import Glibc
 #endif
 
-/// Tables over system configuration files: etc_protocols, shadow, system_controls, crontab,
-/// sudoers.
+/// Tables over system configuration: etc_protocols, shadow, system_controls, crontab, sudoers,
+/// ulimit_info.
 enum ConfigTables {
     static func etcProtocols(flags: Flags, path: String = "/etc/protocols") -> FunctionTable {
         table("etc_protocols", [col("name", .text), col("number", .integer), col("alias", .text), col("comment", .text)],
@@ -210,6 +210,32 @@ enum ConfigTables {
 }
 
 extension ConfigTables {
+    /// osquery's resource names (its std::map order) for the limits Linux has, with Linux's
+    /// resource numbers (glibc's RLIMIT_* values; not all are visible to Swift).
+    static let resourceLimits: [(String, UInt32)] = [
+        ("as", 9), ("core", 4), ("cpu", 0), ("data", 2), ("fsize", 1), ("locks", 10), ("memlock", 8), ("msgqueue", 12),
+        ("nice", 13), ("nofile", 7), ("nproc", 6), ("rss", 5), ("rtprio", 14), ("sigpending", 11), ("stack", 3),
+    ]
+
+    /// The limits of this process.
+    static func ulimitInfo() -> FunctionTable {
+        table("ulimit_info", [col("type", .text), col("soft_limit", .text), col("hard_limit", .text)]) { _, schema in
+            var rows = TableRows(schema: schema)
+            for (name, resource) in resourceLimits {
+                var limit = rlimit()
+                guard getrlimit(__rlimit_resource_t(resource), &limit) == 0 else {
+                    StatusLog.info("Failed to get limit for \(name): \(String(cString: strerror(errno)))")
+                    continue
+                }
+                rows.append(.text(name))
+                // RLIM_INFINITY is all ones (Swift cannot import the macro's -1).
+                rows.append(.text(limit.rlim_cur == rlim_t.max ? "unlimited" : String(limit.rlim_cur)))
+                rows.append(.text(limit.rlim_max == rlim_t.max ? "unlimited" : String(limit.rlim_max)))
+            }
+            return rows
+        }
+    }
+
     static func sudoers(flags: Flags, path: String = "/etc/sudoers") -> FunctionTable {
         table("sudoers", [col("source", .text), col("header", .text), col("rule_details", .text)]) { _, schema in
             var reader = SudoersReader(readMax: flags.uint("read_max"))

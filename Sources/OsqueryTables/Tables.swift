@@ -42,6 +42,7 @@ public enum BuiltinTables {
             ConfigTables.systemControls(flags: flags),
             ConfigTables.crontab(flags: flags),
             ConfigTables.sudoers(flags: flags),
+            ConfigTables.ulimitInfo(),
             SSHTables.authorizedKeys(flags: flags),
             SSHTables.knownHosts(flags: flags),
             SSHTables.sshConfigs(flags: flags),

@@ -177,6 +177,19 @@ extension SQLValue {
         #expect(try db.execute("SELECT * FROM deb_package_files WHERE package = '../../../etc/passwd'").rowCount == 0)
     }
 
+    /// This process's limits against prlimit(1) asked about this process (RTTIME, which
+    /// osquery does not list, aside).
+    @Test func ulimitInfoMatchesPrlimit() async throws {
+        let (db, _, _) = try makeTablesDatabase()
+        let ours = try rowSet(db, "SELECT type, soft_limit, hard_limit FROM ulimit_info", ["type", "soft_limit", "hard_limit"])
+        let output = try await toolOutput("/usr/bin/prlimit", ["--pid", String(getpid()), "--raw", "--noheadings", "--output", "RESOURCE,SOFT,HARD"])
+        let theirs = Set(output.split(separator: "\n").map { line in
+            line.split(separator: " ").map { String($0).lowercased() }.joined(separator: "\t")
+        }.filter { !$0.hasPrefix("rttime\t") })
+        #expect(theirs.count == 15)
+        #expect(ours == theirs)
+    }
+
     @Test func etcProtocolsMatchGetent() async throws {
         let (db, _, _) = try makeTablesDatabase()
         let ours = try rowSet(db, "SELECT name, number, alias FROM etc_protocols", ["name", "number", "alias"])
