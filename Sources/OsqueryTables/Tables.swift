@@ -43,6 +43,8 @@ public enum BuiltinTables {
             ConfigTables.crontab(flags: flags),
             ConfigTables.sudoers(flags: flags),
             ConfigTables.ulimitInfo(),
+            KernelStateTables.arpCache(flags: flags),
+            KernelStateTables.sharedMemory(flags: flags),
             SSHTables.authorizedKeys(flags: flags),
             SSHTables.knownHosts(flags: flags),
             SSHTables.sshConfigs(flags: flags),

@@ -190,6 +190,40 @@ extension SQLValue {
         #expect(ours == theirs)
     }
 
+    /// arp_cache against `ip -4 neigh`: the complete entries (with a link-layer address).
+    @Test func arpCacheMatchesIpNeigh() async throws {
+        let (db, _, _) = try makeTablesDatabase()
+        let ours = try rowSet(db, "SELECT address, mac, interface FROM arp_cache WHERE mac != '00:00:00:00:00:00'",
+                              ["address", "mac", "interface"])
+        let output = try await toolOutput("/usr/sbin/ip", ["-4", "neigh", "show"])
+        let theirs = Set(output.split(separator: "\n").compactMap { line -> String? in
+            let words = line.split(separator: " ").map(String.init)
+            guard let dev = words.firstIndex(of: "dev"), let mac = words.firstIndex(of: "lladdr"), mac + 1 < words.count else { return nil }
+            return [words[0], words[mac + 1], words[dev + 1]].joined(separator: "\t")
+        })
+        #expect(ours == theirs)
+    }
+
+    /// A segment the test creates, seen by ipcs(1) and by shared_memory alike.
+    @Test func sharedMemoryMatchesIpcs() async throws {
+        let id = shmget(IPC_PRIVATE, 8192, IPC_CREAT | 0o640)
+        #expect(id >= 0)
+        defer { shmctl(id, IPC_RMID, nil) }
+        let (db, _, _) = try makeTablesDatabase()
+        let ours = try rowSet(db, "SELECT shmid, permissions, size, attached FROM shared_memory", ["shmid", "permissions", "size", "attached"])
+        let output = try await toolOutput("/usr/bin/ipcs", ["-m"])
+        // key shmid owner perms bytes nattch status
+        let theirs = Set(output.split(separator: "\n").compactMap { line -> String? in
+            let words = line.split(separator: " ").map(String.init)
+            guard words.count >= 6, words[0].hasPrefix("0x"), let perms = Int(words[3], radix: 8) else { return nil }
+            let dest = words.count > 6 && words[6] == "dest" ? 1 : 0
+            let locked = words.count > 6 && words.dropFirst(6).contains("locked") ? 2 : 0
+            return [words[1], "\(dest + locked)" + String(perms, radix: 8).leftPadded(3), words[4], words[5]].joined(separator: "\t")
+        })
+        #expect(ours.contains { $0.hasPrefix("\(id)\t0640\t8192\t0") })
+        #expect(ours == theirs)
+    }
+
     @Test func etcProtocolsMatchGetent() async throws {
         let (db, _, _) = try makeTablesDatabase()
         let ours = try rowSet(db, "SELECT name, number, alias FROM etc_protocols", ["name", "number", "alias"])
@@ -623,4 +657,8 @@ extension SQLValue {
             if !fields[2].isEmpty { #expect(text.contains("ASN1 OID: \(fields[2])"), "\(name)") }
         }
     }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

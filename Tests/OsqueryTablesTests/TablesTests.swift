@@ -53,7 +53,7 @@ final class TempDir {
         case "logged_in_users":
             return FileIO.exists("/var/run/utmp") ? 0 : 0
         case "process_open_sockets", "listening_ports", "dns_resolvers", "etc_hosts", "etc_services", "routes",
-             "crontab", "shadow", "sudoers", "authorized_keys", "known_hosts", "shell_history", "last", "ssh_configs", "user_ssh_keys":
+             "crontab", "shadow", "sudoers", "authorized_keys", "known_hosts", "shell_history", "last", "ssh_configs", "user_ssh_keys", "arp_cache", "shared_memory":
             return 0
         default:
             return 1

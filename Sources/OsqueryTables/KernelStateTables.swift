@@ -1,0 +1,74 @@
+import OsqueryEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Kernel tables osquery reads from /proc: arp_cache (/proc/net/arp) and shared_memory
+/// (System V segments, from /proc/sysvipc/shm: the same fields as shmctl(SHM_STAT) without
+/// walking ids).
+enum KernelStateTables {
+    static func arpCache(flags: Flags, path: String = "/proc/net/arp") -> FunctionTable {
+        table("arp_cache", [
+            col("address", .text), col("mac", .text, .collateNocase), col("interface", .text), col("permanent", .text),
+        ]) { _, schema in
+            var rows = TableRows(schema: schema)
+            guard let content = BoundedFile.text(path, limit: flags.uint("read_max")) else {
+                StatusLog.info("Cannot read arp table")
+                return rows
+            }
+            // IP address, HW type, Flags, HW address, Mask, Device; the first line is the header.
+            for line in content.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                guard fields.count == 6 else { continue }
+                rows.append(.text(String(fields[0])))
+                rows.append(.text(String(fields[3])))
+                rows.append(.text(String(fields[5])))
+                // ATF_COM | ATF_PERM
+                rows.append(fields[2] == "0x6" ? "1" : "0")
+            }
+            return rows
+        }
+    }
+
+    static func sharedMemory(flags: Flags, path: String = "/proc/sysvipc/shm") -> FunctionTable {
+        table("shared_memory", [
+            col("shmid", .integer), col("owner_uid", .bigint), col("creator_uid", .bigint), col("pid", .bigint),
+            col("creator_pid", .bigint), col("atime", .bigint), col("dtime", .bigint), col("ctime", .bigint),
+            col("permissions", .text), col("size", .bigint), col("attached", .integer), col("status", .text),
+            col("locked", .integer),
+        ]) { _, schema in
+            var rows = TableRows(schema: schema)
+            guard let content = BoundedFile.text(path, limit: flags.uint("read_max")) else {
+                StatusLog.info("Linux kernel not configured for shared memory")
+                return rows
+            }
+            // key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap
+            for line in content.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ")
+                guard f.count >= 14, let mode = Int(f[2], radix: 8) else { continue }
+                func number(_ i: Int) -> SQLValue { Int64(f[i]).map { .integer($0) } ?? .null }
+                // osquery reports a uid only when it names a user.
+                func user(_ i: Int) -> SQLValue {
+                    guard let uid = UInt32(f[i]), getpwuid(uid) != nil else { return .null }
+                    return .integer(Int64(uid))
+                }
+                rows.append(number(1))
+                rows.append(user(7))
+                rows.append(user(9))
+                rows.append(number(5))
+                rows.append(number(4))
+                rows.append(number(11))
+                rows.append(number(12))
+                rows.append(number(13))
+                // osquery's lsperms: four octal digits, SHM_DEST/SHM_LOCKED in the first.
+                let digits = [9, 6, 3, 0].map { String((mode >> $0) & 7) }.joined()
+                rows.append(.text(digits))
+                rows.append(number(3))
+                rows.append(number(6))
+                rows.append(.text(mode & 0o1000 != 0 ? "dest" : ""))
+                rows.append(.integer(mode & 0o2000 != 0 ? 1 : 0))
+            }
+            return rows
+        }
+    }
+}
