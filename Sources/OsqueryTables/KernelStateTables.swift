@@ -3,10 +3,67 @@ import OsqueryEngine
 import Glibc
 #endif
 
-/// Kernel tables osquery reads from /proc: arp_cache (/proc/net/arp) and shared_memory
+/// Kernel tables osquery reads from /proc: arp_cache (/proc/net/arp), shared_memory
 /// (System V segments, from /proc/sysvipc/shm: the same fields as shmctl(SHM_STAT) without
-/// walking ids).
+/// walking ids), process_envs and process_namespaces.
 enum KernelStateTables {
+    /// The processes a `pid` constraint names, else every process.
+    static func pids(_ context: QueryContext) -> [Int32] {
+        let wanted = context.equalities(for: "pid")
+        return wanted.isEmpty ? ProcReader().pids() : wanted.compactMap { Int32($0) }
+    }
+
+    static func processEnvs(flags: Flags) -> FunctionTable {
+        table("process_envs", [col("pid", .integer, [.index, .optimized]), col("key", .text), col("value", .text)]) { context, schema in
+            let readMax = flags.uint("read_max")
+            var rows = TableRows(schema: schema)
+            for pid in pids(context) {
+                // Other users' environments are unreadable without root: those processes give no rows.
+                guard let bytes = BoundedFile.read("/proc/\(pid)/environ", limit: readMax) else { continue }
+                var start = 0
+                while start < bytes.count {
+                    let end = bytes[start...].firstIndex(of: 0) ?? bytes.count
+                    if end == start { break }
+                    let entry = bytes[start..<end]
+                    rows.append(.integer(Int64(pid)))
+                    if let equals = entry.firstIndex(of: 0x3D) {
+                        rows.append(.text(bytes: entry[..<equals]))
+                        rows.append(.text(bytes: entry[(equals + 1)...]))
+                    } else {
+                        // osquery's substr(npos + 1): the whole entry is both key and value.
+                        rows.append(.text(bytes: entry))
+                        rows.append(.text(bytes: entry))
+                    }
+                    start = end + 1
+                }
+            }
+            return rows
+        }
+    }
+
+    static let namespaceKinds = ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"]
+
+    static func processNamespaces() -> FunctionTable {
+        table("process_namespaces", [
+            col("pid", .integer, [.index, .optimized]), col("cgroup_namespace", .text), col("ipc_namespace", .text),
+            col("mnt_namespace", .text), col("net_namespace", .text), col("pid_namespace", .text),
+            col("user_namespace", .text), col("uts_namespace", .text),
+        ]) { context, schema in
+            var rows = TableRows(schema: schema)
+            for pid in pids(context) {
+                let root = "/proc/\(pid)/ns/"
+                // A process that is gone (or a pid that never was) gives no row.
+                guard FileIO.exists("/proc/\(pid)") else { continue }
+                rows.append(.integer(Int64(pid)))
+                for kind in namespaceKinds {
+                    var st = stat()
+                    rows.append(stat(root + kind, &st) == 0 ? .text(String(st.st_ino)) : .null)
+                }
+            }
+            return rows
+        }
+    }
+
     static func arpCache(flags: Flags, path: String = "/proc/net/arp") -> FunctionTable {
         table("arp_cache", [
             col("address", .text), col("mac", .text, .collateNocase), col("interface", .text), col("permanent", .text),

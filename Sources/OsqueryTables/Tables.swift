@@ -45,6 +45,8 @@ public enum BuiltinTables {
             ConfigTables.ulimitInfo(),
             KernelStateTables.arpCache(flags: flags),
             KernelStateTables.sharedMemory(flags: flags),
+            KernelStateTables.processEnvs(flags: flags),
+            KernelStateTables.processNamespaces(),
             SSHTables.authorizedKeys(flags: flags),
             SSHTables.knownHosts(flags: flags),
             SSHTables.sshConfigs(flags: flags),

@@ -227,6 +227,51 @@ extension SQLValue {
         #expect(ours == theirs)
     }
 
+    /// A child started with a known environment (entries with `=` in the value, an empty
+    /// value, none at all) is read back exactly; lsns(8) agrees on this process's namespaces.
+    @Test(.enabled(if: installed("/usr/bin/lsns"))) func processEnvsAndNamespacesMatchTheProcess() async throws {
+        var child: pid_t = 0
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        Spawn.closeInheritedDescriptors(in: &actions)
+        var arguments: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("60"), nil]
+        var environment: [UnsafeMutablePointer<CChar>?] = [strdup("A=1"), strdup("B=x=y"), strdup("EMPTY="), strdup("NOEQUALS"), nil]
+        defer { for p in arguments + environment { free(p) } }
+        #expect(posix_spawn(&child, "/bin/sleep", &actions, nil, &arguments, &environment) == 0)
+        defer {
+            kill(child, SIGKILL)
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+        }
+        // Until it has exec'd, the child's environment is still this process's.
+        var ready = false
+        for _ in 0..<500 where !ready {
+            ready = FileIO.readString("/proc/\(child)/stat")?.contains("(sleep)") ?? false
+            if !ready { usleep(10_000) }
+        }
+        #expect(ready)
+        let (db, _, _) = try makeTablesDatabase()
+        let envs = try rowSet(db, "SELECT key, value FROM process_envs WHERE pid = \(child)", ["key", "value"])
+        #expect(envs == ["A\t1", "B\tx=y", "EMPTY\t", "NOEQUALS\tNOEQUALS"])
+        let all = try db.execute("SELECT count(*) FROM process_envs WHERE key = 'B' AND value = 'x=y'")[0, 0]
+        #expect(all != .integer(0))
+
+        let me = getpid()
+        let ns = try db.execute("SELECT * FROM process_namespaces WHERE pid = \(me)")
+        #expect(ns.rowCount == 1)
+        var ours = Set<String>()
+        for (i, kind) in KernelStateTables.namespaceKinds.enumerated() { ours.insert(kind + "\t" + (ns[0, i + 1].text ?? "")) }
+        let output = try await toolOutput("/usr/bin/lsns", ["-p", String(me), "-n", "-o", "TYPE,NS"])
+        let theirs = Set(output.split(separator: "\n").compactMap { line -> String? in
+            let words = line.split(separator: " ").map(String.init)
+            guard words.count == 2, KernelStateTables.namespaceKinds.contains(words[0]) else { return nil }
+            return words[0] + "\t" + words[1]
+        })
+        #expect(ours == theirs)
+        #expect(try db.execute("SELECT * FROM process_namespaces WHERE pid = 999999999").rowCount == 0)
+    }
+
     @Test(.enabled(if: installed("/usr/bin/getent"))) func etcProtocolsMatchGetent() async throws {
         let (db, _, _) = try makeTablesDatabase()
         let ours = try rowSet(db, "SELECT name, number, alias FROM etc_protocols", ["name", "number", "alias"])
