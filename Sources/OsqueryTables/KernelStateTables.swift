@@ -5,8 +5,38 @@ import Glibc
 
 /// Kernel tables osquery reads from /proc: arp_cache (/proc/net/arp), shared_memory
 /// (System V segments, from /proc/sysvipc/shm: the same fields as shmctl(SHM_STAT) without
-/// walking ids), process_envs and process_namespaces.
+/// walking ids), process_envs, process_namespaces and interface_ipv6.
 enum KernelStateTables {
+    /// Each interface's IPv6 settings as the kernel applies them, combined with the `all`
+    /// settings as osquery combines them (ip-sysctl.txt: some are ORed, some ANDed).
+    static func interfaceIPv6(flags: Flags) -> FunctionTable {
+        table("interface_ipv6", [
+            col("interface", .text), col("hop_limit", .integer), col("forwarding_enabled", .integer),
+            col("redirect_accept", .integer), col("rtadv_accept", .integer),
+        ]) { _, schema in
+            let readMax = flags.uint("read_max")
+            func setting(_ interface: String, _ name: String) -> Int64 {
+                let text = BoundedFile.text("/proc/sys/net/ipv6/conf/\(interface)/\(name)", limit: readMax)
+                return text.flatMap { Int64(Int32($0.trimmingASCIIWhitespace()) ?? -1) } ?? -1
+            }
+            var rows = TableRows(schema: schema)
+            let allRedirects = setting("all", "accept_redirects")
+            for interface in (FileIO.listDirectoryNames("/sys/class/net") ?? []).sorted() {
+                let forwarding = setting(interface, "forwarding")
+                let redirects = setting(interface, "accept_redirects")
+                let routerAdverts = setting(interface, "accept_ra")
+                rows.append(.text(interface))
+                rows.append(.integer(setting(interface, "hop_limit")))
+                rows.append(.integer(forwarding))
+                // C truth values, -1 (unreadable) counting as true, as in osquery.
+                let redirect = forwarding != 0 ? (allRedirects != 0 && redirects != 0) : (allRedirects != 0 || redirects != 0)
+                rows.append(.integer(redirect ? 1 : 0))
+                rows.append(.integer(routerAdverts == 2 ? 1 : (routerAdverts != 0 && forwarding == 0) ? 1 : 0))
+            }
+            return rows
+        }
+    }
+
     /// The processes a `pid` constraint names, else every process.
     static func pids(_ context: QueryContext) -> [Int32] {
         let wanted = context.equalities(for: "pid")

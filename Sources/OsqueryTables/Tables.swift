@@ -47,6 +47,7 @@ public enum BuiltinTables {
             KernelStateTables.sharedMemory(flags: flags),
             KernelStateTables.processEnvs(flags: flags),
             KernelStateTables.processNamespaces(),
+            KernelStateTables.interfaceIPv6(flags: flags),
             SSHTables.authorizedKeys(flags: flags),
             SSHTables.knownHosts(flags: flags),
             SSHTables.sshConfigs(flags: flags),

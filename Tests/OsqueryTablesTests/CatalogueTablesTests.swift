@@ -272,6 +272,34 @@ extension SQLValue {
         #expect(try db.execute("SELECT * FROM process_namespaces WHERE pid = 999999999").rowCount == 0)
     }
 
+    /// interface_ipv6 against the settings sysctl(8) reports for each interface and `all`.
+    @Test(.enabled(if: installed("/usr/sbin/sysctl", "/usr/sbin/ip"))) func interfaceIPv6MatchesSysctl() async throws {
+        let (db, _, _) = try makeTablesDatabase()
+        let r = try db.execute("SELECT interface, hop_limit, forwarding_enabled, redirect_accept, rtadv_accept FROM interface_ipv6")
+        var ours: [String: [Int64]] = [:]
+        for row in 0..<r.rowCount {
+            ours[r[row, 0].text ?? ""] = (1..<5).map { if case .integer(let v) = r[row, $0] { v } else { -99 } }
+        }
+        let links = try await toolOutput("/usr/sbin/ip", ["-o", "link", "show"]).split(separator: "\n").compactMap { line in
+            line.split(separator: ":").dropFirst().first.map { String($0.split(separator: "@")[0]).trimmingASCIIWhitespace() }
+        }
+        #expect(Set(ours.keys) == Set(links))
+        func value(_ name: String) async throws -> Int64 {
+            let text = try await toolOutput("/usr/sbin/sysctl", ["-n", name]).trimmingASCIIWhitespace()
+            return Int64(text) ?? -1
+        }
+        guard FileIO.isDirectory("/proc/sys/net/ipv6") else { return }
+        let allRedirects = try await value("net.ipv6.conf.all.accept_redirects")
+        for link in links {
+            let base = "net.ipv6.conf.\(link)."
+            let forwarding = try await value(base + "forwarding"), redirects = try await value(base + "accept_redirects")
+            let ra = try await value(base + "accept_ra")
+            let redirect: Int64 = forwarding != 0 ? (allRedirects != 0 && redirects != 0 ? 1 : 0) : (allRedirects != 0 || redirects != 0 ? 1 : 0)
+            let expected: [Int64] = [try await value(base + "hop_limit"), forwarding, redirect, ra == 2 ? 1 : (ra != 0 && forwarding == 0 ? 1 : 0)]
+            #expect(ours[link] == expected, "\(link)")
+        }
+    }
+
     @Test(.enabled(if: installed("/usr/bin/getent"))) func etcProtocolsMatchGetent() async throws {
         let (db, _, _) = try makeTablesDatabase()
         let ours = try rowSet(db, "SELECT name, number, alias FROM etc_protocols", ["name", "number", "alias"])
