@@ -93,8 +93,9 @@ class ForeignKey:
         pass
 
 
-def read_spec(path):
-    """The table a .table file declares: (name, aliases, [Column])."""
+def read_spec(path, attributes=None):
+    """The table a .table file declares: (name, aliases, [Column]). The
+    attributes it names are added to `attributes` (a dict) when given."""
     state = {"name": None, "aliases": [], "schema": []}
 
     def table_name(name, aliases=[]):
@@ -113,10 +114,14 @@ def read_spec(path):
     def ignore(*args, **kwargs):
         pass
 
+    def table_attributes(**kwargs):
+        if attributes is not None:
+            attributes.update(kwargs)
+
     names = {
         "table_name": table_name, "schema": schema, "extended_schema": extended_schema,
         "Column": Column, "ForeignKey": ForeignKey,
-        "description": ignore, "examples": ignore, "notes": ignore, "attributes": ignore,
+        "description": ignore, "examples": ignore, "notes": ignore, "attributes": table_attributes,
         "implementation": ignore, "fuzz_paths": ignore,
         "WINDOWS": ["windows", "win32", "cygwin"], "LINUX": ["linux"], "POSIX": ["linux", "darwin"],
         "DARWIN": ["darwin"],

@@ -204,7 +204,14 @@ enum FileTables {
             col("filename", .text), col("inode", .bigint), col("uid", .bigint), col("gid", .bigint), col("mode", .text),
             col("device", .bigint), col("size", .bigint), col("block_size", .integer), col("atime", .bigint),
             col("mtime", .bigint), col("ctime", .bigint), col("btime", .bigint), col("hard_links", .integer),
-            col("symlink", .integer), col("type", .text), col("symlink_target_path", .text), pidWithNamespace, mountNamespaceID,
+            col("symlink", .integer), col("type", .text), col("symlink_target_path", .text),
+            // osquery's columns of other platforms, hidden on Linux.
+            col("attributes", .text, .hidden), col("volume_serial", .text, .hidden), col("file_id", .text, .hidden),
+            col("file_version", .text, [.hidden, .collateVersion]), col("product_version", .text, [.hidden, .collateVersion]),
+            col("original_filename", .text, .hidden), col("shortcut_target_path", .text, .hidden),
+            col("shortcut_target_type", .text, .hidden), col("shortcut_target_location", .text, .hidden),
+            col("shortcut_start_in", .text, .hidden), col("shortcut_run", .text, .hidden), col("shortcut_comment", .text, .hidden),
+            col("bsd_flags", .text, .hidden), pidWithNamespace, mountNamespaceID,
         ], attributes: .utility) { context, schema in
             var rows = TableRows(schema: schema)
             var targets: [(directory: PathBytes, path: PathBytes)] = PathResolver.paths(context).map { (parent($0), $0) }
@@ -232,7 +239,8 @@ enum FileTables {
                     .integer(Int64(st.st_size)), .integer(Int64(st.st_blksize)), .integer(Int64(st.st_atim.tv_sec)),
                     .integer(Int64(st.st_mtim.tv_sec)), .integer(Int64(st.st_ctim.tv_sec)), 0,
                     .integer(Int64(st.st_nlink)), .integer(isLink ? 1 : 0), .text(fileType(st.st_mode)),
-                    .text(bytes: target), .null, .null,
+                    .text(bytes: target), .null, .null, .null, .null, .null, .null, .null, .null, .null, .null, .null, .null, .null,
+                    .null, .null,
                 ])
             }
             return rows
@@ -288,7 +296,8 @@ enum FileTables {
     static func hash(flags: Flags) -> FunctionTable {
         table("hash", [
             col("path", .text, [.required, .index, .optimized]), col("directory", .text, [.required, .optimized]),
-            col("md5", .text), col("sha1", .text), col("sha256", .text), pidWithNamespace, mountNamespaceID,
+            col("md5", .text, .collateNocase), col("sha1", .text, .collateNocase), col("sha256", .text, .collateNocase),
+            pidWithNamespace, mountNamespaceID,
         ]) { context, schema in
             var rows = TableRows(schema: schema)
             let readMax = flags[.readMax]

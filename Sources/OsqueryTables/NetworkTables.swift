@@ -22,7 +22,7 @@ enum NetworkTables {
     static func interfaceAddresses() -> FunctionTable {
         table("interface_addresses", [
             col("interface", .text), col("address", .text), col("mask", .text), col("broadcast", .text),
-            col("point_to_point", .text), col("type", .text),
+            col("point_to_point", .text), col("type", .text), col("friendly_name", .text, .hidden),
         ], attributes: .cacheable) { _, schema in
             var rows = TableRows(schema: schema)
             var list: UnsafeMutablePointer<ifaddrs>?
@@ -42,7 +42,7 @@ enum NetworkTables {
                 let other = address(entry.pointee.ifa_ifu.ifu_broadaddr)
                 rows.appendRow([
                     .text(String(cString: entry.pointee.ifa_name)), .text(address(addr)), .text(address(entry.pointee.ifa_netmask)),
-                    .text(isP2P ? "" : other), .text(isP2P ? other : ""), "unknown",
+                    .text(isP2P ? "" : other), .text(isP2P ? other : ""), "unknown", .null,
                 ])
             }
             return rows
@@ -51,11 +51,19 @@ enum NetworkTables {
 
     static func interfaceDetails() -> FunctionTable {
         table("interface_details", [
-            col("interface", .text), col("mac", .text), col("type", .integer), col("mtu", .integer), col("metric", .integer),
+            col("interface", .text), col("mac", .text, .collateNocase), col("type", .integer), col("mtu", .integer), col("metric", .integer),
             col("flags", .integer), col("ipackets", .bigint), col("opackets", .bigint), col("ibytes", .bigint),
             col("obytes", .bigint), col("ierrors", .bigint), col("oerrors", .bigint), col("idrops", .bigint),
             col("odrops", .bigint), col("collisions", .bigint), col("last_change", .bigint), col("link_speed", .bigint),
             col("pci_slot", .text),
+            // osquery's columns of other platforms, hidden on Linux.
+            col("friendly_name", .text, .hidden), col("description", .text, .hidden), col("manufacturer", .text, .hidden),
+            col("connection_id", .text, .hidden), col("connection_status", .text, .hidden), col("enabled", .integer, .hidden),
+            col("physical_adapter", .integer, .hidden), col("speed", .integer, .hidden), col("service", .text, .hidden),
+            col("dhcp_enabled", .integer, .hidden), col("dhcp_lease_expires", .text, .hidden),
+            col("dhcp_lease_obtained", .text, .hidden), col("dhcp_server", .text, .hidden), col("dns_domain", .text, .hidden),
+            col("dns_domain_suffix_search_order", .text, .hidden), col("dns_host_name", .text, .hidden),
+            col("dns_server_search_order", .text, .hidden),
         ], attributes: .cacheable) { _, schema in
             var rows = TableRows(schema: schema)
             for name in (FileIO.listDirectoryNames("/sys/class/net") ?? []).sorted() {
@@ -74,7 +82,8 @@ enum NetworkTables {
                     num("statistics/rx_packets"), num("statistics/tx_packets"), num("statistics/rx_bytes"),
                     num("statistics/tx_bytes"), num("statistics/rx_errors"), num("statistics/tx_errors"),
                     num("statistics/rx_dropped"), num("statistics/tx_dropped"), num("statistics/collisions"),
-                    -1, speed, .text(pci),
+                    -1, speed, .text(pci), .null, .null, .null, .null, .null, .null, .null, .null, .null, .null, .null, .null,
+                    .null, .null, .null, .null, .null,
                 ])
             }
             return rows

@@ -113,7 +113,14 @@ enum ProcessTables {
         col("wired_size", .bigint), col("resident_size", .bigint), col("total_size", .bigint), col("user_time", .bigint),
         col("system_time", .bigint), col("disk_bytes_read", .bigint), col("disk_bytes_written", .bigint),
         col("start_time", .bigint), col("parent", .bigint), col("pgroup", .bigint), col("threads", .integer),
-        col("nice", .integer), col("cgroup_path", .text),
+        col("nice", .integer),
+        // osquery's columns of other platforms, hidden on Linux.
+        col("elevated_token", .integer, .hidden), col("secure_process", .integer, .hidden),
+        col("protection_type", .text, .hidden), col("virtual_process", .integer, .hidden),
+        col("elapsed_time", .bigint, .hidden), col("handle_count", .bigint, .hidden),
+        col("percent_processor_time", .bigint, .hidden), col("upid", .bigint, .hidden), col("uppid", .bigint, .hidden),
+        col("cpu_type", .integer, .hidden), col("cpu_subtype", .integer, .hidden), col("translated", .integer, .hidden),
+        col("cgroup_path", .text),
     ]
 
     static func processes() -> FunctionTable {
@@ -271,6 +278,7 @@ enum ProcessTables {
             rows.append(.integer(stat.pgrp))
             rows.append(.integer(stat.threads))
             rows.append(.integer(stat.nice))
+            for _ in 0..<12 { rows.append(.null) }
             rows.append(cgroup)
         }
         return (rows, denied)

@@ -10,13 +10,13 @@ enum SystemTables {
 
     static func systemInfo() -> FunctionTable {
         table("system_info", [
-            col("hostname", .text), col("uuid", .text), col("cpu_type", .text), col("cpu_subtype", .text),
+            col("hostname", .text), col("uuid", .text, .collateNocase), col("cpu_type", .text), col("cpu_subtype", .text),
             col("cpu_brand", .text), col("cpu_physical_cores", .integer), col("cpu_logical_cores", .integer),
             col("cpu_sockets", .integer), col("cpu_microcode", .text), col("physical_memory", .bigint),
             col("hardware_vendor", .text), col("hardware_model", .text), col("hardware_version", .text),
             col("hardware_serial", .text), col("board_vendor", .text), col("board_model", .text),
             col("board_version", .text), col("board_serial", .text), col("computer_name", .text),
-            col("local_hostname", .text),
+            col("local_hostname", .text), col("emulated_cpu_type", .text, .hidden),
         ]) { _, schema in
             var brand = "", subtype = "", microcode = ""
             var logical = 0
@@ -51,7 +51,7 @@ enum SystemTables {
                 .integer(Int64(max(1, sockets.count))), .text(microcode), .integer(memory),
                 .text(dmi("sys_vendor")), .text(dmi("product_name")), .text(dmi("product_version")),
                 .text(dmi("product_serial")), .text(dmi("board_vendor")), .text(dmi("board_name")),
-                .text(dmi("board_version")), .text(dmi("board_serial")), .text(short), .text(short),
+                .text(dmi("board_version")), .text(dmi("board_serial")), .text(short), .text(short), .null,
             ])
             return rows
         }
@@ -59,9 +59,10 @@ enum SystemTables {
 
     static func osVersion() -> FunctionTable {
         table("os_version", [
-            col("name", .text), col("version", .text), col("major", .integer), col("minor", .integer),
+            col("name", .text), col("version", .text, .collateVersion), col("major", .integer), col("minor", .integer),
             col("patch", .integer), col("build", .text), col("platform", .text), col("platform_like", .text),
-            col("codename", .text), col("arch", .text), pidWithNamespace, mountNamespaceID,
+            col("codename", .text), col("arch", .text), col("extra", .text, .hidden), col("install_date", .bigint, .hidden),
+            col("revision", .integer, .hidden), pidWithNamespace, mountNamespaceID,
         ]) { _, schema in
             var release = Text.keyValues("/etc/os-release", separator: "=").mapValues(Text.unquote)
             if release.isEmpty { release = Text.keyValues("/usr/lib/os-release", separator: "=").mapValues(Text.unquote) }
@@ -79,14 +80,14 @@ enum SystemTables {
             rows.appendRow([
                 .text(name), .text(version), part(0), part(1), part(2), "",
                 .text(release["ID"] ?? ""), .text(release["ID_LIKE"] ?? ""), .text(release["VERSION_CODENAME"] ?? ""),
-                .text(Host.uname().machine), .null, .null,
+                .text(Host.uname().machine), .null, .null, .null, .null, .null,
             ])
             return rows
         }
     }
 
     static func kernelInfo() -> FunctionTable {
-        table("kernel_info", [col("version", .text), col("arguments", .text), col("path", .text), col("device", .text)], attributes: .cacheable) { _, schema in
+        table("kernel_info", [col("version", .text, .collateVersion), col("arguments", .text), col("path", .text), col("device", .text)], attributes: .cacheable) { _, schema in
             let cmdline = FileIO.readLine("/proc/cmdline") ?? ""
             var path = "", device = ""
             var arguments: [Substring] = []
@@ -236,6 +237,7 @@ enum SystemTables {
     static func loggedInUsers() -> FunctionTable {
         table("logged_in_users", [
             col("type", .text), col("user", .text), col("tty", .text), col("host", .text), col("time", .bigint), col("pid", .integer),
+            col("sid", .text, .hidden), col("registry_hive", .text, .hidden),
         ], attributes: .cacheable) { _, schema in
             let names = ["empty", "runlevel", "boot_time", "new_time", "old_time", "init", "login", "user", "dead", "accounting"]
             var rows = TableRows(schema: schema)
@@ -253,7 +255,7 @@ enum SystemTables {
                 }
                 rows.appendRow([
                     .text(type < names.count ? names[type] : "unknown"), .text(text(e.ut_user)), .text(text(e.ut_line)),
-                    .text(text(e.ut_host)), .integer(Int64(e.ut_tv.tv_sec)), .integer(Int64(e.ut_pid)),
+                    .text(text(e.ut_host)), .integer(Int64(e.ut_tv.tv_sec)), .integer(Int64(e.ut_pid)), .null, .null,
                 ])
             }
             return rows

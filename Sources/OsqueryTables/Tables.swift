@@ -33,6 +33,28 @@ public enum BuiltinTables {
             NetworkTables.dnsResolvers(),
             NetworkTables.processOpenSockets(),
             NetworkTables.listeningPorts(),
+            // osquery's Linux catalogue (issue 18): packages and configuration files.
+            PackageTables.debPackages(flags: flags),
+            PackageTables.aptSources(flags: flags),
+            PackageTables.debPackageFiles(flags: flags),
+            ConfigTables.etcProtocols(flags: flags),
+            ConfigTables.shadow(flags: flags),
+            ConfigTables.systemControls(flags: flags),
+            ConfigTables.crontab(flags: flags),
+            ConfigTables.sudoers(flags: flags),
+            ConfigTables.ulimitInfo(),
+            KernelStateTables.arpCache(flags: flags),
+            KernelStateTables.sharedMemory(flags: flags),
+            KernelStateTables.processEnvs(flags: flags),
+            KernelStateTables.processNamespaces(),
+            KernelStateTables.interfaceIPv6(flags: flags),
+            SSHTables.authorizedKeys(flags: flags),
+            SSHTables.knownHosts(flags: flags),
+            SSHTables.sshConfigs(flags: flags),
+            SSHTables.userSSHKeys(flags: flags),
+            ShellTables.shellHistory(flags: flags),
+            ShellTables.suidBin(),
+            ShellTables.last(flags: flags),
         ]
     }
 

@@ -8,7 +8,8 @@ enum UserTables {
         table("users", [
             col("uid", .bigint, .index), col("gid", .bigint), col("uid_signed", .bigint), col("gid_signed", .bigint),
             col("username", .text, .additional), col("description", .text), col("directory", .text), col("shell", .text),
-            col("uuid", .text, .index), pidWithNamespace, col("include_remote", .integer, [.additional, .hidden]),
+            col("uuid", .text, [.index, .collateNocase]), col("type", .text, .hidden), col("is_hidden", .integer, .hidden),
+            pidWithNamespace, col("include_remote", .integer, [.additional, .hidden]),
         ]) { context, schema in
             var rows = TableRows(schema: schema)
             func add(_ p: passwd) {
@@ -17,7 +18,7 @@ enum UserTables {
                     .integer(Int64(uid)), .integer(Int64(gid)), .integer(Int64(Int32(bitPattern: uid))),
                     .integer(Int64(Int32(bitPattern: gid))), .text(String(cString: p.pw_name)),
                     .text(p.pw_gecos.map { String(cString: $0) } ?? ""), .text(String(cString: p.pw_dir)),
-                    .text(String(cString: p.pw_shell)), "", .null, .null,
+                    .text(String(cString: p.pw_shell)), "", .null, .null, .null, .null,
                 ])
             }
             let uids = context.equalities(for: "uid").compactMap { UInt32($0) }
@@ -36,10 +37,13 @@ enum UserTables {
     }
 
     static func groups() -> FunctionTable {
-        table("groups", [col("gid", .bigint, .index), col("gid_signed", .bigint), col("groupname", .text), pidWithNamespace]) { context, schema in
+        table("groups", [
+            col("gid", .bigint, .index), col("gid_signed", .bigint), col("groupname", .text), col("group_sid", .text, [.index, .hidden]),
+            col("comment", .text, .hidden), col("is_hidden", .integer, .hidden), pidWithNamespace,
+        ]) { context, schema in
             var rows = TableRows(schema: schema)
             func add(_ g: group) {
-                rows.appendRow([.integer(Int64(g.gr_gid)), .integer(Int64(Int32(bitPattern: g.gr_gid))), .text(String(cString: g.gr_name)), .null])
+                rows.appendRow([.integer(Int64(g.gr_gid)), .integer(Int64(Int32(bitPattern: g.gr_gid))), .text(String(cString: g.gr_name)), .null, .null, .null, .null])
             }
             let gids = context.equalities(for: "gid").compactMap { UInt32($0) }
             if !gids.isEmpty {

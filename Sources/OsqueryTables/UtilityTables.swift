@@ -9,8 +9,8 @@ enum UtilityTables {
 
     static func osqueryInfo(registry: PluginRegistry, flags: Flags) -> FunctionTable {
         table("osquery_info", [
-            col("pid", .integer), col("uuid", .text), col("instance_id", .text), col("version", .text),
-            col("config_hash", .text), col("config_valid", .integer), col("extensions", .text),
+            col("pid", .integer), col("uuid", .text, .collateNocase), col("instance_id", .text), col("version", .text, .collateVersion),
+            col("config_hash", .text, .collateNocase), col("config_valid", .integer), col("extensions", .text),
             col("build_platform", .text), col("build_distro", .text), col("start_time", .integer),
             col("watcher", .integer), col("platform_mask", .integer),
         ], attributes: .utility) { _, schema in
@@ -95,7 +95,7 @@ enum UtilityTables {
             col("weekday", .text), col("year", .integer), col("month", .integer), col("day", .integer),
             col("hour", .integer), col("minutes", .integer), col("seconds", .integer), col("timezone", .text),
             col("local_timezone", .text), col("unix_time", .integer), col("timestamp", .text),
-            col("datetime", .text), col("iso_8601", .text),
+            col("datetime", .text), col("iso_8601", .text), col("win_timestamp", .bigint, .hidden),
         ], columnAliases: [(alias: "date_time", target: "datetime")], attributes: .utility) { _, schema in
             var now = time_t(Host.now())
             var utc = tm()
@@ -109,7 +109,7 @@ enum UtilityTables {
                 .text(weekdays[Int(utc.tm_wday)]), .integer(Int64(1900 + utc.tm_year)), .integer(Int64(utc.tm_mon + 1)),
                 .integer(Int64(utc.tm_mday)), .integer(Int64(utc.tm_hour)), .integer(Int64(utc.tm_min)),
                 .integer(Int64(utc.tm_sec)), "UTC", .text(zone), .integer(Int64(now)),
-                .text(asctime(utc) + " UTC"), .text(iso), .text(iso),
+                .text(asctime(utc) + " UTC"), .text(iso), .text(iso), .null,
             ])
             return rows
         }
