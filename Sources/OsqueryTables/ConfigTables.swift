@@ -10,7 +10,7 @@ enum ConfigTables {
         table("etc_protocols", [col("name", .text), col("number", .integer), col("alias", .text), col("comment", .text)],
               attributes: .cacheable) { _, schema in
             var rows = TableRows(schema: schema)
-            guard let content = BoundedFile.text(path, limit: flags.uint("read_max")) else {
+            guard let content = BoundedFile.text(path, limit: flags[.readMax]) else {
                 StatusLog.info("Error reading \(path)")
                 return rows
             }
@@ -37,7 +37,7 @@ enum ConfigTables {
         ]) { context, schema in
             var rows = TableRows(schema: schema)
             let wanted = Set(context.equalities(for: "username"))
-            guard let content = BoundedFile.text(path, limit: flags.uint("read_max")) else {
+            guard let content = BoundedFile.text(path, limit: flags[.readMax]) else {
                 StatusLog.info("Cannot read \(path)")
                 return rows
             }
@@ -90,7 +90,7 @@ enum ConfigTables {
             col("name", .text, .index), col("oid", .text, .additional), col("subsystem", .text, .additional),
             col("current_value", .text), col("config_value", .text), col("type", .text), col("field_name", .text, .hidden),
         ]) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var config: [String: String] = [:]
             var configPaths = sysctlConfigFiles
             for directory in sysctlConfigDirectories {
@@ -165,7 +165,7 @@ enum ConfigTables {
             col("event", .text), col("minute", .text), col("hour", .text), col("day_of_month", .text), col("month", .text),
             col("day_of_week", .text), col("command", .text), col("path", .text), pidWithNamespace,
         ], attributes: .cacheable) { _, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             var paths = cronFiles
             for directory in cronDirectories { paths += BoundedFile.files(in: directory) }
@@ -238,7 +238,7 @@ extension ConfigTables {
 
     static func sudoers(flags: Flags, path: String = "/etc/sudoers") -> FunctionTable {
         table("sudoers", [col("source", .text), col("header", .text), col("rule_details", .text)]) { _, schema in
-            var reader = SudoersReader(readMax: flags.uint("read_max"))
+            var reader = SudoersReader(readMax: flags[.readMax])
             if access(path, R_OK) == 0 { reader.read(path, level: 1) }
             var rows = TableRows(schema: schema, reservingRows: reader.rows.count)
             for row in reader.rows {

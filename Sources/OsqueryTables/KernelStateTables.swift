@@ -14,7 +14,7 @@ enum KernelStateTables {
             col("interface", .text), col("hop_limit", .integer), col("forwarding_enabled", .integer),
             col("redirect_accept", .integer), col("rtadv_accept", .integer),
         ]) { _, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             func setting(_ interface: String, _ name: String) -> Int64 {
                 let text = BoundedFile.text("/proc/sys/net/ipv6/conf/\(interface)/\(name)", limit: readMax)
                 return text.flatMap { Int64(Int32($0.trimmingASCIIWhitespace()) ?? -1) } ?? -1
@@ -45,7 +45,7 @@ enum KernelStateTables {
 
     static func processEnvs(flags: Flags) -> FunctionTable {
         table("process_envs", [col("pid", .integer, [.index, .optimized]), col("key", .text), col("value", .text)]) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             for pid in pids(context) {
                 // Other users' environments are unreadable without root: those processes give no rows.
@@ -99,7 +99,7 @@ enum KernelStateTables {
             col("address", .text), col("mac", .text, .collateNocase), col("interface", .text), col("permanent", .text),
         ]) { _, schema in
             var rows = TableRows(schema: schema)
-            guard let content = BoundedFile.text(path, limit: flags.uint("read_max")) else {
+            guard let content = BoundedFile.text(path, limit: flags[.readMax]) else {
                 StatusLog.info("Cannot read arp table")
                 return rows
             }
@@ -125,7 +125,7 @@ enum KernelStateTables {
             col("locked", .integer),
         ]) { _, schema in
             var rows = TableRows(schema: schema)
-            guard let content = BoundedFile.text(path, limit: flags.uint("read_max")) else {
+            guard let content = BoundedFile.text(path, limit: flags[.readMax]) else {
                 StatusLog.info("Linux kernel not configured for shared memory")
                 return rows
             }

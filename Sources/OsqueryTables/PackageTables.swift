@@ -20,7 +20,7 @@ enum PackageTables {
             if directories.isEmpty { directories = [dpkgAdminDirectory] }
             for directory in directories where FileIO.exists(directory) {
                 let status = directory + "/status"
-                guard FileIO.isDirectory(directory), let bytes = BoundedFile.read(status, limit: flags.uint("read_max")) else {
+                guard FileIO.isDirectory(directory), let bytes = BoundedFile.read(status, limit: flags[.readMax]) else {
                     StatusLog.error("deb_packages: Failed to open the dpkg database (admindir='\(directory)')")
                     continue
                 }
@@ -50,7 +50,7 @@ extension PackageTables {
         table("deb_package_files", [
             col("package", .text, [.index, .optimized]), col("path", .text, .index), col("admindir", .text, [.additional, .optimized]),
         ]) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             var directories = context.equalities(for: "admindir")
             if directories.isEmpty { directories = [dpkgAdminDirectory] }
@@ -119,7 +119,7 @@ extension PackageTables {
             col("version", .text, .collateVersionDpkg), col("maintainer", .text), col("components", .text),
             col("architectures", .text), pidWithNamespace,
         ]) { _, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             let listNames = (FileIO.listDirectoryNames(listsDirectory) ?? []).sorted()
             func add(_ source: String, _ apt: AptSource) {

@@ -44,7 +44,7 @@ enum SSHTables {
             col("uid", .bigint, .additional), col("algorithm", .text), col("key", .text), col("options", .text),
             col("comment", .text), col("key_file", .text), pidWithNamespace,
         ], attributes: .userBased) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             for user in users(context) {
                 for name in [".ssh/authorized_keys", ".ssh/authorized_keys2"] {
@@ -111,7 +111,7 @@ enum SSHTables {
     static func knownHosts(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
         table("known_hosts", [col("uid", .bigint, [.index, .optimized]), col("key", .text), col("key_file", .text)],
               attributes: .userBased) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             for user in users(context) {
                 let path = joinedPath(user.directory, ".ssh/known_hosts")
@@ -132,7 +132,7 @@ enum SSHTables {
             col("uid", .bigint, [.additional, .optimized]), col("block", .text), col("option", .text),
             col("ssh_config_file", .text),
         ], attributes: .userBased) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             func add(_ uid: Int64, _ path: String) {
                 guard let content = BoundedFile.text(path, limit: readMax) else { return }
@@ -163,7 +163,7 @@ enum SSHTables {
             col("key_type", .text), col("key_group_name", .text), col("key_length", .integer),
             col("key_security_bits", .integer), pidWithNamespace,
         ], attributes: .userBased) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             for user in users(context) {
                 // Every file of ~/.ssh is tried; those that hold no private key give no row.

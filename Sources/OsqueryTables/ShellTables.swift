@@ -13,7 +13,7 @@ enum ShellTables {
             col("uid", .bigint, [.additional, .optimized]), col("time", .integer), col("command", .text),
             col("history_file", .text),
         ], attributes: .userBased) { context, schema in
-            let readMax = flags.uint("read_max")
+            let readMax = flags[.readMax]
             var rows = TableRows(schema: schema)
             for user in users(context) {
                 var files = historyFiles.map { SSHTables.joinedPath(user.directory, $0) }
@@ -138,7 +138,7 @@ enum ShellTables {
             var rows = TableRows(schema: schema)
             // Records are read from the file, not through glibc's utmpxname, whose file choice
             // is process-wide state shared with logged_in_users.
-            guard let bytes = BoundedFile.read(path, limit: flags.uint("read_max")) else { return rows }
+            guard let bytes = BoundedFile.read(path, limit: flags[.readMax]) else { return rows }
             let size = MemoryLayout<utmpx>.size
             bytes.withUnsafeBytes { raw in
                 var offset = 0
