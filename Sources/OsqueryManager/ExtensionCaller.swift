@@ -93,7 +93,7 @@ public struct ExtensionCaller: Sendable {
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) throws(RPCClientError) -> RawReply {
         let client = self.client(uuid: uuid)
-        return try Self.blocking { () async throws(RPCClientError) in
+        return try runBlocking { () async throws(RPCClientError) in
             try await Self.retryingConnect { () async throws(RPCClientError) in
                 try await client.callRaw(registry: registry, item: item, request: request)
             }
@@ -106,26 +106,8 @@ public struct ExtensionCaller: Sendable {
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) throws(RPCClientError) -> ExtensionResponse {
         let caller = self
-        return try Self.blocking { () async throws(RPCClientError) in
+        return try runBlocking { () async throws(RPCClientError) in
             try await caller.call(uuid: uuid, registry: registry, item: item, request: request)
         }
-    }
-
-    /// Runs an async call to completion, blocking the calling thread.
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws(RPCClientError) -> T) throws(RPCClientError) -> T {
-        let box = Mutex<Result<T, RPCClientError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let result: Result<T, RPCClientError>
-            do throws(RPCClientError) {
-                result = .success(try await body())
-            } catch {
-                result = .failure(error)
-            }
-            box.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return try box.withLock { $0! }.get()
     }
 }

@@ -43,21 +43,7 @@ struct ForeignTableSpec: Sendable {
     }
 
     private static func option(_ word: Substring) -> ColumnOptions {
-        switch word {
-        case "index": .index
-        case "required": .required
-        case "additional": .additional
-        case "optimized": .optimized
-        case "hidden": .hidden
-        case "collate_binary": .collateBinary
-        case "collate_nocase": .collateNocase
-        case "collate_rtrim": .collateRtrim
-        case "collate_version": .collateVersion
-        case "collate_version_arch": .collateVersionArch
-        case "collate_version_dpkg": .collateVersionDpkg
-        case "collate_version_rhel": .collateVersionRhel
-        default: []
-        }
+        .specWord(word)
     }
 }
 

@@ -66,6 +66,26 @@ public struct ColumnOptions: OptionSet, Sendable, Hashable {
     /// Options whose constraints are handed to the table's generate.
     package static let pushDown: ColumnOptions = [.index, .required, .additional]
 
+    /// The option an osquery `.table` spec names (`index`, `hidden`, `collate_nocase`…); none
+    /// for a word it does not know.
+    package static func specWord(_ word: some StringProtocol) -> ColumnOptions {
+        switch word {
+        case "index": .index
+        case "required": .required
+        case "additional": .additional
+        case "optimized": .optimized
+        case "hidden": .hidden
+        case "collate_binary": .collateBinary
+        case "collate_nocase": .collateNocase
+        case "collate_rtrim": .collateRtrim
+        case "collate_version": .collateVersion
+        case "collate_version_arch": .collateVersionArch
+        case "collate_version_dpkg": .collateVersionDpkg
+        case "collate_version_rhel": .collateVersionRhel
+        default: []
+        }
+    }
+
     /// The collation name for the `COLLATE` clause, if any.
     package var collation: String? {
         if contains(.collateBinary) { return "BINARY" }
