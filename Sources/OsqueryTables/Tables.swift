@@ -55,6 +55,15 @@ public enum BuiltinTables {
             ShellTables.shellHistory(flags: flags),
             ShellTables.suidBin(),
             ShellTables.last(flags: flags),
+            // osquery's Linux catalogue (issue 18): processes and network.
+            ProcessFileTables.processOpenFiles(),
+            ProcessFileTables.processOpenPipes(),
+            ProcessFileTables.processMemoryMap(flags: flags),
+            FirewallTables.iptables(flags: flags),
+            ServiceTables.systemdUnits(),
+            ServiceTables.startupItems(readMax: { flags[.readMax] }),
+            ServiceTables.selinuxSettings(),
+            ServiceTables.apparmorProfiles(flags: flags),
         ]
     }
 
