@@ -314,4 +314,37 @@ final class DescriptorChild {
         })
         #expect(scripts == listed)
     }
+
+    // MARK: without root
+
+    /// The built osqueryi, found up from this test binary's directory.
+    static func osqueryi() -> String? {
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent("osqueryi").path
+            if access(candidate, X_OK) == 0 { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }
+
+    /// As an unprivileged user (setpriv), the tables degrade without failing: no rules without
+    /// CAP_NET_RAW, no descriptors or mappings of root's processes, the user's own descriptors.
+    @Test(.enabled(if: getuid() == 0 && installed("/usr/bin/setpriv") && osqueryi() != nil))
+    func unprivilegedQueriesDegradeWithoutFailing() async throws {
+        let child = try DescriptorChild()
+        func count(_ sql: String) async throws -> String {
+            let output = try await toolOutput("/usr/bin/setpriv", [
+                "--reuid=65534", "--regid=65534", "--clear-groups", Self.osqueryi()!, "--json", sql,
+            ])
+            return output.filter { $0.isNumber }
+        }
+        #expect(try await count("SELECT count(*) AS n FROM iptables") == "0")
+        #expect(try await count("SELECT count(*) AS n FROM process_open_files WHERE pid = \(child.pid)") == "0")
+        #expect(try await count("SELECT count(*) AS n FROM process_memory_map WHERE pid = \(child.pid)") == "0")
+        #expect(try await count("SELECT count(*) AS n FROM process_open_pipes WHERE pid = \(child.pid)") == "0")
+        #expect(try await count("SELECT count(*) > 0 AS n FROM process_open_files") == "1")
+        #expect(try await count("SELECT count(*) AS n FROM startup_items WHERE source = '/etc/init.d/'") ==
+                String(BoundedFile.files(in: "/etc/init.d/").count))
+    }
 }
