@@ -223,6 +223,8 @@ enum FirewallTables {
             .text(iniface.isEmpty ? "all" : inv(0x01) + iniface), .text(mask(b, at + 48)),
             .text(inv(0x10) + ip(b, at + 4)), .text(ip(b, at + 12)),
             .text(outiface.isEmpty ? "all" : inv(0x02) + outiface), .text(mask(b, at + 64)),
+            // Whether the rule has matches. (osquery tests target_offset, which is never 0, so it
+            // says "yes" for every rule and reads a match-less tcp rule's target as ports.)
             .text(targetOffset > entrySize ? "yes" : "no"),
             .integer(policy.1), .integer(policy.2),
         ])

@@ -153,7 +153,8 @@ enum ProcessFileTables {
     /// Rows of one /proc/<pid>/maps: "start-end perms offset dev inode   path".
     static func appendMaps(pid: Int64, _ bytes: [UInt8], to rows: inout TableRows) {
         for line in bytes.split(separator: 10) {
-            // Five fields, then the path: the rest of the line, which may hold spaces.
+            // Five fields, then the path: the rest of the line, which may hold spaces (osquery
+            // keeps only its first word).
             var fields: [ArraySlice<UInt8>] = []
             var i = line.startIndex
             while fields.count < 5 && i < line.endIndex {

@@ -140,6 +140,19 @@ final class DescriptorChild {
         #expect(ours == theirs, "only ours: \(ours.subtracting(theirs).prefix(5)); only pmap: \(theirs.subtracting(ours).prefix(5))")
     }
 
+    /// A maps file over read_max is refused (logged, not read), and the table keeps answering.
+    @Test func processMemoryMapRespectsReadMax() throws {
+        let child = try DescriptorChild()
+        let (db, flags, _) = try makeTablesDatabase()
+        let sql = "SELECT count(*) FROM process_memory_map WHERE pid = \(child.pid)"
+        let whole = try db.execute(sql)[0, 0]
+        #expect(whole != .integer(0))
+        try flags.set("read_max", "256")
+        #expect(try db.execute(sql)[0, 0] == .integer(0))
+        try flags.set("read_max", String(1 << 20))
+        #expect(try db.execute(sql)[0, 0] == whole)
+    }
+
     /// A mapped file whose name holds spaces keeps its whole name.
     @Test func processMemoryMapKeepsPathsWithSpaces() {
         let maps = Array("7f00-7f10 r--p 00001000 fe:00 42                         /tmp/a b c\n7f10-7f20 rw-p 00000000 00:00 0 \n".utf8)
@@ -292,6 +305,9 @@ final class DescriptorChild {
         dir.write("home/.config/autostart-scripts/mine.sh", "#!/bin/sh\n")
         dir.write("xdg/x.desktop", "[Desktop Entry]\nName=X Tool\nExec=/usr/bin/x --start\n")
         dir.write("home/.config/autostart/y.desktop", "[Desktop Entry]\nName=Y\nExec=env A=B y\n")
+        // A FIFO among the entries is passed over: reading it would wait for a writer forever.
+        #expect(mkfifo(dir.path + "/xdg/hang.desktop", 0o644) == 0)
+        #expect(mkfifo(dir.path + "/init.d/hang", 0o644) == 0)
         let home = dir.path + "/home"
         let table = ServiceTables.startupItems(homes: { [home] }, scriptDirectories: [dir.path + "/init.d/"],
                                                itemDirectories: [dir.path + "/xdg/"], readMax: { 1 << 20 })
