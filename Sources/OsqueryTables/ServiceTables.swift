@@ -133,14 +133,62 @@ enum ServiceTables {
 
     static let noSELinuxReason = "selinux_settings: no selinuxfs is mounted (SELinux is not enabled on this kernel)"
 
-    static func selinuxSettings(mounts: String = "/proc/mounts") -> FunctionTable {
-        table("selinux_settings", [col("scope", .text), col("key", .text), col("value", .text)]) { _, schema in
-            if mountPoint(ofType: "selinuxfs", mounts: mounts) == nil {
-                LogOnce.info(noSELinuxReason)
+    static let selinuxRootKeys = ["checkreqprot", "deny_unknown", "enforce", "mls", "policyvers", "reject_unknown"]
+    static let selinuxScopes = ["booleans", "policy_capabilities", "initial_contexts"]
+
+    /// The files under a directory, at any depth (symbolic links not followed), sorted.
+    static func filesBelow(_ dir: String, depth: Int = 8) -> [String] {
+        var out: [String] = []
+        for name in (FileIO.listDirectoryNames(dir) ?? []).sorted() {
+            let path = dir + "/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                if depth > 0 { out += filesBelow(path, depth: depth - 1) }
             } else {
-                LogOnce.info("selinux_settings: reading selinuxfs is not supported yet")
+                out.append(path)
             }
-            return TableRows(schema: schema)
+        }
+        return out
+    }
+
+    /// osquery's rows: the root keys, the files of each scope (booleans as on/off) and the
+    /// permissions of each class (key class/perms, value the permission).
+    static func selinuxSettings(mounts: String = "/proc/mounts", flags: Flags) -> FunctionTable {
+        table("selinux_settings", [col("scope", .text), col("key", .text), col("value", .text)]) { _, schema in
+            var rows = TableRows(schema: schema)
+            guard let root = mountPoint(ofType: "selinuxfs", mounts: mounts) else {
+                LogOnce.info(noSELinuxReason)
+                return rows
+            }
+            let limit = flags[.readMax]
+            for key in selinuxRootKeys {
+                rows.appendRow(["", .text(key), BoundedFile.text(root + "/" + key, limit: limit).map { .text($0) } ?? .null])
+            }
+            for scope in selinuxScopes {
+                for path in filesBelow(root + "/" + scope) {
+                    guard let raw = BoundedFile.text(path, limit: limit) else { continue }
+                    var value = raw
+                    if scope == "booleans" {
+                        // "current pending": only settled values are reported.
+                        guard raw == "0 0" || raw == "1 1" else {
+                            StatusLog.warning("Failed to retrieve SELinux key value: \(path). Error: Invalid raw value for boolean key")
+                            continue
+                        }
+                        value = raw == "1 1" ? "on" : "off"
+                    }
+                    rows.appendRow([.text(scope), .text(String(path.split(separator: "/").last ?? "")), .text(value)])
+                }
+            }
+            let classes = root + "/class"
+            for path in filesBelow(classes) {
+                guard let slash = path.lastIndex(of: "/") else { continue }
+                let value = String(path[path.index(after: slash)...])
+                guard !value.isEmpty, value != "index", path.count > classes.count + 1 else { continue }
+                let key = String(path[path.index(path.startIndex, offsetBy: classes.count + 1)..<slash])
+                rows.appendRow(["class", .text(key), .text(value)])
+            }
+            return rows
         }
     }
 

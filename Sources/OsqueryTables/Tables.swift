@@ -62,7 +62,7 @@ public enum BuiltinTables {
             FirewallTables.iptables(flags: flags),
             ServiceTables.systemdUnits(),
             ServiceTables.startupItems(readMax: { flags[.readMax] }),
-            ServiceTables.selinuxSettings(),
+            ServiceTables.selinuxSettings(flags: flags),
             ServiceTables.apparmorProfiles(flags: flags),
         ]
     }

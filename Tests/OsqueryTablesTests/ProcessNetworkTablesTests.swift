@@ -270,6 +270,30 @@ final class DescriptorChild {
         #expect(LogOnce.hasSaid(ServiceTables.noSELinuxReason))
     }
 
+    /// selinuxfs's layout, written by the test and named in a mounts file as the kernel lists it.
+    @Test func selinuxSettingsReadTheSelinuxfsTree() throws {
+        let dir = TempDir()
+        for sub in ["fs", "fs/booleans", "fs/policy_capabilities", "fs/initial_contexts", "fs/class", "fs/class/file", "fs/class/file/perms"] {
+            mkdir(dir.path + "/" + sub, 0o755)
+        }
+        for (file, text) in [("fs/enforce", "1"), ("fs/mls", "0"), ("fs/policyvers", "33"), ("fs/booleans/httpd_can", "1 1"),
+                             ("fs/booleans/ftp_home", "0 0"), ("fs/booleans/pending", "0 1"), ("fs/policy_capabilities/open_perms", "1"),
+                             ("fs/initial_contexts/kernel", "system_u:system_r:kernel_t:s0"), ("fs/class/file/index", "6"),
+                             ("fs/class/file/perms/read", "1"), ("fs/class/file/perms/write", "2")] {
+            dir.write(file, text)
+        }
+        dir.write("mounts", "proc /proc proc rw 0 0\nselinuxfs \(dir.path)/fs selinuxfs rw,relatime 0 0\n")
+        let table = ServiceTables.selinuxSettings(mounts: dir.path + "/mounts", flags: Flags())
+        let rows = try table.generate(QueryContext(schema: table.schema))
+        var out = Set<String>()
+        for r in 0..<rows.count { out.insert((0..<3).map { rows[r, $0].text ?? "-" }.joined(separator: " ")) }
+        #expect(out == [
+            " checkreqprot -", " deny_unknown -", " enforce 1", " mls 0", " policyvers 33", " reject_unknown -",
+            "booleans httpd_can on", "booleans ftp_home off", "policy_capabilities open_perms 1",
+            "initial_contexts kernel system_u:system_r:kernel_t:s0", "class file/perms read", "class file/perms write",
+        ])
+    }
+
     @Test(.enabled(if: !FileIO.exists("/sys/kernel/security/apparmor/policy/profiles")))
     func apparmorProfilesWithoutAppArmorSaysWhy() throws {
         let (db, _, _) = try makeTablesDatabase()
