@@ -224,15 +224,20 @@ final class DescriptorChild {
             let saved = try await toolOutput("/usr/sbin/iptables-legacy-save", ["-t", "filter"])
             let lines = saved.split(separator: "\n")
             let theirRules = Set(lines.filter { $0.hasPrefix("-A \(chain) ") || $0.hasPrefix("-A \(other) ") }.map(Self.savedRule))
-            let theirChains = Set(lines.filter { $0.hasPrefix(":") }.map { line -> String in
+            // Every chain of every table, with its policy.
+            var theirChains = Set<String>()
+            var table = ""
+            for line in try await toolOutput("/usr/sbin/iptables-legacy-save", []).split(separator: "\n") {
+                if line.hasPrefix("*") { table = String(line.dropFirst()) }
+                guard line.hasPrefix(":") else { continue }
                 let words = line.dropFirst().split(separator: " ")
-                return words[0] + "\t" + (words[1] == "-" ? "" : words[1])
-            })
+                theirChains.insert(table + "\t" + words[0] + "\t" + (words[1] == "-" ? "" : words[1]))
+            }
             #expect(theirRules.count == 6)
             let (db, _, _) = try makeTablesDatabase()
             let ours = try rowSet(db, "SELECT * FROM iptables WHERE filter_name = 'filter' AND chain IN ('\(chain)', '\(other)') AND target IS NOT NULL", Self.ruleColumns)
             #expect(ours == theirRules, "only ours: \(ours.subtracting(theirRules)); only iptables-save: \(theirRules.subtracting(ours))")
-            let chains = try rowSet(db, "SELECT chain, policy FROM iptables WHERE filter_name = 'filter' AND target IS NULL", ["chain", "policy"])
+            let chains = try rowSet(db, "SELECT filter_name, chain, policy FROM iptables WHERE target IS NULL", ["filter_name", "chain", "policy"])
             #expect(chains == theirChains)
             #expect(try rowSet(db, "SELECT iniface_mask, match FROM iptables WHERE chain = '\(chain)' AND target = 'DROP'", ["iniface_mask", "match"]) == ["FFFFFF\tyes"])
             #expect(try rowSet(db, "SELECT match, src_port FROM iptables WHERE chain = '\(chain)' AND target = '\(other)'", ["match", "src_port"]) == ["no\t"])
