@@ -118,6 +118,10 @@ public struct EncodedRows: Sendable, Hashable {
         self.storage = .buffer(buffer)
     }
 
+    /// Rows from their encoded maps, back to back without the list header.
+    /// - Parameters:
+    ///   - count: the number of maps in `bytes`.
+    ///   - bytes: the encoded maps.
     public init(count: Int, bytes: [UInt8]) {
         self.init(count: count, encoded: ThriftBytes(bytes))
     }

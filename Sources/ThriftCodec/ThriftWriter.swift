@@ -17,7 +17,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     @usableFromInline var count: Int
     @usableFromInline var capacity: Int
 
-    public init(reservingCapacity capacity: Int = 256) {
+    package init(reservingCapacity capacity: Int = 256) {
         self.capacity = max(capacity, 64)
         // malloc/realloc rather than allocate/copy: glibc grows a large block in place (mremap)
         // instead of copying megabytes of rows each time the buffer doubles.
