@@ -79,7 +79,7 @@ public struct OsqueryClient: Sendable {
     /// The manager socket path.
     public let socket: String
     /// The wire-level client (every `ExtensionManager` RPC, raw types).
-    public let manager: ExtensionManagerClient
+    package let manager: ExtensionManagerClient
 
     /// A client for the core at `socket`. Nothing connects until the first call.
     /// - Parameters:

@@ -32,7 +32,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
     public func forget(_ uuid: Int64) { _ = lock.withLock { live.removeValue(forKey: uuid) } }
 
     /// Serves this manager on its socket.
-    public func serve() async throws -> RPCServer {
+    package func serve() async throws -> RPCServer {
         try await RPCServer.start(path: socket, service: .manager(self))
     }
 

@@ -162,7 +162,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// A client for the extension with `uuid` (its socket is `<socket>.<uuid>`).
     /// - Parameter uuid: the extension's uuid.
     /// - Returns: a client that connects on its first call; close it when done.
-    public func extensionClient(_ uuid: Int64) -> ExtensionClient {
+    package func extensionClient(_ uuid: Int64) -> ExtensionClient {
         ExtensionClient(path: "\(socket).\(uuid)")
     }
 

@@ -89,7 +89,7 @@ public struct ExtensionCaller: Sendable {
 
     /// `call` from a thread that may block, with the reply left undecoded: the caller decodes
     /// it on its own thread (``RawReply/decodeResponse(rows:)``), not on the cooperative pool.
-    public func callBlockingRaw(
+    package func callBlockingRaw(
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) throws(RPCClientError) -> RawReply {
         let client = self.client(uuid: uuid)

@@ -1,77 +1,77 @@
-public import ThriftCodec
+package import ThriftCodec
 
 /// The `Extension` service's methods, which every osquery socket answers
 /// (the manager's service extends it).
-public protocol ExtensionServiceClient: Sendable {
+package protocol ExtensionServiceClient: Sendable {
     var rpc: RPCClient { get }
 }
 
 extension ExtensionServiceClient {
-    public func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
+    package func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
         try await rpc.invoke(.ping, timeout: timeout).expectStatus()
     }
 
-    public func call(
+    package func call(
         registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest, timeout: Duration? = nil
     ) async throws(RPCClientError) -> ExtensionResponse {
         try await rpc.invoke(.call(registry: registry, item: item, request: request), timeout: timeout)
             .expectResponse()
     }
 
-    public func shutdown(timeout: Duration? = nil) async throws(RPCClientError) {
+    package func shutdown(timeout: Duration? = nil) async throws(RPCClientError) {
         _ = try await rpc.invoke(.shutdown, timeout: timeout)
     }
 
     /// Closes idle connections.
-    public func close() { rpc.close() }
+    package func close() { rpc.close() }
 }
 
 /// Calls an extension's `Extension` service (ping, call, shutdown).
-public struct ExtensionClient: ExtensionServiceClient {
-    public let rpc: RPCClient
+package struct ExtensionClient: ExtensionServiceClient {
+    package let rpc: RPCClient
 
     /// A client for the socket at `path`; connects on first use.
-    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
+    package init(path: String, options: RPCClientOptions = RPCClientOptions()) {
         rpc = RPCClient(path: path, options: options)
     }
 }
 
 /// Calls a core's `ExtensionManager` service: all nine methods.
-public struct ExtensionManagerClient: ExtensionServiceClient {
-    public let rpc: RPCClient
+package struct ExtensionManagerClient: ExtensionServiceClient {
+    package let rpc: RPCClient
 
     /// A client for the manager socket at `path`; connects on first use.
-    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
+    package init(path: String, options: RPCClientOptions = RPCClientOptions()) {
         rpc = RPCClient(path: path, options: options)
     }
 
-    public func extensions(timeout: Duration? = nil) async throws(RPCClientError) -> InternalExtensionList {
+    package func extensions(timeout: Duration? = nil) async throws(RPCClientError) -> InternalExtensionList {
         guard case .extensions(let list) = try await rpc.invoke(.extensions, timeout: timeout) else {
             throw .protocolError("extensions: unexpected result type")
         }
         return list
     }
 
-    public func options(timeout: Duration? = nil) async throws(RPCClientError) -> InternalOptionList {
+    package func options(timeout: Duration? = nil) async throws(RPCClientError) -> InternalOptionList {
         guard case .options(let list) = try await rpc.invoke(.options, timeout: timeout) else {
             throw .protocolError("options: unexpected result type")
         }
         return list
     }
 
-    public func registerExtension(
+    package func registerExtension(
         info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil
     ) async throws(RPCClientError) -> ExtensionStatus {
         try await rpc.invoke(.registerExtension(info: info, registry: registry), timeout: timeout).expectStatus()
     }
 
-    public func deregisterExtension(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError)
+    package func deregisterExtension(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionStatus
     {
         try await rpc.invoke(.deregisterExtension(uuid: uuid), timeout: timeout).expectStatus()
     }
 
-    public func query(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    package func query(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionResponse
     {
         try await rpc.invoke(.query(sql: sql), timeout: timeout).expectResponse()
@@ -79,7 +79,7 @@ public struct ExtensionManagerClient: ExtensionServiceClient {
 
     /// ``query(_:timeout:)`` with the rows decoded by ``StringMapRowsReader`` (a big result in
     /// two halves at once).
-    public func queryRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    package func queryRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> (status: ExtensionStatus, rows: [StringMap])
     {
         let reply = try await rpc.invokeRaw(.query(sql: sql), timeout: timeout)
@@ -90,13 +90,13 @@ public struct ExtensionManagerClient: ExtensionServiceClient {
 
     /// ``query(_:timeout:)`` with the rows left in the reply (``ReplyRows``): one walk over the
     /// reply, no string built until a cell is read.
-    public func queryReplyRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    package func queryReplyRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> (status: ExtensionStatus, rows: ReplyRows)
     {
         try await rpc.invokeRaw(.query(sql: sql), timeout: timeout).decodeReplyRows()
     }
 
-    public func getQueryColumns(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    package func getQueryColumns(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionResponse
     {
         try await rpc.invoke(.getQueryColumns(sql: sql), timeout: timeout).expectResponse()

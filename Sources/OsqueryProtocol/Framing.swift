@@ -33,15 +33,15 @@ struct ThriftFrameDecoder: ByteToMessageDecoder {
 
 /// The longest path a Unix socket can bind or connect to: `sun_path` holds 108
 /// bytes on Linux, one of them the terminating NUL.
-public let maxUnixSocketPathLength = 107
+package let maxUnixSocketPathLength = 107
 
 /// The longest manager socket path: room is left for the `.<uuid>` suffix
 /// (a dot and up to five digits) that names each extension's socket.
-public let maxManagerSocketPathLength = maxUnixSocketPathLength - 6
+package let maxManagerSocketPathLength = maxUnixSocketPathLength - 6
 
 /// Checks a socket path up front so an over-long one gets a clear error rather
 /// than a failure deep inside bind or connect.
-public func validateSocketPath(_ path: String, leavingRoomForUUID: Bool = false) throws(SocketPathError) {
+package func validateSocketPath(_ path: String, leavingRoomForUUID: Bool = false) throws(SocketPathError) {
     let limit = leavingRoomForUUID ? maxManagerSocketPathLength : maxUnixSocketPathLength
     if path.isEmpty { throw .empty }
     if path.utf8.count > limit { throw .tooLong(path: path, length: path.utf8.count, limit: limit) }

@@ -1,27 +1,27 @@
-public import ThriftCodec
+package import ThriftCodec
 
 /// The nine methods of osquery's two services. `ExtensionManager` extends
 /// `Extension`, so a manager answers all nine and an extension the first three.
-public enum ExtensionMethod: String, Sendable, CaseIterable {
+package enum ExtensionMethod: String, Sendable, CaseIterable {
     case ping, call, shutdown
     case extensions, options, registerExtension, deregisterExtension, query, getQueryColumns
 
     /// True for the methods only `ExtensionManager` has.
-    public var isManagerOnly: Bool {
+    package var isManagerOnly: Bool {
         switch self {
         case .ping, .call, .shutdown: false
         default: true
         }
     }
 
-    public init?(name: ThriftString) {
+    package init?(name: ThriftString) {
         guard let s = name.string else { return nil }
         self.init(rawValue: s)
     }
 }
 
 /// A decoded call: the method and its arguments.
-public enum ExtensionRequest: Sendable, Equatable {
+package enum ExtensionRequest: Sendable, Equatable {
     case ping
     case call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest)
     case shutdown
@@ -32,7 +32,7 @@ public enum ExtensionRequest: Sendable, Equatable {
     case query(sql: ThriftString)
     case getQueryColumns(sql: ThriftString)
 
-    public var method: ExtensionMethod {
+    package var method: ExtensionMethod {
         switch self {
         case .ping: .ping
         case .call: .call
@@ -47,7 +47,7 @@ public enum ExtensionRequest: Sendable, Equatable {
     }
 
     /// Writes the `<method>_args` struct.
-    public func writeArguments(to w: inout ThriftWriter) {
+    package func writeArguments(to w: inout ThriftWriter) {
         switch self {
         case .ping, .shutdown, .extensions, .options:
             break
@@ -75,7 +75,7 @@ public enum ExtensionRequest: Sendable, Equatable {
 
     /// Reads the `<method>_args` struct. Unknown fields are skipped and missing
     /// ones default, as libthrift and the Python peers expect.
-    public static func readArguments(
+    package static func readArguments(
         of method: ExtensionMethod, from r: inout ThriftReader
     ) throws(ThriftError) -> ExtensionRequest {
         var s1: ThriftString = "", s2: ThriftString = ""
@@ -112,7 +112,7 @@ public enum ExtensionRequest: Sendable, Equatable {
 }
 
 /// A method's result value.
-public enum ExtensionReply: Sendable, Equatable {
+package enum ExtensionReply: Sendable, Equatable {
     /// `ping`, `registerExtension`, `deregisterExtension`.
     case status(ExtensionStatus)
     /// `call`, `query`, `getQueryColumns`.
@@ -124,7 +124,7 @@ public enum ExtensionReply: Sendable, Equatable {
 
     /// Writes the `<method>_result` struct: field 0 holds the value; a void
     /// result is an empty struct.
-    public func writeResult(to w: inout ThriftWriter) {
+    package func writeResult(to w: inout ThriftWriter) {
         switch self {
         case .void:
             break
@@ -154,7 +154,7 @@ public enum ExtensionReply: Sendable, Equatable {
 
     /// Reads the `<method>_result` struct. A non-void result without its
     /// field 0 is `MISSING_RESULT`, as libthrift reports it.
-    public static func readResult(
+    package static func readResult(
         of method: ExtensionMethod, from r: inout ThriftReader
     ) throws -> ExtensionReply {
         var reply: ExtensionReply?
@@ -183,7 +183,7 @@ public enum ExtensionReply: Sendable, Equatable {
 }
 
 /// Encodes a whole message: header, then the body `write` produces.
-public func encodeMessage(
+package func encodeMessage(
     _ header: MessageHeader, capacity: Int = 256, body: (inout ThriftWriter) -> Void
 ) -> [UInt8] {
     var w = ThriftWriter(reservingCapacity: capacity)

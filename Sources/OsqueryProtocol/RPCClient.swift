@@ -54,17 +54,17 @@ public enum RPCClientError: Error, Sendable, Equatable, CustomStringConvertible 
 }
 
 /// Options for ``RPCClient``.
-public struct RPCClientOptions: Sendable {
+package struct RPCClientOptions: Sendable {
     /// How long connecting may take.
-    public var connectTimeout: Duration
+    package var connectTimeout: Duration
     /// The deadline for one call. osquery's `--thrift_timeout` defaults to 300 s.
-    public var callTimeout: Duration
+    package var callTimeout: Duration
     /// Limits on what a reply may contain.
-    public var limits: ThriftLimits
+    package var limits: ThriftLimits
     /// Idle connections kept for reuse; each in-flight call has its own connection.
-    public var maxIdleConnections: Int
+    package var maxIdleConnections: Int
 
-    public init(
+    package init(
         connectTimeout: Duration = .seconds(3),
         callTimeout: Duration = .seconds(300),
         limits: ThriftLimits = .default,
@@ -82,12 +82,12 @@ public struct RPCClientOptions: Sendable {
 /// Each in-flight call uses its own connection: calls never wait on each other
 /// and there is no shared lock held across a call. Finished connections are
 /// kept for reuse. A call that times out or fails closes its connection.
-public final class RPCClient: Sendable {
-    public let path: String
-    public let options: RPCClientOptions
+package final class RPCClient: Sendable {
+    package let path: String
+    package let options: RPCClientOptions
     let idle: Mutex<[Connection]>
 
-    public init(path: String, options: RPCClientOptions = RPCClientOptions()) {
+    package init(path: String, options: RPCClientOptions = RPCClientOptions()) {
         self.path = path
         self.options = options
         self.idle = Mutex([])
@@ -98,7 +98,7 @@ public final class RPCClient: Sendable {
     }
 
     /// Sends `request` and returns the reply.
-    public func invoke(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
+    package func invoke(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionReply
     {
         let connection = try await checkOut()
@@ -116,7 +116,7 @@ public final class RPCClient: Sendable {
     /// Sends `request` and returns the reply undecoded (its header checked), so that a caller
     /// can decode it later, on its own thread, straight into its own representation
     /// (``RawReply/decodeResponse(rows:)``) instead of building every row as a ``StringMap``.
-    public func invokeRaw(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
+    package func invokeRaw(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
         -> RawReply
     {
         let connection = try await checkOut()
@@ -131,7 +131,7 @@ public final class RPCClient: Sendable {
     }
 
     /// Closes the idle connections.
-    public func close() {
+    package func close() {
         let connections = idle.withLock { pool in
             defer { pool.removeAll() }
             return pool

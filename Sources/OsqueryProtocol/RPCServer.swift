@@ -1,4 +1,4 @@
-public import Logging
+package import Logging
 import NIOCore
 import NIOPosix
 import ThriftCodec
@@ -21,9 +21,9 @@ import Darwin
 /// What a peer can make the server hold is bounded by ``ServerLimits``. The socket file is created with mode 0600,
 /// any stale file at the path is replaced, and the server removes its own file
 /// when it stops.
-public final class RPCServer: Sendable {
+package final class RPCServer: Sendable {
     /// The socket path being served.
-    public var path: String { currentPath.get() }
+    package var path: String { currentPath.get() }
     let currentPath: SharedPath
     let serveTask: Mutex<Task<Void, Never>?>
     let finished: Task<Void, Never>
@@ -43,7 +43,7 @@ public final class RPCServer: Sendable {
     package var refusedConnections: Int { open.refused }
 
     /// Binds `path` and starts serving `service` in the background, within `limits`.
-    public static func start(
+    package static func start(
         path: String,
         service: ExtensionService,
         limits: ServerLimits = .default,
@@ -137,7 +137,7 @@ public final class RPCServer: Sendable {
     /// serving, and a stale file at `newPath` is replaced atomically). An
     /// extension binds before it registers and moves to `<socket>.<uuid>`
     /// once it knows its uuid, so the core can call it the moment it is registered.
-    public func move(to newPath: String) throws(SocketBindError) {
+    package func move(to newPath: String) throws(SocketBindError) {
         do {
             try validateSocketPath(newPath)
         } catch {
@@ -155,19 +155,19 @@ public final class RPCServer: Sendable {
 
     /// Stops accepting, closes every connection and removes the socket file.
     /// Safe to call from inside a handler (it does not wait).
-    public func stop() {
+    package func stop() {
         serveTask.withLock { $0?.cancel() }
         open.closeAll()
     }
 
     /// Waits until the server has stopped and removed its socket file.
-    public func waitUntilStopped() async {
+    package func waitUntilStopped() async {
         await finished.value
     }
 
     /// Stops and waits. Calls already running get up to `grace` to write their replies
     /// first: a peer that asked the server to stop (an extension's `shutdown`) gets its answer.
-    public func close(grace: Duration = .seconds(1)) async {
+    package func close(grace: Duration = .seconds(1)) async {
         let clock = ContinuousClock()
         let deadline = clock.now + grace
         while clock.now < deadline,
@@ -346,10 +346,10 @@ final class OpenConnections: Sendable {
 }
 
 /// Why a server could not take its socket path.
-public struct SocketBindError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let path: String
-    public let reason: String
-    public var description: String { "cannot serve on \(path): \(reason)" }
+package struct SocketBindError: Error, Sendable, Equatable, CustomStringConvertible {
+    package let path: String
+    package let reason: String
+    package var description: String { "cannot serve on \(path): \(reason)" }
 }
 
 /// Binds and listens on a Unix socket at `path` with `mode`, replacing a stale
@@ -410,7 +410,7 @@ func bindUnixSocket(path: String, mode: mode_t, backlog: Int32) throws(SocketBin
 /// has closed, a live socket there belongs to a newer server that took the path,
 /// and must not be unlinked. (Inode numbers and coarse timestamps are reused too
 /// quickly to tell two socket files apart by identity.)
-public func unixSocketIsLive(_ path: String) -> Bool {
+package func unixSocketIsLive(_ path: String) -> Bool {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }

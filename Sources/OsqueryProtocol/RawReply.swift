@@ -1,13 +1,13 @@
 import Dispatch
 import NIOCore
-public import ThriftCodec
+package import ThriftCodec
 
 /// Consumes the rows of an ``ExtensionResponse`` as they are read off the wire.
 ///
 /// The core turns an extension's rows into typed SQL values; going through ``StringMap`` first
 /// costs a string per key and value and an array per row. A reader gets the `ThriftReader`
 /// positioned at the rows' `list<map<string,string>>` and must consume it whole.
-public protocol ResponseRowsReader: ~Copyable {
+package protocol ResponseRowsReader: ~Copyable {
     /// Reads one `list<map<string,string>>` whole.
     mutating func readRows(from reader: inout ThriftReader) throws(ThriftError)
     /// Forgets the rows read so far: a reply that repeats its rows field (or its result) means
@@ -21,18 +21,18 @@ public protocol ResponseRowsReader: ~Copyable {
 }
 
 extension ResponseRowsReader where Self: ~Copyable {
-    public mutating func readRows(from reader: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
+    package mutating func readRows(from reader: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
         try readRows(from: &reader)
     }
 }
 
 /// A reply whose header has been checked and whose body is still bytes; decode it on the
 /// thread that needs the result.
-public struct RawReply: Sendable {
+package struct RawReply: Sendable {
     let frame: ByteBuffer
     let bodyStart: Int
     /// The method this is the reply of.
-    public let method: ExtensionMethod
+    package let method: ExtensionMethod
     let limits: ThriftLimits
     /// The rows' list, as the framer found and checked it.
     var rows: MessageFramer.StringMapList? = nil
@@ -62,12 +62,12 @@ public struct RawReply: Sendable {
     }
 
     /// The reply's size in bytes, header included.
-    public var byteCount: Int { frame.readableBytes }
+    package var byteCount: Int { frame.readableBytes }
 
     /// The reply's bytes (those ``decodeResponse(rows:)`` reads, at the same offsets) and an
     /// owner that keeps them where they are while it lives: rows can point into the reply
     /// instead of being copied out of it.
-    public func pinnedBytes() -> (owner: any AnyObject & Sendable, bytes: UnsafeRawBufferPointer) {
+    package func pinnedBytes() -> (owner: any AnyObject & Sendable, bytes: UnsafeRawBufferPointer) {
         let pin = PinnedFrame(frame)
         // The frame is never written again (the pin holds an immutable copy of the ByteBuffer),
         // and NIO moves a buffer's storage only to write to it, so the address stays valid.
@@ -76,7 +76,7 @@ public struct RawReply: Sendable {
     }
 
     /// Decodes the whole reply, as ``RPCClient/invoke(_:timeout:)`` does.
-    public func decode() throws(RPCClientError) -> ExtensionReply {
+    package func decode() throws(RPCClientError) -> ExtensionReply {
         let (method, limits, bodyStart) = (self.method, self.limits, self.bodyStart)
         return try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
             try Self.decodeBody(raw, from: bodyStart, method: method, limits: limits)
@@ -87,7 +87,7 @@ public struct RawReply: Sendable {
     /// to `rows` (never when the reply has none). The reply's struct is walked as
     /// ``ExtensionReply/readResult(of:from:)`` walks it: unknown fields are skipped, and a reply
     /// without a result is a `TApplicationException` (MISSING_RESULT).
-    public func decodeResponse<Rows: ResponseRowsReader & ~Copyable>(rows: inout Rows) throws(RPCClientError)
+    package func decodeResponse<Rows: ResponseRowsReader & ~Copyable>(rows: inout Rows) throws(RPCClientError)
         -> ExtensionStatus
     {
         guard method == .call || method == .query || method == .getQueryColumns else {
@@ -152,7 +152,7 @@ public struct RawReply: Sendable {
 
 extension ExtensionServiceClient {
     /// `call`, with the reply left undecoded (see ``RPCClient/invokeRaw(_:timeout:)``).
-    public func callRaw(
+    package func callRaw(
         registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest, timeout: Duration? = nil
     ) async throws(RPCClientError) -> RawReply {
         try await rpc.invokeRaw(.call(registry: registry, item: item, request: request), timeout: timeout)
@@ -167,15 +167,15 @@ final class PinnedFrame: Sendable {
 
 /// Reads a reply's rows as ``StringMap``s, as ``ExtensionResponse`` decoding does; a big list
 /// (16 384 rows or more) is decoded in two halves on two threads, the same maps in the same order.
-public struct StringMapRowsReader: ResponseRowsReader {
+package struct StringMapRowsReader: ResponseRowsReader {
     /// The rows read.
-    public var rows: [StringMap] = []
+    package var rows: [StringMap] = []
 
-    public init() {}
+    package init() {}
 
-    public mutating func discardRows() { rows = [] }
+    package mutating func discardRows() { rows = [] }
 
-    public mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {
+    package mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {
         let start = r.offset
         let header = try r.readListBegin()
         guard header.count >= 16_384, header.element == .map else {

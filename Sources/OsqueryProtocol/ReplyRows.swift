@@ -115,18 +115,18 @@ public struct ReplyRows: RandomAccessCollection, @unchecked Sendable {
 
 /// Records where the cells of a reply's rows are, for ``ReplyRows``: one walk over the lengths,
 /// checked as ``StringMap`` decoding checks them, no strings built.
-public struct ReplyRowsReader: ResponseRowsReader {
+package struct ReplyRowsReader: ResponseRowsReader {
     var rowStarts: [UInt32] = [0]
     var cells: [UInt32] = []
 
-    public init() {}
+    package init() {}
 
-    public mutating func discardRows() {
+    package mutating func discardRows() {
         rowStarts = [0]
         cells = []
     }
 
-    public mutating func readRows(from r: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
+    package mutating func readRows(from r: inout ThriftReader, checked: MessageFramer.StringMapList?) throws(ThriftError) {
         guard let checked, checked.start == r.offset, r.buffer.count <= Int(UInt32.max), let base = r.buffer.baseAddress else {
             return try readRows(from: &r)
         }
@@ -167,7 +167,7 @@ public struct ReplyRowsReader: ResponseRowsReader {
         r.offset = checked.end
     }
 
-    public mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {
+    package mutating func readRows(from r: inout ThriftReader) throws(ThriftError) {
         // Offsets are 32-bit: a reply over 4 GiB is refused rather than mis-indexed.
         guard r.buffer.count <= Int(UInt32.max) else {
             throw .sizeLimit(declared: Int64(r.buffer.count), limit: Int64(UInt32.max))
@@ -198,7 +198,7 @@ public struct ReplyRowsReader: ResponseRowsReader {
 
 extension RawReply {
     /// Decodes a `query` or `call` reply, its rows as ``ReplyRows`` that keep the reply's bytes.
-    public func decodeReplyRows() throws(RPCClientError) -> (status: ExtensionStatus, rows: ReplyRows) {
+    package func decodeReplyRows() throws(RPCClientError) -> (status: ExtensionStatus, rows: ReplyRows) {
         var reader = ReplyRowsReader()
         let status = try decodeResponse(rows: &reader)
         let (owner, bytes) = pinnedBytes()

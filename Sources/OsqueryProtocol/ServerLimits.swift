@@ -57,10 +57,10 @@ public struct ServerLimits: Sendable, Equatable {
     /// replies are built whole before they are sent, so calls in progress hold more on top of it,
     /// and peers that read take their replies in milliseconds. One connection alone may still
     /// hold a reply of the full message size.
-    public var unsentReplyBudget: Int { maxMessageSize / 4 }
+    package var unsentReplyBudget: Int { maxMessageSize / 4 }
 
     /// The decoding limits these imply.
-    public var thrift: ThriftLimits { ThriftLimits(maxMessageSize: maxMessageSize, maxDepth: maxDepth) }
+    package var thrift: ThriftLimits { ThriftLimits(maxMessageSize: maxMessageSize, maxDepth: maxDepth) }
 
     /// Bytes a connection may hold of unfinished messages without drawing on the server's
     /// shared budget: ordinary calls never wait on it.

@@ -1,5 +1,5 @@
-public import NIOCore
-public import ThriftCodec
+package import NIOCore
+package import ThriftCodec
 
 // What a server sends back, as opposed to the IDL's values (Types.swift): rows may already be
 // encoded by their producer, and memory may be freed only once the reply is on the wire.
@@ -35,7 +35,7 @@ public enum ServerResponse: Sendable {
     }
 
     /// The answer as the IDL's value (encoded rows are decoded: for tests and in-process callers).
-    public var value: ExtensionResponse {
+    package var value: ExtensionResponse {
         get throws(ThriftError) {
             switch self {
             case .rows(let response): return response
@@ -47,7 +47,7 @@ public enum ServerResponse: Sendable {
 }
 
 /// A method's result as the server sends it: what an ``ExtensionService`` answers.
-public enum ServerReply: Sendable {
+package enum ServerReply: Sendable {
     /// Any method's result as the IDL's value.
     case value(ExtensionReply)
     /// A `call` or `query` answer, which may carry encoded rows.
@@ -69,7 +69,7 @@ public struct EncodedRows: Sendable, Hashable {
     }
 
     /// The encoded maps (a copy when they are in a ``ByteBuffer``).
-    public var encoded: ThriftBytes {
+    package var encoded: ThriftBytes {
         switch storage {
         case .thrift(let bytes): bytes
         case .buffer(let buffer): ThriftBytes(Array(buffer.readableBytesView))
@@ -96,7 +96,7 @@ public struct EncodedRows: Sendable, Hashable {
     }
 
     /// The rows as maps.
-    public func decoded() throws(ThriftError) -> [StringMap] {
+    package func decoded() throws(ThriftError) -> [StringMap] {
         let count = count
         let result = withUnsafeBytes { raw in
             Result { () throws(ThriftError) in
@@ -107,17 +107,21 @@ public struct EncodedRows: Sendable, Hashable {
         return try result.get()
     }
 
-    public init(count: Int, encoded: ThriftBytes) {
+    package init(count: Int, encoded: ThriftBytes) {
         self.count = count
         self.storage = .thrift(encoded)
     }
 
     /// Rows already in a buffer (its readable bytes), sent without another copy.
-    public init(count: Int, buffer: ByteBuffer) {
+    package init(count: Int, buffer: ByteBuffer) {
         self.count = count
         self.storage = .buffer(buffer)
     }
 
+    /// Rows from their encoded maps, back to back without the list header.
+    /// - Parameters:
+    ///   - count: the number of maps in `bytes`.
+    ///   - bytes: the encoded maps.
     public init(count: Int, bytes: [UInt8]) {
         self.init(count: count, encoded: ThriftBytes(bytes))
     }

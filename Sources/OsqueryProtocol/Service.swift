@@ -1,5 +1,5 @@
-public import NIOCore
-public import ThriftCodec
+package import NIOCore
+package import ThriftCodec
 
 /// What an extension serves: osquery's `Extension` service.
 ///
@@ -7,7 +7,7 @@ public import ThriftCodec
 /// from different connections at the same time (calls on one connection run
 /// in order). Throwing from a method sends the caller a `TApplicationException`
 /// carrying the error's description, as libthrift does for a C++ exception.
-public protocol ExtensionHandler: Sendable {
+package protocol ExtensionHandler: Sendable {
     /// Liveness check. osquery's core answers `{0, "pong", 0}`.
     func ping() async throws -> ExtensionStatus
     /// Runs the registry plugin `item` of `registry` with `request`.
@@ -18,7 +18,7 @@ public protocol ExtensionHandler: Sendable {
 }
 
 /// What the core serves on its extensions socket: osquery's `ExtensionManager`.
-public protocol ExtensionManagerHandler: ExtensionHandler {
+package protocol ExtensionManagerHandler: ExtensionHandler {
     /// The registered extensions by uuid (the core itself is not listed).
     func extensions() async throws -> InternalExtensionList
     /// Every flag with its value, default and gflags type name.
@@ -34,12 +34,12 @@ public protocol ExtensionManagerHandler: ExtensionHandler {
 }
 
 /// A set of methods and the function that answers them; what an ``RPCServer`` serves.
-public struct ExtensionService: Sendable {
+package struct ExtensionService: Sendable {
     /// The methods this service answers; others get `Invalid method name`.
-    public let methods: Set<ExtensionMethod>
-    public let respond: @Sendable (ExtensionRequest) async throws -> ServerReply
+    package let methods: Set<ExtensionMethod>
+    package let respond: @Sendable (ExtensionRequest) async throws -> ServerReply
 
-    public init(
+    package init(
         methods: Set<ExtensionMethod>,
         respond: @escaping @Sendable (ExtensionRequest) async throws -> ServerReply
     ) {
@@ -48,7 +48,7 @@ public struct ExtensionService: Sendable {
     }
 
     /// Serves the `Extension` service (ping, call, shutdown).
-    public static func `extension`(_ handler: some ExtensionHandler) -> ExtensionService {
+    package static func `extension`(_ handler: some ExtensionHandler) -> ExtensionService {
         ExtensionService(methods: [.ping, .call, .shutdown]) { request in
             switch request {
             case .ping: return .value(.status(try await handler.ping()))
@@ -64,7 +64,7 @@ public struct ExtensionService: Sendable {
     }
 
     /// Serves the `ExtensionManager` service (all nine methods).
-    public static func manager(_ handler: some ExtensionManagerHandler) -> ExtensionService {
+    package static func manager(_ handler: some ExtensionManagerHandler) -> ExtensionService {
         let base = ExtensionService.extension(handler)
         return ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
             switch request {
@@ -84,17 +84,17 @@ public struct ExtensionService: Sendable {
 
 /// Turns one complete request message into the bytes to send back. Kept apart
 /// from the sockets so it can be tested on bytes alone.
-public struct MessageProcessor: Sendable {
-    public let service: ExtensionService
-    public let limits: ThriftLimits
+package struct MessageProcessor: Sendable {
+    package let service: ExtensionService
+    package let limits: ThriftLimits
 
-    public init(service: ExtensionService, limits: ThriftLimits = .default) {
+    package init(service: ExtensionService, limits: ThriftLimits = .default) {
         self.service = service
         self.limits = limits
     }
 
     /// What to do after a message.
-    public enum Outcome: Sendable {
+    package enum Outcome: Sendable {
         /// Send these bytes (a REPLY or an EXCEPTION message), then free `releaseAfterSending`
         /// off the connection's thread.
         case reply(ByteBuffer, releaseAfterSending: (any Sendable)? = nil)
@@ -114,7 +114,7 @@ public struct MessageProcessor: Sendable {
 
     /// Answers one message. `frame` must hold exactly one whole message, as
     /// ``MessageFramer`` delimits it.
-    public func process(_ frame: [UInt8]) async -> Outcome {
+    package func process(_ frame: [UInt8]) async -> Outcome {
         let decoded = frame.withUnsafeBytes { decode($0) }
         switch decoded {
         case .answer(let outcome):
@@ -125,7 +125,7 @@ public struct MessageProcessor: Sendable {
     }
 
     /// Same as ``process(_:)`` for a frame in a buffer the caller owns.
-    public func process(_ frame: UnsafeRawBufferPointer) async -> Outcome {
+    package func process(_ frame: UnsafeRawBufferPointer) async -> Outcome {
         // Decode before the first suspension: the buffer is only valid now.
         switch decode(frame) {
         case .answer(let outcome): return outcome

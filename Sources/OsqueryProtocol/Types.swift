@@ -17,7 +17,7 @@ public typealias InternalExtensionList = [ExtensionRouteUUID: InternalExtensionI
 public typealias InternalOptionList = [ThriftString: InternalOptionInfo]
 
 /// A value that reads and writes itself as a Thrift struct body.
-public protocol ThriftStruct: Sendable {
+package protocol ThriftStruct: Sendable {
     /// Writes the fields and the closing STOP.
     func write(to writer: inout ThriftWriter)
     /// Reads fields until STOP; unknown fields are skipped, missing ones default.
@@ -44,7 +44,7 @@ public struct InternalOptionInfo: ThriftStruct, Hashable {
         self.type = type
     }
 
-    public func write(to w: inout ThriftWriter) {
+    package func write(to w: inout ThriftWriter) {
         w.writeFieldBegin(.string, id: 1)
         w.writeString(value)
         w.writeFieldBegin(.string, id: 2)
@@ -54,7 +54,7 @@ public struct InternalOptionInfo: ThriftStruct, Hashable {
         w.writeFieldStop()
     }
 
-    public init(from r: inout ThriftReader) throws(ThriftError) {
+    package init(from r: inout ThriftReader) throws(ThriftError) {
         self.init()
         try r.enter()
         while let f = try r.readFieldBegin() {
@@ -86,7 +86,7 @@ public struct InternalExtensionInfo: ThriftStruct, Hashable {
         self.minSDKVersion = minSDKVersion
     }
 
-    public func write(to w: inout ThriftWriter) {
+    package func write(to w: inout ThriftWriter) {
         w.writeFieldBegin(.string, id: 1)
         w.writeString(name)
         w.writeFieldBegin(.string, id: 2)
@@ -98,7 +98,7 @@ public struct InternalExtensionInfo: ThriftStruct, Hashable {
         w.writeFieldStop()
     }
 
-    public init(from r: inout ThriftReader) throws(ThriftError) {
+    package init(from r: inout ThriftReader) throws(ThriftError) {
         self.init()
         try r.enter()
         while let f = try r.readFieldBegin() {
@@ -134,7 +134,7 @@ public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
 
     public var description: String { "{code \(code), message \(message.debugDescription), uuid \(uuid)}" }
 
-    public func write(to w: inout ThriftWriter) {
+    package func write(to w: inout ThriftWriter) {
         w.writeFieldBegin(.i32, id: 1)
         w.writeI32(code)
         w.writeFieldBegin(.string, id: 2)
@@ -144,7 +144,7 @@ public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
         w.writeFieldStop()
     }
 
-    public init(from r: inout ThriftReader) throws(ThriftError) {
+    package init(from r: inout ThriftReader) throws(ThriftError) {
         self.init()
         try r.enter()
         while let f = try r.readFieldBegin() {
@@ -169,7 +169,7 @@ public struct ExtensionResponse: ThriftStruct, Hashable {
         self.response = response
     }
 
-    public func write(to w: inout ThriftWriter) {
+    package func write(to w: inout ThriftWriter) {
         w.writeFieldBegin(.struct, id: 1)
         status.write(to: &w)
         w.writeFieldBegin(.list, id: 2)
@@ -177,7 +177,7 @@ public struct ExtensionResponse: ThriftStruct, Hashable {
         w.writeFieldStop()
     }
 
-    public init(from r: inout ThriftReader) throws(ThriftError) {
+    package init(from r: inout ThriftReader) throws(ThriftError) {
         self.init()
         try r.enter()
         while let f = try r.readFieldBegin() {
@@ -204,11 +204,11 @@ public struct ExtensionException: ThriftStruct, Error, Hashable {
         self.uuid = uuid
     }
 
-    public func write(to w: inout ThriftWriter) {
+    package func write(to w: inout ThriftWriter) {
         ExtensionStatus(code: code, message: message, uuid: uuid).write(to: &w)
     }
 
-    public init(from r: inout ThriftReader) throws(ThriftError) {
+    package init(from r: inout ThriftReader) throws(ThriftError) {
         let s = try ExtensionStatus(from: &r)
         self.init(code: s.code, message: s.message, uuid: s.uuid)
     }

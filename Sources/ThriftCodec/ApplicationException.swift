@@ -36,7 +36,7 @@ public struct TApplicationException: Error, Sendable, Equatable, CustomStringCon
 
     public var description: String { "TApplicationException(type \(type)): \(message)" }
 
-    public func write(to writer: inout ThriftWriter) {
+    package func write(to writer: inout ThriftWriter) {
         writer.writeFieldBegin(.string, id: 1)
         writer.writeString(message)
         writer.writeFieldBegin(.i32, id: 2)
@@ -44,7 +44,7 @@ public struct TApplicationException: Error, Sendable, Equatable, CustomStringCon
         writer.writeFieldStop()
     }
 
-    public init(from reader: inout ThriftReader) throws(ThriftError) {
+    package init(from reader: inout ThriftReader) throws(ThriftError) {
         message = ""
         type = 0
         try reader.enter()

@@ -8,7 +8,7 @@
 /// got, so a large message arriving in many small reads is walked once, not once
 /// per read. Limits are enforced as soon as a length is seen: a declared 2 GiB
 /// string is refused before its bytes arrive.
-public struct MessageFramer: Sendable {
+package struct MessageFramer: Sendable {
     enum Frame: Sendable {
         case structFields
         /// `start`: the offset of the list's header; `stringMaps`: every element so far was a
@@ -17,7 +17,7 @@ public struct MessageFramer: Sendable {
         case map(key: TType, value: TType, remaining: Int)  // remaining counts keys and values
     }
 
-    public let limits: ThriftLimits
+    package let limits: ThriftLimits
     var bodyStart: Int?
     var offset = 0
     var stack: [Frame] = []
@@ -26,15 +26,15 @@ public struct MessageFramer: Sendable {
 
     /// Where a message's `list<map<string,string>>` is, once the framer has walked and checked
     /// all of it: every element a map of strings, every length within the message.
-    public struct StringMapList: Sendable, Equatable {
+    package struct StringMapList: Sendable, Equatable {
         /// The offset of the list's header (from the message's first byte).
-        public var start: Int
+        package var start: Int
         /// The offset just past its last element.
-        public var end: Int
+        package var end: Int
         /// The number of elements.
-        public var count: Int
+        package var count: Int
 
-        public init(start: Int, end: Int, count: Int) {
+        package init(start: Int, end: Int, count: Int) {
             self.start = start
             self.end = end
             self.count = count
@@ -43,15 +43,15 @@ public struct MessageFramer: Sendable {
 
     /// The last such list of the message ``scan(_:)`` last returned (nil if it had none):
     /// a decoder can take the list's shape as checked and skip to its end.
-    public private(set) var lastStringMapList: StringMapList?
+    package private(set) var lastStringMapList: StringMapList?
 
-    public init(limits: ThriftLimits = .default) {
+    package init(limits: ThriftLimits = .default) {
         self.limits = limits
         stack.reserveCapacity(8)
     }
 
     /// Forgets any partial progress; call after each complete message.
-    public mutating func reset() {
+    package mutating func reset() {
         bodyStart = nil
         offset = 0
         stack.removeAll(keepingCapacity: true)
@@ -62,7 +62,7 @@ public struct MessageFramer: Sendable {
     /// Scans `bytes`, which must start at the first byte of the message and
     /// extend the bytes passed last time. Returns the message's length once all
     /// of it is present, or nil when more bytes are needed.
-    public mutating func scan(_ bytes: UnsafeRawBufferPointer) throws(ThriftError) -> Int? {
+    package mutating func scan(_ bytes: UnsafeRawBufferPointer) throws(ThriftError) -> Int? {
         if bodyStart == nil {
             guard let start = try Self.headerLength(bytes, limits: limits) else { return nil }
             bodyStart = start

@@ -116,7 +116,7 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
 extension ThriftWriter {
     /// Writes a `map<string,string>` from its entries.
     @inlinable
-    public mutating func writeStringMap(_ map: StringMap) {
+    package mutating func writeStringMap(_ map: StringMap) {
         writeMapBegin(key: .string, value: .string, count: map.entries.count)
         // Through the buffer: entries are borrowed, not copied (retained) one by one.
         map.entries.withUnsafeBufferPointer { entries in
@@ -129,7 +129,7 @@ extension ThriftWriter {
 
     /// Writes a `list<map<string,string>>`.
     @inlinable
-    public mutating func writeStringMapList(_ rows: [StringMap]) {
+    package mutating func writeStringMapList(_ rows: [StringMap]) {
         writeListBegin(element: .map, count: rows.count)
         rows.withUnsafeBufferPointer { rows in
             for i in rows.indices { writeStringMap(rows[i]) }
@@ -140,7 +140,7 @@ extension ThriftWriter {
 extension ThriftReader {
     /// Reads a `map<string,string>` into a ``StringMap``, in wire order.
     @inlinable
-    public mutating func readStringMapEntries() throws(ThriftError) -> StringMap {
+    package mutating func readStringMapEntries() throws(ThriftError) -> StringMap {
         let header = try readMapBegin()
         guard header.count == 0 || (header.key == .string && header.value == .string) else {
             throw .invalidData("expected map<string,string>")
@@ -157,7 +157,7 @@ extension ThriftReader {
     ///
     /// Rows repeat their keys in the same order, so a key whose bytes equal the previous row's
     /// key at the same position shares that row's value instead of building a new string.
-    public mutating func readStringMapList() throws(ThriftError) -> [StringMap] {
+    package mutating func readStringMapList() throws(ThriftError) -> [StringMap] {
         let header = try readListBegin()
         guard header.count == 0 || header.element == .map else {
             throw .invalidData("expected list<map<string,string>>")
@@ -168,7 +168,7 @@ extension ThriftReader {
     }
 
     /// Reads `count` `map<string,string>`s back to back (a list's elements, without its header).
-    public mutating func readStringMaps(_ count: Int) throws(ThriftError) -> [StringMap] {
+    package mutating func readStringMaps(_ count: Int) throws(ThriftError) -> [StringMap] {
         var rows = [StringMap]()
         rows.reserveCapacity(count)
         var previous: [(at: Int, count: Int, key: ThriftString)] = []
@@ -200,7 +200,7 @@ extension ThriftReader {
 
     /// Skips `count` `map<string,string>`s, checking their shape and lengths as
     /// ``readStringMaps(_:)`` would, without building them.
-    public mutating func skipStringMaps(_ count: Int) throws(ThriftError) {
+    package mutating func skipStringMaps(_ count: Int) throws(ThriftError) {
         // A tight walk over well-formed maps first (a big reply's rows); it stops at anything
         // unusual, which the checked loop below then reads and rejects with its error.
         let (at, left) = walkStringMaps(buffer, from: offset, count: count, end: buffer.count, maxLength: limits.maxMessageSize)

@@ -3,14 +3,14 @@
 /// Every length and count is checked against the bytes that are actually left
 /// and against ``ThriftLimits`` before anything is allocated, so a declared
 /// 2 GiB string or a billion-element list costs nothing but an error.
-public struct ThriftReader {
-    public let buffer: UnsafeRawBufferPointer
+package struct ThriftReader {
+    package let buffer: UnsafeRawBufferPointer
     /// The read position in `buffer`.
-    public var offset: Int
-    public let limits: ThriftLimits
+    package var offset: Int
+    package let limits: ThriftLimits
     @usableFromInline var depth = 0
 
-    public init(_ buffer: UnsafeRawBufferPointer, limits: ThriftLimits = .default) {
+    package init(_ buffer: UnsafeRawBufferPointer, limits: ThriftLimits = .default) {
         self.buffer = buffer
         self.offset = 0
         self.limits = limits
@@ -18,7 +18,7 @@ public struct ThriftReader {
 
     /// Bytes not yet read.
     @inlinable
-    public var remaining: Int { buffer.count &- offset }
+    package var remaining: Int { buffer.count &- offset }
 
     @inlinable
     mutating func take(_ n: Int) throws(ThriftError) -> Int {
@@ -35,28 +35,28 @@ public struct ThriftReader {
     }
 
     @inlinable
-    public mutating func readByte() throws(ThriftError) -> UInt8 {
+    package mutating func readByte() throws(ThriftError) -> UInt8 {
         let at = try take(1)
         return buffer[at]
     }
 
     @inlinable
-    public mutating func readBool() throws(ThriftError) -> Bool { try readByte() != 0 }
+    package mutating func readBool() throws(ThriftError) -> Bool { try readByte() != 0 }
 
     @inlinable
-    public mutating func readI8() throws(ThriftError) -> Int8 { Int8(bitPattern: try readByte()) }
+    package mutating func readI8() throws(ThriftError) -> Int8 { Int8(bitPattern: try readByte()) }
 
     @inlinable
-    public mutating func readI16() throws(ThriftError) -> Int16 { try loadBigEndian(Int16.self) }
+    package mutating func readI16() throws(ThriftError) -> Int16 { try loadBigEndian(Int16.self) }
 
     @inlinable
-    public mutating func readI32() throws(ThriftError) -> Int32 { try loadBigEndian(Int32.self) }
+    package mutating func readI32() throws(ThriftError) -> Int32 { try loadBigEndian(Int32.self) }
 
     @inlinable
-    public mutating func readI64() throws(ThriftError) -> Int64 { try loadBigEndian(Int64.self) }
+    package mutating func readI64() throws(ThriftError) -> Int64 { try loadBigEndian(Int64.self) }
 
     @inlinable
-    public mutating func readDouble() throws(ThriftError) -> Double {
+    package mutating func readDouble() throws(ThriftError) -> Double {
         Double(bitPattern: UInt64(bitPattern: try readI64()))
     }
 
@@ -73,7 +73,7 @@ public struct ThriftReader {
     }
 
     @inlinable
-    public mutating func readString() throws(ThriftError) -> ThriftString {
+    package mutating func readString() throws(ThriftError) -> ThriftString {
         let n = try readLength()
         let at = offset
         offset = at &+ n
@@ -83,7 +83,7 @@ public struct ThriftReader {
     /// Reads a string's bytes in place, without building a value: the buffer stays valid as
     /// long as the reader's.
     @inlinable
-    public mutating func readStringBytes() throws(ThriftError) -> UnsafeRawBufferPointer {
+    package mutating func readStringBytes() throws(ThriftError) -> UnsafeRawBufferPointer {
         let n = try readLength()
         let at = offset
         offset = at &+ n
@@ -91,7 +91,7 @@ public struct ThriftReader {
     }
 
     @inlinable
-    public mutating func readBinary() throws(ThriftError) -> [UInt8] {
+    package mutating func readBinary() throws(ThriftError) -> [UInt8] {
         let n = try readLength()
         let at = offset
         offset = at &+ n
@@ -100,7 +100,7 @@ public struct ThriftReader {
 
     /// Reads either header form: strict (`0x8001 0000 | type`, name, seqid) or
     /// the old unversioned one (name, type byte, seqid).
-    public mutating func readMessageBegin() throws(ThriftError) -> MessageHeader {
+    package mutating func readMessageBegin() throws(ThriftError) -> MessageHeader {
         let first = try readI32()
         let name: ThriftString
         let rawType: UInt8
@@ -124,7 +124,7 @@ public struct ThriftReader {
 
     /// Reads a field header; returns nil at the struct's STOP.
     @inlinable
-    public mutating func readFieldBegin() throws(ThriftError) -> (type: TType, id: Int16)? {
+    package mutating func readFieldBegin() throws(ThriftError) -> (type: TType, id: Int16)? {
         let raw = try readByte()
         if raw == 0 { return nil }
         guard let type = TType(rawValue: raw), type.isValueType else { throw .invalidType(raw) }
@@ -146,7 +146,7 @@ public struct ThriftReader {
     }
 
     @inlinable
-    public mutating func readMapBegin() throws(ThriftError) -> (key: TType, value: TType, count: Int) {
+    package mutating func readMapBegin() throws(ThriftError) -> (key: TType, value: TType, count: Int) {
         let k = try readByte(), v = try readByte()
         let n = try readI32()
         if n == 0 { return (TType(rawValue: k) ?? .stop, TType(rawValue: v) ?? .stop, 0) }
@@ -157,7 +157,7 @@ public struct ThriftReader {
     }
 
     @inlinable
-    public mutating func readListBegin() throws(ThriftError) -> (element: TType, count: Int) {
+    package mutating func readListBegin() throws(ThriftError) -> (element: TType, count: Int) {
         let e = try readByte()
         let n = try readI32()
         if n == 0 { return (TType(rawValue: e) ?? .stop, 0) }
@@ -166,22 +166,22 @@ public struct ThriftReader {
     }
 
     @inlinable
-    public mutating func readSetBegin() throws(ThriftError) -> (element: TType, count: Int) {
+    package mutating func readSetBegin() throws(ThriftError) -> (element: TType, count: Int) {
         try readListBegin()
     }
 
     /// Enters a nested struct or container, enforcing the depth limit.
     @inlinable
-    public mutating func enter() throws(ThriftError) {
+    package mutating func enter() throws(ThriftError) {
         depth &+= 1
         guard depth <= limits.maxDepth else { throw .depthLimit(limits.maxDepth) }
     }
 
     @inlinable
-    public mutating func leave() { depth &-= 1 }
+    package mutating func leave() { depth &-= 1 }
 
     /// Skips one value of `type`, however deeply nested, within the limits.
-    public mutating func skip(_ type: TType) throws(ThriftError) {
+    package mutating func skip(_ type: TType) throws(ThriftError) {
         switch type {
         case .stop, .void: throw .invalidType(type.rawValue)
         case .bool, .byte: _ = try take(1)
@@ -211,7 +211,7 @@ public struct ThriftReader {
 
     /// Reads a `map<string,string>`; entries of other types are refused.
     @inlinable
-    public mutating func readStringMap() throws(ThriftError) -> [ThriftString: ThriftString] {
+    package mutating func readStringMap() throws(ThriftError) -> [ThriftString: ThriftString] {
         let header = try readMapBegin()
         guard header.count == 0 || (header.key == .string && header.value == .string) else {
             throw .invalidData("expected map<string,string>")
@@ -227,7 +227,7 @@ public struct ThriftReader {
 
 extension ThriftReader {
     /// Runs `body` with a reader over `bytes`.
-    public static func read<R>(
+    package static func read<R>(
         _ bytes: [UInt8], limits: ThriftLimits = .default,
         _ body: (inout ThriftReader) throws -> R
     ) throws -> R {

@@ -1,7 +1,7 @@
 /// Any Thrift value, decoded without a schema. Used to inspect what a peer
 /// really put on the wire (field ids, type ids, container element types), by
 /// the drift tests and the conformance suite.
-public indirect enum ThriftValue: Sendable, Equatable {
+package indirect enum ThriftValue: Sendable, Equatable {
     case bool(Bool)
     case byte(Int8)
     case i16(Int16)
@@ -14,17 +14,17 @@ public indirect enum ThriftValue: Sendable, Equatable {
     case set(element: TType, [ThriftValue])
     case list(element: TType, [ThriftValue])
 
-    public struct Field: Sendable, Equatable {
-        public var id: Int16
-        public var value: ThriftValue
-        public init(id: Int16, value: ThriftValue) {
+    package struct Field: Sendable, Equatable {
+        package var id: Int16
+        package var value: ThriftValue
+        package init(id: Int16, value: ThriftValue) {
             self.id = id
             self.value = value
         }
     }
 
     /// The wire type of this value.
-    public var type: TType {
+    package var type: TType {
         switch self {
         case .bool: .bool
         case .byte: .byte
@@ -41,12 +41,12 @@ public indirect enum ThriftValue: Sendable, Equatable {
     }
 
     /// The field with `id`, when this is a struct that has it.
-    public subscript(field id: Int16) -> ThriftValue? {
+    package subscript(field id: Int16) -> ThriftValue? {
         guard case .struct(let fields) = self else { return nil }
         return fields.first { $0.id == id }?.value
     }
 
-    public static func == (lhs: ThriftValue, rhs: ThriftValue) -> Bool {
+    package static func == (lhs: ThriftValue, rhs: ThriftValue) -> Bool {
         switch (lhs, rhs) {
         case (.bool(let a), .bool(let b)): a == b
         case (.byte(let a), .byte(let b)): a == b
@@ -67,7 +67,7 @@ public indirect enum ThriftValue: Sendable, Equatable {
 
 extension ThriftReader {
     /// Reads one value of `type` into a ``ThriftValue`` tree, within the limits.
-    public mutating func readValue(_ type: TType) throws(ThriftError) -> ThriftValue {
+    package mutating func readValue(_ type: TType) throws(ThriftError) -> ThriftValue {
         switch type {
         case .stop, .void: throw .invalidType(type.rawValue)
         case .bool: return .bool(try readBool())
@@ -110,7 +110,7 @@ extension ThriftReader {
 
 extension ThriftWriter {
     /// Writes a ``ThriftValue`` tree.
-    public mutating func writeValue(_ value: ThriftValue) {
+    package mutating func writeValue(_ value: ThriftValue) {
         switch value {
         case .bool(let v): writeBool(v)
         case .byte(let v): writeI8(v)

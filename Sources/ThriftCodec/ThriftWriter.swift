@@ -17,7 +17,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     @usableFromInline var count: Int
     @usableFromInline var capacity: Int
 
-    public init(reservingCapacity capacity: Int = 256) {
+    package init(reservingCapacity capacity: Int = 256) {
         self.capacity = max(capacity, 64)
         // malloc/realloc rather than allocate/copy: glibc grows a large block in place (mremap)
         // instead of copying megabytes of rows each time the buffer doubles.
@@ -29,26 +29,26 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     deinit { free(base) }
 
     /// The encoded bytes so far (a copy).
-    public var bytes: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
+    package var bytes: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
 
     /// Hands the encoded bytes over without copying them; the writer is gone afterwards.
-    public consuming func finish() -> ThriftBytes {
+    package consuming func finish() -> ThriftBytes {
         let bytes = ThriftBytes(taking: base, count: count)
         discard self
         return bytes
     }
 
     /// The number of bytes written.
-    public var byteCount: Int { count }
+    @usableFromInline package var byteCount: Int { count }
 
     /// Calls `body` with the encoded bytes, without copying them.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
     /// Makes room for at least `total` bytes in all, so a large message of known size is not
     /// grown (and copied) by doubling.
-    public mutating func reserveCapacity(_ total: Int) {
+    package mutating func reserveCapacity(_ total: Int) {
         if total > capacity { grow(total &- count) }
     }
 
@@ -82,25 +82,25 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     }
 
     @inlinable
-    public mutating func writeByte(_ value: UInt8) { store(value) }
+    package mutating func writeByte(_ value: UInt8) { store(value) }
 
     @inlinable
-    public mutating func writeBool(_ value: Bool) { store(UInt8(value ? 1 : 0)) }
+    package mutating func writeBool(_ value: Bool) { store(UInt8(value ? 1 : 0)) }
 
     @inlinable
-    public mutating func writeI8(_ value: Int8) { store(value) }
+    package mutating func writeI8(_ value: Int8) { store(value) }
 
     @inlinable
-    public mutating func writeI16(_ value: Int16) { store(value) }
+    package mutating func writeI16(_ value: Int16) { store(value) }
 
     @inlinable
-    public mutating func writeI32(_ value: Int32) { store(value) }
+    package mutating func writeI32(_ value: Int32) { store(value) }
 
     @inlinable
-    public mutating func writeI64(_ value: Int64) { store(value) }
+    package mutating func writeI64(_ value: Int64) { store(value) }
 
     @inlinable
-    public mutating func writeDouble(_ value: Double) { store(value.bitPattern) }
+    package mutating func writeDouble(_ value: Double) { store(value.bitPattern) }
 
     @inlinable
     public mutating func writeString(_ value: ThriftString) {
@@ -147,23 +147,23 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     }
 
     @inlinable
-    public mutating func writeBinary(_ value: [UInt8]) {
+    package mutating func writeBinary(_ value: [UInt8]) {
         store(Int32(truncatingIfNeeded: value.count))
         value.withUnsafeBytes { append($0) }
     }
 
     /// Appends bytes that are already encoded.
-    public mutating func writeRaw(_ bytes: [UInt8]) {
+    package mutating func writeRaw(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { append($0) }
     }
 
     /// Appends bytes that are already encoded.
     @inlinable
-    public mutating func writeRaw(bytes: UnsafeRawBufferPointer) { append(bytes) }
+    package mutating func writeRaw(bytes: UnsafeRawBufferPointer) { append(bytes) }
 
     /// Drops everything written after the first `byteCount` bytes.
     @inlinable
-    public mutating func truncate(to byteCount: Int) {
+    package mutating func truncate(to byteCount: Int) {
         precondition(byteCount >= 0 && byteCount <= count, "truncate beyond the written bytes")
         count = byteCount
     }
@@ -171,7 +171,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     /// Overwrites the four bytes at `offset` (already written) with `value`: the count of a
     /// map or list whose size is known only after its entries are written.
     @inlinable
-    public mutating func patchI32(_ value: Int32, at offset: Int) {
+    package mutating func patchI32(_ value: Int32, at offset: Int) {
         precondition(offset >= 0 && offset &+ 4 <= count, "patchI32 outside the written bytes")
         base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: Int32.self)
     }
@@ -179,20 +179,20 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     /// Writes `value` in decimal as a Thrift string (what `writeString(String(value))` writes),
     /// without building a string.
     @inlinable
-    public mutating func writeDecimalString(_ value: Int64) {
+    package mutating func writeDecimalString(_ value: Int64) {
         writeDecimal(magnitude: value.magnitude, negative: value < 0)
     }
 
     /// Writes an unsigned `value` in decimal as a Thrift string.
     @inlinable
-    public mutating func writeDecimalString(_ value: UInt64) {
+    package mutating func writeDecimalString(_ value: UInt64) {
         writeDecimal(magnitude: value, negative: false)
     }
 
     /// Writes [-]m·10⁻ˢᶜᵃˡᵉ in fixed notation as a Thrift string, the way both osquery's
     /// `%.15g` and Swift's `description` print such a double: the fraction's trailing zeros
     /// dropped, `.0` for a whole number (`12.0`, `0.05`, `-3.25`). `scale` is at most 17.
-    public mutating func writeFixedPointString(_ m: UInt64, scale: Int, negative: Bool) {
+    package mutating func writeFixedPointString(_ m: UInt64, scale: Int, negative: Bool) {
         precondition(scale >= 0 && scale <= 17, "writeFixedPointString: scale out of range")
         // Trailing zeros of the fraction are not printed.
         var fraction = scale
@@ -271,7 +271,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     }
 
     /// Writes a strict message header: version 1 | type, name, sequence id.
-    public mutating func writeMessageBegin(_ header: MessageHeader) {
+    package mutating func writeMessageBegin(_ header: MessageHeader) {
         writeI32(Int32(bitPattern: 0x8001_0000 | UInt32(header.type.rawValue)))
         writeString(header.name)
         writeI32(header.sequenceID)
@@ -279,23 +279,23 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
 
     /// Writes the old, unversioned header (name, type, sequence id). Only for
     /// testing peers that must accept it; real writers use the strict form.
-    public mutating func writeOldMessageBegin(_ header: MessageHeader) {
+    package mutating func writeOldMessageBegin(_ header: MessageHeader) {
         writeString(header.name)
         writeByte(header.type.rawValue)
         writeI32(header.sequenceID)
     }
 
     @inlinable
-    public mutating func writeFieldBegin(_ type: TType, id: Int16) {
+    package mutating func writeFieldBegin(_ type: TType, id: Int16) {
         store(type.rawValue)
         store(id)
     }
 
     @inlinable
-    public mutating func writeFieldStop() { store(TType.stop.rawValue) }
+    package mutating func writeFieldStop() { store(TType.stop.rawValue) }
 
     @inlinable
-    public mutating func writeMapBegin(key: TType, value: TType, count: Int) {
+    package mutating func writeMapBegin(key: TType, value: TType, count: Int) {
         reserve(6)
         base.storeBytes(of: key.rawValue, toByteOffset: self.count, as: UInt8.self)
         base.storeBytes(of: value.rawValue, toByteOffset: self.count &+ 1, as: UInt8.self)
@@ -304,19 +304,19 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     }
 
     @inlinable
-    public mutating func writeListBegin(element: TType, count: Int) {
+    package mutating func writeListBegin(element: TType, count: Int) {
         store(element.rawValue)
         store(Int32(truncatingIfNeeded: count))
     }
 
     @inlinable
-    public mutating func writeSetBegin(element: TType, count: Int) {
+    package mutating func writeSetBegin(element: TType, count: Int) {
         writeListBegin(element: element, count: count)
     }
 
     /// Writes a `map<string,string>`.
     @inlinable
-    public mutating func writeStringMap(_ map: [ThriftString: ThriftString]) {
+    package mutating func writeStringMap(_ map: [ThriftString: ThriftString]) {
         writeMapBegin(key: .string, value: .string, count: map.count)
         for (k, v) in map {
             writeString(k)
@@ -327,11 +327,11 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
 
 /// Bytes a ``ThriftWriter`` encoded, handed over whole (``ThriftWriter/finish()``): immutable,
 /// shared by reference, so megabytes of rows travel from encoder to socket without a copy.
-public final class ThriftBytes: @unchecked Sendable, Hashable {
+package final class ThriftBytes: @unchecked Sendable, Hashable {
     // Never written after init; freed with the object.
     let base: UnsafeMutableRawPointer
     /// The number of bytes.
-    public let count: Int
+    package let count: Int
 
     init(taking base: UnsafeMutableRawPointer, count: Int) {
         self.base = base
@@ -339,7 +339,7 @@ public final class ThriftBytes: @unchecked Sendable, Hashable {
     }
 
     /// A copy of `bytes`.
-    public convenience init(_ bytes: [UInt8]) {
+    package convenience init(_ bytes: [UInt8]) {
         guard let base = malloc(max(bytes.count, 1)) else { fatalError("ThriftBytes: out of memory") }
         bytes.withUnsafeBytes { raw in
             if let from = raw.baseAddress { base.copyMemory(from: from, byteCount: raw.count) }
@@ -350,33 +350,33 @@ public final class ThriftBytes: @unchecked Sendable, Hashable {
     deinit { free(base) }
 
     /// Calls `body` with the bytes, without copying them.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
     /// Where the bytes start; valid as long as this object lives (the memory never moves).
-    public var unsafeBaseAddress: UnsafeRawPointer { UnsafeRawPointer(base) }
+    package var unsafeBaseAddress: UnsafeRawPointer { UnsafeRawPointer(base) }
 
     /// The bytes as an array (a copy).
-    public var array: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
+    package var array: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: count)) }
 
-    public static func == (a: ThriftBytes, b: ThriftBytes) -> Bool {
+    package static func == (a: ThriftBytes, b: ThriftBytes) -> Bool {
         a.count == b.count && (a.count == 0 || memcmp(a.base, b.base, a.count) == 0)
     }
 
-    public func hash(into hasher: inout Hasher) {
+    package func hash(into hasher: inout Hasher) {
         hasher.combine(bytes: UnsafeRawBufferPointer(start: base, count: count))
     }
 }
 
 /// Strings encoded once (length and bytes) to be written many times: the keys of a table's
 /// rows, which every row repeats.
-public struct EncodedStrings: Sendable {
+package struct EncodedStrings: Sendable {
     /// The encoded strings back to back; string `i` is `bytes[starts[i]..<starts[i + 1]]`.
     @usableFromInline let bytes: [UInt8]
     @usableFromInline let starts: [Int]
 
-    public init(_ strings: [ThriftString]) {
+    package init(_ strings: [ThriftString]) {
         var writer = ThriftWriter(reservingCapacity: 256)
         var starts = [0]
         for string in strings {
@@ -389,7 +389,7 @@ public struct EncodedStrings: Sendable {
 
     /// Writes string `i` as `writeString` would.
     @inlinable
-    public func write(_ i: Int, to writer: inout ThriftWriter) {
+    package func write(_ i: Int, to writer: inout ThriftWriter) {
         bytes.withUnsafeBytes { writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: $0[starts[i]..<starts[i &+ 1]])) }
     }
 
@@ -397,14 +397,14 @@ public struct EncodedStrings: Sendable {
     /// counts: for loops over many rows, where ``write(_:to:)`` would retain and release both
     /// arrays per string.
     @inlinable
-    public func withView<R>(_ body: (View) throws -> R) rethrows -> R {
+    package func withView<R>(_ body: (View) throws -> R) rethrows -> R {
         try bytes.withUnsafeBytes { b in
             try starts.withUnsafeBufferPointer { s in try body(View(bytes: b, starts: s)) }
         }
     }
 
     /// Plain pointers to the encoded strings, valid inside ``withView(_:)``.
-    public struct View {
+    package struct View {
         @usableFromInline let bytes: UnsafeRawBufferPointer
         @usableFromInline let starts: UnsafeBufferPointer<Int>
 
@@ -416,7 +416,7 @@ public struct EncodedStrings: Sendable {
 
         /// Writes string `i` as `writeString` would.
         @inlinable
-        public func write(_ i: Int, to writer: inout ThriftWriter) {
+        package func write(_ i: Int, to writer: inout ThriftWriter) {
             writer.writeRaw(bytes: UnsafeRawBufferPointer(rebasing: bytes[starts[i]..<starts[i &+ 1]]))
         }
     }
@@ -426,7 +426,7 @@ public struct EncodedStrings: Sendable {
 /// two overlapping word copies then, where a call to memmove costs more than the copy.
 @inlinable
 @inline(__always)
-public func copyBytes(to: UnsafeMutableRawPointer, from: UnsafeRawPointer, count n: Int) {
+package func copyBytes(to: UnsafeMutableRawPointer, from: UnsafeRawPointer, count n: Int) {
     if n >= 8, n <= 16 {
         let head = from.loadUnaligned(as: UInt64.self)
         let tail = from.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)

@@ -1,5 +1,5 @@
 /// Thrift binary-protocol type ids, as they appear on the wire.
-public enum TType: UInt8, Sendable, CaseIterable {
+@usableFromInline package enum TType: UInt8, Sendable, CaseIterable {
     case stop = 0
     case void = 1
     case bool = 2
@@ -18,7 +18,7 @@ public enum TType: UInt8, Sendable, CaseIterable {
     /// refuse container counts that cannot fit in what is left of a message
     /// before anything is allocated for them.
     @inlinable
-    public var minimumEncodedSize: Int {
+    package var minimumEncodedSize: Int {
         switch self {
         case .stop, .void: 0
         case .bool, .byte, .struct: 1
@@ -32,11 +32,11 @@ public enum TType: UInt8, Sendable, CaseIterable {
 
     /// True for the types a field or container element may carry.
     @inlinable
-    public var isValueType: Bool { self != .stop && self != .void }
+    package var isValueType: Bool { self != .stop && self != .void }
 }
 
 /// Thrift message types.
-public enum TMessageType: UInt8, Sendable {
+package enum TMessageType: UInt8, Sendable {
     case call = 1
     case reply = 2
     case exception = 3
@@ -44,12 +44,12 @@ public enum TMessageType: UInt8, Sendable {
 }
 
 /// The header in front of every Thrift message.
-public struct MessageHeader: Sendable, Equatable {
-    public var name: ThriftString
-    public var type: TMessageType
-    public var sequenceID: Int32
+package struct MessageHeader: Sendable, Equatable {
+    package var name: ThriftString
+    package var type: TMessageType
+    package var sequenceID: Int32
 
-    public init(name: ThriftString, type: TMessageType, sequenceID: Int32) {
+    package init(name: ThriftString, type: TMessageType, sequenceID: Int32) {
         self.name = name
         self.type = type
         self.sequenceID = sequenceID
@@ -58,23 +58,23 @@ public struct MessageHeader: Sendable, Equatable {
 
 /// Limits that keep a hostile or broken peer from making us allocate or
 /// recurse without bound. Defaults match libthrift's `TConfiguration`.
-public struct ThriftLimits: Sendable, Equatable {
+@usableFromInline package struct ThriftLimits: Sendable, Equatable {
     /// The largest message accepted, in bytes (libthrift: 100 MiB).
-    public var maxMessageSize: Int
+    @usableFromInline package var maxMessageSize: Int
     /// The deepest nesting of structs and containers accepted (libthrift: 64).
-    public var maxDepth: Int
+    @usableFromInline package var maxDepth: Int
 
-    public init(maxMessageSize: Int = 100 * 1024 * 1024, maxDepth: Int = 64) {
+    @usableFromInline package init(maxMessageSize: Int = 100 * 1024 * 1024, maxDepth: Int = 64) {
         self.maxMessageSize = maxMessageSize
         self.maxDepth = maxDepth
     }
 
-    public static let `default` = ThriftLimits()
+    @usableFromInline package static let `default` = ThriftLimits()
 }
 
 /// Everything that can go wrong reading Thrift bytes. Each case names what was
 /// wrong so a log line tells the operator which peer misbehaved and how.
-public enum ThriftError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum ThriftError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The bytes ended in the middle of a value.
     case truncated
     /// A length or count was negative.
@@ -92,7 +92,7 @@ public enum ThriftError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A field that must be present was missing, or held the wrong type.
     case invalidData(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .truncated: "Thrift message truncated"
         case .negativeSize(let n): "negative size \(n) in Thrift message"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Counts the declarations each SDK-facing module exports: lines declaring something `public`
+# (or `open`), leaving out imports and `@_spi` declarations, which a plain import does not see.
+# Usage: scripts/public-api-count.sh [git-revision]   (default: the working tree)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rev="${1:-}"
+modules=(ThriftCodec OsqueryProtocol OsqueryClient OsqueryVocabulary OsqueryExtension OsqueryExtensionTesting)
+decl='^[[:space:]]*(@[A-Za-z_]+(\([^)]*\))?[[:space:]]+)*(public|open)[[:space:]]'
+total=0
+for m in "${modules[@]}"; do
+    if [ -n "$rev" ]; then
+        lines=$(git grep -h -E "$decl" "$rev" -- "Sources/$m/*.swift" || true)
+    else
+        lines=$(grep -rh --include='*.swift' -E "$decl" "Sources/$m" || true)
+    fi
+    n=$(printf '%s\n' "$lines" | grep -v -E '(public|open) import ' | grep -v -c -E '@_spi|^$' || true)
+    printf '%-26s %5d\n' "$m" "$n"
+    total=$((total + n))
+done
+printf '%-26s %5d\n' total "$total"
