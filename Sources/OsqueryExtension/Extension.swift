@@ -272,13 +272,20 @@ public final class Extension: Sendable {
 
     // MARK: - Internals
 
+    /// How long one registration call may wait: a core that is up answers at once, a busy one
+    /// within its own call timeouts.
+    static let registrationTimeout = Duration.seconds(30)
+    /// How long the deregistration of an old uuid may wait: it is tidying only, the core reaps a
+    /// stale uuid by itself.
+    static let deregistrationTimeout = Duration.seconds(5)
+
     func reregisterIfRunning() async throws {
         let (core, logger, running) = state.withLock { ($0.core, $0.logger, $0.running) }
         guard running, let core else { return }
         router.registrationEpoch.add(1, ordering: .sequentiallyConsistent)
         defer { router.registrationEpoch.add(1, ordering: .sequentiallyConsistent) }
         let old = uuid
-        if old != 0 { _ = try? await core.deregisterExtension(uuid: old, timeout: .seconds(5)) }
+        if old != 0 { _ = try? await core.deregisterExtension(uuid: old, timeout: Self.deregistrationTimeout) }
         try await registerAndListen(core: core, logger: logger)
     }
 
@@ -305,7 +312,7 @@ public final class Extension: Sendable {
         while true {
             let status: ExtensionStatus
             do {
-                status = try await core.registerExtension(info: info, registry: router.registryPayload(), timeout: .seconds(30))
+                status = try await core.registerExtension(info: info, registry: router.registryPayload(), timeout: Self.registrationTimeout)
             } catch {
                 await server.close()
                 throw ExtensionError.coreUnavailable("registering with \(options.socket): \(error)")
@@ -330,7 +337,7 @@ public final class Extension: Sendable {
             try server.move(to: path)
         } catch {
             await server.close()
-            _ = try? await core.deregisterExtension(uuid: newUUID, timeout: .seconds(5))
+            _ = try? await core.deregisterExtension(uuid: newUUID, timeout: Self.deregistrationTimeout)
             throw ExtensionError.cannotListen("\(path): \(error)")
         }
         state.withLock { $0.server = server }

@@ -74,6 +74,14 @@ struct RowLayout: Sendable {
 }
 
 extension RowLayout {
+    /// Replies this long are encoded in two halves at once; for fewer rows the second task costs
+    /// about what it saves.
+    static let concurrentEncodeFrom = 16_384
+    /// A run's first buffer, before its first row tells how big the rows are.
+    static let firstBufferBytes = 1 << 16
+    /// The most a run's buffer is sized ahead without a byte budget (256 MiB).
+    static let maxReservedBytes = 1 << 28
+
     /// ``encode(_:context:limits:table:)`` written straight to wire bytes: the same entries in
     /// the same order, the same budget checks at the same rows. Each value writes its own text
     /// into the buffer (``ColumnValue/writeColumnText(to:)``), and a row's map count is filled
@@ -93,7 +101,7 @@ extension RowLayout {
     func encodeWireConcurrently(_ rows: [Row], context: QueryContext, limits: TableLimits, table: String) async
         throws(PluginError) -> EncodedRows
     {
-        guard rows.count >= 16_384 else { return try encodeWire(rows, context: context, limits: limits, table: table) }
+        guard rows.count >= Self.concurrentEncodeFrom else { return try encodeWire(rows, context: context, limits: limits, table: table) }
         let used = try columnsToSend(rows, context: context, limits: limits, table: table)
         let maxBytes = limits.maxBytes ?? Int.max
         let middle = rows.count / 2
@@ -120,7 +128,7 @@ extension RowLayout {
 
     func encodeRows(_ rows: ArraySlice<Row>, used: [Bool], maxBytes: Int, table: String) -> EncodedPart {
         var bytes = 0
-        var writer = ThriftWriter(reservingCapacity: 1 << 16)
+        var writer = ThriftWriter(reservingCapacity: Self.firstBufferBytes)
         var failure: PluginError?
         // A view of the keys, not the arrays: a reference count moved per cell costs more than the cell.
         keyWire.withView { keys in
@@ -139,7 +147,7 @@ extension RowLayout {
                 // Never more than the budget allows (or 256 MiB without one).
                 if r == rows.startIndex {
                     let (estimate, overflow) = writer.byteCount.multipliedReportingOverflow(by: rows.count)
-                    let cap = min(maxBytes, 1 << 28)
+                    let cap = min(maxBytes, Self.maxReservedBytes)
                     writer.reserveCapacity(overflow ? cap : min(estimate / 8 * 9 + 64, cap))
                 }
             }

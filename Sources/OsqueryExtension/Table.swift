@@ -185,11 +185,15 @@ public struct Table: ExtensionPlugin {
             let encoded = try await layout.encodeWireConcurrently(rows, context: ctx, limits: limits, table: name)
             // The rows are freed after the reply is sent, while the core works on it.
             return .encoded(
-                ExtensionStatus(code: 0, message: "OK"), encoded, releaseAfterSending: rows.count >= 1024 ? rows : nil)
+                ExtensionStatus(code: 0, message: "OK"), encoded, releaseAfterSending: rows.count >= Self.releaseAfterSendingFrom ? rows : nil)
         } catch {
             return .rows(failure(error))
         }
     }
+
+    /// Rows of a reply this long are freed on a pool thread once it is sent, off the core's wait;
+    /// fewer are cheap to free at once.
+    static let releaseAfterSendingFrom = 1024
 
     /// Runs generate (under the deadline) and encodes the used columns of the rows (under the budgets).
     func generateResponse(_ request: PluginRequest) async -> ExtensionResponse {
