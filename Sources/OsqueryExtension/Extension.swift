@@ -1,108 +1,9 @@
-public import Logging
+import Logging
 import Synchronization
 import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Versions this SDK reports.
-public enum OsquerySDK {
-    /// This Swift SDK's own version.
-    public static let version = "0.1.0"
-    /// The osquery SDK (protocol) version this SDK implements, sent as `sdk_version`
-    /// at registration, as osquery's C++ SDK sends the osquery version it was built from.
-    public static let osqueryVersion = "5.16.0"
-    /// The oldest core SDK version this SDK works with, sent as `min_sdk_version`
-    /// (osquery's current extension protocol dates from 1.7.7).
-    public static let minimumCoreVersion = "1.7.7"
-}
-
-/// Why an extension stopped.
-public enum StopReason: Sendable, Equatable, CustomStringConvertible {
-    /// The core sent the `shutdown` RPC.
-    case shutdownRequested
-    /// SIGTERM or SIGINT.
-    case signal(Int32)
-    /// The core stopped answering (default mode).
-    case coreGone
-    /// The core no longer lists this extension (default mode).
-    case deregistered
-    /// ``Extension/stop()`` was called.
-    case stopped
-
-    /// The reason as a phrase for logs (`signal 15`, `the osquery core has gone away`).
-    public var description: String {
-        switch self {
-        case .shutdownRequested: "the core requested shutdown"
-        case .signal(let s): "signal \(s)"
-        case .coreGone: "the osquery core has gone away"
-        case .deregistered: "the core no longer lists this extension"
-        case .stopped: "stopped"
-        }
-    }
-}
-
-/// Why an extension could not start.
-///
-/// ``Extension/start(options:signals:)`` and the `run` methods throw it; ``Extension/run()``
-/// logs it and exits with status 1.
-public enum ExtensionError: Error, Sendable, CustomStringConvertible {
-    /// The `--socket` path is empty, or too long for a Unix socket once `.<uuid>` is added.
-    case badSocketPath(String)
-    /// No core answered at the socket within `--timeout`, or the registration call got no answer.
-    case coreUnavailable(String)
-    /// The core answered `registerExtension` with a non-zero status: its code and message (a
-    /// name still taken after ``ExtensionConfiguration/duplicateRetryWindow``, an unknown registry, …).
-    case registrationRefused(code: Int32, message: String)
-    /// Two plugins have the same registry and name.
-    case duplicatePlugin(registry: String, name: String)
-    /// The extension's own socket (`<socket>.<uuid>`) could not be bound or moved into place.
-    case cannotListen(String)
-    /// The extension is not running. No method of this SDK version throws it.
-    case notRunning
-
-    /// The failure as one line (`registration refused (1): Duplicate extension registered`).
-    public var description: String {
-        switch self {
-        case .badSocketPath(let s): "bad socket path: \(s)"
-        case .coreUnavailable(let s): s
-        case .registrationRefused(let code, let message): "registration refused (\(code)): \(message)"
-        case .duplicatePlugin(let r, let n): "two plugins named \(n) in registry \(r)"
-        case .cannotListen(let s): "cannot listen: \(s)"
-        case .notRunning: "the extension is not running"
-        }
-    }
-}
-
-/// Tunables of the runner; the defaults suit an autoloaded extension.
-public struct ExtensionConfiguration: Sendable {
-    /// Sent as `sdk_version`.
-    public var sdkVersion: String = OsquerySDK.osqueryVersion
-    /// Sent as `min_sdk_version`.
-    public var minSDKVersion: String = OsquerySDK.minimumCoreVersion
-    /// Failed liveness checks in a row before the core counts as gone. A timeout
-    /// (core busy) counts 1; a missing or refusing socket counts 2.
-    public var strikeLimit: Int = 3
-    /// How long in-flight calls may take to finish at shutdown, and how long the
-    /// deregistration call may wait for the core.
-    public var drainTimeout: Duration = .seconds(10)
-    /// How long each plugin's shutdown hook may take.
-    public var shutdownHookTimeout: Duration = .seconds(5)
-    /// How long "Duplicate extension registered" is retried (the core reaps a dead
-    /// predecessor within about one `--extensions_interval`).
-    public var duplicateRetryWindow: Duration = .seconds(10)
-    /// Install SIGTERM/SIGINT handlers that shut down gracefully (``Extension/run()`` does).
-    public var handleSignals: Bool = false
-    /// What the extension's server lets a peer on its socket hold: message size, calls
-    /// queued per connection, idle and partial-message timeouts, connections at once. The
-    /// command line's `--extensions_max_*` and `--extensions_*_timeout` options override it.
-    public var serverLimits: ServerLimits = .default
-    /// Where the runner logs; nil: standard error, `notice` level (`debug` with `--verbose`).
-    public var logger: Logger? = nil
-
-    /// The defaults.
-    public init() {}
-}
 
 /// An extension process: its plugins and the runner that registers them with a
 /// core and serves the core's calls.
@@ -371,13 +272,20 @@ public final class Extension: Sendable {
 
     // MARK: - Internals
 
+    /// How long one registration call may wait: a core that is up answers at once, a busy one
+    /// within its own call timeouts.
+    static let registrationTimeout = Duration.seconds(30)
+    /// How long the deregistration of an old uuid may wait: it is tidying only, the core reaps a
+    /// stale uuid by itself.
+    static let deregistrationTimeout = Duration.seconds(5)
+
     func reregisterIfRunning() async throws {
         let (core, logger, running) = state.withLock { ($0.core, $0.logger, $0.running) }
         guard running, let core else { return }
         router.registrationEpoch.add(1, ordering: .sequentiallyConsistent)
         defer { router.registrationEpoch.add(1, ordering: .sequentiallyConsistent) }
         let old = uuid
-        if old != 0 { _ = try? await core.deregisterExtension(uuid: old, timeout: .seconds(5)) }
+        if old != 0 { _ = try? await core.deregisterExtension(uuid: old, timeout: Self.deregistrationTimeout) }
         try await registerAndListen(core: core, logger: logger)
     }
 
@@ -404,7 +312,7 @@ public final class Extension: Sendable {
         while true {
             let status: ExtensionStatus
             do {
-                status = try await core.registerExtension(info: info, registry: router.registryPayload(), timeout: .seconds(30))
+                status = try await core.registerExtension(info: info, registry: router.registryPayload(), timeout: Self.registrationTimeout)
             } catch {
                 await server.close()
                 throw ExtensionError.coreUnavailable("registering with \(options.socket): \(error)")
@@ -429,83 +337,12 @@ public final class Extension: Sendable {
             try server.move(to: path)
         } catch {
             await server.close()
-            _ = try? await core.deregisterExtension(uuid: newUUID, timeout: .seconds(5))
+            _ = try? await core.deregisterExtension(uuid: newUUID, timeout: Self.deregistrationTimeout)
             throw ExtensionError.cannotListen("\(path): \(error)")
         }
         state.withLock { $0.server = server }
         logger.notice("registered \(name) as uuid \(newUUID), listening on \(path)")
         if let oldServer, oldServer !== server { await oldServer.close() }
-    }
-
-    func livenessLoop() async {
-        let (options, logger) = state.withLock { ($0.options, $0.logger) }
-        let interval = Duration.seconds(max(options.interval, 0.2))
-        // Its own client: liveness never waits behind user queries or shares their connections.
-        let watcher = OsqueryClient(socket: options.socket, connectTimeout: .seconds(2), callTimeout: max(interval, .seconds(2)))
-        var strikes = 0
-        while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
-            do {
-                let epoch = router.registrationEpoch.load(ordering: .sequentiallyConsistent)
-                let list = try await watcher.extensions()
-                strikes = 0
-                let me = uuid
-                if list[me]?.name == name { continue }
-                // Our own re-registration (plugins added or removed) was under way: look again
-                // next time rather than take the gap for a deregistration.
-                if epoch % 2 == 1 || router.registrationEpoch.load(ordering: .sequentiallyConsistent) != epoch { continue }
-                logger.warning("the core no longer lists \(name) (uuid \(me))")
-                if options.supervised {
-                    await reconnect(logger: logger)
-                } else {
-                    stopSink.yield(.deregistered)
-                    return
-                }
-            } catch {
-                var gone = false
-                if case .transport(let e) = error {
-                    switch e {
-                    case .noSocket, .connectionRefused, .badSocketPath: gone = true
-                    default: break
-                    }
-                }
-                strikes += gone ? 2 : 1
-                logger.info("liveness check failed (\(strikes)/\(configuration.strikeLimit)): \(error)")
-                guard strikes >= configuration.strikeLimit else { continue }
-                strikes = 0
-                if options.supervised {
-                    logger.warning("the core at \(options.socket) is gone; waiting for it to return")
-                    await reconnect(logger: logger)
-                } else {
-                    stopSink.yield(.coreGone)
-                    return
-                }
-            }
-        }
-    }
-
-    /// Supervised mode: wait (with back-off) for a core, then register again.
-    func reconnect(logger: Logger) async {
-        let (core, oldServer) = state.withLock { s -> (OsqueryClient?, RPCServer?) in
-            let old = s.server
-            s.server = nil
-            return (s.core, old)
-        }
-        guard let core else { return }
-        await oldServer?.close()
-        router.uuid.store(0, ordering: .relaxed)
-        var delay = Duration.milliseconds(100)
-        while !Task.isCancelled {
-            do {
-                try await core.waitUntilAvailable(timeout: .seconds(3600))
-                try await registerAndListen(core: core, logger: logger)
-                return
-            } catch {
-                logger.info("re-registration failed: \(error); retrying in \(delay)")
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
-            }
-        }
     }
 
     /// Stops accepting calls, deregisters, drains in-flight calls, runs every plugin's
@@ -553,99 +390,5 @@ public final class Extension: Sendable {
         StopSignals.remove(self)
         logger.notice("stopped \(name)")
         for w in waiters { w.resume(returning: reason) }
-    }
-}
-
-/// Routes the core's calls to plugins; answers pings; counts in-flight calls for draining.
-final class Router: ExtensionHandler, Sendable {
-    let name: String
-    let table: Mutex<[String: [String: any ExtensionPlugin]]>
-    let order: Mutex<[any ExtensionPlugin]>
-    let uuid = Atomic<Int64>(0)
-    let draining = Atomic<Bool>(false)
-    /// Bumped when a re-registration starts and when it ends (odd: one is under way), so the
-    /// liveness check can tell "deregistered by the core" from "re-registering ourselves".
-    let registrationEpoch = Atomic<Int>(0)
-    let inFlight = Atomic<Int>(0)
-    let hooks = Mutex<(core: OsqueryClient?, onShutdown: (@Sendable () -> Void)?)>((nil, nil))
-
-    var core: OsqueryClient? {
-        get { hooks.withLock { $0.core } }
-        set { hooks.withLock { $0.core = newValue } }
-    }
-    var onShutdownRPC: (@Sendable () -> Void)? {
-        get { hooks.withLock { $0.onShutdown } }
-        set { hooks.withLock { $0.onShutdown = newValue } }
-    }
-
-    init(name: String, plugins: [any ExtensionPlugin]) {
-        self.name = name
-        var t: [String: [String: any ExtensionPlugin]] = [:]
-        for p in plugins where t[p.registry]?[p.name] == nil { t[p.registry, default: [:]][p.name] = p }
-        table = Mutex(t)
-        order = Mutex(plugins)
-    }
-
-    func all() -> [any ExtensionPlugin] { order.withLock { $0 } }
-
-    func firstDuplicate() -> (String, String)? {
-        var seen = Set<String>()
-        for p in all() where !seen.insert("\(p.registry)\u{0}\(p.name)").inserted { return (p.registry, p.name) }
-        return nil
-    }
-
-    func add(_ plugin: any ExtensionPlugin) {
-        remove(registry: plugin.registry, name: plugin.name)
-        table.withLock { $0[plugin.registry, default: [:]][plugin.name] = plugin }
-        order.withLock { $0.append(plugin) }
-    }
-
-    func remove(registry: String, name: String) {
-        table.withLock { _ = $0[registry]?.removeValue(forKey: name) }
-        order.withLock { $0.removeAll { $0.registry == registry && $0.name == name } }
-    }
-
-    /// Only the registries that hold plugins (osquery rejects unknown registries, even empty).
-    func registryPayload() -> ExtensionRegistry {
-        var out = ExtensionRegistry()
-        for p in all() { out[ThriftString(p.registry), default: [:]][ThriftString(p.name)] = p.routes }
-        return out
-    }
-
-    func ping() async throws -> ExtensionStatus {
-        ExtensionStatus(code: 0, message: "pong", uuid: uuid.load(ordering: .relaxed))
-    }
-
-    func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
-        -> ServerResponse
-    {
-        let me = uuid.load(ordering: .relaxed)
-        func fail(_ message: String) -> ServerResponse {
-            .rows(ExtensionResponse(status: ExtensionStatus(code: 1, message: ThriftString(message), uuid: me)))
-        }
-        if draining.load(ordering: .sequentiallyConsistent) { return fail("extension \(name) is shutting down") }
-        let reg = registry.lossyString
-        let found: (known: Bool, plugin: (any ExtensionPlugin)?) = table.withLock { t in
-            guard let items = t[reg] else { return (false, nil) }
-            return (true, items[item.lossyString])
-        }
-        guard found.known else { return fail("Unknown registry: \(reg)") }
-        guard let plugin = found.plugin else { return fail("Unknown registry item: \(item.lossyString)") }
-        inFlight.add(1, ordering: .sequentiallyConsistent)
-        defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
-        var response: ServerResponse
-        do {
-            response = try await plugin.reply(to: PluginRequest(raw: request, core: core))
-        } catch let e as PluginError {
-            response = .rows(.failure(e.message))
-        } catch {
-            response = .rows(.failure("\(error)"))
-        }
-        response.status.uuid = me
-        return response
-    }
-
-    func shutdown() async throws {
-        onShutdownRPC?()
     }
 }

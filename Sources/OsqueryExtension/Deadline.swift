@@ -1,0 +1,50 @@
+import Synchronization
+
+/// Runs `body` in its own task; after `deadline` the task is cancelled and a clear error returned
+/// at once, even if `body` ignores cancellation: "`what` exceeded its deadline of …", where
+/// `what` names the work ("table t: generate", "logger l: shutdown").
+func runWithDeadline<T: Sendable>(
+    _ deadline: Duration, what: String, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let race = DeadlineRace()
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let work = Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            if race.finish() { continuation.resume(with: result) }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: deadline)
+            if !Task.isCancelled, race.finish() {
+                work.cancel()
+                continuation.resume(
+                    throwing: PluginError("\(what) exceeded its deadline of \(deadline)"))
+            }
+        }
+        race.setTimer(timer)
+    }
+}
+
+final class DeadlineRace: Sendable {
+    let state = Mutex<(finished: Bool, timer: Task<Void, Never>?)>((false, nil))
+
+    /// True for the first caller only; cancels the timer.
+    func finish() -> Bool {
+        let (first, timer) = state.withLock { s -> (Bool, Task<Void, Never>?) in
+            if s.finished { return (false, nil) }
+            s.finished = true
+            return (true, s.timer)
+        }
+        timer?.cancel()
+        return first
+    }
+
+    func setTimer(_ timer: Task<Void, Never>) {
+        let cancel = state.withLock { s -> Bool in
+            if s.finished { return true }
+            s.timer = timer
+            return false
+        }
+        if cancel { timer.cancel() }
+    }
+}

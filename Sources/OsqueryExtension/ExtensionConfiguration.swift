@@ -1,0 +1,31 @@
+public import Logging
+
+/// Tunables of the runner; the defaults suit an autoloaded extension.
+public struct ExtensionConfiguration: Sendable {
+    /// Sent as `sdk_version`.
+    public var sdkVersion: String = OsquerySDK.osqueryVersion
+    /// Sent as `min_sdk_version`.
+    public var minSDKVersion: String = OsquerySDK.minimumCoreVersion
+    /// Failed liveness checks in a row before the core counts as gone. A timeout
+    /// (core busy) counts 1; a missing or refusing socket counts 2.
+    public var strikeLimit: Int = 3
+    /// How long in-flight calls may take to finish at shutdown, and how long the
+    /// deregistration call may wait for the core.
+    public var drainTimeout: Duration = .seconds(10)
+    /// How long each plugin's shutdown hook may take.
+    public var shutdownHookTimeout: Duration = .seconds(5)
+    /// How long "Duplicate extension registered" is retried (the core reaps a dead
+    /// predecessor within about one `--extensions_interval`).
+    public var duplicateRetryWindow: Duration = .seconds(10)
+    /// Install SIGTERM/SIGINT handlers that shut down gracefully (``Extension/run()`` does).
+    public var handleSignals: Bool = false
+    /// What the extension's server lets a peer on its socket hold: message size, calls
+    /// queued per connection, idle and partial-message timeouts, connections at once. The
+    /// command line's `--extensions_max_*` and `--extensions_*_timeout` options override it.
+    public var serverLimits: ServerLimits = .default
+    /// Where the runner logs; nil: standard error, `notice` level (`debug` with `--verbose`).
+    public var logger: Logger? = nil
+
+    /// The defaults.
+    public init() {}
+}
