@@ -19,7 +19,7 @@ private struct Idle: Service {
             services: [Idle(), ext.service(options: try options(core.socket))],
             logger: Logger(label: "test.extension-service"))
         let running = Task { try await group.run() }
-        let uuid = try await core.waitForExtension(named: "svc_ext")
+        let uuid = try await core.waitForExtension(named: "svc_ext", timeout: .seconds(60))
         #expect(try await OsqueryClient(socket: core.socket).query("select * from svc_t").count == 2)
         await group.triggerGracefulShutdown()
         try await running.value
