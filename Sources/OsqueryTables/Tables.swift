@@ -55,6 +55,16 @@ public enum BuiltinTables {
             ShellTables.shellHistory(flags: flags),
             ShellTables.suidBin(),
             ShellTables.last(flags: flags),
+            // osquery's Linux catalogue (issue 18): hardware and kernel.
+            HardwareTables.kernelKeys(flags: flags),
+            HardwareTables.memoryMap(flags: flags),
+            HardwareTables.blockDevices(flags: flags),
+            HardwareTables.pciDevices(flags: flags),
+            HardwareTables.usbDevices(flags: flags),
+            SMBIOSTables.smbiosTables(flags: flags),
+            SMBIOSTables.platformInfo(flags: flags),
+            SMBIOSTables.memoryDevices(flags: flags),
+            SMBIOSTables.cpuInfo(flags: flags),
         ]
     }
 
