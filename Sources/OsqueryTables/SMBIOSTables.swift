@@ -31,8 +31,10 @@ enum SMBIOSTables {
         func dword(_ offset: Int) -> UInt32 { UInt32(word(offset)) | UInt32(word(offset + 2)) << 16 }
 
         /// osquery's dmiString: the numbered string of the set, "" for 0 or a malformed set.
-        func string(at offset: Int) -> String {
-            var number = byte(offset)
+        func string(at offset: Int) -> String { string(number: byte(offset)) }
+
+        func string(number: UInt8) -> String {
+            var number = number
             let text = bytes.dropFirst(headerLength)
             guard number != 0, let last = text.last, last == 0 else { return "" }
             var i = text.startIndex
@@ -241,6 +243,141 @@ enum SMBIOSTables {
                 for _ in 0..<4 { rows.append(.null) }
             }
             return rows
+        }
+    }
+
+    static func hex(_ value: UInt64, width: Int) -> String {
+        let s = String(value, radix: 16)
+        return "0x" + String(repeating: "0", count: max(0, width - s.count)) + s
+    }
+
+    static let arrayLocations: [UInt8: String] = [
+        0x01: "Other", 0x02: "Unknown", 0x03: "System board or motherboard", 0x04: "ISA add-on card",
+        0x05: "EISA add-on card", 0x06: "PCI add-on card", 0x07: "MCA add-on card", 0x08: "PCMCIA add-on card",
+        0x09: "Proprietary add-on card", 0x0A: "NuBus", 0xA0: "PC-98/C20 add-on card", 0xA1: "PC-98/C24 add-on card",
+        0xA2: "PC-98/E add-on card", 0xA3: "PC-98/Local bus add-on card",
+    ]
+    static let arrayUses: [UInt8: String] = [
+        0x01: "Other", 0x02: "Unknown", 0x03: "System memory", 0x04: "Video memory", 0x05: "Flash memory",
+        0x06: "Non-volatile RAM", 0x07: "Cache memory",
+    ]
+    static let errorCorrections: [UInt8: String] = [
+        0x01: "Other", 0x02: "Unknown", 0x03: "none", 0x04: "Parity", 0x05: "Single-bit ECC", 0x06: "Multi-bit ECC", 0x07: "CRC",
+    ]
+    static let errorTypes: [UInt8: String] = [
+        0x01: "Other", 0x02: "Unknown", 0x03: "OK", 0x04: "Bad read", 0x05: "Parity error", 0x06: "Single-bit error",
+        0x07: "Double-bit error", 0x08: "Multi-bit error", 0x09: "Nibble error", 0x0A: "Checksum error", 0x0B: "CRC error",
+        0x0C: "Corrected single-bit error", 0x0D: "Corrected error", 0x0E: "Uncorrectable error",
+    ]
+    static let errorGranularities: [UInt8: String] = [0x01: "Other", 0x02: "Unknown", 0x03: "Device level", 0x04: "Memory partition level"]
+    static let errorOperations: [UInt8: String] = [0x01: "Other", 0x02: "Unknown", 0x03: "Read", 0x04: "Write", 0x05: "Partial write"]
+
+    /// A table of one row per structure of a type whose structures span at least `minimum` bytes.
+    static func structureTable(
+        _ name: String, _ columns: [TableColumn], type: UInt8, minimum: Int, flags: Flags, path: String, log: OnceLog,
+        row: @escaping @Sendable (Structure, inout TableRows) -> Void
+    ) -> FunctionTable {
+        table(name, columns) { _, schema in
+            var rows = TableRows(schema: schema)
+            for s in read(path, readMax: flags[.readMax], table: name, log: log) ?? [] where s.type == type && s.bytes.count >= minimum {
+                row(s, &rows)
+            }
+            return rows
+        }
+    }
+
+    static func memoryArrays(flags: Flags, path: String = dmiPath, log: OnceLog = OnceLog()) -> FunctionTable {
+        structureTable("memory_arrays", [
+            col("handle", .text), col("location", .text), col("use", .text), col("memory_error_correction", .text),
+            col("max_capacity", .integer), col("memory_error_info_handle", .text), col("number_memory_devices", .integer),
+        ], type: 16, minimum: 0x0F + 8, flags: flags, path: path, log: log) { s, rows in
+            rows.append(.text(hex4(s.word(0x02))))
+            rows.append(arrayLocations[s.byte(0x04)].map { .text($0) } ?? .null)
+            rows.append(arrayUses[s.byte(0x05)].map { .text($0) } ?? .null)
+            rows.append(errorCorrections[s.byte(0x06)].map { .text($0) } ?? .null)
+            // Kilobytes, or bytes in the extended field: osquery reports whole gigabytes.
+            let capacity = s.dword(0x07)
+            let extended = UInt64(s.dword(0x0F)) | UInt64(s.dword(0x13)) << 32
+            rows.append(.integer(Int64(capacity >= 0x8000_0000 ? extended / 1_073_741_824 : UInt64(capacity / 1_048_576))))
+            let errorHandle = s.word(0x0B)
+            rows.append(errorHandle == 0xFFFE || errorHandle == 0xFFFF ? .null : .text(hex4(errorHandle)))
+            rows.append(.integer(Int64(s.word(0x0D))))
+        }
+    }
+
+    static func memoryArrayMappedAddresses(flags: Flags, path: String = dmiPath, log: OnceLog = OnceLog()) -> FunctionTable {
+        structureTable("memory_array_mapped_addresses", [
+            col("handle", .text), col("memory_array_handle", .text), col("starting_address", .text),
+            col("ending_address", .text), col("partition_width", .integer),
+        ], type: 19, minimum: 0x17 + 8, flags: flags, path: path, log: log) { s, rows in
+            rows.append(.text(hex4(s.word(0x02))))
+            rows.append(.text(hex4(s.word(0x0C))))
+            let start = s.dword(0x04)
+            if start != 0xFFFF_FFFF {
+                rows.append(.text(hex(UInt64(start), width: 8)))
+                rows.append(.text(hex(UInt64(s.dword(0x08)), width: 8)))
+            } else {
+                rows.append(.text(hex(UInt64(s.dword(0x0F)) | UInt64(s.dword(0x13)) << 32, width: 12)))
+                rows.append(.text(hex(UInt64(s.dword(0x17)) | UInt64(s.dword(0x1B)) << 32, width: 12)))
+            }
+            rows.append(.integer(Int64(s.byte(0x0E))))
+        }
+    }
+
+    static func memoryDeviceMappedAddresses(flags: Flags, path: String = dmiPath, log: OnceLog = OnceLog()) -> FunctionTable {
+        structureTable("memory_device_mapped_addresses", [
+            col("handle", .text), col("memory_device_handle", .text), col("memory_array_mapped_address_handle", .text),
+            col("starting_address", .text), col("ending_address", .text), col("partition_row_position", .integer),
+            col("interleave_position", .integer), col("interleave_data_depth", .integer),
+        ], type: 20, minimum: 0x1B + 8, flags: flags, path: path, log: log) { s, rows in
+            rows.append(.text(hex4(s.word(0x02))))
+            rows.append(.text(hex4(s.word(0x0C))))
+            // osquery leaves the array mapping's handle unset.
+            rows.append(.null)
+            let start = s.dword(0x04)
+            if start != 0xFFFF_FFFF {
+                rows.append(.text(hex(UInt64(start), width: 8)))
+                rows.append(.text(hex(UInt64(s.dword(0x08)), width: 8)))
+            } else {
+                rows.append(.text(hex(UInt64(s.dword(0x13)) | UInt64(s.dword(0x17)) << 32, width: 12)))
+                rows.append(.text(hex(UInt64(s.dword(0x1B)) | UInt64(s.dword(0x1F)) << 32, width: 12)))
+            }
+            rows.append(.integer(Int64(s.byte(0x10))))
+            rows.append(.integer(Int64(s.byte(0x11))))
+            rows.append(.integer(Int64(s.byte(0x12))))
+        }
+    }
+
+    static func memoryErrorInfo(flags: Flags, path: String = dmiPath, log: OnceLog = OnceLog()) -> FunctionTable {
+        structureTable("memory_error_info", [
+            col("handle", .text), col("error_type", .text), col("error_granularity", .text), col("error_operation", .text),
+            col("vendor_syndrome", .text), col("memory_array_error_address", .text), col("device_error_address", .text),
+            col("error_resolution", .text),
+        ], type: 18, minimum: 0x13 + 4, flags: flags, path: path, log: log) { s, rows in
+            rows.append(.text(hex4(s.word(0x02))))
+            rows.append(errorTypes[s.byte(0x04)].map { .text($0) } ?? .null)
+            rows.append(errorGranularities[s.byte(0x05)].map { .text($0) } ?? .null)
+            rows.append(errorOperations[s.byte(0x06)].map { .text($0) } ?? .null)
+            let syndrome = s.dword(0x07)
+            rows.append(syndrome == 0 ? .null : .text(hex(UInt64(syndrome), width: 8)))
+            // 0x80000000: unknown.
+            for offset in [0x0B, 0x0F, 0x13] {
+                let value = s.dword(offset)
+                rows.append(value == 0x8000_0000 ? .null : .text(hex(UInt64(value), width: 8)))
+            }
+        }
+    }
+
+    static func oemStrings(flags: Flags, path: String = dmiPath, log: OnceLog = OnceLog()) -> FunctionTable {
+        structureTable("oem_strings", [col("handle", .text), col("number", .integer), col("value", .text)],
+                       type: 11, minimum: 0x04 + 1, flags: flags, path: path, log: log) { s, rows in
+            let count = s.byte(0x04)
+            guard count > 0 else { return }
+            for i in 1...count {
+                rows.append(.text(hex4(s.word(0x02))))
+                rows.append(.integer(Int64(i)))
+                rows.append(.text(s.string(number: i)))
+            }
         }
     }
 

@@ -65,6 +65,11 @@ public enum BuiltinTables {
             SMBIOSTables.platformInfo(flags: flags),
             SMBIOSTables.memoryDevices(flags: flags),
             SMBIOSTables.cpuInfo(flags: flags),
+            SMBIOSTables.memoryArrays(flags: flags),
+            SMBIOSTables.memoryArrayMappedAddresses(flags: flags),
+            SMBIOSTables.memoryDeviceMappedAddresses(flags: flags),
+            SMBIOSTables.memoryErrorInfo(flags: flags),
+            SMBIOSTables.oemStrings(flags: flags),
         ]
     }
 

@@ -139,6 +139,69 @@ import Glibc
         #expect(expected.contains { $0.contains("\t32768\t\tDIMM 1\t") })
     }
 
+    static func le32(_ v: UInt32) -> [UInt8] { le16(UInt16(v & 0xFFFF)) + le16(UInt16(v >> 16)) }
+
+    /// A memory array, its mapped range, a device's mapped range, an error record, OEM strings.
+    static let memoryParts: [[UInt8]] = [
+        structure(16, handle: 0x1000, [3, 3, 6] + le32(64 << 20) + le16(0xFFFE) + le16(4) + le32(0) + le32(0), strings: []),
+        structure(19, handle: 0x1300, le32(0) + le32(0x1FFFFF) + le16(0x1000) + [1] + le32(0) + le32(0) + le32(0) + le32(0), strings: []),
+        structure(20, handle: 0x1400, le32(0) + le32(0x1FFFFF) + le16(0x1100) + le16(0x1300) + [1, 1, 1] + le32(0) + le32(0) + le32(0) + le32(0), strings: []),
+        structure(18, handle: 0x1200, [3, 2, 2] + le32(0) + le32(0x8000_0000) + le32(0x8000_0000) + le32(0x8000_0000), strings: []),
+        structure(11, handle: 0x0B00, [2], strings: ["Hello OEM", "key=value"]),
+        structure(127, handle: 0xFEFF, [], strings: []),
+    ]
+
+    @Test(.enabled(if: installed("/usr/sbin/dmidecode"))) func memoryStructuresMatchDmidecode() async throws {
+        let dir = TempDir()
+        let table = Array(Self.memoryParts.joined())
+        Self.write(dir.path + "/DMI", table)
+        Self.write(dir.path + "/dump", Self.dump(table))
+        let path = dir.path + "/DMI"
+        let flags = Flags()
+        let registry = PluginRegistry()
+        registry.addTable(SMBIOSTables.memoryArrays(flags: flags, path: path))
+        registry.addTable(SMBIOSTables.memoryArrayMappedAddresses(flags: flags, path: path))
+        registry.addTable(SMBIOSTables.memoryDeviceMappedAddresses(flags: flags, path: path))
+        registry.addTable(SMBIOSTables.memoryErrorInfo(flags: flags, path: path))
+        registry.addTable(SMBIOSTables.oemStrings(flags: flags, path: path))
+        let db = try Database(registry: registry, flags: flags)
+        let blocks = Self.dmidecodeBlocks(try await toolOutput("/usr/sbin/dmidecode", ["--from-dump", dir.path + "/dump"]))
+        func fields(_ type: Int) throws -> [String: String] { try #require(blocks.first { $0.type == type }).fields }
+
+        // dmidecode capitalises the words osquery's tables keep lower case.
+        let array = try fields(16)
+        #expect(try rowSet(db, "SELECT * FROM memory_arrays", ["handle", "location", "use", "memory_error_correction", "max_capacity", "memory_error_info_handle", "number_memory_devices"])
+            == [["0x1000", array["Location"]?.lowercased() == "system board or motherboard" ? "System board or motherboard" : "?",
+                 array["Use"]?.lowercased() == "system memory" ? "System memory" : "?", array["Error Correction Type"],
+                 array["Maximum Capacity"]?.replacingOccurrences(of: " GB", with: ""),
+                 array["Error Information Handle"] == "Not Provided" ? "" : "?", array["Number Of Devices"]].map { $0 ?? "?" }.joined(separator: "\t")])
+
+        // dmidecode prints byte addresses; osquery the structure's kilobyte values.
+        func kilobytes(_ text: String?) -> String {
+            guard let text, let bytes = UInt64(text.dropFirst(2), radix: 16) else { return "?" }
+            return SMBIOSTables.hex(bytes / 1024, width: 8)
+        }
+        let mapped = try fields(19)
+        #expect(try rowSet(db, "SELECT * FROM memory_array_mapped_addresses", ["handle", "memory_array_handle", "starting_address", "ending_address", "partition_width"])
+            == [["0x1300", mapped["Physical Array Handle"], kilobytes(mapped["Starting Address"]), kilobytes(mapped["Ending Address"]),
+                 mapped["Partition Width"]].map { $0 ?? "?" }.joined(separator: "\t")])
+        let device = try fields(20)
+        #expect(try rowSet(db, "SELECT * FROM memory_device_mapped_addresses", ["handle", "memory_device_handle", "starting_address", "ending_address", "partition_row_position", "interleave_position", "interleave_data_depth"])
+            == [["0x1400", device["Physical Device Handle"], kilobytes(device["Starting Address"]), kilobytes(device["Ending Address"]),
+                 device["Partition Row Position"], device["Interleave Position"], device["Interleaved Data Depth"]].map { $0 ?? "?" }.joined(separator: "\t")])
+        #expect(device["Memory Array Mapped Address Handle"] == "0x1300")
+
+        let error = try fields(18)
+        #expect(try rowSet(db, "SELECT * FROM memory_error_info", ["handle", "error_type", "error_granularity", "error_operation", "vendor_syndrome", "memory_array_error_address", "device_error_address", "error_resolution"])
+            == [["0x1200", error["Type"], error["Granularity"], error["Operation"],
+                 error["Vendor Syndrome"] == "Unknown" ? "" : "?", error["Memory Array Address"] == "Unknown" ? "" : "?",
+                 error["Device Address"] == "Unknown" ? "" : "?", error["Resolution"] == "Unknown" ? "" : "?"].map { $0 ?? "?" }.joined(separator: "\t")])
+
+        let oem = try fields(11)
+        #expect(try rowSet(db, "SELECT * FROM oem_strings", ["handle", "number", "value"])
+            == Set((1...2).map { "0x0b00\t\($0)\t\(oem["String \($0)"] ?? "?")" }))
+    }
+
     /// No table here (or no root): each table answers no rows and says why once, however
     /// often it is asked.
     @Test func missingTableGivesNoRowsAndSaysWhyOnce() throws {
