@@ -275,4 +275,32 @@ import Glibc
         ])
         #expect(log.messages.isEmpty)
     }
+
+    /// FIFOs where /proc/keys, /proc/iomem and the DMI table should be are refused at once (a
+    /// read would wait for a writer), a DMI table over read_max is not read, and each table
+    /// keeps answering afterwards.
+    @Test func fifosAndOversizedFilesAreRefused() throws {
+        let dir = TempDir()
+        for name in ["keys", "iomem", "DMI"] { #expect(mkfifo(dir.path + "/" + name, 0o600) == 0) }
+        let flags = Flags()
+        let registry = PluginRegistry()
+        registry.addTable(HardwareTables.kernelKeys(flags: flags, path: dir.path + "/keys"))
+        registry.addTable(HardwareTables.memoryMap(flags: flags, path: dir.path + "/iomem"))
+        registry.addTable(SMBIOSTables.smbiosTables(flags: flags, path: dir.path + "/DMI"))
+        let db = try Database(registry: registry, flags: flags)
+        for table in ["kernel_keys", "memory_map", "smbios_tables"] {
+            #expect(try db.execute("SELECT * FROM \(table)").rowCount == 0)
+        }
+
+        let big = TempDir()
+        big.write("DMI", String(repeating: "\u{1}", count: 8192))
+        let bigRegistry = PluginRegistry()
+        bigRegistry.addTable(SMBIOSTables.smbiosTables(flags: flags, path: big.path + "/DMI"))
+        let bigDB = try Database(registry: bigRegistry, flags: flags)
+        #expect(try bigDB.execute("SELECT * FROM smbios_tables").rowCount > 0)
+        try flags.set("read_max", "4096")
+        #expect(try bigDB.execute("SELECT * FROM smbios_tables").rowCount == 0)
+        try flags.set("read_max", String(50 << 20))
+        #expect(try bigDB.execute("SELECT * FROM smbios_tables").rowCount > 0)
+    }
 }
