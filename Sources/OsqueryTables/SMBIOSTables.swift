@@ -381,6 +381,41 @@ enum SMBIOSTables {
         }
     }
 
+    /// Each ACPI table the kernel exposes (subdirectories such as dynamic/ included); an
+    /// unreadable one (without root) keeps its row with size -1 and no digest, as in osquery.
+    static func acpiTables(flags: Flags, root: String = "/sys/firmware/acpi/tables", log: OnceLog = OnceLog()) -> FunctionTable {
+        table("acpi_tables", [col("name", .text), col("size", .integer), col("md5", .text, .collateNocase)]) { _, schema in
+            var rows = TableRows(schema: schema)
+            guard FileIO.isDirectory(root) else {
+                log.info("acpi_tables: no ACPI tables here (\(root) does not exist)")
+                return rows
+            }
+            func walk(_ directory: String, depth: Int) {
+                for name in (FileIO.listDirectoryNames(directory) ?? []).sorted() {
+                    let path = directory + "/" + name
+                    var st = stat()
+                    guard lstat(path, &st) == 0 else { continue }
+                    if (st.st_mode & S_IFMT) == S_IFDIR {
+                        if depth < 4 { walk(path, depth: depth + 1) }
+                        continue
+                    }
+                    guard (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                    rows.append(.text(name))
+                    if let bytes = BoundedFile.read(path, limit: flags[.readMax]) {
+                        rows.append(.integer(Int64(bytes.count)))
+                        let digest = bytes.withUnsafeBytes { Insecure.MD5.hash(data: $0) }
+                        rows.append(.text(digest.map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()))
+                    } else {
+                        rows.append(.integer(-1))
+                        rows.append(.null)
+                    }
+                }
+            }
+            walk(root, depth: 0)
+            return rows
+        }
+    }
+
     /// Distinct (physical id, core id) pairs of /proc/cpuinfo, as boost's physical_concurrency.
     static func physicalCores(readMax: UInt64) -> Int {
         var cores = Set<String>()

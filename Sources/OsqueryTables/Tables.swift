@@ -70,6 +70,7 @@ public enum BuiltinTables {
             SMBIOSTables.memoryDeviceMappedAddresses(flags: flags),
             SMBIOSTables.memoryErrorInfo(flags: flags),
             SMBIOSTables.oemStrings(flags: flags),
+            SMBIOSTables.acpiTables(flags: flags),
         ]
     }
 

@@ -247,4 +247,36 @@ import Glibc
         #expect(try rowSet(db, "SELECT * FROM smbios_tables", ["handle", "type", "header_size"])
             == Set(blocks.map { "\($0.handle)\t\($0.type)\t\($0.length)" }))
     }
+
+    /// Every ACPI table file, its size and MD5 as `find` and `md5sum` see them; without root
+    /// the rows stay, with size -1 and no digest.
+    @Test(.enabled(if: installed("/usr/bin/find", "/usr/bin/md5sum") && FileIO.isDirectory("/sys/firmware/acpi/tables")))
+    func acpiTablesMatchMd5sum() async throws {
+        let registry = PluginRegistry()
+        registry.addTable(SMBIOSTables.acpiTables(flags: Flags()))
+        let db = try Database(registry: registry, flags: Flags())
+        let files = try await toolOutput("/usr/bin/find", ["/sys/firmware/acpi/tables", "-type", "f"]).split(separator: "\n").map(String.init)
+        var expected = Set<String>()
+        for file in files {
+            let name = String(file.split(separator: "/").last ?? "")
+            let sum = try await toolOutput("/usr/bin/md5sum", [file]).split(separator: " ").first.map(String.init)
+            var st = stat()
+            if let sum, sum.count == 32, access(file, R_OK) == 0 {
+                _ = stat(file, &st)
+                expected.insert("\(name)\t\(st.st_size)\t\(sum)")
+            } else {
+                expected.insert("\(name)\t-1\t")
+            }
+        }
+        #expect(try rowSet(db, "SELECT * FROM acpi_tables", ["name", "size", "md5"]) == expected)
+    }
+
+    @Test func acpiTablesWithoutAcpiSayWhyOnce() throws {
+        let log = OnceLog()
+        let registry = PluginRegistry()
+        registry.addTable(SMBIOSTables.acpiTables(flags: Flags(), root: "/nonexistent/acpi", log: log))
+        let db = try Database(registry: registry, flags: Flags())
+        for _ in 0..<2 { #expect(try db.execute("SELECT * FROM acpi_tables").rowCount == 0) }
+        #expect(log.messages.count == 1)
+    }
 }
