@@ -71,6 +71,7 @@ public enum BuiltinTables {
             SMBIOSTables.memoryErrorInfo(flags: flags),
             SMBIOSTables.oemStrings(flags: flags),
             SMBIOSTables.acpiTables(flags: flags),
+            CPUIDTable.cpuid(flags: flags),
         ]
     }
 

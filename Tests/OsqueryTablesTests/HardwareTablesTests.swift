@@ -303,4 +303,48 @@ import Glibc
         try flags.set("read_max", String(50 << 20))
         #expect(try bigDB.execute("SELECT * FROM smbios_tables").rowCount > 0)
     }
+
+    /// cpuid's registers against /proc/cpuinfo, read by `cat`: vendor, brand string, family,
+    /// and every feature the kernel lists (the kernel may hide features, never invent them).
+    @Test(.enabled(if: installed("/usr/bin/cat") && access("/dev/cpu/0/cpuid", R_OK) == 0))
+    func cpuidMatchesProcCpuinfo() async throws {
+        let db = try Self.database(CPUIDTable.cpuid(flags: Flags()))
+        let r = try db.execute("SELECT feature, value FROM cpuid")
+        var ours: [String: String] = [:]
+        for row in 0..<r.rowCount { ours[r[row, 0].text ?? ""] = r[row, 1].text ?? "" }
+        var info: [String: String] = [:]
+        for line in try await toolOutput("/usr/bin/cat", ["/proc/cpuinfo"]).split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 {
+                let key = parts[0].trimmingCharacters(in: .whitespaces)
+                if info[key] == nil { info[key] = parts[1].trimmingCharacters(in: .whitespaces) }
+            }
+            if line.isEmpty { break }
+        }
+        #expect(ours["vendor"] == info["vendor_id"])
+        #expect(ours["product_name"]?.trimmingCharacters(in: .whitespaces) == info["model name"])
+        #expect(Int(ours["family"] ?? "", radix: 16).map { $0 >> 8 } == Int(info["cpu family"] ?? "").map { min($0, 15) })
+        let flags = Set((info["flags"] ?? "").split(separator: " ").map(String.init))
+        #expect(!flags.isEmpty)
+        // osquery's names where the kernel's differ.
+        let renamed = ["sse4.1": "sse4_1", "sse4.2": "sse4_2", "htt": "ht", "sha": "sha_ni", "lahfsahf": "lahf_lm",
+                       "page1gb": "pdpe1gb", "sse3": "pni", "clfsh": "clflush", "sdbg": "sdbg", "intel_pt": "intel_pt"]
+        for (_, list) in CPUIDTable.features {
+            for (name, _, _) in list where flags.contains(renamed[name] ?? name) {
+                #expect(ours[name] == "1", "\(name)")
+            }
+        }
+        #expect(ours["hypervisor"] == (flags.contains("hypervisor") ? "1" : ours["hypervisor"]))
+    }
+
+    @Test func cpuidWithoutTheDriverSaysWhyOnce() throws {
+        let log = OnceLog()
+        let db = try Self.database(CPUIDTable.cpuid(flags: Flags(), device: "/nonexistent/cpuid", log: log))
+        for _ in 0..<2 { #expect(try db.execute("SELECT * FROM cpuid").rowCount == 0) }
+        let regular = TempDir()
+        regular.write("cpuid", "not a device")
+        let fileDB = try Self.database(CPUIDTable.cpuid(flags: Flags(), device: regular.path + "/cpuid", log: log))
+        #expect(try fileDB.execute("SELECT * FROM cpuid").rowCount == 0)
+        #expect(log.messages.count == 2)
+    }
 }
