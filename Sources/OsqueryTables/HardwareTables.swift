@@ -73,6 +73,25 @@ enum HardwareTables {
         }
     }
 
+    /// The RAID personalities the md driver has loaded: the bracketed names of /proc/mdstat's
+    /// first line ("Personalities : [raid1] [raid6]").
+    static func mdPersonalities(flags: Flags, path: String = "/proc/mdstat", log: OnceLog = OnceLog()) -> FunctionTable {
+        table("md_personalities", [col("name", .text)]) { _, schema in
+            var rows = TableRows(schema: schema)
+            guard let content = BoundedFile.text(path, limit: flags[.readMax]) else {
+                log.info("md_personalities: \(path) does not exist (the md driver is not loaded)")
+                return rows
+            }
+            let prefix = "Personalities :"
+            guard let first = osquerySplit(content, "\n").first, first.contains(prefix) else { return rows }
+            // osquery cuts the prefix's length off the line wherever on it the prefix was found.
+            for token in osquerySplit(first.dropFirst(prefix.count), " ") where token.count > 2 {
+                rows.append(.text(String(token.dropFirst().dropLast())))
+            }
+            return rows
+        }
+    }
+
     // MARK: block_devices
 
     /// libblkid's superblock probe, loaded at run time: libblkid1 is part of every Debian

@@ -72,6 +72,7 @@ public enum BuiltinTables {
             SMBIOSTables.oemStrings(flags: flags),
             SMBIOSTables.acpiTables(flags: flags),
             CPUIDTable.cpuid(flags: flags),
+            HardwareTables.mdPersonalities(flags: flags),
         ]
     }
 

@@ -11,7 +11,7 @@ import Glibc
     static let tables = [
         "kernel_keys", "memory_map", "block_devices", "pci_devices", "usb_devices", "smbios_tables", "platform_info",
         "memory_devices", "cpu_info", "memory_arrays", "memory_array_mapped_addresses", "memory_device_mapped_addresses",
-        "memory_error_info", "oem_strings", "acpi_tables", "cpuid",
+        "memory_error_info", "oem_strings", "acpi_tables", "cpuid", "md_personalities",
     ]
 
     static func rows(_ args: [String], _ shell: String, _ table: String) async throws -> [[String: String]] {

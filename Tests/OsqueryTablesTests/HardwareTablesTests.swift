@@ -347,4 +347,22 @@ import Glibc
         #expect(try fileDB.execute("SELECT * FROM cpuid").rowCount == 0)
         #expect(log.messages.count == 2)
     }
+
+    /// /proc/mdstat's personalities, on the kernel's file where md is loaded and on a written one.
+    @Test func mdPersonalitiesReadMdstat() throws {
+        let dir = TempDir()
+        dir.write("mdstat", "Personalities : [raid1] [raid6] [raid5] [raid4] [linear]\nmd0 : active raid1 sdb1[1] sda1[0]\n      1046528 blocks super 1.2 [2/2] [UU]\n\nunused devices: <none>\n")
+        let db = try Self.database(HardwareTables.mdPersonalities(flags: Flags(), path: dir.path + "/mdstat"))
+        #expect(try rowSet(db, "SELECT * FROM md_personalities", ["name"]) == ["raid1", "raid6", "raid5", "raid4", "linear"])
+        let log = OnceLog()
+        let live = try Self.database(HardwareTables.mdPersonalities(flags: Flags(), log: log))
+        let rows = try rowSet(live, "SELECT * FROM md_personalities", ["name"])
+        if let text = FileIO.readString("/proc/mdstat") {
+            let expected = text.split(separator: "\n").first?.split(separator: "[").dropFirst().map { String($0.prefix { $0 != "]" }) } ?? []
+            #expect(rows == Set(expected))
+        } else {
+            _ = try live.execute("SELECT * FROM md_personalities")
+            #expect(rows.isEmpty && log.messages.count == 1)
+        }
+    }
 }

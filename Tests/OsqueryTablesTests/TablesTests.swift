@@ -58,7 +58,7 @@ final class TempDir {
         // Hardware and kernel features a machine or container may lack.
         case "kernel_keys", "memory_map", "block_devices", "pci_devices", "usb_devices",
              "smbios_tables", "platform_info", "memory_devices", "cpu_info", "memory_arrays", "memory_array_mapped_addresses",
-             "memory_device_mapped_addresses", "memory_error_info", "oem_strings", "acpi_tables", "cpuid":
+             "memory_device_mapped_addresses", "memory_error_info", "oem_strings", "acpi_tables", "cpuid", "md_personalities":
             return 0
         default:
             return 1
