@@ -2,7 +2,7 @@
 # Installs what the non-Swift test peers (Tests/Peers) need, only where it is missing:
 #   Debian: thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 (and python3-venv if venv is unusable);
 #   the admin tools the table tests compare with: openssh-client openssl iproute2 procps util-linux findutils
-#   lsof iptables
+#   lsof iptables pciutils usbutils keyutils dmidecode
 #   <repo>/.venv with PyPI `thrift` and `osquery`
 # Idempotent; silent when everything is already there. Must run as root for apt-get.
 set -euo pipefail
@@ -21,7 +21,8 @@ pkg_installed() {
 missing=()
 # The admin tools the table tests compare with (Tests/OsqueryTablesTests/CatalogueTablesTests).
 for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 \
-        openssh-client openssl iproute2 procps util-linux findutils lsof iptables; do
+        openssh-client openssl iproute2 procps util-linux findutils lsof iptables \
+        pciutils usbutils keyutils dmidecode; do
     pkg_installed "$p" || missing+=("$p")
 done
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)

@@ -64,6 +64,24 @@ public enum BuiltinTables {
             ServiceTables.startupItems(readMax: { flags[.readMax] }),
             ServiceTables.selinuxSettings(flags: flags),
             ServiceTables.apparmorProfiles(flags: flags),
+            // osquery's Linux catalogue (issue 18): hardware and kernel.
+            HardwareTables.kernelKeys(flags: flags),
+            HardwareTables.memoryMap(flags: flags),
+            HardwareTables.blockDevices(flags: flags),
+            HardwareTables.pciDevices(flags: flags),
+            HardwareTables.usbDevices(flags: flags),
+            SMBIOSTables.smbiosTables(flags: flags),
+            SMBIOSTables.platformInfo(flags: flags),
+            SMBIOSTables.memoryDevices(flags: flags),
+            SMBIOSTables.cpuInfo(flags: flags),
+            SMBIOSTables.memoryArrays(flags: flags),
+            SMBIOSTables.memoryArrayMappedAddresses(flags: flags),
+            SMBIOSTables.memoryDeviceMappedAddresses(flags: flags),
+            SMBIOSTables.memoryErrorInfo(flags: flags),
+            SMBIOSTables.oemStrings(flags: flags),
+            SMBIOSTables.acpiTables(flags: flags),
+            CPUIDTable.cpuid(flags: flags),
+            HardwareTables.mdPersonalities(flags: flags),
         ]
     }
 

@@ -55,6 +55,11 @@ final class TempDir {
         case "process_open_sockets", "listening_ports", "dns_resolvers", "etc_hosts", "etc_services", "routes",
              "crontab", "shadow", "sudoers", "authorized_keys", "known_hosts", "shell_history", "last", "ssh_configs", "user_ssh_keys", "arp_cache", "shared_memory":
             return 0
+        // Hardware and kernel features a machine or container may lack.
+        case "kernel_keys", "memory_map", "block_devices", "pci_devices", "usb_devices",
+             "smbios_tables", "platform_info", "memory_devices", "cpu_info", "memory_arrays", "memory_array_mapped_addresses",
+             "memory_device_mapped_addresses", "memory_error_info", "oem_strings", "acpi_tables", "cpuid", "md_personalities":
+            return 0
         default:
             return 1
         }
