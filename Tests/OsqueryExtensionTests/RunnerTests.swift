@@ -209,7 +209,7 @@ struct EncodingPlugin: ExtensionPlugin {
         try await ext.start(options: try options(core.socket, interval: 0.2, supervised: true))
         let first = ext.uuid
         core.forget(uuid: first)
-        let second = try await core.waitForExtension(named: "phoenix_ext", excluding: [first])
+        let second = try await core.waitForExtension(named: "phoenix_ext", timeout: .seconds(60), excluding: [first])
         #expect(second != first)
         #expect(await eventually { ext.uuid == second })
         #expect(await eventually { (try? await core.extensionClient(second).ping().code) == 0 })
@@ -235,7 +235,7 @@ struct EncodingPlugin: ExtensionPlugin {
         await core.stop()
         try await Task.sleep(for: .seconds(1))  // the extension notices and waits
         try await core.restart()
-        let uuid = try await core.waitForExtension(named: "survivor_ext", timeout: .seconds(15))
+        let uuid = try await core.waitForExtension(named: "survivor_ext", timeout: .seconds(60))
         let rows = try await OsqueryClient(socket: core.socket).query("select * from survivor_t")
         #expect(rows.count == 2)
         #expect(ext.uuid == uuid)

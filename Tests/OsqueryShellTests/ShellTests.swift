@@ -157,7 +157,7 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
 
     @Test func allTablesAndMetaArgument() {
         let tables = osqueryi(["-L"])
-        #expect(tables.out.hasPrefix("  => apt_sources\n  => arp_cache\n"))
+        #expect(tables.out.hasPrefix("  => acpi_tables\n  => apparmor_profiles\n  => apt_sources\n"))
         #expect(tables.out.contains("  => processes\n"))
         let all = osqueryi(["--list", "-A", "load_average"])
         #expect(all.out.hasPrefix("period|average\n1m|"))

@@ -53,7 +53,9 @@ final class TempDir {
         case "logged_in_users":
             return FileIO.exists("/var/run/utmp") ? 0 : 0
         case "process_open_sockets", "listening_ports", "dns_resolvers", "etc_hosts", "etc_services", "routes",
-             "crontab", "shadow", "sudoers", "authorized_keys", "known_hosts", "shell_history", "last", "ssh_configs", "user_ssh_keys", "arp_cache", "shared_memory":
+             "crontab", "shadow", "sudoers", "authorized_keys", "known_hosts", "shell_history", "last", "ssh_configs", "user_ssh_keys", "arp_cache", "shared_memory",
+             // Services and security modules a machine or container may lack.
+             "process_open_pipes", "iptables", "startup_items", "systemd_units", "selinux_settings", "apparmor_profiles":
             return 0
         // Hardware and kernel features a machine or container may lack.
         case "kernel_keys", "memory_map", "block_devices", "pci_devices", "usb_devices",
