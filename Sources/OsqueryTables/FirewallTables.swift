@@ -24,7 +24,7 @@ enum FirewallTables {
         ]) { _, schema in
             var rows = TableRows(schema: schema)
             guard let names = BoundedFile.text(namesPath, limit: flags[.readMax]) else {
-                LogOnce.info("iptables: Error reading \(namesPath) (the ip_tables module is not loaded, or no permission)")
+                OnceLog.shared.info("iptables: Error reading \(namesPath) (the ip_tables module is not loaded, or no permission)")
                 return rows
             }
             for name in names.split(separator: "\n") {
@@ -47,7 +47,7 @@ enum FirewallTables {
     static func entries(of filter: String) -> (info: Info, entries: [UInt8])? {
         let fd = socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
         guard fd >= 0 else {
-            LogOnce.info("iptables: cannot open a raw socket to read the rules (\(String(cString: strerror(errno)))); root or CAP_NET_RAW is needed")
+            OnceLog.shared.info("iptables: cannot open a raw socket to read the rules (\(String(cString: strerror(errno)))); root or CAP_NET_RAW is needed")
             return nil
         }
         defer { close(fd) }
@@ -55,7 +55,7 @@ enum FirewallTables {
         writeName(filter, into: &raw)
         var length = socklen_t(infoSize)
         guard raw.withUnsafeMutableBytes({ getsockopt(fd, 0, getInfo, $0.baseAddress, &length) }) == 0 else {
-            LogOnce.info("iptables: cannot read table \(filter) (\(String(cString: strerror(errno))))")
+            OnceLog.shared.info("iptables: cannot read table \(filter) (\(String(cString: strerror(errno))))")
             return nil
         }
         var info = Info()
@@ -71,7 +71,7 @@ enum FirewallTables {
         withUnsafeBytes(of: info.size) { for i in 0..<4 { blob[32 + i] = $0[i] } }
         length = socklen_t(blob.count)
         guard blob.withUnsafeMutableBytes({ getsockopt(fd, 0, getEntries, $0.baseAddress, &length) }) == 0 else {
-            LogOnce.info("iptables: cannot read the rules of table \(filter) (\(String(cString: strerror(errno))))")
+            OnceLog.shared.info("iptables: cannot read the rules of table \(filter) (\(String(cString: strerror(errno))))")
             return nil
         }
         return (info, Array(blob[entriesHeader...]))

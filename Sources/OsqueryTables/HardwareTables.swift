@@ -7,6 +7,9 @@ import Glibc
 /// Logs a table's reason for answering no rows the first time only: a scheduled query
 /// on a host without the hardware would otherwise repeat it every interval.
 final class OnceLog: Sendable {
+    /// For tables that take no log of their own: one set of messages for the process.
+    static let shared = OnceLog()
+
     private let said = Mutex<Set<String>>([])
 
     func info(_ message: String) {

@@ -1,19 +1,7 @@
 import OsqueryEngine
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Reasons a table gives no rows on this host, logged the first time each is met.
-enum LogOnce {
-    private static let said = Mutex<Set<String>>([])
-
-    static func info(_ message: String) {
-        if said.withLock({ $0.insert(message).inserted }) { StatusLog.info(message) }
-    }
-
-    static func hasSaid(_ message: String) -> Bool { said.withLock { $0.contains(message) } }
-}
 
 /// Services, start-up items and security modules: systemd_units, startup_items,
 /// selinux_settings and apparmor_profiles.
@@ -40,9 +28,9 @@ enum ServiceTables {
             col("user", .text), col("source_path", .text),
         ]) { _, schema in
             if systemdRuns(runDirectory) {
-                LogOnce.info("systemd_units: reading units from systemd's D-Bus interface is not supported yet")
+                OnceLog.shared.info("systemd_units: reading units from systemd's D-Bus interface is not supported yet")
             } else {
-                LogOnce.info(noSystemdReason("systemd_units"))
+                OnceLog.shared.info(noSystemdReason("systemd_units"))
             }
             return TableRows(schema: schema)
         }
@@ -71,9 +59,9 @@ enum ServiceTables {
             for dir in scriptDirectories { appendScripts(dir, to: &rows) }
             for dir in itemDirectories { appendItems(dir, limit: limit, to: &rows) }
             if systemdRuns(runDirectory) {
-                LogOnce.info("startup_items: reading systemd's units over D-Bus is not supported yet")
+                OnceLog.shared.info("startup_items: reading systemd's units over D-Bus is not supported yet")
             } else {
-                LogOnce.info(noSystemdReason("startup_items"))
+                OnceLog.shared.info(noSystemdReason("startup_items"))
             }
             return rows
         }
@@ -158,7 +146,7 @@ enum ServiceTables {
         table("selinux_settings", [col("scope", .text), col("key", .text), col("value", .text)]) { _, schema in
             var rows = TableRows(schema: schema)
             guard let root = mountPoint(ofType: "selinuxfs", mounts: mounts) else {
-                LogOnce.info(noSELinuxReason)
+                OnceLog.shared.info(noSELinuxReason)
                 return rows
             }
             let limit = flags[.readMax]
@@ -201,7 +189,7 @@ enum ServiceTables {
         ]) { _, schema in
             var rows = TableRows(schema: schema)
             guard FileIO.listDirectoryNames(root) != nil else {
-                LogOnce.info(noAppArmorReason)
+                OnceLog.shared.info(noAppArmorReason)
                 return rows
             }
             let limit = flags[.readMax]

@@ -256,7 +256,7 @@ final class DescriptorChild {
         let table = FirewallTables.iptables(flags: Flags(), namesPath: path)
         #expect(try table.generate(QueryContext(schema: table.schema)).count == 0)
         #expect(try table.generate(QueryContext(schema: table.schema)).count == 0)
-        #expect(LogOnce.hasSaid("iptables: Error reading \(path) (the ip_tables module is not loaded, or no permission)"))
+        #expect(OnceLog.shared.messages.contains("iptables: Error reading \(path) (the ip_tables module is not loaded, or no permission)"))
     }
 
     // MARK: services and security modules
@@ -266,13 +266,13 @@ final class DescriptorChild {
         let (db, _, _) = try makeTablesDatabase()
         #expect(try db.execute("SELECT * FROM systemd_units").rowCount == 0)
         #expect(try db.execute("SELECT * FROM systemd_units").rowCount == 0)
-        #expect(LogOnce.hasSaid(ServiceTables.noSystemdReason("systemd_units")))
+        #expect(OnceLog.shared.messages.contains(ServiceTables.noSystemdReason("systemd_units")))
     }
 
     @Test(.enabled(if: ServiceTables.mountPoint(ofType: "selinuxfs") == nil)) func selinuxSettingsWithoutSELinuxSaysWhy() throws {
         let (db, _, _) = try makeTablesDatabase()
         #expect(try db.execute("SELECT * FROM selinux_settings").rowCount == 0)
-        #expect(LogOnce.hasSaid(ServiceTables.noSELinuxReason))
+        #expect(OnceLog.shared.messages.contains(ServiceTables.noSELinuxReason))
     }
 
     /// selinuxfs's layout, written by the test and named in a mounts file as the kernel lists it.
@@ -303,7 +303,7 @@ final class DescriptorChild {
     func apparmorProfilesWithoutAppArmorSaysWhy() throws {
         let (db, _, _) = try makeTablesDatabase()
         #expect(try db.execute("SELECT * FROM apparmor_profiles").rowCount == 0)
-        #expect(LogOnce.hasSaid(ServiceTables.noAppArmorReason))
+        #expect(OnceLog.shared.messages.contains(ServiceTables.noAppArmorReason))
     }
 
     /// AppArmor's securityfs layout, written by the test: nested profiles are named parent//child.
