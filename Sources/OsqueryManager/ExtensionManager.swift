@@ -160,13 +160,17 @@ struct ExtensionWatcher: Sendable {
         }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        while clock.now < deadline, !Task.isCancelled {
+        // The deadline is checked after each try, not before, so a watcher that got no
+        // thread until the grace was over still tries once before removing anything.
+        while !Task.isCancelled {
             if await alive(uuid) {
                 service.markAlive(uuid)
                 return
             }
+            if clock.now >= deadline { break }
             try? await Task.sleep(for: .milliseconds(20))
         }
+        if Task.isCancelled { return }
         service.remove(uuid: uuid, reason: "it did not answer within --extensions_timeout")
     }
 

@@ -45,7 +45,7 @@ final class ServedConfig: Sendable {
         let socket = dir + "/osquery.em"
         let flags = Flags()
         try flags.set("extensions_interval", "0.5")
-        try flags.set("extensions_timeout", "3")
+        try flags.set("extensions_timeout", "30")  // a registration's grace: the pool may be busy with other suites
         let manager = try await ExtensionManager.start(socketPath: socket, registry: PluginRegistry(), flags: flags, queryThreads: 1)
 
         let served = ServedConfig(

@@ -70,7 +70,7 @@ struct ExtensionLoggerRig {
         // Short: the socket path must fit in sun_path.
         let socket = "/tmp/osq-dl-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).em"
         let flags = try resultFlags([
-            "extensions_interval": "0.5", "extensions_timeout": "3", "logger_plugin": "test_logger,filesystem",
+            "extensions_interval": "0.5", "extensions_timeout": "30", "logger_plugin": "test_logger,filesystem",
             "logger_path": dir.file("logs"), "logger_retry_max_seconds": "1",
         ])
         let registry = PluginRegistry()

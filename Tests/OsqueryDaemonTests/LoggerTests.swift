@@ -167,7 +167,7 @@ func resultFlags(_ settings: [String: String]) throws -> Flags {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
         let flags = try resultFlags([
-            "extensions_interval": "0.5", "extensions_timeout": "3", "logger_plugin": "test_logger,filesystem",
+            "extensions_interval": "0.5", "extensions_timeout": "30", "logger_plugin": "test_logger,filesystem",
             "logger_path": dir + "/logs",
         ])
         let registry = PluginRegistry()
