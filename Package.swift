@@ -62,17 +62,27 @@ let package = Package(
         .target(
             name: "OsqueryShell",
             dependencies: [
-                "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryDaemon",
+                "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryConfig",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
-        // osqueryd's services (issue 8): config, schedule, store, differential results,
-        // loggers, watchdog. The shell's daemon mode runs them.
+        // The config both programs read: JSON with positions, sources (filesystem, extension),
+        // packs, the loader and --config_check/--config_dump.
+        .target(
+            name: "OsqueryConfig",
+            dependencies: [
+                "OsqueryEngine", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "OsqueryVocabulary",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // osqueryd's services (issue 8): schedule, store, differential results, loggers,
+        // watchdog, and the lifecycle that runs them.
         .target(
             name: "OsqueryDaemon",
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "CSQLite",
-                "OsqueryVocabulary",
+                "OsqueryVocabulary", "OsqueryConfig",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -83,7 +93,7 @@ let package = Package(
         .testTarget(
             name: "OsqueryDaemonTests",
             dependencies: [
-                "OsqueryDaemon", "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec",
+                "OsqueryDaemon", "OsqueryConfig", "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec",
                 "ProtocolFixture",
                 // The SDK, to serve logger/config plugins to the daemon in process (test-only).
                 "OsqueryExtension",
@@ -114,11 +124,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "osqueryi", dependencies: ["OsqueryShell"], swiftSettings: strict),
-        // The same program; argv[0] (or -S/-D) picks the shell or the daemon.
-        .executableTarget(name: "osqueryd", dependencies: ["OsqueryShell"], swiftSettings: strict),
-        .testTarget(name: "OsqueryEngineTests", dependencies: ["OsqueryEngine"], swiftSettings: strict),
-        .testTarget(name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine"], swiftSettings: strict),
+        // The entry both programs share: argv[0] (or -S/-D) picks the shell or the daemon.
+        .target(
+            name: "OsqueryMain",
+            dependencies: ["OsqueryEngine", "OsqueryTables", "OsqueryShell", "OsqueryDaemon"],
+            swiftSettings: strict),
+        .executableTarget(name: "osqueryi", dependencies: ["OsqueryMain"], swiftSettings: strict),
+        .executableTarget(name: "osqueryd", dependencies: ["OsqueryMain"], swiftSettings: strict),
+        .testTarget(name: "OsqueryEngineTests", dependencies: ["OsqueryEngine", "ProtocolFixture"], swiftSettings: strict),
+        .testTarget(
+            name: "OsqueryTablesTests", dependencies: ["OsqueryTables", "OsqueryEngine", "OsqueryConfig", "ProtocolFixture"],
+            swiftSettings: strict),
         .testTarget(
             name: "OsqueryShellTests",
             dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables", "ProtocolFixture"],

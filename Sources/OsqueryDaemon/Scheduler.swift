@@ -36,27 +36,11 @@ public struct ScheduleDefinition: Sendable, Equatable {
     }
 }
 
-/// Performance figures of one scheduled query (the osquery_schedule columns).
-public struct QueryPerformance: Sendable, Equatable {
-    public var executions: UInt64 = 0
-    public var lastExecuted: UInt64 = 0
-    public var outputSize: UInt64 = 0
-    public var wallTimeMs: UInt64 = 0
-    public var lastWallTimeMs: UInt64 = 0
-    public var userTimeMs: UInt64 = 0
-    public var lastUserTimeMs: UInt64 = 0
-    public var systemTimeMs: UInt64 = 0
-    public var lastSystemTimeMs: UInt64 = 0
-    public var averageMemory: UInt64 = 0
-    public var lastMemory: UInt64 = 0
-    public init() {}
-}
-
 /// osquery's scheduler (core.md §2.5): one thread ticking once a second on
 /// wall-clock seconds; a query runs when the tick is a multiple of its splayed
 /// interval, so runs line up with Unix time, not with the daemon's start.
 /// Queries run one after another on the scheduler's own database.
-public final class Scheduler: Sendable {
+public final class Scheduler: ScheduleSnapshotProvider {
     /// Diffs, stores and logs one run; returns the bytes logged. A thrown
     /// error with exit code 78 stops the daemon (results cannot be written).
     public typealias Recorder = @Sendable (ScheduledQuery, QueryResults, LogContext) throws(DaemonError) -> Int

@@ -1,6 +1,6 @@
 public import OsqueryEngine
 import OsqueryManager
-import OsqueryDaemon
+import OsqueryConfig
 import OsqueryTables
 import Synchronization
 #if canImport(Glibc)
@@ -22,26 +22,16 @@ public enum OsqueryShellMain {
         readStandardInput: () -> String? = Shell.readStandardInput,
         standardInputIsTerminal: Bool? = nil
     ) -> Int32 {
-        // argv[0]'s last path component names the mode. Byte-level checks: the generic
-        // String algorithms (and Foundation's `contains`) cost runtime metadata lookups at start-up.
-        var daemon = argv.first.map { OsqueryShellMain.namesDaemon($0) } ?? false
+        // The entry (OsqueryMain) picked the shell; -S may still be there when run in-process.
         var arguments = Array(argv.dropFirst())
-        arguments.removeAll { arg in
-            if arg == "-S" || arg == "--S" { daemon = false; return true }
-            if arg == "-D" || arg == "--D" { daemon = true; return true }
-            return false
-        }
+        arguments.removeAll { $0 == "-S" || $0 == "--S" }
         if arguments.contains(where: { ["-h", "--h", "-help", "--help"].contains($0) }) {
-            io.out(usage(flags: flags, program: daemon ? "osqueryd" : "osqueryi"))
+            io.out(usage(flags: flags, program: "osqueryi"))
             return 0
         }
         if arguments.contains(where: { $0 == "--version" || $0 == "-version" }) {
-            io.out("\(daemon ? "osqueryd" : "osqueryi") version \(OsqueryVersion.version)\n")
+            io.out("osqueryi version \(OsqueryVersion.version)\n")
             return 0
-        }
-        if daemon {
-            bootstrapLoggingIfRequested()
-            return OsqueryDaemonMain.run(arguments, io: io, registry: registry, flags: flags)
         }
 
         // Shell defaults that differ from the daemon.
@@ -183,7 +173,7 @@ public enum OsqueryShellMain {
     }
 
     /// Whether argv[0]'s last path component contains "osqueryd" (the daemon's name).
-    static func namesDaemon(_ argv0: String) -> Bool {
+    public static func namesDaemon(_ argv0: String) -> Bool {
         let name = Array(argv0.utf8)
         var start = name.count
         while start > 0 && name[start - 1] != UInt8(ascii: "/") { start -= 1 }

@@ -1,3 +1,3 @@
-import OsqueryShell
+import OsqueryMain
 
-OsqueryShellMain.main()
+OsqueryMain.main()

@@ -5,6 +5,7 @@ import OsqueryExtension
 import OsqueryManager
 import Synchronization
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 

@@ -2,6 +2,7 @@ import Foundation
 import OsqueryEngine
 import Synchronization
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 /// A clock tests move by hand.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 @Suite struct ConfigJSONTests {

@@ -5,6 +5,7 @@ import OsqueryManager
 import ProtocolFixture
 import Synchronization
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 /// A logger plugin served by an SDK extension whose behaviour the test sets:

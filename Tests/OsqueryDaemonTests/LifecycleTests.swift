@@ -2,6 +2,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 @Suite struct LifecycleTests {

@@ -3,6 +3,7 @@ import OsqueryEngine
 import OsqueryManager
 import Synchronization
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 /// A daemon's result path on disk: store at `<dir>/db/osquery.db`, filesystem

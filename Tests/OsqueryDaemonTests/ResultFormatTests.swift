@@ -1,4 +1,5 @@
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 @Suite struct ResultFormatTests {

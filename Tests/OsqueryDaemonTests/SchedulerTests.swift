@@ -2,6 +2,7 @@ import Foundation
 import OsqueryEngine
 import Synchronization
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 /// What a scheduler under test recorded.

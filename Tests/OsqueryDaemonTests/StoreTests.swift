@@ -2,6 +2,7 @@ import Foundation
 import ProtocolFixture
 import OsqueryEngine
 import Testing
+@testable import OsqueryConfig
 @testable import OsqueryDaemon
 
 /// A fresh directory under /tmp for one test, removed by `remove()`.

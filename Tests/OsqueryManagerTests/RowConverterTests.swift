@@ -106,41 +106,43 @@ import ThriftCodec
     }
 
     /// Long lists with keys in and out of the usual order, rowids starting anywhere, bad ones.
-    @Test func longListsMatchTheReferencePath() throws {
-        let n = 17_385  // past RowConverter.backgroundFrom
-        func rows(rowidAt: (Int) -> ThriftString?) -> [StringMap] {
-            (0..<n).map { i -> StringMap in
-                var row: StringMap = i % 7 == 3
-                    ? ["b": ThriftString(String(i)), "a": ThriftString("r\(i)"), "zz": "extra"]
-                    : ["a": ThriftString("r\(i)"), "b": ThriftString(String(i)), "c": "0.5", "d": "x"]
-                if let id = rowidAt(i) { row.append("rowid", id) }
-                return row
+    @Test func longListsMatchTheReferencePath() async throws {
+        try await onOwnThread {
+            let n = 17_385  // past RowConverter.backgroundFrom
+            func rows(rowidAt: (Int) -> ThriftString?) -> [StringMap] {
+                (0..<n).map { i -> StringMap in
+                    var row: StringMap = i % 7 == 3
+                        ? ["b": ThriftString(String(i)), "a": ThriftString("r\(i)"), "zz": "extra"]
+                        : ["a": ThriftString("r\(i)"), "b": ThriftString(String(i)), "c": "0.5", "d": "x"]
+                    if let id = rowidAt(i) { row.append("rowid", id) }
+                    return row
+                }
             }
-        }
-        let middle = n / 2
-        try expectSame(rows { _ in nil })
-        try expectSame(rows { $0 == middle + 5 || $0 == n - 1 ? ThriftString(String($0 * 10)) : nil })
-        try expectSame(rows { $0 == 17 ? "170" : nil })
-        try expectSame(rows { $0 == 17 || $0 == middle + 100 ? ThriftString(String($0 * 10)) : nil })
-        try expectSame(rows { $0 == middle ? "1" : nil })
-        try expectSame(rows { $0 % 2 == 0 ? ThriftString(String(-$0)) : nil })
-        // The first bad rowid in row order is the error.
-        try expectSame(rows { $0 == 40 ? "bad-first" : $0 == middle + 40 ? "bad-second" : nil })
-        try expectSame(rows { $0 == middle + 40 ? "bad-second" : nil })
-        let (fast, _) = try both(rows { $0 == 40 ? "bad-first" : $0 == middle + 40 ? "bad-second" : nil })
-        #expect(throws: EngineError.self) { try fast.get() }
-        // A list shorter than its count, and a bad map late in it, are protocol errors.
-        for bad in [n - 1, middle + 3] {
-            var w = ThriftWriter()
-            w.writeListBegin(element: .map, count: n)
-            for i in 0..<bad { w.writeStringMap(["a": ThriftString("r\(i)")]) }
-            if bad != n - 1 { w.writeMapBegin(key: .string, value: .i32, count: 1) }
-            let bytes = w.bytes
-            var converter = RowConverter(schema: schema, columnKeys: schema.columns.map { ThriftString($0.name) })
-            #expect(throws: ThriftError.self) { try ThriftReader.read(bytes) { r in try converter.readRows(from: &r) } }
-            // A list long enough to be converted in the background is checked whole first.
-            var reader = ExtensionRowsReader(converter: converter)
-            #expect(throws: ThriftError.self) { try ThriftReader.read(bytes) { r in try reader.readRows(from: &r) } }
+            let middle = n / 2
+            try expectSame(rows { _ in nil })
+            try expectSame(rows { $0 == middle + 5 || $0 == n - 1 ? ThriftString(String($0 * 10)) : nil })
+            try expectSame(rows { $0 == 17 ? "170" : nil })
+            try expectSame(rows { $0 == 17 || $0 == middle + 100 ? ThriftString(String($0 * 10)) : nil })
+            try expectSame(rows { $0 == middle ? "1" : nil })
+            try expectSame(rows { $0 % 2 == 0 ? ThriftString(String(-$0)) : nil })
+            // The first bad rowid in row order is the error.
+            try expectSame(rows { $0 == 40 ? "bad-first" : $0 == middle + 40 ? "bad-second" : nil })
+            try expectSame(rows { $0 == middle + 40 ? "bad-second" : nil })
+            let (fast, _) = try both(rows { $0 == 40 ? "bad-first" : $0 == middle + 40 ? "bad-second" : nil })
+            #expect(throws: EngineError.self) { try fast.get() }
+            // A list shorter than its count, and a bad map late in it, are protocol errors.
+            for bad in [n - 1, middle + 3] {
+                var w = ThriftWriter()
+                w.writeListBegin(element: .map, count: n)
+                for i in 0..<bad { w.writeStringMap(["a": ThriftString("r\(i)")]) }
+                if bad != n - 1 { w.writeMapBegin(key: .string, value: .i32, count: 1) }
+                let bytes = w.bytes
+                var converter = RowConverter(schema: schema, columnKeys: schema.columns.map { ThriftString($0.name) })
+                #expect(throws: ThriftError.self) { try ThriftReader.read(bytes) { r in try converter.readRows(from: &r) } }
+                // A list long enough to be converted in the background is checked whole first.
+                var reader = ExtensionRowsReader(converter: converter)
+                #expect(throws: ThriftError.self) { try ThriftReader.read(bytes) { r in try reader.readRows(from: &r) } }
+            }
         }
     }
 

@@ -174,8 +174,9 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
         #expect(help.out.contains("osquery shell-only CLI flags:"))
         #expect(help.out.contains("    --json  "))
         #expect(osqueryi(["--version"]).out == "osqueryi version \(OsqueryVersion.version)\n")
-        // -D picks the daemon, which parses its flags first (an unknown one ends it at once).
-        let daemon = osqueryi(["-D", "--no_such_flag"])
+        // -D picks the daemon (in the program's entry, not the shell), which parses its flags
+        // first: an unknown one ends it at once.
+        let daemon = spawn(builtBinary(), ["-D", "--no_such_flag"])
         #expect(daemon.rc == 1)
         #expect(daemon.err.contains("no_such_flag"))
     }

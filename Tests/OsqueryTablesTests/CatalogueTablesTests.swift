@@ -1,6 +1,7 @@
 import Foundation
 import OsqueryEngine
 @testable import OsqueryTables
+import ProtocolFixture
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -162,22 +163,24 @@ extension SQLValue {
     /// deb_package_files against `dpkg-query -L`: every installed package's files, and one
     /// package (Multi-Arch: same libc6 among them) through the pushed-down constraint.
     @Test(.enabled(if: installed("/usr/bin/dpkg-query"))) func debPackageFilesMatchDpkgQuery() async throws {
-        let (db, _, _) = try makeTablesDatabase()
-        func listed(_ packages: [String]) async throws -> Set<String> {
-            let output = try await toolOutput("/usr/bin/dpkg-query", ["-L"] + packages)
-            // Diversion notes ("diverted by ...") and package separators are not paths.
-            return Set(output.split(separator: "\n").filter { $0.hasPrefix("/") }.map(String.init))
+        try await onOwnThread {
+            let (db, _, _) = try makeTablesDatabase()
+            func listed(_ packages: [String]) async throws -> Set<String> {
+                let output = try await toolOutput("/usr/bin/dpkg-query", ["-L"] + packages)
+                // Diversion notes ("diverted by ...") and package separators are not paths.
+                return Set(output.split(separator: "\n").filter { $0.hasPrefix("/") }.map(String.init))
+            }
+            for package in ["coreutils", "libc6", "dpkg"] {
+                let ours = try rowSet(db, "SELECT path FROM deb_package_files WHERE package = '\(package)'", ["path"])
+                let theirs = try await listed([package])
+                #expect(!ours.isEmpty && ours == theirs, "\(package)")
+            }
+            let names = try await toolOutput("/usr/bin/dpkg-query", ["-W", "-f=${binary:Package}\\n"]).split(separator: "\n").map(String.init)
+            let all = try rowSet(db, "SELECT path FROM deb_package_files", ["path"])
+            let everything = try await listed(names)
+            #expect(all == everything)
+            #expect(try db.execute("SELECT * FROM deb_package_files WHERE package = '../../../etc/passwd'").rowCount == 0)
         }
-        for package in ["coreutils", "libc6", "dpkg"] {
-            let ours = try rowSet(db, "SELECT path FROM deb_package_files WHERE package = '\(package)'", ["path"])
-            let theirs = try await listed([package])
-            #expect(!ours.isEmpty && ours == theirs, "\(package)")
-        }
-        let names = try await toolOutput("/usr/bin/dpkg-query", ["-W", "-f=${binary:Package}\\n"]).split(separator: "\n").map(String.init)
-        let all = try rowSet(db, "SELECT path FROM deb_package_files", ["path"])
-        let everything = try await listed(names)
-        #expect(all == everything)
-        #expect(try db.execute("SELECT * FROM deb_package_files WHERE package = '../../../etc/passwd'").rowCount == 0)
     }
 
     /// This process's limits against prlimit(1) asked about this process (RTTIME, which
@@ -608,24 +611,26 @@ extension SQLValue {
     /// suid_bin against find(1) over the same directories: every set-id regular file find
     /// reports, and besides them only links to set-id files (osquery follows those).
     @Test(.enabled(if: installed("/usr/bin/find"))) func suidBinMatchesFind() async throws {
-        let (db, _, _) = try makeTablesDatabase()
-        let ours = try rowSet(db, "SELECT path, permissions FROM suid_bin", ["path", "permissions"])
-        let directories = ShellTables.binaryDirectories.filter { FileIO.exists($0) }
-        let found = try await toolOutput("/usr/bin/find", ["-H"] + directories + ["-type", "f", "-perm", "/6000", "-printf", "%p\t%m\n"])
-        let theirs = Set(found.split(separator: "\n").map { line -> String in
-            let parts = line.split(separator: "\t")
-            let mode = Int(parts[1], radix: 8) ?? 0
-            return String(parts[0]) + "\t" + (mode & 0o4000 != 0 ? "S" : "") + (mode & 0o2000 != 0 ? "G" : "")
-        })
-        #expect(!theirs.isEmpty)
-        #expect(theirs.isSubset(of: ours))
-        for extra in ours.subtracting(theirs) {
-            let path = String(extra.split(separator: "\t")[0])
-            var st = stat()
-            #expect(lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK, "\(path)")
+        try await onOwnThread {
+            let (db, _, _) = try makeTablesDatabase()
+            let ours = try rowSet(db, "SELECT path, permissions FROM suid_bin", ["path", "permissions"])
+            let directories = ShellTables.binaryDirectories.filter { FileIO.exists($0) }
+            let found = try await toolOutput("/usr/bin/find", ["-H"] + directories + ["-type", "f", "-perm", "/6000", "-printf", "%p\t%m\n"])
+            let theirs = Set(found.split(separator: "\n").map { line -> String in
+                let parts = line.split(separator: "\t")
+                let mode = Int(parts[1], radix: 8) ?? 0
+                return String(parts[0]) + "\t" + (mode & 0o4000 != 0 ? "S" : "") + (mode & 0o2000 != 0 ? "G" : "")
+            })
+            #expect(!theirs.isEmpty)
+            #expect(theirs.isSubset(of: ours))
+            for extra in ours.subtracting(theirs) {
+                let path = String(extra.split(separator: "\t")[0])
+                var st = stat()
+                #expect(lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK, "\(path)")
+            }
+            let su = try db.execute("SELECT username, groupname FROM suid_bin WHERE path = '/usr/bin/su'")
+            if FileIO.exists("/usr/bin/su") { #expect(su.rowCount == 1 && su[0, 0] == .text("root")) }
         }
-        let su = try db.execute("SELECT username, groupname FROM suid_bin WHERE path = '/usr/bin/su'")
-        if FileIO.exists("/usr/bin/su") { #expect(su.rowCount == 1 && su[0, 0] == .text("root")) }
     }
 
     @Test func sshConfigsReadUserAndSystemFiles() throws {

@@ -1,5 +1,6 @@
 import OsqueryEngine
 @testable import OsqueryTables
+import ProtocolFixture
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -117,26 +118,28 @@ import Glibc
 
     /// Every process's stat, status and cgroup through both parsers (the bytes read once, so a
     /// running process's changing counters cannot make them differ). Vanished pids are skipped.
-    @Test func liveProcMatchesReference() throws {
-        let pids = ProcReader().pids()
-        #expect(pids.contains(getpid()))
-        var compared = 0
-        for pid in pids {
-            guard let stat = FileIO.readAll("/proc/\(pid)/stat"), let status = FileIO.readAll("/proc/\(pid)/status"),
-                  let cgroup = FileIO.readAll("/proc/\(pid)/cgroup") else { continue }
-            let statText = String(decoding: stat, as: UTF8.self)
-            if let r = Self.referenceStat(statText), let s = stat.withUnsafeBufferPointer({ ProcStat.parse($0) }) {
-                #expect(s.name == .text(r.name) && s.state == .text(r.state), "pid \(pid)")
-                #expect([s.ppid, s.pgrp, s.utime, s.stime, s.nice, s.threads, s.start, s.vsize, s.rss]
-                    == [0, 1, 10, 11, 15, 16, 18, 19, 20].map { r.fields[$0] }, "pid \(pid)")
-                compared += 1
-            } else {
-                Issue.record("pid \(pid): stat not parsed: \(statText)")
+    @Test func liveProcMatchesReference() async throws {
+        await onOwnThread {
+            let pids = ProcReader().pids()
+            #expect(pids.contains(getpid()))
+            var compared = 0
+            for pid in pids {
+                guard let stat = FileIO.readAll("/proc/\(pid)/stat"), let status = FileIO.readAll("/proc/\(pid)/status"),
+                      let cgroup = FileIO.readAll("/proc/\(pid)/cgroup") else { continue }
+                let statText = String(decoding: stat, as: UTF8.self)
+                if let r = Self.referenceStat(statText), let s = stat.withUnsafeBufferPointer({ ProcStat.parse($0) }) {
+                    #expect(s.name == .text(r.name) && s.state == .text(r.state), "pid \(pid)")
+                    #expect([s.ppid, s.pgrp, s.utime, s.stime, s.nice, s.threads, s.start, s.vsize, s.rss]
+                        == [0, 1, 10, 11, 15, 16, 18, 19, 20].map { r.fields[$0] }, "pid \(pid)")
+                    compared += 1
+                } else {
+                    Issue.record("pid \(pid): stat not parsed: \(statText)")
+                }
+                #expect(status.withUnsafeBufferPointer { ProcIDs.parse($0) } == Self.referenceIDs(String(decoding: status, as: UTF8.self)))
+                #expect(cgroup.withUnsafeBufferPointer { ProcParse.cgroup($0) } == .text(Self.referenceCgroup(String(decoding: cgroup, as: UTF8.self))))
             }
-            #expect(status.withUnsafeBufferPointer { ProcIDs.parse($0) } == Self.referenceIDs(String(decoding: status, as: UTF8.self)))
-            #expect(cgroup.withUnsafeBufferPointer { ProcParse.cgroup($0) } == .text(Self.referenceCgroup(String(decoding: cgroup, as: UTF8.self))))
+            #expect(compared > 0)
         }
-        #expect(compared > 0)
     }
 
     /// The table's rows for this process's tree (itself, its parent and a child it starts) against

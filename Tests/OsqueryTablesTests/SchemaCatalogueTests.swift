@@ -1,3 +1,4 @@
+import OsqueryConfig
 import OsqueryEngine
 import OsqueryTables
 import Testing
@@ -91,8 +92,10 @@ enum OsqueryLinuxCatalogue {
         let (db, flags, registry) = try makeTablesDatabase()
         let catalogue = OsqueryLinuxCatalogue.schemas
         var ours = Set<String>()
-        for table in BuiltinTables.all(registry: registry, flags: flags) {
-            let schema = table.schema
+        // osquery_schedule and osquery_packs come with the config (both programs register them).
+        ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
+        let configTables = [ScheduleTables.scheduleSchema, ScheduleTables.packsSchema]
+        for schema in BuiltinTables.all(registry: registry, flags: flags).map(\.schema) + configTables {
             ours.insert(schema.name)
             guard let expected = catalogue[schema.name] else {
                 Issue.record("\(schema.name) is not one of osquery's Linux tables")

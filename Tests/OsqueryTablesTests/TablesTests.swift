@@ -1,5 +1,6 @@
 import OsqueryEngine
 import OsqueryTables
+import ProtocolFixture
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -67,32 +68,34 @@ final class TempDir {
         }
     }
 
-    @Test func everyTableReturnsRowsWithDeclaredColumnsAndTypes() throws {
-        let (db, flags, registry) = try makeTablesDatabase()
-        for table in BuiltinTables.all(registry: registry, flags: flags) {
-            let schema = table.schema
-            var sql = "SELECT * FROM \(schema.name)"
-            if schema.name == "file" || schema.name == "hash" { sql += " WHERE path = '/etc/passwd'" }
-            let r = try db.execute(sql)
-            let visible = schema.columns.filter { !$0.options.contains(.hidden) }
-            #expect(r.columns == visible.map(\.name), "\(schema.name) columns")
-            let minimum = Self.expectedMinimum(schema.name)
-            #expect(r.rowCount >= minimum, "\(schema.name) returned \(r.rowCount) rows")
-            for row in 0..<r.rowCount {
-                for (c, column) in visible.enumerated() {
-                    let v = r[row, c]
-                    switch (column.type, v) {
-                    case (_, .null): break
-                    case (.text, .text), (.text, .blob): break
-                    case (.integer, .integer), (.bigint, .integer), (.unsignedBigint, .integer): break
-                    case (.double, .double), (.double, .integer): break
-                    default: Issue.record("\(schema.name).\(column.name) declared \(column.type.rawValue) got \(v)")
+    @Test func everyTableReturnsRowsWithDeclaredColumnsAndTypes() async throws {
+        try await onOwnThread {
+            let (db, flags, registry) = try makeTablesDatabase()
+            for table in BuiltinTables.all(registry: registry, flags: flags) {
+                let schema = table.schema
+                var sql = "SELECT * FROM \(schema.name)"
+                if schema.name == "file" || schema.name == "hash" { sql += " WHERE path = '/etc/passwd'" }
+                let r = try db.execute(sql)
+                let visible = schema.columns.filter { !$0.options.contains(.hidden) }
+                #expect(r.columns == visible.map(\.name), "\(schema.name) columns")
+                let minimum = Self.expectedMinimum(schema.name)
+                #expect(r.rowCount >= minimum, "\(schema.name) returned \(r.rowCount) rows")
+                for row in 0..<r.rowCount {
+                    for (c, column) in visible.enumerated() {
+                        let v = r[row, c]
+                        switch (column.type, v) {
+                        case (_, .null): break
+                        case (.text, .text), (.text, .blob): break
+                        case (.integer, .integer), (.bigint, .integer), (.unsignedBigint, .integer): break
+                        case (.double, .double), (.double, .integer): break
+                        default: Issue.record("\(schema.name).\(column.name) declared \(column.type.rawValue) got \(v)")
+                        }
                     }
                 }
+                // Declared types reach SQLite for getQueryColumns.
+                let types = try db.queryColumns("SELECT * FROM \(schema.name)")
+                #expect(types.map(\.type) == visible.map(\.type.rawValue), "\(schema.name) decltypes")
             }
-            // Declared types reach SQLite for getQueryColumns.
-            let types = try db.queryColumns("SELECT * FROM \(schema.name)")
-            #expect(types.map(\.type) == visible.map(\.type.rawValue), "\(schema.name) decltypes")
         }
     }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 
 /// Runs blocking work on its own thread, never on the cooperative pool: a
@@ -6,6 +7,24 @@ import Foundation
 public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// Runs a test's CPU-heavy or blocking body on a thread of its own instead of the cooperative
+/// pool, still as the test's task (so `#expect` reports to the test): sync tests run on the pool,
+/// which has one thread per core, and a few seconds of work there stalls every other suite's
+/// servers, watchers and timeouts in this process.
+public func onOwnThread<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
+    try await withTaskExecutorPreference(OwnThreadExecutor()) { try await body() }
+}
+
+/// Runs its jobs on a serial dispatch queue (which draws threads outside the cooperative pool).
+final class OwnThreadExecutor: TaskExecutor {
+    private let queue = DispatchQueue(label: "test.own-thread")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
 

@@ -1,4 +1,4 @@
-/// An error of the daemon's services, with the exit code osquery uses for it.
+/// An error of the config or the daemon's services, with the exit code osquery uses for it.
 public struct DaemonError: Error, CustomStringConvertible, Sendable, Equatable {
     public var message: String
     /// 1 (EXIT_FAILURE) or 78 (EXIT_CATASTROPHIC), as osquery.

@@ -1,5 +1,28 @@
 public import OsqueryEngine
 
+/// Performance figures of one scheduled query (the osquery_schedule columns).
+public struct QueryPerformance: Sendable, Equatable {
+    public var executions: UInt64 = 0
+    public var lastExecuted: UInt64 = 0
+    public var outputSize: UInt64 = 0
+    public var wallTimeMs: UInt64 = 0
+    public var lastWallTimeMs: UInt64 = 0
+    public var userTimeMs: UInt64 = 0
+    public var lastUserTimeMs: UInt64 = 0
+    public var systemTimeMs: UInt64 = 0
+    public var lastSystemTimeMs: UInt64 = 0
+    public var averageMemory: UInt64 = 0
+    public var lastMemory: UInt64 = 0
+    public init() {}
+}
+
+/// What osquery_schedule shows: the running scheduler's queries with their figures.
+public protocol ScheduleSnapshotProvider: Sendable {
+    /// Each scheduled query, its performance so far, whether it is denylisted now, and its
+    /// splayed interval.
+    func scheduleSnapshot() -> [(query: ScheduledQuery, performance: QueryPerformance, denylisted: Bool, splayed: UInt64)]
+}
+
 /// One row of osquery_packs.
 public struct PackStatus: Sendable, Equatable {
     public var name: String
@@ -45,7 +68,7 @@ public enum ScheduleTables {
     public static let packsSchema = TableSchema(
         name: "osquery_packs",
         columns: [
-            TableColumn("name", .text), TableColumn("platform", .text), TableColumn("version", .text),
+            TableColumn("name", .text), TableColumn("platform", .text), TableColumn("version", .text, .collateVersion),
             TableColumn("shard", .integer), TableColumn("discovery_cache_hits", .integer),
             TableColumn("discovery_executions", .integer), TableColumn("active", .integer),
         ],
@@ -53,7 +76,7 @@ public enum ScheduleTables {
 
     /// Registers both tables, replacing earlier ones (osqueryi registers empty ones).
     public static func register(
-        into registry: PluginRegistry, scheduler: (@Sendable () -> Scheduler?)?, packs: (@Sendable () -> [PackStatus])?
+        into registry: PluginRegistry, scheduler: (@Sendable () -> (any ScheduleSnapshotProvider)?)?, packs: (@Sendable () -> [PackStatus])?
     ) {
         _ = registry.remove(registry: "table", name: scheduleSchema.name)
         _ = registry.remove(registry: "table", name: packsSchema.name)

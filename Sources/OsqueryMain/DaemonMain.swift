@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 public import OsqueryEngine
 import OsqueryDaemon
+public import OsqueryShell
 import OsqueryTables
 
 /// osqueryd: flags, the built-in tables, then the daemon's services
