@@ -64,6 +64,8 @@ let package = Package(
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryConfig",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         // The config both programs read: JSON with positions, sources (filesystem, extension),
@@ -110,6 +112,7 @@ let package = Package(
             dependencies: [
                 "OsqueryEngine", "OsqueryProtocol", "ThriftCodec",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict

@@ -206,7 +206,7 @@ public final class Daemon: Sendable {
             .init(service: StoppingService("store") { withExtendedLifetime(store) {} }),
         ]
         if let extensions {
-            services.append(.init(service: StoppingService("extensions") { await extensions.stop() }))
+            services.append(.init(service: extensions.service))
         }
         services += [
             .init(service: StoppingService("loggers") { await offCooperativePool { loggers.stop() } }),

@@ -106,16 +106,16 @@ public enum OsqueryShellMain {
             || !(standardInputIsTerminal ?? (isatty(0) != 0))
         let requested = !flags[.extension].isEmpty || flags.wasSet(.extensionsAutoload)
             || flags.wasSet(.extensionsRequire) || flags.wasSet(.extensionsSocket)
-        var extensions: ExtensionsRuntime?
+        var extensions: ShellRuntime?
         if !flags[.disableExtensions] && (!oneShot || requested) {
             bootstrapLoggingIfRequested()
             do {
-                extensions = try ExtensionsRuntime.startBlocking(flags: flags, registry: registry, shell: true)
+                extensions = try ShellRuntime.start(flags: flags, registry: registry)
             } catch {
                 io.err("Error: could not start the extension manager: \(error)\n")
             }
         }
-        defer { extensions?.stopBlocking() }
+        defer { extensions?.stop() }
 
         if flags[.listTables] {
             shell.runMeta(".tables")

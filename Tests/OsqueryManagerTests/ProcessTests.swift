@@ -266,6 +266,37 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         #expect(err.isEmpty, "\(err)")
     }
 
+    /// SIGTERM to osqueryi shuts its service group down as osqueryd's: the extension it launched
+    /// is stopped and every socket file goes; then the signal ends the shell, as its default would.
+    @Test func sigtermStopsOsqueryisExtensionsAndRemovesTheSockets() async throws {
+        try Real.requirePeers()
+        let dir = try scratchDirectory("shellterm")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socket = dir + "/s.em"
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: try Real.binary("osqueryi"))
+        shell.arguments = [
+            "--extension", try Real.binary("example-pressure-table"), "--extensions_socket", socket,
+            "--extensions_timeout", "10", "--extensions_interval", "1",
+        ]
+        let input = Pipe()  // held open: the shell waits for its script
+        shell.standardInput = input
+        shell.standardOutput = FileHandle.nullDevice
+        try shell.run()
+        defer { if shell.isRunning { kill(shell.processIdentifier, SIGKILL) } }
+        #expect(await waitUntil(30) {
+            guard let list = try? await Real.cpp(["extensions", socket]) else { return false }
+            return "\(list)".contains("pressure_stall")
+        })
+        let sockets = { (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasPrefix("s.em") } ?? [] }
+        #expect(sockets().count == 2, "\(sockets())")
+        kill(shell.processIdentifier, SIGTERM)
+        _ = try await offPool { shell.waitUntilExit() }
+        #expect(shell.terminationReason == .uncaughtSignal && shell.terminationStatus == SIGTERM)
+        #expect(sockets().isEmpty, "\(sockets())")
+        try? input.fileHandleForWriting.close()
+    }
+
     /// Distributed queries through an extension written with our SDK (Examples/DistributedExtension).
     @Test func distributedQueriesRunThroughAnExtensionsPlugin() async throws {
         try Real.requirePeers()
