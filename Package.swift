@@ -143,7 +143,7 @@ let package = Package(
             dependencies: ["OsqueryShell", "OsqueryEngine", "OsqueryTables", "ProtocolFixture"],
             swiftSettings: strict
         ),
-        .target(name: "ThriftCodec", swiftSettings: strict),
+        .target(name: "ThriftCodec", dependencies: ["OsqueryVocabulary"], swiftSettings: strict),
         .target(
             name: "OsqueryProtocol",
             dependencies: [

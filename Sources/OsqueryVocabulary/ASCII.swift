@@ -1,6 +1,6 @@
 /// Whether every byte is below 0x80, a word at a time (table text is overwhelmingly ASCII,
 /// and an ASCII buffer is valid UTF-8 without further checks).
-/// ThriftCodec keeps its own copy: it stays free of dependencies.
+/// The one copy: the engine and ThriftCodec both use it.
 @inlinable @inline(__always)
 package func isASCII(_ buffer: UnsafeRawBufferPointer) -> Bool {
     var i = 0

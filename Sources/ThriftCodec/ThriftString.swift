@@ -1,3 +1,6 @@
+// The vocabulary's word-at-a-time ASCII check; public because inlinable code here calls it.
+public import OsqueryVocabulary
+
 /// A Thrift `string`: a sequence of bytes that is nearly always UTF-8.
 ///
 /// Thrift strings are opaque bytes (osquery's C++ uses `std::string`), and table
@@ -47,7 +50,7 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
         // Table data is overwhelmingly ASCII: a word-at-a-time scan proves it.
         // Otherwise the initializer above repaired any invalid UTF-8, so the
         // input was valid exactly when the string's bytes equal it.
-        if Self.isASCII(buffer) || Self.sameBytes(text, buffer) {
+        if isASCII(buffer) || Self.sameBytes(text, buffer) {
             storage = .text(text)
         } else {
             storage = .bytes(Array(bytes))
@@ -61,22 +64,6 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
             utf8.count == buffer.count
                 && (buffer.count == 0 || memcmp(utf8.baseAddress!, buffer.baseAddress!, buffer.count) == 0)
         }
-    }
-
-    @inlinable
-    static func isASCII(_ buffer: UnsafeRawBufferPointer) -> Bool {
-        var i = 0
-        let n = buffer.count
-        var any: UInt64 = 0
-        while i &+ 8 <= n {
-            any |= buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            i &+= 8
-        }
-        while i < n {
-            any |= UInt64(buffer[i])
-            i &+= 1
-        }
-        return any & 0x8080_8080_8080_8080 == 0
     }
 
     /// The value as a Swift string, when it is valid UTF-8.
