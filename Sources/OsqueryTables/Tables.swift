@@ -82,6 +82,8 @@ public enum BuiltinTables {
             SMBIOSTables.acpiTables(flags: flags),
             CPUIDTable.cpuid(flags: flags),
             HardwareTables.mdPersonalities(flags: flags),
+            // osquery's Linux catalogue (issue 18): system tables.
+            CryptoTables.certificates(flags: flags),
         ]
     }
 
