@@ -84,6 +84,9 @@ public enum BuiltinTables {
             HardwareTables.mdPersonalities(flags: flags),
             // osquery's Linux catalogue (issue 18): system tables.
             CryptoTables.certificates(flags: flags),
+            FileContentTables.extendedAttributes(),
+            FileContentTables.magic(),
+            FileContentTables.augeas(flags: flags),
         ]
     }
 
