@@ -87,6 +87,14 @@ public enum BuiltinTables {
             FileContentTables.extendedAttributes(),
             FileContentTables.magic(),
             FileContentTables.augeas(flags: flags),
+            NetworkFetchTables.curl(flags: flags),
+            NetworkFetchTables.curlCertificate(flags: flags),
+            NetworkFetchTables.prometheusMetrics(flags: flags),
+            CloudTables.ec2InstanceMetadata(flags: flags),
+            CloudTables.ec2InstanceTags(flags: flags),
+            CloudTables.azureInstanceMetadata(flags: flags),
+            CloudTables.azureInstanceTags(flags: flags),
+            CloudTables.ycloudInstanceMetadata(flags: flags),
         ]
     }
 
