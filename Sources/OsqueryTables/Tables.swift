@@ -95,6 +95,12 @@ public enum BuiltinTables {
             CloudTables.azureInstanceMetadata(flags: flags),
             CloudTables.azureInstanceTags(flags: flags),
             CloudTables.ycloudInstanceMetadata(flags: flags),
+            SystemStateTables.mdDevices(flags: flags),
+            SystemStateTables.mdDrives(flags: flags),
+            SystemStateTables.diskEncryption(flags: flags),
+            SystemStateTables.secureboot(flags: flags),
+            SystemStateTables.securebootCertificates(flags: flags),
+            SystemStateTables.msr(),
         ]
     }
 
