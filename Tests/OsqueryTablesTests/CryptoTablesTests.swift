@@ -139,5 +139,12 @@ func opensslRows(_ bundle: String, scratch: TempDir) async throws -> Set<String>
             #expect(try db.execute("SELECT * FROM certificates WHERE path = '\(dir.path)/\(name)'").rowCount == 0, "\(name)")
         }
         #expect(try db.execute("SELECT * FROM certificates WHERE path = '\(dir.path)/ca.pem'").rowCount == 1)
+        // 10 GB, sparse: refused by its size under the default read_max, nothing read.
+        let fd = open(dir.path + "/huge.pem", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        #expect(ftruncate(fd, 10 << 30) == 0)
+        close(fd)
+        let defaults = try systemTablesDatabase(CryptoTables.certificates(flags: Flags(), bundles: []))
+        #expect(try defaults.execute("SELECT * FROM certificates WHERE path = '\(dir.path)/huge.pem'").rowCount == 0)
+        #expect(try defaults.execute("SELECT * FROM certificates WHERE path = '\(dir.path)/ca.pem'").rowCount == 1)
     }
 }

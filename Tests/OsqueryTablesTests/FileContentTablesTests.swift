@@ -76,7 +76,11 @@ import Glibc
         dir.write("data.gz", "")
         _ = try await toolOutput("/bin/sh", ["-c", "printf 'some text to pack' | /usr/bin/gzip -n > '\(dir.path)/data.gz'"])
         #expect(mkfifo(dir.path + "/fifo", 0o600) == 0)
-        let paths = ["text.txt", "empty", "data.gz", "fifo", "missing"].map { dir.path + "/" + $0 } + ["/usr/bin/gzip", dir.path]
+        // 10 GB, sparse (no blocks written): libmagic reads only its first bytes.
+        let fd = open(dir.path + "/huge", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        #expect(ftruncate(fd, 10 << 30) == 0)
+        close(fd)
+        let paths = ["text.txt", "empty", "data.gz", "fifo", "huge", "missing"].map { dir.path + "/" + $0 } + ["/usr/bin/gzip", dir.path]
         let db = try systemTablesDatabase(FileContentTables.magic(log: OnceLog()))
         for path in paths {
             let r = try db.execute("SELECT data, mime_type, mime_encoding, magic_db_files FROM magic WHERE path = '\(path)'")

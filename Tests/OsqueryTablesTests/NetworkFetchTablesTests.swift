@@ -70,6 +70,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(b"x" * 65536)
             except Exception:
                 pass
+        elif p == "/endless-headers":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                while True:
+                    self.wfile.write(b"X-Padding: " + b"y" * 1000 + b"\r\n")
+            except Exception:
+                pass
+        elif p == "/bad-chunk":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"ffffffffffffffffffff\r\nxx")
         elif p == "/claims-huge":
             self.send_response(200)
             self.send_header("Content-Length", str(1 << 40))
@@ -222,7 +234,7 @@ final class ClosedPort: Sendable {
         let silent = SilentListener(), closed = ClosedPort()
         let flags = try Self.flags(["table_http_timeout": "1", "table_http_max_bytes": "1048576", "tls_server_certs": dir.path + "/leaf.key"])
         let http = "http://127.0.0.1:\(server.httpPort)"
-        let urls = ["\(http)/silent", "\(http)/endless", "\(http)/claims-huge", "https://localhost:\(server.httpsPort)/hello",
+        let urls = ["\(http)/silent", "\(http)/endless", "\(http)/endless-headers", "\(http)/bad-chunk", "\(http)/claims-huge", "https://localhost:\(server.httpsPort)/hello",
                     "http://127.0.0.1:\(silent.port)/", "http://127.0.0.1:\(closed.port)/", "ftp://example.org/"]
         let (failed, after) = try await offThread { () -> (Set<String>, Set<String>) in
             let db = try systemTablesDatabase(NetworkFetchTables.curl(flags: flags), flags: flags)
