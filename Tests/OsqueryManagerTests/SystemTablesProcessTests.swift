@@ -57,4 +57,41 @@ import Glibc
             #expect(root[table]!.isEmpty && unprivileged[table]!.isEmpty, "\(table)")
         }
     }
+
+    /// The config's `prometheus_targets` reach the table: osqueryi with a config naming a
+    /// local `python3 -m http.server` that serves exposition text.
+    @Test(.enabled(if: access("/usr/bin/env", X_OK) == 0)) func prometheusTargetsFromTheConfig() async throws {
+        let dir = try scratchDirectory("prometheus")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "# TYPE jobs gauge\njobs 4\nqueue_depth{queue=\"mail\"} 17\n".write(toFile: dir + "/metrics", atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", dir]
+        let output = Pipe()
+        server.standardOutput = output
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            if server.isRunning { kill(server.processIdentifier, SIGKILL) }
+            server.waitUntilExit()
+        }
+        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        let line = try await offPool { () -> String in
+            var bytes = [UInt8]()
+            while bytes.count < 256, let byte = try output.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { bytes.append(byte) }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let words = line.split(separator: " ")
+        let port = try #require(words.firstIndex(of: "port").flatMap { Int(words[$0 + 1]) }, "\(line)")
+        let url = "http://127.0.0.1:\(port)/metrics"
+        try #"{"prometheus_targets": {"timeout": 2, "urls": ["\#(url)"]}}"#.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        let shell = try Real.binary("osqueryi")
+        let (status, out, err) = try await Real.run(shell, ["--config_path=" + dir + "/osquery.conf", "--json",
+                                                            "SELECT target_name, metric_name, metric_value FROM prometheus_metrics"])
+        #expect(status == 0, "\(err)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: String]], "\(out)")
+        #expect(Set(rows.map { "\($0["target_name"] ?? "") \($0["metric_name"] ?? "") \($0["metric_value"] ?? "")" }) == [
+            "\(url) jobs 4.0", "\(url) queue_depth{queue=\"mail\"} 17.0",
+        ])
+    }
 }
