@@ -21,6 +21,12 @@ static inline long osq_bio_mem_data(BIO *b, char **p) { return BIO_get_mem_data(
 static inline void osq_openssl_free(void *p) { OPENSSL_free(p); }
 static inline long osq_ssl_set_sni(SSL *s, const char *name) { return SSL_set_tlsext_host_name(s, name); }
 static inline unsigned long osq_xn_flag_oneline(void) { return XN_FLAG_ONELINE; }
+/* A server that closes without close_notify ends the body (as plain TCP's end does); with
+   `modern`, TLS 1.2 is the least accepted (osquery's client refuses SSLv3, TLS 1.0 and 1.1). */
+static inline void osq_ssl_ctx_setup(SSL_CTX *ctx, int modern) {
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (modern) SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+}
 static inline int osq_stack_count(const OPENSSL_STACK *s) { return OPENSSL_sk_num(s); }
 static inline void *osq_stack_value(const OPENSSL_STACK *s, int i) { return OPENSSL_sk_value(s, i); }
 static inline void osq_general_names_free(GENERAL_NAMES *g) { GENERAL_NAMES_free(g); }

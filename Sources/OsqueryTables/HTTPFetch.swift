@@ -34,8 +34,10 @@ enum HTTPFetch {
         var port: UInt16
         var target: String
 
-        /// `http[s]://host[:port][/path?query]`; nil for anything else.
+        /// `http[s]://host[:port][/path?query]`; nil for anything else, and for any space or
+        /// control character (a line break would end the request line and inject headers).
         init?(_ text: String) {
+            guard text.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else { return nil }
             var rest = Substring(text)
             if rest.lowercased().hasPrefix("https://") {
                 tls = true
@@ -192,6 +194,7 @@ enum HTTPFetch {
         func startTLS(serverName: String, verify: Verify) throws {
             guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw Failure("Failed to create OpenSSL CTX object") }
             context = ctx
+            if case .peer = verify { osq_ssl_ctx_setup(ctx, 1) } else { osq_ssl_ctx_setup(ctx, 0) }
             switch verify {
             case .none:
                 SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)

@@ -215,12 +215,14 @@ final class ClosedPort: Sendable {
                 SELECT * FROM curl WHERE url IN ('\(http)/hello', '\(https)/hello', '\(http)/redirect', '\(http)/missing', '\(http)/chunked')
                 """, ["url", "method", "user_agent", "response_code", "bytes", "result"])
             out.formUnion(try rowSet(db, "SELECT * FROM curl WHERE url = '\(http)/agent' AND user_agent = 'probe/1'", ["url", "result"]))
+            // A line break in the URL cannot add a header to the request: it is not sent.
+            out.formUnion(try rowSet(db, "SELECT * FROM curl WHERE url = '\(http)/agent' || char(13, 10) || 'X-Injected: 1'", ["response_code", "bytes"]))
             return out
         }
         #expect(rows == [
             "\(http)/hello\tGET\tosquery\t200\t11\thello world", "\(https)/hello\tGET\tosquery\t200\t11\thello world",
             "\(http)/redirect\tGET\tosquery\t200\t11\thello world", "\(http)/missing\tGET\tosquery\t404\t8\tnot here",
-            "\(http)/chunked\tGET\tosquery\t200\t18\tfirst second third", "\(http)/agent\tprobe/1",
+            "\(http)/chunked\tGET\tosquery\t200\t18\tfirst second third", "\(http)/agent\tprobe/1", "\t",
         ])
     }
 
