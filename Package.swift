@@ -46,6 +46,11 @@ let package = Package(
     targets: [
         // Core engine (issue 3): SQLite system library, engine, built-in tables, shell.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // System tables (issue 18): the C libraries osquery's tables read with.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CMagic", pkgConfig: "libmagic", providers: [.apt(["libmagic-dev"])]),
+        .systemLibrary(name: "CAugeas", pkgConfig: "augeas", providers: [.apt(["libaugeas-dev"])]),
+        .systemLibrary(name: "CSystemHeaders"),
         // The table vocabulary shared by the core and the SDK (issue 16): a leaf, no dependencies.
         .target(name: "OsqueryVocabulary", swiftSettings: strict),
         .testTarget(name: "OsqueryVocabularyTests", dependencies: ["OsqueryVocabulary"], swiftSettings: strict),
@@ -56,7 +61,10 @@ let package = Package(
         ),
         .target(
             name: "OsqueryTables",
-            dependencies: ["OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto"),
+                "COpenSSL", "CMagic", "CAugeas", "CSystemHeaders",
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -73,7 +81,7 @@ let package = Package(
         .target(
             name: "OsqueryConfig",
             dependencies: [
-                "OsqueryEngine", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "OsqueryVocabulary",
+                "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "OsqueryVocabulary",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict

@@ -3,6 +3,8 @@
 #   Debian: thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 (and python3-venv if venv is unusable);
 #   the admin tools the table tests compare with: openssh-client openssl iproute2 procps util-linux findutils
 #   lsof iptables pciutils usbutils keyutils dmidecode
+#   the system tables' C libraries and tools: libssl-dev libmagic-dev file libaugeas-dev augeas-lenses
+#   augeas-tools attr
 #   <repo>/.venv with PyPI `thrift` and `osquery`
 # Idempotent; silent when everything is already there. Must run as root for apt-get.
 set -euo pipefail
@@ -22,7 +24,8 @@ missing=()
 # The admin tools the table tests compare with (Tests/OsqueryTablesTests/CatalogueTablesTests).
 for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 \
         openssh-client openssl iproute2 procps util-linux findutils lsof iptables \
-        pciutils usbutils keyutils dmidecode; do
+        pciutils usbutils keyutils dmidecode \
+        libssl-dev libmagic-dev file libaugeas-dev augeas-lenses augeas-tools attr; do
     pkg_installed "$p" || missing+=("$p")
 done
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)

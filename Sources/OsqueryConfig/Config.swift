@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 public import OsqueryEngine
+import OsqueryTables
 import Synchronization
 
 /// Decorator queries by when they run (core.md §2.3).
@@ -54,6 +55,8 @@ public struct SourceConfig: Sendable, Equatable {
     public var events: [String: [String]]?
     /// `auto_table_construction`, in the source's order.
     package var autoTables: [AutoTableDefinition] = []
+    /// `prometheus_targets` (the prometheus_metrics table's), when the source has it.
+    package var prometheusTargets: JSONValue?
     /// Problems osquery skips over, each naming the source, line and key.
     public var warnings: [String] = []
 
@@ -68,7 +71,7 @@ public struct SourceConfig: Sendable, Equatable {
             && a.views.map(\.sql) == b.views.map(\.sql) && a.filePaths == b.filePaths
             && a.filePathsQuery == b.filePathsQuery && a.excludePaths == b.excludePaths
             && a.fileAccesses == b.fileAccesses && a.events == b.events && a.autoTables == b.autoTables
-            && a.warnings == b.warnings
+            && a.prometheusTargets == b.prometheusTargets && a.warnings == b.warnings
     }
 }
 
@@ -104,6 +107,8 @@ public struct DaemonConfig: Sendable {
     public let events: [String: [String]]
     /// ATC tables of every source, by name; a later source's definition wins.
     package let autoTables: [AutoTableDefinition]
+    /// `prometheus_targets` of the last source that has it.
+    package let prometheusTargets: JSONValue?
     /// Every source's warnings, in source order.
     public let warnings: [String]
 
@@ -125,6 +130,7 @@ public struct DaemonConfig: Sendable {
         var events: [String: [String]] = [:]
         var autoTables: [AutoTableDefinition] = []
         var autoTableIndex: [String: Int] = [:]
+        var prometheusTargets: JSONValue?
         var warnings: [String] = []
         for name in order {
             guard let s = bySource[name] else { continue }
@@ -153,8 +159,10 @@ public struct DaemonConfig: Sendable {
                     autoTables.append(table)
                 }
             }
+            if let p = s.prometheusTargets { prometheusTargets = p }
             warnings += s.warnings
         }
+        self.prometheusTargets = prometheusTargets
         self.options = options
         self.packs = packs
         self.decorators = decorators
@@ -181,6 +189,11 @@ public struct DaemonConfig: Sendable {
     /// longer names (osquery does it on each config update, for the shell and the daemon).
     package func registerAutoTables(registry: PluginRegistry, flags: Flags) {
         AutoTables.apply(hostAutoTables, registry: registry, flags: flags)
+    }
+
+    /// Hands the tables their config sections (prometheus_metrics' `prometheus_targets`).
+    package func applyTableSections() {
+        PrometheusTargets.shared.set(prometheusTargets)
     }
 
     /// Packs that may run on this host: pack-level shard, platform and version
@@ -380,6 +393,23 @@ struct SourceParser {
         }
         if let tables = root["auto_table_construction"]?.members {
             out.autoTables = SourceParser.autoTables(tables, warn: warn)
+        }
+        if let targets = root["prometheus_targets"], targets.members != nil {
+            out.prometheusTargets = Self.json(targets)
+        }
+    }
+
+    /// A config value as the vocabulary's JSON (numbers keep their text form).
+    static func json(_ value: ConfigValue) -> JSONValue {
+        switch value.kind {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .int(let v): .number(String(v))
+        case .uint(let v): .number(String(v))
+        case .double(let d): .number(String(d))
+        case .string(let s): .string(s)
+        case .array(let items): .array(items.map(json))
+        case .object(let members): .object(members.map { ($0.key, json($0.value)) })
         }
     }
 

@@ -309,6 +309,7 @@ final class DaemonConfiguration: Sendable {
             if changed {
                 discovery.reset()
                 loader.current?.registerAutoTables(registry: registry, flags: flags)
+                loader.current?.applyTableSections()
             }
         } catch {
             failed = true

@@ -180,6 +180,15 @@ extension Flags {
         .init("atc_max_rows", .uint64, "1000000", "Most rows one scan of an auto_table_construction table may return; past it the scan fails"),
         .init("atc_max_bytes", .uint64, "268435456", "Most bytes of values one scan of an auto_table_construction table may return; past it the scan fails"),
         .init("atc_timeout", .uint64, "60", "Seconds one scan of an auto_table_construction table may run before it is interrupted (0: no limit)"),
+        // System tables (issue 18): augeas_lenses is osquery's flag, defaulting to Debian's lenses
+        // (osquery's /opt/osquery/share/osquery/lenses is its own package's); the others bound
+        // the tables that fetch over HTTP (osquery's client waits 16 s and reads without bound)
+        // and pick the cloud metadata address (tests point it at loopback).
+        .init("augeas_lenses", .string, "/usr/share/augeas/lenses/dist", "Directory that contains augeas lenses files"),
+        .init("table_http_timeout", .uint64, "16", "Seconds a curl or prometheus_metrics request may take in all"),
+        .init("table_http_max_bytes", .uint64, "16777216", "Most bytes of a response the curl and prometheus_metrics tables read"),
+        .init("cloud_metadata_timeout", .uint64, "3", "Seconds a cloud metadata table waits for its link-local endpoint"),
+        .init("cloud_metadata_address", .string, "169.254.169.254", "Address (host[:port]) of the EC2, Azure and Yandex metadata endpoints"),
     ]
 }
 
@@ -288,6 +297,8 @@ package enum StringFlag: String, FlagKey {
     case tlsClientCert = "tls_client_cert"
     case tlsClientKey = "tls_client_key"
     case proxyHostname = "proxy_hostname"
+    case augeasLenses = "augeas_lenses"
+    case cloudMetadataAddress = "cloud_metadata_address"
     case enrollSecretPath = "enroll_secret_path"
     case enrollSecretEnv = "enroll_secret_env"
     case enrollTlsEndpoint = "enroll_tls_endpoint"
@@ -370,4 +381,7 @@ package enum UIntFlag: String, FlagKey {
     case atcMaxRows = "atc_max_rows"
     case atcMaxBytes = "atc_max_bytes"
     case atcTimeout = "atc_timeout"
+    case tableHttpTimeout = "table_http_timeout"
+    case tableHttpMaxBytes = "table_http_max_bytes"
+    case cloudMetadataTimeout = "cloud_metadata_timeout"
 }

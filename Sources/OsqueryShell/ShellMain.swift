@@ -159,14 +159,17 @@ public enum OsqueryShellMain {
     }
 
     /// Loads the config as osquery's shell does at start: its options apply and its
-    /// `auto_table_construction` tables are registered. A config that cannot be read only
+    /// `auto_table_construction` tables are registered, its `prometheus_targets` reach the
+    /// prometheus_metrics table. A config that cannot be read only
     /// says so with --verbose (osquery's shell runs without one). Only the filesystem plugin:
     /// an extension's config plugin cannot be reached before the shell's tables exist.
     static func loadConfig(flags: Flags, registry: PluginRegistry) {
         guard flags[.configPlugin] == "filesystem" else { return }
         let loader = ConfigLoader(source: FilesystemConfigSource(path: flags[.configPath]), flags: flags)
         do {
-            try loader.load().registerAutoTables(registry: registry, flags: flags)
+            let config = try loader.load()
+            config.registerAutoTables(registry: registry, flags: flags)
+            config.applyTableSections()
         } catch {
             StatusLog.info("Error reading config: \(error.message)")
         }

@@ -82,6 +82,25 @@ public enum BuiltinTables {
             SMBIOSTables.acpiTables(flags: flags),
             CPUIDTable.cpuid(flags: flags),
             HardwareTables.mdPersonalities(flags: flags),
+            // osquery's Linux catalogue (issue 18): system tables.
+            CryptoTables.certificates(flags: flags),
+            FileContentTables.extendedAttributes(),
+            FileContentTables.magic(),
+            FileContentTables.augeas(flags: flags),
+            NetworkFetchTables.curl(flags: flags),
+            NetworkFetchTables.curlCertificate(flags: flags),
+            NetworkFetchTables.prometheusMetrics(flags: flags),
+            CloudTables.ec2InstanceMetadata(flags: flags),
+            CloudTables.ec2InstanceTags(flags: flags),
+            CloudTables.azureInstanceMetadata(flags: flags),
+            CloudTables.azureInstanceTags(flags: flags),
+            CloudTables.ycloudInstanceMetadata(flags: flags),
+            SystemStateTables.mdDevices(flags: flags),
+            SystemStateTables.mdDrives(flags: flags),
+            SystemStateTables.diskEncryption(flags: flags),
+            SystemStateTables.secureboot(flags: flags),
+            SystemStateTables.securebootCertificates(flags: flags),
+            SystemStateTables.msr(),
         ]
     }
 
