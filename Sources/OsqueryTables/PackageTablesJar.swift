@@ -144,7 +144,9 @@ enum ZipFile {
             let local = u32(directory, at + 42)
             guard at + 46 + nameLength <= directory.count else { return nil }
             if directory[(at + 46)..<(at + 46 + nameLength)].elementsEqual(name) {
-                guard uncompressed <= limit, let header = pread(local, 30), u32(header, 0) == 0x0403_4B50 else { return nil }
+                // Deflate may grow incompressible data by a few bytes per 16 KiB block.
+                guard uncompressed <= limit, compressed <= uncompressed + uncompressed / 1024 + 64,
+                      let header = pread(local, 30), u32(header, 0) == 0x0403_4B50 else { return nil }
                 let dataOffset = local + 30 + u16(header, 26) + u16(header, 28)
                 guard let data = pread(dataOffset, compressed) else { return nil }
                 switch method {

@@ -50,10 +50,11 @@ enum PackageFS {
         var out: [String] = []
         var visited = Set<DirectoryID>()
         func walk(_ directory: String, depth: Int) {
-            guard let names = FileIO.listDirectoryNames(directory) else { return }
-            for name in names.sorted() {
-                let child = directory + "/" + name
-                guard FileIO.isDirectory(child) else { continue }
+            // A recursive walk keeps readdir's order, as osquery's directory_iterator; a flat
+            // listing is a glob, sorted.
+            var children = subdirectories(of: directory)
+            if !recursive { children.sort() }
+            for child in children {
                 out.append(child)
                 if recursive && depth < maxRecursion, let id = DirectoryID(stat: child), visited.insert(id).inserted {
                     walk(child, depth: depth + 1)
@@ -62,6 +63,28 @@ enum PackageFS {
         }
         if recursive, let id = DirectoryID(stat: root) { visited.insert(id) }
         walk(root, depth: 0)
+        return out
+    }
+
+    /// The directories directly in `directory` (links to directories too); readdir's entry
+    /// type spares a stat for all but links and file systems that do not report it.
+    static func subdirectories(of directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var out: [String] = []
+        while let entry = readdir(dir) {
+            let type = entry.pointee.d_type
+            if type != UInt8(DT_DIR) && type != UInt8(DT_LNK) && type != UInt8(DT_UNKNOWN) { continue }
+            let name: String? = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                let n = bytes.firstIndex(of: 0) ?? bytes.count
+                if (n == 1 && bytes[0] == 0x2E) || (n == 2 && bytes[0] == 0x2E && bytes[1] == 0x2E) { return nil }
+                return String(decoding: bytes[0..<n], as: UTF8.self)
+            }
+            guard let name else { continue }
+            let child = directory + "/" + name
+            if type == UInt8(DT_DIR) || FileIO.isDirectory(child) { out.append(child) }
+        }
         return out
     }
 
