@@ -62,6 +62,11 @@ final class TempDir {
              "smbios_tables", "platform_info", "memory_devices", "cpu_info", "memory_arrays", "memory_array_mapped_addresses",
              "memory_device_mapped_addresses", "memory_error_info", "oem_strings", "acpi_tables", "cpuid", "md_personalities":
             return 0
+        // Package managers, browsers and editors a machine may lack (package tables).
+        case "rpm_packages", "rpm_package_files", "yum_sources", "python_packages", "npm_packages", "portage_packages",
+             "portage_use", "portage_keywords", "chrome_extensions", "chrome_extension_content_scripts", "firefox_addons",
+             "vscode_extensions", "jetbrains_plugins":
+            return 0
         default:
             return 1
         }
