@@ -2,7 +2,8 @@
 # Installs what the non-Swift test peers (Tests/Peers) need, only where it is missing:
 #   Debian: thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 (and python3-venv if venv is unusable);
 #   the admin tools the table tests compare with: openssh-client openssl iproute2 procps util-linux findutils
-#   lsof iptables pciutils usbutils keyutils dmidecode; rpm (rpm, rpmbuild: an rpm database for the rpm tables) and
+#   lsof iptables pciutils usbutils keyutils dmidecode; rpm (rpm, rpmbuild: an rpm database for the rpm tables), db5.3-util
+#   (db_load: the Berkeley DB rpm database of older rpm) and
 #   npm (`npm ls` for npm_packages) where no npm is on PATH
 #   <repo>/.venv with PyPI `thrift` and `osquery`
 # Idempotent; silent when everything is already there. Must run as root for apt-get.
@@ -23,7 +24,7 @@ missing=()
 # The admin tools the table tests compare with (Tests/OsqueryTablesTests/CatalogueTablesTests).
 for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 \
         openssh-client openssl iproute2 procps util-linux findutils lsof iptables \
-        pciutils usbutils keyutils dmidecode rpm; do
+        pciutils usbutils keyutils dmidecode rpm db5.3-util; do
     pkg_installed "$p" || missing+=("$p")
 done
 # A node install from elsewhere (NodeSource's nodejs) already carries npm.

@@ -5,8 +5,8 @@ import Glibc
 #endif
 
 /// rpm_packages and rpm_package_files: the rpm database read as the SQLite file it is since
-/// rpm 4.16 (`rpmdb.sqlite`, one header blob per installed package), the header decoded as
-/// librpm decodes it for osquery.
+/// rpm 4.16 (`rpmdb.sqlite`, one header blob per installed package), or the Berkeley DB hash
+/// (`Packages`) of older rpm, each header decoded as librpm decodes it for osquery.
 extension PackageTables {
     /// Where rpm keeps its database: the distributions' `%_dbpath`, the first that holds one.
     static let rpmDatabaseDirectories = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"]
@@ -229,10 +229,17 @@ struct RPMHeader {
 enum RPMDatabase {
     static func forEachHeader(directories: [String], flags: Flags, _ body: (RPMHeader) -> Void) {
         guard let directory = directories.first(where: { FileIO.exists($0 + "/rpmdb.sqlite") }) else {
-            if directories.contains(where: { FileIO.exists($0 + "/Packages") || FileIO.exists($0 + "/Packages.db") }) {
-                OnceLog.shared.info("rpm_packages: only rpm's SQLite database (rpmdb.sqlite) is read; this host's rpm database is in an older format")
+            // rpm before 4.16 (RHEL/CentOS 7 and 8, Amazon Linux 2) keeps a Berkeley DB hash.
+            if let directory = directories.first(where: { FileIO.exists($0 + "/Packages") }) {
+                BerkeleyHash.forEachValue(directory + "/Packages", limit: flags[.readMax]) { key, value in
+                    // Key 0 holds rpm's next instance number, not a header.
+                    guard key.count == 4, key.contains(where: { $0 != 0 }) else { return }
+                    if let header = RPMHeader(value) { body(header) }
+                }
+            } else if directories.contains(where: { FileIO.exists($0 + "/Packages.db") }) {
+                OnceLog.shared.info("rpm_packages: rpm's ndb database (Packages.db) is not read")
             } else {
-                OnceLog.shared.info("rpm_packages: no rpm database (rpmdb.sqlite) in \(directories.joined(separator: ", "))")
+                OnceLog.shared.info("rpm_packages: no rpm database (rpmdb.sqlite or Packages) in \(directories.joined(separator: ", "))")
             }
             return
         }
@@ -294,6 +301,101 @@ enum RPMDatabase {
                 body(header)
             } else {
                 StatusLog.info("rpm_packages: skipping a damaged header in \(path)")
+            }
+        }
+    }
+}
+
+/// The values of a Berkeley DB hash database (format of db 4 and 5, as rpm's `Packages`), read
+/// page by page as rpm's own read-only reader does: every hash page's key/data pairs, a big
+/// value from its chain of overflow pages. Offsets and chains are checked against the file;
+/// encrypted or checksummed databases are refused.
+enum BerkeleyHash {
+    static func forEachValue(_ path: String, limit: UInt64, _ body: ([UInt8], [UInt8]) -> Void) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else {
+            StatusLog.error("rpm_packages: cannot open \(path)")
+            return
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            StatusLog.error("rpm_packages: \(path) is not a regular file")
+            return
+        }
+        let fileSize = Int(st.st_size)
+        func read(_ offset: Int, _ count: Int) -> [UInt8]? {
+            guard offset >= 0, count > 0, offset + count <= fileSize else { return nil }
+            var out = [UInt8](repeating: 0, count: count)
+            var done = 0
+            while done < count {
+                let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return nil }
+                done += n
+            }
+            return out
+        }
+        guard let meta = read(0, 512) else {
+            StatusLog.error("rpm_packages: \(path) is not a Berkeley DB hash database")
+            return
+        }
+        // The magic tells the byte order of the machine that wrote the file.
+        let little = meta[12] == 0x61 && meta[13] == 0x15 && meta[14] == 0x06 && meta[15] == 0
+        let big = meta[12] == 0 && meta[13] == 0x06 && meta[14] == 0x15 && meta[15] == 0x61
+        func u16(_ b: [UInt8], _ at: Int) -> Int { little ? Int(b[at]) | Int(b[at + 1]) << 8 : Int(b[at]) << 8 | Int(b[at + 1]) }
+        func u32(_ b: [UInt8], _ at: Int) -> Int { little ? u16(b, at) | u16(b, at + 2) << 16 : u16(b, at) << 16 | u16(b, at + 2) }
+        guard little || big, meta[25] == 8 else {
+            StatusLog.error("rpm_packages: \(path) is not a Berkeley DB hash database")
+            return
+        }
+        let pageSize = u32(meta, 20), lastPage = u32(meta, 32)
+        guard pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0, meta[24] == 0, meta[26] & 1 == 0 else {
+            StatusLog.error("rpm_packages: \(path): encrypted, checksummed or unknown Berkeley DB layout")
+            return
+        }
+        let cap = limit == 0 ? Int.max : Int(clamping: limit)
+        let header = 26
+        /// A value stored on overflow pages: `total` bytes along the chain from `page`.
+        func overflow(_ page: Int, _ total: Int) -> [UInt8]? {
+            guard total <= cap else { return nil }
+            var out: [UInt8] = []
+            var next = page, steps = 0
+            while next != 0 && out.count < total {
+                steps += 1
+                guard next <= lastPage, steps <= lastPage, let p = read(next * pageSize, pageSize), p[25] == 7 else { return nil }
+                let length = u16(p, 22)
+                guard header + length <= pageSize else { return nil }
+                out += p[header..<(header + length)]
+                next = u32(p, 16)
+            }
+            return out.count == total ? out : nil
+        }
+        /// An item of a hash page: inline bytes, or a reference to overflow pages.
+        func item(_ page: [UInt8], _ index: Int, _ offsets: [Int]) -> [UInt8]? {
+            let start = offsets[index], end = index == 0 ? pageSize : offsets[index - 1]
+            guard start < end, end <= pageSize else { return nil }
+            switch page[start] {
+            case 1: return Array(page[(start + 1)..<end])
+            case 3:
+                guard start + 12 <= end else { return nil }
+                return overflow(u32(page, start + 4), u32(page, start + 8))
+            default: return nil  // duplicates: rpm's Packages has none
+            }
+        }
+        guard lastPage > 0 else { return }
+        for number in 1...lastPage {
+            guard let page = read(number * pageSize, pageSize) else { break }
+            // P_HASH_UNSORTED (2) and P_HASH (13) hold key/data pairs.
+            guard page[25] == 2 || page[25] == 13 else { continue }
+            let entries = u16(page, 20)
+            guard header + 2 * entries <= pageSize else { continue }
+            let offsets = (0..<entries).map { u16(page, header + 2 * $0) }
+            guard offsets.allSatisfy({ $0 >= header + 2 * entries && $0 < pageSize }) else { continue }
+            var i = 0
+            while i + 1 < entries {
+                if let key = item(page, i, offsets), let value = item(page, i + 1, offsets) { body(key, value) }
+                i += 2
             }
         }
     }

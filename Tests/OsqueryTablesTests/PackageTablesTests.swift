@@ -189,6 +189,46 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         #expect(OnceLog.shared.messages.contains { $0.contains("no rpm database") })
     }
 
+    /// The same packages in the Berkeley DB hash older rpm keeps (`Packages`), written by
+    /// db_load with small pages (so headers span overflow pages), against rpm's own read-only
+    /// Berkeley DB reader; then the file overwritten with garbage: no rows, no hang.
+    @Test(.enabled(if: installed("/usr/bin/rpm", "/usr/bin/rpmbuild", "/usr/bin/sqlite3", "/usr/bin/db5.3_load")))
+    func rpmBerkeleyDatabaseMatchesRpm() async throws {
+        let dir = TempDir()
+        let sqlite = try await Self.makeRPMDatabase(dir)
+        let (_, blobs) = try await packageTool("/usr/bin/sqlite3", [sqlite + "/rpmdb.sqlite", "SELECT hnum, lower(hex(blob)) FROM Packages"])
+        var dump = "VERSION=3\nformat=bytevalue\ntype=hash\ndb_pagesize=512\nHEADER=END\n 00000000\n 03000000\n"
+        for line in blobs.split(separator: "\n") {
+            let parts = line.split(separator: "|")
+            let hnum = UInt32(parts[0])!
+            let key = withUnsafeBytes(of: hnum.littleEndian) { $0.map { String(format: "%02x", $0) }.joined() }
+            dump += " \(key)\n \(parts[1])\n"
+        }
+        dir.put("dump.txt", dump + "DATA=END\n")
+        dir.mkdir("bdb")
+        let (loaded, _) = try await packageTool("/usr/bin/db5.3_load", ["-f", dir.path + "/dump.txt", dir.path + "/bdb/Packages"])
+        #expect(loaded == 0)
+        let bdb = dir.path + "/bdb"
+        let db = try packageDatabase([
+            PackageTables.rpmPackages(flags: Flags(), directories: [bdb]), PackageTables.rpmPackageFiles(flags: Flags(), directories: [bdb]),
+        ])
+        let format = "%{NAME}\t%{VERSION}\t%{RELEASE}\t%{EPOCH}\t%{SHA1HEADER}\t%{INSTALLTIME}\n"
+        let (_, listed) = try await packageTool("/usr/bin/rpm", ["--dbpath", bdb, "--define", "_db_backend bdb_ro", "-qa", "--qf", format])
+        let theirs = Set(listed.split(separator: "\n").map { $0.replacingOccurrences(of: "(none)", with: "") })
+        #expect(theirs.count == 2)
+        #expect(try rowSet(db, "SELECT * FROM rpm_packages", ["name", "version", "release", "epoch", "sha1", "install_time"]) == theirs)
+        let (_, files) = try await packageTool("/usr/bin/rpm", ["--dbpath", bdb, "--define", "_db_backend bdb_ro", "-qal"])
+        #expect(try rowSet(db, "SELECT path FROM rpm_package_files", ["path"]) == Set(files.split(separator: "\n").map(String.init)))
+        // Garbage over every page after the first: headers, offsets and chains all fail their checks.
+        let fd = open(bdb + "/Packages", O_WRONLY)
+        var st = stat()
+        fstat(fd, &st)
+        let garbage = [UInt8](repeating: 0x01, count: Int(st.st_size) - 512)
+        _ = garbage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 512) }
+        close(fd)
+        #expect(try db.execute("SELECT count(*) FROM rpm_packages")[0, 0] == .integer(0))
+    }
+
     // MARK: python_packages
 
     static let python = "/usr/bin/python3"
