@@ -44,7 +44,7 @@ extension PackageTables {
             col("manifest_json", .text, .hidden), col("key", .text, .hidden),
         ], columnAliases: [(alias: "locale", target: "default_locale")], attributes: .userBased) { context, schema in
             var rows = TableRows(schema: schema)
-            for profile in ChromeProfiles.read(users(context), flags: flags) {
+            for profile in ChromeProfiles.read(users(context), flags: flags, table: "chrome_extensions") {
                 for e in profile.extensions {
                     func p(_ name: String, _ fallback: String = "") -> SQLValue { .text(e.properties[name] ?? fallback) }
                     func s(_ name: String) -> SQLValue { .text(e.settings[name] ?? "") }
@@ -76,7 +76,7 @@ extension PackageTables {
             col("path", .text), col("referenced", .bigint),
         ], attributes: .userBased) { context, schema in
             var rows = TableRows(schema: schema)
-            for profile in ChromeProfiles.read(users(context), flags: flags) {
+            for profile in ChromeProfiles.read(users(context), flags: flags, table: "chrome_extension_content_scripts") {
                 for e in profile.extensions {
                     for (script, match) in e.contentScripts {
                         // osquery looks the identifier up under a settings key it never stores.
@@ -120,8 +120,9 @@ enum ChromeProfiles {
         access(path + "/Preferences", R_OK) == 0 || access(path + "/Secure Preferences", R_OK) == 0
     }
 
-    static func read(_ users: [HomeUser], flags: Flags) -> [Profile] {
+    static func read(_ users: [HomeUser], flags: Flags, table: String) -> [Profile] {
         var out: [Profile] = []
+        defer { if out.isEmpty { OnceLog.shared.info("\(table): no Chromium-based browser profile in the users' home directories") } }
         for user in users {
             for (browser, suffix) in PackageTables.chromeRoots {
                 let root = canonical(user.directory + "/" + suffix)
@@ -401,6 +402,7 @@ extension PackageTables {
             col("autoupdate", .integer), col("location", .text), col("path", .text),
         ], attributes: .userBased) { context, schema in
             var rows = TableRows(schema: schema)
+            var found = false
             for user in users(context) {
                 var profiles: [String] = []
                 for root in firefoxRoots {
@@ -408,9 +410,11 @@ extension PackageTables {
                     profiles += PackageFS.directories(in: base, recursive: false)
                 }
                 for profile in profiles where !profile.hasSuffix("Crash Reports") && !profile.hasSuffix("Pending Pings") {
+                    found = true
                     addFirefoxProfile(profile, uid: user.uid, flags: flags, to: &rows)
                 }
             }
+            if !found { OnceLog.shared.info("firefox_addons: no Firefox profile in the users' home directories") }
             return rows
         }
     }
@@ -506,9 +510,12 @@ extension PackageTables {
                 }
             }
             places.sort { (String($0.uid), $0.path, $0.edition) < (String($1.uid), $1.path, $1.edition) }
+            var found = false
+            defer { if !found { OnceLog.shared.info("vscode_extensions: no VS Code (or fork) extensions.json in the users' home directories") } }
             for place in places {
                 let file = place.path + "/extensions/extensions.json"
                 guard FileIO.exists(file) else { continue }
+                found = true
                 guard let document = readJSONFile(file, flags: flags), let list = document.array else {
                     OnceLog.shared.info("vscode_extensions: Could not parse vscode extensions.json from \(file)")
                     continue

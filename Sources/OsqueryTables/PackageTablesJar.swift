@@ -24,9 +24,12 @@ extension PackageTables {
             func add(_ product: String, _ uid: Int64, _ path: String, _ xml: PluginXML) {
                 rows.appendRow([.text(product), .integer(uid), .text(xml.name), .text(xml.version), .text(xml.vendor), .text(path)])
             }
+            var found = false
+            defer { if !found { OnceLog.shared.info("jetbrains_plugins: no JetBrains IDE directory in the users' home directories") } }
             for user in users(context) {
                 for (product, pattern) in jetbrainsProducts {
                     for pluginsDirectory in PackageFS.glob(user.directory + "/.local/share/JetBrains/" + pattern) {
+                        found = true
                         // A plugin without dependencies is a jar of its own.
                         for jar in PackageFS.files(in: pluginsDirectory) {
                             guard let xml = PluginXML(jar: jar, limit: limit) else { continue }

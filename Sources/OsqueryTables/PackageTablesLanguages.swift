@@ -50,18 +50,21 @@ extension PackageTables {
             var sites = Set<String>()
             for pattern in systemPaths { sites.formUnion(PackageFS.glob(pattern)) }
             for site in sites.sorted() { addPythonSite(site, uid: 0, flags: flags, to: &rows) }
+            var found = !sites.isEmpty
+            defer { if !found { OnceLog.shared.info("python_packages: no Python site directory on this system or in the users' home directories") } }
             for user in users(context) {
                 for suffix in pythonUserPaths {
                     let base = user.directory + "/" + suffix + "/"
                     // A version manager's tree holds `<version>/lib/python*/site-packages`.
-                    var found: [String] = []
+                    var sites: [String] = []
                     for version in PackageFS.directories(in: base, recursive: false) {
                         var st = stat()
                         if lstat(version, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK { continue }
-                        found += PackageFS.glob(version + "/lib/python%/site-packages")
+                        sites += PackageFS.glob(version + "/lib/python%/site-packages")
                     }
-                    if found.isEmpty { found = PackageFS.glob(base) }
-                    for site in found { addPythonSite(site, uid: user.uid, flags: flags, to: &rows) }
+                    if sites.isEmpty { sites = PackageFS.glob(base) }
+                    for site in sites { addPythonSite(site, uid: user.uid, flags: flags, to: &rows) }
+                    if !sites.isEmpty { found = true }
                 }
             }
             return rows
@@ -125,6 +128,7 @@ extension PackageTables {
             if sites.isEmpty {
                 for pattern in systemPaths { sites.formUnion(PackageFS.glob(pattern)) }
             }
+            if sites.isEmpty { OnceLog.shared.info("npm_packages: no global node_modules parent directory on this system") }
             for site in sites.sorted() { addNodeSite(site, maxDepth: maxDepth, flags: flags, to: &rows) }
             return rows
         }

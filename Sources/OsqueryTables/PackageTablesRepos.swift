@@ -42,9 +42,9 @@ extension PackageTables {
                 // yum.conf's reposdir is a path on the host; a test root keeps it inside.
                 reposDirectory = root + dir.1
             }
-            for source in PackageFS.glob(reposDirectory + "/%.repo") where !source.hasSuffix("/") {
-                _ = add(source)
-            }
+            let repos = PackageFS.glob(reposDirectory + "/%.repo").filter { !$0.hasSuffix("/") }
+            if repos.isEmpty && !FileIO.exists(conf) { OnceLog.shared.info("yum_sources: no \(conf) and no .repo file in \(reposDirectory)") }
+            for source in repos { _ = add(source) }
             return rows
         }
     }
@@ -200,6 +200,9 @@ extension PackageTables {
             func lines(_ name: String) -> [[String]] {
                 let text = PackageFS.text(root + "/etc/portage/" + name, flags: flags) ?? ""
                 return osquerySplit(text, "\n").map { osquerySplit($0) }.filter { !$0.isEmpty && !$0[0].hasPrefix("#") }
+            }
+            if !["package.keywords", "package.mask", "package.unmask"].contains(where: { FileIO.exists(root + "/etc/portage/" + $0) }) {
+                OnceLog.shared.info("portage_keywords: no \(root)/etc/portage/package.keywords, package.mask or package.unmask")
             }
             for line in lines("package.keywords") {
                 let (package, version) = portageSplit(line[0])

@@ -229,6 +229,32 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         #expect(try db.execute("SELECT count(*) FROM rpm_packages")[0, 0] == .integer(0))
     }
 
+    /// Every package table pointed at places without its source answers no rows and says why
+    /// once, whatever the number of queries.
+    @Test func absentSourcesAnswerNoRowsAndLogWhy() throws {
+        let dir = TempDir()
+        let home = dir.path
+        let users: PackageTables.Users = { _ in [HomeUser(uid: 1, directory: home)] }
+        let f = Flags()
+        let db = try packageDatabase([
+            PackageTables.rpmPackages(flags: f, directories: [home]), PackageTables.yumSources(flags: f, root: home),
+            PackageTables.pythonPackages(flags: f, systemPaths: [], users: users), PackageTables.npmPackages(flags: f, systemPaths: []),
+            PackageTables.portagePackages(flags: f, root: home), PackageTables.portageUse(flags: f, root: home),
+            PackageTables.portageKeywords(flags: f, root: home), PackageTables.chromeExtensions(flags: f, users: users),
+            PackageTables.chromeExtensionContentScripts(flags: f, users: users), PackageTables.firefoxAddons(flags: f, users: users),
+            PackageTables.vscodeExtensions(flags: f, users: users), PackageTables.jetbrainsPlugins(flags: f, users: users),
+        ])
+        let tables = ["rpm_packages", "yum_sources", "python_packages", "npm_packages", "portage_packages", "portage_use", "portage_keywords",
+                      "chrome_extensions", "chrome_extension_content_scripts", "firefox_addons", "vscode_extensions", "jetbrains_plugins"]
+        for _ in 0..<2 {
+            for table in tables { #expect(try db.execute("SELECT count(*) FROM \(table)")[0, 0] == .integer(0), "\(table)") }
+        }
+        let messages = OnceLog.shared.messages
+        for table in tables {
+            #expect(messages.contains { $0.hasPrefix(table + ": no ") }, "\(table) says why it has no rows")
+        }
+    }
+
     // MARK: python_packages
 
     static let python = "/usr/bin/python3"
