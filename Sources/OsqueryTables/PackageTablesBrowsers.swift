@@ -31,7 +31,7 @@ extension PackageTables {
         ("vivaldi", ".var/app/com.vivaldi.Vivaldi/config/vivaldi"),
     ]
 
-    static func chromeExtensions(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func chromeExtensions(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0, table: "chrome_extensions") }) -> FunctionTable {
         table("chrome_extensions", [
             col("browser_type", .text), col("uid", .bigint, [.index, .optimized]), col("name", .text), col("profile", .text),
             col("profile_path", .text), col("referenced_identifier", .text), col("identifier", .text),
@@ -69,7 +69,7 @@ extension PackageTables {
         }
     }
 
-    static func chromeExtensionContentScripts(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func chromeExtensionContentScripts(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0, table: "chrome_extension_content_scripts") }) -> FunctionTable {
         table("chrome_extension_content_scripts", [
             col("browser_type", .text), col("uid", .bigint, [.index, .optimized]), col("identifier", .text),
             col("version", .text, .collateVersion), col("script", .text), col("match", .text), col("profile_path", .text),
@@ -394,7 +394,7 @@ extension PackageTables {
     /// Firefox profile parents under a home directory (kFirefoxPaths).
     static let firefoxRoots = ["/.mozilla/firefox/", "/snap/firefox/common/.mozilla/firefox/", "/.config/mozilla/firefox/"]
 
-    static func firefoxAddons(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func firefoxAddons(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0, table: "firefox_addons") }) -> FunctionTable {
         table("firefox_addons", [
             col("uid", .bigint, [.additional, .optimized]), col("name", .text), col("identifier", .text, .index),
             col("creator", .text), col("type", .text), col("version", .text, .collateVersion), col("description", .text),
@@ -493,7 +493,7 @@ extension PackageTables {
         (".devin", "windsurf"), (".trae", "trae"), (".trae-server", "trae"),
     ]
 
-    static func vscodeExtensions(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func vscodeExtensions(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0, table: "vscode_extensions") }) -> FunctionTable {
         table("vscode_extensions", [
             col("name", .text), col("uuid", .text, .collateNocase), col("version", .text, .collateVersion), col("path", .text),
             col("publisher", .text), col("publisher_id", .text), col("installed_at", .bigint), col("prerelease", .integer),

@@ -14,7 +14,7 @@ extension PackageTables {
         ("rubymine", "RubyMine%"), ("rust_rov", "RustRover%"), ("webstorm", "WebStorm%"),
     ]
 
-    static func jetbrainsPlugins(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func jetbrainsPlugins(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0, table: "jetbrains_plugins") }) -> FunctionTable {
         table("jetbrains_plugins", [
             col("product_type", .text), col("uid", .bigint, .index), col("name", .text), col("version", .text, .collateVersion),
             col("vendor", .text), col("path", .text),

@@ -35,7 +35,7 @@ extension PackageTables {
     ]
 
     static func pythonPackages(flags: Flags, systemPaths: [String] = pythonSystemPaths,
-                               users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+                               users: @escaping Users = { ContextUsers.fromContext($0, table: "python_packages") }) -> FunctionTable {
         table("python_packages", [
             col("name", .text), col("uid", .bigint, .index), col("version", .text, .collateVersion), col("summary", .text),
             col("author", .text), col("license", .text), col("path", .text), col("directory", .text, [.index, .optimized]),

@@ -142,3 +142,28 @@ func readJSONFile(_ path: String, flags: Flags) -> JSONValue? {
     guard let bytes = BoundedFile.read(path, limit: flags[.readMax]) else { return nil }
     return try? JSONValue.parse(String(decoding: bytes, as: UTF8.self))
 }
+
+/// osquery's `usersFromContext` for the user-data tables: the users named by `uid =`
+/// constraints (as `users JOIN t USING (uid)` passes them), else only the user running the
+/// query, as osquery does without a constraint.
+enum ContextUsers {
+    static func fromContext(_ context: QueryContext, table: String) -> [HomeUser] {
+        let uids = context.equalities(for: "uid")
+        if uids.isEmpty {
+            if getuid() == 0 {
+                StatusLog.warning("The \(table) table returns data based on the current user by default, consider JOINing against the users table")
+            }
+            return user(getuid()).map { [$0] } ?? []
+        }
+        return uids.compactMap { UInt32($0).flatMap(user) }
+    }
+
+    /// One passwd entry (getpwuid_r: query threads run tables at once).
+    static func user(_ uid: uid_t) -> HomeUser? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let dir = entry.pw_dir else { return nil }
+        return HomeUser(uid: Int64(uid), directory: String(cString: dir))
+    }
+}

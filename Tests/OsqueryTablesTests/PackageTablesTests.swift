@@ -583,6 +583,38 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         ])
     }
 
+    /// osquery's user selection: without a uid constraint only the querying user's home is read;
+    /// `users JOIN … USING (uid)` hands each user's uid down. Homes come from passwd, as getent has them.
+    @Test(.enabled(if: installed("/usr/bin/getent"))) func userTablesReadTheQueryingUserOrTheJoinedOnes() async throws {
+        let (_, passwd) = try await packageTool("/usr/bin/getent", ["passwd", "0", "65534"])
+        let homes = Dictionary(uniqueKeysWithValues: passwd.split(separator: "\n").map { line -> (Int64, String) in
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            return (Int64(f[2])!, String(f[5]))
+        })
+        var context = QueryContext(schema: PackageTables.firefoxAddons(flags: Flags()).schema)
+        #expect(ContextUsers.fromContext(context, table: "firefox_addons").map(\.uid) == [Int64(getuid())])
+        context.add(Constraint(op: .equals, expr: "0"), to: "uid")
+        context.add(Constraint(op: .equals, expr: "65534"), to: "uid")
+        let users = ContextUsers.fromContext(context, table: "firefox_addons")
+        #expect(Dictionary(uniqueKeysWithValues: users.map { ($0.uid, $0.directory) }) == homes)
+
+        // The same selection with each home moved into a scratch tree.
+        let dir = TempDir()
+        let root = dir.path
+        for uid in homes.keys {
+            dir.put("home\(uid)/.mozilla/firefox/p.default/extensions.json", "{\"addons\":[{\"id\":\"addon-of-\(uid)\"}]}")
+        }
+        let registry = PluginRegistry()
+        registry.addTable(UserTables.users())
+        registry.addTable(PackageTables.firefoxAddons(flags: Flags(), users: { context in
+            ContextUsers.fromContext(context, table: "firefox_addons").map { HomeUser(uid: $0.uid, directory: root + "/home\($0.uid)") }
+        }))
+        let db = try Database(registry: registry, flags: Flags())
+        #expect(try rowSet(db, "SELECT uid, identifier FROM firefox_addons", ["uid", "identifier"]) == ["\(getuid())\taddon-of-\(getuid())"])
+        #expect(try rowSet(db, "SELECT uid, identifier FROM users JOIN firefox_addons USING (uid) WHERE uid IN (0, 65534)", ["uid", "identifier"])
+            == Set(homes.keys.map { "\($0)\taddon-of-\($0)" }))
+    }
+
     @Test func vscodeExtensionsReadEveryEdition() throws {
         let dir = TempDir()
         let home = dir.path
