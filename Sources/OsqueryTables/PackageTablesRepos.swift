@@ -67,8 +67,9 @@ enum INIFile {
         var names = Set<String>()
         var current: Int?
         var keys = Set<String>()
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = String(raw).trimmingASCIIWhitespace()
+        // By scalars: a `\r\n` line end is one Character, and Boost trims the `\r`.
+        for raw in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = String(Substring(raw)).trimmingASCIIWhitespace()
             if line.isEmpty || line.hasPrefix(";") || line.hasPrefix("#") { continue }
             if line.hasPrefix("[") {
                 guard line.hasSuffix("]"), line.count >= 2 else { return nil }

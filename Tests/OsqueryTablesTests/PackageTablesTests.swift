@@ -273,23 +273,44 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         return Set(out.split(separator: "\n").map(String.init))
     }
 
-    @Test(.enabled(if: installed(python)))
-    func pythonPackagesMatchImportlibOnTheSystem() async throws {
-        let site = "/usr/lib/python3/dist-packages"
-        let db = try packageDatabase([PackageTables.pythonPackages(flags: Flags(), users: { _ in [] })])
-        // Top-level distributions; osquery also reports ones vendored deeper in the tree.
+    /// The repository's venv (the test peers'), written by pip: `pip list` over its site directory.
+    static let venvSite: String? = {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        return (FileIO.listDirectoryNames(repo + "/.venv/lib") ?? []).filter { $0.hasPrefix("python3") }.sorted().first
+            .map { repo + "/.venv/lib/" + $0 + "/site-packages" }.flatMap { FileIO.isDirectory($0) ? $0 : nil }
+    }()
+
+    /// The top-level distributions of a site directory in our table (osquery also reports ones
+    /// vendored deeper in the tree), as name, version and path.
+    static func topLevelRows(_ db: Database, _ site: String) throws -> Set<String> {
         let r = try db.execute("SELECT name, version, path FROM python_packages WHERE directory = '\(site)'")
-        let ours = Set((0..<r.rowCount).compactMap { row -> String? in
+        return Set((0..<r.rowCount).compactMap { row -> String? in
             let path = r[row, 2].text ?? ""
             guard path.hasPrefix(site + "/"), !path.dropFirst(site.count + 1).contains("/") else { return nil }
             return [r[row, 0].text ?? "", r[row, 1].text ?? "", path].joined(separator: "\t")
         })
-        let theirs = try await Self.importlibRows(site)
-        #expect(!theirs.isEmpty)
+    }
+
+    @Test(.enabled(if: installed(python)))
+    func pythonPackagesMatchImportlibAndPip() async throws {
+        let db = try packageDatabase([PackageTables.pythonPackages(flags: Flags(), users: { _ in [] })])
+        let system = "/usr/lib/python3/dist-packages"
+        let ours = try Self.topLevelRows(db, system)
+        let theirs = try await Self.importlibRows(system)
         #expect(ours == theirs, "only ours: \(ours.subtracting(theirs).prefix(5)); only importlib: \(theirs.subtracting(ours).prefix(5))")
         // Without a directory the system's site directories are all read, this one among them.
-        let all = try db.execute("SELECT count(*) FROM python_packages WHERE directory LIKE '/usr/lib/python3/dist-packages%'")
-        #expect(all[0, 0] == .integer(Int64(r.rowCount)))
+        let all = try db.execute("SELECT count(*) FROM python_packages WHERE directory LIKE '\(system)%'")
+        let direct = try db.execute("SELECT count(*) FROM python_packages WHERE directory = '\(system)'")
+        #expect(all[0, 0] == direct[0, 0])
+        if let site = Self.venvSite {
+            let (status, listed) = try await packageTool(site.components(separatedBy: "/lib/python3")[0] + "/bin/python3",
+                                                        ["-m", "pip", "list", "--path", site, "--format=freeze", "--disable-pip-version-check"])
+            #expect(status == 0)
+            let pip = Set(listed.split(separator: "\n").map { $0.replacingOccurrences(of: "==", with: "\t") })
+            let venv = try Self.topLevelRows(db, site)
+            #expect(!pip.isEmpty && Set(venv.map { $0.split(separator: "\t").prefix(2).joined(separator: "\t") }) == pip, "\(venv) vs \(pip)")
+            #expect(venv == (try await Self.importlibRows(site)))
+        }
     }
 
     /// A user's installs in the layouts pip, pyenv and pipx write, with hostile entries among
@@ -304,6 +325,7 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         }
         let local = ".local/lib/python3.11/site-packages"
         dist(local, "alpha", "1.0")
+        dir.put("\(local)/crlf-3.dist-info/METADATA", "Metadata-Version: 2.1\r\nName: crlf\r\nVersion: 3\r\nLicense: BSD\r\n")
         dist(local, "beta", "2.0b1", extra: "Home-page: https://example.org")
         dir.put("\(local)/gamma.egg-info/PKG-INFO", "Metadata-Version: 1.1\nName: gamma\nVersion: 0.1\nSummary: has: a colon\n")
         dist(".pyenv/versions/3.12.1/lib/python3.12/site-packages", "delta", "4")
@@ -329,6 +351,7 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
             "alpha\t1234\t1.0\tthe alpha\tA. Person\tMIT\t\(sitePath)/alpha-1.0.dist-info\t\(l)",
             "beta\t1234\t2.0b1\tthe beta\tA. Person\tMIT\t\(sitePath)/beta-2.0b1.dist-info\t\(l)",
             "gamma\t1234\t0.1\t\t\t\t\(sitePath)/gamma.egg-info\t\(l)",
+            "crlf\t1234\t3\t\t\tBSD\t\(sitePath)/crlf-3.dist-info\t\(l)",
             "\t1234\t\t\t\t\t\(sitePath)/fifo-1.dist-info\t\(l)",
             "\t1234\t\t\t\t\t\(sitePath)/huge-1.dist-info\t\(l)",
             "delta\t1234\t4\tthe delta\tA. Person\tMIT\t\(py)delta-4.dist-info\t\(py)",
@@ -419,6 +442,7 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         dir.put("etc/repos/multi.repo", "[multi]\nname=Multi\nbaseurl=http://a.example/\n  http://b.example/\n")
         dir.put("etc/repos/dup.repo", "[dup]\nname=One\nname=Two\n")
         dir.put("etc/repos/ignored.conf", "[ignored]\nname=not a .repo\n")
+        dir.put("etc/repos/crlf.repo", "[crlf]\r\nname=Written on Windows\r\nenabled=1\r\n")
         #expect(mkfifo(dir.path + "/etc/repos/fifo.repo", 0o644) == 0)
         let db = try packageDatabase([PackageTables.yumSources(flags: Flags(), root: dir.path)])
         let columns = ["name", "source", "baseurl", "mirrorlist", "metalink", "enabled", "gpgcheck", "gpgkey"]
@@ -428,6 +452,7 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
             "In yum.conf\t\(dir.path)/etc/yum.conf\thttp://conf.example/\t\t\t\t\t",
             "BaseOS $releasever\t\(base)\t\thttps://mirrors.example/?repo=baseos\t\t1\t1\tfile:///etc/pki/rpm-gpg/RPM-GPG-KEY",
             "AppStream\t\(base)\t\t\thttps://mirrors.example/metalink?repo=appstream\t0\t\t",
+            "Written on Windows\t\(dir.path)/etc/repos/crlf.repo\t\t\t\t1\t\t",
         ])
         // Python's strict configparser reads the accepted file to the same sections and values.
         if installed(Self.python) {
