@@ -9,6 +9,8 @@ import Glibc
 enum PackageFS {
     /// osquery's recursion limit for `**` walks (kMaxRecursiveGlobs).
     static let maxRecursion = 64
+    /// Brace groups a glob may expand (osquery's glob expands any number).
+    static let maxBraces = 4
 
     /// `resolveFilePattern`: `%` is `*`; the part before the first wildcard is made canonical
     /// (symbolic links resolved) when it exists; directories carry a trailing `/` (GLOB_MARK).
@@ -24,9 +26,12 @@ enum PackageFS {
         } else if let canonical = realPath(pattern), canonical != pattern {
             pattern = canonical + (FileIO.isDirectory(canonical) ? "/" : "")
         }
+        // Braces multiply: `{a,b}` thirty times over (a `directory` constraint) would be 2^30 patterns.
+        var flags = GLOB_MARK | GLOB_TILDE
+        if pattern.utf8.count(where: { $0 == UInt8(ascii: "{") }) <= maxBraces { flags |= GLOB_BRACE }
         var g = glob_t()
         defer { globfree(&g) }
-        guard Glibc.glob(pattern, GLOB_MARK | GLOB_BRACE | GLOB_TILDE, nil, &g) == 0 else { return [] }
+        guard Glibc.glob(pattern, flags, nil, &g) == 0 else { return [] }
         var out: [String] = []
         for i in 0..<Int(g.gl_pathc) {
             if let p = g.gl_pathv[i] { out.append(String(cString: p)) }

@@ -415,6 +415,9 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         #expect(try rowSet(bounded, "SELECT name FROM npm_packages WHERE directory = '\(dir.path)' AND name IS NULL", ["name"]) == [""])
         // The link leads to node_modules already walked: each package's directory is entered once.
         #expect(r.rowCount < 20)
+        // A directory of thirty brace groups is taken literally rather than expanded 2^30 ways.
+        let braces = String(repeating: "{a,b}", count: 30)
+        #expect(try bounded.execute("SELECT count(*) FROM npm_packages WHERE directory = '/tmp/\(braces)'")[0, 0] == .integer(0))
     }
 
     // MARK: yum_sources
