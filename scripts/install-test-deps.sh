@@ -5,6 +5,8 @@
 #   lsof iptables pciutils usbutils keyutils dmidecode
 #   the system tables' C libraries and tools: libssl-dev libmagic-dev file libaugeas-dev augeas-lenses
 #   augeas-tools attr
+#   the package tables: rpm (rpm, rpmbuild: an rpm database for the rpm tables), db5.3-util (db_load: the
+#   Berkeley DB rpm database of older rpm) and npm (`npm ls` for npm_packages) where no npm is on PATH
 #   <repo>/.venv with PyPI `thrift` and `osquery`
 # Idempotent; silent when everything is already there. Must run as root for apt-get.
 set -euo pipefail
@@ -25,9 +27,12 @@ missing=()
 for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 \
         openssh-client openssl iproute2 procps util-linux findutils lsof iptables \
         pciutils usbutils keyutils dmidecode \
-        libssl-dev libmagic-dev file libaugeas-dev augeas-lenses augeas-tools attr; do
+        libssl-dev libmagic-dev file libaugeas-dev augeas-lenses augeas-tools attr \
+        rpm db5.3-util; do
     pkg_installed "$p" || missing+=("$p")
 done
+# A node install from elsewhere (NodeSource's nodejs) already carries npm.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
 # `python3 -m venv` needs ensurepip, which Debian ships separately in python3-venv.
 if [ ! -x "$VENV/bin/python3" ] && command -v "$PYTHON" >/dev/null 2>&1 \

@@ -305,7 +305,9 @@ private let xBestIndex: @convention(c) (UnsafeMutablePointer<sqlite3_vtab>?, Uns
         planned.append(PlannedConstraint(column: col, op: c.op, allAtOnce: allAtOnce))
         info.pointee.aConstraintUsage[i].argvIndex = Int32(planned.count)
         info.pointee.aConstraintUsage[i].omit = 0
-        if !options.isDisjoint(with: [.index, .required]) { indexUsed = true }
+        // osquery prices a constraint on an index, required or additional column alike (cost 1),
+        // so `users JOIN firefox_addons USING (uid)` hands each uid to the user-data table.
+        if !options.isDisjoint(with: [.index, .required, .additional]) { indexUsed = true }
         if options.contains(.required) { requiredSatisfied = true }
     }
     var cost: Double

@@ -68,11 +68,12 @@ enum BoundedFile {
 }
 
 /// osquery's `split(text, delimiters)`: tokens between any of the delimiters, each trimmed of
-/// ASCII whitespace, empty tokens dropped.
+/// ASCII whitespace, empty tokens dropped. Split by scalars, as osquery splits bytes: Swift
+/// holds `\r\n` as one Character, which a `\n` delimiter would not match.
 func osquerySplit<S: StringProtocol>(_ text: S, _ delimiters: String = " \t") -> [String] {
-    let set = Set(delimiters)
-    return text.split(whereSeparator: { set.contains($0) }).compactMap { token in
-        let trimmed = String(token).trimmingASCIIWhitespace()
+    let set = Set(delimiters.unicodeScalars)
+    return Substring(text).unicodeScalars.split(whereSeparator: { set.contains($0) }).compactMap { token in
+        let trimmed = String(Substring(token)).trimmingASCIIWhitespace()
         return trimmed.isEmpty ? nil : trimmed
     }
 }

@@ -101,6 +101,20 @@ public enum BuiltinTables {
             SystemStateTables.secureboot(flags: flags),
             SystemStateTables.securebootCertificates(flags: flags),
             SystemStateTables.msr(),
+            // osquery's Linux catalogue (issue 18): package tables.
+            PackageTables.rpmPackages(flags: flags),
+            PackageTables.rpmPackageFiles(flags: flags),
+            PackageTables.yumSources(flags: flags),
+            PackageTables.pythonPackages(flags: flags),
+            PackageTables.npmPackages(flags: flags),
+            PackageTables.portagePackages(flags: flags),
+            PackageTables.portageUse(flags: flags),
+            PackageTables.portageKeywords(flags: flags),
+            PackageTables.chromeExtensions(flags: flags),
+            PackageTables.chromeExtensionContentScripts(flags: flags),
+            PackageTables.firefoxAddons(flags: flags),
+            PackageTables.vscodeExtensions(flags: flags),
+            PackageTables.jetbrainsPlugins(flags: flags),
         ]
     }
 

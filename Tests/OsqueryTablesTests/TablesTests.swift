@@ -68,6 +68,11 @@ final class TempDir {
              "ec2_instance_tags", "azure_instance_metadata", "azure_instance_tags", "ycloud_instance_metadata", "md_devices", "md_drives",
              "disk_encryption", "secureboot", "secureboot_certificates", "msr":
             return 0
+        // Package managers, browsers and editors a machine may lack (package tables).
+        case "rpm_packages", "rpm_package_files", "yum_sources", "python_packages", "npm_packages", "portage_packages",
+             "portage_use", "portage_keywords", "chrome_extensions", "chrome_extension_content_scripts", "firefox_addons",
+             "vscode_extensions", "jetbrains_plugins":
+            return 0
         default:
             return 1
         }
