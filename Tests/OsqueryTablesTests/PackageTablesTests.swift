@@ -133,6 +133,7 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         #expect(ours == theirs, "only ours: \(ours.subtracting(theirs)); only rpm: \(theirs.subtracting(ours))")
         #expect(try db.execute("SELECT epoch, vendor, package_group FROM rpm_packages WHERE name = 'tinypkg'")[0, 0] == .integer(2))
         #expect(try db.execute("SELECT count(*) FROM rpm_packages WHERE name = 'nope'")[0, 0] == .integer(0))
+        #expect(try rowSet(db, "SELECT name FROM rpm_packages WHERE name IN ('tinypkg', 'other', 'nope')", ["name"]) == ["tinypkg", "other"])
 
         let fileColumns = ["package", "path", "username", "groupname", "mode", "size", "sha256"]
         let files = try rowSet(db, "SELECT * FROM rpm_package_files", fileColumns)
