@@ -11,13 +11,32 @@ import Glibc
 
 /// osqueryi's background part on swift-service-lifecycle, as osqueryd's worker: the extension
 /// manager and the extensions it launched run as a service of one `ServiceGroup`. The shell's
-/// end or SIGTERM shuts the group down, which tells the extensions to shut down, stops the
-/// processes osqueryi launched and removes its socket. SIGINT stays the shell's: it interrupts
-/// the running statement.
+/// end, SIGTERM or SIGHUP (its terminal closed) shut the group down, which tells the extensions
+/// to shut down, stops the processes osqueryi launched and removes its sockets; then the signal
+/// ends the shell as its default action would have. SIGINT stays the shell's: it interrupts the
+/// running statement.
 final class ShellRuntime: Sendable {
+    private static let trapped: [UnixSignal] = [.sigterm, .sighup]
     private let group: ServiceGroup
     private let done = DispatchSemaphore(value: 0)
-    private let shellEnded = Atomic<Bool>(false)
+    private let ending = EndingState()
+    private let router: Task<Void, Never>
+
+    private enum Ending { case shell, signal(Int32) }
+
+    /// What ends the group first: the shell or a signal.
+    private final class EndingState: Sendable {
+        private let value = Mutex<Ending?>(nil)
+        /// Records `reason` unless something ended the group already; returns whether it was first.
+        func claim(_ reason: Ending) -> Bool {
+            value.withLock { e in
+                if e != nil { return false }
+                e = reason
+                return true
+            }
+        }
+        var signal: Int32? { value.withLock { if case .signal(let n) = $0 { n } else { nil } } }
+    }
 
     /// Starts the extensions runtime (nil with `--disable_extensions`) and its group.
     /// Called on the shell's thread, which may block.
@@ -29,47 +48,50 @@ final class ShellRuntime: Sendable {
     }
 
     private init(_ runtime: ExtensionsRuntime) {
-        group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: runtime.service)], gracefulShutdownSignals: [.sigterm],
-                logger: Logger(label: "osquery.shell")))
-        // SIGTERM waits, blocked, until the group's handler is in: before that it would end
-        // the process without the clean-up.
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: runtime.service)], logger: Logger(label: "osquery.shell")))
+        self.group = group
+        // Blocked until the handlers are in: before that a signal would end the process
+        // without the clean-up. Only this thread takes signals (libdispatch's block them).
         var set = sigset_t()
         sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
+        for signal in Self.trapped { sigaddset(&set, signal.rawValue) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        let saved = Self.terminalSettings()
-        Task { [self] in
-            try? await group.run()
-            done.signal()
-            // The group ended on its own: SIGTERM. The shell's thread may be in a read, so the
-            // process ends here, as the signal's default action would have ended it.
-            if !shellEnded.load(ordering: .acquiring) {
-                if var saved { tcsetattr(0, TCSANOW, &saved) }
-                signal(SIGTERM, SIG_DFL)
-                var set = sigset_t()
-                sigemptyset(&set)
-                sigaddset(&set, SIGTERM)
-                pthread_sigmask(SIG_UNBLOCK, &set, nil)
-                kill(getpid(), SIGTERM)
+        // Returns once libdispatch's handlers are installed.
+        let signals = runBlocking { await UnixSignalsSequence(trapping: Self.trapped) }
+        let ending = self.ending
+        router = Task {
+            for await signal in signals {
+                if ending.claim(.signal(signal.rawValue)) { await group.triggerGracefulShutdown() }
             }
         }
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(2)
-        var action = sigaction()
-        while sigaction(SIGTERM, nil, &action) == 0, action.__sigaction_handler.sa_handler == nil, clock.now < deadline {
-            usleep(500)
+        let saved = Self.terminalSettings()
+        Task { [done, ending] in
+            try? await group.run()
+            done.signal()
+            // A signal ended the group: the shell's thread may be in a read, so the signal
+            // ends the process here, by its default action.
+            if let number = ending.signal {
+                if var saved { tcsetattr(0, TCSANOW, &saved) }
+                signal(number, SIG_DFL)
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, number)
+                pthread_sigmask(SIG_UNBLOCK, &set, nil)
+                kill(getpid(), number)
+            }
         }
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// The shell is done: stops the group and waits for it.
     func stop() {
-        shellEnded.store(true, ordering: .releasing)
-        let group = self.group
-        Task { await group.triggerGracefulShutdown() }
+        if ending.claim(.shell) {
+            let group = self.group
+            Task { await group.triggerGracefulShutdown() }
+        }
         done.wait()
+        router.cancel()
     }
 
     /// The terminal's settings when osqueryi started, to restore should SIGTERM end it mid-line.

@@ -266,9 +266,10 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         #expect(err.isEmpty, "\(err)")
     }
 
-    /// SIGTERM to osqueryi shuts its service group down as osqueryd's: the extension it launched
-    /// is stopped and every socket file goes; then the signal ends the shell, as its default would.
-    @Test func sigtermStopsOsqueryisExtensionsAndRemovesTheSockets() async throws {
+    /// SIGTERM (or SIGHUP: its terminal closed) to osqueryi shuts its service group down as
+    /// osqueryd's: the extension it launched is stopped and every socket file goes; then the
+    /// signal ends the shell, as its default would.
+    @Test(arguments: [SIGTERM, SIGHUP]) func aStopSignalStopsOsqueryisExtensionsAndRemovesTheSockets(_ number: Int32) async throws {
         try Real.requirePeers()
         let dir = try scratchDirectory("shellterm")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -290,9 +291,9 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         })
         let sockets = { (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasPrefix("s.em") } ?? [] }
         #expect(sockets().count == 2, "\(sockets())")
-        kill(shell.processIdentifier, SIGTERM)
+        kill(shell.processIdentifier, number)
         _ = try await offPool { shell.waitUntilExit() }
-        #expect(shell.terminationReason == .uncaughtSignal && shell.terminationStatus == SIGTERM)
+        #expect(shell.terminationReason == .uncaughtSignal && shell.terminationStatus == number)
         #expect(sockets().isEmpty, "\(sockets())")
         try? input.fileHandleForWriting.close()
     }
