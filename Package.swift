@@ -63,9 +63,21 @@ let package = Package(
             name: "OsqueryShell",
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryDaemon",
+                "OsqueryEvents",  // events (issue 17)
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // events (issue 17): the publisher/subscriber framework, buffered event rows, FIM on inotify.
+        .target(
+            name: "OsqueryEvents",
+            dependencies: ["OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OsqueryEventsTests",
+            dependencies: ["OsqueryEvents", "OsqueryEngine", "OsqueryDaemon", "ProtocolFixture", "osqueryd", "osqueryi"],
+            swiftSettings: strict
+        ),
         // osqueryd's services (issue 8): config, schedule, store, differential results,
         // loggers, watchdog. The shell's daemon mode runs them.
         .target(
@@ -73,6 +85,7 @@ let package = Package(
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "CSQLite",
                 "OsqueryVocabulary",
+                "OsqueryEvents",  // events (issue 17)
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -180,6 +180,10 @@ extension Flags {
         .init("atc_max_rows", .uint64, "1000000", "Most rows one scan of an auto_table_construction table may return; past it the scan fails"),
         .init("atc_max_bytes", .uint64, "268435456", "Most bytes of values one scan of an auto_table_construction table may return; past it the scan fails"),
         .init("atc_timeout", .uint64, "60", "Seconds one scan of an auto_table_construction table may run before it is interrupted (0: no limit)"),
+        // events (issue 17): osquery's hidden denylist switch, then our limits.
+        .init("events_enforce_denylist", .bool, "false", "Enforce denylist for event-based queries", .hidden),
+        .init("file_events_hash_queue_max", .uint64, "4096", "Most file events waiting for their hashes; past it events are logged unhashed (hashed -1)"),
+        .init("events_flush_rows", .uint64, "1024", "Event rows a subscriber buffers in memory before it writes them to the store"),
     ]
 }
 
@@ -203,6 +207,8 @@ extension UIntFlag { package static var flagTypes: Set<FlagType> { [.uint32, .ui
 
 /// Names of the `bool` flags.
 package enum BoolFlag: String, FlagKey {
+    // events (issue 17)
+    case eventsEnforceDenylist = "events_enforce_denylist"
     /// `-L`: list all table names.
     case listTables = "L"
     case planner
@@ -370,4 +376,7 @@ package enum UIntFlag: String, FlagKey {
     case atcMaxRows = "atc_max_rows"
     case atcMaxBytes = "atc_max_bytes"
     case atcTimeout = "atc_timeout"
+    // events (issue 17)
+    case fileEventsHashQueueMax = "file_events_hash_queue_max"
+    case eventsFlushRows = "events_flush_rows"
 }
