@@ -1,4 +1,4 @@
-import OsqueryEngine
+package import OsqueryEngine
 import OsqueryEvents
 
 // events (issue 17): scheduled queries over event tables (osquery's rules).
@@ -14,7 +14,7 @@ extension Scheduler {
 
     /// Whether every table `sql` reads (after FROM or JOIN) is an event table: osquery's
     /// `enforceEventsDenylist`, which spares such queries from crash denylisting.
-    static func readsOnlyEventTables(_ sql: String, registry: PluginRegistry) -> Bool {
+    package static func readsOnlyEventTables(_ sql: String, registry: PluginRegistry) -> Bool {
         var words: [Substring] = []
         var current = ""
         for c in sql.lowercased() {

@@ -184,6 +184,7 @@ extension Flags {
         .init("events_enforce_denylist", .bool, "false", "Enforce denylist for event-based queries", .hidden),
         .init("file_events_hash_queue_max", .uint64, "4096", "Most file events waiting for their hashes; past it events are logged unhashed (hashed -1)"),
         .init("events_flush_rows", .uint64, "1024", "Event rows a subscriber buffers in memory before it writes them to the store"),
+        .init("file_events_max_watches", .uint64, "0", "Most inotify watches file_events adds (0: up to fs.inotify.max_user_watches)"),
     ]
 }
 
@@ -379,4 +380,5 @@ package enum UIntFlag: String, FlagKey {
     // events (issue 17)
     case fileEventsHashQueueMax = "file_events_hash_queue_max"
     case eventsFlushRows = "events_flush_rows"
+    case fileEventsMaxWatches = "file_events_max_watches"
 }

@@ -316,15 +316,17 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
             guard seen.insert(path).inserted else { continue }
             var mask = sub.mask
             for other in w.byPath[path].flatMap({ w.byDescriptor[$0]?.subscriptions }) ?? [] { mask |= other.mask }
-            let wd = inotify_add_watch(w.fd, path, mask | INotifyMask.onlyDir)
+            let cap = flags[.fileEventsMaxWatches]
+            let capped = cap > 0 && w.byPath[path] == nil && UInt64(w.byDescriptor.count) >= cap
+            let wd = capped ? -1 : inotify_add_watch(w.fd, path, mask | INotifyMask.onlyDir)
             if wd < 0 {
-                let e = errno
+                let e = capped ? ENOSPC : errno
                 if e == ENOSPC {
                     counters.withLock { $0.watchLimit += 1 }
                     if !w.limitLogged {
                         w.limitLogged = true
-                        StatusLog.warning(
-                            "inotify watch limit reached (fs.inotify.max_user_watches): could not watch \(path); file events below it are not seen")
+                        let limit = capped ? "--file_events_max_watches \(cap)" : "fs.inotify.max_user_watches"
+                        StatusLog.warning("inotify watch limit reached (\(limit)): could not watch \(path); file events there are not seen")
                     }
                     return
                 }

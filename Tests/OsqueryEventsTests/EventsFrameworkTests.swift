@@ -97,3 +97,18 @@ import Testing
         #expect(try core.database.execute("SELECT * FROM off_events").rowCount == 0)
     }
 }
+
+@Suite struct EventQueryRulesTests {
+    /// osquery's enforceEventsDenylist: a query over event tables only is spared crash denylisting.
+    @Test func queriesOverEventTablesOnlyAreRecognised() throws {
+        let flags = try makeFlags(["disable_events": "false"])
+        let registry = PluginRegistry()
+        _ = EventsRuntime.make(flags: flags, registry: registry, database: InMemoryEventDatabase(), isDaemon: true)
+        _ = registry.addTable(FunctionTable(TableSchema(name: "plain", columns: [TableColumn("x", .text)])) { _ in TableRows(columnCount: 1) })
+        #expect(Scheduler.readsOnlyEventTables("SELECT * FROM file_events", registry: registry))
+        #expect(Scheduler.readsOnlyEventTables("select target_path from FILE_EVENTS where action = 'CREATED'", registry: registry))
+        #expect(!Scheduler.readsOnlyEventTables("SELECT * FROM file_events JOIN plain", registry: registry))
+        #expect(!Scheduler.readsOnlyEventTables("SELECT * FROM plain", registry: registry))
+        #expect(!Scheduler.readsOnlyEventTables("SELECT 1", registry: registry))
+    }
+}

@@ -257,3 +257,27 @@ func write(_ path: String, _ text: String) {
         #expect(counters.contains("inotify.unreadable_paths"))
     }
 }
+
+@Suite struct FileEventsLimitsTests {
+    @Test func theWatchLimitIsReportedAndCountedAndWatchedPathsStillWork() async throws {
+        let core = try FIMCore("watchcap", flags: ["file_events_max_watches": "2"]) { dir in
+            for d in ["a", "b", "c", "d"] { mkdir(dir + "/" + d, 0o755) }
+            return config(["tree": [dir + "/%%"]])
+        }
+        #expect(core.counter("watch_limit") >= 1)
+        // The root is watched first: its own entries are still seen.
+        write(core.dir + "/top", "t")
+        #expect(await eventually { core.actions(core.dir + "/top").contains("CREATED") })
+    }
+
+    @Test func filePathsQueryAddsThePathsItReturns() async throws {
+        let core = try FIMCore("pathsquery") { dir in
+            mkdir(dir + "/q", 0o755)
+            var c = EventsConfiguration()
+            c.filePathsQuery = ["from_query": ["SELECT '\(dir)/q/' AS path"]]
+            return c
+        }
+        write(core.dir + "/q/file", "q")
+        #expect(await eventually { core.rows("target_path = '\(core.dir)/q/file' AND category = 'from_query'").count > 0 })
+    }
+}
