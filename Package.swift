@@ -78,6 +78,13 @@ let package = Package(
             dependencies: ["OsqueryEvents", "OsqueryEngine", "OsqueryDaemon", "ProtocolFixture", "osqueryd", "osqueryi"],
             swiftSettings: strict
         ),
+        // events (issue 17): FIM hashing, write-storm and buffered-SELECT benchmarks (Benchmarks/run.sh).
+        .executableTarget(
+            name: "fim-bench",
+            dependencies: ["OsqueryEvents", "OsqueryDaemon", "OsqueryEngine", "CSQLite"],
+            path: "Benchmarks/FIMBench",
+            swiftSettings: strict
+        ),
         // osqueryd's services (issue 8): config, schedule, store, differential results,
         // loggers, watchdog. The shell's daemon mode runs them.
         .target(

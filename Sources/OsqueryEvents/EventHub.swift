@@ -92,6 +92,8 @@ package final class EventHub: Sendable {
             }
         }
         stopFlag.withLock { $0 = false }
+        let wake = self.wake
+        for s in subscribers { s.setFlusher { wake.signal() } }
         let thread = Thread { [self] in
             // Rows reach the store within a quarter second even when a publisher is quiet.
             while !stopFlag.withLock({ $0 }) {
@@ -111,6 +113,7 @@ package final class EventHub: Sendable {
         stopFlag.withLock { $0 = true }
         wake.signal()
         if flusherRunning.withLock({ r in defer { r = false }; return r }) { flusherDone.wait() }
+        for s in subscribers { s.setFlusher(nil) }
         for s in subscribers { s.flush() }
     }
 

@@ -128,20 +128,31 @@ package final class EventSubscriber: Sendable {
 
     static func unixNow() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970)) }
 
-    /// Adds one event's row (the subscriber's columns, in order). Past `events_flush_rows`
-    /// waiting rows the caller writes them: a publisher that outruns the store slows down
-    /// (its kernel queue then overflows, which it reports) instead of growing memory.
+    /// Wakes the hub's flusher (set by the hub).
+    private let wakeFlusher = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func setFlusher(_ wake: (@Sendable () -> Void)?) { wakeFlusher.withLock { $0 = wake } }
+
+    /// Adds one event's row (the subscriber's columns, in order). At `events_flush_rows` waiting
+    /// rows the flusher is woken; at eight times that the caller writes them itself: a publisher
+    /// that outruns the store slows down (its kernel queue then overflows, which it reports)
+    /// instead of growing memory.
     package func add(_ values: [SQLValue]) {
         guard isEnabled else { return }
         let now = Self.unixNow()
-        let full = state.withLock { s -> Bool in
+        let batch = max(1, flags[.eventsFlushRows])
+        let waiting = state.withLock { s -> UInt64 in
             s.lastEID += 1
             s.lastTime = max(s.lastTime, now)
             s.pending.append(BufferedEvent(eid: s.lastEID, time: s.lastTime, values: values))
-            return UInt64(s.pending.count) >= max(1, flags[.eventsFlushRows])
+            return UInt64(s.pending.count)
         }
         counters.withLock { $0.events += 1 }
-        if full { flush() }
+        if waiting >= batch &* 8 {
+            flush()
+        } else if waiting == batch {
+            if let wake = wakeFlusher.withLock({ $0 }) { wake() } else { flush() }
+        }
     }
 
     /// Writes the rows waiting in memory; every 256 rows written, expires old rows and trims

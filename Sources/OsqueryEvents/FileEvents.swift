@@ -50,16 +50,16 @@ struct FileEventItem: Sendable {
 
 /// md5, sha1 and sha256 of a file in one read, never blocking on a FIFO or device (opened
 /// O_NONBLOCK, only regular files read) and never reading more than `limit` bytes.
-enum FileHasher {
-    struct Digests: Sendable {
-        var md5: String
-        var sha1: String
-        var sha256: String
+package enum FileHasher {
+    package struct Digests: Sendable {
+        package var md5: String
+        package var sha1: String
+        package var sha256: String
     }
 
-    enum Failure: Error { case unreadable(Int32), notRegular, tooBig }
+    package enum Failure: Error { case unreadable(Int32), notRegular, tooBig }
 
-    static func hash(path: String, limit: UInt64) -> Result<Digests, Failure> {
+    package static func hash(path: String, limit: UInt64) -> Result<Digests, Failure> {
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else { return .failure(.unreadable(errno)) }
         defer { close(fd) }
