@@ -146,6 +146,7 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
         var queueOverflows = 0
         var unreadable = 0
         var hashQueueOverflows = 0
+        var refusedPatterns = 0
     }
     private let counters = Mutex(Counters())
 
@@ -193,6 +194,7 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
             s.counters = [
                 ("watch_limit", c.watchLimit), ("unwatchable_paths", c.unwatchable), ("queue_overflows", c.queueOverflows),
                 ("unreadable_paths", c.unreadable), ("hash_queue_overflows", c.hashQueueOverflows),
+                ("refused_patterns", c.refusedPatterns),
             ]
         }
         return s
@@ -284,7 +286,9 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
             for pattern in list {
                 switch FilePatterns.resolve(pattern, category: category) {
                 case .success(let r): resolved += r
-                case .failure(let e): StatusLog.warning(e.message)
+                case .failure(let e):
+                    counters.withLock { $0.refusedPatterns += 1 }
+                    StatusLog.warning(e.message)
                 }
             }
         }

@@ -239,6 +239,8 @@ func write(_ path: String, _ text: String) {
         #expect(core.rows("target_path = '\(core.dir)/big' AND action = 'UPDATED'").allSatisfy { $0["hashed"] == "-1" })
         #expect(core.rows("target_path = '\(core.dir)/small' AND hashed = 1").first?["sha256"]
             == String(try run("sha256sum", [core.dir + "/small"]).prefix(64)))
+        // The 5000-byte pattern and the relative one are refused (a status line each), and counted.
+        #expect(core.counter("refused_patterns") == 2)
     }
 
     @Test func osqueryEventsShowsTheInotifyPublisher() async throws {
