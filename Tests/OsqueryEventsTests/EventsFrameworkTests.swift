@@ -112,3 +112,41 @@ import Testing
         #expect(!Scheduler.readsOnlyEventTables("SELECT 1", registry: registry))
     }
 }
+
+@Suite struct EventsOptimizeTests {
+    /// A scheduled query (its scope) reads only events past its mark; a `time` constraint turns
+    /// the optimization off; outside the daemon there is none.
+    @Test func aScheduledQueryReadsEachEventOnceUnlessItConstrainsTime() throws {
+        let flags = try makeFlags(["disable_events": "false"])
+        let core = try manualCore(name: "optimized_events", flags: flags, isDaemon: true)
+        for i in 0..<5 { core.subscriber.add([.text("a"), .integer(Int64(i))]) }
+        let first = EventQueryScope(query: "q", mark: (0, 0))
+        let all = try EventQueryScope.run(first) { try core.database.execute("SELECT n FROM optimized_events").rowCount }
+        #expect(all == 5)
+        #expect(first.eventBased)
+        let mark = try #require(first.newMark)
+        #expect(mark.eid == 5)
+        for i in 5..<8 { core.subscriber.add([.text("b"), .integer(Int64(i))]) }
+        let second = EventQueryScope(query: "q", mark: mark)
+        let newer = try EventQueryScope.run(second) { try core.database.strings("SELECT n FROM optimized_events", "n") }
+        #expect(newer == ["5", "6", "7"])
+        #expect(second.newMark?.eid == 8)
+        // Nothing new: nothing read, the mark stays.
+        let third = EventQueryScope(query: "q", mark: second.newMark!)
+        #expect(try EventQueryScope.run(third) { try core.database.execute("SELECT n FROM optimized_events").rowCount } == 0)
+        #expect(third.newMark == nil)
+        // A time constraint: every matching event, no mark.
+        let timed = EventQueryScope(query: "q", mark: second.newMark!)
+        #expect(try EventQueryScope.run(timed) { try core.database.execute("SELECT n FROM optimized_events WHERE time >= 0").rowCount } == 8)
+        #expect(timed.newMark == nil)
+        #expect(timed.eventBased)
+    }
+
+    @Test func theShellNeverOptimizes() throws {
+        let flags = try makeFlags(["disable_events": "false"])
+        let core = try manualCore(name: "shell_events", flags: flags, isDaemon: false)
+        for i in 0..<3 { core.subscriber.add([.text("a"), .integer(Int64(i))]) }
+        let scope = EventQueryScope(query: "q", mark: (UInt64.max / 2, 2))
+        #expect(try EventQueryScope.run(scope) { try core.database.execute("SELECT n FROM shell_events").rowCount } == 3)
+    }
+}
