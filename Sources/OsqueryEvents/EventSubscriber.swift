@@ -169,11 +169,11 @@ package final class EventSubscriber: Sendable {
                 return (batch, checkpoint)
             }
             guard !batch.isEmpty else { return }
-            let error = database.withHandle { db -> EventError? in
+            let (error, trimmed) = database.withHandle { db -> (EventError?, Int) in
                 let error = store.append(db, batch)
-                if checkpoint { enforceLimits(db) }
-                return error
+                return (error, checkpoint ? enforceLimits(db) : 0)
             }
+            reportTrimmed(trimmed)
             if let error {
                 counters.withLock { $0.dropped += batch.count }
                 StatusLog.error("\(error.message); \(batch.count) events were not buffered")
@@ -181,8 +181,14 @@ package final class EventSubscriber: Sendable {
         }
     }
 
-    /// Called with the database held.
-    private func enforceLimits(_ db: OpaquePointer) {
+    /// Status lines are written once the database is released (a log sink may be slow).
+    private func reportTrimmed(_ trimmed: Int) {
+        guard trimmed > 0 else { return }
+        StatusLog.warning("Removed \(trimmed) events for subscriber: \(publisher).\(name) (limit: \(flags[.eventsMax]))")
+    }
+
+    /// Called with the database held; returns how many rows `events_max` removed.
+    private func enforceLimits(_ db: OpaquePointer) -> Int {
         let expiry = flags[.eventsExpiry]
         var expired = 0
         if expiry > 0 {
@@ -191,10 +197,8 @@ package final class EventSubscriber: Sendable {
         }
         let max = flags[.eventsMax]
         let trimmed = max > 0 ? store.trim(db, keep: max) : 0
-        if trimmed > 0 {
-            StatusLog.warning("Removed \(trimmed) events for subscriber: \(publisher).\(name) (limit: \(max))")
-        }
         if expired + trimmed > 0 { counters.withLock { $0.expired += expired + trimmed } }
+        return trimmed
     }
 
     /// How many rows the store holds (tests, benchmarks).
@@ -236,10 +240,11 @@ package final class EventSubscriber: Sendable {
             start = scope.mark.time == 0 ? 0 : scope.mark.time - 1
             afterEID = scope.mark.eid
         }
-        let result = database.withHandle { db in
-            defer { enforceLimits(db) }
-            return store.scan(db, start: start, stop: stop, afterEID: afterEID, into: &rows)
+        let (result, trimmed) = database.withHandle { db in
+            let result = store.scan(db, start: start, stop: stop, afterEID: afterEID, into: &rows)
+            return (result, enforceLimits(db))
         }
+        reportTrimmed(trimmed)
         counters.withLock { $0.lastScanRows = rows.count }
         switch result {
         case .success(let last):
