@@ -26,14 +26,17 @@ package final class EventQueryScope: Sendable {
     /// The mark to store once the results are recorded; nil when no new event was read.
     package var newMark: (time: UInt64, eid: UInt64)? { state.withLock { $0.newMark } }
 
-    func readEvents(through last: (time: UInt64, eid: UInt64)?) {
+    /// Records that the query read events through `last` (its new mark); an event table served
+    /// elsewhere (an extension's) calls it with the newest (time, eid) it returned.
+    package func readEvents(through last: (time: UInt64, eid: UInt64)?) {
         state.withLock { s in
             s.eventBased = true
             if let last, last.eid > (s.newMark?.eid ?? 0) { s.newMark = last }
         }
     }
 
-    func noteEventBased() { state.withLock { $0.eventBased = true } }
+    /// Records that the query read an event table without the optimization (a `time` constraint).
+    package func noteEventBased() { state.withLock { $0.eventBased = true } }
 
     private static let scopes = Mutex<[pthread_t: EventQueryScope]>([:])
 
@@ -46,7 +49,7 @@ package final class EventQueryScope: Sendable {
     }
 
     /// The scope of the query running on this thread, if it is a scheduled one.
-    static var current: EventQueryScope? {
+    package static var current: EventQueryScope? {
         let thread = pthread_self()
         return scopes.withLock { $0[thread] }
     }
