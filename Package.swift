@@ -71,17 +71,37 @@ let package = Package(
             name: "OsqueryShell",
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryConfig",
+                "OsqueryEvents",  // events (issue 17)
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // events (issue 17): the publisher/subscriber framework, buffered event rows, FIM on inotify.
+        .target(
+            name: "OsqueryEvents",
+            dependencies: ["OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OsqueryEventsTests",
+            dependencies: ["OsqueryEvents", "OsqueryEngine", "OsqueryDaemon", "ProtocolFixture", "osqueryd", "osqueryi"],
+            swiftSettings: strict
+        ),
+        // events (issue 17): FIM hashing, write-storm and buffered-SELECT benchmarks (Benchmarks/run.sh).
+        .executableTarget(
+            name: "fim-bench",
+            dependencies: ["OsqueryEvents", "OsqueryDaemon", "OsqueryEngine", "CSQLite"],
+            path: "Benchmarks/FIMBench",
+            swiftSettings: strict
+        ),
         // The config both programs read: JSON with positions, sources (filesystem, extension),
         // packs, the loader and --config_check/--config_dump.
         .target(
             name: "OsqueryConfig",
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "OsqueryVocabulary",
+                "OsqueryEvents",  // the config's FIM keys and subscriber lists
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -93,6 +113,7 @@ let package = Package(
             dependencies: [
                 "OsqueryEngine", "OsqueryTables", "OsqueryManager", "OsqueryProtocol", "ThriftCodec", "CSQLite",
                 "OsqueryVocabulary", "OsqueryConfig",
+                "OsqueryEvents",  // events (issue 17)
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -4,7 +4,7 @@
 Run through Benchmarks/run.sh, which installs the peers' dependencies and builds everything in
 release mode first. This script only runs and reports:
 
-    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss,limits]
+    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss,limits,events]
 
 Each row runs ours and the peer alternately for several rounds after a warm-up; the table shows
 the medians and the ratio of the medians. The programs measured are the project's own:
@@ -505,6 +505,38 @@ def limits_rows(a, tmp):
 
 # ---- report -----------------------------------------------------------------------------------
 
+def events_rows(a, tmp):
+    """events (issue 17): FIM hashing vs sha256sum, a write storm, SELECT over buffered events."""
+    files = 200 if a.quick else 1000
+    storm = 20000 if a.quick else 100000
+    note(f"events: hashing {files} files, a storm of {storm} files, SELECT over 50 000 buffered events")
+    hashdir = os.path.join(tmp, "fim-hash")
+    os.makedirs(hashdir)
+    for i in range(files):
+        with open(os.path.join(hashdir, f"f{i:04d}"), "wb") as f:
+            f.write(os.urandom(256 * 1024))
+    names = sorted(os.path.join(hashdir, n) for n in os.listdir(hashdir))
+    total = sum(os.path.getsize(n) for n in names)
+    ours, theirs = [], []
+    for _ in range(3 if a.quick else 7):
+        ours.append(run_json([a.fim_bench, "hash", hashdir], "fim-bench hash")["mb_per_s"])
+        theirs.append(total / 1e6 / (timed(["sha256sum"] + names) / 1000))
+    o, t = median(ours), median(theirs)
+    s = run_json([a.fim_bench, "storm", os.path.join(tmp, "fim-storm"), str(storm)], "fim-bench storm", timeout=900)
+    q = run_json([a.fim_bench, "select", os.path.join(tmp, "fim-select"), "50000"], "fim-bench select", timeout=900)
+    rss_goal = 2 * s["rss_idle_kib"] + 50000 * 1  # ≤ 2× idle + events_max rows (~1 KiB each)
+    return [
+        Row(f"FIM hashing, md5+sha1+sha256 in one read, {files} files, MB/s", o, f"sha256sum {fmt(t)}", "MB/s", "≥ 0.9×",
+            o / t >= 0.9, o / t, "sha256sum computes one digest"),
+        Row(f"write storm: {storm} files, file_events/s", s["events_per_s"], "—", "events/s", "0 lost",
+            s["lost"] == 0, None, f"lost {s['lost']}, queue overflows {s['queue_overflows']}, buffered in the store"),
+        Row("RSS during the storm, KiB", s["rss_peak_kib"], f"idle {s['rss_idle_kib']}", "KiB", "≤ 2× idle + events_max rows",
+            s["rss_peak_kib"] <= rss_goal, s["rss_peak_kib"] / s["rss_idle_kib"], "events_max rows counted at 1 KiB"),
+        Row("SELECT * FROM file_events over 50 000 buffered events, ms", q["ours_ms"], f"plain SQLite scan {fmt(q['plain_ms'])}",
+            "ms", "≤ 2×", q["ours_ms"] / q["plain_ms"] <= 2, q["ours_ms"] / q["plain_ms"], "same rows, same store"),
+    ]
+
+
 def machine():
     mem = 0
     with open("/proc/meminfo") as f:
@@ -540,17 +572,18 @@ def main():
     ap.add_argument("--peers", default=os.path.join(REPO, ".build-peers"))
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the wire rows to CPU 0")
-    ap.add_argument("--only", default="wire,ext,load,shell,rss,limits", help="comma-separated subset")
+    ap.add_argument("--only", default="wire,ext,load,shell,rss,limits,events", help="comma-separated subset")
     a = ap.parse_args()
     a.wire_bench = os.path.join(a.bin, "wire-bench")
     a.sdk_bench = os.path.join(a.bin, "sdk-bench")
     a.osqueryi = os.path.join(a.bin, "osqueryi")
     a.osqueryd = os.path.join(a.bin, "osqueryd")
+    a.fim_bench = os.path.join(a.bin, "fim-bench")  # events (issue 17)
     a.fixture_peer = os.path.join(a.peers, "cpp", "fixture_peer")
     only = set(a.only.split(","))
     needs = {"wire": [a.wire_bench], "ext": [a.sdk_bench], "load": [a.wire_bench, a.fixture_peer],
              "shell": [a.osqueryi], "rss": [a.osqueryd, a.sdk_bench, a.fixture_peer],
-             "limits": [a.osqueryd, a.fixture_peer]}
+             "limits": [a.osqueryd, a.fixture_peer], "events": [a.fim_bench]}
     if not only <= set(needs):
         note(f"--only takes a comma-separated subset of {','.join(needs)}")
         sys.exit(2)
@@ -568,7 +601,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="osq-bench-")
     sections = [("wire", lambda: wire_rows(a)), ("ext", lambda: extension_rows(a)), ("load", lambda: load_rows(a, tmp)),
                 ("shell", lambda: shell_rows(a)), ("rss", lambda: rss_rows(a, tmp)),
-                ("limits", lambda: limits_rows(a, tmp))]
+                ("limits", lambda: limits_rows(a, tmp)), ("events", lambda: events_rows(a, tmp))]
     try:
         for name, measure in sections:
             if name not in only:

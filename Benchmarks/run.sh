@@ -3,7 +3,7 @@
 #
 #   bash Benchmarks/run.sh            # full run (a few minutes after the build)
 #   bash Benchmarks/run.sh --quick    # fewer rounds, shorter loads
-#   bash Benchmarks/run.sh --skip-build [--only wire,ext,load,shell,rss,limits] [--no-pin]
+#   bash Benchmarks/run.sh --skip-build [--only wire,ext,load,shell,rss,limits,events] [--no-pin]
 #
 # Installs the peers' dependencies (scripts/install-test-deps.sh), builds the peers from
 # idl/osquery.thrift (scripts/build-peers.sh) and our programs as a package ships them
@@ -34,7 +34,7 @@ fi
 # The binaries as scripts/build-release.sh links them for shipping (on --skip-build, the ones
 # already there).
 if [ "$build" -eq 1 ]; then
-    BIN="$(bash scripts/build-release.sh "$SCRATCH" osqueryd osqueryi wire-bench sdk-bench | tail -1)"
+    BIN="$(bash scripts/build-release.sh "$SCRATCH" osqueryd osqueryi wire-bench sdk-bench fim-bench | tail -1)"
 else
     BIN="$(bash scripts/build-release.sh "$SCRATCH" --bin-path 2>/dev/null | tail -1)"
 fi

@@ -27,6 +27,10 @@ public struct LogContext: Sendable, Equatable {
     public var calendarTime: String
     /// Decorator columns; omitted from lines when empty.
     public var decorations: [String: String]
+    /// events (issue 17): the query read an event table (its rows are not diffed when
+    /// `--events_optimize`), and the `events_optimize` marks to commit with its lines.
+    package var eventBased = false
+    package var eventMarks: [String: String] = [:]
 
     public init(hostIdentifier: String, unixTime: UInt64, calendarTime: String, decorations: [String: String] = [:]) {
         self.hostIdentifier = hostIdentifier

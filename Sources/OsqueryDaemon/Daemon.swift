@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 public import OsqueryEngine
+import OsqueryEvents
 import OsqueryManager
 import OsqueryProtocol
 import ServiceLifecycle
@@ -160,6 +161,13 @@ public final class Daemon: Sendable {
         configuration.reload(initial: true)
         configApplied()
 
+        // events (issue 17): publishers start after the store and the config, and stop before the store.
+        let events = EventsRuntime.make(flags: flags, registry: registry, database: store, isDaemon: true)
+        let configureEvents: @Sendable () -> Void = {
+            events.configure(configuration.loader.current?.eventsConfiguration ?? EventsConfiguration())
+        }
+        configureEvents()
+
         // Loggers; a missing one is fatal, as in osquery.
         let loggers: LoggerSet
         do {
@@ -198,12 +206,14 @@ public final class Daemon: Sendable {
         ScheduleTables.register(into: registry, scheduler: { scheduler }, packs: { configuration.packStatus() })
         scheduler.loadCrashState(knownQueries: configuration.allQueries())
         scheduler.update(configuration.definition())
+        events.start()
         scheduler.start(onFinished: { stop.request(0) })
         StatusLog.info("osqueryd started, extensions socket \(extensions?.manager.socketPath ?? "(disabled)")")
 
         // The shutdown order, written once: the group stops its services last to first.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: StoppingService("store") { withExtendedLifetime(store) {} }),
+            .init(service: StoppingService("events") { await offCooperativePool { events.stop() } }),
         ]
         if let extensions {
             services.append(.init(service: extensions.service))
@@ -223,7 +233,13 @@ public final class Daemon: Sendable {
                     }
                     ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
                 }),
-            .init(service: ConfigRefresher(configuration: configuration, scheduler: scheduler, hangup: hangup, applied: configApplied)),
+            .init(
+                service: ConfigRefresher(
+                    configuration: configuration, scheduler: scheduler, hangup: hangup,
+                    applied: { [configApplied] in
+                        configApplied()
+                        configureEvents()
+                    })),
             stop.service,
         ]
         let group = ServiceGroup(

@@ -122,14 +122,36 @@ public final class ResultPipeline: Sendable {
                 let bytes = lines.reduce(0) { $0 + $1.utf8.count + 1 }
                 outcome = RecordOutcome(added: results.rows.count, removed: 0, counter: 0, outputBytes: bytes)
                 queued = try storeTransaction { (t: inout DaemonStore.Transaction) throws(DaemonError) -> Queued? in
+                    try Self.putEventMarks(context, in: &t)
                     guard logging, !lines.isEmpty else { return nil }
                     return try enqueue(.snapshot, query.name, lines, in: &t)
+                }
+            } else if context.eventBased && flags[.eventsOptimize] {
+                // events (issue 17): event rows are new by construction (each logged once per
+                // query), so they are not diffed; the marks commit with the lines.
+                let current = Differential.canonical(results.rows)
+                (outcome, queued) = try storeTransaction {
+                    (t: inout DaemonStore.Transaction) throws(DaemonError) -> (RecordOutcome, Queued?) in
+                    let counter = try Differential.applyEvents(name: query.name, sql: query.sql, added: !current.isEmpty, epoch: epoch, in: &t)
+                    try Self.putEventMarks(context, in: &t)
+                    var lines: [String] = []
+                    if !current.isEmpty {
+                        let header = ResultFormat.Header(name: query.name, context: context, epoch: epoch, counter: counter)
+                        let enc = RowEncoder(numerics: numerics)
+                        let added = numerics == nil ? current : current.map { enc.reencode(canonical: $0) }
+                        lines = ResultFormat.diffLines(header: header, removed: [], added: added, options: options)
+                    }
+                    let bytes = lines.reduce(0) { $0 + $1.utf8.count + 1 }
+                    let o = RecordOutcome(added: current.count, removed: 0, counter: counter, outputBytes: bytes)
+                    guard logging, !lines.isEmpty else { return (o, nil) }
+                    return (o, try enqueue(.results, query.name, lines, in: &t))
                 }
             } else {
                 let current = Differential.canonical(results.rows)
                 (outcome, queued) = try storeTransaction {
                     (t: inout DaemonStore.Transaction) throws(DaemonError) -> (RecordOutcome, Queued?) in
                     let diff = try Differential.apply(name: query.name, sql: query.sql, current: current, epoch: epoch, in: &t)
+                    try Self.putEventMarks(context, in: &t)
                     let removed = query.removed ? diff.removed : []
                     var lines: [String] = []
                     // Nothing changed: nothing logged, except a new baseline

@@ -1,5 +1,6 @@
 import Foundation
 public import OsqueryEngine
+import OsqueryEvents
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -65,8 +66,8 @@ public final class Scheduler: ScheduleSnapshotProvider {
     private let state = Mutex(State())
     private let wake = NSCondition()
     private let finished = DispatchSemaphore(value: 0)
-    private let store: any ScheduleStateStore
-    private let registry: PluginRegistry
+    let store: any ScheduleStateStore
+    let registry: PluginRegistry
     private let flags: Flags
     private let record: Recorder
     private let makeContext: ContextMaker
@@ -100,7 +101,8 @@ public final class Scheduler: ScheduleSnapshotProvider {
         }
         if let crashed = read("executing_query"), !crashed.isEmpty {
             let query = knownQueries.first { $0.name == crashed }
-            if query?.denylist ?? true {
+            // events (issue 17): a query over event tables only is denylisted with --events_enforce_denylist alone.
+            if query?.denylist ?? true, flags[.eventsEnforceDenylist] || !Self.readsOnlyEventTables(query?.sql ?? "", registry: registry) {
                 let expiry = now + Self.denylistSeconds
                 denylist[crashed] = expiry
                 try? store.put(Self.settings, "denylist.\(crashed)", String(expiry))
@@ -317,10 +319,14 @@ public final class Scheduler: ScheduleSnapshotProvider {
         let wallStart = Self.realNow()
         let usageStart = Self.usage()
         var results: QueryResults?
-        do {
-            results = ResultEscaping.results(try database.execute(query.sql))
-        } catch {
-            StatusLog.error("Error executing scheduled query \(query.name): \(error.message)")
+        // events (issue 17): event tables read this query's events_optimize mark from the scope.
+        let scope = EventQueryScope(query: query.name, mark: eventsMark(query.name))
+        EventQueryScope.run(scope) {
+            do throws(EngineError) {
+                results = ResultEscaping.results(try database.execute(query.sql))
+            } catch {
+                StatusLog.error("Error executing scheduled query \(query.name): \(error.message)")
+            }
         }
         let wallMs = UInt64(max(0, (Self.realNow() - wallStart) * 1000))
         let usageEnd = Self.usage()
@@ -331,7 +337,14 @@ public final class Scheduler: ScheduleSnapshotProvider {
         let now = Self.unixNow()
         if let results {
             do {
-                bytes = try record(query, results, makeContext(now, decorations))
+                var context = makeContext(now, decorations)
+                context.eventBased = scope.eventBased
+                if let mark = scope.newMark {
+                    context.eventMarks = [
+                        EventQueryScope.timeKey(query.name): String(mark.time), EventQueryScope.eidKey(query.name): EventID.index(mark.eid),
+                    ]
+                }
+                bytes = try record(query, results, context)
             } catch {
                 StatusLog.error("Error logging the results of scheduled query \(query.name): \(error.message)")
                 if error.exitCode == 78 {

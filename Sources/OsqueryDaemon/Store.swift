@@ -32,7 +32,7 @@ public final class DaemonStore: Sendable {
 
     /// The file (":memory:" for an in-memory store).
     public let path: String
-    private let connection: Mutex<Connection>
+    let connection: Mutex<Connection>
 
     private init(path: String, connection: sending Connection) {
         self.path = path

@@ -189,6 +189,11 @@ extension Flags {
         .init("table_http_max_bytes", .uint64, "16777216", "Most bytes of a response the curl and prometheus_metrics tables read"),
         .init("cloud_metadata_timeout", .uint64, "3", "Seconds a cloud metadata table waits for its link-local endpoint"),
         .init("cloud_metadata_address", .string, "169.254.169.254", "Address (host[:port]) of the EC2, Azure and Yandex metadata endpoints"),
+        // events (issue 17): osquery's hidden denylist switch, then our limits.
+        .init("events_enforce_denylist", .bool, "false", "Enforce denylist for event-based queries", .hidden),
+        .init("file_events_hash_queue_max", .uint64, "4096", "Most file events waiting for their hashes; past it events are logged unhashed (hashed -1)"),
+        .init("events_flush_rows", .uint64, "1024", "Event rows a subscriber buffers in memory before it writes them to the store"),
+        .init("file_events_max_watches", .uint64, "0", "Most inotify watches file_events adds (0: up to fs.inotify.max_user_watches)"),
     ]
 }
 
@@ -212,6 +217,8 @@ extension UIntFlag { package static var flagTypes: Set<FlagType> { [.uint32, .ui
 
 /// Names of the `bool` flags.
 package enum BoolFlag: String, FlagKey {
+    // events (issue 17)
+    case eventsEnforceDenylist = "events_enforce_denylist"
     /// `-L`: list all table names.
     case listTables = "L"
     case planner
@@ -384,4 +391,8 @@ package enum UIntFlag: String, FlagKey {
     case tableHttpTimeout = "table_http_timeout"
     case tableHttpMaxBytes = "table_http_max_bytes"
     case cloudMetadataTimeout = "cloud_metadata_timeout"
+    // events (issue 17)
+    case fileEventsHashQueueMax = "file_events_hash_queue_max"
+    case eventsFlushRows = "events_flush_rows"
+    case fileEventsMaxWatches = "file_events_max_watches"
 }

@@ -1,6 +1,7 @@
 public import OsqueryEngine
 import OsqueryManager
 import OsqueryConfig
+import OsqueryEvents
 import OsqueryTables
 import Synchronization
 #if canImport(Glibc)
@@ -71,7 +72,12 @@ public enum OsqueryShellMain {
         BuiltinTables.register(into: registry, flags: flags)
         // The shell has no schedule; the tables exist (empty), as in osqueryi.
         ScheduleTables.register(into: registry, scheduler: nil, packs: nil)
-        loadConfig(flags: flags, registry: registry)
+        let config = loadConfig(flags: flags, registry: registry)
+        // events (issue 17): buffered in memory; publishers run only with --disable_events=false.
+        let events = EventsRuntime.make(flags: flags, registry: registry, database: InMemoryEventDatabase(), isDaemon: false)
+        events.configure(config?.eventsConfiguration ?? EventsConfiguration())
+        events.start()
+        defer { events.stop() }
         let database: Database
         do {
             database = try Database(registry: registry, flags: flags)
@@ -163,15 +169,18 @@ public enum OsqueryShellMain {
     /// prometheus_metrics table. A config that cannot be read only
     /// says so with --verbose (osquery's shell runs without one). Only the filesystem plugin:
     /// an extension's config plugin cannot be reached before the shell's tables exist.
-    static func loadConfig(flags: Flags, registry: PluginRegistry) {
-        guard flags[.configPlugin] == "filesystem" else { return }
+    @discardableResult
+    static func loadConfig(flags: Flags, registry: PluginRegistry) -> DaemonConfig? {
+        guard flags[.configPlugin] == "filesystem" else { return nil }
         let loader = ConfigLoader(source: FilesystemConfigSource(path: flags[.configPath]), flags: flags)
         do {
             let config = try loader.load()
             config.registerAutoTables(registry: registry, flags: flags)
             config.applyTableSections()
+            return config
         } catch {
             StatusLog.info("Error reading config: \(error.message)")
+            return nil
         }
     }
 

@@ -34,6 +34,8 @@ import Testing
     static let hidden: Set<String> = [
         "allow_unsafe", "regex_max_size", "tls_dump", "tls_allow_unsafe", "tls_node_api", "profile_delay",
         "watchdog_max_delay", "hash_delay", "utc", "value_max",
+        // events (issue 17)
+        "events_enforce_denylist",
     ]
 
     static func names(_ kind: FlagKind) -> Set<String> {

@@ -1,0 +1,175 @@
+// fim-bench (issue 17): the FIM rows of Benchmarks/run.sh, one JSON line each.
+//   fim-bench hash DIR          md5+sha1+sha256 of every file in DIR in one read each (FileHasher)
+//   fim-bench storm DIR N       N files written under a watched DIR (the daemon's store, FIM on):
+//                               events/s, events lost, RSS idle and peak
+//   fim-bench select DIR N      N buffered file_events rows: SELECT * through the engine vs a plain
+//                               SQLite scan of the same rows
+internal import CSQLite
+import Foundation
+import OsqueryDaemon
+import OsqueryEngine
+import OsqueryEvents
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func status(_ key: String) -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+    }
+    return 0
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("fim-bench: \(message)\n".utf8))
+    exit(1)
+}
+
+func flags(_ values: [String: String]) -> Flags {
+    let f = Flags()
+    for (k, v) in values {
+        do { try f.set(k, v) } catch { fail("flag \(k): \(error)") }
+    }
+    return f
+}
+
+let args = CommandLine.arguments
+guard args.count >= 3 else { fail("usage: fim-bench hash DIR | storm DIR N | select DIR N") }
+let dir = args[2]
+StatusLog.setSink { _, _ in }
+
+switch args[1] {
+case "hash":
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+    var bytes = 0
+    let start = now()
+    for name in names {
+        switch FileHasher.hash(path: dir + "/" + name, limit: UInt64.max) {
+        case .success: break
+        case .failure: fail("cannot hash \(name)")
+        }
+    }
+    let seconds = now() - start
+    for name in names {
+        var st = stat()
+        if stat(dir + "/" + name, &st) == 0 { bytes += Int(st.st_size) }
+    }
+    print("{\"files\": \(names.count), \"bytes\": \(bytes), \"seconds\": \(seconds), \"mb_per_s\": \(Double(bytes) / 1e6 / seconds)}")
+
+case "storm":
+    let count = Int(args.count > 3 ? args[3] : "100000") ?? 100_000
+    let watched = dir + "/watched"
+    try? FileManager.default.createDirectory(atPath: watched, withIntermediateDirectories: true)
+    let store: DaemonStore
+    do { store = try DaemonStore.open(path: dir + "/osquery.db") } catch { fail(error.message) }
+    // events_max above the storm: every event stays buffered, so none counts as lost.
+    let f = flags(["disable_events": "false", "enable_file_events": "true", "events_max": String(count * 4)])
+    let registry = PluginRegistry()
+    let hub = EventsRuntime.make(flags: f, registry: registry, database: store, isDaemon: true)
+    var config = EventsConfiguration()
+    config.filePaths = ["storm": [watched + "/"]]
+    hub.configure(config)
+    hub.start()
+    usleep(200_000)
+    let idle = status("VmRSS")
+    let subscriber = hub.subscribers[0]
+    let start = now()
+    var peak = idle
+    let payload = "storm\n"
+    for i in 0..<count {
+        // One open/write/close: CREATED, UPDATED (modify), UPDATED (close_write).
+        let fd = open(watched + "/f\(i)", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { fail("cannot create file \(i)") }
+        _ = payload.withCString { write(fd, $0, 6) }
+        close(fd)
+        if i % 4096 == 0 { peak = max(peak, status("VmRSS")) }
+    }
+    let expected = count * 3
+    var got = 0
+    let deadline = now() + 120
+    while now() < deadline {
+        got = subscriber.bufferedCount()
+        peak = max(peak, status("VmRSS"))
+        if got >= expected { break }
+        usleep(50_000)
+    }
+    let seconds = now() - start
+    let overflows = hub.publishers[0].status.counters.first { $0.name == "queue_overflows" }?.value ?? 0
+    hub.stop()
+    print(
+        "{\"files\": \(count), \"events\": \(got), \"expected\": \(expected), \"lost\": \(max(0, expected - got)), \"queue_overflows\": \(overflows), \"seconds\": \(seconds), \"events_per_s\": \(Double(got) / seconds), \"rss_idle_kib\": \(idle), \"rss_peak_kib\": \(peak)}"
+    )
+
+case "select":
+    let count = Int(args.count > 3 ? args[3] : "50000") ?? 50_000
+    let store: DaemonStore
+    do { store = try DaemonStore.open(path: dir + "/osquery.db") } catch { fail(error.message) }
+    let f = flags(["disable_events": "false", "events_max": String(count * 2)])
+    let registry = PluginRegistry()
+    let hub = EventsRuntime.make(flags: f, registry: registry, database: store, isDaemon: true)
+    let subscriber = hub.subscribers[0]
+    for i in 0..<count {
+        subscriber.add([
+            .text("/etc/some/file\(i)"), "etc", "UPDATED", 0, .integer(Int64(i)), 0, 0, "0644", 4096, 1_700_000_000, 1_700_000_000,
+            1_700_000_000, .text(String(repeating: "a", count: 32)), .text(String(repeating: "b", count: 40)),
+            .text(String(repeating: "c", count: 64)), 1,
+        ])
+    }
+    _ = subscriber.bufferedCount()
+    let database: Database
+    do { database = try Database(registry: registry, flags: f) } catch { fail(error.message) }
+    func ours() -> Double {
+        let start = now()
+        var rows = 0
+        do {
+            try database.execute("SELECT * FROM file_events") { set in rows += set.rowCount }
+        } catch { fail(error.message) }
+        if rows != count { fail("SELECT gave \(rows) rows, expected \(count)") }
+        return now() - start
+    }
+    // The same rows read straight from the store's table, every column into a value.
+    func plain() -> Double {
+        store.withHandle { db -> Double in
+            let start = now()
+            var s: OpaquePointer?
+            guard sqlite3_prepare_v2(db, "SELECT * FROM \"events.file_events\"", -1, &s, nil) == SQLITE_OK, let s else { return 0 }
+            defer { sqlite3_finalize(s) }
+            var rows = 0
+            var values: [SQLValue] = []
+            values.reserveCapacity(18)
+            while sqlite3_step(s) == SQLITE_ROW {
+                values.removeAll(keepingCapacity: true)
+                for c in 0..<sqlite3_column_count(s) {
+                    switch sqlite3_column_type(s, c) {
+                    case SQLITE_INTEGER: values.append(.integer(sqlite3_column_int64(s, c)))
+                    case SQLITE_TEXT: values.append(.text(String(cString: sqlite3_column_text(s, c))))
+                    default: values.append(.null)
+                    }
+                }
+                rows += 1
+            }
+            if rows != count { fail("plain scan gave \(rows) rows") }
+            return now() - start
+        }
+    }
+    _ = ours()
+    _ = plain()
+    var a: [Double] = [], b: [Double] = []
+    for _ in 0..<5 {
+        a.append(ours())
+        b.append(plain())
+    }
+    a.sort()
+    b.sort()
+    print("{\"rows\": \(count), \"ours_ms\": \(a[2] * 1000), \"plain_ms\": \(b[2] * 1000)}")
+
+default:
+    fail("unknown mode \(args[1])")
+}

@@ -1,0 +1,272 @@
+import Foundation
+package import OsqueryEngine
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A scheduled query while it runs on the scheduler's thread: event tables read their
+/// `events_optimize` mark from it and leave the new one there, and note that the query read an
+/// event table (its results are then not diffed). The scheduler commits the new mark with the
+/// query's logged results, so a crash in between neither loses nor repeats an event.
+package final class EventQueryScope: Sendable {
+    package let query: String
+    /// The (time, eid) of the last event this query logged (osquery's `optimize.<query>` and
+    /// `optimize_eid.<query>`).
+    package let mark: (time: UInt64, eid: UInt64)
+    private let state = Mutex<(eventBased: Bool, newMark: (time: UInt64, eid: UInt64)?)>((false, nil))
+
+    package init(query: String, mark: (time: UInt64, eid: UInt64)) {
+        self.query = query
+        self.mark = mark
+    }
+
+    /// Whether the query scanned an event table.
+    package var eventBased: Bool { state.withLock { $0.eventBased } }
+    /// The mark to store once the results are recorded; nil when no new event was read.
+    package var newMark: (time: UInt64, eid: UInt64)? { state.withLock { $0.newMark } }
+
+    /// Records that the query read events through `last` (its new mark); an event table served
+    /// elsewhere (an extension's) calls it with the newest (time, eid) it returned.
+    package func readEvents(through last: (time: UInt64, eid: UInt64)?) {
+        state.withLock { s in
+            s.eventBased = true
+            if let last, last.eid > (s.newMark?.eid ?? 0) { s.newMark = last }
+        }
+    }
+
+    /// Records that the query read an event table without the optimization (a `time` constraint).
+    package func noteEventBased() { state.withLock { $0.eventBased = true } }
+
+    private static let scopes = Mutex<[pthread_t: EventQueryScope]>([:])
+
+    /// Runs `body` (a query on this thread) inside `scope`.
+    package static func run<T>(_ scope: EventQueryScope, _ body: () throws -> T) rethrows -> T {
+        let thread = pthread_self()
+        scopes.withLock { $0[thread] = scope }
+        defer { _ = scopes.withLock { $0.removeValue(forKey: thread) } }
+        return try body()
+    }
+
+    /// The scope of the query running on this thread, if it is a scheduled one.
+    package static var current: EventQueryScope? {
+        let thread = pthread_self()
+        return scopes.withLock { $0[thread] }
+    }
+
+    /// osquery's keys in the store's `events` domain.
+    package static func timeKey(_ query: String) -> String { "optimize." + query }
+    package static func eidKey(_ query: String) -> String { "optimize_eid." + query }
+}
+
+/// A subscriber: turns a publisher's events into rows (`add`), gives each a monotonically
+/// increasing `eid` and a non-decreasing `time`, buffers them in the event database, and is the
+/// table that reads them back. Its schema ends with osquery's `time` (additional) and `eid`
+/// (hidden) columns.
+package final class EventSubscriber: Sendable {
+    package let name: String
+    package let publisher: String
+    package let schema: TableSchema
+    let store: EventTableStore
+    let database: any EventDatabase
+    let flags: Flags
+    let isDaemon: Bool
+
+    private struct State {
+        var pending: [BufferedEvent] = []
+        var lastEID: UInt64 = 0
+        var lastTime: UInt64 = 0
+        var sinceCheckpoint = 0
+        var storeError: String?
+    }
+    private let state = Mutex(State())
+    /// Serializes writers of the table (flushes from the publisher, the flusher and queries).
+    private let writing = Mutex<Void>(())
+
+    private struct Counters {
+        var events = 0
+        var subscriptions = 0
+        var enabled = true
+        var expired = 0
+        var dropped = 0
+        var lastScanRows = 0
+    }
+    private let counters = Mutex(Counters())
+
+    /// `columns` are the subscriber's own; `time` and `eid` are appended.
+    package init(name: String, publisher: String, columns: [TableColumn], database: any EventDatabase, flags: Flags, isDaemon: Bool) {
+        self.name = name
+        self.publisher = publisher
+        self.schema = TableSchema(
+            name: name,
+            columns: columns + [TableColumn("time", .bigint, .additional), TableColumn("eid", .text, .hidden)],
+            attributes: .eventBased)
+        self.store = EventTableStore(subscriber: name, valueCount: columns.count)
+        self.database = database
+        self.flags = flags
+        self.isDaemon = isDaemon
+        let opened = database.withHandle { store.open($0) }
+        state.withLock { s in
+            switch opened {
+            case .success(let last): s.lastEID = last
+            case .failure(let e):
+                s.storeError = e.message
+                StatusLog.error(e.message)
+            }
+        }
+    }
+
+    package var isEnabled: Bool { counters.withLock { $0.enabled } }
+
+    /// Rows the last scan read from the store (a `time` constraint narrows it).
+    package var lastScanRows: Int { counters.withLock { $0.lastScanRows } }
+
+    package func setEnabled(_ enabled: Bool) { counters.withLock { $0.enabled = enabled } }
+
+    package func setSubscriptions(_ count: Int) { counters.withLock { $0.subscriptions = count } }
+
+    package var status: (subscriptions: Int, events: Int, active: Bool, expired: Int, dropped: Int) {
+        counters.withLock { ($0.subscriptions, $0.events, $0.enabled, $0.expired, $0.dropped) }
+    }
+
+    static func unixNow() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970)) }
+
+    /// Wakes the hub's flusher (set by the hub).
+    private let wakeFlusher = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func setFlusher(_ wake: (@Sendable () -> Void)?) { wakeFlusher.withLock { $0 = wake } }
+
+    /// Adds one event's row (the subscriber's columns, in order). At `events_flush_rows` waiting
+    /// rows the flusher is woken; at eight times that the caller writes them itself: a publisher
+    /// that outruns the store slows down (its kernel queue then overflows, which it reports)
+    /// instead of growing memory.
+    package func add(_ values: [SQLValue]) {
+        guard isEnabled else { return }
+        let now = Self.unixNow()
+        let batch = max(1, flags[.eventsFlushRows])
+        let waiting = state.withLock { s -> UInt64 in
+            s.lastEID += 1
+            s.lastTime = max(s.lastTime, now)
+            s.pending.append(BufferedEvent(eid: s.lastEID, time: s.lastTime, values: values))
+            return UInt64(s.pending.count)
+        }
+        counters.withLock { $0.events += 1 }
+        if waiting >= batch &* 8 {
+            flush()
+        } else if waiting == batch {
+            if let wake = wakeFlusher.withLock({ $0 }) { wake() } else { flush() }
+        }
+    }
+
+    /// Writes the rows waiting in memory; every 256 rows written, expires old rows and trims
+    /// to `events_max` (osquery's checkpoint).
+    package func flush() {
+        writing.withLock { _ in
+            let (batch, checkpoint) = state.withLock { s -> ([BufferedEvent], Bool) in
+                let batch = s.pending
+                s.pending = []
+                s.pending.reserveCapacity(min(batch.count, 1024))
+                s.sinceCheckpoint += batch.count
+                let checkpoint = s.sinceCheckpoint >= 256
+                if checkpoint { s.sinceCheckpoint = 0 }
+                return (batch, checkpoint)
+            }
+            guard !batch.isEmpty else { return }
+            let (error, trimmed) = database.withHandle { db -> (EventError?, Int) in
+                let error = store.append(db, batch)
+                return (error, checkpoint ? enforceLimits(db) : 0)
+            }
+            reportTrimmed(trimmed)
+            if let error {
+                counters.withLock { $0.dropped += batch.count }
+                StatusLog.error("\(error.message); \(batch.count) events were not buffered")
+            }
+        }
+    }
+
+    /// Status lines are written once the database is released (a log sink may be slow).
+    private func reportTrimmed(_ trimmed: Int) {
+        guard trimmed > 0 else { return }
+        StatusLog.warning("Removed \(trimmed) events for subscriber: \(publisher).\(name) (limit: \(flags[.eventsMax]))")
+    }
+
+    /// Called with the database held; returns how many rows `events_max` removed.
+    private func enforceLimits(_ db: OpaquePointer) -> Int {
+        let expiry = flags[.eventsExpiry]
+        var expired = 0
+        if expiry > 0 {
+            let now = Self.unixNow()
+            if now > expiry { expired += store.expire(db, before: now - expiry) }
+        }
+        let max = flags[.eventsMax]
+        let trimmed = max > 0 ? store.trim(db, keep: max) : 0
+        if expired + trimmed > 0 { counters.withLock { $0.expired += expired + trimmed } }
+        return trimmed
+    }
+
+    /// How many rows the store holds (tests, benchmarks).
+    package func bufferedCount() -> Int {
+        flush()
+        return database.withHandle { store.count($0) }
+    }
+
+    /// The table's rows: osquery's `genTable` (time constraints narrow the scan; a scheduled
+    /// query without one reads only what it has not logged yet).
+    func generate(_ context: QueryContext, eventsDisabled: Bool, shell: Bool) throws -> TableRows {
+        var rows = TableRows(schema: schema)
+        let scope = EventQueryScope.current
+        if eventsDisabled {
+            StatusLog.warning("Table \(name) is event-based but events are disabled")
+            if shell { StatusLog.warning("Please see the table documentation: https://osquery.io/schema/#\(name)") }
+            scope?.noteEventBased()
+            return rows
+        }
+        flush()
+        var start: UInt64 = 0
+        var stop = UInt64(Int64.max)
+        let timeConstraints = context.constraints(for: "time")
+        for c in timeConstraints {
+            guard let v = Int64(c.expr) ?? Double(c.expr).map({ Int64(clamping: Int64($0.rounded(.down))) }) else { continue }
+            let t = UInt64(max(0, v))
+            switch c.op {
+            case .equals: (start, stop) = (t, t)
+            case .greaterThan: start = max(start, t &+ 1)
+            case .greaterThanOrEquals: start = max(start, t)
+            case .lessThan: stop = min(stop, t == 0 ? 0 : t - 1)
+            case .lessThanOrEquals: stop = min(stop, t)
+            default: break
+            }
+        }
+        var afterEID: UInt64 = 0
+        let optimize = scope != nil && timeConstraints.isEmpty && isDaemon && flags[.eventsOptimize]
+        if optimize, let scope {
+            start = scope.mark.time == 0 ? 0 : scope.mark.time - 1
+            afterEID = scope.mark.eid
+        }
+        let (result, trimmed) = database.withHandle { db in
+            let result = store.scan(db, start: start, stop: stop, afterEID: afterEID, into: &rows)
+            return (result, enforceLimits(db))
+        }
+        reportTrimmed(trimmed)
+        counters.withLock { $0.lastScanRows = rows.count }
+        switch result {
+        case .success(let last):
+            if optimize { scope?.readEvents(through: last) } else { scope?.noteEventBased() }
+        case .failure(let e):
+            throw EngineError(code: 0, message: e.message)
+        }
+        return rows
+    }
+}
+
+/// A subscriber as a table.
+struct EventTable: TablePlugin {
+    let subscriber: EventSubscriber
+    let flags: Flags
+    let shell: Bool
+    var schema: TableSchema { subscriber.schema }
+
+    func generate(_ context: QueryContext) throws -> TableRows {
+        try subscriber.generate(context, eventsDisabled: flags[.disableEvents], shell: shell)
+    }
+}

@@ -1,0 +1,13 @@
+package import OsqueryEngine
+
+/// The events framework of a core: the hub, its publishers (inotify) and their tables.
+package enum EventsRuntime {
+    /// Makes the hub with every publisher and registers their tables (and `osquery_events`).
+    package static func make(flags: Flags, registry: PluginRegistry, database: any EventDatabase, isDaemon: Bool) -> EventHub {
+        let hub = EventHub(flags: flags, database: database, isDaemon: isDaemon)
+        let fileEvents = INotifyPublisher.makeSubscriber(hub: hub)
+        hub.add(publisher: INotifyPublisher(subscriber: fileEvents, flags: flags, registry: registry), subscribers: [fileEvents])
+        hub.register(into: registry)
+        return hub
+    }
+}

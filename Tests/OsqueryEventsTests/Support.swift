@@ -1,0 +1,68 @@
+import Foundation
+import OsqueryEngine
+import OsqueryEvents
+import ProtocolFixture
+import Synchronization
+
+/// A bounded poll (CI runs every suite at once on 2 cores: generous, never a timing assertion).
+func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) async rethrows -> Bool {
+    try await waitUntil(seconds) { try condition() }
+}
+
+/// A publisher the test drives by hand.
+final class ManualPublisher: EventPublisher, @unchecked Sendable {
+    let name: String
+    let running = Mutex(false)
+    init(name: String) { self.name = name }
+    func isEnabled(_ flags: Flags) -> Bool { true }
+    func start() throws(EventError) { running.withLock { $0 = true } }
+    func stop() { running.withLock { $0 = false } }
+    func configure(_ configuration: EventsConfiguration) {}
+    var status: PublisherStatus {
+        var s = PublisherStatus()
+        s.active = running.withLock { $0 }
+        s.subscriptions = 1
+        return s
+    }
+}
+
+func makeFlags(_ values: [String: String]) throws -> Flags {
+    let flags = Flags()
+    for (k, v) in values { try flags.set(k, v) }
+    return flags
+}
+
+/// A core with one hand-driven subscriber `name` (columns `value TEXT`, `n INTEGER`).
+func manualCore(
+    name: String, flags: Flags, database: any EventDatabase = InMemoryEventDatabase(), isDaemon: Bool = false
+) throws -> (hub: EventHub, subscriber: EventSubscriber, database: Database) {
+    let registry = PluginRegistry()
+    let hub = EventHub(flags: flags, database: database, isDaemon: isDaemon)
+    let subscriber = EventSubscriber(
+        name: name, publisher: name + "_pub", columns: [TableColumn("value", .text), TableColumn("n", .integer)],
+        database: database, flags: flags, isDaemon: isDaemon)
+    hub.add(publisher: ManualPublisher(name: name + "_pub"), subscribers: [subscriber])
+    hub.register(into: registry)
+    return (hub, subscriber, try Database(registry: registry, flags: flags))
+}
+
+extension Database {
+    /// Column `column` of every row, as text.
+    func strings(_ sql: String, _ column: String) throws -> [String] {
+        let r = try execute(sql)
+        return (0..<r.rowCount).map { r[$0, column]?.osqueryString ?? "NULL" }
+    }
+}
+
+/// A command's standard output (digest tools).
+func run(_ tool: String, _ arguments: [String]) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = [tool] + arguments
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}
