@@ -180,6 +180,17 @@ extension Flags {
         .init("atc_max_rows", .uint64, "1000000", "Most rows one scan of an auto_table_construction table may return; past it the scan fails"),
         .init("atc_max_bytes", .uint64, "268435456", "Most bytes of values one scan of an auto_table_construction table may return; past it the scan fails"),
         .init("atc_timeout", .uint64, "60", "Seconds one scan of an auto_table_construction table may run before it is interrupted (0: no limit)"),
+        // TLS remote API (issue 20): osquery's enroll and TLS plugin flags not declared above, then
+        // the transport's bounds (not osquery flags: its transport has no such limits).
+        .init("tls_enroll_max_attempts", .uint64, "12", "Number of attempts to retry a TLS enroll request, 0 = forever", .cli),
+        .init("tls_enroll_max_interval", .uint64, "600", "Maximum wait time in seconds between enroll retry attempts", .cli),
+        .init("disable_enrollment", .bool, "false", "Disable enrollment functions on related app instances", .cli),
+        .init("tls_disable_status_log", .bool, "false", "Disable sending status logs"),
+        .init("tls_enroll_override", .string, "enroll_secret", "Override the TLS enroll secret key name", .hidden),
+        .init("tls_secret_always", .bool, "false", "Include TLS enroll secret in every request", .hidden),
+        .init("tls_connect_timeout", .uint64, "10", "Seconds a TLS/HTTPS connection (TCP and handshake) may take", .cli),
+        .init("tls_request_timeout", .uint64, "60", "Seconds a whole TLS/HTTPS request may take, response body included", .cli),
+        .init("tls_max_response_size", .uint64, "16777216", "Largest TLS/HTTPS response body in bytes (after gzip decoding)", .cli),
     ]
 }
 
@@ -257,6 +268,10 @@ package enum BoolFlag: String, FlagKey {
     case tlsAllowUnsafe = "tls_allow_unsafe"
     case tlsNodeApi = "tls_node_api"
     case utc
+    // TLS remote API (issue 20).
+    case disableEnrollment = "disable_enrollment"
+    case tlsDisableStatusLog = "tls_disable_status_log"
+    case tlsSecretAlways = "tls_secret_always"
 }
 
 /// Names of the `string` flags.
@@ -303,6 +318,8 @@ package enum StringFlag: String, FlagKey {
     case loggerTlsEndpoint = "logger_tls_endpoint"
     case nullvalue
     case loggerPath = "logger_path"
+    // TLS remote API (issue 20).
+    case tlsEnrollOverride = "tls_enroll_override"
 }
 
 /// Names of the `int32` and `int64` flags, read as `Int64`.
@@ -370,4 +387,10 @@ package enum UIntFlag: String, FlagKey {
     case atcMaxRows = "atc_max_rows"
     case atcMaxBytes = "atc_max_bytes"
     case atcTimeout = "atc_timeout"
+    // TLS remote API (issue 20).
+    case tlsEnrollMaxAttempts = "tls_enroll_max_attempts"
+    case tlsEnrollMaxInterval = "tls_enroll_max_interval"
+    case tlsConnectTimeout = "tls_connect_timeout"
+    case tlsRequestTimeout = "tls_request_timeout"
+    case tlsMaxResponseSize = "tls_max_response_size"
 }
