@@ -380,4 +380,30 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         await Daemond.stop(daemon)
         await server.stop()
     }
+
+    /// README's "Join a fleet" flagfile, as written, against the test server (only the server's
+    /// address, its CA, the secret's path and the intervals differ).
+    @Test func theReadmeFlagfileJoinsTheTestServer() async throws {
+        let (dir, server) = try await setUp("readme")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let readme = try String(contentsOfFile: Daemond.repo + "/README.md", encoding: .utf8)
+        let start = try #require(readme.range(of: "# /etc/osquery/osquery.flags"))
+        let end = try #require(readme.range(of: "```", range: start.upperBound..<readme.endIndex))
+        let flagfile = String(readme[start.lowerBound..<end.lowerBound])
+        #expect(flagfile.contains("--enroll_tls_endpoint=/api/osquery/enroll"))
+        try flagfile.write(toFile: dir + "/osquery.flags", atomically: true, encoding: .utf8)
+        try server.write("queries.json", #"{"queries": {"info": "SELECT version FROM osquery_info"}}"#)
+        let daemon = try Daemond.start(
+            Daemond.baseFlags(dir) + [
+                "--disable_watchdog", "--flagfile", dir + "/osquery.flags", "--tls_hostname", "localhost:\(server.port)",
+                "--tls_server_certs", TLSServer.certs + "/ca.pem", "--enroll_secret_path", dir + "/secret",
+                "--config_refresh", "1", "--logger_tls_period", "1", "--distributed_interval", "1",
+            ], stderr: dir + "/stderr")
+        #expect(await waitUntil(60) { !results(server, "one").isEmpty }, "\(stderr(dir))")
+        #expect(await waitUntil(60) { !server.records("distributed.jsonl").isEmpty }, "\(stderr(dir))")
+        let write = try #require(server.records("distributed.jsonl").first)
+        #expect(((write["queries"] as? [String: Any])?["info"] as? [[String: String]])?.first?["version"] != nil)
+        await Daemond.stop(daemon)
+        await server.stop()
+    }
 }
