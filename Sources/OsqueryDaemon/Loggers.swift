@@ -29,6 +29,12 @@ extension ResultLogger {
     func stop() {}
 }
 
+/// A logger that takes one run's lines at once, all or none (the TLS logger: one store
+/// transaction instead of one per line).
+protocol BatchResultLogger: ResultLogger {
+    func logLines(_ lines: [Substring], snapshot: Bool) throws(DaemonError)
+}
+
 /// `severity=N location=file:line message=...`, the status form of osquery's
 /// stdout and syslog loggers.
 func statusText(_ severity: StatusLog.Severity, _ message: String, file: String, line: UInt) -> String {

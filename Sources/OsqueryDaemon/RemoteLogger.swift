@@ -9,7 +9,7 @@ import Synchronization
 /// `{"node_key", "log_type": "result"|"status", "data": [...]}` and deletes them once accepted.
 /// A failing kind backs off (period × n², at most `--logger_tls_backoff_max`). Above
 /// `--buffered_log_max` lines the oldest are purged, with a warning.
-final class TLSLogger: ResultLogger, @unchecked Sendable {  // `thread` is set once, before use
+final class TLSLogger: BatchResultLogger, @unchecked Sendable {  // `thread` is set once, before use
     let name = "tls"
     let api: RemoteAPI
     let store: DaemonStore
@@ -65,8 +65,7 @@ final class TLSLogger: ResultLogger, @unchecked Sendable {  // `thread` is set o
         let key = state.withLock { s -> String in
             s.sequence += 1
             s.count += 1
-            let digits = String(s.sequence)
-            return prefix + String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+            return Self.key(prefix, s.sequence)
         }
         try store.put(DaemonStore.Domain.logs, key, line)
     }
@@ -81,6 +80,33 @@ final class TLSLogger: ResultLogger, @unchecked Sendable {  // `thread` is set o
     }
 
     func logSnapshot(_ line: String) throws(DaemonError) { try logResult(line) }
+
+    func logLines(_ lines: [Substring], snapshot: Bool) throws(DaemonError) {
+        let maximum = flags[.loggerTlsMaxLinesize]
+        var kept: [Substring] = []
+        kept.reserveCapacity(lines.count)
+        for line in lines {
+            if UInt64(line.utf8.count) > maximum {
+                StatusLog.warning("Linesize exceeds TLS logger maximum: \(line.utf8.count)")
+            } else {
+                kept.append(line)
+            }
+        }
+        guard !kept.isEmpty else { return }
+        let first = state.withLock { s -> UInt64 in
+            defer { s.sequence += UInt64(kept.count) }
+            return s.sequence + 1
+        }
+        try store.transaction { (t: inout DaemonStore.Transaction) throws(DaemonError) in
+            for (i, line) in kept.enumerated() { try t.put(DaemonStore.Domain.logs, Self.key(Self.resultPrefix, first + UInt64(i)), String(line)) }
+        }
+        state.withLock { $0.count += UInt64(kept.count) }
+    }
+
+    static func key(_ prefix: String, _ sequence: UInt64) -> String {
+        let digits = String(sequence)
+        return prefix + String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
 
     func logStatus(_ severity: StatusLog.Severity, _ message: String, file: String, line: UInt) {
         let now = Date().timeIntervalSince1970

@@ -258,6 +258,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         let cases: [(String, String)] = [
             ("500", "Error reading config: Request failed: internal"),
             ("garbage", "is not a JSON object"),
+            ("deep", "Error reading config: Request error: the answer (HTTP 200, 500006 bytes) is not a JSON object"),
             ("hang", "Error reading config: Request error: timed out after 2 s (--tls_request_timeout)"),
             ("huge", "Error reading config: Request error: the response is larger than 1048576 bytes (--tls_max_response_size)"),
             ("endless", "Error reading config: Request error: timed out after 2 s (--tls_request_timeout)"),
@@ -403,6 +404,23 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         #expect(await waitUntil(60) { !server.records("distributed.jsonl").isEmpty }, "\(stderr(dir))")
         let write = try #require(server.records("distributed.jsonl").first)
         #expect(((write["queries"] as? [String: Any])?["info"] as? [[String: String]])?.first?["version"] != nil)
+        await Daemond.stop(daemon)
+        await server.stop()
+    }
+
+    /// A run of 3 000 rows is stored in one transaction and sent in `--logger_tls_max_lines`
+    /// batches: every row arrives once.
+    @Test func aBigRunArrivesWholeInBatches() async throws {
+        let (dir, server) = try await setUp("big")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000) SELECT x FROM c"
+        try server.write("config.json", #"{"schedule": {"big": {"query": "\#(sql)", "interval": 1}}}"#)
+        let daemon = try start(dir, server, ["--logger_tls_max_lines", "1000"])
+        let xs = { Set(results(server, "big").compactMap { Daemond.columns($0)["x"] }) }
+        #expect(await waitUntil(60) { xs().count == 3000 }, "\(stderr(dir))")
+        #expect(results(server, "big").count == 3000)
+        let posts = server.records("requests.jsonl").filter { ($0["path"] as? String)?.hasSuffix("/log") == true }
+        #expect(posts.count >= 3)
         await Daemond.stop(daemon)
         await server.stop()
     }

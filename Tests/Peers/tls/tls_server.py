@@ -6,7 +6,7 @@ Stdlib only. State and control are files in a directory (the test writes and rea
   queries.json           {"queries": {...}, "discovery": {...}, "accelerate": N}: served once by
                          */distributed/read, then removed
   invalidate             when present, every node key is forgotten (then the file is removed)
-  mode                   how to answer: ok (default), 500, garbage, hang, huge, endless, slow-enroll
+  mode                   how to answer: ok (default), 500, garbage, deep, hang, huge, endless
   nodekeys.json          node keys handed out (kept across restarts of the server)
   enroll.jsonl           every enroll request's body
   requests.jsonl         every request: path, node key, content encoding, status answered
@@ -136,6 +136,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer({"error": "internal"}, 500)
         if mode == "garbage":
             data = b"\x00\xffnot json at all{{{"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
+        if mode == "deep":
+            # Nested past any parser's sensible depth, small enough to pass a size limit.
+            data = b'{"a": ' + b"[" * 500000
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
