@@ -408,19 +408,23 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         await server.stop()
     }
 
-    /// A run of 3 000 rows is stored in one transaction and sent in `--logger_tls_max_lines`
-    /// batches: every row arrives once.
+    /// A run of 3 000 rows is stored in one transaction and sent gzipped in
+    /// `--logger_tls_max_lines` batches: every row arrives once, in at least 5× fewer bytes.
     @Test func aBigRunArrivesWholeInBatches() async throws {
         let (dir, server) = try await setUp("big")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000) SELECT x FROM c"
         try server.write("config.json", #"{"schedule": {"big": {"query": "\#(sql)", "interval": 1}}}"#)
-        let daemon = try start(dir, server, ["--logger_tls_max_lines", "1000"])
+        let daemon = try start(dir, server, ["--logger_tls_max_lines", "1000", "--logger_tls_compress"])
         let xs = { Set(results(server, "big").compactMap { Daemond.columns($0)["x"] }) }
         #expect(await waitUntil(60) { xs().count == 3000 }, "\(stderr(dir))")
         #expect(results(server, "big").count == 3000)
         let posts = server.records("requests.jsonl").filter { ($0["path"] as? String)?.hasSuffix("/log") == true }
         #expect(posts.count >= 3)
+        let batches = posts.filter { ($0["json_bytes"] as? Int ?? 0) > 100_000 }
+        let wire = batches.reduce(0) { $0 + ($1["wire_bytes"] as? Int ?? 0) }
+        let json = batches.reduce(0) { $0 + ($1["json_bytes"] as? Int ?? 0) }
+        #expect(!batches.isEmpty && wire * 5 <= json, "\(wire) bytes on the wire for \(json) bytes of JSON")
         await Daemond.stop(daemon)
         await server.stop()
     }

@@ -9,7 +9,7 @@ Stdlib only. State and control are files in a directory (the test writes and rea
   mode                   how to answer: ok (default), 500, garbage, deep, hang, huge, endless
   nodekeys.json          node keys handed out (kept across restarts of the server)
   enroll.jsonl           every enroll request's body
-  requests.jsonl         every request: path, node key, content encoding, status answered
+  requests.jsonl         every request: path, node key, headers, mode, bytes on the wire and of JSON
   log-result.jsonl       each result line received, in order; log-status.jsonl the same for statuses
   distributed.jsonl      each distributed write body
   carves/<session>       reassembled carve data; carve-begin.jsonl the begin requests
@@ -104,8 +104,10 @@ class Handler(BaseHTTPRequestHandler):
     def body(self):
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n)
+        self.wire_bytes = len(raw)
         if self.headers.get("Content-Encoding") == "gzip":
             raw = gzip.decompress(raw)
+        self.json_bytes = len(raw)
         return json.loads(raw or b"{}")
 
     def answer(self, obj, status=200):
@@ -131,7 +133,8 @@ class Handler(BaseHTTPRequestHandler):
             s.append("requests.jsonl", {"path": path, "node_key": req.get("node_key"),
                                         "authorization": self.headers.get("Authorization"),
                                         "user_agent": self.headers.get("User-Agent"),
-                                        "encoding": self.headers.get("Content-Encoding"), "mode": mode})
+                                        "encoding": self.headers.get("Content-Encoding"), "mode": mode,
+                                        "wire_bytes": self.wire_bytes, "json_bytes": self.json_bytes})
         if mode == "500":
             return self.answer({"error": "internal"}, 500)
         if mode == "garbage":
