@@ -78,7 +78,7 @@ public struct FilesystemConfigSource: ConfigSource {
 
     /// Reads at most `limit` bytes of a file in one buffer (a larger file
     /// fails the 4 MiB source limit anyway, so the cut never matters).
-    static func read(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
+    package static func read(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -109,7 +109,7 @@ public struct FilesystemConfigSource: ConfigSource {
 
     /// Regular files matching a pattern, sorted; osquery's `%` wildcard is `*`.
     /// The directory part is resolved through symlinks, as osquery canonicalizes it.
-    static func glob(_ pattern: String) -> [String] {
+    package static func glob(_ pattern: String) -> [String] {
         var p = pattern.replacingOccurrences(of: "%", with: "*")
         if !p.hasPrefix("/"), !p.hasPrefix("~") {
             p = FileManager.default.currentDirectoryPath + "/" + p

@@ -137,11 +137,29 @@ public final class Daemon: Sendable {
             return code
         }
 
-        // The config source: the filesystem plugin or an extension's.
+        // The TLS remote API (issue 20), when a plugin in use speaks it.
+        var remote: RemoteAPI?
+        if RemoteAPI.isNeeded(flags: flags) {
+            do {
+                let transport = try RemoteTransport(flags: flags)
+                let identity = HostIdentity(flags: flags, store: store)
+                let (flags, registry) = (self.flags, self.registry)
+                remote = RemoteAPI(
+                    transport: transport, flags: flags, store: store, hostIdentifier: { identity.current() },
+                    hostDetails: { HostDetails.collect(registry: registry, flags: flags) })
+            } catch {
+                err("Error: \(error.message)\n")
+                return abandon(78)
+            }
+        }
+
+        // The config source: the filesystem plugin, tls, or an extension's.
         let configName = flags[.configPlugin]
         let source: any ConfigSource
         if configName == "filesystem" {
             source = FilesystemConfigSource(path: flags[.configPath])
+        } else if configName == "tls", let remote {
+            source = TLSConfigSource(api: remote)
         } else if let item = registry.item(registry: "config", name: configName), item.ownerUUID != 0, let caller {
             source = ExtensionConfigSource(caller: caller, uuid: ExtensionRouteUUID(item.ownerUUID), plugin: configName)
         } else {
@@ -171,7 +189,12 @@ public final class Daemon: Sendable {
         // Loggers; a missing one is fatal, as in osquery.
         let loggers: LoggerSet
         do {
-            loggers = try LoggerSet.make(flags: flags, registry: registry, caller: caller)
+            var tls: TLSLogger?
+            if let remote, loggerNames(self.flags).contains("tls") {
+                tls = TLSLogger(api: remote, store: store, flags: self.flags, hostIdentifier: { remote.hostIdentifier() })
+            }
+            loggers = try LoggerSet.make(flags: flags, registry: registry, caller: caller, tls: tls)
+            tls?.start()
         } catch {
             StatusLog.setLineSink(nil)
             err("Error: \(error.message)\n")
@@ -202,6 +225,18 @@ public final class Daemon: Sendable {
                 stop.request(error.exitCode)
             })
 
+        // The carves table, before anything may query it.
+        if let remote { Carver(api: remote, store: store, flags: flags).register(into: registry) }
+        // distributed_plugin=tls: the daemon polls the server itself, on query threads of its own.
+        var distributed: Task<Void, Never>?
+        if let remote, !flags[.disableDistributed], flags[.distributedPlugin] == "tls" {
+            let loop = DistributedLoop(
+                source: TLSDistributedSource(api: remote), queries: QueryThreads(count: 1, registry: registry, flags: flags),
+                interval: .seconds(Int64(clamping: max(1, flags[.distributedInterval]))),
+                logger: Logger(label: "osquery.distributed"))
+            distributed = Task { await loop.run() }
+        }
+
         let registry = self.registry
         ScheduleTables.register(into: registry, scheduler: { scheduler }, packs: { configuration.packStatus() })
         scheduler.loadCrashState(knownQueries: configuration.allQueries())
@@ -215,6 +250,9 @@ public final class Daemon: Sendable {
             .init(service: StoppingService("store") { withExtendedLifetime(store) {} }),
             .init(service: StoppingService("events") { await offCooperativePool { events.stop() } }),
         ]
+        if let remote {
+            services.append(.init(service: StoppingService("tls transport") { await offCooperativePool { remote.transport.shutdown() } }))
+        }
         if let extensions {
             services.append(.init(service: extensions.service))
         }
@@ -240,6 +278,11 @@ public final class Daemon: Sendable {
                         configApplied()
                         configureEvents()
                     })),
+        ]
+        if let distributed { services.append(.init(service: StoppingService("distributed") { distributed.cancel() })) }
+        // First to stop: retries and back-off waits of the TLS plugins end at once.
+        if let remote { services.append(.init(service: StoppingService("tls waits") { remote.stopWaiting() })) }
+        services += [
             stop.service,
         ]
         let group = ServiceGroup(
@@ -400,4 +443,9 @@ final class DiscoveryDatabase: @unchecked Sendable {  // every use holds `lock`
             return false
         }
     }
+}
+
+/// The names in `--logger_plugin`.
+func loggerNames(_ flags: Flags) -> [String] {
+    flags[.loggerPlugin].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
 }

@@ -29,6 +29,12 @@ extension ResultLogger {
     func stop() {}
 }
 
+/// A logger that takes one run's lines at once, all or none (the TLS logger: one store
+/// transaction instead of one per line).
+protocol BatchResultLogger: ResultLogger {
+    func logLines(_ lines: [Substring], snapshot: Bool) throws(DaemonError)
+}
+
 /// `severity=N location=file:line message=...`, the status form of osquery's
 /// stdout and syslog loggers.
 func statusText(_ severity: StatusLog.Severity, _ message: String, file: String, line: UInt) -> String {
@@ -175,6 +181,11 @@ public final class LoggerSet: Sendable {
     /// nor a logger registered by an extension (in `registry`, owner uuid ≠ 0)
     /// is a missing required plugin: DaemonError with exit code 78.
     public static func make(flags: Flags, registry: PluginRegistry, caller: ExtensionCaller?) throws(DaemonError) -> LoggerSet {
+        try make(flags: flags, registry: registry, caller: caller, tls: nil)
+    }
+
+    /// As above; `tls` is the `tls` logger, when the daemon has the TLS remote API.
+    static func make(flags: Flags, registry: PluginRegistry, caller: ExtensionCaller?, tls: TLSLogger?) throws(DaemonError) -> LoggerSet {
         var names: [String] = []
         for part in flags[.loggerPlugin].split(separator: ",") {
             let n = part.trimmingCharacters(in: .whitespaces)
@@ -190,6 +201,7 @@ public final class LoggerSet: Sendable {
                 others.append(
                     SyslogLogger(facility: flags[.loggerSyslogFacility], prependCEE: flags[.loggerSyslogPrependCee]))
             case "none": others.append(NullLogger())
+            case "tls" where tls != nil: others.append(tls!)
             default:
                 guard (registry.item(registry: "logger", name: name)?.ownerUUID ?? 0) != 0, let caller else {
                     throw DaemonError("Cannot activate \(name) logger plugin: Unknown registry plugin: \(name)", exitCode: 78)

@@ -688,6 +688,19 @@ final class Courier: Sendable {
 
     private func deliverLines(_ logger: any ResultLogger, _ sequence: UInt64, _ entry: OutboxValue, from start: Int) throws(DaemonError) {
         var line = start
+        // A logger that takes a run's lines at once (TLS: one store transaction) has them all
+        // or none, so its cursor moves past the whole entry or stays.
+        if let batch = logger as? any BatchResultLogger, line < entry.lines.count {
+            if stopping { return }
+            do {
+                try batch.logLines(Array(entry.lines[line...]), snapshot: entry.kind == .snapshot)
+            } catch {
+                setCursor(OutboxCursor(sequence, line))
+                try? core.store.put(ResultPipeline.domain, ResultPipeline.cursorPrefix + name, OutboxCursor(sequence, line).text)
+                throw error
+            }
+            line = entry.lines.count
+        }
         while line < entry.lines.count {
             if stopping { return }
             let text = String(entry.lines[line])

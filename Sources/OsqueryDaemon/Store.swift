@@ -105,8 +105,8 @@ public final class DaemonStore: Sendable {
 
     /// The keys of `domain` starting with `prefix`, in byte order; throws when
     /// the scan fails.
-    public func keys(_ domain: String, prefix: String = "") throws(DaemonError) -> [String] {
-        try connection.withLock { (c: inout Connection) throws(DaemonError) -> [String] in try c.keys(domain, prefix: prefix) }
+    public func keys(_ domain: String, prefix: String = "", limit: Int = -1) throws(DaemonError) -> [String] {
+        try connection.withLock { (c: inout Connection) throws(DaemonError) -> [String] in try c.keys(domain, prefix: prefix, limit: limit) }
     }
 
     /// Tests: values longer than `bytes` become unreadable (SQLite's
@@ -313,14 +313,15 @@ final class Connection: @unchecked Sendable {
         if sqlite3_step(s) != SQLITE_DONE { throw error("delete \(domain)/\(key)") }
     }
 
-    func keys(_ domain: String, prefix: String) throws(DaemonError) -> [String] {
+    func keys(_ domain: String, prefix: String, limit: Int = -1) throws(DaemonError) -> [String] {
         // A range scan on the primary key: [prefix, prefix + U+10FFFF) holds every
         // key starting with prefix (text compares bytewise, BINARY collation).
-        let s = try statement("SELECT key FROM store WHERE domain = ?1 AND key >= ?2 AND key < ?3 ORDER BY key")
+        let s = try statement("SELECT key FROM store WHERE domain = ?1 AND key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4")
         defer { sqlite3_reset(s) }
         try bind(s, 1, domain)
         try bind(s, 2, prefix)
         try bind(s, 3, prefix + "\u{10FFFF}")
+        sqlite3_bind_int64(s, 4, Int64(limit))
         var out: [String] = []
         while true {
             let rc = sqlite3_step(s)

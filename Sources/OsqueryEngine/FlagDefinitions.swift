@@ -194,6 +194,17 @@ extension Flags {
         .init("file_events_hash_queue_max", .uint64, "4096", "Most file events waiting for their hashes; past it events are logged unhashed (hashed -1)"),
         .init("events_flush_rows", .uint64, "1024", "Event rows a subscriber buffers in memory before it writes them to the store"),
         .init("file_events_max_watches", .uint64, "0", "Most inotify watches file_events adds (0: up to fs.inotify.max_user_watches)"),
+        // TLS remote API (issue 20): osquery's enroll and TLS plugin flags not declared above, then
+        // the transport's bounds (not osquery flags: its transport has no such limits).
+        .init("tls_enroll_max_attempts", .uint64, "12", "Number of attempts to retry a TLS enroll request, 0 = forever", .cli),
+        .init("tls_enroll_max_interval", .uint64, "600", "Maximum wait time in seconds between enroll retry attempts", .cli),
+        .init("disable_enrollment", .bool, "false", "Disable enrollment functions on related app instances", .cli),
+        .init("tls_disable_status_log", .bool, "false", "Disable sending status logs"),
+        .init("tls_enroll_override", .string, "enroll_secret", "Override the TLS enroll secret key name", .hidden),
+        .init("tls_secret_always", .bool, "false", "Include TLS enroll secret in every request", .hidden),
+        .init("tls_connect_timeout", .uint64, "10", "Seconds a TLS/HTTPS connection (TCP and handshake) may take", .cli),
+        .init("tls_request_timeout", .uint64, "60", "Seconds a whole TLS/HTTPS request may take, response body included", .cli),
+        .init("tls_max_response_size", .uint64, "16777216", "Largest TLS/HTTPS response body in bytes (after gzip decoding)", .cli),
     ]
 }
 
@@ -273,6 +284,10 @@ package enum BoolFlag: String, FlagKey {
     case tlsAllowUnsafe = "tls_allow_unsafe"
     case tlsNodeApi = "tls_node_api"
     case utc
+    // TLS remote API (issue 20).
+    case disableEnrollment = "disable_enrollment"
+    case tlsDisableStatusLog = "tls_disable_status_log"
+    case tlsSecretAlways = "tls_secret_always"
 }
 
 /// Names of the `string` flags.
@@ -321,6 +336,8 @@ package enum StringFlag: String, FlagKey {
     case loggerTlsEndpoint = "logger_tls_endpoint"
     case nullvalue
     case loggerPath = "logger_path"
+    // TLS remote API (issue 20).
+    case tlsEnrollOverride = "tls_enroll_override"
 }
 
 /// Names of the `int32` and `int64` flags, read as `Int64`.
@@ -395,4 +412,10 @@ package enum UIntFlag: String, FlagKey {
     case fileEventsHashQueueMax = "file_events_hash_queue_max"
     case eventsFlushRows = "events_flush_rows"
     case fileEventsMaxWatches = "file_events_max_watches"
+    // TLS remote API (issue 20).
+    case tlsEnrollMaxAttempts = "tls_enroll_max_attempts"
+    case tlsEnrollMaxInterval = "tls_enroll_max_interval"
+    case tlsConnectTimeout = "tls_connect_timeout"
+    case tlsRequestTimeout = "tls_request_timeout"
+    case tlsMaxResponseSize = "tls_max_response_size"
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+package import Logging
 import OsqueryEngine
 import OsqueryProtocol
 import ThriftCodec
@@ -11,15 +11,24 @@ import ThriftCodec
 /// `writeResults` as `{"queries": {id: [rows]}, "statuses": {id: code},
 /// "messages": {id: text}, "stats": {id: {...}}}`. Polls every
 /// `--distributed_interval` seconds, every 5 s while accelerated.
-struct DistributedLoop: Sendable {
-    let caller: ExtensionCaller
+package struct DistributedLoop: Sendable {
+    let source: any DistributedSource
     let queries: QueryThreads
-    let uuid: ExtensionRouteUUID
-    let plugin: ThriftString
     let interval: Duration
     let logger: Logger
 
-    func run() async {
+    package init(source: any DistributedSource, queries: QueryThreads, interval: Duration, logger: Logger) {
+        self.source = source
+        self.queries = queries
+        self.interval = interval
+        self.logger = logger
+    }
+
+    init(caller: ExtensionCaller, queries: QueryThreads, uuid: ExtensionRouteUUID, plugin: ThriftString, interval: Duration, logger: Logger) {
+        self.init(source: ExtensionDistributedSource(caller: caller, uuid: uuid, plugin: plugin, logger: logger), queries: queries, interval: interval, logger: logger)
+    }
+
+    package func run() async {
         let clock = ContinuousClock()
         var acceleratedUntil = clock.now
         while !Task.isCancelled {
@@ -33,14 +42,7 @@ struct DistributedLoop: Sendable {
 
     /// One round; returns the `accelerate` seconds the plugin asked for.
     func poll() async -> Int? {
-        let response: ExtensionResponse
-        do {
-            response = try await caller.call(uuid: uuid, registry: "distributed", item: plugin, request: ["action": "getQueries"])
-        } catch {
-            logger.warning("distributed getQueries failed: \(error)")
-            return nil
-        }
-        guard response.status.isSuccess, let text = response.response.first?["results"]?.lossyString,
+        guard let text = await source.getQueries(),
             let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
         else { return nil }
         let work = (object["queries"] as? [String: String]) ?? [:]
@@ -80,14 +82,7 @@ struct DistributedLoop: Sendable {
         }
         let results: [String: Any] = ["queries": rows, "statuses": statuses, "messages": messages, "stats": stats]
         guard let data = try? JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]) else { return accelerate }
-        do {
-            let written = try await caller.call(
-                uuid: uuid, registry: "distributed", item: plugin,
-                request: ["action": "writeResults", "results": ThriftString(String(decoding: data, as: UTF8.self))])
-            if !written.status.isSuccess { logger.warning("distributed writeResults: \(written.status.message)") }
-        } catch {
-            logger.warning("distributed writeResults failed: \(error)")
-        }
+        await source.writeResults(String(decoding: data, as: UTF8.self))
         return accelerate
     }
 
@@ -98,5 +93,45 @@ struct DistributedLoop: Sendable {
         let user = Int(u.ru_utime.tv_sec) * 1000 + Int(u.ru_utime.tv_usec) / 1000
         let system = Int(u.ru_stime.tv_sec) * 1000 + Int(u.ru_stime.tv_usec) / 1000
         return (user, system, Int(u.ru_maxrss) * 1024)
+    }
+}
+
+/// Where distributed queries come from and their results go: an extension's plugin, or the
+/// daemon's `tls` plugin.
+package protocol DistributedSource: Sendable {
+    /// The JSON text of `{"queries": …, "discovery": …, "accelerate": …}`, or nil when the
+    /// request failed (the source reports why).
+    func getQueries() async -> String?
+    /// Sends `{"queries": …, "statuses": …, "messages": …, "stats": …}` as JSON text.
+    func writeResults(_ json: String) async
+}
+
+/// An extension's `distributed` plugin: `getQueries` and `writeResults` over its socket.
+struct ExtensionDistributedSource: DistributedSource {
+    let caller: ExtensionCaller
+    let uuid: ExtensionRouteUUID
+    let plugin: ThriftString
+    let logger: Logger
+
+    func getQueries() async -> String? {
+        let response: ExtensionResponse
+        do {
+            response = try await caller.call(uuid: uuid, registry: "distributed", item: plugin, request: ["action": "getQueries"])
+        } catch {
+            logger.warning("distributed getQueries failed: \(error)")
+            return nil
+        }
+        guard response.status.isSuccess else { return nil }
+        return response.response.first?["results"]?.lossyString
+    }
+
+    func writeResults(_ json: String) async {
+        do {
+            let written = try await caller.call(
+                uuid: uuid, registry: "distributed", item: plugin, request: ["action": "writeResults", "results": ThriftString(json)])
+            if !written.status.isSuccess { logger.warning("distributed writeResults: \(written.status.message)") }
+        } catch {
+            logger.warning("distributed writeResults failed: \(error)")
+        }
     }
 }

@@ -79,7 +79,8 @@ public final class PluginActivation: Sendable {
 
         var distributed: Task<Void, Never>?
         let distributedName = flags[.distributedPlugin]
-        if !flags[.disableDistributed],
+        // `tls` is the daemon's own (TLS remote API), never an extension's.
+        if !flags[.disableDistributed], distributedName != "tls",
             let uuid = await owner(of: distributedName, in: "distributed", registry: registry, timeout: timeout)
         {
             let loop = DistributedLoop(

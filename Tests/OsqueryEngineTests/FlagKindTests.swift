@@ -18,12 +18,16 @@ import Testing
         "enroll_tls_endpoint", "enroll_always", "alarm_timeout", "config_tls_endpoint", "config_tls_max_attempts",
         "disable_carver", "carver_start_endpoint", "carver_continue_endpoint", "carver_block_size",
         "disable_reenrollment",
+        // TLS remote API (issue 20).
+        "tls_enroll_max_attempts", "tls_enroll_max_interval", "disable_enrollment",
     ]
     /// Limits of our own (not osquery flags) that only the command line sets: the extensions
     /// socket exists before any config is read.
     static let ownCLIOnly: Set<String> = [
         "extensions_max_reply_cells", "extensions_max_message_size", "extensions_max_pipelined_calls",
         "extensions_idle_timeout", "extensions_partial_message_timeout", "extensions_max_connections",
+        // TLS remote API (issue 20): the transport is made once, at start.
+        "tls_connect_timeout", "tls_request_timeout", "tls_max_response_size",
     ]
     /// osquery's `SHELL_FLAG`s.
     static let osqueryShellOnly: Set<String> = [
@@ -36,6 +40,8 @@ import Testing
         "watchdog_max_delay", "hash_delay", "utc", "value_max",
         // events (issue 17)
         "events_enforce_denylist",
+        // TLS remote API (issue 20).
+        "tls_secret_always", "tls_enroll_override",
     ]
 
     static func names(_ kind: FlagKind) -> Set<String> {
