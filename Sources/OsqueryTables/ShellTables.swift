@@ -109,9 +109,11 @@ enum ShellTables {
             }
             // A directory's links are followed for the file they name, not walked into (as
             // boost's recursive iterator); the start directory itself may be a link (/bin).
+            // Entries come in directory order, as osquery's: sorting them cost most of the
+            // scan's CPU when /tmp holds large scratch trees.
             func walk(_ directory: PathBytes, depth: Int) {
                 guard depth < 64, let names = PathResolver.listRaw(directory) else { return }
-                for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                for name in names {
                     let path = joinPath(directory, name)
                     var st = stat()
                     guard withCPath(path, { lstat($0, &st) }) == 0 else { continue }
