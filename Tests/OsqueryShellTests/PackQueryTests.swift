@@ -14,8 +14,6 @@ import Glibc
             "no such table: opera_extensions", "osquery has no such table either (issue 18 excludes it)"),
         "hardware-monitoring/hardware_events": (
             "no such table: hardware_events", "an event table (udev publisher): issues 17/19"),
-        "osquery-monitoring/events": (
-            "no such table: osquery_events", "osquery_events lists the event publishers and subscribers: issues 17/19"),
     ]
 
     @Test func everyLinuxPackQueryRuns() async {
