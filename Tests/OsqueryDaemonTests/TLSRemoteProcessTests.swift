@@ -428,4 +428,26 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         await Daemond.stop(daemon)
         await server.stop()
     }
+
+    /// The secret from `--enroll_secret_env`; `--enroll_always` enrolls at every start;
+    /// `--disable_reenrollment` keeps a refused key (and says so) instead of enrolling again.
+    @Test func secretFromTheEnvironmentEnrollAlwaysAndNoReenrollment() async throws {
+        let (dir, server) = try await setUp("enrollflags")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = Daemond.baseFlags(dir) + ["--disable_watchdog"] + server.flags(secretFile: dir + "/secret")
+        let env = ["OSQ_TLS_TEST_SECRET": "s3cret"]
+        var daemon = try Daemond.start(
+            base + ["--enroll_secret_path=", "--enroll_secret_env", "OSQ_TLS_TEST_SECRET"], env: env, stderr: dir + "/stderr")
+        #expect(await waitUntil(60) { !results(server, "one").isEmpty }, "\(stderr(dir))")
+        await Daemond.stop(daemon)
+        daemon = try Daemond.start(
+            base + ["--enroll_always", "--disable_reenrollment", "--logger_plugin", "filesystem"], stderr: dir + "/stderr")
+        #expect(await waitUntil(60) { server.records("enroll.jsonl").count == 2 }, "\(stderr(dir))")
+        try server.write("invalidate", "")
+        #expect(await waitUntil(60) { stderr(dir).contains("Error reading config: Request failed: Invalid node key: invalid node key") })
+        #expect(server.records("enroll.jsonl").count == 2)
+        #expect(await serves(dir))
+        await Daemond.stop(daemon)
+        await server.stop()
+    }
 }
