@@ -158,6 +158,11 @@ final class RemoteTransport: Sendable {
             let described = String(describing: error)
             text = described.contains("certificate") || described.contains("SSL") ? "TLS handshake failed: \(described)" : described
         }
+        // BoringSSL's reason names what went wrong; the rest of its text is noise to an operator.
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return DaemonError(
+                "Request error: TLS handshake failed: the server's certificate is not trusted (CERTIFICATE_VERIFY_FAILED; see --tls_server_certs)")
+        }
         return DaemonError("Request error: \(text)")
     }
 

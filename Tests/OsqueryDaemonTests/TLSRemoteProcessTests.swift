@@ -281,7 +281,8 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         let (dir, server) = try await setUp("wrongca")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let daemon = try start(dir, server, ["--logger_plugin", "filesystem", "--tls_server_certs", TLSServer.certs + "/other-ca.pem"])
-        #expect(await waitUntil(60) { stderr(dir).contains("Failed enrollment request") && stderr(dir).contains("TLS handshake failed") }, "\(stderr(dir))")
+        let refused = "Request error: TLS handshake failed: the server's certificate is not trusted (CERTIFICATE_VERIFY_FAILED; see --tls_server_certs)"
+        #expect(await waitUntil(60) { stderr(dir).contains("Failed enrollment request") && stderr(dir).contains(refused) }, "\(stderr(dir))")
         #expect(server.records("enroll.jsonl").isEmpty)
         #expect(await serves(dir))
         await Daemond.stop(daemon)
@@ -425,6 +426,28 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         let wire = batches.reduce(0) { $0 + ($1["wire_bytes"] as? Int ?? 0) }
         let json = batches.reduce(0) { $0 + ($1["json_bytes"] as? Int ?? 0) }
         #expect(!batches.isEmpty && wire * 5 <= json, "\(wire) bytes on the wire for \(json) bytes of JSON")
+        await Daemond.stop(daemon)
+        await server.stop()
+    }
+
+    /// The secret from `--enroll_secret_env`; `--enroll_always` enrolls at every start;
+    /// `--disable_reenrollment` keeps a refused key (and says so) instead of enrolling again.
+    @Test func secretFromTheEnvironmentEnrollAlwaysAndNoReenrollment() async throws {
+        let (dir, server) = try await setUp("enrollflags")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = Daemond.baseFlags(dir) + ["--disable_watchdog"] + server.flags(secretFile: dir + "/secret")
+        let env = ["OSQ_TLS_TEST_SECRET": "s3cret"]
+        var daemon = try Daemond.start(
+            base + ["--enroll_secret_path=", "--enroll_secret_env", "OSQ_TLS_TEST_SECRET"], env: env, stderr: dir + "/stderr")
+        #expect(await waitUntil(60) { !results(server, "one").isEmpty }, "\(stderr(dir))")
+        await Daemond.stop(daemon)
+        daemon = try Daemond.start(
+            base + ["--enroll_always", "--disable_reenrollment", "--logger_plugin", "filesystem"], stderr: dir + "/stderr")
+        #expect(await waitUntil(60) { server.records("enroll.jsonl").count == 2 }, "\(stderr(dir))")
+        try server.write("invalidate", "")
+        #expect(await waitUntil(60) { stderr(dir).contains("Error reading config: Request failed: Invalid node key: invalid node key") })
+        #expect(server.records("enroll.jsonl").count == 2)
+        #expect(await serves(dir))
         await Daemond.stop(daemon)
         await server.stop()
     }
