@@ -89,11 +89,18 @@ struct KitError: Error, CustomStringConvertible {
             "--extensions_socket", socket, "--extensions_interval", "1", "--extensions_timeout", "3",
             "--disable_watchdog", "--ephemeral", "--logger_path", dir + "/logs", "--config_path", dir + "/osquery.conf",
         ]
-        daemon.standardError = FileHandle.nullDevice
+        _ = FileManager.default.createFile(atPath: dir + "/stderr", contents: nil)
+        daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/stderr"))
         daemon.standardOutput = FileHandle.nullDevice
         try daemon.run()
         defer { if daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() } }
-        try await Kit.waitForSocket(socket)
+        do {
+            try await Kit.waitForSocket(socket)
+        } catch {
+            let stderr = (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? ""
+            Issue.record("\(error); osqueryd running: \(daemon.isRunning); its stderr: \(stderr)")
+            return
+        }
 
         let (status, checks, out) = try await Kit.conformance(["core", "--socket", socket, "--json"])
         #expect(Kit.failures(checks) == [], "\(out)")

@@ -56,7 +56,7 @@ final class ServedConfig: Sendable {
             ],
             packs: ["pack-id-1": #"{"queries": {"r": {"query": "SELECT 2", "interval": 30}}}"#])
         let ext = Extension("config_ext", plugins: [served.plugin])
-        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "3"]))
+        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
         let uuid = ext.uuid
         #expect(uuid > 0)
 

@@ -78,7 +78,7 @@ struct ExtensionLoggerRig {
         let manager = try await ExtensionManager.start(socketPath: socket, registry: registry, flags: flags, queryThreads: 1)
         let logger = ScriptedLogger()
         let ext = Extension("logger_ext", plugins: [logger.plugin])
-        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "3"]))
+        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
         let caller = ExtensionCaller(managerSocket: socket, timeout: callTimeout)
         let loggers = try LoggerSet.make(flags: flags, registry: registry, caller: caller)
         let store = try DaemonStore.open(path: dir.file("db/osquery.db"))

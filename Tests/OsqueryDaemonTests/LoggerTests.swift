@@ -178,7 +178,7 @@ func resultFlags(_ settings: [String: String]) throws -> Flags {
             received.withLock { $0.append(record) }
         }
         let ext = Extension("logger_ext", plugins: [plugin])
-        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "3"]))
+        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
 
         let caller = ExtensionCaller(managerSocket: socket, timeout: .seconds(10))
         let loggers = try LoggerSet.make(flags: flags, registry: registry, caller: caller)

@@ -61,9 +61,12 @@ final class Manager: @unchecked Sendable {
     /// Waits for an extension to register; returns its uuid.
     func waitFor(_ name: String) async throws -> Int64 {
         var found: Int64?
+        // Registered, and listening: extensions register before they listen, and the fake core's
+        // calls (unlike the core's) do not wait for the socket to appear.
         _ = await eventually(timeout: .seconds(15)) {
             found = (try? await client.extensions())?.values.first { $0.name == name }?.uuid
-            return found != nil
+            guard let found else { return false }
+            return exists("\(socket).\(found)")
         }
         guard let found else { throw FakeCoreErrorForTests("\(name) never registered") }
         return found
