@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Counts the declarations each SDK-facing module exports: lines declaring something `public`
 # (or `open`), leaving out imports and `@_spi` declarations, which a plain import does not see.
-# Usage: scripts/public-api-count.sh [git-revision]   (default: the working tree)
+# With --top-level, only top-level declarations count (types, functions, type aliases: what Go
+# calls exported names), members left out.
+# Usage: scripts/public-api-count.sh [--top-level] [git-revision]   (default: the working tree)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+indent='[[:space:]]*'
+if [ "${1:-}" = "--top-level" ]; then indent=''; shift; fi
 rev="${1:-}"
 modules=(ThriftCodec OsqueryProtocol OsqueryClient OsqueryVocabulary OsqueryExtension OsqueryExtensionTesting)
-decl='^[[:space:]]*(@[A-Za-z_]+(\([^)]*\))?[[:space:]]+)*(public|open)[[:space:]]'
+decl="^${indent}(@[A-Za-z_]+(\\([^)]*\\))?[[:space:]]+)*(public|open)[[:space:]]"
 total=0
 for m in "${modules[@]}"; do
     if [ -n "$rev" ]; then
