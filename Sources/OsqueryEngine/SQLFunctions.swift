@@ -132,15 +132,15 @@ enum SQLFunctions {
         // Hashes and encodings.
         add("md5", 1) { a in
             guard let b = a.bytes(0) else { return .null }
-            return .text(hex(Insecure.MD5.hash(data: b)))
+            return .text(Hex.lowercase(Insecure.MD5.hash(data: b)))
         }
         add("sha1", 1) { a in
             guard let b = a.bytes(0) else { return .null }
-            return .text(hex(Insecure.SHA1.hash(data: b)))
+            return .text(Hex.lowercase(Insecure.SHA1.hash(data: b)))
         }
         add("sha256", 1) { a in
             guard let b = a.bytes(0) else { return .null }
-            return .text(hex(SHA256.hash(data: b)))
+            return .text(Hex.lowercase(SHA256.hash(data: b)))
         }
         add("to_base64", 1) { a throws(FunctionError) in
             guard !a.isNull(0) else { return .null }
@@ -259,16 +259,6 @@ enum SQLFunctions {
         }
     }
 
-    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for b in digest {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xf)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 
     static func parseIPv4(_ s: String) -> UInt32? {
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)

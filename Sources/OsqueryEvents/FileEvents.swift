@@ -89,20 +89,9 @@ package enum FileHasher {
             sha1.update(bufferPointer: slice)
             sha256.update(bufferPointer: slice)
         }
-        return .success(Digests(md5: hex(md5.finalize()), sha1: hex(sha1.finalize()), sha256: hex(sha256.finalize())))
+        return .success(Digests(md5: Hex.lowercase(md5.finalize()), sha1: Hex.lowercase(sha1.finalize()), sha256: Hex.lowercase(sha256.finalize())))
     }
 
-    private static let digits = Array("0123456789abcdef".utf8)
-
-    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for b in digest {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xf)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 }
 
 /// The inotify publisher and the `file_events` subscriber (osquery keeps them apart; here the

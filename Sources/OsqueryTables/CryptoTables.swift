@@ -56,16 +56,6 @@ final class X509Certificate {
         return String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
     }
 
-    static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 
     /// `/C=US/O=Org/CN=Name` (X509_NAME_oneline), or `C = US, O = Org, CN = Name` (RFC 2253
     /// reversed, XN_FLAG_ONELINE): osquery's `subject` and `subject2`.
@@ -118,7 +108,7 @@ final class X509Certificate {
         var buffer = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
         guard X509_digest(pointer, md, &buffer, &length) == 1 else { return nil }
-        return buffer.withUnsafeBytes { Self.hex(UnsafeRawBufferPointer(rebasing: $0[0..<Int(length)])) }
+        return buffer.withUnsafeBytes { Hex.lowercase(UnsafeRawBufferPointer(rebasing: $0[0..<Int(length)])) }
     }
 
     var sha1: String? { digest(EVP_sha1()) }
@@ -149,7 +139,7 @@ final class X509Certificate {
 
     static func keyID(_ id: UnsafePointer<ASN1_OCTET_STRING>?) -> String? {
         guard let id, let data = ASN1_STRING_get0_data(id) else { return nil }
-        return hex(UnsafeRawBufferPointer(start: data, count: Int(ASN1_STRING_length(id))))
+        return Hex.lowercase(UnsafeRawBufferPointer(start: data, count: Int(ASN1_STRING_length(id))))
     }
 
     var authorityKeyID: String? { Self.keyID(X509_get0_authority_key_id(pointer)) }

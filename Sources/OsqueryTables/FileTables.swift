@@ -280,18 +280,9 @@ enum FileTables {
                 sha256.update(bufferPointer: chunk)
             }
         }
-        return (hex(md5.finalize()), hex(sha1.finalize()), hex(sha256.finalize()))
+        return (Hex.lowercase(md5.finalize()), Hex.lowercase(sha1.finalize()), Hex.lowercase(sha256.finalize()))
     }
 
-    static func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in d {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xf)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 
     static func hash(flags: Flags) -> FunctionTable {
         table("hash", [

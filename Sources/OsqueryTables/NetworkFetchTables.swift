@@ -146,7 +146,7 @@ enum NetworkFetchTables {
                 let sigLength = Int(osq_x509_signature(cert.pointer, &sigData))
                 if X509_get_signature_nid(cert.pointer) != NID_undef, let sigData, sigLength > 0 {
                     signature = (0..<sigLength).map { i in
-                        X509Certificate.hex(UnsafeRawBufferPointer(start: sigData + i, count: 1))
+                        Hex.lowercase(UnsafeRawBufferPointer(start: sigData + i, count: 1))
                     }.joined(separator: ":")
                 }
                 let nid = X509_get_signature_nid(cert.pointer)
