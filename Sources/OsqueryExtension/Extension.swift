@@ -107,7 +107,8 @@ public final class Extension: Sendable {
     /// - Returns: why the extension stopped.
     /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
     ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
-    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   and name, ``ExtensionError/invalidTable(_:)`` when the core would refuse a table's name or
+    ///   schema, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
     ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
     ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     @discardableResult
@@ -135,7 +136,8 @@ public final class Extension: Sendable {
     ///   - signals: whether to install SIGTERM/SIGINT handlers that stop the extension gracefully.
     /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
     ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
-    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   and name, ``ExtensionError/invalidTable(_:)`` when the core would refuse a table's name or
+    ///   schema, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
     ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
     ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     public func start(options: ExtensionOptions, signals: Bool = false) async throws {
@@ -145,6 +147,9 @@ public final class Extension: Sendable {
             throw ExtensionError.badSocketPath("\(error)")
         }
         if let dup = router.firstDuplicate() { throw ExtensionError.duplicatePlugin(registry: dup.0, name: dup.1) }
+        for case let table as Table in router.all() {
+            if let problem = table.schema.problem { throw ExtensionError.invalidTable(problem) }
+        }
         // Registration calls pass their own deadlines; plugins querying back get osquery's 300 s.
         let core = OsqueryClient(socket: options.socket, connectTimeout: .seconds(2), callTimeout: .seconds(300))
         state.withLock {
