@@ -224,7 +224,7 @@ public struct Table: ExtensionPlugin {
         switch error {
         case let e as PluginError: .failure(e.message)
         case is CancellationError: .failure("table \(name): generate was cancelled")
-        default: .failure("\(error)")
+        default: .failure(describe(error))
         }
     }
 
