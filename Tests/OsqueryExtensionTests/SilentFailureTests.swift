@@ -130,3 +130,33 @@ final class LogLines: Sendable {
         #expect(c.drainTimeout + c.shutdownHookTimeout < .seconds(5))
     }
 }
+
+/// Issue 22 item 6: a generate is cancelled when the core gives up on the call (its call
+/// timed out, it closed the connection), with or without a table deadline.
+@Suite struct GenerateCancellationTests {
+    @Test(arguments: [nil, Duration.seconds(600)])
+    func generateIsCancelledWhenTheCoreGivesUp(_ deadline: Duration?) async throws {
+        let cancelled = Flag()
+        let entered = Flag()
+        let core = try await FakeCore.start()
+        let table = Table("slow_t", columns: [.text("a")], limits: TableLimits(deadline: deadline)) { _ in
+            entered.set()
+            // Sleeps until cancelled (600 s otherwise: the test would time out).
+            do { try await Task.sleep(for: .seconds(600)) } catch { cancelled.set() }
+            return []
+        }
+        let ext = Extension("slow_ext", plugins: [table])
+        try await ext.start(options: try options(core.socket))
+        let client = ExtensionClient(path: try #require(ext.listenPath))
+        await #expect(throws: RPCClientError.self) {
+            _ = try await client.call(registry: "table", item: "slow_t", request: ["action": "generate"], timeout: .milliseconds(300))
+        }
+        #expect(entered.isSet)
+        #expect(await eventually(timeout: .seconds(20)) { cancelled.isSet })
+        // The extension keeps serving.
+        #expect(try await ExtensionClient(path: try #require(ext.listenPath)).ping().code == 0)
+        ext.stop()
+        _ = await ext.waitUntilStopped()
+        await core.stop()
+    }
+}
