@@ -93,6 +93,16 @@ final class LogLines: Sendable {
             let rows = try await OsqueryClient(socket: core.socket).query("select n, s from mistakes_t")
             #expect(rows.count == 50 && rows[0]["s"] == "x0")
         }
+        // The same through a RowWriter's positional rows.
+        let written = Table("written_t", columns: [.text("s"), .bigint("big")]) { _, rows in
+            for i in 0..<50 { rows.add("x\(i)", "12abc") }
+        }
+        try await ext.add(written)
+        for _ in 0..<2 {
+            let rows = try await OsqueryClient(socket: core.socket).query("select s, big from written_t")
+            #expect(rows.count == 50 && rows[0]["s"] == "x0")
+        }
+        #expect(log.all.filter { $0.contains("table written_t: column big is BIGINT but a row has \"12abc\"") }.count == 1, "\(log.all)")
         let unknown = log.all.filter { $0.contains("rows have key \"bogus\", which is not a column") }
         let notNumber = log.all.filter { $0.contains("column n is INTEGER but a row has \"not-a-number\"") }
         #expect(unknown.count == 1 && notNumber.count == 1, "\(log.all)")
