@@ -113,7 +113,9 @@ public struct OsqueryClient: Sendable {
     /// A `ping` answered with status code 1 counts as no answer.
     /// - Parameter timeout: how long to wait.
     /// - Throws: ``OsqueryClientError/coreUnavailable(path:after:lastError:)`` when no core answered
-    ///   within `timeout` (or the waiting task was cancelled), with the last call's error.
+    ///   within `timeout` (or the waiting task was cancelled), with the last call's error;
+    ///   ``OsqueryClientError/transport(_:)`` with `permissionDenied` at once when the socket may not
+    ///   be written to (waiting would not change that).
     public func waitUntilAvailable(timeout: Duration) async throws(OsqueryClientError) {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
@@ -125,6 +127,8 @@ public struct OsqueryClient: Sendable {
                 if status.code != 1 { return }
                 last = .protocolError("ping answered code 1: \(status.message)")
             } catch {
+                // Waiting does not grant access: say so now rather than after the whole timeout.
+                if case .permissionDenied = error { throw .transport(error) }
                 last = error
             }
             let now = clock.now

@@ -147,6 +147,13 @@ public final class Flags: Sendable {
         }
     }
 
+    /// Gives a flag the value the program worked out for it (osquery assigns the flag in code,
+    /// as the shell's socket path): what `osquery_flags` and extensions read, but not counted as
+    /// set by the user (`wasSet` stays false).
+    package func assign(_ key: StringFlag, _ value: String) {
+        state.withLock { s in s.values[key.rawValue] = value }
+    }
+
     /// Set a flag, validating the value against its type.
     public func set(_ name: String, _ value: String) throws(FlagError) {
         let n = state.withLock { s in s.aliases[name] ?? name }

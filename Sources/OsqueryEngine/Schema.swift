@@ -100,17 +100,9 @@ public struct TableSchema: Sendable, Hashable {
         return out + "`"
     }
 
-    /// Whether `name` may name a table, table alias or column an extension registers: ASCII
-    /// letters, digits and `_`, not starting with a digit (the names osquery's tables use), at
-    /// most 255 bytes, and not in SQLite's reserved `sqlite_` namespace. Such a name cannot
-    /// change a statement it appears in.
-    public static func isValidName(_ name: String) -> Bool {
-        let bytes = name.utf8
-        guard let first = bytes.first, bytes.count <= 255, !(first >= 0x30 && first <= 0x39) else { return false }
-        guard bytes.allSatisfy({ $0 == 0x5F || ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) })
-        else { return false }
-        return !name.lowercased().hasPrefix("sqlite_")
-    }
+    /// Whether `name` may name a table, table alias or column an extension registers (see
+    /// `TableDefinition.isValidName`).
+    public static func isValidName(_ name: String) -> Bool { TableDefinition.isValidName(name) }
 
     /// The `.schema` line: `CREATE TABLE name(...)...;`
     public var createStatement: String {

@@ -253,7 +253,9 @@ private let xConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, 
     let module = Unmanaged<TableModule>.fromOpaque(aux).takeUnretainedValue()
     let rc = sqlite3_declare_vtab(db, module.ddl)
     if rc != SQLITE_OK {
-        if let pzErr { pzErr.pointee = osq_sqlite_strdup("Failed to declare table \(module.schema.name)") }
+        // SQLite's reason (a duplicate column, a syntax error) is what the user needs to fix it.
+        let reason = sqlite3_errmsg(db).map { String(cString: $0) } ?? "error \(rc)"
+        if let pzErr { pzErr.pointee = osq_sqlite_strdup("Failed to declare table \(module.schema.name): \(reason)") }
         return rc
     }
     // Views (alias views, a caller's views) may read the table with trusted_schema off.

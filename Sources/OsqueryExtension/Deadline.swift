@@ -7,26 +7,51 @@ func runWithDeadline<T: Sendable>(
     _ deadline: Duration, what: String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = DeadlineRace()
-    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-        let work = Task {
-            let result: Result<T, any Error>
-            do { result = .success(try await body()) } catch { result = .failure(error) }
-            if race.finish() { continuation.resume(with: result) }
-        }
-        let timer = Task {
-            try? await Task.sleep(for: deadline)
-            if !Task.isCancelled, race.finish() {
-                work.cancel()
-                continuation.resume(
-                    throwing: PluginError("\(what) exceeded its deadline of \(deadline)"))
+    // The work is its own task (so the deadline can answer while it ignores cancellation), so a
+    // cancellation of the caller (the core gave up: its connection closed) is passed on by hand.
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let work = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                if race.finish() { continuation.resume(with: result) }
             }
+            race.setWork(work)
+            let timer = Task {
+                try? await Task.sleep(for: deadline)
+                if !Task.isCancelled, race.finish() {
+                    work.cancel()
+                    continuation.resume(
+                        throwing: PluginError("\(what) exceeded its deadline of \(deadline)"))
+                }
+            }
+            race.setTimer(timer)
         }
-        race.setTimer(timer)
+    } onCancel: {
+        race.cancelWork()
     }
 }
 
 final class DeadlineRace: Sendable {
     let state = Mutex<(finished: Bool, timer: Task<Void, Never>?)>((false, nil))
+    let work = Mutex<(cancelled: Bool, task: Task<Void, Never>?)>((false, nil))
+
+    /// The caller was cancelled: so is the work (now, or as soon as it is known).
+    func cancelWork() {
+        let task = work.withLock { w -> Task<Void, Never>? in
+            w.cancelled = true
+            return w.task
+        }
+        task?.cancel()
+    }
+
+    func setWork(_ task: Task<Void, Never>) {
+        let cancelled = work.withLock { w -> Bool in
+            w.task = task
+            return w.cancelled
+        }
+        if cancelled { task.cancel() }
+    }
 
     /// True for the first caller only; cancels the timer.
     func finish() -> Bool {

@@ -93,7 +93,7 @@ public final class Extension: Sendable {
             _ = try await run(options: options, signals: true)
         } catch {
             let logger = state.withLock { $0.logger }
-            logger.error("extension \(name) cannot start: \(error)")
+            logger.error("extension \(name) cannot start: \(describe(error))")
             exit(1)
         }
     }
@@ -107,7 +107,8 @@ public final class Extension: Sendable {
     /// - Returns: why the extension stopped.
     /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
     ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
-    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   and name, ``ExtensionError/invalidTable(_:)`` when the core would refuse a table's name or
+    ///   schema, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
     ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
     ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     @discardableResult
@@ -135,16 +136,20 @@ public final class Extension: Sendable {
     ///   - signals: whether to install SIGTERM/SIGINT handlers that stop the extension gracefully.
     /// - Throws: ``ExtensionError``: ``ExtensionError/badSocketPath(_:)`` when the socket path is
     ///   unusable, ``ExtensionError/duplicatePlugin(registry:name:)`` when two plugins share a registry
-    ///   and name, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
+    ///   and name, ``ExtensionError/invalidTable(_:)`` when the core would refuse a table's name or
+    ///   schema, ``ExtensionError/coreUnavailable(_:)`` when no core answers within `--timeout` (with
     ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
     ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     public func start(options: ExtensionOptions, signals: Bool = false) async throws {
         var logger = configuration.logger ?? Logger(label: "osquery.extension.\(name)") { StreamLogHandler.standardError(label: $0) }
-        if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .warning }
+        if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .notice }
         do { try validateSocketPath(options.socket, leavingRoomForUUID: true) } catch {
             throw ExtensionError.badSocketPath("\(error)")
         }
         if let dup = router.firstDuplicate() { throw ExtensionError.duplicatePlugin(registry: dup.0, name: dup.1) }
+        for case let table as Table in router.all() {
+            if let problem = table.schema.problem { throw ExtensionError.invalidTable(problem) }
+        }
         // Registration calls pass their own deadlines; plugins querying back get osquery's 300 s.
         let core = OsqueryClient(socket: options.socket, connectTimeout: .seconds(2), callTimeout: .seconds(300))
         state.withLock {
@@ -162,7 +167,18 @@ public final class Extension: Sendable {
         let startLogger = logger
         let startup = Task { @Sendable [self] () async throws -> Void in
             do {
-                try await core.waitUntilAvailable(timeout: waitFor)
+                if options.supervised {
+                    // Waiting for good is the point of --supervised, but it must not look like a hang.
+                    do {
+                        try await core.waitUntilAvailable(timeout: .seconds(1))
+                    } catch let error as OsqueryClientError {
+                        guard case .coreUnavailable = error else { throw error }
+                        startLogger.notice("no osquery core at \(options.socket) yet; waiting for one (--supervised)")
+                        try await core.waitUntilAvailable(timeout: waitFor)
+                    }
+                } else {
+                    try await core.waitUntilAvailable(timeout: waitFor)
+                }
             } catch {
                 throw ExtensionError.coreUnavailable("\(error)")
             }
@@ -341,6 +357,7 @@ public final class Extension: Sendable {
             throw ExtensionError.cannotListen("\(path): \(error)")
         }
         state.withLock { $0.server = server }
+        for case let table as Table in router.all() { table.layout.notes.use(logger) }
         logger.notice("registered \(name) as uuid \(newUUID), listening on \(path)")
         if let oldServer, oldServer !== server { await oldServer.close() }
     }
@@ -353,13 +370,15 @@ public final class Extension: Sendable {
         liveness?.cancel()
         router.draining.store(true, ordering: .sequentiallyConsistent)
         let me = uuid
+        // Deregistration and the drain share one deadline, so that with the hooks' the whole stop
+        // fits in the core's grace between its shutdown call and SIGKILL.
+        let clock = ContinuousClock()
+        let drainDeadline = clock.now + configuration.drainTimeout
         if me != 0, reason != .coreGone, reason != .deregistered, let core {
             // A core that is stopping answers at once or not at all (its socket is gone); a busy
             // one gets as long as in-flight calls do.
             _ = try? await core.deregisterExtension(uuid: me, timeout: configuration.drainTimeout)
         }
-        let clock = ContinuousClock()
-        let drainDeadline = clock.now + configuration.drainTimeout
         while router.inFlight.load(ordering: .sequentiallyConsistent) > 0, clock.now < drainDeadline {
             try? await Task.sleep(for: .milliseconds(10))
         }

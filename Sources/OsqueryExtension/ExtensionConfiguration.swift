@@ -9,11 +9,13 @@ public struct ExtensionConfiguration: Sendable {
     /// Failed liveness checks in a row before the core counts as gone. A timeout
     /// (core busy) counts 1; a missing or refusing socket counts 2.
     public var strikeLimit: Int = 3
-    /// How long in-flight calls may take to finish at shutdown, and how long the
-    /// deregistration call may wait for the core.
-    public var drainTimeout: Duration = .seconds(10)
-    /// How long each plugin's shutdown hook may take.
-    public var shutdownHookTimeout: Duration = .seconds(5)
+    /// How long the deregistration call and the in-flight calls together may take at shutdown.
+    ///
+    /// With ``shutdownHookTimeout`` it must fit in the 5 s an osquery core gives an extension
+    /// between its `shutdown` call (or SIGTERM) and SIGKILL: 2 s + 2 s by default.
+    public var drainTimeout: Duration = .seconds(2)
+    /// How long the plugins' shutdown hooks (run at once) may take: a logger's final flush.
+    public var shutdownHookTimeout: Duration = .seconds(2)
     /// How long "Duplicate extension registered" is retried (the core reaps a dead
     /// predecessor within about one `--extensions_interval`).
     public var duplicateRetryWindow: Duration = .seconds(10)

@@ -12,6 +12,9 @@ public enum ExtensionError: Error, Sendable, CustomStringConvertible {
     case registrationRefused(code: Int32, message: String)
     /// Two plugins have the same registry and name.
     case duplicatePlugin(registry: String, name: String)
+    /// A table the core would refuse to declare: ``TableSchema/problem`` says why (an invalid
+    /// name, no columns, a column name used twice).
+    case invalidTable(String)
     /// The extension's own socket (`<socket>.<uuid>`) could not be bound or moved into place.
     case cannotListen(String)
     /// The extension is not running. No method of this SDK version throws it.
@@ -24,6 +27,7 @@ public enum ExtensionError: Error, Sendable, CustomStringConvertible {
         case .coreUnavailable(let s): s
         case .registrationRefused(let code, let message): "registration refused (\(code)): \(message)"
         case .duplicatePlugin(let r, let n): "two plugins named \(n) in registry \(r)"
+        case .invalidTable(let problem): problem
         case .cannotListen(let s): "cannot listen: \(s)"
         case .notRunning: "the extension is not running"
         }

@@ -83,7 +83,7 @@ final class Router: ExtensionHandler, Sendable {
         } catch let e as PluginError {
             response = .rows(.failure(e.message))
         } catch {
-            response = .rows(.failure("\(error)"))
+            response = .rows(.failure(describe(error)))
         }
         response.status.uuid = me
         return response

@@ -5,6 +5,10 @@ struct RowLayout: Sendable {
     let index: [String: Int]
     /// The keys as they go on the wire, encoded once.
     let keyWire: EncodedStrings
+    /// Per column: its type when numeric (a string there is checked), else nil.
+    let numeric: [ColumnType?]
+    /// Logs a row's mistakes once per table and column.
+    let notes: RowNotes
     /// Column aliases mapped to their target's index (used when a row names the alias).
     init(_ schema: TableSchema) {
         var names = schema.columns.map(\.name)
@@ -16,6 +20,11 @@ struct RowLayout: Sendable {
         for (i, n) in names.enumerated() where index[n] == nil { index[n] = i }
         self.index = index
         self.keyWire = EncodedStrings(keys)
+        func typeNamed(_ name: String) -> ColumnType? { schema.columns.first { $0.name == name }?.type }
+        // A column alias has its target's type; rowid is not checked.
+        let types = names.dropLast().map { n in typeNamed(n) ?? schema.columnAliases.first { $0.name == n }.flatMap { typeNamed($0.target) } }
+        self.notes = RowNotes(table: schema.name, types: types + [nil])
+        self.numeric = notes.numeric
     }
 
     /// The column a row's cell fills: its own position when the row follows the schema's order
@@ -60,8 +69,13 @@ struct RowLayout: Sendable {
         for row in rows {
             var m = StringMap(minimumCapacity: row.cells.count)
             for (position, cell) in row.cells.enumerated() {
-                // A key that is no column is left out: the core would ignore it.
-                guard let i = column(named: cell.column, at: position), used[i], let text = cell.value.columnText else { continue }
+                // A key that is no column is left out (the core would ignore it), and said once.
+                guard let i = column(named: cell.column, at: position) else {
+                    notes.unknownKey(cell.column)
+                    continue
+                }
+                guard used[i], let text = cell.value.columnText else { continue }
+                if numeric[i] != nil { notes.check(cell.value, column: i, name: names[i]) }
                 bytes += keys[i].byteCount + text.byteCount + 8
                 m.append(keys[i], text)
             }
@@ -170,7 +184,12 @@ extension RowLayout {
                 let cell = UnsafeRawPointer(base + position)
                 let column = cell.assumingMemoryBound(to: String.self)
                 let value = (cell + cellValueOffset).assumingMemoryBound(to: (any ColumnValue).self)
-                guard let i = self.column(named: column.pointee, at: position), used[i] else { continue }
+                guard let i = self.column(named: column.pointee, at: position) else {
+                    notes.unknownKey(column.pointee)
+                    continue
+                }
+                guard used[i] else { continue }
+                if numeric[i] != nil { notes.check(value.pointee, column: i, name: names[i]) }
                 let entryStart = writer.byteCount
                 keys.write(i, to: &writer)
                 if value.pointee.writeColumnText(to: &writer) {

@@ -32,6 +32,8 @@ public struct RowWriter: ~Copyable {
     @usableFromInline let sent: UnsafePointer<Bool>
     /// The number of declared columns (the values one row may give).
     @usableFromInline let columnCount: Int
+    /// Whether a string cell may need checking: the table has a numeric column.
+    @usableFromInline let checksStrings: Bool
     /// Rows written.
     @usableFromInline var rows: Int
     /// Budgets as counts the hot path compares against; Int.max when there is none.
@@ -89,6 +91,7 @@ public struct RowWriter: ~Copyable {
         self.keyStarts = UnsafePointer(starts)
         self.sent = UnsafePointer(sent)
         self.columnCount = columnCount
+        self.checksStrings = layout.numeric.contains { $0 != nil }
         self.layout = layout
         self.usedByName = used
         self.table = table
@@ -144,6 +147,8 @@ public struct RowWriter: ~Copyable {
     @inlinable
     @inline(__always)
     mutating func cell<V: ColumnValue>(_ value: V) {
+        // Resolved when specialized: only a string in a table with numeric columns is looked at.
+        if V.self == String.self, checksStrings, column < columnCount { check(string: value) }
         if column < columnCount, sent[column] {
             let entryStart = writer.byteCount
             writer.writeRaw(
@@ -156,6 +161,12 @@ public struct RowWriter: ~Copyable {
             }
         }
         column &+= 1
+    }
+
+    /// A string in a numeric column is logged once (the core would read it as NULL).
+    @usableFromInline
+    func check(string value: some ColumnValue) {
+        if layout.numeric[column] != nil { layout.notes.check(value, column: column, name: layout.names[column]) }
     }
 
     /// Adds a row given by column names (the same rows a table's `[Row]` generate returns);

@@ -116,6 +116,17 @@ public struct TableSchema: Sendable, Hashable {
         self.documentation = documentation
     }
 
+    /// Why the core would refuse to declare this table, in the core's words; nil when it would
+    /// not. The core takes table names, aliases and column names of ASCII letters, digits and
+    /// `_` that do not start with a digit (so `my-table` is refused), at least one column, and
+    /// each column name (column aliases included) once, whatever its case. ``Extension`` and
+    /// the testing kit check it before registering, so a table that would fail at the core fails
+    /// under test too.
+    public var problem: String? {
+        TableDefinition.problem(
+            table: name, columns: columns.map(\.name), columnAliases: columnAliases.map(\.name), aliases: aliases)
+    }
+
     /// Route info, as registered and as answered to the `columns` action: columns in
     /// order, aliases, column aliases, then attributes last (as osquery's C++ sends it).
     public var routes: [StringMap] {

@@ -5,6 +5,11 @@
 /// ```
 /// Rows are sent with only the columns the query uses; budgets in ``TableLimits`` apply.
 /// Read-only tables answer writes with `readonly`.
+///
+/// `generate` runs in a task that is cancelled when the core gives up on the call (its call
+/// timed out and it closed the connection), when the extension stops, or past the table's
+/// ``TableLimits/deadline``: a long generate checks `Task.isCancelled` (or calls
+/// `try Task.checkCancellation()`) and stops early, as a Go extension watches its `ctx`.
 public struct Table: ExtensionPlugin {
     /// Columns, aliases, attributes and docs.
     public let schema: TableSchema
@@ -224,7 +229,7 @@ public struct Table: ExtensionPlugin {
         switch error {
         case let e as PluginError: .failure(e.message)
         case is CancellationError: .failure("table \(name): generate was cancelled")
-        default: .failure("\(error)")
+        default: .failure(describe(error))
         }
     }
 

@@ -281,6 +281,9 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
                     if reg == "table" && routes.isEmpty {
                         return ExtensionStatus(code: 1, message: "Failed adding registry: Invalid route info")
                     }
+                    if reg == "table", let problem = Self.tableProblem(item.lossyString, routes) {
+                        return ExtensionStatus(code: 1, message: ThriftString("Failed adding registry: \(problem)"))
+                    }
                 }
             }
             var uuid: Int64
@@ -288,6 +291,18 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
             s.extensions[uuid] = (info, registry)
             return ExtensionStatus(code: 0, message: "OK", uuid: uuid)
         }
+    }
+
+    /// What the core refuses in a table's route info, with its message (the core's own checks).
+    static func tableProblem(_ name: String, _ routes: [StringMap]) -> String? {
+        let info = routes.map { row in
+            Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { _, b in b })
+        }
+        let schema: OsqueryEngine.TableSchema
+        do { schema = try OsqueryEngine.TableSchema(name: name, routeInfo: info) } catch { return error.message }
+        return TableDefinition.problem(
+            table: name, columns: schema.columns.map(\.name), columnAliases: schema.columnAliases.map(\.alias),
+            aliases: schema.aliases)
     }
 
     /// Drops the registration with `uuid`.

@@ -20,9 +20,11 @@ public final class TableTester: Sendable {
 
     /// A tester for `table`; the table is attached the way the core attaches an extension table.
     /// - Parameter table: the table to query.
-    /// - Throws: the core engine's error when its in-memory database cannot be opened or the table
-    ///   cannot be attached (e.g. an invalid schema).
+    /// - Throws: `ExtensionError.invalidTable` when the core would refuse the table's name or
+    ///   schema (see `TableSchema.problem`); the core engine's error when its
+    ///   in-memory database cannot be opened or the table cannot be attached.
     public init(_ table: Table) throws {
+        if let problem = table.schema.problem { throw ExtensionError.invalidTable(problem) }
         self.table = table
         let recorder = Recorder()
         let plugin = table

@@ -87,6 +87,9 @@ public final class ExtensionsRuntime: Sendable {
     ) async throws -> ExtensionsRuntime? {
         guard !flags[.disableExtensions] else { return nil }
         let path = try socketPath(flags: flags, shell: shell)
+        // osquery's shell assigns the path it picked to the flag: `osquery_flags`, the core's row
+        // of `osquery_extensions` and the extensions' options then name the socket it listens on.
+        if path != flags[.extensionsSocket] { flags.assign(.extensionsSocket, path) }
         let manager = try await ExtensionManager.start(socketPath: path, registry: registry, flags: flags, logger: logger)
         let allowUnsafe = flags[.allowUnsafe]
         var paths: [String] = []

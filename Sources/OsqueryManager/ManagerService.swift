@@ -267,13 +267,11 @@ public final class ManagerService: ExtensionManagerHandler {
                     } catch {
                         return error.message
                     }
-                    guard TableSchema.isValidName(plugin), schema.columns.allSatisfy({ TableSchema.isValidName($0.name) }),
-                        schema.columnAliases.allSatisfy({ TableSchema.isValidName($0.alias) })
-                    else {
-                        return "Invalid table or column name in \(plugin)"
-                    }
-                    if let alias = schema.aliases.first(where: { !TableSchema.isValidName($0) }) {
-                        return "Invalid table alias in \(plugin): \(alias)"
+                    if let problem = TableDefinition.problem(
+                        table: plugin, columns: schema.columns.map(\.name), columnAliases: schema.columnAliases.map(\.alias),
+                        aliases: schema.aliases)
+                    {
+                        return problem
                     }
                     // An alias naming a table would shadow it (a temp view wins over main).
                     if let taken = registry.takenTableName(schema) {

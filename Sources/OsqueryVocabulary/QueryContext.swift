@@ -199,7 +199,10 @@ public struct ColumnConstraints: Sendable, Hashable {
 }
 
 /// A SQL `LIKE` (ASCII case-insensitive, `%` and `_`) or `GLOB` (case-sensitive,
-/// `*`, `?`, `[…]`) pattern.
+/// `*`, `?`, `[…]`) pattern, with SQLite's semantics.
+///
+/// Matching takes time proportional to the pattern's length times the text's at worst (never
+/// exponential), so a pattern from a query cannot stall a table.
 public struct TextPattern: Sendable, Hashable {
     /// LIKE or GLOB semantics.
     public enum Kind: Sendable, Hashable { case like, glob }
@@ -207,16 +210,22 @@ public struct TextPattern: Sendable, Hashable {
     public let pattern: String
     /// How the pattern is matched.
     public let kind: Kind
+    /// Decoded once: a pattern is matched against every row.
+    private let scalars: [Unicode.Scalar]
 
     /// A SQL `LIKE` pattern.
     public init(like pattern: String) {
-        self.pattern = pattern
-        self.kind = .like
+        self.init(pattern, .like)
     }
     /// A SQL `GLOB` pattern.
     public init(glob pattern: String) {
+        self.init(pattern, .glob)
+    }
+
+    private init(_ pattern: String, _ kind: Kind) {
         self.pattern = pattern
-        self.kind = .glob
+        self.kind = kind
+        self.scalars = Array(pattern.unicodeScalars)
     }
 
     /// The text before the first wildcard (useful to narrow a directory walk).
@@ -227,71 +236,84 @@ public struct TextPattern: Sendable, Hashable {
 
     /// True when `text` matches the whole pattern.
     public func matches(_ text: String) -> Bool {
-        let p = Array(pattern.unicodeScalars)
-        let t = Array(text.unicodeScalars)
-        return kind == .like ? Self.like(p, 0, t, 0) : Self.glob(p, 0, t, 0)
+        let p = scalars
+        let star: Unicode.Scalar = kind == .like ? "%" : "*"
+        let t = text.unicodeScalars
+        var pi = 0
+        var ti = t.startIndex
+        // Every token but the star takes exactly one character, so on a mismatch only the latest
+        // star needs to take one more character (earlier stars never need to): greedy, no
+        // recursion, at most pattern × text steps.
+        var resumePattern = -1
+        var resumeText = ti
+        while ti < t.endIndex {
+            if pi < p.count {
+                if p[pi] == star {
+                    repeat { pi += 1 } while pi < p.count && p[pi] == star
+                    if pi == p.count { return true }
+                    resumePattern = pi
+                    resumeText = ti
+                    continue
+                }
+                if let next = matchOne(p, pi, t[ti]) {
+                    pi = next
+                    ti = t.index(after: ti)
+                    continue
+                }
+            }
+            guard resumePattern >= 0 else { return false }
+            resumeText = t.index(after: resumeText)
+            ti = resumeText
+            pi = resumePattern
+        }
+        while pi < p.count && p[pi] == star { pi += 1 }
+        return pi == p.count
+    }
+
+    /// The pattern index after the token at `pi` when that token matches `c`, else nil.
+    private func matchOne(_ p: [Unicode.Scalar], _ pi: Int, _ c: Unicode.Scalar) -> Int? {
+        let token = p[pi]
+        switch kind {
+        case .like:
+            return token == "_" || Self.fold(token) == Self.fold(c) ? pi + 1 : nil
+        case .glob:
+            if token == "?" || token == c && token != "[" { return pi + 1 }
+            return token == "[" ? Self.matchClass(p, pi, c) : nil
+        }
+    }
+
+    /// A GLOB class at `p[open]` (`[`) as SQLite reads it: `^` first inverts, `]` first is a
+    /// member, `a-z` is a range unless `-` comes first or last; unterminated matches nothing.
+    private static func matchClass(_ p: [Unicode.Scalar], _ open: Int, _ c: Unicode.Scalar) -> Int? {
+        var j = open + 1
+        var invert = false
+        var seen = false
+        if j < p.count, p[j] == "^" {
+            invert = true
+            j += 1
+        }
+        if j < p.count, p[j] == "]" {
+            seen = c == "]"
+            j += 1
+        }
+        var prior: Unicode.Scalar?
+        while j < p.count, p[j] != "]" {
+            if p[j] == "-", let low = prior, j + 1 < p.count, p[j + 1] != "]" {
+                if low.value <= c.value && c.value <= p[j + 1].value { seen = true }
+                prior = nil
+                j += 2
+            } else {
+                if p[j] == c { seen = true }
+                prior = p[j]
+                j += 1
+            }
+        }
+        guard j < p.count, seen != invert else { return nil }
+        return j + 1
     }
 
     static func fold(_ u: Unicode.Scalar) -> Unicode.Scalar {
         (u.value >= 65 && u.value <= 90) ? Unicode.Scalar(u.value + 32)! : u
-    }
-
-    static func like(_ p: [Unicode.Scalar], _ pi: Int, _ t: [Unicode.Scalar], _ ti: Int) -> Bool {
-        var pi = pi, ti = ti
-        while pi < p.count {
-            let c = p[pi]
-            if c == "%" {
-                while pi < p.count, p[pi] == "%" { pi += 1 }
-                if pi == p.count { return true }
-                for k in ti...t.count where like(p, pi, t, k) { return true }
-                return false
-            }
-            guard ti < t.count else { return false }
-            if c != "_" && fold(c) != fold(t[ti]) { return false }
-            pi += 1
-            ti += 1
-        }
-        return ti == t.count
-    }
-
-    static func glob(_ p: [Unicode.Scalar], _ pi: Int, _ t: [Unicode.Scalar], _ ti: Int) -> Bool {
-        var pi = pi, ti = ti
-        while pi < p.count {
-            let c = p[pi]
-            switch c {
-            case "*":
-                while pi < p.count, p[pi] == "*" { pi += 1 }
-                if pi == p.count { return true }
-                for k in ti...t.count where glob(p, pi, t, k) { return true }
-                return false
-            case "?":
-                guard ti < t.count else { return false }
-            case "[":
-                guard ti < t.count else { return false }
-                var j = pi + 1
-                var negate = false
-                if j < p.count, p[j] == "^" { negate = true; j += 1 }
-                var matched = false
-                var first = true
-                while j < p.count, p[j] != "]" || first {
-                    first = false
-                    if j + 2 < p.count, p[j + 1] == "-", p[j + 2] != "]" {
-                        if p[j].value <= t[ti].value && t[ti].value <= p[j + 2].value { matched = true }
-                        j += 3
-                    } else {
-                        if p[j] == t[ti] { matched = true }
-                        j += 1
-                    }
-                }
-                guard j < p.count, matched != negate else { return false }
-                pi = j  // at ']'
-            default:
-                guard ti < t.count, c == t[ti] else { return false }
-            }
-            pi += 1
-            ti += 1
-        }
-        return ti == t.count
     }
 }
 
