@@ -142,7 +142,7 @@ public final class Extension: Sendable {
     ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     public func start(options: ExtensionOptions, signals: Bool = false) async throws {
         var logger = configuration.logger ?? Logger(label: "osquery.extension.\(name)") { StreamLogHandler.standardError(label: $0) }
-        if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .notice }
+        if configuration.logger == nil { logger.logLevel = options.verbose ? .debug : .warning }
         do { try validateSocketPath(options.socket, leavingRoomForUUID: true) } catch {
             throw ExtensionError.badSocketPath("\(error)")
         }
@@ -173,7 +173,7 @@ public final class Extension: Sendable {
                         try await core.waitUntilAvailable(timeout: .seconds(1))
                     } catch let error as OsqueryClientError {
                         guard case .coreUnavailable = error else { throw error }
-                        startLogger.notice("no osquery core at \(options.socket) yet; waiting for one (--supervised)")
+                        startLogger.warning("no osquery core at \(options.socket) yet; waiting for one (--supervised)")
                         try await core.waitUntilAvailable(timeout: waitFor)
                     }
                 } else {
@@ -366,7 +366,13 @@ public final class Extension: Sendable {
     /// shutdown hook, stops the server (removing its socket file).
     func shutdown(_ reason: StopReason) async {
         let (logger, core, liveness) = state.withLock { ($0.logger, $0.core, $0.liveness) }
-        logger.notice("stopping \(name): \(reason)")
+        // Losing the core ends the extension: said at the default level. A requested stop
+        // (a signal, the core's shutdown call) is routine.
+        if case .coreGone = reason {
+            logger.warning("stopping \(name): \(reason)")
+        } else {
+            logger.notice("stopping \(name): \(reason)")
+        }
         liveness?.cancel()
         router.draining.store(true, ordering: .sequentiallyConsistent)
         let me = uuid

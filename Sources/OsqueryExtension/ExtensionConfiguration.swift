@@ -25,7 +25,8 @@ public struct ExtensionConfiguration: Sendable {
     /// queued per connection, idle and partial-message timeouts, connections at once. The
     /// command line's `--extensions_max_*` and `--extensions_*_timeout` options override it.
     public var serverLimits: ServerLimits = .default
-    /// Where the runner logs; nil: standard error, `notice` level (`debug` with `--verbose`).
+    /// Where the runner logs; nil: standard error at `warning` level (quiet in a shell's
+    /// terminal, as osquery's extensions are; losing the core is a warning), `debug` with `--verbose`.
     public var logger: Logger? = nil
 
     /// The defaults.

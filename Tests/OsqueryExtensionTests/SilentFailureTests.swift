@@ -46,7 +46,7 @@ final class LogLines: Sendable {
         }
     }
 
-    /// The core dying is logged at the default level (notice), and the extension exits 0.
+    /// The core dying is logged at the default level (warning), and the extension exits 0.
     @Test func coreDeathIsLoggedAtTheDefaultLevel() async throws {
         let dir = try #require(productsDir)
         let core = try await FakeCore.start()
