@@ -10,23 +10,14 @@ struct HomeUser: Sendable {
 }
 
 /// osquery's `usersFromContext`: the users named by `uid =` constraints, else every user.
+/// osquery's `usersFromContext` for the SSH tables and shell_history: the users named by
+/// `uid =` constraints, else only the user running the query (osquery reads no one else's
+/// files unless asked, e.g. `users JOIN authorized_keys USING (uid)`).
 enum HomeUsers {
     static func fromContext(_ context: QueryContext) -> [HomeUser] {
-        var out: [HomeUser] = []
         let uids = context.equalities(for: "uid")
-        if !uids.isEmpty {
-            for text in uids {
-                guard let uid = UInt32(text), let p = getpwuid(uid) else { continue }
-                out.append(HomeUser(uid: Int64(uid), directory: String(cString: p.pointee.pw_dir)))
-            }
-        } else {
-            setpwent()
-            while let p = getpwent() {
-                out.append(HomeUser(uid: Int64(p.pointee.pw_uid), directory: String(cString: p.pointee.pw_dir)))
-            }
-            endpwent()
-        }
-        return out
+        if uids.isEmpty { return ContextUsers.user(getuid()).map { [$0] } ?? [] }
+        return uids.compactMap { UInt32($0).flatMap(ContextUsers.user) }
     }
 }
 

@@ -582,6 +582,19 @@ extension SQLValue {
         #expect(r[0, 0] == .integer(Int64(expected)))
     }
 
+    /// As osquery's usersFromContext: without a uid constraint the SSH tables and shell_history
+    /// read only the querying user's files; `uid =` picks others (as `users JOIN` hands them down).
+    @Test func sshTablesReadOnlyTheQueryingUserUnlessAsked() throws {
+        var context = QueryContext(schema: SSHTables.authorizedKeys(flags: Flags()).schema)
+        let me = try #require(ContextUsers.user(getuid()))
+        #expect(HomeUsers.fromContext(context).map(\.uid) == [Int64(getuid())])
+        #expect(HomeUsers.fromContext(context).map(\.directory) == [me.directory])
+        context.add(Constraint(op: .equals, expr: "0"), to: "uid")
+        context.add(Constraint(op: .equals, expr: "65534"), to: "uid")
+        context.add(Constraint(op: .equals, expr: "not-a-uid"), to: "uid")
+        #expect(HomeUsers.fromContext(context).map(\.uid).sorted() == [0, 65534])
+    }
+
     @Test func shellHistoryReadsBashAndZshFormats() throws {
         let dir = TempDir()
         dir.write(".bash_history", "#1700000000\nls -la\n#notanumber\nplain\n\n#1700000002\n#1700000003\n")
