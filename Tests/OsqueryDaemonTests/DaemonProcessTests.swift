@@ -52,14 +52,7 @@ enum Daemond {
     /// Signals `p` only while it is still our osqueryd child: pids are reused
     /// quickly here (pid_max 32768), and a stale pid may be another test's process.
     static func signal(_ p: Process, _ signo: Int32) {
-        let pid = p.processIdentifier
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
-        else { return }
-        let comm = stat[stat.index(after: open)..<close]
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard comm.hasPrefix("osqueryd"), fields.count > 1, Int32(fields[1]) == getpid() else { return }
-        kill(pid, signo)
+        signalOurChild(p.processIdentifier, named: "osqueryd", signo)
     }
 
     /// The pids of `p`'s children (the watcher's worker), while `p` is still ours.

@@ -86,3 +86,15 @@ public func connectUnix(_ path: String, readTimeout: Int = 60) throws -> Int32 {
     }
     return fd
 }
+
+/// Signals `pid` only while it is still a child of this process whose command name starts with
+/// `name`: pids are reused quickly (pid_max 32768), and a stale pid may be another test's process.
+public func signalOurChild(_ pid: Int32, named name: String, _ signo: Int32) {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+    else { return }
+    let comm = stat[stat.index(after: open)..<close]
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard comm.hasPrefix(name), fields.count > 1, Int32(fields[1]) == getpid() else { return }
+    kill(pid, signo)
+}
