@@ -55,7 +55,7 @@ final class ServedConfig: Sendable {
                 "a_source": "// comment\n{\"schedule\": {\"q\": {\"query\": \"SELECT 1\", \"interval\": \"60\"}}}",
             ],
             packs: ["pack-id-1": #"{"queries": {"r": {"query": "SELECT 2", "interval": 30}}}"#])
-        let ext = Extension("config_ext", plugins: [served.plugin])
+        let ext = Extension("config_ext", plugins: [served.plugin], configuration: .inProcess)
         try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
         let uuid = ext.uuid
         #expect(uuid > 0)

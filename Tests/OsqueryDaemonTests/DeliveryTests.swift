@@ -57,6 +57,17 @@ final class ScriptedLogger: Sendable {
     }
 }
 
+extension ExtensionConfiguration {
+    /// An SDK extension served in the test process beside its core: both share the process's
+    /// cooperative pool with every other suite, so a few liveness checks that time out while
+    /// the pool is busy must not be taken for the core's death (these tests are not about it).
+    static var inProcess: ExtensionConfiguration {
+        var c = ExtensionConfiguration()
+        c.strikeLimit = 1_000
+        return c
+    }
+}
+
 /// The core's extension manager and an extension serving `test_logger`, in
 /// process, with a pipeline logging to `test_logger,filesystem`.
 struct ExtensionLoggerRig {
@@ -77,7 +88,7 @@ struct ExtensionLoggerRig {
         let registry = PluginRegistry()
         let manager = try await ExtensionManager.start(socketPath: socket, registry: registry, flags: flags, queryThreads: 1)
         let logger = ScriptedLogger()
-        let ext = Extension("logger_ext", plugins: [logger.plugin])
+        let ext = Extension("logger_ext", plugins: [logger.plugin], configuration: .inProcess)
         try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
         let caller = ExtensionCaller(managerSocket: socket, timeout: callTimeout)
         let loggers = try LoggerSet.make(flags: flags, registry: registry, caller: caller)

@@ -177,7 +177,7 @@ func resultFlags(_ settings: [String: String]) throws -> Flags {
         let plugin = OsqueryExtension.LoggerPlugin("test_logger", features: []) { record in
             received.withLock { $0.append(record) }
         }
-        let ext = Extension("logger_ext", plugins: [plugin])
+        let ext = Extension("logger_ext", plugins: [plugin], configuration: .inProcess)
         try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
 
         let caller = ExtensionCaller(managerSocket: socket, timeout: .seconds(10))
