@@ -1,6 +1,7 @@
 import Foundation
 import OsqueryEngine
 @testable import OsqueryTables
+import ProtocolFixture
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -204,49 +205,53 @@ final class ClosedPort: Sendable {
     /// curl over HTTP and HTTPS (verified against the test's CA) compared with what the
     /// server sent; redirects followed, chunked bodies decoded, a 404 kept as a row.
     @Test(.enabled(if: installed("/usr/bin/openssl", "/usr/bin/env"))) func curlFetchesFromALocalServer() async throws {
-        let dir = TempDir()
-        try await makeTestCertificates(dir)
-        let server = try TestWebServer(directory: dir)
-        let flags = try Self.flags(["tls_server_certs": dir.path + "/ca.pem"])
-        let http = "http://127.0.0.1:\(server.httpPort)", https = "https://localhost:\(server.httpsPort)"
-        let rows = try await offThread { () -> Set<String> in
-            let db = try systemTablesDatabase(NetworkFetchTables.curl(flags: flags), flags: flags)
-            var out = try rowSet(db, """
-                SELECT * FROM curl WHERE url IN ('\(http)/hello', '\(https)/hello', '\(http)/redirect', '\(http)/missing', '\(http)/chunked')
-                """, ["url", "method", "user_agent", "response_code", "bytes", "result"])
-            out.formUnion(try rowSet(db, "SELECT * FROM curl WHERE url = '\(http)/agent' AND user_agent = 'probe/1'", ["url", "result"]))
-            // A line break in the URL cannot add a header to the request: it is not sent.
-            out.formUnion(try rowSet(db, "SELECT * FROM curl WHERE url = '\(http)/agent' || char(13, 10) || 'X-Injected: 1'", ["response_code", "bytes"]))
-            return out
+        try await onOwnThread {
+            let dir = TempDir()
+            try await makeTestCertificates(dir)
+            let server = try TestWebServer(directory: dir)
+            let flags = try Self.flags(["tls_server_certs": dir.path + "/ca.pem"])
+            let http = "http://127.0.0.1:\(server.httpPort)", https = "https://localhost:\(server.httpsPort)"
+            let rows = try await offThread { () -> Set<String> in
+                let db = try systemTablesDatabase(NetworkFetchTables.curl(flags: flags), flags: flags)
+                var out = try rowSet(db, """
+                    SELECT * FROM curl WHERE url IN ('\(http)/hello', '\(https)/hello', '\(http)/redirect', '\(http)/missing', '\(http)/chunked')
+                    """, ["url", "method", "user_agent", "response_code", "bytes", "result"])
+                out.formUnion(try rowSet(db, "SELECT * FROM curl WHERE url = '\(http)/agent' AND user_agent = 'probe/1'", ["url", "result"]))
+                // A line break in the URL cannot add a header to the request: it is not sent.
+                out.formUnion(try rowSet(db, "SELECT * FROM curl WHERE url = '\(http)/agent' || char(13, 10) || 'X-Injected: 1'", ["response_code", "bytes"]))
+                return out
+            }
+            #expect(rows == [
+                "\(http)/hello\tGET\tosquery\t200\t11\thello world", "\(https)/hello\tGET\tosquery\t200\t11\thello world",
+                "\(http)/redirect\tGET\tosquery\t200\t11\thello world", "\(http)/missing\tGET\tosquery\t404\t8\tnot here",
+                "\(http)/chunked\tGET\tosquery\t200\t18\tfirst second third", "\(http)/agent\tprobe/1", "\t",
+            ])
         }
-        #expect(rows == [
-            "\(http)/hello\tGET\tosquery\t200\t11\thello world", "\(https)/hello\tGET\tosquery\t200\t11\thello world",
-            "\(http)/redirect\tGET\tosquery\t200\t11\thello world", "\(http)/missing\tGET\tosquery\t404\t8\tnot here",
-            "\(http)/chunked\tGET\tosquery\t200\t18\tfirst second third", "\(http)/agent\tprobe/1", "\t",
-        ])
     }
 
     /// A server that never answers, one that never stops sending, one that claims a huge body,
     /// a certificate the client does not trust, a closed port: each request ends (at the
     /// deadline or the byte limit) with a row of NULLs, and the table keeps serving.
     @Test(.enabled(if: installed("/usr/bin/openssl", "/usr/bin/env"))) func curlBoundsHostileServers() async throws {
-        let dir = TempDir()
-        try await makeTestCertificates(dir)
-        let server = try TestWebServer(directory: dir)
-        let silent = SilentListener(), closed = ClosedPort()
-        let flags = try Self.flags(["table_http_timeout": "1", "table_http_max_bytes": "1048576", "tls_server_certs": dir.path + "/leaf.key"])
-        let http = "http://127.0.0.1:\(server.httpPort)"
-        let urls = ["\(http)/silent", "\(http)/endless", "\(http)/endless-headers", "\(http)/bad-chunk", "\(http)/claims-huge", "https://localhost:\(server.httpsPort)/hello",
-                    "http://127.0.0.1:\(silent.port)/", "http://127.0.0.1:\(closed.port)/", "ftp://example.org/"]
-        let (failed, after) = try await offThread { () -> (Set<String>, Set<String>) in
-            let db = try systemTablesDatabase(NetworkFetchTables.curl(flags: flags), flags: flags)
-            let list = urls.map { "'\($0)'" }.joined(separator: ", ")
-            let failed = try rowSet(db, "SELECT url, response_code, bytes, result FROM curl WHERE url IN (\(list))", ["url", "response_code", "bytes", "result"])
-            let after = try rowSet(db, "SELECT url, result FROM curl WHERE url = '\(http)/hello'", ["url", "result"])
-            return (failed, after)
+        try await onOwnThread {
+            let dir = TempDir()
+            try await makeTestCertificates(dir)
+            let server = try TestWebServer(directory: dir)
+            let silent = SilentListener(), closed = ClosedPort()
+            let flags = try Self.flags(["table_http_timeout": "1", "table_http_max_bytes": "1048576", "tls_server_certs": dir.path + "/leaf.key"])
+            let http = "http://127.0.0.1:\(server.httpPort)"
+            let urls = ["\(http)/silent", "\(http)/endless", "\(http)/endless-headers", "\(http)/bad-chunk", "\(http)/claims-huge", "https://localhost:\(server.httpsPort)/hello",
+                        "http://127.0.0.1:\(silent.port)/", "http://127.0.0.1:\(closed.port)/", "ftp://example.org/"]
+            let (failed, after) = try await offThread { () -> (Set<String>, Set<String>) in
+                let db = try systemTablesDatabase(NetworkFetchTables.curl(flags: flags), flags: flags)
+                let list = urls.map { "'\($0)'" }.joined(separator: ", ")
+                let failed = try rowSet(db, "SELECT url, response_code, bytes, result FROM curl WHERE url IN (\(list))", ["url", "response_code", "bytes", "result"])
+                let after = try rowSet(db, "SELECT url, result FROM curl WHERE url = '\(http)/hello'", ["url", "result"])
+                return (failed, after)
+            }
+            #expect(failed == Set(urls.map { $0 + "\t\t\t" }))
+            #expect(after == ["\(http)/hello\thello world"])
         }
-        #expect(failed == Set(urls.map { $0 + "\t\t\t" }))
-        #expect(after == ["\(http)/hello\thello world"])
     }
 
     @Test func curlNeedsAURL() throws {
@@ -258,147 +263,157 @@ final class ClosedPort: Sendable {
     /// The certificate the local HTTPS server presents, compared with `openssl x509` on the
     /// same file; extensions as OpenSSL prints them; the PEM only when asked.
     @Test(.enabled(if: installed("/usr/bin/openssl", "/usr/bin/env"))) func curlCertificateMatchesOpenssl() async throws {
-        let dir = TempDir()
-        try await makeTestCertificates(dir)
-        let server = try TestWebServer(directory: dir)
-        let flags = Flags()
-        let host = "localhost:\(server.httpsPort)"
-        let columns = ["common_name", "organization", "organization_unit", "serial_number", "issuer_common_name", "issuer_organization",
-                       "valid_from", "valid_to", "sha256_fingerprint", "sha1_fingerprint", "version", "signature_algorithm",
-                       "subject_alternative_names", "key_usage", "extended_key_usage", "has_expired", "pem"]
-        let (rows, dumped) = try await offThread { () -> (Set<String>, Set<String>) in
-            let db = try systemTablesDatabase(NetworkFetchTables.curlCertificate(flags: flags), flags: flags)
-            return (try rowSet(db, "SELECT * FROM curl_certificate WHERE hostname = '\(host)'", columns),
-                    try rowSet(db, "SELECT pem FROM curl_certificate WHERE hostname = '\(host)' AND dump_certificate = 1", ["pem"]))
+        try await onOwnThread {
+            let dir = TempDir()
+            try await makeTestCertificates(dir)
+            let server = try TestWebServer(directory: dir)
+            let flags = Flags()
+            let host = "localhost:\(server.httpsPort)"
+            let columns = ["common_name", "organization", "organization_unit", "serial_number", "issuer_common_name", "issuer_organization",
+                           "valid_from", "valid_to", "sha256_fingerprint", "sha1_fingerprint", "version", "signature_algorithm",
+                           "subject_alternative_names", "key_usage", "extended_key_usage", "has_expired", "pem"]
+            let (rows, dumped) = try await offThread { () -> (Set<String>, Set<String>) in
+                let db = try systemTablesDatabase(NetworkFetchTables.curlCertificate(flags: flags), flags: flags)
+                return (try rowSet(db, "SELECT * FROM curl_certificate WHERE hostname = '\(host)'", columns),
+                        try rowSet(db, "SELECT pem FROM curl_certificate WHERE hostname = '\(host)' AND dump_certificate = 1", ["pem"]))
+            }
+            let leaf = dir.path + "/leaf.pem"
+            let text = try await openssl(["x509", "-in", leaf, "-noout", "-serial", "-startdate", "-enddate", "-fingerprint", "-sha256"])
+            var fields: [String: String] = [:]
+            for line in text.split(separator: "\n") {
+                guard let eq = line.firstIndex(of: "=") else { continue }
+                fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+            }
+            let sha256 = (fields["sha256 Fingerprint"] ?? "").replacingOccurrences(of: ":", with: "").lowercased()
+            let sha1 = try await openssl(["x509", "-in", leaf, "-noout", "-fingerprint", "-sha1"]).split(separator: "=").last.map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: ":", with: "").lowercased()
+            } ?? ""
+            #expect(rows == [[
+                "localhost", "Osquery Test", "Tables", fields["serial"] ?? "", "Osquery Test CA", "Osquery Test", fields["notBefore"] ?? "",
+                fields["notAfter"] ?? "", sha256, sha1, "3", "RSA-SHA256", "DNS:localhost, IP Address:127.0.0.1", "Digital Signature",
+                "TLS Web Server Authentication", "0", "",
+            ].joined(separator: "\t")])
+            #expect(dumped == [readText(leaf)])
         }
-        let leaf = dir.path + "/leaf.pem"
-        let text = try await openssl(["x509", "-in", leaf, "-noout", "-serial", "-startdate", "-enddate", "-fingerprint", "-sha256"])
-        var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
-        }
-        let sha256 = (fields["sha256 Fingerprint"] ?? "").replacingOccurrences(of: ":", with: "").lowercased()
-        let sha1 = try await openssl(["x509", "-in", leaf, "-noout", "-fingerprint", "-sha1"]).split(separator: "=").last.map {
-            $0.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: ":", with: "").lowercased()
-        } ?? ""
-        #expect(rows == [[
-            "localhost", "Osquery Test", "Tables", fields["serial"] ?? "", "Osquery Test CA", "Osquery Test", fields["notBefore"] ?? "",
-            fields["notAfter"] ?? "", sha256, sha1, "3", "RSA-SHA256", "DNS:localhost, IP Address:127.0.0.1", "Digital Signature",
-            "TLS Web Server Authentication", "0", "",
-        ].joined(separator: "\t")])
-        #expect(dumped == [readText(leaf)])
     }
 
     /// A port that never answers the handshake, a closed port and an unresolvable name: no
     /// rows, and the query ends (at the timeout column's bound for the silent one).
     @Test func curlCertificateEndsOnSilentPeers() async throws {
-        let silent = SilentListener(), closed = ClosedPort()
-        let flags = Flags()
-        let count = try await offThread { () -> Int in
-            let db = try systemTablesDatabase(NetworkFetchTables.curlCertificate(flags: flags), flags: flags)
-            return try db.execute("""
-                SELECT * FROM curl_certificate WHERE hostname IN ('127.0.0.1:\(silent.port)', '127.0.0.1:\(closed.port)', 'no-such-host.invalid:443')
-                AND timeout = 1
-                """).rowCount
+        try await onOwnThread {
+            let silent = SilentListener(), closed = ClosedPort()
+            let flags = Flags()
+            let count = try await offThread { () -> Int in
+                let db = try systemTablesDatabase(NetworkFetchTables.curlCertificate(flags: flags), flags: flags)
+                return try db.execute("""
+                    SELECT * FROM curl_certificate WHERE hostname IN ('127.0.0.1:\(silent.port)', '127.0.0.1:\(closed.port)', 'no-such-host.invalid:443')
+                    AND timeout = 1
+                    """).rowCount
+            }
+            #expect(count == 0)
         }
-        #expect(count == 0)
     }
 
     /// prometheus_metrics from the config's targets: the exposition text's metric lines,
     /// comments and malformed lines skipped; a target that fails gives no rows.
     @Test(.enabled(if: installed("/usr/bin/openssl", "/usr/bin/env"))) func prometheusMetricsScrapeTargets() async throws {
-        let dir = TempDir()
-        try await makeTestCertificates(dir)
-        let server = try TestWebServer(directory: dir)
-        let closed = ClosedPort()
-        let targets = PrometheusTargets()
-        let url = "http://127.0.0.1:\(server.httpPort)/metrics"
-        targets.set(try JSONValue.parse(#"{"urls": ["\#(url)", "http://127.0.0.1:\#(closed.port)/metrics", "http://127.0.0.1:\#(server.httpPort)/endless"], "timeout": 2}"#))
-        let flags = try Self.flags(["table_http_max_bytes": "1048576"])
-        let rows = try await offThread { () -> Set<String> in
-            let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, targets: targets), flags: flags)
-            return try rowSet(db, "SELECT target_name, metric_name, metric_value, timestamp_ms > 1600000000000 AS recent FROM prometheus_metrics",
-                              ["target_name", "metric_name", "metric_value", "recent"])
+        try await onOwnThread {
+            let dir = TempDir()
+            try await makeTestCertificates(dir)
+            let server = try TestWebServer(directory: dir)
+            let closed = ClosedPort()
+            let targets = PrometheusTargets()
+            let url = "http://127.0.0.1:\(server.httpPort)/metrics"
+            targets.set(try JSONValue.parse(#"{"urls": ["\#(url)", "http://127.0.0.1:\#(closed.port)/metrics", "http://127.0.0.1:\#(server.httpPort)/endless"], "timeout": 2}"#))
+            let flags = try Self.flags(["table_http_max_bytes": "1048576"])
+            let rows = try await offThread { () -> Set<String> in
+                let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, targets: targets), flags: flags)
+                return try rowSet(db, "SELECT target_name, metric_name, metric_value, timestamp_ms > 1600000000000 AS recent FROM prometheus_metrics",
+                                  ["target_name", "metric_name", "metric_value", "recent"])
+            }
+            #expect(rows == [
+                "\(url)\trequests_total{code=\"200\"}\t1027.0\t1", "\(url)\trequests_total{code=\"400\"}\t3.0\t1",
+                "\(url)\ttemperature\t21.5\t1", "\(url)\tup\t1.0\t1",
+            ])
+            // No prometheus_targets in the config: no rows.
+            let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, targets: PrometheusTargets()), flags: flags)
+            #expect(try db.execute("SELECT * FROM prometheus_metrics").rowCount == 0)
+            #expect(NetworkFetchTables.parseExposition(Array("# c\nname 1\n\nx\n".utf8)).map { $0.name + "=" + $0.value } == ["name=1"])
         }
-        #expect(rows == [
-            "\(url)\trequests_total{code=\"200\"}\t1027.0\t1", "\(url)\trequests_total{code=\"400\"}\t3.0\t1",
-            "\(url)\ttemperature\t21.5\t1", "\(url)\tup\t1.0\t1",
-        ])
-        // No prometheus_targets in the config: no rows.
-        let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, targets: PrometheusTargets()), flags: flags)
-        #expect(try db.execute("SELECT * FROM prometheus_metrics").rowCount == 0)
-        #expect(NetworkFetchTables.parseExposition(Array("# c\nname 1\n\nx\n".utf8)).map { $0.name + "=" + $0.value } == ["name=1"])
     }
 
     /// The cloud tables against a loopback stand-in for the metadata address: EC2 (IMDSv2
     /// token), Azure (with its agent's log present) and Yandex Cloud give osquery's columns.
     @Test(.enabled(if: installed("/usr/bin/openssl", "/usr/bin/env"))) func cloudTablesReadAMetadataService() async throws {
-        let dir = TempDir()
-        try await makeTestCertificates(dir)
-        let server = try TestWebServer(directory: dir)
-        dir.write("waagent.log", "")
-        let address = "127.0.0.1:\(server.httpPort)"
-        let flags = try Self.flags(["cloud_metadata_address": address])
-        let agent = dir.path + "/waagent.log"
-        let result = try await offThread { () -> [String: Set<String>] in
-            let registry = PluginRegistry()
-            for t in [CloudTables.ec2InstanceMetadata(flags: flags, log: OnceLog()), CloudTables.ec2InstanceTags(flags: flags, log: OnceLog()),
-                      CloudTables.azureInstanceMetadata(flags: flags, agentLog: agent, log: OnceLog()),
-                      CloudTables.azureInstanceTags(flags: flags, agentLog: agent, log: OnceLog()),
-                      CloudTables.ycloudInstanceMetadata(flags: flags, log: OnceLog())] { registry.addTable(t) }
-            let db = try Database(registry: registry, flags: flags)
-            return [
-                "ec2": try rowSet(db, "SELECT * FROM ec2_instance_metadata", [
-                    "instance_id", "instance_type", "architecture", "region", "availability_zone", "local_hostname", "local_ipv4", "mac",
-                    "security_groups", "iam_arn", "ami_id", "reservation_id", "account_id", "ssh_public_key"]),
-                "ec2tags": try rowSet(db, "SELECT * FROM ec2_instance_tags", ["instance_id", "key", "value"]),
-                "azure": try rowSet(db, "SELECT * FROM azure_instance_metadata", ["vm_id", "location", "name", "os_type", "vm_size", "zone"]),
-                "azuretags": try rowSet(db, "SELECT * FROM azure_instance_tags", ["vm_id", "key", "value"]),
-                "ycloud": try rowSet(db, "SELECT * FROM ycloud_instance_metadata", [
-                    "instance_id", "folder_id", "cloud_id", "name", "hostname", "zone", "ssh_public_key", "serial_port_enabled", "metadata_endpoint"]),
-            ]
+        try await onOwnThread {
+            let dir = TempDir()
+            try await makeTestCertificates(dir)
+            let server = try TestWebServer(directory: dir)
+            dir.write("waagent.log", "")
+            let address = "127.0.0.1:\(server.httpPort)"
+            let flags = try Self.flags(["cloud_metadata_address": address])
+            let agent = dir.path + "/waagent.log"
+            let result = try await offThread { () -> [String: Set<String>] in
+                let registry = PluginRegistry()
+                for t in [CloudTables.ec2InstanceMetadata(flags: flags, log: OnceLog()), CloudTables.ec2InstanceTags(flags: flags, log: OnceLog()),
+                          CloudTables.azureInstanceMetadata(flags: flags, agentLog: agent, log: OnceLog()),
+                          CloudTables.azureInstanceTags(flags: flags, agentLog: agent, log: OnceLog()),
+                          CloudTables.ycloudInstanceMetadata(flags: flags, log: OnceLog())] { registry.addTable(t) }
+                let db = try Database(registry: registry, flags: flags)
+                return [
+                    "ec2": try rowSet(db, "SELECT * FROM ec2_instance_metadata", [
+                        "instance_id", "instance_type", "architecture", "region", "availability_zone", "local_hostname", "local_ipv4", "mac",
+                        "security_groups", "iam_arn", "ami_id", "reservation_id", "account_id", "ssh_public_key"]),
+                    "ec2tags": try rowSet(db, "SELECT * FROM ec2_instance_tags", ["instance_id", "key", "value"]),
+                    "azure": try rowSet(db, "SELECT * FROM azure_instance_metadata", ["vm_id", "location", "name", "os_type", "vm_size", "zone"]),
+                    "azuretags": try rowSet(db, "SELECT * FROM azure_instance_tags", ["vm_id", "key", "value"]),
+                    "ycloud": try rowSet(db, "SELECT * FROM ycloud_instance_metadata", [
+                        "instance_id", "folder_id", "cloud_id", "name", "hostname", "zone", "ssh_public_key", "serial_port_enabled", "metadata_endpoint"]),
+                ]
+            }
+            #expect(result["ec2"] == ["i-0abc\tt3.micro\tx86_64\teu-west-1\teu-west-1a\tip-10-0-0-5.eu-west-1.compute.internal\t10.0.0.5\t0a:1b:2c:3d:4e:5f\tdefaultweb\tarn:aws:iam::123456789012:instance-profile/test\tami-0123\tr-0def\t123456789012\tssh-ed25519 AAAA test"])
+            #expect(result["ec2tags"] == ["i-0abc\tName\tweb-1", "i-0abc\tteam\tinfra"])
+            #expect(result["azure"] == ["0f1e2d3c\twesteurope\tvm1\tLinux\tStandard_B1s\t2"])
+            #expect(result["azuretags"] == ["0f1e2d3c\tenv\tprod", "0f1e2d3c\towner\ta:b"])
+            #expect(result["ycloud"] == ["fhm123\tb1gfolder\tb1gcloud\tinst\tinst.ru-central1.internal\tru-central1-a\tuser:ssh-ed25519 AAAA\t1\thttp://\(address)"])
         }
-        #expect(result["ec2"] == ["i-0abc\tt3.micro\tx86_64\teu-west-1\teu-west-1a\tip-10-0-0-5.eu-west-1.compute.internal\t10.0.0.5\t0a:1b:2c:3d:4e:5f\tdefaultweb\tarn:aws:iam::123456789012:instance-profile/test\tami-0123\tr-0def\t123456789012\tssh-ed25519 AAAA test"])
-        #expect(result["ec2tags"] == ["i-0abc\tName\tweb-1", "i-0abc\tteam\tinfra"])
-        #expect(result["azure"] == ["0f1e2d3c\twesteurope\tvm1\tLinux\tStandard_B1s\t2"])
-        #expect(result["azuretags"] == ["0f1e2d3c\tenv\tprod", "0f1e2d3c\towner\ta:b"])
-        #expect(result["ycloud"] == ["fhm123\tb1gfolder\tb1gcloud\tinst\tinst.ru-central1.internal\tru-central1-a\tuser:ssh-ed25519 AAAA\t1\thttp://\(address)"])
     }
 
     /// Off a cloud: an address where nothing listens and one that never answers. Every cloud
     /// table answers no rows, says why once, and the queries end.
     @Test func cloudTablesOffACloudSayWhyOnce() async throws {
-        let closed = ClosedPort(), silent = SilentListener()
-        let dir = TempDir()
-        dir.write("waagent.log", "")
-        // Refused at once (asked twice: said once), or never answered (asked once: ends at the timeout).
-        for (address, rounds) in [("127.0.0.1:\(closed.port)", 2), ("127.0.0.1:\(silent.port)", 1)] {
-            let flags = try Self.flags(["cloud_metadata_address": address, "cloud_metadata_timeout": "1"])
-            let log = OnceLog()
-            let agent = dir.path + "/waagent.log"
-            let counts = try await offThread { () -> [Int] in
-                let registry = PluginRegistry()
-                for t in [CloudTables.ec2InstanceMetadata(flags: flags, log: log), CloudTables.ec2InstanceTags(flags: flags, log: log),
-                          CloudTables.azureInstanceMetadata(flags: flags, agentLog: agent, log: log),
-                          CloudTables.azureInstanceTags(flags: flags, agentLog: agent, log: log),
-                          CloudTables.ycloudInstanceMetadata(flags: flags, log: log)] { registry.addTable(t) }
-                let db = try Database(registry: registry, flags: flags)
-                var counts: [Int] = []
-                for _ in 0..<rounds {
-                    for t in ["ec2_instance_metadata", "ec2_instance_tags", "azure_instance_metadata", "azure_instance_tags", "ycloud_instance_metadata"] {
-                        counts.append(try db.execute("SELECT * FROM \(t)").rowCount)
+        try await onOwnThread {
+            let closed = ClosedPort(), silent = SilentListener()
+            let dir = TempDir()
+            dir.write("waagent.log", "")
+            // Refused at once (asked twice: said once), or never answered (asked once: ends at the timeout).
+            for (address, rounds) in [("127.0.0.1:\(closed.port)", 2), ("127.0.0.1:\(silent.port)", 1)] {
+                let flags = try Self.flags(["cloud_metadata_address": address, "cloud_metadata_timeout": "1"])
+                let log = OnceLog()
+                let agent = dir.path + "/waagent.log"
+                let counts = try await offThread { () -> [Int] in
+                    let registry = PluginRegistry()
+                    for t in [CloudTables.ec2InstanceMetadata(flags: flags, log: log), CloudTables.ec2InstanceTags(flags: flags, log: log),
+                              CloudTables.azureInstanceMetadata(flags: flags, agentLog: agent, log: log),
+                              CloudTables.azureInstanceTags(flags: flags, agentLog: agent, log: log),
+                              CloudTables.ycloudInstanceMetadata(flags: flags, log: log)] { registry.addTable(t) }
+                    let db = try Database(registry: registry, flags: flags)
+                    var counts: [Int] = []
+                    for _ in 0..<rounds {
+                        for t in ["ec2_instance_metadata", "ec2_instance_tags", "azure_instance_metadata", "azure_instance_tags", "ycloud_instance_metadata"] {
+                            counts.append(try db.execute("SELECT * FROM \(t)").rowCount)
+                        }
                     }
+                    return counts
                 }
-                return counts
+                #expect(counts.allSatisfy { $0 == 0 }, "\(address)")
+                #expect(log.messages.count == 5, "\(log.messages)")
             }
-            #expect(counts.allSatisfy { $0 == 0 }, "\(address)")
-            #expect(log.messages.count == 5, "\(log.messages)")
+            // Not an Azure VM (no agent log): no request at all.
+            let log = OnceLog()
+            let db = try systemTablesDatabase(CloudTables.azureInstanceMetadata(flags: Flags(), agentLog: dir.path + "/none", log: log))
+            #expect(try db.execute("SELECT * FROM azure_instance_metadata").rowCount == 0)
+            #expect(log.messages.count == 1)
         }
-        // Not an Azure VM (no agent log): no request at all.
-        let log = OnceLog()
-        let db = try systemTablesDatabase(CloudTables.azureInstanceMetadata(flags: Flags(), agentLog: dir.path + "/none", log: log))
-        #expect(try db.execute("SELECT * FROM azure_instance_metadata").rowCount == 0)
-        #expect(log.messages.count == 1)
     }
 }
