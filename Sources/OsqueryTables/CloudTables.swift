@@ -44,6 +44,17 @@ enum CloudTables {
         return response.status == 200 ? String(decoding: response.body, as: UTF8.self) : nil
     }
 
+    /// The token to send (nil inside: IMDSv1, none), or nil when the service does not answer,
+    /// said once: not an EC2 instance.
+    static func ec2Session(_ endpoint: Endpoint, table: String, log: OnceLog) -> String?? {
+        do {
+            return .some(try ec2Token(endpoint))
+        } catch {
+            log.info("\(table): the EC2 metadata service at \(endpoint.base) is not reachable (\(error)); not an EC2 instance")
+            return nil
+        }
+    }
+
     /// A metadata document: its body on 200, "" on 404, nil otherwise.
     static func ec2Get(_ endpoint: Endpoint, _ path: String, token: String?) -> [UInt8]? {
         let headers = token.map { [("x-aws-ec2-metadata-token", $0)] } ?? []
@@ -61,13 +72,7 @@ enum CloudTables {
         ], attributes: .cacheable) { _, schema in
             var rows = TableRows(schema: schema)
             let endpoint = Endpoint(flags: flags, log: log)
-            let token: String?
-            do {
-                token = try ec2Token(endpoint)
-            } catch {
-                log.info("ec2_instance_metadata: the EC2 metadata service at \(endpoint.base) is not reachable (\(error)); not an EC2 instance")
-                return rows
-            }
+            guard let token = ec2Session(endpoint, table: "ec2_instance_metadata", log: log) else { return rows }
             var values: [String: String] = [:]
             if let document = ec2Get(endpoint, "dynamic/instance-identity/document", token: token).flatMap(parseObject) {
                 for (column, key) in [("instance_id", "instanceId"), ("instance_type", "instanceType"), ("local_ipv4", "privateIp"),
@@ -96,13 +101,7 @@ enum CloudTables {
         table("ec2_instance_tags", [col("instance_id", .text), col("key", .text), col("value", .text)], attributes: .cacheable) { _, schema in
             var rows = TableRows(schema: schema)
             let endpoint = Endpoint(flags: flags, log: log)
-            let token: String?
-            do {
-                token = try ec2Token(endpoint)
-            } catch {
-                log.info("ec2_instance_tags: the EC2 metadata service at \(endpoint.base) is not reachable (\(error)); not an EC2 instance")
-                return rows
-            }
+            guard let token = ec2Session(endpoint, table: "ec2_instance_tags", log: log) else { return rows }
             guard let document = ec2Get(endpoint, "dynamic/instance-identity/document", token: token).flatMap(parseObject),
                   case let instance = text(document, "instanceId"), !instance.isEmpty else {
                 StatusLog.warning("Instance id and region are empty, returning no results")
