@@ -25,19 +25,7 @@ enum Kit {
 
     /// Runs to completion off the cooperative pool; returns (status, stdout, stderr).
     static func run(_ path: String, _ args: [String]) async throws -> (Int32, String, String) {
-        try await offPool {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: path)
-            p.arguments = args
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
+        try await runToCompletion(path, args)
     }
 
     /// Runs `osquery-conformance ARGS --json`; returns the exit status and id → (status, detail).

@@ -6,19 +6,8 @@ import Testing
     /// osqueryi's events are off by default: an event table answers no rows and osquery's warning.
     @Test func shellWarnsThatEventsAreDisabled() async throws {
         let binary = try BuiltProducts.path("osqueryi")
-        let run = try await offPool { () throws -> (Int32, String, String) in
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["--config_path=/nonexistent/osquery.conf", "--disable_extensions", "--json", "SELECT * FROM file_events;"]
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
+        let run = try await runToCompletion(
+            binary, ["--config_path=/nonexistent/osquery.conf", "--disable_extensions", "--json", "SELECT * FROM file_events;"])
         #expect(run.0 == 0)
         #expect(run.1.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || run.1.trimmingCharacters(in: .whitespacesAndNewlines) == "[]"
             || run.1.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)

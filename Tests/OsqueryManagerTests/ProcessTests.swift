@@ -44,20 +44,7 @@ enum Real {
 
     /// Runs to completion off the cooperative pool; returns (status, stdout, stderr).
     static func run(_ path: String, _ args: [String], env: [String: String] = [:]) async throws -> (Int32, String, String) {
-        try await offPool {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: path)
-            p.arguments = args
-            p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
+        try await runToCompletion(path, args, environment: env)
     }
 
     /// The C++ client's JSON answer.

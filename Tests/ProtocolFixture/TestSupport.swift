@@ -98,3 +98,24 @@ public func signalOurChild(_ pid: Int32, named name: String, _ signo: Int32) {
     guard comm.hasPrefix(name), fields.count > 1, Int32(fields[1]) == getpid() else { return }
     kill(pid, signo)
 }
+
+/// Runs `path` with `arguments` to completion off the cooperative pool, `environment` added to
+/// ours; returns (exit status, stdout, stderr).
+public func runToCompletion(
+    _ path: String, _ arguments: [String], environment: [String: String] = [:]
+) async throws -> (Int32, String, String) {
+    try await offPool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, b in b } }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}
