@@ -95,7 +95,12 @@ package struct TextCellsView {
             return
         }
         guard let bytes = bytes(row: row, column: column) else {
-            sqlite3_result_null(ctx)
+            // osquery hands SQLite a missing TEXT/BLOB cell as '' (only numbers become NULL).
+            if declared.isNumeric {
+                sqlite3_result_null(ctx)
+            } else {
+                sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
+            }
             return
         }
         if (type == .text || type == .unknown) && !declared.isNumeric && declared != .blob {

@@ -455,7 +455,14 @@ private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
             sqlite3_result_null(ctx)
             return
         }
-        setResult(ctx, state.rows[state.index, source], type: type)
+        let value = state.rows[state.index, source]
+        if case .null = value, !type.isNumeric {
+            // osquery hands SQLite a missing TEXT/BLOB cell as '' (only numbers become NULL):
+            // queries such as `WHERE type <> 'special'` rely on it.
+            sqlite3_result_text(ctx, "", 0, osq_sqlite_static())
+            return
+        }
+        setResult(ctx, value, type: type)
     }
     return SQLITE_OK
 }

@@ -14,6 +14,15 @@ import Testing
         #expect(r[3, 4] == .integer(40))
     }
 
+    /// As in osquery, a TEXT cell a row lacks reads as '' and a numeric one as NULL, so
+    /// `plain <> 'x'` keeps the row (Fleet's `type <> 'special'` on users relies on it).
+    @Test func aMissingTextCellIsEmptyAndAMissingNumberIsNull() throws {
+        let db = try makeDatabase([makeTestTable()])
+        let r = try db.execute("SELECT plain, typeof(plain), typeof(score) FROM test_table WHERE id = 4")
+        #expect(r.rows == [[.text(""), .text("text"), .text("null")]])
+        #expect(try db.execute("SELECT id FROM test_table WHERE plain <> 'x' ORDER BY id").rows.count == 4)
+    }
+
     @Test func hiddenAndAliasColumnsCanBeNamed() throws {
         let db = try makeDatabase([makeTestTable()])
         let r = try db.execute("SELECT secret, old_name FROM test_table WHERE id = 2")

@@ -360,7 +360,7 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         ], "\(rows.sorted())")
         // importlib reads the same site directories to the same names and versions.
         for site in [sitePath, py, px] {
-            let ours = try rowSet(db, "SELECT name, version, path FROM python_packages WHERE directory = '\(site)' AND name IS NOT NULL AND name != 'huge'",
+            let ours = try rowSet(db, "SELECT name, version, path FROM python_packages WHERE directory = '\(site)' AND name != '' AND name != 'huge'",
                                   ["name", "version", "path"])
             #expect(!ours.isEmpty && ours == theirs[site], "\(site)")
         }
@@ -413,7 +413,7 @@ func packageDatabase(_ tables: [FunctionTable], flags: Flags = Flags()) throws -
         let r = try bounded.execute("SELECT path, name, depth FROM npm_packages WHERE directory = '\(dir.path)'")
         let paths = (0..<r.rowCount).map { r[$0, 0].text ?? "" }
         #expect(Set(paths).isSuperset(of: [p + "broken/package.json", p + "huge/package.json", p + "fifo/package.json"]))
-        #expect(try rowSet(bounded, "SELECT name FROM npm_packages WHERE directory = '\(dir.path)' AND name IS NULL", ["name"]) == [""])
+        #expect(try rowSet(bounded, "SELECT name FROM npm_packages WHERE directory = '\(dir.path)' AND name = ''", ["name"]) == [""])
         // The link leads to node_modules already walked: each package's directory is entered once.
         #expect(r.rowCount < 20)
         // A directory of thirty brace groups is taken literally rather than expanded 2^30 ways.

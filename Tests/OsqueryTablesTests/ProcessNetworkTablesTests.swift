@@ -235,9 +235,9 @@ final class DescriptorChild {
             }
             #expect(theirRules.count == 6)
             let (db, _, _) = try makeTablesDatabase()
-            let ours = try rowSet(db, "SELECT * FROM iptables WHERE filter_name = 'filter' AND chain IN ('\(chain)', '\(other)') AND target IS NOT NULL", Self.ruleColumns)
+            let ours = try rowSet(db, "SELECT * FROM iptables WHERE filter_name = 'filter' AND chain IN ('\(chain)', '\(other)') AND protocol IS NOT NULL", Self.ruleColumns)
             #expect(ours == theirRules, "only ours: \(ours.subtracting(theirRules)); only iptables-save: \(theirRules.subtracting(ours))")
-            let chains = try rowSet(db, "SELECT filter_name, chain, policy FROM iptables WHERE target IS NULL", ["filter_name", "chain", "policy"])
+            let chains = try rowSet(db, "SELECT filter_name, chain, policy FROM iptables WHERE protocol IS NULL", ["filter_name", "chain", "policy"])
             #expect(chains == theirChains)
             #expect(try rowSet(db, "SELECT iniface_mask, match FROM iptables WHERE chain = '\(chain)' AND target = 'DROP'", ["iniface_mask", "match"]) == ["FFFFFF\tyes"])
             #expect(try rowSet(db, "SELECT match, src_port FROM iptables WHERE chain = '\(chain)' AND target = '\(other)'", ["match", "src_port"]) == ["no\t"])
