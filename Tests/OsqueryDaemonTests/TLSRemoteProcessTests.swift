@@ -430,6 +430,177 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         await server.stop()
     }
 
+    /// A CONNECT proxy (Tests/Peers/tls/connect_proxy.py); returns it and its port.
+    func startProxy(_ dir: String, refuse: Bool = false) async throws -> (Process, Int) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TLSServer.python)
+        p.arguments = [Daemond.repo + "/Tests/Peers/tls/connect_proxy.py", dir + "/proxy.log"] + (refuse ? ["--refuse"] : [])
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        let line = try await offPool { () -> String in
+            var bytes: [UInt8] = []
+            while let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { bytes.append(byte) }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        guard let port = Int(line) else { throw DaemonTestError("connect_proxy.py did not start: \(line)") }
+        return (p, port)
+    }
+
+    func stopProxy(_ p: Process) async {
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        _ = try? await offPool { p.waitUntilExit() }
+    }
+
+    /// `--proxy_hostname`: every request goes through the proxy as `CONNECT host:port`, and the
+    /// TLS session inside the tunnel is still verified against the server's name.
+    @Test func theDaemonReachesTheServerThroughAConnectProxy() async throws {
+        let (dir, server) = try await setUp("proxy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (proxy, port) = try await startProxy(dir)
+        let daemon = try start(dir, server, ["--proxy_hostname", "127.0.0.1:\(port)"])
+        #expect(await waitUntil(60) { !results(server, "one").isEmpty }, "\(stderr(dir))")
+        let log = (try? String(contentsOfFile: dir + "/proxy.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("CONNECT localhost:\(server.port) HTTP/1.1"), "\(log)")
+        #expect(!log.split(separator: "\n").contains { !$0.hasPrefix("CONNECT ") }, "\(log)")
+        await Daemond.stop(daemon)
+        await stopProxy(proxy)
+        await server.stop()
+    }
+
+    /// A proxy that refuses the tunnel: the requests fail with a clear error, nothing reaches
+    /// the server around the proxy, and the daemon keeps serving.
+    @Test func aRefusingProxyIsReportedAndTheDaemonKeepsServing() async throws {
+        let (dir, server) = try await setUp("proxyrefuse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (proxy, port) = try await startProxy(dir, refuse: true)
+        let daemon = try start(dir, server, ["--proxy_hostname", "127.0.0.1:\(port)"])
+        #expect(await waitUntil(60) { stderr(dir).contains("Request error") && stderr(dir).contains("proxy") }, "\(stderr(dir))")
+        #expect(server.records("enroll.jsonl").isEmpty)
+        #expect(await serves(dir))
+        await Daemond.stop(daemon)
+        await stopProxy(proxy)
+        await server.stop()
+    }
+
+    /// The host-vitals queries a Fleet server sends a Linux host first (Fleet's docs, "Understanding
+    /// host vitals"; written here for the same tables, columns and SQL functions): each answers with
+    /// status 0 and the columns Fleet reads, and the software inventory has every installed deb.
+    @Test func fleetHostVitalsQueriesAnswerWithTheColumnsFleetReads() async throws {
+        let (dir, server) = try await setUp("vitals")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let users = """
+            WITH g AS (SELECT * FROM groups) SELECT uid, username, type, groupname, shell FROM users LEFT JOIN g USING (gid) \
+            WHERE type <> 'special' AND shell NOT LIKE '%/false' AND shell NOT LIKE '%/nologin' AND username NOT LIKE '\\_%' ESCAPE '\\' \
+            AND NOT (username = 'sync' AND shell = '/bin/sync' AND directory <> '')
+            """
+        let queries: [String: String] = [
+            "os_version": "SELECT * FROM os_version LIMIT 1",
+            "os_unix_like": """
+                SELECT os.name, os.major, os.minor, os.patch, os.extra, os.build, os.arch, os.platform, os.version AS version, \
+                k.version AS kernel_version FROM os_version os, kernel_info k
+                """,
+            "osquery_info": "SELECT * FROM osquery_info LIMIT 1",
+            "system_info": "SELECT * FROM system_info LIMIT 1",
+            "uptime": "SELECT * FROM uptime LIMIT 1",
+            "osquery_flags": """
+                SELECT name, value FROM osquery_flags WHERE name IN ('distributed_interval', 'config_tls_refresh', 'config_refresh', 'logger_tls_period')
+                """,
+            "scheduled_query_stats": "SELECT *, (SELECT value FROM osquery_flags WHERE name = 'pack_delimiter') AS delimiter FROM osquery_schedule",
+            "disk_space_unix": """
+                SELECT (blocks_available * 100 / blocks) AS percent_disk_space_available, \
+                round((blocks_available * blocks_size * 10e-10), 2) AS gigs_disk_space_available, \
+                round((blocks * blocks_size * 10e-10), 2) AS gigs_total_disk_space FROM mounts WHERE path = '/' LIMIT 1
+                """,
+            "disk_encryption_linux": "SELECT de.encrypted, m.path FROM disk_encryption de JOIN mounts m ON m.device_alias = de.name",
+            "network_interface_unix": """
+                SELECT ia.address, id.mac FROM interface_addresses ia JOIN interface_details id ON id.interface = ia.interface \
+                JOIN routes r ON r.interface = ia.interface WHERE (r.destination = '0.0.0.0' OR r.destination = '::') AND r.netmask = 0 \
+                AND r.type = 'gateway' AND ((inet_aton(ia.address) IS NOT NULL AND (split(ia.address, '.', 0) = '10' \
+                OR (split(ia.address, '.', 0) = '172' AND (CAST(split(ia.address, '.', 1) AS INTEGER) & 0xf0) = 16) \
+                OR (split(ia.address, '.', 0) = '192' AND split(ia.address, '.', 1) = '168'))) \
+                OR (inet_aton(ia.address) IS NULL AND regex_match(lower(ia.address), '^f[cd][0-9a-f][0-9a-f]:[0-9a-f:]+', 0) IS NOT NULL)) \
+                ORDER BY r.metric ASC, inet_aton(ia.address) IS NOT NULL DESC LIMIT 1
+                """,
+            "users": users,
+            "software_linux": """
+                WITH u AS (\(users)) \
+                SELECT name, version, '' AS extension_id, '' AS browser, 'deb_packages' AS source, '' AS release, '' AS vendor, '' AS arch, '' AS installed_path \
+                FROM deb_packages WHERE status LIKE '% ok installed' \
+                UNION SELECT package, version, '', '', 'portage_packages', '', '', '', '' FROM portage_packages \
+                UNION SELECT name, version, '', '', 'rpm_packages', release, vendor, arch, '' FROM rpm_packages \
+                UNION SELECT name, version, '', '', 'npm_packages', '', '', '', path FROM npm_packages \
+                UNION SELECT name, version, identifier, browser_type, 'chrome_extensions', '', '', '', path FROM u CROSS JOIN chrome_extensions USING (uid) \
+                UNION SELECT name, version, identifier, 'firefox', 'firefox_addons', '', '', '', path FROM u CROSS JOIN firefox_addons USING (uid) \
+                UNION SELECT name, version, '', '', 'python_packages', '', '', '', path FROM python_packages
+                """,
+            "software_vscode_extensions": """
+                SELECT name, version, uuid AS extension_id, publisher AS vendor, path AS installed_path FROM (\(users)) CROSS JOIN vscode_extensions USING (uid)
+                """,
+            "orbit_info": "SELECT * FROM orbit_info",
+        ]
+        let discovery = [
+            "software_vscode_extensions": "SELECT 1 FROM osquery_registry WHERE active = true AND registry = 'table' AND name = 'vscode_extensions'",
+            "orbit_info": "SELECT 1 FROM osquery_registry WHERE active = true AND registry = 'table' AND name = 'orbit_info'",
+        ]
+        let body = try JSONSerialization.data(withJSONObject: ["queries": queries, "discovery": discovery])
+        try server.write("queries.json", String(decoding: body, as: UTF8.self))
+        let daemon = try start(
+            dir, server,
+            [
+                "--disable_distributed=false", "--distributed_plugin", "tls", "--distributed_interval", "1",
+                "--distributed_tls_read_endpoint", "/api/osquery/distributed/read",
+                "--distributed_tls_write_endpoint", "/api/osquery/distributed/write",
+            ])
+        #expect(await waitUntil(120) { !server.records("distributed.jsonl").isEmpty }, "\(stderr(dir))")
+        let write = try #require(server.records("distributed.jsonl").first)
+        let answers = write["queries"] as? [String: [[String: String]]] ?? [:]
+        let statuses = write["statuses"] as? [String: Int] ?? [:]
+        for name in queries.keys where name != "orbit_info" {
+            #expect(statuses[name] == 0, "\(name): \((write["messages"] as? [String: String])?[name] ?? "")")
+        }
+        // A table this core lacks is left out by its discovery query, as osquery does.
+        #expect(answers["orbit_info"] == nil && statuses["orbit_info"] == nil)
+        func row(_ name: String) -> [String: String] { answers[name]?.first ?? [:] }
+        for column in ["name", "version", "major", "minor", "patch", "build", "platform", "platform_like", "codename", "arch"] {
+            #expect(row("os_version")[column] != nil, "os_version lacks \(column)")
+        }
+        var system = utsname()
+        _ = Glibc.uname(&system)
+        let release = withUnsafeBytes(of: system.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        #expect(row("os_unix_like")["kernel_version"] == release)
+        for column in ["uuid", "instance_id", "version", "config_hash", "config_valid", "build_platform", "start_time", "watcher"] {
+            #expect(row("osquery_info")[column] != nil, "osquery_info lacks \(column)")
+        }
+        for column in ["hostname", "uuid", "cpu_brand", "cpu_physical_cores", "cpu_logical_cores", "physical_memory", "hardware_vendor",
+            "hardware_model", "hardware_serial", "computer_name", "local_hostname"]
+        {
+            #expect(row("system_info")[column] != nil, "system_info lacks \(column)")
+        }
+        #expect(Int(row("uptime")["total_seconds"] ?? "") ?? 0 > 0)
+        #expect(Set((answers["osquery_flags"] ?? []).compactMap { $0["name"] }) == ["distributed_interval", "config_refresh", "logger_tls_period"])
+        #expect(Double(row("disk_space_unix")["gigs_total_disk_space"] ?? "") ?? 0 > 0)
+        #expect((answers["users"] ?? []).contains { $0["username"] == "root" && $0["uid"] == "0" && $0["groupname"] == "root" })
+        // Every installed deb (name, version) is in the inventory, as dpkg-query lists them.
+        let dpkg = try await offPool { () -> String in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/dpkg-query")
+            p.arguments = ["-W", "-f=${db:Status-Status} ${Package} ${Version}\\n"]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        let installed = Set(dpkg.split(separator: "\n").filter { $0.hasPrefix("installed ") }.map { $0.split(separator: " ").dropFirst().joined(separator: " ") })
+        let debs = Set((answers["software_linux"] ?? []).filter { $0["source"] == "deb_packages" }.map { "\($0["name"] ?? "") \($0["version"] ?? "")" })
+        #expect(!installed.isEmpty && debs == installed, "\(installed.symmetricDifference(debs).prefix(5))")
+        await Daemond.stop(daemon)
+        await server.stop()
+    }
+
     /// The secret from `--enroll_secret_env`; `--enroll_always` enrolls at every start;
     /// `--disable_reenrollment` keeps a refused key (and says so) instead of enrolling again.
     @Test func secretFromTheEnvironmentEnrollAlwaysAndNoReenrollment() async throws {
