@@ -4,7 +4,7 @@
 Run through Benchmarks/run.sh, which installs the peers' dependencies and builds everything in
 release mode first. This script only runs and reports:
 
-    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss,limits,events]
+    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss,limits,events,fleet]
 
 Each row runs ours and the peer alternately for several rounds after a warm-up; the table shows
 the medians and the ratio of the medians. The programs measured are the project's own:
@@ -537,6 +537,122 @@ def events_rows(a, tmp):
     ]
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fleet_rows(a, tmp):
+    """Fleet scale by simulation (issue 20): N real osqueryd enrolled with the test suite's TLS
+    server (Tests/Peers/tls/tls_server.py) on loopback, each logging 400 differential lines a second (200 rows
+    added, 200 removed) with gzip; per daemon: lines/s delivered, requests/s, CPU and RSS; on the wire: bytes
+    per 1 000 result lines against osquery's JSON lines format; and a projection to 100 000 hosts."""
+    daemons = 4 if a.quick else 10
+    seconds = 10 if a.quick else 30
+    rows_per_run = 200
+    note(f"fleet: {daemons} osqueryd against the TLS test server for {seconds} s, {2 * rows_per_run} lines/s each, gzip")
+    script = os.path.join(REPO, "Tests", "Peers", "tls", "tls_server.py")
+    certs = os.path.join(tmp, "fleet-certs")
+    subprocess.run([sys.executable, script, "certs", certs], check=True, stdout=subprocess.DEVNULL)
+    state = os.path.join(tmp, "fleet-server")
+    os.makedirs(state)
+    sql = (f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows_per_run}) "
+           "SELECT x, 'host-' || x AS name, 'ok' AS status, random() AS r FROM c")
+    offered = 2 * rows_per_run  # every row changes every run: one "added" and one "removed" line
+    with open(os.path.join(state, "config.json"), "w") as f:
+        json.dump({"schedule": {"fleet": {"query": sql, "interval": 1}}}, f)
+    server = subprocess.Popen([sys.executable, script, "serve", state, "--port", "0", "--cert", os.path.join(certs, "server.pem"),
+                               "--key", os.path.join(certs, "server.key"), "--secret", "bench"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    port = int(server.stdout.readline())
+    procs = []
+    try:
+        for k in range(daemons):
+            d = os.path.join(tmp, f"fleet{k}")
+            os.makedirs(d)
+            with open(os.path.join(d, "secret"), "w") as f:
+                f.write("bench")
+            cmd = [a.osqueryd, "--disable_watchdog", "--database_path", os.path.join(d, "db"), "--pidfile", os.path.join(d, "pid"),
+                   "--extensions_socket", os.path.join(d, "em"), "--host_identifier", "specified", "--specified_identifier", f"bench-{k}",
+                   "--tls_hostname", f"localhost:{port}", "--tls_server_certs", os.path.join(certs, "ca.pem"),
+                   "--enroll_secret_path", os.path.join(d, "secret"), "--enroll_tls_endpoint", "/api/osquery/enroll",
+                   "--config_plugin", "tls", "--config_tls_endpoint", "/api/osquery/config", "--config_refresh", "10",
+                   "--logger_plugin", "tls", "--logger_tls_endpoint", "/api/osquery/log", "--logger_tls_period", "1",
+                   "--logger_tls_compress", "--disable_distributed=false", "--distributed_plugin", "tls",
+                   "--distributed_interval", "10", "--distributed_tls_read_endpoint", "/api/osquery/distributed/read",
+                   "--distributed_tls_write_endpoint", "/api/osquery/distributed/write",
+                   "--cloud_metadata_address", "127.0.0.1:1"]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "w")))
+        # Measure once every daemon has enrolled and delivered its first lines.
+        deadline = time.monotonic() + 60
+        def enrolled():
+            try:
+                return sum(1 for _ in open(os.path.join(state, "enroll.jsonl")))
+            except OSError:
+                return 0
+        while enrolled() < daemons or not os.path.exists(os.path.join(state, "log-result.jsonl")):
+            if time.monotonic() > deadline:
+                raise BenchError(f"only {enrolled()} of {daemons} daemons enrolled within 60 s")
+            time.sleep(0.2)
+        time.sleep(3)
+
+        def snapshot():
+            lines = sum(1 for _ in open(os.path.join(state, "log-result.jsonl")))
+            reqs = [json.loads(l) for l in open(os.path.join(state, "requests.jsonl"))]
+            return lines, reqs
+
+        lines0, reqs0 = snapshot()
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        rss = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            rss.append(max(rss_kib(p.pid) or 0 for p in procs))
+            time.sleep(1)
+        elapsed = time.monotonic() - t0
+        cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0)]
+        lines1, reqs1 = snapshot()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        server.kill()
+        server.wait()
+    reqs = reqs1[len(reqs0):]
+    logs = [r for r in reqs if r["path"].endswith("/log")]
+    lines = lines1 - lines0
+    if lines == 0 or not logs:
+        raise BenchError("no result lines delivered while measuring")
+    per_daemon = lines / daemons / elapsed
+    wire = sum(r["wire_bytes"] for r in logs) / lines * 1000
+    plain = sum(r["json_bytes"] for r in logs) / lines * 1000
+    req_rate = len(reqs) / daemons / elapsed
+    cpu_ms = statistics.mean(cpu) / elapsed * 1000
+    us_per_line = statistics.mean(cpu) / (lines / daemons) * 1e6
+    # Fleet's flagfile intervals (config_refresh, logger_tls_period, distributed_interval: 10 s
+    # each) make 0.3 requests/s per host; result lines at 1 line/s per host on average.
+    hosts = 100_000
+    projected_rps = hosts * 0.3
+    projected_mbps = hosts * 1 * wire / 1000 / 1e6
+    return [
+        Row(f"TLS logger: result lines/s delivered by one daemon ({daemons} daemons)", per_daemon, f"offered {offered}/s",
+            "lines/s", "all offered", per_daemon >= 0.95 * offered, per_daemon / offered, "gzip, logger_tls_period 1"),
+        Row("bytes on the wire per 1 000 result lines, gzip", wire, f"osquery's JSON lines {fmt(plain)}", "bytes", "≥ 5× smaller",
+            plain / wire >= 5, plain / wire, "same lines, osquery's format without gzip"),
+        Row("daemon CPU per delivered line, µs", us_per_line, "—", "µs", "—", None, None,
+            f"{fmt(cpu_ms)} ms CPU/s per daemon; peak RSS {fmt(max(rss) // 1024)} MiB"),
+        Row("requests/s per daemon", req_rate, "—", "req/s", "—", None, None, "enroll, config, log, distributed"),
+        Row("projection: 100 000 hosts at Fleet's intervals (10 s)", projected_rps, "—", "req/s at the server", "—", None, None,
+            f"{fmt(projected_mbps)} MB/s of gzip logs at 1 line/s per host"),
+    ]
+
+
 def machine():
     mem = 0
     with open("/proc/meminfo") as f:
@@ -572,7 +688,7 @@ def main():
     ap.add_argument("--peers", default=os.path.join(REPO, ".build-peers"))
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the wire rows to CPU 0")
-    ap.add_argument("--only", default="wire,ext,load,shell,rss,limits,events", help="comma-separated subset")
+    ap.add_argument("--only", default="wire,ext,load,shell,rss,limits,events,fleet", help="comma-separated subset")
     a = ap.parse_args()
     a.wire_bench = os.path.join(a.bin, "wire-bench")
     a.sdk_bench = os.path.join(a.bin, "sdk-bench")
@@ -583,7 +699,7 @@ def main():
     only = set(a.only.split(","))
     needs = {"wire": [a.wire_bench], "ext": [a.sdk_bench], "load": [a.wire_bench, a.fixture_peer],
              "shell": [a.osqueryi], "rss": [a.osqueryd, a.sdk_bench, a.fixture_peer],
-             "limits": [a.osqueryd, a.fixture_peer], "events": [a.fim_bench]}
+             "limits": [a.osqueryd, a.fixture_peer], "events": [a.fim_bench], "fleet": [a.osqueryd]}
     if not only <= set(needs):
         note(f"--only takes a comma-separated subset of {','.join(needs)}")
         sys.exit(2)
@@ -601,7 +717,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="osq-bench-")
     sections = [("wire", lambda: wire_rows(a)), ("ext", lambda: extension_rows(a)), ("load", lambda: load_rows(a, tmp)),
                 ("shell", lambda: shell_rows(a)), ("rss", lambda: rss_rows(a, tmp)),
-                ("limits", lambda: limits_rows(a, tmp)), ("events", lambda: events_rows(a, tmp))]
+                ("limits", lambda: limits_rows(a, tmp)), ("events", lambda: events_rows(a, tmp)),
+                ("fleet", lambda: fleet_rows(a, tmp))]
     try:
         for name, measure in sections:
             if name not in only:
