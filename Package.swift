@@ -54,6 +54,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMagic", pkgConfig: "libmagic", providers: [.apt(["libmagic-dev"])]),
         .systemLibrary(name: "CAugeas", pkgConfig: "augeas", providers: [.apt(["libaugeas-dev"])]),
+        .systemLibrary(name: "CTSK", pkgConfig: "tsk", providers: [.apt(["libtsk-dev"])]),
         .systemLibrary(name: "CSystemHeaders"),
         // The table vocabulary shared by the core and the SDK (issue 16): a leaf, no dependencies.
         .target(name: "OsqueryVocabulary", swiftSettings: strict),
@@ -67,7 +68,7 @@ let package = Package(
             name: "OsqueryTables",
             dependencies: [
                 "OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto"),
-                "COpenSSL", "CMagic", "CAugeas", "CSystemHeaders",
+                "COpenSSL", "CMagic", "CAugeas", "CTSK", "CSystemHeaders",
             ],
             swiftSettings: strict
         ),

@@ -101,6 +101,9 @@ public enum BuiltinTables {
             SystemStateTables.secureboot(flags: flags),
             SystemStateTables.securebootCertificates(flags: flags),
             SystemStateTables.msr(),
+            DeviceTables.devicePartitions(),
+            DeviceTables.deviceFile(),
+            DeviceTables.deviceHash(flags: flags),
             // osquery's Linux catalogue (issue 18): package tables.
             PackageTables.rpmPackages(flags: flags),
             PackageTables.rpmPackageFiles(flags: flags),
