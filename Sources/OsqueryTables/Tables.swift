@@ -104,6 +104,8 @@ public enum BuiltinTables {
             DeviceTables.devicePartitions(),
             DeviceTables.deviceFile(),
             DeviceTables.deviceHash(flags: flags),
+            VendorTables.carbonBlackInfo(readMax: { flags[.readMax] }),
+            VendorTables.intelMEInfo(),
             // osquery's Linux catalogue (issue 18): package tables.
             PackageTables.rpmPackages(flags: flags),
             PackageTables.rpmPackageFiles(flags: flags),
