@@ -4,14 +4,14 @@ import Glibc
 #endif
 
 /// The kernel's audit state (`struct audit_status`, the fields this core reads).
-struct AuditStatus: Sendable, Equatable {
-    var enabled: UInt32 = 0
-    var failure: UInt32 = 0
-    var pid: UInt32 = 0
-    var backlogLimit: UInt32 = 0
-    var lost: UInt32 = 0
-    var backlog: UInt32 = 0
-    var backlogWaitTime: UInt32 = 0
+package struct AuditStatus: Sendable, Equatable {
+    package var enabled: UInt32 = 0
+    package var failure: UInt32 = 0
+    package var pid: UInt32 = 0
+    package var backlogLimit: UInt32 = 0
+    package var lost: UInt32 = 0
+    package var backlog: UInt32 = 0
+    package var backlogWaitTime: UInt32 = 0
 
     static let maskEnabled: UInt32 = 0x1, maskFailure: UInt32 = 0x2, maskPID: UInt32 = 0x4
     static let maskBacklogLimit: UInt32 = 0x10, maskBacklogWaitTime: UInt32 = 0x20
@@ -175,7 +175,7 @@ package final class AuditSocket: @unchecked Sendable {  // used by one thread at
     /// Records that arrived while a request waited for its reply.
     var onRecord: ((AuditMessage) -> Void)?
 
-    init() throws(EventError) {
+    package init() throws(EventError) {
         let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 9)
         guard fd >= 0 else { throw EventError("Could not open the audit netlink socket: \(String(cString: strerror(errno)))") }
         var address = NetlinkAddress()
@@ -237,7 +237,7 @@ package final class AuditSocket: @unchecked Sendable {  // used by one thread at
 
     /// Sends a request and waits for its acknowledgement (and, for `expecting`, its reply
     /// payloads, until NLMSG_DONE for a dump). Records arriving meanwhile go to `onRecord`.
-    func request(_ type: UInt16, _ payload: [UInt8], expecting reply: UInt16? = nil, dump: Bool = false)
+    package func request(_ type: UInt16, _ payload: [UInt8], expecting reply: UInt16? = nil, dump: Bool = false)
         -> Result<[ArraySlice<UInt8>], EventError>
     {
         let seq: UInt32
@@ -279,7 +279,7 @@ package final class AuditSocket: @unchecked Sendable {  // used by one thread at
         return .failure(EventError("the kernel did not answer audit request \(type)"))
     }
 
-    func status() -> Result<AuditStatus, EventError> {
+    package func status() -> Result<AuditStatus, EventError> {
         switch request(AuditType.get, [], expecting: AuditType.get) {
         case .success(let replies):
             guard let first = replies.first, let status = AuditStatus(payload: first) else {
