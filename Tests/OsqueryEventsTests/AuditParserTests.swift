@@ -224,6 +224,26 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
         #expect(try core.database.strings("SELECT pid FROM process_events WHERE pid = 6000", "pid") == ["6000"])
     }
 
+    /// The kernel's lost count (its backlog overflowed) growing between two status replies, and
+    /// another process holding the audit pid: both counted (and logged).
+    @Test func kernelLostGrowthAndLostControlAreCounted() throws {
+        let core = try AuditFeed()
+        func status(pid: UInt32, lost: UInt32) -> [UInt8] {
+            let words: [UInt32] = [0, 1, 1, pid, 0, 4096, lost, 0, 127, 0]
+            let payload = words.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) }
+            var out = withUnsafeBytes(of: UInt32(16 + payload.count).littleEndian, Array.init)
+            out += withUnsafeBytes(of: UInt16(1000).littleEndian, Array.init)
+            out += Array(repeating: 0, count: 10)
+            return out + payload
+        }
+        let me = UInt32(getpid())
+        core.feed([status(pid: me, lost: 5), status(pid: me, lost: 12), status(pid: me, lost: 12), status(pid: 1, lost: 40)])
+        #expect(core.counter("kernel_lost") == 35)
+        #expect(core.counter("control_lost") == 1)
+        core.feed(execRecords(serial: 7, pid: 7007))
+        #expect(try core.database.strings("SELECT pid FROM process_events", "pid") == ["7007"])
+    }
+
     @Test func ruleKeyRoundTripsThroughTheRuleData() {
         let data = AuditRule.data(syscalls: [59, 322], key: "osquery-swift enabled=0 backlog_limit=64")
         #expect(AuditRule.key(of: data[...]) == "osquery-swift enabled=0 backlog_limit=64")
