@@ -394,7 +394,10 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
             break
         }
         counters.withLock { $0.records += 1 }
-        guard let record = AuditRecord.parse(type: m.type, text: Substring(decoding: m.payload, as: UTF8.self).utf8) else {
+        // Records no table reads (EOE, capabilities, the proctitle EXECVE already gives) keep only
+        // their header: less work per exec.
+        let fields = m.type != AuditType.eoe && m.type != AuditType.bprmFcaps && m.type != AuditType.proctitle
+        guard let record = AuditRecord.parse(type: m.type, text: Substring(decoding: m.payload, as: UTF8.self).utf8, fields: fields) else {
             counters.withLock { $0.malformedRecords += 1 }
             return
         }

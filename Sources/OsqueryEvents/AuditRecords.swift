@@ -18,6 +18,7 @@ enum AuditType {
     static let execve: UInt16 = 1309
     static let objPID: UInt16 = 1318
     static let eoe: UInt16 = 1320
+    static let bprmFcaps: UInt16 = 1321
     static let seccomp: UInt16 = 1326
     static let proctitle: UInt16 = 1327
     static let replace: UInt16 = 1329
@@ -101,7 +102,7 @@ package struct AuditRecord: Sendable {
     }
 
     /// Parses a record's text; nil when the header is malformed.
-    package static func parse(type: UInt16, text: Substring.UTF8View) -> AuditRecord? {
+    package static func parse(type: UInt16, text: Substring.UTF8View, fields wanted: Bool = true) -> AuditRecord? {
         // audit(1502125323.756:6): ...
         let prefix = Array("audit(".utf8)
         guard text.count > prefix.count, text.starts(with: prefix) else { return nil }
@@ -134,6 +135,7 @@ package struct AuditRecord: Sendable {
         guard i < text.endIndex, text[i] == UInt8(ascii: ":") else { return nil }
         i = text.index(after: i)
         let body = Substring(text[i...])
+        guard wanted else { return AuditRecord(type: type, seconds: seconds, serial: serial, fields: [], body: "") }
         return AuditRecord(type: type, seconds: seconds, serial: serial, fields: tokenize(body), body: String(body.drop { $0 == " " }))
     }
 
