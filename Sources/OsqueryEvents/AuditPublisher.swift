@@ -377,7 +377,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
     package func consume(_ raw: UnsafeRawBufferPointer, socket: AuditSocket?, assembler: inout AuditAssembler, into completed: inout [AuditEvent]) {
         let bytes = Array(raw)
         guard let messages = AuditDatagram.messages(bytes[...]), !messages.isEmpty else {
-            counters.withLock { $0.malformedMessages += 1 }
+            count(\.malformedMessages)
             return
         }
         for m in messages { handle(m, socket: socket, assembler: &assembler, into: &completed) }
@@ -398,7 +398,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         // their header: less work per exec.
         let fields = m.type != AuditType.eoe && m.type != AuditType.bprmFcaps && m.type != AuditType.proctitle
         guard let record = AuditRecord.parse(type: m.type, text: Substring(decoding: m.payload, as: UTF8.self).utf8, fields: fields) else {
-            counters.withLock { $0.malformedRecords += 1 }
+            count(\.malformedRecords)
             return
         }
         assembler.add(record, into: &completed)
@@ -432,47 +432,77 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
 
     /// Takes the assembler's counts (it lives on the reader's stack).
     package func noteAssembly(_ a: AuditAssemblyCounters) {
-        counters.withLock { c in
+        let (before, after) = counters.withLock { c -> (Counters, Counters) in
+            let before = c
             c.duplicateSerials = a.malformed
             c.unknownRecords = a.unknown
             c.partialDropped = a.partialDropped
             c.incomplete = a.incomplete
             c.argumentOverflows = a.argumentOverflows
             c.recordOverflows = a.recordOverflows
+            return (before, c)
         }
+        report(before, after)
+    }
+
+    /// A status line when a trouble counter first moves, then every 1000 (a storm of bad records
+    /// must not become a storm of log lines).
+    private func report(_ before: Counters, _ after: Counters) {
+        let troubles: [(KeyPath<Counters, Int>, String)] = [
+            (\.malformedMessages, "malformed audit netlink messages were dropped"),
+            (\.malformedRecords, "malformed audit records were dropped"),
+            (\.unknownRecords, "audit records of types no table reads, outside any event, were ignored"),
+            (\.partialDropped, "audit events were dropped: more than --audit_max_partial_events were being assembled"),
+            (\.argumentOverflows, "EXECVE arguments were cut at --audit_max_event_bytes (overflows: cmdline)"),
+            (\.recordOverflows, "audit events had too many records; the extra ones were dropped"),
+        ]
+        for (key, text) in troubles where after[keyPath: key] > before[keyPath: key] {
+            let n = after[keyPath: key]
+            if before[keyPath: key] == 0 || n / 1000 > before[keyPath: key] / 1000 { StatusLog.warning("\(n) \(text)") }
+        }
+    }
+
+    private func count(_ key: WritableKeyPath<Counters, Int>) {
+        let (before, after) = counters.withLock { c -> (Counters, Counters) in
+            let before = c
+            c[keyPath: key] += 1
+            return (before, c)
+        }
+        report(before, after)
     }
 
     /// Hands completed events to the subscribers.
     package func emit(_ events: inout [AuditEvent]) {
         guard !events.isEmpty else { return }
         var rows = 0
-        for event in events { rows += dispatch(event) }
+        let options = DispatchOptions(flags)
+        for event in events { rows += dispatch(event, options) }
         counters.withLock { $0.events += rows }
         events.removeAll(keepingCapacity: true)
     }
 
     /// One event → its table's row; returns how many rows it gave.
     @discardableResult
-    package func dispatch(_ event: AuditEvent) -> Int {
+    func dispatch(_ event: AuditEvent, _ o: DispatchOptions) -> Int {
         guard let first = event.records.first else { return 0 }
         let t = first.type
         if AuditType.isUser(t) && AuditType.selinuxLabels[t] == nil {
-            guard flags[.auditAllowUserEvents] else { return 0 }
+            guard o.user else { return 0 }
             userEvents.add(AuditTables.userRow(first))
             return 1
         }
         if AuditType.selinuxLabels[t] != nil {
             if AuditTables.isAppArmor(first) {
-                guard flags[.auditAllowApparmorEvents], let row = AuditTables.apparmorRow(first) else { return 0 }
+                guard o.apparmor, let row = AuditTables.apparmorRow(first) else { return 0 }
                 apparmorEvents.add(row)
             } else {
-                guard flags[.auditAllowSelinuxEvents] else { return 0 }
+                guard o.selinux else { return 0 }
                 selinuxEvents.add(AuditTables.selinuxRow(first))
             }
             return 1
         }
         if t == AuditType.seccomp {
-            guard flags[.auditAllowSeccompEvents] else { return 0 }
+            guard o.seccomp else { return 0 }
             seccompEvents.add(AuditTables.seccompRow(first))
             return 1
         }
@@ -480,7 +510,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         // osquery's checks of the SYSCALL record: a malformed one is dropped (and counted here).
         guard let exe = first.text("exe"), let number = first.integer("syscall"), first.integer("pid") != nil, first.integer("ppid") != nil
         else {
-            counters.withLock { $0.malformedRecords += 1 }
+            count(\.malformedRecords)
             return 0
         }
         // Events of this daemon itself are not reported (osquery's rule).
@@ -490,27 +520,44 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         let isSocket = AuditSyscalls.sockets(accept: true).contains(syscall)
         if !succeeded && !isSocket { return 0 }
         var rows = 0
-        if flags[.auditAllowProcessEvents], let row = AuditTables.processRow(event, syscallNumber: syscall) {
+        if o.process, let row = AuditTables.processRow(event, syscallNumber: syscall) {
             processEvents.add(row)
             rows += 1
         }
-        if isSocket, flags[.auditAllowSockets] {
-            let options = AuditTables.SocketOptions(
-                allowFailed: flags[.auditAllowFailedSocketEvents], allowUnix: flags[.auditAllowUnix],
-                allowAccept: flags[.auditAllowAcceptSocketEvents], allowNullAccept: flags[.auditAllowNullAcceptSocketEvents])
-            if let row = AuditTables.socketRow(event, syscallNumber: syscall, succeeded: succeeded, options: options) {
+        if isSocket, o.sockets {
+            if let row = AuditTables.socketRow(event, syscallNumber: syscall, succeeded: succeeded, options: o.socket) {
                 socketEvents.add(row)
                 rows += 1
             }
         }
-        if flags[.auditAllowFimEvents], AuditSyscalls.files.contains(syscall),
-            let op = AuditTables.fileOperation(event, syscallNumber: syscall, showAccesses: flags[.auditFimShowAccesses]),
+        if o.files, AuditSyscalls.files.contains(syscall),
+            let op = AuditTables.fileOperation(event, syscallNumber: syscall, showAccesses: o.showAccesses),
             watched(op.path) || op.dest.map(watched) == true, let row = AuditTables.fileRow(event, operation: op)
         {
             processFileEvents.add(row)
             rows += 1
         }
         return rows
+    }
+
+    /// The flags `dispatch` reads, taken once per batch of events.
+    struct DispatchOptions {
+        var user, apparmor, selinux, seccomp, process, sockets, files, showAccesses: Bool
+        var socket: AuditTables.SocketOptions
+
+        init(_ flags: Flags) {
+            user = flags[.auditAllowUserEvents]
+            apparmor = flags[.auditAllowApparmorEvents]
+            selinux = flags[.auditAllowSelinuxEvents]
+            seccomp = flags[.auditAllowSeccompEvents]
+            process = flags[.auditAllowProcessEvents]
+            sockets = flags[.auditAllowSockets]
+            files = flags[.auditAllowFimEvents]
+            showAccesses = flags[.auditFimShowAccesses]
+            socket = AuditTables.SocketOptions(
+                allowFailed: flags[.auditAllowFailedSocketEvents], allowUnix: flags[.auditAllowUnix],
+                allowAccept: flags[.auditAllowAcceptSocketEvents], allowNullAccept: flags[.auditAllowNullAcceptSocketEvents])
+        }
     }
 
     /// Whether `path` is under the config's `file_paths` (process_file_events shows only those).
