@@ -244,6 +244,43 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
         #expect(try core.database.strings("SELECT pid FROM process_events", "pid") == ["7007"])
     }
 
+    /// osquery's flags pick the rule's syscalls: exec always (process events on), fork/vfork/clone
+    /// and kill/tkill/tgkill behind their flags, sockets (accept unless turned off), FIM syscalls.
+    @Test func flagsPickTheRuleSyscalls() throws {
+        #expect(try AuditFeed(["audit_allow_sockets": "false"]).publisher.ruleSyscalls() == [59, 322])
+        let all = try AuditFeed([
+            "audit_allow_fork_process_events": "true", "audit_allow_kill_process_events": "true", "audit_allow_accept_socket_events": "false",
+        ]).publisher.ruleSyscalls()
+        #expect(Set([56, 57, 58, 62, 200, 234, 42, 49]).isSubset(of: Set(all)) && !all.contains(43) && !all.contains(288))
+        let fim = try AuditFeed(["audit_allow_fim_events": "true", "audit_allow_process_events": "false", "audit_allow_sockets": "false"])
+        #expect(Set(fim.publisher.ruleSyscalls()) == Set([2, 257, 85, 76, 87, 263, 82, 264, 316, 86, 265, 88, 266]))
+    }
+
+    /// fork/clone/kill rows: a thread's clone (CLONE_THREAD) is not a process; a fork's pid is its
+    /// return value and its parent the caller.
+    @Test func forkCloneAndKillRows() throws {
+        let core = try AuditFeed()
+        let now = Int(Date().timeIntervalSince1970)
+        func event(_ serial: Int, syscall: Int, a0: String, exit: Int) -> [[UInt8]] {
+            let h = "audit(\(now).1:\(serial)): "
+            return [
+                auditDatagram(
+                    1300,
+                    h + "arch=c000003e syscall=\(syscall) success=yes exit=\(exit) a0=\(a0) items=0 ppid=10 pid=20 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 comm=\"x\" exe=\"/bin/x\""
+                ),
+                auditDatagram(1320, h),
+            ]
+        }
+        core.feed(
+            event(1, syscall: 57, a0: "0", exit: 21) + event(2, syscall: 56, a0: "3d0f00", exit: 22) + event(3, syscall: 56, a0: "1200011", exit: 23)
+                + event(4, syscall: 62, a0: "15", exit: 0))
+        let rows = try core.database.execute("SELECT syscall, pid, parent, cmdline FROM process_events ORDER BY eid").rowMaps(nullValue: "NULL")
+        #expect(rows.map { $0["syscall"] ?? "" } == ["fork", "clone", "kill"])
+        #expect(rows[0]["pid"] == "21" && rows[0]["parent"] == "20" && rows[0]["cmdline"] == "NULL")
+        #expect(rows[1]["pid"] == "23" && rows[1]["parent"] == "20")
+        #expect(rows[2]["pid"] == "20" && rows[2]["parent"] == "10")
+    }
+
     @Test func ruleKeyRoundTripsThroughTheRuleData() {
         let data = AuditRule.data(syscalls: [59, 322], key: "osquery-swift enabled=0 backlog_limit=64")
         #expect(AuditRule.key(of: data[...]) == "osquery-swift enabled=0 backlog_limit=64")
