@@ -199,7 +199,7 @@ package final class AuditSocket: @unchecked Sendable {  // used by one thread at
 
     /// Sends a request; returns its sequence number.
     @discardableResult
-    func send(_ type: UInt16, _ payload: [UInt8], ack: Bool = true) -> Result<UInt32, EventError> {
+    package func send(_ type: UInt16, _ payload: [UInt8], ack: Bool = true) -> Result<UInt32, EventError> {
         sequence &+= 1
         let length = 16 + payload.count
         var message: [UInt8] = []

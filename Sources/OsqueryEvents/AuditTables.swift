@@ -331,20 +331,25 @@ enum AuditTables {
 
     static func userRow(_ record: AuditRecord) -> [SQLValue] {
         let uptime = Self.uptime
+        // A user message keeps its own fields inside msg='…' (exe, addr, terminal, …).
+        var inner = record
+        var message: String?
+        if var m = record.raw("msg"), m.utf8.count > 1 {
+            m.removeFirst()
+            if m.hasSuffix("'") { m.removeLast() }
+            message = m
+            inner.fields = record.fields + AuditRecord.tokenize(Substring(m))
+        }
         return userEvents.row { r in
             r["uptime"] = .integer(uptime)
             r["type"] = .integer(Int64(record.type))
             r["uid"] = integer(record, "uid")
             r["pid"] = integer(record, "pid")
             r["auid"] = integer(record, "auid")
-            r["terminal"] = text(record, "terminal")
-            r["address"] = text(record, "addr")
-            r["path"] = .text(record.text("exe") ?? "")
-            if var message = record.raw("msg"), message.utf8.count > 1 {
-                // msg='…': osquery drops the opening quote only.
-                message.removeFirst()
-                r["message"] = .text(message)
-            }
+            r["terminal"] = text(inner, "terminal")
+            r["address"] = text(inner, "addr")
+            r["path"] = .text(inner.text("exe") ?? "")
+            r["message"] = message.map { .text($0) } ?? .null
         }
     }
 

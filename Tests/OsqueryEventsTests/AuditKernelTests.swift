@@ -56,7 +56,7 @@ enum AuditDaemon {
         let dir = try scratchDirectory("auditd-" + tag)
         try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
         let config = """
-            {"schedule": {"procs": {"query": "SELECT pid, path, cmdline, eid FROM process_events WHERE path LIKE '%/true'", "interval": 1}}}
+            {"schedule": {"procs": {"query": "SELECT * FROM process_events WHERE path LIKE '%/true'", "interval": 1}}}
             """
         try config.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         return dir
@@ -173,6 +173,15 @@ struct AuditKernelTests {
         let connect = core.rows("SELECT * FROM socket_events WHERE action = 'connect' AND remote_port = \(port)").first
         #expect(connect?["remote_address"] == "127.0.0.1" && connect?["pid"] == String(perl) && connect?["path"] == "/usr/bin/perl")
 
+        // A user message (what PAM's login writes) reaches user_events through the kernel.
+        let user = try AuditSocket()
+        let text = "op=login acct=\"\(tag)\" exe=\"/usr/bin/login\" hostname=? addr=? terminal=tty9 res=success"
+        _ = user.send(1112, Array(text.utf8) + [0])
+        let logins = await eventually(30) { !core.rows("SELECT pid FROM user_events WHERE message LIKE '%\(tag)%'").isEmpty }
+        #expect(logins)
+        let login = core.rows("SELECT * FROM user_events WHERE message LIKE '%\(tag)%'").first
+        #expect(login?["type"] == "1112" && login?["pid"] == String(getpid()) && login?["terminal"] == "tty9")
+
         core.hub.stop()
         let after = try #require(auditState())
         #expect(after.ourRules == 0 && after.status.pid == 0)
@@ -228,15 +237,15 @@ struct AuditKernelTests {
         #expect(after.ourRules == 0 && after.status.pid == 0 && after.status.enabled == before.status.enabled)
     }
 
-    /// osqueryd logs each exec once with `SELECT … FROM process_events` scheduled, across a
-    /// restart (events_optimize).
+    /// osqueryd logs each exec once with `SELECT * FROM process_events` scheduled, across a
+    /// SIGKILL and a clean restart (events_optimize).
     @Test func scheduledProcessEventsAreLoggedOnceAcrossARestart() async throws {
         let dir = try AuditDaemon.setUp("once")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let work = try scratchDirectory("audit-once-cwd")
         defer { try? FileManager.default.removeItem(atPath: work) }
         var all: [String] = []
-        for round in 0..<2 {
+        for round in 0..<3 {
             let daemon = try AuditDaemon.start(dir)
             #expect(await AuditDaemon.waitActive(dir))
             if round == 0 {
@@ -255,7 +264,7 @@ struct AuditKernelTests {
             }
             let names = all
             #expect(await waitUntil(60) { names.suffix(5).allSatisfy { AuditDaemon.logged(dir)[$0] != nil } })
-            FIMDaemon.signal(daemon, SIGTERM)
+            FIMDaemon.signal(daemon, round == 0 ? SIGKILL : SIGTERM)
             try await offPool { daemon.waitUntilExit() }
         }
         let logged = AuditDaemon.logged(dir)

@@ -150,9 +150,10 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
                 1400, h + "apparmor=\"DENIED\" operation=\"open\" profile=\"/usr/bin/x\" name=\"/etc/shadow\" pid=7 comm=\"x\" requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0"),
             auditDatagram(1326, h + "auid=1000 uid=1000 gid=1000 ses=2 pid=9 comm=\"a\" exe=\"/tmp/a\" sig=31 arch=c000003e syscall=39 compat=0 ip=0x7f00 code=0x80000000"),
         ])
-        let user = try #require(try core.database.execute("SELECT uid, auid, pid, type, message FROM user_events").rowMaps().first)
+        let user = try #require(try core.database.execute("SELECT uid, auid, pid, type, message, path, address, terminal FROM user_events").rowMaps().first)
         #expect(user["type"] == "1112" && user["pid"] == "12" && user["auid"] == "1000")
-        #expect(user["message"]?.hasPrefix("op=login") == true)
+        #expect(user["message"] == "op=login acct=\"root\" exe=\"/usr/sbin/sshd\" hostname=? addr=10.0.0.1 terminal=ssh res=success")
+        #expect(user["path"] == "/usr/sbin/sshd" && user["address"] == "10.0.0.1" && user["terminal"] == "ssh")
         #expect(try core.database.strings("SELECT type FROM selinux_events", "type") == ["AVC"])
         let aa = try #require(try core.database.execute("SELECT type, apparmor, operation, profile, name, pid FROM apparmor_events").rowMaps().first)
         #expect(aa["type"] == "AA" && aa["apparmor"] == "DENIED" && aa["operation"] == "open" && aa["name"] == "/etc/shadow" && aa["pid"] == "7")
