@@ -296,6 +296,8 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         } else if let rule, case .failure(let e) = socket.request(AuditType.deleteRule, rule) {
             StatusLog.warning("Could not remove the audit rule: \(e.message)")
         }
+        // Another audit daemon took over meanwhile: its settings are its own.
+        if case .success(let s) = socket.status(), s.pid != UInt32(getpid()), s.pid != 0 { return }
         _ = socket.set(AuditStatus.setPayload(mask: AuditStatus.maskBacklogLimit, backlogLimit: original.backlogLimit))
         _ = socket.set(AuditStatus.setPayload(mask: AuditStatus.maskBacklogWaitTime, backlogWaitTime: original.backlogWaitTime))
         _ = socket.set(AuditStatus.setPayload(mask: AuditStatus.maskFailure, failure: original.failure))
