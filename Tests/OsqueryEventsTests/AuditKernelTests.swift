@@ -144,7 +144,7 @@ struct AuditKernelTests {
         let dir = try scratchDirectory("audit-cwd")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let core = try AuditCore()
-        core.hub.start()
+        try await offPool { core.hub.start() }
         let during = try #require(auditState())
         #expect(during.status.pid == UInt32(getpid()) && during.status.enabled == 1 && during.ourRules == 1)
         #expect(during.status.backlogLimit == 4096)
@@ -182,7 +182,7 @@ struct AuditKernelTests {
         let login = core.rows("SELECT * FROM user_events WHERE message LIKE '%\(tag)%'").first
         #expect(login?["type"] == "1112" && login?["pid"] == String(getpid()) && login?["terminal"] == "tty9")
 
-        core.hub.stop()
+        try await offPool { core.hub.stop() }
         let after = try #require(auditState())
         #expect(after.ourRules == 0 && after.status.pid == 0)
         #expect(after.status.enabled == before.status.enabled && after.status.backlogLimit == before.status.backlogLimit)
@@ -202,10 +202,10 @@ struct AuditKernelTests {
         #expect(left.ourRules == 1 && left.status.enabled == 1)
 
         let core = try AuditCore()
-        core.hub.start()
+        try await offPool { core.hub.start() }
         #expect(core.counter("recovered_rules") == 1)
         #expect(auditState()?.ourRules == 1)
-        core.hub.stop()
+        try await offPool { core.hub.stop() }
         let after = try #require(auditState())
         #expect(after.ourRules == 0 && after.status.pid == 0)
         #expect(after.status.enabled == before.status.enabled && after.status.backlogLimit == before.status.backlogLimit)
@@ -220,12 +220,14 @@ struct AuditKernelTests {
         let daemon = try AuditDaemon.start(dir)
         #expect(await AuditDaemon.waitActive(dir))
         let core = try AuditCore()
-        var message = ""
-        do throws(EventError) {
-            try core.publisher.start()
-            core.publisher.stop()
-        } catch {
-            message = error.message
+        let message = try await offPool { () -> String in
+            do throws(EventError) {
+                try core.publisher.start()
+                core.publisher.stop()
+                return ""
+            } catch {
+                return error.message
+            }
         }
         #expect(message.contains("held by pid \(daemon.processIdentifier) (osqueryd)"), "\(message)")
         // The daemon kept the audit pid and still serves.
