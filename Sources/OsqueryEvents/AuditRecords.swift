@@ -277,14 +277,16 @@ package struct AuditAssembler {
         compactOrder()
     }
 
+    /// Serials of completed events stay in `order` until swept: a sweep whenever it holds more
+    /// than twice the cap keeps it bounded at amortized constant cost per event.
     private mutating func compactOrder() {
-        if orderHead > 1024, orderHead * 2 > order.count {
-            order.removeFirst(orderHead)
-            orderHead = 0
-            // Serials already completed leave no entry in `partial`; drop them from the order too.
-            if order.count > maxPartial * 2 { order.removeAll { partial[$0] == nil } }
-        }
+        guard order.count - orderHead > maxPartial * 2 + 64 else { return }
+        order = order[orderHead...].filter { partial[$0] != nil }
+        orderHead = 0
     }
+
+    /// Serials the eviction order holds (tests: it stays bounded).
+    package var tracked: Int { order.count - orderHead }
 
     /// Drops events that waited more than `maxAge` seconds for their EOE (lost to the kernel's
     /// backlog); returns how many.

@@ -207,6 +207,15 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
             auditDatagram(1300, "audit(\(now).1:\(1000 + i)): syscall=59 success=yes exit=0 ppid=1 pid=2 uid=0 auid=0 exe=\"/bin/x\"")
         })
         #expect(core.assembler.inFlight <= 16)
+        // Events that complete leave nothing behind either.
+        var completed: [AuditEvent] = []
+        for i in 0..<5000 {
+            for type in [UInt16(1300), 1320] {
+                let text = "audit(\(now).1:\(20000 + i)): syscall=59 success=yes exit=0 ppid=1 pid=2 uid=0 auid=0 exe=\"/bin/x\""
+                core.assembler.add(AuditRecord.parse(type: type, text: Substring(text).utf8)!, into: &completed)
+            }
+        }
+        #expect(completed.count == 5000 && core.assembler.inFlight <= 16 && core.assembler.tracked <= 2 * 16 + 64)
         // An EXECVE claiming a million arguments, with ten thousand present: cut at 1000 bytes.
         var records = execRecords(serial: 5000)
         let h = "audit(\(now).1:5000): "
