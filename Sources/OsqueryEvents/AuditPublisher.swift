@@ -517,7 +517,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         }
         // Events of this daemon itself are not reported (osquery's rule).
         if exe == ownExecutable { return 0 }
-        let syscall = Int(number)
+        let syscall = Int(clamping: number)
         let succeeded = (first.raw("success") ?? "yes") == "yes"
         let isSocket = AuditSyscalls.sockets(accept: true).contains(syscall)
         if !succeeded && !isSocket { return 0 }

@@ -199,6 +199,9 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
         bad.append(auditDatagram(1300, "garbage without a header"))
         bad.append(auditDatagram(1300, "audit(1.1:1): pid=1"))  // SYSCALL without exe/syscall
         bad.append(auditDatagram(1320, "audit(1.1:1): "))
+        // A syscall number past Int's range.
+        bad.append(auditDatagram(1300, "audit(1.1:2): syscall=18446744073709551615 success=yes ppid=1 pid=1 exe=\"/x\""))
+        bad.append(auditDatagram(1320, "audit(1.1:2): "))
         bad.append(auditDatagram(1999, "audit(1.1:77): whatever=1"))  // unknown type, no event
         core.feed(bad)
         // 100 SYSCALL records that never see their EOE: at most 16 stay in flight.
@@ -289,6 +292,36 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
         #expect(rows[0]["pid"] == "21" && rows[0]["parent"] == "20" && rows[0]["cmdline"] == "NULL")
         #expect(rows[1]["pid"] == "23" && rows[1]["parent"] == "20")
         #expect(rows[2]["pid"] == "20" && rows[2]["parent"] == "10")
+    }
+
+    /// Seeded random records built from audit-like pieces (and random bytes): no crash, and the
+    /// core still serves.
+    @Test func randomRecordsNeverCrashTheParser() throws {
+        let core = try AuditFeed(["audit_allow_fim_events": "true", "audit_allow_seccomp_events": "true", "audit_allow_apparmor_events": "true"])
+        var c = EventsConfiguration()
+        c.filePaths = ["all": ["/%%"]]
+        core.publisher.configure(c)
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ n: Int) -> Int {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((seed >> 33) % UInt64(max(1, n)))
+        }
+        let keys = ["syscall", "exe", "pid", "ppid", "uid", "auid", "a0", "a1", "a2", "argc", "a1_len", "a1[0]", "a1[1]", "saddr", "cwd", "name", "nametype", "mode", "msg", "apparmor", "arch", "code", "exit", "success", "items"]
+        let values = ["59", "42", "49", "56", "57", "62", "257", "82", "\"/bin/x\"", "2F746D70", "ZZ", "", "\"", "'", "-1", "18446744073709551615", "0200", "0A00", "01", "10", "yes", "no", "c000003e", "0x7fff0000", "DELETE", "CREATE", "PARENT", "99999999999"]
+        let types: [UInt16] = [1300, 1302, 1306, 1307, 1309, 1320, 1326, 1400, 1112, 1318, 1327, 1999, 1000, 2, 3]
+        var batch: [[UInt8]] = []
+        for _ in 0..<4000 {
+            let type = types[next(types.count)]
+            if next(10) == 0 {
+                batch.append((0..<next(64)).map { _ in UInt8(truncatingIfNeeded: next(256)) })
+                continue
+            }
+            let fields = (0..<next(12)).map { _ in keys[next(keys.count)] + "=" + values[next(values.count)] }.joined(separator: " ")
+            batch.append(auditDatagram(type, "audit(\(1 + next(3)).1:\(next(20))): " + fields))
+        }
+        core.feed(batch)
+        core.feed(execRecords(serial: 90000, pid: 9090))
+        #expect(try core.database.strings("SELECT pid FROM process_events WHERE pid = 9090", "pid") == ["9090"])
     }
 
     @Test func ruleKeyRoundTripsThroughTheRuleData() {
