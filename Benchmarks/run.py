@@ -534,6 +534,24 @@ def events_rows(a, tmp):
             s["rss_peak_kib"] <= rss_goal, s["rss_peak_kib"] / s["rss_idle_kib"], "events_max rows counted at 1 KiB"),
         Row("SELECT * FROM file_events over 50 000 buffered events, ms", q["ours_ms"], f"plain SQLite scan {fmt(q['plain_ms'])}",
             "ms", "≤ 2×", q["ours_ms"] / q["plain_ms"] <= 2, q["ours_ms"] / q["plain_ms"], "same rows, same store"),
+    ] + audit_rows(a, tmp)
+
+
+def audit_rows(a, tmp):
+    """audit events (issue 19): an exec storm at 1 000 execs/s for 10 s through the audit publisher
+    (root; auditd is not installed here, so no userspace peer: the kernel's own cost is not counted)."""
+    if os.geteuid() != 0:
+        note("audit events: skipped (needs root for NETLINK_AUDIT)")
+        return []
+    seconds = 5 if a.quick else 10
+    e = run_json([a.fim_bench, "exec", os.path.join(tmp, "audit-exec"), "1000", str(seconds)], "fim-bench exec", timeout=300)
+    return [
+        Row(f"exec storm, 1 000 execs/s for {seconds} s: share captured in process_events, %", 100 * e["share"], "—", "%",
+            "100 %", e["share"] >= 1.0, None, f"{e['execs']} execs, kernel lost {e['kernel_lost']}"),
+        Row("exec storm: daemon CPU per event, µs", e["cpu_us_per_event"], "—", "µs", "≤ 30", e["cpu_us_per_event"] <= 30, None,
+            "reader, parser, rows and store writes"),
+        Row("exec storm: RSS, KiB", e["rss_peak_kib"], f"idle {e['rss_idle_kib']}", "KiB", "—", None,
+            e["rss_peak_kib"] / e["rss_idle_kib"], ""),
     ]
 
 

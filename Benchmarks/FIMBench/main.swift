@@ -4,6 +4,9 @@
 //                               events/s, events lost, RSS idle and peak
 //   fim-bench select DIR N      N buffered file_events rows: SELECT * through the engine vs a plain
 //                               SQLite scan of the same rows
+//   fim-bench exec DIR RATE SECONDS  (audit events, issue 19; root) a child execs /bin/true RATE
+//                               times a second for SECONDS while the audit publisher (the daemon's
+//                               store) records them: share captured, this process's CPU per event, RSS
 internal import CSQLite
 import Foundation
 import OsqueryDaemon
@@ -169,6 +172,68 @@ case "select":
     a.sort()
     b.sort()
     print("{\"rows\": \(count), \"ours_ms\": \(a[2] * 1000), \"plain_ms\": \(b[2] * 1000)}")
+
+case "exec":
+    let rate = Int(args.count > 3 ? args[3] : "1000") ?? 1000
+    let seconds = Int(args.count > 4 ? args[4] : "10") ?? 10
+    let store: DaemonStore
+    do { store = try DaemonStore.open(path: dir + "/osquery.db") } catch { fail(error.message) }
+    let f = flags([
+        "disable_events": "false", "disable_audit": "false", "audit_allow_config": "true", "events_max": String(rate * seconds * 4),
+    ])
+    let registry = PluginRegistry()
+    let hub = EventsRuntime.make(flags: f, registry: registry, database: store, isDaemon: true)
+    hub.start()
+    guard let audit = hub.publishers.first(where: { $0.name == "auditeventpublisher" }), audit.status.active else {
+        fail("the audit publisher did not start (root, no auditd?)")
+    }
+    let database: Database
+    do { database = try Database(registry: registry, flags: f) } catch { fail(error.message) }
+    usleep(200_000)
+    let idle = status("VmRSS")
+    // The storm comes from a child paced by the clock, so its own CPU is not counted here.
+    let generator = Process()
+    generator.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
+    generator.arguments = [
+        "-MTime::HiRes=time,sleep", "-e",
+        "my ($r, $s) = @ARGV; my $t0 = time; my $n = 0; while (time - $t0 < $s) { my $p = fork; "
+            + "if (!$p) { exec '/bin/true', 'storm', $n; exit 1 } waitpid($p, 0); $n++; my $ahead = $t0 + $n / $r - time; "
+            + "sleep($ahead) if $ahead > 0 } print $n",
+        String(rate), String(seconds),
+    ]
+    let pipe = Pipe()
+    generator.standardOutput = pipe
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let cpuStart = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    let start = now()
+    do { try generator.run() } catch { fail("cannot run perl: \(error)") }
+    var peak = idle
+    while generator.isRunning {
+        peak = max(peak, status("VmRSS"))
+        usleep(100_000)
+    }
+    let execs = Int(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)) ?? 0
+    func captured() -> Int {
+        let r = try? database.execute("SELECT count(*) AS n FROM process_events WHERE parent = \(generator.processIdentifier) AND cmdline LIKE '/bin/true storm %'")
+        return Int(r?.rowMaps().first?["n"] ?? "") ?? 0
+    }
+    var got = 0
+    let deadline = now() + 30
+    while now() < deadline {
+        got = captured()
+        peak = max(peak, status("VmRSS"))
+        if got >= execs { break }
+        usleep(250_000)
+    }
+    let elapsed = now() - start
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6 - cpuStart
+    let lost = audit.status.counters.first { $0.name == "kernel_lost" }?.value ?? 0
+    hub.stop()
+    print(
+        "{\"execs\": \(execs), \"captured\": \(got), \"share\": \(execs > 0 ? Double(got) / Double(execs) : 0), \"kernel_lost\": \(lost), \"seconds\": \(elapsed), \"cpu_s\": \(cpu), \"cpu_us_per_event\": \(got > 0 ? cpu * 1e6 / Double(got) : 0), \"rss_idle_kib\": \(idle), \"rss_peak_kib\": \(peak)}"
+    )
 
 default:
     fail("unknown mode \(args[1])")

@@ -205,6 +205,31 @@ extension Flags {
         .init("tls_connect_timeout", .uint64, "10", "Seconds a TLS/HTTPS connection (TCP and handshake) may take", .cli),
         .init("tls_request_timeout", .uint64, "60", "Seconds a whole TLS/HTTPS request may take, response body included", .cli),
         .init("tls_max_response_size", .uint64, "16777216", "Largest TLS/HTTPS response body in bytes (after gzip decoding)", .cli),
+        // audit events (issue 19): osquery's audit flags with its defaults, then our bounds.
+        .init("audit_allow_config", .bool, "false", "Allow the audit publisher to change auditing configuration"),
+        .init("audit_allow_sockets", .bool, "false", "Allow the audit publisher to install socket-related rules"),
+        .init("audit_allow_process_events", .bool, "true", "Allow the audit publisher to install process-related rules"),
+        .init("audit_allow_user_events", .bool, "true", "Allow the audit publisher to install user-related rules"),
+        .init("audit_allow_fim_events", .bool, "false", "Allow the audit publisher to install filesystem-related rules"),
+        .init("audit_persist", .bool, "true", "Attempt to retain control of audit"),
+        .init("audit_debug", .bool, "false", "Debug Linux audit messages", .hidden),
+        .init("audit_force_unconfigure", .bool, "false", "Always uninstall all rules, regardless of whether they were already installed or not"),
+        .init("audit_force_reconfigure", .bool, "false", "Configure the audit subsystem from scratch"),
+        .init("audit_backlog_wait_time", .int32, "0", "The audit backlog wait time"),
+        .init("audit_backlog_limit", .int32, "4096", "The audit backlog limit"),
+        .init("audit_allow_accept_socket_events", .bool, "true", "Include rows for accept socket events"),
+        .init("audit_allow_apparmor_events", .bool, "false", "Allow the publisher to process audit events"),
+        .init("audit_allow_fork_process_events", .bool, "false", "Allow the audit publisher to install process event monitoring rules to capture fork/vfork/clone system calls"),
+        .init("audit_allow_kill_process_events", .bool, "false", "Allow the audit publisher to install process event monitoring rules to capture kill/tkill/tgkill system calls"),
+        .init("audit_show_partial_fim_events", .bool, "false", "Allow the audit publisher to show partial file events", .hidden),
+        .init("audit_fim_show_accesses", .bool, "false", "Also show file accesses (not just writes)", .hidden),
+        .init("audit_allow_seccomp_events", .bool, "false", "Allow the audit publisher to process seccomp events"),
+        .init("audit_allow_selinux_events", .bool, "false", "Allow the audit publisher to process audit events"),
+        .init("audit_allow_unix", .bool, "false", "Allow socket events to collect domain sockets", .hidden),
+        .init("audit_allow_failed_socket_events", .bool, "false", "Include rows for socket events that have failed"),
+        .init("audit_allow_null_accept_socket_events", .bool, "false", "Allow non-blocking accept() syscalls that returned EAGAIN/EWOULDBLOCK"),
+        .init("audit_max_partial_events", .uint64, "4096", "Most audit events being assembled at once; past it the oldest is dropped and counted"),
+        .init("audit_max_event_bytes", .uint64, "131072", "Most bytes of record text one audit event keeps (EXECVE arguments); past it the command line is cut and counted"),
     ]
 }
 
@@ -228,6 +253,27 @@ extension UIntFlag { package static var flagTypes: Set<FlagType> { [.uint32, .ui
 
 /// Names of the `bool` flags.
 package enum BoolFlag: String, FlagKey {
+    // audit events (issue 19)
+    case auditAllowConfig = "audit_allow_config"
+    case auditAllowSockets = "audit_allow_sockets"
+    case auditAllowProcessEvents = "audit_allow_process_events"
+    case auditAllowUserEvents = "audit_allow_user_events"
+    case auditAllowFimEvents = "audit_allow_fim_events"
+    case auditPersist = "audit_persist"
+    case auditDebug = "audit_debug"
+    case auditForceUnconfigure = "audit_force_unconfigure"
+    case auditForceReconfigure = "audit_force_reconfigure"
+    case auditAllowAcceptSocketEvents = "audit_allow_accept_socket_events"
+    case auditAllowApparmorEvents = "audit_allow_apparmor_events"
+    case auditAllowForkProcessEvents = "audit_allow_fork_process_events"
+    case auditAllowKillProcessEvents = "audit_allow_kill_process_events"
+    case auditShowPartialFimEvents = "audit_show_partial_fim_events"
+    case auditFimShowAccesses = "audit_fim_show_accesses"
+    case auditAllowSeccompEvents = "audit_allow_seccomp_events"
+    case auditAllowSelinuxEvents = "audit_allow_selinux_events"
+    case auditAllowUnix = "audit_allow_unix"
+    case auditAllowFailedSocketEvents = "audit_allow_failed_socket_events"
+    case auditAllowNullAcceptSocketEvents = "audit_allow_null_accept_socket_events"
     // events (issue 17)
     case eventsEnforceDenylist = "events_enforce_denylist"
     /// `-L`: list all table names.
@@ -342,6 +388,9 @@ package enum StringFlag: String, FlagKey {
 
 /// Names of the `int32` and `int64` flags, read as `Int64`.
 package enum IntFlag: String, FlagKey {
+    // audit events (issue 19)
+    case auditBacklogWaitTime = "audit_backlog_wait_time"
+    case auditBacklogLimit = "audit_backlog_limit"
     case profile
     case watchdogLevel = "watchdog_level"
     case loggerSyslogFacility = "logger_syslog_facility"
@@ -418,4 +467,7 @@ package enum UIntFlag: String, FlagKey {
     case tlsConnectTimeout = "tls_connect_timeout"
     case tlsRequestTimeout = "tls_request_timeout"
     case tlsMaxResponseSize = "tls_max_response_size"
+    // audit events (issue 19)
+    case auditMaxPartialEvents = "audit_max_partial_events"
+    case auditMaxEventBytes = "audit_max_event_bytes"
 }

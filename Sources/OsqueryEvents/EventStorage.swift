@@ -47,10 +47,16 @@ package struct EventTableStore: Sendable {
     package let subscriber: String
     let valueCount: Int
     let table: String
+    /// Where `time` and `eid` sit in a row (osquery's schemas place them anywhere; seccomp_events
+    /// has no `eid`: -1).
+    let timeAt: Int
+    let eidAt: Int
 
-    package init(subscriber: String, valueCount: Int) {
+    package init(subscriber: String, valueCount: Int, timeAt: Int? = nil, eidAt: Int? = nil, hasEID: Bool = true) {
         self.subscriber = subscriber
         self.valueCount = valueCount
+        self.timeAt = timeAt ?? valueCount
+        self.eidAt = hasEID ? eidAt ?? valueCount + 1 : -1
         self.table = "\"events." + subscriber.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
@@ -128,8 +134,8 @@ package struct EventTableStore: Sendable {
         }
     }
 
-    /// Appends to `rows` (in the subscriber's schema order: values, `time`, `eid` as osquery's
-    /// ten-digit text) the events with `start <= time <= stop` and `eid > afterEID`, in eid order.
+    /// Appends to `rows` (in the subscriber's schema order: values, with `time` and `eid` (osquery's
+    /// ten-digit text) at their places) the events with `start <= time <= stop` and `eid > afterEID`, in eid order.
     /// Returns the last (time, eid) read.
     package func scan(
         _ db: OpaquePointer, start: UInt64, stop: UInt64, afterEID: UInt64, into rows: inout TableRows
@@ -151,9 +157,17 @@ package struct EventTableStore: Sendable {
             }
             let eid = UInt64(bitPattern: sqlite3_column_int64(s, 0))
             let time = UInt64(bitPattern: sqlite3_column_int64(s, 1))
-            for c in 0..<valueCount { rows.append(Self.value(s, Int32(c + 2))) }
-            rows.append(.integer(Int64(bitPattern: time)))
-            rows.append(.text(EventID.index(eid)))
+            var c: Int32 = 2
+            for position in 0..<(valueCount + (eidAt < 0 ? 1 : 2)) {
+                if position == timeAt {
+                    rows.append(.integer(Int64(bitPattern: time)))
+                } else if position == eidAt {
+                    rows.append(.text(EventID.index(eid)))
+                } else {
+                    rows.append(Self.value(s, c))
+                    c += 1
+                }
+            }
             last = (time, eid)
         }
         return .success(last)

@@ -94,14 +94,28 @@ package final class EventSubscriber: Sendable {
     private let counters = Mutex(Counters())
 
     /// `columns` are the subscriber's own; `time` and `eid` are appended.
-    package init(name: String, publisher: String, columns: [TableColumn], database: any EventDatabase, flags: Flags, isDaemon: Bool) {
+    package convenience init(
+        name: String, publisher: String, columns: [TableColumn], database: any EventDatabase, flags: Flags, isDaemon: Bool
+    ) {
+        self.init(
+            name: name, publisher: publisher,
+            schemaColumns: columns + [TableColumn("time", .bigint, .additional), TableColumn("eid", .text, .hidden)],
+            columnAliases: [], database: database, flags: flags, isDaemon: isDaemon)
+    }
+
+    /// `schemaColumns` are the table's columns in osquery's order, `time` (and, but for
+    /// seccomp_events, `eid`) among them; `add` takes the others, in that order.
+    package init(
+        name: String, publisher: String, schemaColumns: [TableColumn], columnAliases: [(alias: String, target: String)],
+        database: any EventDatabase, flags: Flags, isDaemon: Bool
+    ) {
         self.name = name
         self.publisher = publisher
-        self.schema = TableSchema(
-            name: name,
-            columns: columns + [TableColumn("time", .bigint, .additional), TableColumn("eid", .text, .hidden)],
-            attributes: .eventBased)
-        self.store = EventTableStore(subscriber: name, valueCount: columns.count)
+        self.schema = TableSchema(name: name, columns: schemaColumns, columnAliases: columnAliases, attributes: .eventBased)
+        let eidAt = schemaColumns.firstIndex { $0.name == "eid" }
+        self.store = EventTableStore(
+            subscriber: name, valueCount: schemaColumns.count - (eidAt == nil ? 1 : 2), timeAt: schemaColumns.firstIndex { $0.name == "time" },
+            eidAt: eidAt, hasEID: eidAt != nil)
         self.database = database
         self.flags = flags
         self.isDaemon = isDaemon

@@ -1,12 +1,15 @@
 package import OsqueryEngine
 
-/// The events framework of a core: the hub, its publishers (inotify) and their tables.
+/// The events framework of a core: the hub, its publishers (inotify, audit) and their tables.
 package enum EventsRuntime {
     /// Makes the hub with every publisher and registers their tables (and `osquery_events`).
     package static func make(flags: Flags, registry: PluginRegistry, database: any EventDatabase, isDaemon: Bool) -> EventHub {
         let hub = EventHub(flags: flags, database: database, isDaemon: isDaemon)
         let fileEvents = INotifyPublisher.makeSubscriber(hub: hub)
         hub.add(publisher: INotifyPublisher(subscriber: fileEvents, flags: flags, registry: registry), subscribers: [fileEvents])
+        // audit events (issue 19): process, socket, user, process_file, selinux, apparmor, seccomp.
+        let audit = AuditPublisher(hub: hub)
+        hub.add(publisher: audit, subscribers: audit.subscribers)
         hub.register(into: registry)
         return hub
     }

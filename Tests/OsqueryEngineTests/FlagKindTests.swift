@@ -42,6 +42,8 @@ import Testing
         "events_enforce_denylist",
         // TLS remote API (issue 20).
         "tls_secret_always", "tls_enroll_override",
+        // audit events (issue 19)
+        "audit_debug", "audit_show_partial_fim_events", "audit_fim_show_accesses", "audit_allow_unix",
     ]
 
     static func names(_ kind: FlagKind) -> Set<String> {

@@ -157,14 +157,14 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
 
     @Test func allTablesAndMetaArgument() {
         let tables = osqueryi(["-L"])
-        #expect(tables.out.hasPrefix("  => acpi_tables\n  => apparmor_profiles\n  => apt_sources\n"))
+        #expect(tables.out.hasPrefix("  => acpi_tables\n  => apparmor_events\n  => apparmor_profiles\n  => apt_sources\n"))
         #expect(tables.out.contains("  => processes\n"))
         let all = osqueryi(["--list", "-A", "load_average"])
         #expect(all.out.hasPrefix("period|average\n1m|"))
         let bad = osqueryi(["-A", "nope"])
         #expect(bad.rc == 1)
         #expect(bad.err == "Error querying table: nope\n")
-        #expect(osqueryi([".tables user"]).out == "  => user_groups\n  => user_ssh_keys\n  => users\n")
+        #expect(osqueryi([".tables user"]).out == "  => user_events\n  => user_groups\n  => user_ssh_keys\n  => users\n")
     }
 
     @Test func helpAndVersion() {
