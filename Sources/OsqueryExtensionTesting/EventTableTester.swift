@@ -2,7 +2,7 @@ public import OsqueryExtension
 import OsqueryEngine
 import Synchronization
 
-/// Runs real SQL against an ``OsqueryExtension/EventTable`` in process, as ``TableTester`` does,
+/// Runs real SQL against an `EventTable` in process, as ``TableTester`` does,
 /// and also as an osquery daemon's schedule runs it (``scheduledQuery(_:)``).
 ///
 /// ```swift
