@@ -91,7 +91,7 @@ let package = Package(
             name: "OsqueryEventsTests",
             dependencies: [
                 "OsqueryEvents", "OsqueryEngine", "OsqueryDaemon", "ProtocolFixture", "osqueryd", "osqueryi",
-                "example-kernel-log",  // an SDK event table under osqueryd
+                "example-kernel-log", "OsqueryExtension",  // SDK event tables under osqueryd
             ],
             swiftSettings: strict
         ),

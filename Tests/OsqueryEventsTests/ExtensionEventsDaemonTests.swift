@@ -1,7 +1,9 @@
 import Foundation
 import OsqueryDaemon
 import OsqueryEvents
+import OsqueryExtension
 import ProtocolFixture
+import Synchronization
 import Testing
 
 /// Issue 17: an SDK event table (Examples/KernelLog, reading a file the test writes in
@@ -93,5 +95,45 @@ import Testing
         let store = try DaemonStore.open(path: dir + "/osquery.db")
         let mark = try store.get(DaemonStore.Domain.events, EventQueryScope.eidKey("kmsg")).flatMap { UInt64($0) }
         #expect(mark == UInt64(total))
+    }
+
+    /// Hostile: an extension's event table that ignores the `eid > mark` constraint (a plain
+    /// table with the event_based attribute, from any SDK) answers every run with the same
+    /// events; the daemon drops the ones it logged instead of logging them again each run.
+    @Test func eventsAnExtensionSendsAgainAreNotLoggedTwice() async throws {
+        let dir = try scratchDirectory("sdkev-ignore")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        let config = """
+            {"schedule": {"kmsg": {"query": "SELECT sequence FROM stubborn_events", "interval": 1}}}
+            """
+        try config.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        let daemon = try FIMDaemon.start(dir)
+        defer { FIMDaemon.signal(daemon, SIGKILL) }
+        let socket = dir + "/osquery.em"
+        #expect(await waitUntil(60) { await FIMDaemon.query(socket, "SELECT 1") != nil })
+        let served = Mutex(3)
+        let stubborn = Table(
+            "stubborn_events", columns: [.bigint("sequence"), .bigint("time"), .bigint("eid", .hidden)], attributes: .eventBased
+        ) { _ in
+            let count = served.withLock { $0 }
+            return (1...count).map { ["sequence": $0, "time": 1_700_000_000, "eid": $0] as Row }
+        }
+        var configuration = ExtensionConfiguration()
+        configuration.strikeLimit = 1_000
+        let ext = Extension("stubborn", plugins: [stubborn], configuration: configuration)
+        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
+        #expect(await waitUntil(60) { Self.logged(dir).count == 3 })
+        served.withLock { $0 = 5 }
+        #expect(await waitUntil(60) { Self.logged(dir).count == 5 })
+        // More runs with nothing new.
+        let runs = await FIMDaemon.query(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
+        #expect(await waitUntil(60) {
+            let now = await FIMDaemon.query(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
+            return (now.flatMap { Int($0) } ?? 0) >= (runs.flatMap { Int($0) } ?? 0) + 3
+        })
+        ext.stop()
+        let logged = Self.logged(dir)
+        #expect(logged == [1: 1, 2: 1, 3: 1, 4: 1, 5: 1])
     }
 }
