@@ -15,14 +15,28 @@ import OsqueryExtensionTesting
         return dir
     }
 
-    @Test func routeInfoMarksTheTableEventBasedWithTimeAndEid() throws {
+    @Test func routeInfoMarksTheTableEventBasedWithTimeAndEid() async throws {
         let events = Self.doors()
         #expect(events.table.schema.attributes.contains(.eventBased))
         #expect(events.table.schema.columns.map(\.name) == ["door", "floor", "time", "eid"])
         #expect(events.routes.last?["attributes"] == "4")
         #expect(events.table.spec["attributes"] == .array([.string("event_based")]))
         // Validated like any table.
-        #expect(throws: ExtensionError.self) { try EventTableTester(EventTable("bad-name", columns: [.text("a")])) }
+        let bad = EventTable("bad-name", columns: [.text("a")], options: EventTableOptions(stateDirectory: nil))
+        #expect(throws: ExtensionError.self) { try EventTableTester(bad) }
+        await #expect(throws: ExtensionError.self) {
+            try await Extension("bad", plugins: [bad]).start(options: try ExtensionOptions.parse(["--socket", "/tmp/sdkev-none.em"]))
+        }
+        #expect(Extension("doors", plugins: [events]).specJSON.contains("\"door_events\""))
+    }
+
+    /// A state directory that cannot be made: the table says so and keeps its events in memory.
+    @Test func anUnwritableStateDirectoryKeepsEventsInMemory() async throws {
+        let log = LogLines()
+        let events = Self.doors(EventTableOptions(stateDirectory: "/proc/sdkev-nowhere", logger: log.logger))
+        #expect(log.all.contains { $0.contains("cannot create /proc/sdkev-nowhere") && $0.contains("in memory only") }, "\(log.all)")
+        events.add(["door": "front"])
+        #expect(try await EventTableTester(events).query("select door from door_events").map { $0["door"] } == ["front"])
     }
 
     @Test func scheduledQueriesReturnEachEventOnce() async throws {
