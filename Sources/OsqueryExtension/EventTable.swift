@@ -7,11 +7,12 @@ import Glibc
 /// The limits and the state file of an ``EventTable``.
 public struct EventTableOptions: Sendable {
     /// How long an event stays buffered, in seconds (osquery's `--events_expiry`); 0 keeps
-    /// events until ``maxEvents`` pushes new ones out.
+    /// events until ``maxEvents`` newer ones push them out.
     public var expiry: Int64
-    /// The most events buffered at once (osquery's `--events_max`). Events added while the
-    /// buffer is full are dropped and counted (``EventTable/droppedCount``), with a warning in
-    /// the log, so a source that outruns the core costs no more memory than this.
+    /// The most events buffered at once (osquery's `--events_max`). An event added to a full
+    /// buffer pushes the oldest out, as osquery does (the newest are the ones a schedule has not
+    /// logged yet); the dropped events are counted (``EventTable/droppedCount``) and reported in
+    /// the log, so a source that outruns the expiry costs no more memory than this.
     public var maxEvents: Int
     /// The directory of the table's state file `<table>.events` (the last `eid`, the last
     /// cursor and the buffered events, so a restarted extension neither reuses an `eid` nor
@@ -98,9 +99,7 @@ public final class EventTable: ExtensionPlugin {
     ///   - time: when it happened, in unix seconds; nil: now.
     ///   - cursor: where the source is (a sequence number, an offset), saved with the event
     ///     and given back by ``cursor`` after a restart, to skip what was already added.
-    /// - Returns: false when the buffer was full and the event was dropped.
-    @discardableResult
-    public func add(_ row: Row, time: Int64? = nil, cursor: String? = nil) -> Bool {
+    public func add(_ row: Row, time: Int64? = nil, cursor: String? = nil) {
         buffer.add(row, time: time, cursor: cursor)
     }
 
@@ -113,7 +112,7 @@ public final class EventTable: ExtensionPlugin {
         let buffer = self.buffer
         let task = Task {
             do {
-                for try await row in rows { _ = buffer.add(row, time: nil, cursor: nil) }
+                for try await row in rows { buffer.add(row, time: nil, cursor: nil) }
             } catch {
                 buffer.logger.warning("event table \(buffer.table): its source failed: \(error)")
             }
@@ -127,8 +126,8 @@ public final class EventTable: ExtensionPlugin {
     /// The `eid` of the last event added; the next one gets one more.
     public var lastEID: Int64 { buffer.state.withLock { $0.lastEID } }
     /// The events buffered now.
-    public var bufferedCount: Int { buffer.state.withLock { $0.events.count } }
-    /// Events dropped because the buffer was full (``EventTableOptions/maxEvents``).
+    public var bufferedCount: Int { buffer.state.withLock { $0.events.count - $0.head } }
+    /// Events pushed out of a full buffer (``EventTableOptions/maxEvents``) before they expired.
     public var droppedCount: Int { buffer.state.withLock { $0.dropped } }
 
     /// Answers the core's calls as ``Table`` does.
@@ -155,11 +154,13 @@ final class EventBuffer: Sendable {
         var cells: [ThriftString?]
     }
     struct State {
+        /// Buffered events are `events[head...]`, in eid order: dropping the oldest moves `head`
+        /// (the array is shifted only once half of it is dropped ones).
         var events: [Event] = []
+        var head = 0
         var lastEID: Int64 = 0
         var cursor: String?
         var dropped = 0
-        var droppingSince: Int?
         var file: Int32 = -1
         var journalLines = 0
         var tasks: [Task<Void, Never>] = []
@@ -186,7 +187,8 @@ final class EventBuffer: Sendable {
             s.events = loaded.events
             s.journalLines = loaded.lines
             expire(&s, now: Self.now())
-            if s.events.count > options.maxEvents { s.events.removeFirst(s.events.count - options.maxEvents) }
+            let excess = s.events.count - s.head - max(options.maxEvents, 1)
+            if excess > 0 { drop(&s, excess) }
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 logger.warning("event table \(table): cannot create \(directory): \(String(cString: strerror(errno))); events are kept in memory only")
                 return
@@ -210,41 +212,49 @@ final class EventBuffer: Sendable {
         for t in tasks { t.cancel() }
     }
 
-    func add(_ row: Row, time: Int64?, cursor: String?) -> Bool {
+    func add(_ row: Row, time: Int64?, cursor: String?) {
         var cells = [ThriftString?](repeating: nil, count: columns.count)
         for (column, value) in row.cells {
             if let i = columns.firstIndex(of: column) { cells[i] = value.columnText }
         }
         let now = Self.now()
-        return state.withLock { s in
+        state.withLock { s in
             expire(&s, now: now)
-            guard s.events.count < options.maxEvents else {
+            if s.events.count - s.head >= max(options.maxEvents, 1) {
+                drop(&s, 1)
                 s.dropped += 1
-                if s.droppingSince == nil {
-                    s.droppingSince = s.dropped
+                // One line per thousand dropped (or per events_max, if more): a storm cannot flood the log either.
+                if (s.dropped - 1) % max(options.maxEvents, 1000) == 0 {
                     logger.warning(
-                        "event table \(table): \(options.maxEvents) events are buffered (the limit); new events are dropped until the core reads or expires some")
+                        "event table \(table): \(options.maxEvents) events are buffered (the limit, events_max): the oldest are dropped, \(s.dropped) so far")
                 }
-                return false
-            }
-            if let since = s.droppingSince {
-                logger.warning("event table \(table): \(s.dropped - since + 1) events were dropped while the buffer was full")
-                s.droppingSince = nil
             }
             s.lastEID += 1
             let event = Event(eid: s.lastEID, time: time ?? now, cells: cells)
             s.events.append(event)
             if let cursor { s.cursor = cursor }
             journal(&s, event, cursor: cursor)
-            return true
         }
     }
 
-    /// Drops events older than the expiry (a look at the oldest when none is).
+    /// Drops the `count` oldest events.
+    private func drop(_ s: inout State, _ count: Int) {
+        s.head += count
+        if s.head >= 1024 && s.head * 2 >= s.events.count {
+            s.events.removeFirst(s.head)
+            s.head = 0
+        }
+    }
+
+    /// Drops the oldest events while they are older than the expiry (a look at the oldest when
+    /// none is); an event given an earlier time than the one before it waits for its turn, and
+    /// queries skip it meanwhile.
     private func expire(_ s: inout State, now: Int64) {
         guard options.expiry > 0 else { return }
         let cutoff = now - options.expiry
-        if let first = s.events.first, first.time < cutoff { s.events.removeAll { $0.time < cutoff } }
+        var expired = 0
+        while s.head + expired < s.events.count, s.events[s.head + expired].time < cutoff { expired += 1 }
+        if expired > 0 { drop(&s, expired) }
     }
 
     /// The rows of one query: `eid` and `time` ranges and equalities read only the matching events.
@@ -258,12 +268,13 @@ final class EventBuffer: Sendable {
         let eidFiltered = eids.exists(.equals)
         let timeFiltered = times.exists(.equals)
         let (columns, now) = (columns, Self.now())
+        let cutoff = options.expiry > 0 ? now - options.expiry : Int64.min
         return state.withLock { s in
             expire(&s, now: now)
             // Events are in eid order: start at the lower bound.
-            var start = 0
+            var start = s.head
             if let lower = eidRange.lower {
-                var (lo, hi) = (0, s.events.count)
+                var (lo, hi) = (s.head, s.events.count)
                 while lo < hi {
                     let mid = (lo + hi) / 2
                     if lower.inclusive ? s.events[mid].eid < lower.value : s.events[mid].eid <= lower.value { lo = mid + 1 } else { hi = mid }
@@ -277,7 +288,7 @@ final class EventBuffer: Sendable {
                     continue
                 }
                 if eidFiltered && !eidEquals.contains(event.eid) { continue }
-                if !timeRange.contains(event.time) || (timeFiltered && !timeEquals.contains(event.time)) { continue }
+                if event.time < cutoff || !timeRange.contains(event.time) || (timeFiltered && !timeEquals.contains(event.time)) { continue }
                 var row = Row(capacity: columns.count + 2)
                 for (i, column) in columns.enumerated() where context.isUsed(column) { row.append(column, event.cells[i]) }
                 row.append("time", event.time)
@@ -321,12 +332,12 @@ final class EventBuffer: Sendable {
         var header: [(String, JSONValue)] = [("last_eid", .number(String(s.lastEID)))]
         if let cursor = s.cursor { header.append(("cursor", .string(cursor))) }
         var text = JSONValue.object(header).serialized + "\n"
-        for event in s.events { text += line(event, cursor: nil) }
+        for event in s.events[s.head...] { text += line(event, cursor: nil) }
         let written = writeAll(fd, text)
         Glibc.close(fd)
         guard written, rename(temporary, path) == 0 else { return failed(&s, "cannot write") }
         s.file = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-        s.journalLines = s.events.count + 1
+        s.journalLines = s.events.count - s.head + 1
         if s.file < 0 { failed(&s, "cannot open") }
     }
 

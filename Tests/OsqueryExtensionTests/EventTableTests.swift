@@ -93,24 +93,26 @@ import OsqueryExtensionTesting
         #expect(events.bufferedCount == 1)
     }
 
-    /// Hostile: a source that outruns the core. Past the cap, events are dropped and counted,
-    /// with one warning for the burst, and the table keeps serving what it holds.
+    /// Hostile: a source that outruns the expiry. Past the cap the oldest events are dropped
+    /// (osquery's events_max) and counted, with one warning per thousand, and the table keeps
+    /// serving the newest.
     @Test func pushesBeyondTheCapAreDroppedCountedAndLogged() async throws {
         let log = LogLines()
         let events = Self.doors(EventTableOptions(maxEvents: 50, stateDirectory: nil, logger: log.logger))
         let tester = try EventTableTester(events)
-        var accepted = 0
-        for i in 0..<200 where events.add(["door": "d\(i)"]) { accepted += 1 }
-        #expect(accepted == 50)
+        for i in 0..<3000 { events.add(["door": "d\(i)"]) }
         #expect(events.bufferedCount == 50)
-        #expect(events.droppedCount == 150)
-        let warnings = log.all.filter { $0.contains("new events are dropped") }
-        #expect(warnings.count == 1, "\(log.all)")
+        #expect(events.droppedCount == 2950)
+        let warnings = log.all.filter { $0.contains("the oldest are dropped") }
+        #expect(warnings.count == 3, "\(log.all)")
         #expect(warnings.first?.contains("door_events") == true)
         let rows = try await tester.scheduledQuery("select door from door_events")
         #expect(rows.count == 50)
-        #expect(rows.last?["door"] == "d49")
-        #expect(events.lastEID == 50)
+        #expect(rows.first?["door"] == "d2950")
+        #expect(rows.last?["door"] == "d2999")
+        #expect(events.lastEID == 3000)
+        // Eid constraints still find their place in what is left.
+        #expect(try await tester.query("select door from door_events where eid > 2990").count == 10)
     }
 
     /// A restarted extension (a new table on the same state directory) continues the eids,
