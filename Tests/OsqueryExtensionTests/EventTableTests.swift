@@ -143,4 +143,19 @@ import OsqueryExtensionTesting
         #expect(rows.map { $0["eid"] } == ["1", "2", "3", "4", "5"])
         #expect(rows.first?["floor"] == "0")
     }
+
+    /// Hostile: a storm against a small cap keeps the state file bounded too (it is rewritten
+    /// with the buffered events), and a restart still continues the eids.
+    @Test func theStateFileStaysBoundedUnderAStorm() throws {
+        let dir = try Self.stateDirectory("storm")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let events = Self.doors(EventTableOptions(maxEvents: 10, stateDirectory: dir, logger: LogLines().logger))
+        for i in 0..<5000 { events.add(["door": "d\(i)"], cursor: String(i)) }
+        let lines = try String(contentsOfFile: dir + "/door_events.events", encoding: .utf8).split(separator: "\n").count
+        #expect(lines <= 2 * 10 + 1024 + 1)
+        let after = Self.doors(EventTableOptions(maxEvents: 10, stateDirectory: dir))
+        #expect(after.lastEID == 5000)
+        #expect(after.bufferedCount == 10)
+        #expect(after.cursor == "4999")
+    }
 }
