@@ -90,7 +90,10 @@ let package = Package(
         ),
         .testTarget(
             name: "OsqueryEventsTests",
-            dependencies: ["OsqueryEvents", "OsqueryEngine", "OsqueryDaemon", "ProtocolFixture", "osqueryd", "osqueryi"],
+            dependencies: [
+                "OsqueryEvents", "OsqueryEngine", "OsqueryDaemon", "ProtocolFixture", "osqueryd", "osqueryi",
+                "example-kernel-log", "OsqueryExtension",  // SDK event tables under osqueryd
+            ],
             swiftSettings: strict
         ),
         // events (issue 17): FIM hashing, write-storm and buffered-SELECT benchmarks (Benchmarks/run.sh).
@@ -150,6 +153,7 @@ let package = Package(
             name: "OsqueryManager",
             dependencies: [
                 "OsqueryEngine", "OsqueryProtocol", "ThriftCodec",
+                "OsqueryEvents",  // extension event tables in the schedule (issue 17)
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -247,6 +251,7 @@ let package = Package(
         .executableTarget(name: "example-config", dependencies: ["OsqueryExtension"], path: "Examples/ConfigExtension", exclude: ["README.md"], swiftSettings: strict),
         .executableTarget(name: "example-distributed", dependencies: ["OsqueryExtension"], path: "Examples/DistributedExtension", exclude: ["README.md"], swiftSettings: strict),
         .executableTarget(name: "example-query", dependencies: ["OsqueryClient"], path: "Examples/QueryClient", exclude: ["README.md"], swiftSettings: strict),
+        .executableTarget(name: "example-kernel-log", dependencies: ["OsqueryExtension"], path: "Examples/KernelLog", exclude: ["README.md"], swiftSettings: strict),
         .executableTarget(
             name: "sdk-bench",
             dependencies: ["OsqueryExtension", "OsqueryExtensionTesting", "OsqueryManager", "OsqueryEngine", "OsqueryTables"],

@@ -320,7 +320,7 @@ public final class Scheduler: ScheduleSnapshotProvider {
         let usageStart = Self.usage()
         var results: QueryResults?
         // events (issue 17): event tables read this query's events_optimize mark from the scope.
-        let scope = EventQueryScope(query: query.name, mark: eventsMark(query.name))
+        let scope = EventQueryScope(query: query.name, mark: eventsMark(query.name), optimize: flags[.eventsOptimize])
         EventQueryScope.run(scope) {
             do throws(EngineError) {
                 results = ResultEscaping.results(try database.execute(query.sql))

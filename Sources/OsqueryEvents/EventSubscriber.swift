@@ -14,11 +14,15 @@ package final class EventQueryScope: Sendable {
     /// The (time, eid) of the last event this query logged (osquery's `optimize.<query>` and
     /// `optimize_eid.<query>`).
     package let mark: (time: UInt64, eid: UInt64)
+    /// Whether `--events_optimize` is on: an extension's event table is then asked only for
+    /// events above ``mark``.
+    package let optimize: Bool
     private let state = Mutex<(eventBased: Bool, newMark: (time: UInt64, eid: UInt64)?)>((false, nil))
 
-    package init(query: String, mark: (time: UInt64, eid: UInt64)) {
+    package init(query: String, mark: (time: UInt64, eid: UInt64), optimize: Bool = true) {
         self.query = query
         self.mark = mark
+        self.optimize = optimize
     }
 
     /// Whether the query scanned an event table.

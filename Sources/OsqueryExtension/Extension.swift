@@ -70,7 +70,7 @@ public final class Extension: Sendable {
 
     /// The spec JSON of every table, as a JSON array.
     public var specJSON: String {
-        JSONValue.array(router.all().compactMap { ($0 as? Table)?.spec }).serialized
+        JSONValue.array(router.all().compactMap { tableOf($0)?.spec }).serialized
     }
 
     // MARK: - Running
@@ -147,7 +147,7 @@ public final class Extension: Sendable {
             throw ExtensionError.badSocketPath("\(error)")
         }
         if let dup = router.firstDuplicate() { throw ExtensionError.duplicatePlugin(registry: dup.0, name: dup.1) }
-        for case let table as Table in router.all() {
+        for case let table? in router.all().map(tableOf) {
             if let problem = table.schema.problem { throw ExtensionError.invalidTable(problem) }
         }
         // Registration calls pass their own deadlines; plugins querying back get osquery's 300 s.
@@ -357,7 +357,7 @@ public final class Extension: Sendable {
             throw ExtensionError.cannotListen("\(path): \(error)")
         }
         state.withLock { $0.server = server }
-        for case let table as Table in router.all() { table.layout.notes.use(logger) }
+        for case let table? in router.all().map(tableOf) { table.layout.notes.use(logger) }
         logger.notice("registered \(name) as uuid \(newUUID), listening on \(path)")
         if let oldServer, oldServer !== server { await oldServer.close() }
     }
@@ -416,4 +416,9 @@ public final class Extension: Sendable {
         logger.notice("stopped \(name)")
         for w in waiters { w.resume(returning: reason) }
     }
+}
+
+/// The table a plugin serves: a ``Table``, or an ``EventTable``'s.
+func tableOf(_ plugin: any ExtensionPlugin) -> Table? {
+    (plugin as? Table) ?? (plugin as? EventTable)?.table
 }

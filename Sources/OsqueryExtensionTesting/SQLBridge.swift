@@ -84,7 +84,7 @@ final class EngineBox: @unchecked Sendable {
     let database: Database
     var recorder: Recorder?
 
-    init(tables: [BridgedTable]) throws {
+    init(tables: [any OsqueryEngine.TablePlugin]) throws {
         let db = try Database(registry: PluginRegistry(), flags: Flags.shared)
         for t in tables { try db.attach(t, defaultIndex: true) }
         database = db

@@ -1,5 +1,6 @@
 import CSQLite
 public import OsqueryEngine
+import OsqueryEvents
 public import OsqueryProtocol
 import ThriftCodec
 
@@ -24,6 +25,67 @@ public final class ExtensionTable: TablePlugin {
     public var isExtension: Bool { true }
 
     public func generate(_ context: QueryContext) throws -> TableRows {
+        if schema.attributes.contains(.eventBased), let scope = EventQueryScope.current {
+            return try generateEvents(context, scope)
+        }
+        return try fetch(context)
+    }
+
+    /// An event table in a scheduled query (issue 17): with `events_optimize` and no `time`
+    /// constraint, the extension is asked only for events above the query's mark (`eid > mark`,
+    /// with `eid` and `time` sent), and the newest returned becomes the mark the scheduler
+    /// commits with the logged lines, as a built-in event table does.
+    func generateEvents(_ context: QueryContext, _ scope: EventQueryScope) throws -> TableRows {
+        let columns = schema.columns
+        guard scope.optimize, context.constraints(for: "time").isEmpty,
+            let eidIndex = columns.firstIndex(where: { $0.name == "eid" }),
+            let timeIndex = columns.firstIndex(where: { $0.name == "time" })
+        else {
+            scope.noteEventBased()
+            return try fetch(context)
+        }
+        var context = context
+        let mark = Int64(clamping: scope.mark.eid)
+        context.add(Constraint(op: .greaterThan, expr: String(mark), value: .integer(mark)), to: "eid")
+        context.colsUsed?.formUnion(["eid", "time"])
+        if let bits = context.colsUsedBitset {
+            context.colsUsedBitset = bits | (1 << UInt64(min(eidIndex, 63))) | (1 << UInt64(min(timeIndex, 63)))
+        }
+        var rows = try fetch(context)
+        var last: (time: UInt64, eid: UInt64)?
+        var logged = 0
+        for r in 0..<rows.count {
+            guard let eid = Self.unsigned(rows[r, eidIndex]) else { continue }
+            guard eid > scope.mark.eid else {
+                logged += 1
+                continue
+            }
+            if eid > (last?.eid ?? 0) { last = (Self.unsigned(rows[r, timeIndex]) ?? 0, eid) }
+        }
+        // An extension that ignores the constraint must not get its logged events logged again.
+        if logged > 0 { rows = Self.rows(rows, eidIndex: eidIndex, above: scope.mark.eid) }
+        scope.readEvents(through: last)
+        return rows
+    }
+
+    static func rows(_ rows: TableRows, eidIndex: Int, above mark: UInt64) -> TableRows {
+        var kept = TableRows(columnCount: rows.columnCount)
+        for r in 0..<rows.count {
+            if let eid = unsigned(rows[r, eidIndex]), eid <= mark { continue }
+            for c in 0..<rows.columnCount { kept.append(rows[r, c]) }
+        }
+        return kept
+    }
+
+    static func unsigned(_ value: SQLValue) -> UInt64? {
+        switch value {
+        case .integer(let n): n >= 0 ? UInt64(n) : nil
+        case .text(let s): UInt64(s)
+        default: nil
+        }
+    }
+
+    func fetch(_ context: QueryContext) throws -> TableRows {
         let request: ExtensionPluginRequest = ["action": "generate", "context": ThriftString(context.toJSON())]
         let reply: RawReply
         do {

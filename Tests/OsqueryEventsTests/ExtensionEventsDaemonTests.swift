@@ -1,0 +1,139 @@
+import Foundation
+import OsqueryDaemon
+import OsqueryEvents
+import OsqueryExtension
+import ProtocolFixture
+import Synchronization
+import Testing
+
+/// Issue 17: an SDK event table (Examples/KernelLog, reading a file the test writes in
+/// /dev/kmsg's record format) served by a real extension process to the real osqueryd, with
+/// `SELECT … FROM kernel_log_events` scheduled.
+@Suite struct ExtensionEventsDaemonTests {
+    static func record(_ seq: Int) -> String { "6,\(seq),\(seq * 1000),-;line \(seq)\n" }
+
+    static func append(_ path: String, _ seqs: Range<Int>) {
+        let text = seqs.map(record).joined()
+        guard let handle = FileHandle(forWritingAtPath: path) else { return }
+        handle.seekToEndOfFile()
+        handle.write(Data(text.utf8))
+        try? handle.close()
+    }
+
+    static func startExtension(_ dir: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try BuiltProducts.path("example-kernel-log"))
+        p.arguments = ["--socket", dir + "/osquery.em", "--timeout", "30", "--interval", "1"]
+        p.environment = ProcessInfo.processInfo.environment.merging(
+            ["KERNEL_LOG_PATH": dir + "/kmsg", "KERNEL_LOG_STATE": dir + "/state"]) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/extension.stderr"))
+        log.seekToEndOfFile()
+        p.standardError = log
+        try p.run()
+        return p
+    }
+
+    /// (sequence → how many times the scheduled query logged it).
+    static func logged(_ dir: String) -> [Int: Int] {
+        guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [:] }
+        var out: [Int: Int] = [:]
+        for line in text.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                object["name"] as? String == "kmsg", object["action"] as? String == "added",
+                let columns = object["columns"] as? [String: String], let seq = columns["sequence"].flatMap({ Int($0) })
+            else { continue }
+            out[seq, default: 0] += 1
+        }
+        return out
+    }
+
+    /// Each event is logged once, across a SIGKILL of the extension (its buffered, unlogged
+    /// events come back from its state file; the replayed records are skipped by their
+    /// sequence) and a clean restart; the daemon keeps the events_optimize mark of the query.
+    @Test func eachEventIsLoggedOnceAcrossExtensionRestarts() async throws {
+        let dir = try scratchDirectory("sdkev")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        let config = """
+            {"schedule": {"kmsg": {"query": "SELECT sequence, message FROM kernel_log_events", "interval": 1}}}
+            """
+        try config.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: dir + "/kmsg", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/extension.stderr", contents: nil)
+        let daemon = try FIMDaemon.start(dir)
+        defer { FIMDaemon.signal(daemon, SIGKILL) }
+        #expect(await waitUntil(60) { await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil })
+
+        var total = 0
+        for round in 0..<3 {
+            let ext = try Self.startExtension(dir)
+            Self.append(dir + "/kmsg", total..<(total + 20))
+            total += 20
+            let upTo = total
+            let seen = await waitUntil(60) { (0..<upTo).allSatisfy { Self.logged(dir)[$0] != nil } }
+            #expect(seen, "round \(round): \(Self.logged(dir).count) of \(upTo) logged")
+            // Records the extension may read (and buffer) but the daemon has not logged yet.
+            Self.append(dir + "/kmsg", total..<(total + 5))
+            total += 5
+            signalOurChild(ext.processIdentifier, named: "example-kernel", round == 1 ? SIGTERM : SIGKILL)
+            try await offPool { ext.waitUntilExit() }
+        }
+        let ext = try Self.startExtension(dir)
+        defer { signalOurChild(ext.processIdentifier, named: "example-kernel", SIGKILL) }
+        let upTo = total
+        let all = await waitUntil(60) { (0..<upTo).allSatisfy { Self.logged(dir)[$0] != nil } }
+        let logged = Self.logged(dir)
+        let stderr = ((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "").suffix(1500)
+            + ((try? String(contentsOfFile: dir + "/extension.stderr", encoding: .utf8)) ?? "").suffix(1500)
+        #expect(all, "missing \((0..<upTo).filter { logged[$0] == nil }); stderr: \(stderr)")
+        #expect(logged.filter { $0.value > 1 }.isEmpty, "logged more than once: \(logged.filter { $0.value > 1 }.keys.sorted())")
+
+        // The daemon stored the mark of the last event it logged (the extension's eid).
+        FIMDaemon.signal(daemon, SIGTERM)
+        try await offPool { daemon.waitUntilExit() }
+        let store = try DaemonStore.open(path: dir + "/osquery.db")
+        let mark = try store.get(DaemonStore.Domain.events, EventQueryScope.eidKey("kmsg")).flatMap { UInt64($0) }
+        #expect(mark == UInt64(total))
+    }
+
+    /// Hostile: an extension's event table that ignores the `eid > mark` constraint (a plain
+    /// table with the event_based attribute, from any SDK) answers every run with the same
+    /// events; the daemon drops the ones it logged instead of logging them again each run.
+    @Test func eventsAnExtensionSendsAgainAreNotLoggedTwice() async throws {
+        let dir = try scratchDirectory("sdkev-ignore")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        let config = """
+            {"schedule": {"kmsg": {"query": "SELECT sequence FROM stubborn_events", "interval": 1}}}
+            """
+        try config.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        let daemon = try FIMDaemon.start(dir)
+        defer { FIMDaemon.signal(daemon, SIGKILL) }
+        let socket = dir + "/osquery.em"
+        #expect(await waitUntil(60) { await FIMDaemon.query(socket, "SELECT 1") != nil })
+        let served = Mutex(3)
+        let stubborn = Table(
+            "stubborn_events", columns: [.bigint("sequence"), .bigint("time"), .bigint("eid", .hidden)], attributes: .eventBased
+        ) { _ in
+            let count = served.withLock { $0 }
+            return (1...count).map { ["sequence": $0, "time": 1_700_000_000, "eid": $0] as Row }
+        }
+        var configuration = ExtensionConfiguration()
+        configuration.strikeLimit = 1_000
+        let ext = Extension("stubborn", plugins: [stubborn], configuration: configuration)
+        try await ext.start(options: try ExtensionOptions.parse(["--socket", socket, "--interval", "0.5", "--timeout", "30"]))
+        #expect(await waitUntil(60) { Self.logged(dir).count == 3 })
+        served.withLock { $0 = 5 }
+        #expect(await waitUntil(60) { Self.logged(dir).count == 5 })
+        // More runs with nothing new.
+        let runs = await FIMDaemon.query(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
+        #expect(await waitUntil(60) {
+            let now = await FIMDaemon.query(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
+            return (now.flatMap { Int($0) } ?? 0) >= (runs.flatMap { Int($0) } ?? 0) + 3
+        })
+        ext.stop()
+        let logged = Self.logged(dir)
+        #expect(logged == [1: 1, 2: 1, 3: 1, 4: 1, 5: 1])
+    }
+}
