@@ -289,7 +289,7 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
                 + event(4, syscall: 62, a0: "15", exit: 0))
         let rows = try core.database.execute("SELECT syscall, pid, parent, cmdline FROM process_events ORDER BY eid").rowMaps(nullValue: "NULL")
         #expect(rows.map { $0["syscall"] ?? "" } == ["fork", "clone", "kill"])
-        #expect(rows[0]["pid"] == "21" && rows[0]["parent"] == "20" && rows[0]["cmdline"] == "NULL")
+        #expect(rows[0]["pid"] == "21" && rows[0]["parent"] == "20" && rows[0]["cmdline"] == "")
         #expect(rows[1]["pid"] == "23" && rows[1]["parent"] == "20")
         #expect(rows[2]["pid"] == "20" && rows[2]["parent"] == "10")
     }
