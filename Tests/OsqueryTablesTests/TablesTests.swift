@@ -66,7 +66,10 @@ final class TempDir {
         // System tables (firmware, RAID, remote endpoints) a machine may lack or not reach.
         case "certificates", "extended_attributes", "augeas", "curl_certificate", "prometheus_metrics", "ec2_instance_metadata",
              "ec2_instance_tags", "azure_instance_metadata", "azure_instance_tags", "ycloud_instance_metadata", "md_devices", "md_drives",
-             "disk_encryption", "secureboot", "secureboot_certificates", "msr":
+             "disk_encryption", "secureboot", "secureboot_certificates", "msr", "intel_me_info":
+            return 0
+        // Asked about a device that does not exist (the sleuthkit tables need one named).
+        case "device_partitions", "device_file", "device_hash":
             return 0
         // Package managers, browsers and editors a machine may lack (package tables).
         case "rpm_packages", "rpm_package_files", "yum_sources", "python_packages", "npm_packages", "portage_packages",
@@ -88,6 +91,8 @@ final class TempDir {
                 var sql = "SELECT * FROM \(schema.name)"
                 if ["file", "hash", "extended_attributes", "magic"].contains(schema.name) { sql += " WHERE path = '/etc/passwd'" }
                 if schema.name == "curl" { sql += " WHERE url = 'http://127.0.0.1:1/'" }
+                if schema.name == "device_partitions" { sql += " WHERE device = '/nonexistent'" }
+                if ["device_file", "device_hash"].contains(schema.name) { sql += " WHERE device = '/nonexistent' AND partition = '0' AND inode = 2" }
                 if schema.name == "curl_certificate" { sql += " WHERE hostname = '127.0.0.1:1'" }
                 let r = try db.execute(sql)
                 let visible = schema.columns.filter { !$0.options.contains(.hidden) }
