@@ -46,11 +46,13 @@ package struct BufferedEvent: Sendable {
 package struct EventTableStore: Sendable {
     package let subscriber: String
     let valueCount: Int
+    let timeFirst: Bool
     let table: String
 
-    package init(subscriber: String, valueCount: Int) {
+    package init(subscriber: String, valueCount: Int, timeFirst: Bool = false) {
         self.subscriber = subscriber
         self.valueCount = valueCount
+        self.timeFirst = timeFirst
         self.table = "\"events." + subscriber.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
@@ -128,7 +130,7 @@ package struct EventTableStore: Sendable {
         }
     }
 
-    /// Appends to `rows` (in the subscriber's schema order: values, `time`, `eid` as osquery's
+    /// Appends to `rows` (in the subscriber's schema order: values and `time`, `eid` as osquery's
     /// ten-digit text) the events with `start <= time <= stop` and `eid > afterEID`, in eid order.
     /// Returns the last (time, eid) read.
     package func scan(
@@ -151,8 +153,9 @@ package struct EventTableStore: Sendable {
             }
             let eid = UInt64(bitPattern: sqlite3_column_int64(s, 0))
             let time = UInt64(bitPattern: sqlite3_column_int64(s, 1))
+            if timeFirst { rows.append(.integer(Int64(bitPattern: time))) }
             for c in 0..<valueCount { rows.append(Self.value(s, Int32(c + 2))) }
-            rows.append(.integer(Int64(bitPattern: time)))
+            if !timeFirst { rows.append(.integer(Int64(bitPattern: time))) }
             rows.append(.text(EventID.index(eid)))
             last = (time, eid)
         }

@@ -7,6 +7,9 @@ package enum EventsRuntime {
         let hub = EventHub(flags: flags, database: database, isDaemon: isDaemon)
         let fileEvents = INotifyPublisher.makeSubscriber(hub: hub)
         hub.add(publisher: INotifyPublisher(subscriber: fileEvents, flags: flags, registry: registry), subscribers: [fileEvents])
+        // udev/syslog/yara events (issue 19).
+        let hardwareEvents = UdevPublisher.makeSubscriber(hub: hub)
+        hub.add(publisher: UdevPublisher(subscriber: hardwareEvents, flags: flags), subscribers: [hardwareEvents])
         hub.register(into: registry)
         return hub
     }
