@@ -5,6 +5,8 @@
 #   lsof iptables pciutils usbutils keyutils dmidecode
 #   the system tables' C libraries and tools: libssl-dev libmagic-dev file libaugeas-dev augeas-lenses
 #   augeas-tools attr
+#   the udev/syslog/yara event tables: rsyslog (a private rsyslogd writes to syslog_events' pipe),
+#   libyara-dev (the CYara target) and yara (the command-line scanner the yara tests compare with)
 #   the package tables: rpm (rpm, rpmbuild: an rpm database for the rpm tables), db5.3-util (db_load: the
 #   Berkeley DB rpm database of older rpm) and npm (`npm ls` for npm_packages) where no npm is on PATH
 #   <repo>/.venv with PyPI `thrift` and `osquery`
@@ -28,7 +30,7 @@ for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 \
         openssh-client openssl iproute2 procps util-linux findutils lsof iptables \
         pciutils usbutils keyutils dmidecode \
         libssl-dev libmagic-dev file libaugeas-dev augeas-lenses augeas-tools attr \
-        rpm db5.3-util; do
+        rpm db5.3-util rsyslog libyara-dev yara; do
     pkg_installed "$p" || missing+=("$p")
 done
 # A node install from elsewhere (NodeSource's nodejs) already carries npm.

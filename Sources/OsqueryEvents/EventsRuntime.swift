@@ -10,6 +10,8 @@ package enum EventsRuntime {
         // udev/syslog/yara events (issue 19).
         let hardwareEvents = UdevPublisher.makeSubscriber(hub: hub)
         hub.add(publisher: UdevPublisher(subscriber: hardwareEvents, flags: flags), subscribers: [hardwareEvents])
+        let syslogEvents = SyslogPublisher.makeSubscriber(hub: hub)
+        hub.add(publisher: SyslogPublisher(subscriber: syslogEvents, flags: flags), subscribers: [syslogEvents])
         hub.register(into: registry)
         return hub
     }
