@@ -130,6 +130,32 @@ extension FIMCore {
     }
 }
 
+extension YaraEventsTests {
+    /// A rule that would run for hours on a 100 KB file is stopped by --yara_scan_timeout, in
+    /// yara_events (counted) and in the yara table; smaller files are still scanned.
+    @Test func aRuleThatRunsTooLongIsStoppedByTheScanTimeout() async throws {
+        let slowDir = try scratchDirectory("yara-slow")
+        defer { try? FileManager.default.removeItem(atPath: slowDir) }
+        let slow = slowDir + "/slow.yar"
+        write(slow, "rule slow { condition: for all i in (0..filesize) : ( for all j in (0..filesize) : ( uint8(i) == uint8(j) ) ) }\n")
+        let (core, _) = try yaraCore("timeout", flags: ["yara_scan_timeout": "1"], extraGroups: ["slow": [slow]])
+        let big = core.dir + "/big.bin"
+        write(big, String(repeating: "a", count: 100_000))
+        #expect(await eventually { core.yaraCounter("scan_timeouts") >= 1 })
+        #expect(core.yaraRows("target_path = '\(big)'").isEmpty)
+        #expect(try core.database.execute("SELECT * FROM yara WHERE path = '\(big)' AND sigfile = '\(slow)'").rowCount == 0)
+        let small = core.dir + "/small.txt"
+        write(small, "osquery-yara-marker")
+        #expect(await eventually { core.yaraRows("target_path = '\(small)'").first?["matches"] == "osq_marker" })
+    }
+}
+
+extension FIMCore {
+    func yaraCounter(_ name: String) -> Int {
+        Int((try? database.strings("SELECT events FROM osquery_events WHERE name = 'yara.\(name)'", "events").first) ?? nil ?? "") ?? -1
+    }
+}
+
 extension Result where Failure == Yara.Failure {
     var failureMessage: String? {
         if case .failure(let e) = self { return e.message }
