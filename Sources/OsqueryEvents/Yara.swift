@@ -46,6 +46,9 @@ package enum Yara {
         var errors: [String] = []
     }
 
+    /// The `strings` column lists at most this many matches of a rule.
+    static let maxStringsPerRule = 1000
+
     /// Relative rule paths are under osquery's YARA home.
     static let home = "/etc/osquery/yara/"
 
@@ -162,7 +165,11 @@ package enum Yara {
                             scanContext, rule,
                             { identifier, offset, out in
                                 guard let identifier, let out else { return }
-                                out.assumingMemoryBound(to: [String].self).pointee.append(
+                                let list = out.assumingMemoryBound(to: [String].self)
+                                // A file that matches a string a million times (libyara's cap)
+                                // would make a row of megabytes.
+                                guard list.pointee.count < Yara.maxStringsPerRule else { return }
+                                list.pointee.append(
                                     String(cString: identifier) + ":" + String(UInt64(bitPattern: offset), radix: 16))
                             }, list)
                     }

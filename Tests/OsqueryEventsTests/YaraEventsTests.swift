@@ -100,6 +100,18 @@ extension FIMCore {
             .rowMaps()
         #expect(like.map { $0["path"] ?? "" } == [infected, core.dir + "/other.bin"])
         #expect(like.map { $0["count"] ?? "" } == ["1", "0"])
+        // A rule with 1 200 strings that all match (fast mode reports each string once): the
+        // strings column keeps the first 1 000.
+        let many = core.dir + "/many.bin"
+        write(many, (0..<1200).map { "k\($0);" }.joined())
+        let manyRules = "rule many { strings: " + (0..<1200).map { "$s\($0) = \"k\($0);\" " }.joined() + "condition: all of them }"
+        write(core.dir + ".many.yar", manyRules)
+        defer { unlink(core.dir + ".many.yar") }
+        let manyRow = try core.database.execute("SELECT count, strings FROM yara WHERE path = '\(many)' AND sigfile = '\(core.dir).many.yar'")
+            .rowMaps()
+        #expect(manyRow.first?["count"] == "1")
+        #expect(manyRow.first?["strings"]?.split(separator: ",").count == 1000)
+        #expect(manyRow.first?["strings"]?.hasPrefix("$s0:0,$s1:3,") == true)
         // No signature: osquery's error in the log and no rows, the query itself succeeds.
         #expect(try core.database.execute("SELECT * FROM yara WHERE path = '\(infected)'").rowCount == 0)
     }
