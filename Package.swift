@@ -56,6 +56,8 @@ let package = Package(
         .systemLibrary(name: "CAugeas", pkgConfig: "augeas", providers: [.apt(["libaugeas-dev"])]),
         .systemLibrary(name: "CTSK", pkgConfig: "tsk", providers: [.apt(["libtsk-dev"])]),
         .systemLibrary(name: "CSystemHeaders"),
+        // udev/syslog/yara events (issue 19): libyara for yara_events and the yara table.
+        .systemLibrary(name: "CYara", pkgConfig: "yara", providers: [.apt(["libyara-dev"])]),
         // The table vocabulary shared by the core and the SDK (issue 16): a leaf, no dependencies.
         .target(name: "OsqueryVocabulary", swiftSettings: strict),
         .testTarget(name: "OsqueryVocabularyTests", dependencies: ["OsqueryVocabulary"], swiftSettings: strict),
@@ -85,7 +87,10 @@ let package = Package(
         // events (issue 17): the publisher/subscriber framework, buffered event rows, FIM on inotify.
         .target(
             name: "OsqueryEvents",
-            dependencies: ["OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto"),
+                "CYara",  // yara_events and the yara table (issue 19)
+            ],
             swiftSettings: strict
         ),
         .testTarget(

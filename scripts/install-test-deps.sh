@@ -7,6 +7,8 @@
 #   augeas-tools attr
 #   the device_* tables: libtsk-dev (The Sleuth Kit), and to make and read disk images in their tests
 #   sleuthkit (mmls, fls, istat, icat), fdisk (sfdisk) and e2fsprogs (mkfs.ext4 -d)
+#   the udev/syslog/yara event tables: rsyslog (a private rsyslogd writes to syslog_events' pipe),
+#   libyara-dev (the CYara target) and yara (the command-line scanner the yara tests compare with)
 #   the package tables: rpm (rpm, rpmbuild: an rpm database for the rpm tables), db5.3-util (db_load: the
 #   Berkeley DB rpm database of older rpm) and npm (`npm ls` for npm_packages) where no npm is on PATH
 #   <repo>/.venv with PyPI `thrift` and `osquery`
@@ -30,7 +32,7 @@ for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 \
         openssh-client openssl iproute2 procps util-linux findutils lsof iptables \
         pciutils usbutils keyutils dmidecode \
         libssl-dev libmagic-dev file libaugeas-dev augeas-lenses augeas-tools attr \
-        rpm db5.3-util libtsk-dev sleuthkit fdisk e2fsprogs; do
+        rpm db5.3-util libtsk-dev sleuthkit fdisk e2fsprogs rsyslog libyara-dev yara; do
     pkg_installed "$p" || missing+=("$p")
 done
 # A node install from elsewhere (NodeSource's nodejs) already carries npm.

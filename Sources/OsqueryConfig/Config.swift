@@ -53,6 +53,9 @@ public struct SourceConfig: Sendable, Equatable {
     public var fileAccesses: [String] = []
     /// `events` (e.g. `disable_subscribers`), when the source has it.
     public var events: [String: [String]]?
+    /// `yara.signatures` and `yara.file_paths` (issue 19).
+    package var yaraSignatures: [String: [String]] = [:]
+    package var yaraFilePaths: [String: [String]] = [:]
     /// `auto_table_construction`, in the source's order.
     package var autoTables: [AutoTableDefinition] = []
     /// `prometheus_targets` (the prometheus_metrics table's), when the source has it.
@@ -72,6 +75,7 @@ public struct SourceConfig: Sendable, Equatable {
             && a.filePathsQuery == b.filePathsQuery && a.excludePaths == b.excludePaths
             && a.fileAccesses == b.fileAccesses && a.events == b.events && a.autoTables == b.autoTables
             && a.prometheusTargets == b.prometheusTargets && a.warnings == b.warnings
+            && a.yaraSignatures == b.yaraSignatures && a.yaraFilePaths == b.yaraFilePaths
     }
 }
 
@@ -105,6 +109,10 @@ public struct DaemonConfig: Sendable {
     public let fileAccesses: [String]
     /// `events` of the last source that has it.
     public let events: [String: [String]]
+    /// `yara.signatures` / `yara.file_paths` of all sources, a later source's group replacing
+    /// an earlier one's.
+    package let yaraSignatures: [String: [String]]
+    package let yaraFilePaths: [String: [String]]
     /// ATC tables of every source, by name; a later source's definition wins.
     package let autoTables: [AutoTableDefinition]
     /// `prometheus_targets` of the last source that has it.
@@ -132,6 +140,8 @@ public struct DaemonConfig: Sendable {
         var autoTableIndex: [String: Int] = [:]
         var prometheusTargets: JSONValue?
         var warnings: [String] = []
+        var yaraSignatures: [String: [String]] = [:]
+        var yaraFilePaths: [String: [String]] = [:]
         for name in order {
             guard let s = bySource[name] else { continue }
             for o in s.options { if let t = o.text, !t.isEmpty { options[o.name] = t } }
@@ -161,7 +171,11 @@ public struct DaemonConfig: Sendable {
             }
             if let p = s.prometheusTargets { prometheusTargets = p }
             warnings += s.warnings
+            yaraSignatures.merge(s.yaraSignatures) { $1 }
+            yaraFilePaths.merge(s.yaraFilePaths) { $1 }
         }
+        self.yaraSignatures = yaraSignatures
+        self.yaraFilePaths = yaraFilePaths
         self.prometheusTargets = prometheusTargets
         self.options = options
         self.packs = packs
@@ -396,6 +410,10 @@ struct SourceParser {
         }
         if let targets = root["prometheus_targets"], targets.members != nil {
             out.prometheusTargets = Self.json(targets)
+        }
+        if let yara = root["yara"], yara.members != nil {
+            out.yaraSignatures = SourceParser.categories(yara["signatures"], key: "yara signatures", skipEmpty: true, warn: warn)
+            out.yaraFilePaths = SourceParser.categories(yara["file_paths"], key: "yara file_paths", skipEmpty: true, warn: warn)
         }
     }
 

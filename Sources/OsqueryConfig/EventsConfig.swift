@@ -12,6 +12,8 @@ extension DaemonConfig {
         e.fileAccesses = fileAccesses
         e.enableSubscribers = events["enable_subscribers"]
         e.disableSubscribers = events["disable_subscribers"] ?? []
+        e.yaraSignatures = yaraSignatures
+        e.yaraFilePaths = yaraFilePaths
         return e
     }
 }

@@ -230,6 +230,19 @@ extension Flags {
         .init("audit_allow_null_accept_socket_events", .bool, "false", "Allow non-blocking accept() syscalls that returned EAGAIN/EWOULDBLOCK"),
         .init("audit_max_partial_events", .uint64, "4096", "Most audit events being assembled at once; past it the oldest is dropped and counted"),
         .init("audit_max_event_bytes", .uint64, "131072", "Most bytes of record text one audit event keeps (EXECVE arguments); past it the command line is cut and counted"),
+        // udev/syslog/yara events (issue 19): osquery's flags, then our bounds (osquery reads a
+        // syslog line into 2 KiB and scans without a timeout).
+        .init("hardware_disabled_types", .string, "partition", "List of disabled hardware event types"),
+        .init("enable_syslog", .bool, "false", "Enable the syslog ingestion event publisher"),
+        .init("syslog_pipe_path", .string, "/var/osquery/syslog_pipe", "Path to the named pipe used for forwarding rsyslog events"),
+        .init("syslog_rate_limit", .uint64, "100", "Maximum number of logs to ingest per run (~200ms between runs)"),
+        .init("syslog_events_expiry", .uint64, "2592000", "Timeout to expire event subscriber results"),
+        .init("syslog_events_max", .uint64, "100000", "Maximum number of events per type to buffer"),
+        .init("yara_delay", .uint32Fallback, "50", "Time in ms to sleep after scan of each file (default 50) to reduce memory spikes"),
+        .init("enable_yara_string", .bool, "false", "Enable returning matched YARA strings. The strings are set to private if rules are passed with sigrule", .hidden),
+        .init("syslog_max_line", .uint64, "65536", "Longest syslog line (bytes) read from the pipe; longer lines are skipped and counted"),
+        .init("yara_scan_timeout", .uint64, "10", "Seconds one YARA scan of a file may take (0: no limit)"),
+        .init("yara_events_queue_max", .uint64, "1024", "Most files waiting for their yara_events scan; past it changes are counted and not scanned"),
     ]
 }
 
@@ -334,6 +347,9 @@ package enum BoolFlag: String, FlagKey {
     case disableEnrollment = "disable_enrollment"
     case tlsDisableStatusLog = "tls_disable_status_log"
     case tlsSecretAlways = "tls_secret_always"
+    // udev/syslog/yara events (issue 19)
+    case enableSyslog = "enable_syslog"
+    case enableYaraString = "enable_yara_string"
 }
 
 /// Names of the `string` flags.
@@ -384,6 +400,9 @@ package enum StringFlag: String, FlagKey {
     case loggerPath = "logger_path"
     // TLS remote API (issue 20).
     case tlsEnrollOverride = "tls_enroll_override"
+    // udev/syslog/yara events (issue 19)
+    case hardwareDisabledTypes = "hardware_disabled_types"
+    case syslogPipePath = "syslog_pipe_path"
 }
 
 /// Names of the `int32` and `int64` flags, read as `Int64`.
@@ -470,4 +489,12 @@ package enum UIntFlag: String, FlagKey {
     // audit events (issue 19)
     case auditMaxPartialEvents = "audit_max_partial_events"
     case auditMaxEventBytes = "audit_max_event_bytes"
+    // udev/syslog/yara events (issue 19)
+    case syslogRateLimit = "syslog_rate_limit"
+    case syslogEventsExpiry = "syslog_events_expiry"
+    case syslogEventsMax = "syslog_events_max"
+    case yaraDelay = "yara_delay"
+    case syslogMaxLine = "syslog_max_line"
+    case yaraScanTimeout = "yara_scan_timeout"
+    case yaraEventsQueueMax = "yara_events_queue_max"
 }

@@ -13,6 +13,9 @@ package struct EventsConfiguration: Sendable, Equatable {
     package var fileAccesses: [String] = []
     package var enableSubscribers: [String]?
     package var disableSubscribers: [String] = []
+    /// `yara.signatures` (group → rule files) and `yara.file_paths` (FIM category → groups).
+    package var yaraSignatures: [String: [String]] = [:]
+    package var yaraFilePaths: [String: [String]] = [:]
 
     package init() {}
 }
@@ -49,6 +52,14 @@ package final class EventHub: Sendable {
     package let database: any EventDatabase
     package let isDaemon: Bool
     private let parts = Mutex<(publishers: [any EventPublisher], subscribers: [EventSubscriber], started: [String])>(([], [], []))
+    /// Workers that run with the publishers but are none (yara_events' scanner, whose events
+    /// come from inotify): started, configured and stopped with them, not listed.
+    private let helpers = Mutex<[any EventPublisher]>([])
+
+    package func add(helper: any EventPublisher) { helpers.withLock { $0.append(helper) } }
+
+    /// Subscribers of a publisher added before (yara_events of inotify).
+    package func add(subscribers: [EventSubscriber]) { parts.withLock { $0.subscribers += subscribers } }
     private let flusherRunning = Mutex(false)
     private let flusherDone = DispatchSemaphore(value: 0)
     private let stopFlag = Mutex<Bool>(false)
@@ -91,6 +102,13 @@ package final class EventHub: Sendable {
                 StatusLog.warning("Event publisher failed setup: \(publisher.name): \(error.message)")
             }
         }
+        for helper in helpers.withLock({ $0 }) where helper.isEnabled(flags) {
+            do throws(EventError) {
+                try helper.start()
+            } catch {
+                StatusLog.warning("Event publisher failed setup: \(helper.name): \(error.message)")
+            }
+        }
         stopFlag.withLock { $0 = false }
         let wake = self.wake
         for s in subscribers { s.setFlusher { wake.signal() } }
@@ -110,6 +128,7 @@ package final class EventHub: Sendable {
     /// Stops the publishers, then writes what is buffered. Call before the store closes.
     package func stop() {
         for publisher in publishers { publisher.stop() }
+        for helper in helpers.withLock({ $0 }) { helper.stop() }
         stopFlag.withLock { $0 = true }
         wake.signal()
         if flusherRunning.withLock({ r in defer { r = false }; return r }) { flusherDone.wait() }
@@ -124,6 +143,8 @@ package final class EventHub: Sendable {
             if let allowed = configuration.enableSubscribers, !allowed.isEmpty, !allowed.contains(s.name) { enabled = false }
             s.setEnabled(enabled)
         }
+        // Helpers keep config for tables too (the yara table's signature groups).
+        for helper in helpers.withLock({ $0 }) { helper.configure(configuration) }
         guard !flags[.disableEvents] else { return }
         for publisher in publishers where publisher.isEnabled(flags) { publisher.configure(configuration) }
     }
@@ -163,7 +184,7 @@ package final class EventHub: Sendable {
             }
             // What went wrong, counted (each also has a status line): rows of type "counter", so
             // osquery's columns stay as they are.
-            for p in publishers {
+            for p in publishers + helpers.withLock({ $0 }) {
                 for c in p.status.counters {
                     rows.appendRow([.text(p.name + "." + c.name), .text(p.name), "counter", 0, .integer(Int64(c.value)), 0, 0])
                 }

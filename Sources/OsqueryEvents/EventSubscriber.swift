@@ -97,25 +97,43 @@ package final class EventSubscriber: Sendable {
     }
     private let counters = Mutex(Counters())
 
-    /// `columns` are the subscriber's own; `time` and `eid` are appended.
+    /// Where a table puts `time`, its aliases and the flags that bound it (osquery's
+    /// `getEventsExpiry`/`getEventBatchesMax` overrides, e.g. syslog_events').
+    package struct Layout: Sendable {
+        package var timeFirst = false
+        package var timeOptions: ColumnOptions = .additional
+        package var aliases: [String] = []
+        package var expiry: UIntFlag = .eventsExpiry
+        package var max: UIntFlag = .eventsMax
+        package init() {}
+    }
+    let layout: Layout
+
+    /// `columns` are the subscriber's own; `time` and `eid` are appended (`time` goes first
+    /// with `layout.timeFirst`, as in syslog_events).
     package convenience init(
-        name: String, publisher: String, columns: [TableColumn], database: any EventDatabase, flags: Flags, isDaemon: Bool
+        name: String, publisher: String, columns: [TableColumn], database: any EventDatabase, flags: Flags, isDaemon: Bool,
+        layout: Layout = Layout()
     ) {
+        let time = TableColumn("time", .bigint, layout.timeOptions)
         self.init(
             name: name, publisher: publisher,
-            schemaColumns: columns + [TableColumn("time", .bigint, .additional), TableColumn("eid", .text, .hidden)],
-            columnAliases: [], database: database, flags: flags, isDaemon: isDaemon)
+            schemaColumns: (layout.timeFirst ? [time] + columns : columns + [time]) + [TableColumn("eid", .text, .hidden)],
+            columnAliases: [], database: database, flags: flags, isDaemon: isDaemon, layout: layout)
     }
 
     /// `schemaColumns` are the table's columns in osquery's order, `time` (and, but for
-    /// seccomp_events, `eid`) among them; `add` takes the others, in that order.
+    /// seccomp_events, `eid`) among them; `add` takes the others, in that order. Of `layout`,
+    /// the aliases and the expiry and cap flags count here.
     package init(
         name: String, publisher: String, schemaColumns: [TableColumn], columnAliases: [(alias: String, target: String)],
-        database: any EventDatabase, flags: Flags, isDaemon: Bool
+        database: any EventDatabase, flags: Flags, isDaemon: Bool, layout: Layout = Layout()
     ) {
         self.name = name
         self.publisher = publisher
-        self.schema = TableSchema(name: name, columns: schemaColumns, columnAliases: columnAliases, attributes: .eventBased)
+        self.layout = layout
+        self.schema = TableSchema(
+            name: name, columns: schemaColumns, aliases: layout.aliases, columnAliases: columnAliases, attributes: .eventBased)
         let eidAt = schemaColumns.firstIndex { $0.name == "eid" }
         self.store = EventTableStore(
             subscriber: name, valueCount: schemaColumns.count - (eidAt == nil ? 1 : 2), timeAt: schemaColumns.firstIndex { $0.name == "time" },
@@ -205,18 +223,18 @@ package final class EventSubscriber: Sendable {
     /// Status lines are written once the database is released (a log sink may be slow).
     private func reportTrimmed(_ trimmed: Int) {
         guard trimmed > 0 else { return }
-        StatusLog.warning("Removed \(trimmed) events for subscriber: \(publisher).\(name) (limit: \(flags[.eventsMax]))")
+        StatusLog.warning("Removed \(trimmed) events for subscriber: \(publisher).\(name) (limit: \(flags[layout.max]))")
     }
 
     /// Called with the database held; returns how many rows `events_max` removed.
     private func enforceLimits(_ db: OpaquePointer) -> Int {
-        let expiry = flags[.eventsExpiry]
+        let expiry = flags[layout.expiry]
         var expired = 0
         if expiry > 0 {
             let now = Self.unixNow()
             if now > expiry { expired += store.expire(db, before: now - expiry) }
         }
-        let max = flags[.eventsMax]
+        let max = flags[layout.max]
         let trimmed = max > 0 ? store.trim(db, keep: max) : 0
         if expired + trimmed > 0 { counters.withLock { $0.expired += expired + trimmed } }
         return trimmed

@@ -152,6 +152,14 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
     private let readerDone = DispatchSemaphore(value: 0)
     private let hasherDone = DispatchSemaphore(value: 0)
     private let configuration = Mutex(EventsConfiguration())
+    /// Other subscribers of inotify's events (yara_events): each gets every event file_events
+    /// gets, on the reader thread, and must hand it off at once.
+    private let listeners = Mutex<[@Sendable (_ path: String, _ category: String, _ action: String) -> Void]>([])
+
+    package func addListener(_ listener: @escaping @Sendable (_ path: String, _ category: String, _ action: String) -> Void) {
+        listeners.withLock { $0.append(listener) }
+    }
+
     /// Tests: while set, the reader leaves events in the kernel's queue (to make it overflow).
     private let readingPaused = Mutex(false)
 
@@ -443,7 +451,11 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
         }
         guard !items.isEmpty else { return }
         counters.withLock { $0.events += items.count }
-        for item in items { enqueue(item) }
+        let others = listeners.withLock { $0 }
+        for item in items {
+            for listener in others { listener(item.path, item.category, item.action) }
+            enqueue(item)
+        }
     }
 
     /// Hands an event to the hasher; past `--file_events_hash_queue_max` it is written here,

@@ -130,3 +130,71 @@ enum FIMDaemon {
         #expect(logged.filter { $0.value > 1 }.isEmpty, "logged more than once: \(logged.filter { $0.value > 1 }.keys.sorted().prefix(10))")
     }
 }
+
+/// Issue 19's tables under the real osqueryd: config `yara` keys reach yara_events, the daemon
+/// creates the syslog pipe, and each scheduled query logs each event once across a restart.
+@Suite struct DaemonIssue19EventsTests {
+    /// (query name, key column value) → how many times it was logged as added.
+    static func logged(_ dir: String) -> [String: Int] {
+        guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [:] }
+        var out: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let name = object["name"] as? String, object["action"] as? String == "added",
+                let columns = object["columns"] as? [String: String], let key = columns["key"]
+            else { continue }
+            out[name + " " + key, default: 0] += 1
+        }
+        return out
+    }
+
+    @Test func yaraSyslogAndHardwareEventsAreLoggedOnceAcrossARestart() async throws {
+        let dir = try FIMDaemon.setUp("issue19")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        write(dir + "/rules.yar", yaraRuleText)
+        let config = """
+            {"schedule": {
+               "yara": {"query": "SELECT target_path || ' ' || eid AS key, matches FROM yara_events", "interval": 1},
+               "syslog": {"query": "SELECT message AS key, tag FROM syslog_events", "interval": 1},
+               "hw": {"query": "SELECT action || ' ' || path AS key FROM hardware_events", "interval": 1}},
+             "file_paths": {"watched": ["\(dir)/watched/%"]},
+             "yara": {"signatures": {"g1": ["\(dir)/rules.yar"]}, "file_paths": {"watched": ["g1"]}}}
+            """
+        try config.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        let pipe = dir + "/syslog_pipe"
+        try "--enable_syslog\n--syslog_pipe_path=\(pipe)\n".write(toFile: dir + "/flags", atomically: true, encoding: .utf8)
+        var expected: [String] = []
+        for round in 0..<2 {
+            let daemon = Process()
+            daemon.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
+            daemon.arguments = FIMDaemon.flags(dir) + ["--flagfile", dir + "/flags"]
+            daemon.standardOutput = FileHandle.nullDevice
+            daemon.standardError = FileHandle.nullDevice
+            try daemon.run()
+            let socket = dir + "/osquery.em"
+            #expect(await waitUntil(60) {
+                (await FIMDaemon.query(socket, "SELECT name FROM osquery_events WHERE active = 1 AND type = 'publisher'"))?
+                    .compactMap { $0["name"] }.contains("syslog") == true
+            })
+            let file = "\(dir)/watched/infected\(round)"
+            write(file, "osquery-yara-marker \(round)")
+            writeToPipe(pipe, csvLine("osqd", "round \(round)"))
+            expected += ["yara " + file, "syslog round \(round)"]
+            if let device = ueventDevice {
+                trigger(device.uevent, "change")
+                expected.append("hw change \(device.node)")
+            }
+            // One write is several inotify events (CREATED, UPDATED): yara rows are keyed by eid.
+            #expect(
+                await waitUntil(60) {
+                    let l = Self.logged(dir).keys
+                    return expected.allSatisfy { e in l.contains { $0 == e || $0.hasPrefix(e + " ") } }
+                }, "\(Self.logged(dir))")
+            FIMDaemon.signal(daemon, SIGTERM)
+            try await offPool { daemon.waitUntilExit() }
+        }
+        let logged = Self.logged(dir)
+        let repeated = logged.filter { ($0.key.hasPrefix("yara ") || $0.key.hasPrefix("syslog ")) && $0.value != 1 }
+        #expect(repeated.isEmpty, "logged more than once: \(repeated)")
+    }
+}

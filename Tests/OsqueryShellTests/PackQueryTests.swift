@@ -12,8 +12,6 @@ import Glibc
     static let knownFailures: [String: (error: String, reason: String)] = [
         "vuln-management/opera_extensions": (
             "no such table: opera_extensions", "osquery has no such table either (issue 18 excludes it)"),
-        "hardware-monitoring/hardware_events": (
-            "no such table: hardware_events", "an event table (udev publisher): issues 17/19"),
     ]
 
     @Test func everyLinuxPackQueryRuns() async {
