@@ -239,6 +239,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Shipping (issue 22): the README's package built against a tagged mirror, and the .deb.
+        .testTarget(
+            name: "ShippingTests",
+            dependencies: [
+                "ProtocolFixture", "OsqueryProtocol", "ThriftCodec", "OsqueryEngine",
+                // Built with the tests: the .deb test packs these debug binaries.
+                "osqueryd", "osqueryi",
+            ],
+            swiftSettings: strict
+        ),
         // Examples/: each a runnable extension (or client) built by `swift build`.
         .executableTarget(name: "example-pressure-table", dependencies: ["OsqueryExtension"], path: "Examples/PressureTable", exclude: ["README.md"], swiftSettings: strict),
         .executableTarget(name: "example-writable-table", dependencies: ["OsqueryExtension"], path: "Examples/WritableTable", exclude: ["README.md"], swiftSettings: strict),
