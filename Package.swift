@@ -63,7 +63,8 @@ let package = Package(
         .testTarget(name: "OsqueryVocabularyTests", dependencies: ["OsqueryVocabulary"], swiftSettings: strict),
         .target(
             name: "OsqueryEngine",
-            dependencies: ["OsqueryVocabulary", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            // No swift-crypto: the SDK's testing kit runs this engine (its SQL hashes are Digest).
+            dependencies: ["OsqueryVocabulary", "CSQLite"],
             swiftSettings: strict
         ),
         .target(
@@ -246,6 +247,16 @@ let package = Package(
                 "example-distributed", "example-query", "alloc-count",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Shipping (issue 22): the README's package built against a tagged mirror, and the .deb.
+        .testTarget(
+            name: "ShippingTests",
+            dependencies: [
+                "ProtocolFixture", "OsqueryProtocol", "ThriftCodec", "OsqueryEngine",
+                // Built with the tests: the .deb test packs these debug binaries.
+                "osqueryd", "osqueryi",
             ],
             swiftSettings: strict
         ),

@@ -11,7 +11,7 @@ public enum CheckStatus: String, Sendable {
 public struct CheckResult: Sendable {
     public var id: String
     public var status: CheckStatus
-    /// The osquery behaviour this check encodes (protocol.md section or §6 check number).
+    /// The osquery behaviour this check encodes: a section of docs/protocol.md, or its §6 check number.
     public var cite: String
     /// On failure: what was expected and what was seen. On a skip: why.
     public var detail: String
@@ -48,11 +48,15 @@ public struct Report: Sendable {
         return s
     }
 
+    /// What the `§` citations are sections of: osquery's behaviour, with the osquery sources each
+    /// fact was read from, in this repository's docs.
+    public static let citedDocument = "docs/protocol.md"
+
     /// One line per check, then the summary line.
     public var text: String {
         var out = ""
         for r in results {
-            var line = "\(r.id) \(r.status.rawValue) [\(r.cite)]"
+            var line = "\(r.id) \(r.status.rawValue) [\(Report.citedDocument) \(r.cite)]"
             if let why = r.differsOnPurpose { line += " (differs on purpose: \(why))" }
             if !r.detail.isEmpty { line += " \(r.detail)" }
             out += line.replacingOccurrences(of: "\n", with: "\\n") + "\n"
@@ -68,7 +72,7 @@ public struct Report: Sendable {
             return d
         }
         let object: [String: Any] = [
-            "mode": mode, "checks": checks, "passed": passed, "failed": failed, "skipped": skipped,
+            "mode": mode, "cites": Report.citedDocument, "checks": checks, "passed": passed, "failed": failed, "skipped": skipped,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
         return String(decoding: data, as: UTF8.self) + "\n"

@@ -1,5 +1,4 @@
 internal import CSQLite
-internal import Crypto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -132,15 +131,15 @@ enum SQLFunctions {
         // Hashes and encodings.
         add("md5", 1) { a in
             guard let b = a.bytes(0) else { return .null }
-            return .text(Hex.lowercase(Insecure.MD5.hash(data: b)))
+            return .text(Hex.lowercase(Digest.md5(b)))
         }
         add("sha1", 1) { a in
             guard let b = a.bytes(0) else { return .null }
-            return .text(Hex.lowercase(Insecure.SHA1.hash(data: b)))
+            return .text(Hex.lowercase(Digest.sha1(b)))
         }
         add("sha256", 1) { a in
             guard let b = a.bytes(0) else { return .null }
-            return .text(Hex.lowercase(SHA256.hash(data: b)))
+            return .text(Hex.lowercase(Digest.sha256(b)))
         }
         add("to_base64", 1) { a throws(FunctionError) in
             guard !a.isNull(0) else { return .null }

@@ -38,7 +38,15 @@ public struct ColumnOptions: OptionSet, Sendable, Hashable {
     /// Options from their bits.
     public init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// A primary-key candidate: constraints on it are passed to `generate`.
+    /// A column the table can look up by: constraints on it are passed to `generate`.
+    ///
+    /// An extension table gets constraints on more than its `.index` columns: with
+    /// `--extensions_default_index=true`, the default of osquery's core and ours, the core treats
+    /// every column declared with no options as `.index`, so constraints on all plain columns
+    /// arrive (`TableTester` does the same). A column with other options only (`.hidden` alone)
+    /// gets none unless it is also `.index`, `.required` or `.additional`. Mark the columns a
+    /// table looks up by `.index` anyway: a core run with `--extensions_default_index=false`
+    /// passes constraints on those alone.
     public static let index = ColumnOptions(rawValue: 1)
     /// Queries must constrain it, or SQLite reports a missing required column.
     public static let required = ColumnOptions(rawValue: 2)

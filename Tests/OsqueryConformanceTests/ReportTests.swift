@@ -12,8 +12,8 @@ import Testing
         ]
         let lines = report.text.split(separator: "\n")
         #expect(lines.last == "2 passed, 1 failed, 1 skipped")
-        #expect(lines[1] == "b FAIL [§6 #2] expected x; saw y")
-        #expect(lines[3] == "d PASS [§2.3] (differs on purpose: reason)")
+        #expect(lines[1] == "b FAIL [docs/protocol.md §6 #2] expected x; saw y")
+        #expect(lines[3] == "d PASS [docs/protocol.md §2.3] (differs on purpose: reason)")
         #expect(report.exitCode == 1)
         report.results.remove(at: 1)
         #expect(report.exitCode == 0)

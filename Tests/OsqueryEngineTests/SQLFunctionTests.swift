@@ -1,4 +1,6 @@
+import Foundation
 import OsqueryEngine
+import ProtocolFixture
 import Testing
 
 @Suite struct SQLFunctionTests {
@@ -40,6 +42,32 @@ import Testing
         #expect(try one("sha1('abc')") == "a9993e364706816aba3e25717850c26c9cd0d89d")
         #expect(try one("sha256('abc')") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(try one("md5(NULL)") == nil)
+        #expect(try one("md5('')") == "d41d8cd98f00b204e9800998ecf8427e")
+        #expect(try one("sha256('')") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
+
+    /// The engine's own digests (no swift-crypto) against the coreutils tools, at every padding
+    /// boundary (55/56/64 bytes) and over several blocks.
+    @Test func digestsAgreeWithCoreutils() async throws {
+        let lengths = [1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 128, 1000]
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("digests-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for n in lengths {
+            let bytes = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let file = dir.appendingPathComponent("\(n)")
+            try Data(bytes).write(to: file)
+            for (tool, digest) in [("md5sum", Digest.md5), ("sha1sum", Digest.sha1), ("sha256sum", Digest.sha256)] {
+                let (status, out, _) = try await runToCompletion("/usr/bin/env", [tool, file.path])
+                #expect(status == 0)
+                #expect(out.split(separator: " ").first.map(String.init) == Hex.lowercase(digest(bytes)), "\(tool), \(n) bytes")
+            }
+        }
+        // A million bytes: the 64-bit bit length crosses 2^23.
+        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        #expect(Hex.lowercase(Digest.md5(million)) == "7707d6ae4e027c70eea2a935c2296f21")
+        #expect(Hex.lowercase(Digest.sha1(million)) == "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
+        #expect(Hex.lowercase(Digest.sha256(million)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     @Test func base64() throws {
