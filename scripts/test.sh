@@ -3,7 +3,8 @@
 #   Debian packages and a .venv with PyPI thrift/osquery (scripts/install-test-deps.sh),
 #   the Python and C++ peers generated from idl/osquery.thrift (scripts/build-peers.sh),
 #   the SDK's DocC documentation (a broken link or undocumented parameter fails),
-#   then `swift test`, whose own summary is the last thing printed.
+#   then the dependent-package test alone (it builds a whole package) and `swift test` for the
+#   rest, whose own summary is the last thing printed. Arguments go to one plain `swift test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "== installing test dependencies (if missing)"
@@ -14,5 +15,14 @@ echo "== the SDK's documentation (DocC catalog and doc comments, warnings as err
 for target in OsqueryExtension OsqueryVocabulary OsqueryClient OsqueryExtensionTesting; do
     swift package generate-documentation --target "$target" --warnings-as-errors >/dev/null
 done
+if [ "$#" -gt 0 ]; then
+    echo "== swift test $*"
+    exec swift test "$@"
+fi
+# The dependent-package test builds a whole package (minutes of both cores): alone, before the
+# other suites, so it cannot starve their servers and timeouts.
+swift build --build-tests
+echo "== swift test --filter DependentPackageTests (a new package that depends on the SDK by URL)"
+swift test --skip-build --filter DependentPackageTests
 echo "== swift test"
-swift test "$@"
+swift test --skip-build --skip DependentPackageTests
