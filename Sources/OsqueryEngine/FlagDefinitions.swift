@@ -205,6 +205,10 @@ extension Flags {
         .init("tls_connect_timeout", .uint64, "10", "Seconds a TLS/HTTPS connection (TCP and handshake) may take", .cli),
         .init("tls_request_timeout", .uint64, "60", "Seconds a whole TLS/HTTPS request may take, response body included", .cli),
         .init("tls_max_response_size", .uint64, "16777216", "Largest TLS/HTTPS response body in bytes (after gzip decoding)", .cli),
+        // docker_* tables (issue 18): osquery's socket flag, then the bound on objects one scan
+        // walks (not an osquery flag: osquery asks the engine about every container and image).
+        .init("docker_socket", .string, "/var/run/docker.sock", "Docker UNIX domain socket path"),
+        .init("docker_max_objects", .uint64, "10000", "Most containers or images one docker_* table scan asks the engine about"),
     ]
 }
 
@@ -338,6 +342,8 @@ package enum StringFlag: String, FlagKey {
     case loggerPath = "logger_path"
     // TLS remote API (issue 20).
     case tlsEnrollOverride = "tls_enroll_override"
+    // docker_* tables (issue 18).
+    case dockerSocket = "docker_socket"
 }
 
 /// Names of the `int32` and `int64` flags, read as `Int64`.
@@ -418,4 +424,6 @@ package enum UIntFlag: String, FlagKey {
     case tlsConnectTimeout = "tls_connect_timeout"
     case tlsRequestTimeout = "tls_request_timeout"
     case tlsMaxResponseSize = "tls_max_response_size"
+    // docker_* tables (issue 18).
+    case dockerMaxObjects = "docker_max_objects"
 }
