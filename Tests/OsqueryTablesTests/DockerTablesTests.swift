@@ -372,12 +372,23 @@ def listhang(c):
     else:
         time.sleep(3600)
 
+MANY = json.dumps([{"Id": "%064x" % (i + 16), "Names": ["/m%d" % i], "State": "running"} for i in range(5)]).encode()
+
+def many(c):
+    path = request(c)
+    with open(os.path.join(d, "requests.log"), "a") as log:
+        log.write(path + "\n")
+    if path.startswith("/containers/json"):
+        reply(c, MANY)
+    else:
+        reply(c, json.dumps({"State": {"Pid": 0}, "Config": {"Env": ["A=1", "BARE"]}}).encode())
+
 def good(c):
     request(c)
     reply(c, json.dumps({"Version": "99.0", "ApiVersion": "1.99"}).encode())
 
 d = sys.argv[1]
-for name, handler in [("hang", hang), ("garbage", garbage), ("endless", endless), ("badjson", badjson), ("listhang", listhang), ("good", good)]:
+for name, handler in [("hang", hang), ("garbage", garbage), ("endless", endless), ("badjson", badjson), ("listhang", listhang), ("many", many), ("good", good)]:
     serve(os.path.join(d, name + ".sock"), handler)
 print("ready", flush=True)
 sys.stdin.read()
@@ -434,6 +445,23 @@ sys.stdin.read()
             try flags.set("docker_socket", dir.path + "/listhang.sock")
             #expect(try rowSet(db, "SELECT id, name, pid FROM docker_containers", ["name", "pid"]) == ["/h0\t", "/h1\t", "/h2\t"])
             #expect(log.messages.filter { $0.contains("timed out") }.count == 2)
+
+            // A scan walks at most --docker_max_objects containers; osquery's filter strings.
+            try flags.set("docker_socket", dir.path + "/many.sock")
+            try flags.set("docker_max_objects", "2")
+            #expect(try rowSet(db, "SELECT name FROM docker_containers", ["name"]) == ["/m0", "/m1"])
+            #expect(log.messages.contains("Walking the first 2 of 5 docker containers (--docker_max_objects)"))
+            #expect(try db.execute("SELECT key, value FROM docker_container_envs").rows == [["A", "1"], ["BARE", "BARE"], ["A", "1"], ["BARE", "BARE"]])
+            #expect(try db.execute("SELECT * FROM docker_container_labels WHERE id = 'abc' OR id = 'xyz!'").rowCount == 0)
+            let requests = readText(dir.path + "/requests.log").split(separator: "\n")
+            #expect(requests.filter { $0.hasPrefix("/containers/json") } == [
+                "/containers/json", "/containers/json", "/containers/json?all=1&filters=%7B%22id%22%3A%7B%22abc%22%3Atrue%7D%7D",
+                "/containers/json?all=1&filters=%7B%22id%22%3A%7B%7D%7D",
+            ])
+            #expect(requests.filter { !$0.hasPrefix("/containers/json") } == [
+                "/containers/\(String(repeating: "0", count: 62))10/json?stream=false", "/containers/\(String(repeating: "0", count: 62))11/json?stream=false",
+                "/containers/\(String(repeating: "0", count: 62))10/json?stream=false", "/containers/\(String(repeating: "0", count: 62))11/json?stream=false",
+            ])
 
             try flags.set("docker_socket", dir.path + "/good.sock")
             #expect(try rowSet(db, "SELECT version, api_version FROM docker_version", ["version", "api_version"]) == ["99.0\t1.99"])
