@@ -243,6 +243,10 @@ extension Flags {
         .init("syslog_max_line", .uint64, "65536", "Longest syslog line (bytes) read from the pipe; longer lines are skipped and counted"),
         .init("yara_scan_timeout", .uint64, "10", "Seconds one YARA scan of a file may take (0: no limit)"),
         .init("yara_events_queue_max", .uint64, "1024", "Most files waiting for their yara_events scan; past it changes are counted and not scanned"),
+        // docker_* tables (issue 18): osquery's socket flag, then the bound on objects one scan
+        // walks (not an osquery flag: osquery asks the engine about every container and image).
+        .init("docker_socket", .string, "/var/run/docker.sock", "Docker UNIX domain socket path"),
+        .init("docker_max_objects", .uint64, "10000", "Most containers or images one docker_* table scan asks the engine about"),
     ]
 }
 
@@ -403,6 +407,8 @@ package enum StringFlag: String, FlagKey {
     // udev/syslog/yara events (issue 19)
     case hardwareDisabledTypes = "hardware_disabled_types"
     case syslogPipePath = "syslog_pipe_path"
+    // docker_* tables (issue 18).
+    case dockerSocket = "docker_socket"
 }
 
 /// Names of the `int32` and `int64` flags, read as `Int64`.
@@ -497,4 +503,6 @@ package enum UIntFlag: String, FlagKey {
     case syslogMaxLine = "syslog_max_line"
     case yaraScanTimeout = "yara_scan_timeout"
     case yaraEventsQueueMax = "yara_events_queue_max"
+    // docker_* tables (issue 18).
+    case dockerMaxObjects = "docker_max_objects"
 }

@@ -108,6 +108,38 @@ enum HTTPFetch {
             self.fd = try Self.connect(host: host, port: port, deadline: deadline)
         }
 
+        /// A stream connection to the Unix domain socket at `path` (the Docker Engine API's).
+        init(unixPath path: String, deadline: Double) throws {
+            self.deadline = deadline
+            self.fd = try Self.connect(unixPath: path)
+        }
+
+        /// A Unix socket connect does not wait (a full backlog fails at once), so it needs no deadline.
+        static func connect(unixPath path: String) throws -> Int32 {
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            let capacity = MemoryLayout.size(ofValue: address.sun_path)
+            guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
+                throw Failure("Invalid socket path: \(path)", unreachable: true)
+            }
+            withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                raw.copyBytes(from: bytes)
+                raw[bytes.count] = 0
+            }
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else { throw Failure("Unable to create socket", unreachable: true) }
+            let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
+            let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) } }
+            if result != 0 {
+                // A full backlog (EAGAIN) is a server that does not accept: as unreachable as a missing one.
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw Failure("\(path): \(reason)", unreachable: true)
+            }
+            return fd
+        }
+
         static func connect(host: String, port: UInt16, deadline: Double) throws -> Int32 {
             var hints = addrinfo()
             hints.ai_family = AF_UNSPEC
@@ -300,7 +332,28 @@ enum HTTPFetch {
     ) throws -> Response {
         let connection = try Connection(host: url.host, port: url.port, deadline: deadline)
         if url.tls { try connection.startTLS(serverName: url.host, verify: verify) }
-        var head = "\(method) \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\n"
+        return try exchange(
+            connection, method: method, target: url.target, hostHeader: url.hostHeader, headers: headers, body: body, maxBytes: maxBytes)
+    }
+
+    /// One request over the Unix domain socket at `socketPath` (no redirects: a local API).
+    /// `target` is the request target (`/path?query`); the same deadline and byte limit as TCP.
+    static func request(
+        unixSocket socketPath: String, target: String, method: String = "GET", headers: [(String, String)] = [],
+        timeout: Double, maxBytes: Int
+    ) throws -> Response {
+        guard target.hasPrefix("/"), target.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else { throw Failure("Invalid request target: \(target)") }
+        let deadline = monotonic() + max(timeout, 0.001)
+        let connection = try Connection(unixPath: socketPath, deadline: deadline)
+        return try exchange(connection, method: method, target: target, hostHeader: "localhost", headers: headers, body: [], maxBytes: maxBytes)
+    }
+
+    /// Sends the request on an open connection and reads the response (chunked, sized, or to the end).
+    static func exchange(
+        _ connection: Connection, method: String, target: String, hostHeader: String, headers: [(String, String)], body: [UInt8],
+        maxBytes: Int
+    ) throws -> Response {
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: \(hostHeader)\r\n"
         for (name, value) in headers { head += name + ": " + value + "\r\n" }
         if !body.isEmpty || method == "PUT" || method == "POST" { head += "Content-Length: \(body.count)\r\n" }
         head += "Connection: close\r\n\r\n"

@@ -120,6 +120,26 @@ public enum BuiltinTables {
             PackageTables.firefoxAddons(flags: flags),
             PackageTables.vscodeExtensions(flags: flags),
             PackageTables.jetbrainsPlugins(flags: flags),
+            // osquery's Linux catalogue (issue 18): the Docker Engine API.
+            DockerTables.version(flags: flags),
+            DockerTables.info(flags: flags),
+            DockerTables.images(flags: flags),
+            DockerTables.imageLabels(flags: flags),
+            DockerTables.imageHistory(flags: flags),
+            DockerTables.imageLayers(flags: flags),
+            DockerTables.volumes(flags: flags),
+            DockerTables.volumeLabels(flags: flags),
+            DockerTables.networks(flags: flags),
+            DockerTables.networkLabels(flags: flags),
+            DockerTables.containers(flags: flags),
+            DockerTables.containerLabels(flags: flags),
+            DockerTables.containerEnvs(flags: flags),
+            DockerTables.containerMounts(flags: flags),
+            DockerTables.containerNetworks(flags: flags),
+            DockerTables.containerPorts(flags: flags),
+            DockerTables.containerProcesses(flags: flags),
+            DockerTables.containerStats(flags: flags),
+            DockerTables.containerFsChanges(flags: flags),
         ]
     }
 
