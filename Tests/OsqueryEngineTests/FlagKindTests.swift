@@ -44,6 +44,8 @@ import Testing
         "tls_secret_always", "tls_enroll_override",
         // audit events (issue 19)
         "audit_debug", "audit_show_partial_fim_events", "audit_fim_show_accesses", "audit_allow_unix",
+        // udev/syslog/yara events (issue 19)
+        "enable_yara_string",
     ]
 
     static func names(_ kind: FlagKind) -> Set<String> {
