@@ -73,7 +73,7 @@ package enum RsyslogCSV {
 /// and reads. At most `--syslog_rate_limit` lines are taken per 200 ms (a flooding writer
 /// then blocks on the full pipe instead of growing this process), lines longer than
 /// `--syslog_max_line` are skipped; malformed, overlong and rate-limited lines are counted.
-package final class SyslogPublisher: EventPublisher, @unchecked Sendable {  // mutable state under `threads` / `counters`
+package final class SyslogPublisher: EventPublisher, @unchecked Sendable {  // mutable state under `counters` (the reader thread is its own)
     package let name = "syslog"
     package let subscriber: EventSubscriber
     private let flags: Flags
@@ -85,8 +85,7 @@ package final class SyslogPublisher: EventPublisher, @unchecked Sendable {  // m
         var rateLimited = 0
     }
     private let counters = Mutex(Counters())
-    private let threads = Mutex<(stopWriteFD: Int32, running: Bool)>((-1, false))
-    private let readerDone = DispatchSemaphore(value: 0)
+    private let reader = ReaderThread()
 
     /// osquery's: rsyslog writes, osquery reads.
     static let pipeMode: mode_t = 0o460
@@ -112,7 +111,7 @@ package final class SyslogPublisher: EventPublisher, @unchecked Sendable {  // m
 
     package var status: PublisherStatus {
         var s = PublisherStatus()
-        s.active = threads.withLock { $0.running }
+        s.active = reader.isRunning
         s.subscriptions = 1
         counters.withLock { c in
             s.events = c.events
@@ -128,7 +127,7 @@ package final class SyslogPublisher: EventPublisher, @unchecked Sendable {  // m
     /// Creates the pipe when it is missing, refuses anything but a FIFO (a symlink included),
     /// and takes an exclusive lock so a second osquery process cannot steal lines.
     package func start() throws(EventError) {
-        guard !threads.withLock({ $0.running }) else { return }
+        guard !reader.isRunning else { return }
         let path = flags[.syslogPipePath]
         var st = stat()
         if lstat(path, &st) != 0 {
@@ -149,26 +148,8 @@ package final class SyslogPublisher: EventPublisher, @unchecked Sendable {  // m
             close(fd)
             throw EventError("Unable to acquire pipe lock: \(String(cString: strerror(e)))")
         }
-        var stopPipe: [Int32] = [-1, -1]
-        guard pipe(&stopPipe) == 0 else {
-            close(fd)
-            throw EventError("Could not create a pipe: \(String(cString: strerror(errno)))")
-        }
-        for end in stopPipe {
-            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(end, F_SETFL, O_NONBLOCK)
-        }
-        let stopFD = stopPipe[0]
-        let reader = Thread { [self] in
-            readLoop(fd: fd, stopFD: stopFD)
-            close(fd)
-            close(stopFD)
-            readerDone.signal()
-        }
-        reader.name = "syslog publisher"
-        threads.withLock { $0 = (stopPipe[1], true) }
+        try reader.start(name: "syslog publisher", source: fd) { [self] stopFD in readLoop(fd: fd, stopFD: stopFD) }
         subscriber.setSubscriptions(1)
-        reader.start()
     }
 
     /// osquery's createPipe: mkfifo, chmod past the umask, group `syslog` when it exists.
@@ -182,17 +163,7 @@ package final class SyslogPublisher: EventPublisher, @unchecked Sendable {  // m
         return nil
     }
 
-    package func stop() {
-        let (running, stopWriteFD) = threads.withLock { t in
-            defer { t = (-1, false) }
-            return (t.running, t.stopWriteFD)
-        }
-        guard running else { return }
-        var one: UInt8 = 1
-        _ = write(stopWriteFD, &one, 1)
-        readerDone.wait()
-        close(stopWriteFD)
-    }
+    package func stop() { reader.stop() }
 
     private func readLoop(fd: Int32, stopFD: Int32) {
         let chunk = 64 * 1024

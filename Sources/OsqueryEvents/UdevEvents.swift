@@ -67,7 +67,7 @@ package struct KernelUevent: Sendable, Equatable {
 /// kernel's own (group 1, also in containers), adds the properties udevd recorded for the
 /// device in its database (/run/udev/data) when there is one, and derives vendor/model ids
 /// and the revision from the kernel's PRODUCT (USB) and PCI_ID (PCI) otherwise.
-package final class UdevPublisher: EventPublisher, @unchecked Sendable {  // mutable state under `threads` / `counters`
+package final class UdevPublisher: EventPublisher, @unchecked Sendable {  // mutable state under `counters` (the reader thread is its own)
     package let name = "udev"
     package let subscriber: EventSubscriber
     private let flags: Flags
@@ -83,8 +83,7 @@ package final class UdevPublisher: EventPublisher, @unchecked Sendable {  // mut
         var receiveOverflows = 0
     }
     private let counters = Mutex(Counters())
-    private let threads = Mutex<(stopWriteFD: Int32, running: Bool)>((-1, false))
-    private let readerDone = DispatchSemaphore(value: 0)
+    private let reader = ReaderThread()
 
     /// The largest datagram read; the kernel's are at most 2 KiB of properties plus the header.
     static let bufferSize = 16 * 1024
@@ -106,7 +105,7 @@ package final class UdevPublisher: EventPublisher, @unchecked Sendable {  // mut
 
     package var status: PublisherStatus {
         var s = PublisherStatus()
-        s.active = threads.withLock { $0.running }
+        s.active = reader.isRunning
         s.subscriptions = 1
         counters.withLock { c in
             s.events = c.events
@@ -123,7 +122,7 @@ package final class UdevPublisher: EventPublisher, @unchecked Sendable {  // mut
     }
 
     package func start() throws(EventError) {
-        guard !threads.withLock({ $0.running }) else { return }
+        guard !reader.isRunning else { return }
         let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 15)
         guard fd >= 0 else { throw EventError("Could not create udev monitor: \(String(cString: strerror(errno)))") }
         // A burst of hotplug events should not overflow the socket (ENOBUFS, counted when it does).
@@ -140,39 +139,11 @@ package final class UdevPublisher: EventPublisher, @unchecked Sendable {  // mut
             close(fd)
             throw EventError("Could not create udev monitor: bind NETLINK_KOBJECT_UEVENT: \(String(cString: strerror(e)))")
         }
-        var stopPipe: [Int32] = [-1, -1]
-        guard pipe(&stopPipe) == 0 else {
-            close(fd)
-            throw EventError("Could not create a pipe: \(String(cString: strerror(errno)))")
-        }
-        for end in stopPipe {
-            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(end, F_SETFL, O_NONBLOCK)
-        }
-        let stopFD = stopPipe[0]
-        let reader = Thread { [self] in
-            readLoop(fd: fd, stopFD: stopFD)
-            close(fd)
-            close(stopFD)
-            readerDone.signal()
-        }
-        reader.name = "udev publisher"
-        threads.withLock { $0 = (stopPipe[1], true) }
+        try reader.start(name: "udev publisher", source: fd) { [self] stopFD in readLoop(fd: fd, stopFD: stopFD) }
         subscriber.setSubscriptions(1)
-        reader.start()
     }
 
-    package func stop() {
-        let (running, stopWriteFD) = threads.withLock { t in
-            defer { t = (-1, false) }
-            return (t.running, t.stopWriteFD)
-        }
-        guard running else { return }
-        var one: UInt8 = 1
-        _ = write(stopWriteFD, &one, 1)
-        readerDone.wait()
-        close(stopWriteFD)
-    }
+    package func stop() { reader.stop() }
 
     private func readLoop(fd: Int32, stopFD: Int32) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 8)
