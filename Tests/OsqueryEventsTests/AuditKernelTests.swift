@@ -88,16 +88,7 @@ enum AuditDaemon {
 
     /// cmdline → how many times the scheduled query logged it.
     static func logged(_ dir: String) -> [String: Int] {
-        guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [:] }
-        var out: [String: Int] = [:]
-        for line in text.split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                object["name"] as? String == "procs", object["action"] as? String == "added",
-                let columns = object["columns"] as? [String: String], let cmdline = columns["cmdline"]
-            else { continue }
-            out[cmdline, default: 0] += 1
-        }
-        return out
+        loggedAdded(dir) { name, columns in name == "procs" ? columns["cmdline"] : nil }
     }
 }
 

@@ -59,16 +59,7 @@ enum FIMDaemon {
 
     /// (target_path → how many times its CREATED was logged) from the results log.
     static func logged(_ dir: String) -> [String: Int] {
-        guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [:] }
-        var out: [String: Int] = [:]
-        for line in text.split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                object["name"] as? String == "fim", object["action"] as? String == "added",
-                let columns = object["columns"] as? [String: String], let path = columns["target_path"]
-            else { continue }
-            out[path, default: 0] += 1
-        }
-        return out
+        loggedAdded(dir) { name, columns in name == "fim" ? columns["target_path"] : nil }
     }
 }
 
@@ -136,16 +127,7 @@ enum FIMDaemon {
 @Suite struct DaemonIssue19EventsTests {
     /// (query name, key column value) → how many times it was logged as added.
     static func logged(_ dir: String) -> [String: Int] {
-        guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [:] }
-        var out: [String: Int] = [:]
-        for line in text.split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                let name = object["name"] as? String, object["action"] as? String == "added",
-                let columns = object["columns"] as? [String: String], let key = columns["key"]
-            else { continue }
-            out[name + " " + key, default: 0] += 1
-        }
-        return out
+        loggedAdded(dir) { name, columns in columns["key"].map { name + " " + $0 } }
     }
 
     @Test func yaraSyslogAndHardwareEventsAreLoggedOnceAcrossARestart() async throws {

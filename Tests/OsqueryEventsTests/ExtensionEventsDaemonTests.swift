@@ -36,16 +36,7 @@ import Testing
 
     /// (sequence → how many times the scheduled query logged it).
     static func logged(_ dir: String) -> [Int: Int] {
-        guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [:] }
-        var out: [Int: Int] = [:]
-        for line in text.split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                object["name"] as? String == "kmsg", object["action"] as? String == "added",
-                let columns = object["columns"] as? [String: String], let seq = columns["sequence"].flatMap({ Int($0) })
-            else { continue }
-            out[seq, default: 0] += 1
-        }
-        return out
+        loggedAdded(dir) { name, columns in name == "kmsg" ? columns["sequence"].flatMap { Int($0) } : nil }
     }
 
     /// Each event is logged once, across a SIGKILL of the extension (its buffered, unlogged

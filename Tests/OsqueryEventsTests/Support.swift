@@ -66,3 +66,18 @@ func run(_ tool: String, _ arguments: [String]) throws -> String {
     p.waitUntilExit()
     return String(decoding: data, as: UTF8.self)
 }
+
+/// How many times each row was logged as "added" in a daemon's results log under `dir`, keyed by
+/// `key(name, columns)` (nil skips the line).
+func loggedAdded<Key: Hashable>(_ dir: String, key: (String, [String: String]) -> Key?) -> [Key: Int] {
+    guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [:] }
+    var out: [Key: Int] = [:]
+    for line in text.split(separator: "\n") {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            let name = object["name"] as? String, object["action"] as? String == "added",
+            let columns = object["columns"] as? [String: String], let k = key(name, columns)
+        else { continue }
+        out[k, default: 0] += 1
+    }
+    return out
+}
