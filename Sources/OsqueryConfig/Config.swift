@@ -206,8 +206,8 @@ public struct DaemonConfig: Sendable {
     }
 
     /// Hands the tables their config sections (prometheus_metrics' `prometheus_targets`).
-    package func applyTableSections() {
-        PrometheusTargets.shared.set(prometheusTargets)
+    package func applyTableSections(registry: PluginRegistry) {
+        registry.setConfigSection("prometheus_targets", prometheusTargets)
     }
 
     /// Packs that may run on this host: pack-level shard, platform and version

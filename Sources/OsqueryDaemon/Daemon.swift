@@ -368,7 +368,7 @@ final class DaemonConfiguration: Sendable {
             if changed {
                 discovery.reset()
                 loader.current?.registerAutoTables(registry: registry, flags: flags)
-                loader.current?.applyTableSections()
+                loader.current?.applyTableSections(registry: registry)
             }
         } catch {
             failed = true

@@ -185,8 +185,8 @@ extension Flags {
         // the tables that fetch over HTTP (osquery's client waits 16 s and reads without bound)
         // and pick the cloud metadata address (tests point it at loopback).
         .init("augeas_lenses", .string, "/usr/share/augeas/lenses/dist", "Directory that contains augeas lenses files"),
-        .init("table_http_timeout", .uint64, "16", "Seconds a curl or prometheus_metrics request may take in all"),
-        .init("table_http_max_bytes", .uint64, "16777216", "Most bytes of a response the curl and prometheus_metrics tables read"),
+        .init("table_http_timeout", .uint64, "16", "Seconds an HTTP request of a table (curl, prometheus_metrics, docker_*) may take in all"),
+        .init("table_http_max_bytes", .uint64, "16777216", "Most bytes of an HTTP response a table reads (curl, prometheus_metrics, docker_*)"),
         .init("cloud_metadata_timeout", .uint64, "3", "Seconds a cloud metadata table waits for its link-local endpoint"),
         .init("cloud_metadata_address", .string, "169.254.169.254", "Address (host[:port]) of the EC2, Azure and Yandex metadata endpoints"),
         // events (issue 17): osquery's hidden denylist switch, then our limits.

@@ -40,9 +40,21 @@ public final class PluginRegistry: Sendable {
         var items: [String: [String: RegistryItem]] = [:]
         var active: [String: String] = [:]
         var generation: UInt64 = 0
+        var configSections: [String: JSONValue] = [:]
     }
 
     private let state = Mutex(State())
+
+    /// Sets a config section that tables read (osquery's config parsers keep them for their
+    /// tables, e.g. `prometheus_targets`); nil removes it. Set on each config load.
+    package func setConfigSection(_ key: String, _ value: JSONValue?) {
+        state.withLock { $0.configSections[key] = value }
+    }
+
+    /// The config section `key` of the last config load (nil: the config has none).
+    package func configSection(_ key: String) -> JSONValue? {
+        state.withLock { $0.configSections[key] }
+    }
 
     public init() {}
 

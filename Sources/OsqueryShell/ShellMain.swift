@@ -176,7 +176,7 @@ public enum OsqueryShellMain {
         do {
             let config = try loader.load()
             config.registerAutoTables(registry: registry, flags: flags)
-            config.applyTableSections()
+            config.applyTableSections(registry: registry)
             return config
         } catch {
             StatusLog.info("Error reading config: \(error.message)")

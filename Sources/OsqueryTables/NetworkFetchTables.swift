@@ -1,4 +1,4 @@
-package import OsqueryEngine
+import OsqueryEngine
 internal import COpenSSL
 import Synchronization
 #if canImport(Glibc)
@@ -6,27 +6,19 @@ import Glibc
 #endif
 
 /// The config's `prometheus_targets` (`{"urls": [...], "timeout": N}`), as osquery's config
-/// parser keeps it for the prometheus_metrics table; the daemon sets it on each config load.
-package final class PrometheusTargets: Sendable {
-    package static let shared = PrometheusTargets()
-    private let state = Mutex<(configured: Bool, urls: [String], timeout: UInt64)>((false, [], 1))
+/// parser reads it for the prometheus_metrics table.
+struct PrometheusTargets {
+    var configured = false
+    var urls: [String] = []
+    var timeout: UInt64 = 1
 
-    package init() {}
-
-    /// The `prometheus_targets` value of a config (nil: the key is absent).
-    package func set(_ value: JSONValue?) {
-        state.withLock { s in
-            guard let value else {
-                s = (false, [], 1)
-                return
-            }
-            s.configured = value["urls"] != nil
-            s.urls = (value["urls"]?.array ?? []).compactMap { if case .string(let u) = $0 { u } else { nil } }
-            s.timeout = value["timeout"]?.uint64 ?? 1
-        }
+    /// The section's value (nil: the key is absent).
+    init(_ value: JSONValue?) {
+        guard let value else { return }
+        configured = value["urls"] != nil
+        urls = (value["urls"]?.array ?? []).compactMap { if case .string(let u) = $0 { u } else { nil } }
+        timeout = value["timeout"]?.uint64 ?? 1
     }
-
-    var current: (configured: Bool, urls: [String], timeout: UInt64) { state.withLock { $0 } }
 }
 
 /// osquery's tables that fetch over the network: curl, curl_certificate, prometheus_metrics.
@@ -178,12 +170,13 @@ enum NetworkFetchTables {
         }
     }
 
-    static func prometheusMetrics(flags: Flags, targets: PrometheusTargets = .shared) -> FunctionTable {
+    /// Reads the targets from `registry`'s `prometheus_targets` config section at each query.
+    static func prometheusMetrics(flags: Flags, registry: PluginRegistry) -> FunctionTable {
         table("prometheus_metrics", [
             col("target_name", .text), col("metric_name", .text), col("metric_value", .double), col("timestamp_ms", .bigint),
         ]) { _, schema in
             var rows = TableRows(schema: schema)
-            let config = targets.current
+            let config = PrometheusTargets(registry.configSection("prometheus_targets"))
             guard config.configured else { return rows }
             // osquery scrapes its targets in the order of their URLs.
             for url in Set(config.urls).sorted() {

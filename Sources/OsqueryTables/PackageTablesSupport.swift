@@ -148,14 +148,16 @@ func readJSONFile(_ path: String, flags: Flags) -> JSONValue? {
     return try? JSONValue.parse(String(decoding: bytes, as: UTF8.self))
 }
 
-/// osquery's `usersFromContext` for the user-data tables: the users named by `uid =`
-/// constraints (as `users JOIN t USING (uid)` passes them), else only the user running the
-/// query, as osquery does without a constraint.
+/// osquery's `usersFromContext` for the user-data tables (packages, browsers, SSH files,
+/// shell_history): the users named by `uid =` constraints (as `users JOIN t USING (uid)` passes
+/// them), else only the user running the query; osquery reads no one else's files unless asked.
 enum ContextUsers {
-    static func fromContext(_ context: QueryContext, table: String) -> [HomeUser] {
+    /// - Parameter table: the package tables name themselves to get osquery's warning when root
+    ///   queries without a `uid` constraint; the SSH tables and shell_history give none.
+    static func fromContext(_ context: QueryContext, table: String? = nil) -> [HomeUser] {
         let uids = context.equalities(for: "uid")
         if uids.isEmpty {
-            if getuid() == 0 {
+            if let table, getuid() == 0 {
                 StatusLog.warning("The \(table) table returns data based on the current user by default, consider JOINing against the users table")
             }
             return user(getuid()).map { [$0] } ?? []

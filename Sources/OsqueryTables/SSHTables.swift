@@ -9,18 +9,6 @@ struct HomeUser: Sendable {
     var directory: String
 }
 
-/// osquery's `usersFromContext`: the users named by `uid =` constraints, else every user.
-/// osquery's `usersFromContext` for the SSH tables and shell_history: the users named by
-/// `uid =` constraints, else only the user running the query (osquery reads no one else's
-/// files unless asked, e.g. `users JOIN authorized_keys USING (uid)`).
-enum HomeUsers {
-    static func fromContext(_ context: QueryContext) -> [HomeUser] {
-        let uids = context.equalities(for: "uid")
-        if uids.isEmpty { return ContextUsers.user(getuid()).map { [$0] } ?? [] }
-        return uids.compactMap { UInt32($0).flatMap(ContextUsers.user) }
-    }
-}
-
 /// Tables over users' SSH files: authorized_keys, known_hosts, ssh_configs, user_ssh_keys.
 enum SSHTables {
     typealias Users = @Sendable (QueryContext) -> [HomeUser]
@@ -30,7 +18,7 @@ enum SSHTables {
         "sk-ecdsa-sha2-nistp256@openssh.com", "sk-ssh-ed25519@openssh.com",
     ]
 
-    static func authorizedKeys(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func authorizedKeys(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0) }) -> FunctionTable {
         table("authorized_keys", [
             col("uid", .bigint, .additional), col("algorithm", .text), col("key", .text), col("options", .text),
             col("comment", .text), col("key_file", .text), pidWithNamespace,
@@ -99,7 +87,7 @@ enum SSHTables {
         }
     }
 
-    static func knownHosts(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func knownHosts(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0) }) -> FunctionTable {
         table("known_hosts", [col("uid", .bigint, [.index, .optimized]), col("key", .text), col("key_file", .text)],
               attributes: .userBased) { context, schema in
             let readMax = flags[.readMax]
@@ -117,7 +105,7 @@ enum SSHTables {
         }
     }
 
-    static func sshConfigs(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) },
+    static func sshConfigs(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0) },
                            systemFile: String = "/etc/ssh/ssh_config") -> FunctionTable {
         table("ssh_configs", [
             col("uid", .bigint, [.additional, .optimized]), col("block", .text), col("option", .text),
@@ -148,7 +136,7 @@ enum SSHTables {
         }
     }
 
-    static func userSSHKeys(flags: Flags, users: @escaping Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func userSSHKeys(flags: Flags, users: @escaping Users = { ContextUsers.fromContext($0) }) -> FunctionTable {
         table("user_ssh_keys", [
             col("uid", .bigint, [.additional, .optimized]), col("path", .text, .index), col("encrypted", .integer),
             col("key_type", .text), col("key_group_name", .text), col("key_length", .integer),

@@ -8,7 +8,7 @@ import Glibc
 enum ShellTables {
     static let historyFiles = [".bash_history", ".zsh_history", ".zhistory", ".history", ".sh_history", ".ash_history"]
 
-    static func shellHistory(flags: Flags, users: @escaping SSHTables.Users = { HomeUsers.fromContext($0) }) -> FunctionTable {
+    static func shellHistory(flags: Flags, users: @escaping SSHTables.Users = { ContextUsers.fromContext($0) }) -> FunctionTable {
         table("shell_history", [
             col("uid", .bigint, [.additional, .optimized]), col("time", .integer), col("command", .text),
             col("history_file", .text),

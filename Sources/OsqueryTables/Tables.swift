@@ -89,7 +89,7 @@ public enum BuiltinTables {
             FileContentTables.augeas(flags: flags),
             NetworkFetchTables.curl(flags: flags),
             NetworkFetchTables.curlCertificate(flags: flags),
-            NetworkFetchTables.prometheusMetrics(flags: flags),
+            NetworkFetchTables.prometheusMetrics(flags: flags, registry: registry),
             CloudTables.ec2InstanceMetadata(flags: flags),
             CloudTables.ec2InstanceTags(flags: flags),
             CloudTables.azureInstanceMetadata(flags: flags),

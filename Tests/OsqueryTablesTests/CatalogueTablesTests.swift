@@ -587,12 +587,12 @@ extension SQLValue {
     @Test func sshTablesReadOnlyTheQueryingUserUnlessAsked() throws {
         var context = QueryContext(schema: SSHTables.authorizedKeys(flags: Flags()).schema)
         let me = try #require(ContextUsers.user(getuid()))
-        #expect(HomeUsers.fromContext(context).map(\.uid) == [Int64(getuid())])
-        #expect(HomeUsers.fromContext(context).map(\.directory) == [me.directory])
+        #expect(ContextUsers.fromContext(context).map(\.uid) == [Int64(getuid())])
+        #expect(ContextUsers.fromContext(context).map(\.directory) == [me.directory])
         context.add(Constraint(op: .equals, expr: "0"), to: "uid")
         context.add(Constraint(op: .equals, expr: "65534"), to: "uid")
         context.add(Constraint(op: .equals, expr: "not-a-uid"), to: "uid")
-        #expect(HomeUsers.fromContext(context).map(\.uid).sorted() == [0, 65534])
+        #expect(ContextUsers.fromContext(context).map(\.uid).sorted() == [0, 65534])
     }
 
     @Test func shellHistoryReadsBashAndZshFormats() throws {

@@ -322,12 +322,12 @@ final class ClosedPort: Sendable {
             try await makeTestCertificates(dir)
             let server = try TestWebServer(directory: dir)
             let closed = ClosedPort()
-            let targets = PrometheusTargets()
+            let registry = PluginRegistry()
             let url = "http://127.0.0.1:\(server.httpPort)/metrics"
-            targets.set(try JSONValue.parse(#"{"urls": ["\#(url)", "http://127.0.0.1:\#(closed.port)/metrics", "http://127.0.0.1:\#(server.httpPort)/endless"], "timeout": 2}"#))
+            registry.setConfigSection("prometheus_targets", try JSONValue.parse(#"{"urls": ["\#(url)", "http://127.0.0.1:\#(closed.port)/metrics", "http://127.0.0.1:\#(server.httpPort)/endless"], "timeout": 2}"#))
             let flags = try Self.flags(["table_http_max_bytes": "1048576"])
             let rows = try await offThread { () -> Set<String> in
-                let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, targets: targets), flags: flags)
+                let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, registry: registry), flags: flags)
                 return try rowSet(db, "SELECT target_name, metric_name, metric_value, timestamp_ms > 1600000000000 AS recent FROM prometheus_metrics",
                                   ["target_name", "metric_name", "metric_value", "recent"])
             }
@@ -336,7 +336,7 @@ final class ClosedPort: Sendable {
                 "\(url)\ttemperature\t21.5\t1", "\(url)\tup\t1.0\t1",
             ])
             // No prometheus_targets in the config: no rows.
-            let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, targets: PrometheusTargets()), flags: flags)
+            let db = try systemTablesDatabase(NetworkFetchTables.prometheusMetrics(flags: flags, registry: PluginRegistry()), flags: flags)
             #expect(try db.execute("SELECT * FROM prometheus_metrics").rowCount == 0)
             #expect(NetworkFetchTables.parseExposition(Array("# c\nname 1\n\nx\n".utf8)).map { $0.name + "=" + $0.value } == ["name=1"])
         }
