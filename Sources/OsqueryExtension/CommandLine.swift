@@ -4,7 +4,7 @@ package import OsqueryProtocol
 /// The extension's command line: exactly what osquery's autoloader passes
 /// (`--socket S --timeout T --interval I [--verbose]`, also in `--flag=value`
 /// form), plus developer conveniences. Unknown flags are tolerated and kept in
-/// ``unrecognized``, so a newer core passing a new flag never kills an extension.
+/// `unrecognized`, so a newer core passing a new flag never kills an extension.
 public struct ExtensionOptions: ParsableArguments, Sendable {
     /// The core's extension manager socket.
     @Option(help: "Path of the osquery extension manager socket.")

@@ -12,7 +12,7 @@ public enum ExtensionError: Error, Sendable, CustomStringConvertible {
     case registrationRefused(code: Int32, message: String)
     /// Two plugins have the same registry and name.
     case duplicatePlugin(registry: String, name: String)
-    /// A table the core would refuse to declare: ``TableSchema/problem`` says why (an invalid
+    /// A table the core would refuse to declare: the message says why (an invalid
     /// name, no columns, a column name used twice).
     case invalidTable(String)
     /// The extension's own socket (`<socket>.<uuid>`) could not be bound or moved into place.

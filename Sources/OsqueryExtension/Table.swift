@@ -143,7 +143,7 @@ public struct Table: ExtensionPlugin {
         if case .store(let store) = source { await store.shutdown() }
     }
 
-    /// Answers the core's table actions: `generate` (the rows, within ``limits``), `columns` (the
+    /// Answers the core's table actions: `generate` (the rows, within the table's ``TableLimits``), `columns` (the
     /// route info), and `insert`, `update` and `delete` (passed to the store; `readonly` without one).
     /// - Parameter request: the core's request (`action`, `context`, and a write's values and rowids).
     /// - Returns: the rows or the write's result; a generate's error, deadline or exceeded budget,
