@@ -10,7 +10,8 @@ indent='[[:space:]]*'
 if [ "${1:-}" = "--top-level" ]; then indent=''; shift; fi
 rev="${1:-}"
 modules=(ThriftCodec OsqueryProtocol OsqueryClient OsqueryVocabulary OsqueryExtension OsqueryExtensionTesting)
-decl="^${indent}(@[A-Za-z_]+(\\([^)]*\\))?[[:space:]]+)*(public|open)[[:space:]]"
+# `open` only as a modifier (a variable named `open` is no declaration).
+decl="^${indent}(@[A-Za-z_]+(\\([^)]*\\))?[[:space:]]+)*(public|open[[:space:]]+(class|func|var|let|subscript|static|override|init))[[:space:]]"
 total=0
 for m in "${modules[@]}"; do
     if [ -n "$rev" ]; then

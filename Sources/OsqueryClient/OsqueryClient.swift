@@ -44,7 +44,7 @@ public struct RegisteredExtension: Sendable, Hashable {
     ///   - version: the extension's version.
     ///   - sdkVersion: the `sdk_version` it registered with.
     ///   - minSDKVersion: the `min_sdk_version` it registered with.
-    public init(uuid: Int64, name: String, version: String, sdkVersion: String, minSDKVersion: String) {
+    package init(uuid: Int64, name: String, version: String, sdkVersion: String, minSDKVersion: String) {
         self.uuid = uuid
         self.name = name
         self.version = version
@@ -77,7 +77,7 @@ public struct CoreOption: Sendable, Hashable {
 /// ```
 public struct OsqueryClient: Sendable {
     /// The manager socket path.
-    public let socket: String
+    package let socket: String
     /// The wire-level client (every `ExtensionManager` RPC, raw types).
     package let manager: ExtensionManagerClient
 
@@ -116,7 +116,7 @@ public struct OsqueryClient: Sendable {
     ///   within `timeout` (or the waiting task was cancelled), with the last call's error;
     ///   ``OsqueryClientError/transport(_:)`` with `permissionDenied` at once when the socket may not
     ///   be written to (waiting would not change that).
-    public func waitUntilAvailable(timeout: Duration) async throws(OsqueryClientError) {
+    package func waitUntilAvailable(timeout: Duration) async throws(OsqueryClientError) {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var delay = Duration.milliseconds(20)
@@ -175,7 +175,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
-    public func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
+    package func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
         let response: (status: ExtensionStatus, rows: [StringMap])
         do { response = try await manager.queryRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
         try Self.check(response.status)
@@ -192,7 +192,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
-    public func queryReplyRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> ReplyRows {
+    package func queryReplyRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> ReplyRows {
         let response: (status: ExtensionStatus, rows: ReplyRows)
         do { response = try await manager.queryReplyRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
         try Self.check(response.status)
@@ -228,7 +228,7 @@ public struct OsqueryClient: Sendable {
     ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
     /// - Returns: the first row as `T`, or nil when the result is empty.
     /// - Throws: as ``query(_:as:timeout:)`` does (every row is decoded).
-    public func queryRow<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
+    package func queryRow<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> T?
     {
         try await query(sql, as: type, timeout: timeout).first
@@ -247,7 +247,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
-    public func queryColumns(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError)
+    package func queryColumns(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError)
         -> [(name: String, type: String)]
     {
         let response: ExtensionResponse
@@ -322,7 +322,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the core's status; on success (code 0) it carries the new uuid.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil)
+    package func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> ExtensionStatus
     {
         do { return try await manager.registerExtension(info: info, registry: registry, timeout: timeout) } catch {
@@ -337,7 +337,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the core's status (non-zero when it holds no such uuid).
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    public func deregisterExtension(uuid: Int64, timeout: Duration? = nil) async throws(OsqueryClientError)
+    package func deregisterExtension(uuid: Int64, timeout: Duration? = nil) async throws(OsqueryClientError)
         -> ExtensionStatus
     {
         do { return try await manager.deregisterExtension(uuid: uuid, timeout: timeout) } catch {

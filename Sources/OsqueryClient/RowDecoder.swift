@@ -6,7 +6,7 @@
 ///   floating-point text; `Bool` accepts `1`/`0`/`true`/`false`/`yes`/`no`.
 /// - An `Optional` property is nil when the column is missing or empty
 ///   (osquery renders NULL as the empty string).
-public enum RowDecoder {
+package enum RowDecoder {
     /// Decodes `row` (the `rowIndex`th of a result, used in error messages).
     /// - Parameters:
     ///   - type: the `Decodable` type to make.
@@ -16,7 +16,7 @@ public enum RowDecoder {
     /// - Throws: ``OsqueryClientError/decoding(row:column:reason:)`` when a non-optional property's
     ///   column is missing, a value does not convert (`'abc' is not an integer of type Int`), or
     ///   `T` is not a keyed type or a single value of a one-column row.
-    public static func decode<T: Decodable>(_ type: T.Type, from row: StringMap, rowIndex: Int = 0)
+    package static func decode<T: Decodable>(_ type: T.Type, from row: StringMap, rowIndex: Int = 0)
         throws(OsqueryClientError) -> T
     {
         var values: [String: String] = [:]
@@ -32,7 +32,7 @@ public enum RowDecoder {
     ///   - rowIndex: the row's position in its result, reported in errors.
     /// - Returns: the decoded value.
     /// - Throws: ``OsqueryClientError/decoding(row:column:reason:)`` as the `StringMap` overload does.
-    public static func decode<T: Decodable>(_ type: T.Type, from row: [String: String], rowIndex: Int = 0)
+    package static func decode<T: Decodable>(_ type: T.Type, from row: [String: String], rowIndex: Int = 0)
         throws(OsqueryClientError) -> T
     {
         do {

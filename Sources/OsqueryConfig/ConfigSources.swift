@@ -1,7 +1,7 @@
 import Foundation
 import OsqueryEngine
 public import OsqueryManager
-public import OsqueryProtocol
+package import OsqueryProtocol
 import ThriftCodec
 #if canImport(Glibc)
 import Glibc
@@ -140,11 +140,11 @@ public struct FilesystemConfigSource: ConfigSource {
 /// (protocol.md §3.4). Blocks the calling thread for each call.
 public struct ExtensionConfigSource: ConfigSource {
     public let caller: ExtensionCaller
-    public let uuid: ExtensionRouteUUID
+    package let uuid: ExtensionRouteUUID
     public let plugin: String
     public var name: String { plugin }
 
-    public init(caller: ExtensionCaller, uuid: ExtensionRouteUUID, plugin: String) {
+    package init(caller: ExtensionCaller, uuid: ExtensionRouteUUID, plugin: String) {
         self.caller = caller
         self.uuid = uuid
         self.plugin = plugin

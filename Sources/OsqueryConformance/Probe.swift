@@ -1,5 +1,5 @@
 import Foundation
-import OsqueryProtocol
+@_spi(FastPath) import OsqueryProtocol
 import ThriftCodec
 
 /// One request the probe received.

@@ -1,5 +1,5 @@
 import Foundation
-public import OsqueryProtocol
+@_spi(FastPath) public import OsqueryProtocol
 public import ThriftCodec
 
 /// The kit's own manager, written from protocol.md §2.3 alone: osquery's
@@ -9,8 +9,8 @@ public import ThriftCodec
 public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendable {
     public struct Registration: Sendable {
         public var uuid: Int64
-        public var info: InternalExtensionInfo
-        public var registry: ExtensionRegistry
+        package var info: InternalExtensionInfo
+        package var registry: ExtensionRegistry
     }
 
     public let socket: String
@@ -39,11 +39,11 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
     public func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: 0) }
     public func shutdown() async throws {}
 
-    public func extensions() async throws -> InternalExtensionList {
+    package func extensions() async throws -> InternalExtensionList {
         lock.withLock { live.mapValues(\.info) }
     }
 
-    public func options() async throws -> InternalOptionList {
+    package func options() async throws -> InternalOptionList {
         [
             "extensions_socket": InternalOptionInfo(value: ThriftString(socket), defaultValue: "/var/osquery/osquery.em", type: "string"),
             "extensions_interval": InternalOptionInfo(value: "1", defaultValue: "3", type: "string"),
@@ -55,7 +55,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
     }
 
     /// §2.3 registerExtension, checked in osquery's order.
-    public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws -> ExtensionStatus {
+    package func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws -> ExtensionStatus {
         lock.withLock {
             if live.values.contains(where: { $0.info.name == info.name }) {
                 return ExtensionStatus(code: 1, message: "Duplicate extension registered")
@@ -94,7 +94,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
         }
     }
 
-    public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ServerResponse {
+    package func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ServerResponse {
         .rows(try await callExtension(registry: registry, item: item, request: request))
     }
 
@@ -108,7 +108,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
     }
 
     /// `select * from <table>` on an extension table; anything else is refused.
-    public func query(sql: ThriftString) async throws -> ServerResponse {
+    package func query(sql: ThriftString) async throws -> ServerResponse {
         .rows(try await runQuery(sql))
     }
 

@@ -22,9 +22,9 @@ public struct TableSchema: Sendable, Hashable {
     public var aliases: [String]
     /// Column aliases: extra hidden columns `(alias, target)` mirroring `target`.
     public var columnAliases: [(alias: String, target: String)]
-    public var attributes: TableAttributes
+    package var attributes: TableAttributes
 
-    public init(
+    package init(
         name: String,
         columns: [TableColumn],
         aliases: [String] = [],

@@ -1,10 +1,10 @@
 public import ArgumentParser
-public import OsqueryProtocol
+package import OsqueryProtocol
 
 /// The extension's command line: exactly what osquery's autoloader passes
 /// (`--socket S --timeout T --interval I [--verbose]`, also in `--flag=value`
 /// form), plus developer conveniences. Unknown flags are tolerated and kept in
-/// ``unrecognized``, so a newer core passing a new flag never kills an extension.
+/// `unrecognized`, so a newer core passing a new flag never kills an extension.
 public struct ExtensionOptions: ParsableArguments, Sendable {
     /// The core's extension manager socket.
     @Option(help: "Path of the osquery extension manager socket.")
@@ -28,37 +28,37 @@ public struct ExtensionOptions: ParsableArguments, Sendable {
 
     /// Print the spec JSON of every table, then exit.
     @Flag(name: .customLong("spec"), help: "Print the JSON spec of every table and exit.")
-    public var printSpec: Bool = false
+    package var printSpec: Bool = false
 
     /// Print the plugins (registry and name), then exit.
     @Flag(name: .customLong("list"), help: "List the plugins this extension provides and exit.")
-    public var listPlugins: Bool = false
+    package var listPlugins: Bool = false
 
     /// Overrides `ServerLimits.maxMessageSize` of ``ExtensionConfiguration/serverLimits``
     /// (the core's flag of the same name).
     @Option(name: .customLong("extensions_max_message_size"), help: "Largest message in bytes the extension accepts or sends.")
-    public var maxMessageSize: Int?
+    package var maxMessageSize: Int?
 
     /// Overrides `ServerLimits.maxPipelinedCalls`.
     @Option(name: .customLong("extensions_max_pipelined_calls"), help: "Calls queued per connection before it is no longer read.")
-    public var maxPipelinedCalls: Int?
+    package var maxPipelinedCalls: Int?
 
     /// Overrides `ServerLimits.idleTimeout`, in seconds.
     @Option(name: .customLong("extensions_idle_timeout"), help: "Seconds a connection may stay open with no call.")
-    public var idleTimeout: Int?
+    package var idleTimeout: Int?
 
     /// Overrides `ServerLimits.partialMessageTimeout`, in seconds.
     @Option(name: .customLong("extensions_partial_message_timeout"), help: "Seconds a message may take to arrive, or a reply to be read.")
-    public var partialMessageTimeout: Int?
+    package var partialMessageTimeout: Int?
 
     /// Overrides `ServerLimits.maxConnections`.
     @Option(name: .customLong("extensions_max_connections"), help: "Connections served at once.")
-    public var maxConnections: Int?
+    package var maxConnections: Int?
 
     /// `base` with the limits given on the command line in place of its own.
     /// - Parameter base: the limits to start from (usually ``ExtensionConfiguration/serverLimits``).
     /// - Returns: `base` with each `--extensions_*` option that was given put in.
-    public func serverLimits(over base: ServerLimits) -> ServerLimits {
+    package func serverLimits(over base: ServerLimits) -> ServerLimits {
         var limits = base
         if let maxMessageSize { limits.maxMessageSize = maxMessageSize }
         if let maxPipelinedCalls { limits.maxPipelinedCalls = maxPipelinedCalls }
@@ -70,7 +70,7 @@ public struct ExtensionOptions: ParsableArguments, Sendable {
 
     /// Flags and arguments this parser did not recognise (tolerated, not used).
     @Argument(parsing: .allUnrecognized, help: .hidden)
-    public var unrecognized: [String] = []
+    package var unrecognized: [String] = []
 
     /// Options with the defaults (as if no arguments were given).
     public init() {}

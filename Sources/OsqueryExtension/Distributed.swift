@@ -19,7 +19,7 @@ public struct DistributedQueries: Sendable, Hashable {
     }
 
     /// The `results` JSON of a getQueries reply.
-    public var json: String {
+    package var json: String {
         var members: [(String, JSONValue)] = [
             ("queries", .object(queries.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
         ]
@@ -48,7 +48,7 @@ public struct QueryStats: Sendable, Hashable {
     ///   - userTime: user CPU time.
     ///   - systemTime: system CPU time.
     ///   - memory: memory used, in bytes.
-    public init(wallTimeMs: Int64 = 0, userTime: Int64 = 0, systemTime: Int64 = 0, memory: Int64 = 0) {
+    package init(wallTimeMs: Int64 = 0, userTime: Int64 = 0, systemTime: Int64 = 0, memory: Int64 = 0) {
         self.wallTimeMs = wallTimeMs
         self.userTime = userTime
         self.systemTime = systemTime
@@ -73,7 +73,7 @@ public struct DistributedResults: Sendable, Hashable {
     ///   - statuses: query id → status code (0 = success).
     ///   - messages: query id → error message.
     ///   - stats: query id → resource use.
-    public init(
+    package init(
         rows: [String: [[String: String]]] = [:], statuses: [String: Int] = [:], messages: [String: String] = [:],
         stats: [String: QueryStats] = [:]
     ) {
@@ -87,7 +87,7 @@ public struct DistributedResults: Sendable, Hashable {
     /// Missing members are left empty.
     /// - Parameter json: the request's `results` value.
     /// - Throws: `JSONError` when `json` is not valid JSON.
-    public init(json: String) throws(JSONError) {
+    package init(json: String) throws(JSONError) {
         self.init()
         let doc = try JSONValue.parse(json)
         for (id, list) in doc["queries"]?.members ?? [] {

@@ -1,3 +1,4 @@
+@_spi(FastPath) public import OsqueryProtocol
 public import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -57,9 +58,9 @@ public struct EventTableOptions: Sendable {
 /// `SELECT` once (`events_optimize`): it asks for `eid` above the last one it logged.
 public final class EventTable: ExtensionPlugin {
     /// The table the core sees: the author's columns, then `time` and `eid`.
-    public let table: Table
+    package let table: Table
     /// The limits and state file.
-    public let options: EventTableOptions
+    package let options: EventTableOptions
     let buffer: EventBuffer
 
     /// `table`.
@@ -124,9 +125,9 @@ public final class EventTable: ExtensionPlugin {
     /// The cursor saved with the last event added (in this run or, with a state file, a previous one).
     public var cursor: String? { buffer.state.withLock { $0.cursor } }
     /// The `eid` of the last event added; the next one gets one more.
-    public var lastEID: Int64 { buffer.state.withLock { $0.lastEID } }
+    package var lastEID: Int64 { buffer.state.withLock { $0.lastEID } }
     /// The events buffered now.
-    public var bufferedCount: Int { buffer.state.withLock { $0.events.count - $0.head } }
+    package var bufferedCount: Int { buffer.state.withLock { $0.events.count - $0.head } }
     /// Events pushed out of a full buffer (``EventTableOptions/maxEvents``) before they expired.
     public var droppedCount: Int { buffer.state.withLock { $0.dropped } }
 
@@ -140,7 +141,7 @@ public final class EventTable: ExtensionPlugin {
     /// - Parameter request: the core's request.
     /// - Returns: the encoded rows or a failure status.
     /// - Throws: what ``Table/reply(to:)`` throws.
-    public func reply(to request: PluginRequest) async throws -> ServerResponse { try await table.reply(to: request) }
+    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> ServerResponse { try await table.reply(to: request) }
 
     /// Stops the sequences given to ``consume(_:)`` and closes the state file.
     public func shutdown() async { buffer.close() }

@@ -17,9 +17,9 @@ public final class Extension: Sendable {
     /// The extension's name (unique among a core's extensions).
     public let name: String
     /// The extension's version.
-    public let version: String
+    package let version: String
     /// The runner's tunables.
-    public let configuration: ExtensionConfiguration
+    package let configuration: ExtensionConfiguration
     let state: Mutex<State>
     let router: Router
     let stopStream: AsyncStream<StopReason>
@@ -60,16 +60,16 @@ public final class Extension: Sendable {
     }
 
     /// The plugins currently served.
-    public var plugins: [any ExtensionPlugin] { router.all() }
+    package var plugins: [any ExtensionPlugin] { router.all() }
 
     /// The uuid the core gave this extension (0 before registration).
     public var uuid: Int64 { router.uuid.load(ordering: .relaxed) }
 
     /// The socket this extension listens on (`<socket>.<uuid>`), when running.
-    public var listenPath: String? { state.withLock { $0.server?.path } }
+    package var listenPath: String? { state.withLock { $0.server?.path } }
 
     /// The spec JSON of every table, as a JSON array.
-    public var specJSON: String {
+    package var specJSON: String {
         JSONValue.array(router.all().compactMap { tableOf($0)?.spec }).serialized
     }
 
@@ -112,7 +112,7 @@ public final class Extension: Sendable {
     ///   `--supervised` it keeps waiting), ``ExtensionError/cannotListen(_:)`` when its own socket
     ///   cannot be bound, ``ExtensionError/registrationRefused(code:message:)`` when the core refuses it.
     @discardableResult
-    public func run(options: ExtensionOptions, signals: Bool? = nil) async throws -> StopReason {
+    package func run(options: ExtensionOptions, signals: Bool? = nil) async throws -> StopReason {
         try await start(options: options, signals: signals ?? configuration.handleSignals)
         return await waitUntilStopped()
     }
@@ -123,7 +123,7 @@ public final class Extension: Sendable {
     /// - Throws: ArgumentParser's error when `arguments` do not parse (a bad value such as
     ///   `--timeout abc`, or `--help`); then what ``run(options:signals:)`` throws.
     @discardableResult
-    public func run(arguments: [String]) async throws -> StopReason {
+    package func run(arguments: [String]) async throws -> StopReason {
         try await run(options: try ExtensionOptions.parse(arguments))
     }
 

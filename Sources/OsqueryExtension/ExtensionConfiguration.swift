@@ -3,12 +3,12 @@ public import Logging
 /// Tunables of the runner; the defaults suit an autoloaded extension.
 public struct ExtensionConfiguration: Sendable {
     /// Sent as `sdk_version`.
-    public var sdkVersion: String = OsquerySDK.osqueryVersion
+    package var sdkVersion: String = OsquerySDK.osqueryVersion
     /// Sent as `min_sdk_version`.
-    public var minSDKVersion: String = OsquerySDK.minimumCoreVersion
+    package var minSDKVersion: String = OsquerySDK.minimumCoreVersion
     /// Failed liveness checks in a row before the core counts as gone. A timeout
     /// (core busy) counts 1; a missing or refusing socket counts 2.
-    public var strikeLimit: Int = 3
+    package var strikeLimit: Int = 3
     /// How long the deregistration call and the in-flight calls together may take at shutdown.
     ///
     /// With ``shutdownHookTimeout`` it must fit in the 5 s an osquery core gives an extension
@@ -18,13 +18,13 @@ public struct ExtensionConfiguration: Sendable {
     public var shutdownHookTimeout: Duration = .seconds(2)
     /// How long "Duplicate extension registered" is retried (the core reaps a dead
     /// predecessor within about one `--extensions_interval`).
-    public var duplicateRetryWindow: Duration = .seconds(10)
+    package var duplicateRetryWindow: Duration = .seconds(10)
     /// Install SIGTERM/SIGINT handlers that shut down gracefully (``Extension/run()`` does).
-    public var handleSignals: Bool = false
+    package var handleSignals: Bool = false
     /// What the extension's server lets a peer on its socket hold: message size, calls
     /// queued per connection, idle and partial-message timeouts, connections at once. The
     /// command line's `--extensions_max_*` and `--extensions_*_timeout` options override it.
-    public var serverLimits: ServerLimits = .default
+    package var serverLimits: ServerLimits = .default
     /// Where the runner logs; nil: standard error at `warning` level (quiet in a shell's
     /// terminal, as osquery's extensions are; losing the core is a warning), `debug` with `--verbose`.
     public var logger: Logger? = nil

@@ -8,11 +8,11 @@ public enum ExtensionError: Error, Sendable, CustomStringConvertible {
     /// No core answered at the socket within `--timeout`, or the registration call got no answer.
     case coreUnavailable(String)
     /// The core answered `registerExtension` with a non-zero status: its code and message (a
-    /// name still taken after ``ExtensionConfiguration/duplicateRetryWindow``, an unknown registry, …).
+    /// name still taken after ten seconds of retries, an unknown registry, …).
     case registrationRefused(code: Int32, message: String)
     /// Two plugins have the same registry and name.
     case duplicatePlugin(registry: String, name: String)
-    /// A table the core would refuse to declare: ``TableSchema/problem`` says why (an invalid
+    /// A table the core would refuse to declare: the message says why (an invalid
     /// name, no columns, a column name used twice).
     case invalidTable(String)
     /// The extension's own socket (`<socket>.<uuid>`) could not be bound or moved into place.

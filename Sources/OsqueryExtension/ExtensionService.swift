@@ -28,9 +28,9 @@ extension Extension {
 /// An ``Extension`` run by a `ServiceGroup`; see ``Extension/service(options:)``.
 public struct ExtensionService: Service, CustomStringConvertible {
     /// The extension this service runs.
-    public let `extension`: Extension
+    package let `extension`: Extension
     /// The options it runs with.
-    public let options: ExtensionOptions
+    package let options: ExtensionOptions
 
     /// The extension's name.
     public var description: String { "extension \(`extension`.name)" }

@@ -48,7 +48,7 @@ public struct StatusLine: Sendable, Hashable {
     ///   - hostIdentifier: the host identifier (`h`).
     ///   - calendarTime: the time as ASCII UTC text (`c`).
     ///   - unixTime: the time as a Unix timestamp (`u`).
-    public init(
+    package init(
         severity: Severity, file: String = "", line: Int = 0, message: String, hostIdentifier: String = "",
         calendarTime: String = "", unixTime: Int64 = 0
     ) {
@@ -66,7 +66,7 @@ public struct StatusLine: Sendable, Hashable {
     /// - Parameter json: the request's `log` value.
     /// - Returns: the lines in order.
     /// - Throws: `JSONError` when `json` is not valid JSON.
-    public static func parse(_ json: String) throws(JSONError) -> [StatusLine] {
+    package static func parse(_ json: String) throws(JSONError) -> [StatusLine] {
         let doc = try JSONValue.parse(json)
         let items = doc.array ?? [doc]
         return items.compactMap { item in
@@ -105,7 +105,7 @@ public struct LoggerPlugin: ExtensionPlugin {
     /// The plugin's name (`--logger_plugin=<name>`).
     public let name: String
     /// The features answered to `{"action":"features"}`.
-    public let features: LoggerFeatures
+    package let features: LoggerFeatures
     let body: @Sendable (LogRecord) async throws -> Void
     let onShutdown: (@Sendable () async -> Void)?
 

@@ -1,7 +1,9 @@
+@_spi(FastPath) public import OsqueryProtocol
+
 /// A call to a plugin: the request map and who is calling.
 public struct PluginRequest: Sendable {
     /// The request exactly as received.
-    public var raw: ExtensionPluginRequest
+    package var raw: ExtensionPluginRequest
     /// A client for the core (nil when not running under one): lets plugins query back.
     public var core: OsqueryClient?
 
@@ -9,7 +11,7 @@ public struct PluginRequest: Sendable {
     /// - Parameters:
     ///   - raw: the request map as the core sent it.
     ///   - core: a client for the core, for plugins that query back; nil: none.
-    public init(raw: ExtensionPluginRequest, core: OsqueryClient? = nil) {
+    package init(raw: ExtensionPluginRequest, core: OsqueryClient? = nil) {
         self.raw = raw
         self.core = core
     }
@@ -52,8 +54,9 @@ public protocol ExtensionPlugin: Sendable {
     /// Answers one call as the extension's server sends it back: by default ``handle(_:)``'s
     /// answer. A plugin that has its rows already encoded (as ``Table`` does for `generate`)
     /// returns them as `ServerResponse.encoded`, so they go on the wire without a map per row.
-    /// Errors become a status with code 1.
-    func reply(to request: PluginRequest) async throws -> ServerResponse
+    /// Errors become a status with code 1. SPI (`@_spi(FastPath) import OsqueryExtension`): the
+    /// default is right for every plugin that does not wrap a ``Table``.
+    @_spi(FastPath) func reply(to request: PluginRequest) async throws -> ServerResponse
     /// Called once when the extension stops (flush buffers, close files).
     func shutdown() async
 }
@@ -65,7 +68,7 @@ extension ExtensionPlugin {
     /// - Parameter request: the core's request map and a client for the core.
     /// - Returns: `handle`'s status and rows.
     /// - Throws: what ``handle(_:)`` throws.
-    public func reply(to request: PluginRequest) async throws -> ServerResponse { .rows(try await handle(request)) }
+    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> ServerResponse { .rows(try await handle(request)) }
     /// Does nothing.
     public func shutdown() async {}
 }

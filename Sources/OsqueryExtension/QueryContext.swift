@@ -6,12 +6,12 @@ public struct QueryContext: Sendable {
     /// The columns the statement uses; nil when the core did not say (then all are used).
     public var usedColumns: Set<String>?
     /// SQLite's used-column mask: bit i is column i, bit 63 means "some column ≥ 63".
-    public var usedColumnsBitset: UInt64?
+    package var usedColumnsBitset: UInt64?
     /// A client for the core that made the call, for queries from inside a table
     /// (re-entrant: each call has its own connection). Nil when not running under a core.
     public var core: OsqueryClient?
     /// The context JSON as received ("" when the request had none).
-    public var json: String
+    package var json: String
 
     /// An empty context: no constraints, every column used.
     public init(core: OsqueryClient? = nil) {
@@ -24,7 +24,7 @@ public struct QueryContext: Sendable {
 
     /// Parses osquery's context JSON. Tolerates the old forms (string ops, `""`
     /// for an empty list, numbers as strings). An empty string is an empty context.
-    public init(json: String, core: OsqueryClient? = nil) throws(JSONError) {
+    package init(json: String, core: OsqueryClient? = nil) throws(JSONError) {
         self.init(core: core)
         self.json = json
         if json.allSatisfy({ $0 == " " || $0 == "\n" }) { return }
@@ -41,8 +41,8 @@ public struct QueryContext: Sendable {
     public func isUsed(_ column: String) -> Bool { usedColumns?.contains(column) ?? true }
 
     /// True when the statement uses any of `columns`.
-    public func isAnyUsed(_ columns: [String]) -> Bool { columns.contains { isUsed($0) } }
+    package func isAnyUsed(_ columns: [String]) -> Bool { columns.contains { isUsed($0) } }
 
     /// The distinct `=` / `IN` values of `column`.
-    public func equals(_ column: String) -> [String] { self[column].equals }
+    package func equals(_ column: String) -> [String] { self[column].equals }
 }

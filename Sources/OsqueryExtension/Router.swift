@@ -1,3 +1,4 @@
+@_spi(FastPath) import OsqueryProtocol
 import Synchronization
 
 /// Routes the core's calls to plugins; answers pings; counts in-flight calls for draining.

@@ -156,14 +156,14 @@ extension Optional: ColumnValue where Wrapped: ColumnValue {
 /// `rowid` sets the SQLite rowid (for writable tables).
 public struct Row: Sendable, ExpressibleByDictionaryLiteral {
     /// The cells in order.
-    public var cells: [(column: String, value: any ColumnValue)]
+    package var cells: [(column: String, value: any ColumnValue)]
 
     /// An empty row.
     public init() { cells = [] }
 
     /// A row with room for `capacity` cells.
     /// - Parameter capacity: how many cells to reserve room for.
-    public init(capacity: Int) {
+    package init(capacity: Int) {
         cells = []
         cells.reserveCapacity(capacity)
     }

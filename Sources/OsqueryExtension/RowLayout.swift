@@ -1,3 +1,5 @@
+@_spi(FastPath) import OsqueryProtocol
+
 /// Precomputed keys of a table's columns, so encoding a row is appends and string compares.
 struct RowLayout: Sendable {
     let names: [String]

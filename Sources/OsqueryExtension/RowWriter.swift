@@ -1,3 +1,4 @@
+@_spi(FastPath) import OsqueryProtocol
 import NIOCore
 
 #if canImport(Glibc)
@@ -107,7 +108,7 @@ public struct RowWriter: ~Copyable {
 
     /// True once the writer takes no more rows (a budget was passed); the reply will be the
     /// budget's error.
-    public var isFull: Bool { stopped }
+    package var isFull: Bool { stopped }
 
     /// Adds a row given as its values in the columns' declared order: integers, doubles,
     /// strings, byte arrays, booleans, optionals (nil is NULL) or any ``ColumnValue``.

@@ -1,16 +1,16 @@
 /// One column of a table.
 public struct Column: Sendable, Hashable {
     /// The column name.
-    public var name: String
+    package var name: String
     /// The column type.
-    public var type: ColumnType
+    package var type: ColumnType
     /// INDEX, REQUIRED, HIDDEN, collations, …
-    public var options: ColumnOptions
+    package var options: ColumnOptions
     /// For the spec JSON and docs.
-    public var description: String
+    package var description: String
 
     /// A column of any type.
-    public init(_ name: String, _ type: ColumnType, _ options: ColumnOptions = [], description: String = "") {
+    package init(_ name: String, _ type: ColumnType, _ options: ColumnOptions = [], description: String = "") {
         self.name = name
         self.type = type
         self.options = options
@@ -44,7 +44,7 @@ public struct Column: Sendable, Hashable {
         Column(name, .blob, options, description: description)
     }
     /// An `UNKNOWN` column.
-    public static func unknown(_ name: String, _ options: ColumnOptions = [], description: String = "") -> Column {
+    package static func unknown(_ name: String, _ options: ColumnOptions = [], description: String = "") -> Column {
         Column(name, .unknown, options, description: description)
     }
 }
@@ -52,15 +52,15 @@ public struct Column: Sendable, Hashable {
 /// Documentation for a table, emitted in its spec JSON.
 public struct TableDocumentation: Sendable, Hashable {
     /// What the table shows.
-    public var description: String
+    package var description: String
     /// A link for more information.
-    public var url: String
+    package var url: String
     /// Free-form notes.
-    public var notes: String
+    package var notes: String
     /// Example queries.
-    public var examples: [String]
+    package var examples: [String]
     /// Platforms the table supports.
-    public var platforms: [String]
+    package var platforms: [String]
 
     /// Documentation from its parts; all optional.
     public init(
@@ -78,24 +78,24 @@ public struct TableDocumentation: Sendable, Hashable {
 /// Everything the core needs to know about a table: its route info, and the spec JSON.
 public struct TableSchema: Sendable, Hashable {
     /// The table's name.
-    public var name: String
+    package var name: String
     /// The columns, in order.
-    public var columns: [Column]
+    package var columns: [Column]
     /// Other names for the table (the core creates a view for each).
-    public var aliases: [String]
+    package var aliases: [String]
     /// Extra hidden columns mirroring a target column: `[alias: target]` pairs in order.
-    public var columnAliases: [ColumnAlias]
+    package var columnAliases: [ColumnAlias]
     /// CACHEABLE, USER_BASED, …
-    public var attributes: TableAttributes
+    package var attributes: TableAttributes
     /// Docs for the spec JSON.
-    public var documentation: TableDocumentation
+    package var documentation: TableDocumentation
 
     /// A column alias: `name` mirrors `target`.
     public struct ColumnAlias: Sendable, Hashable {
         /// The alias (an extra hidden column).
-        public var name: String
+        package var name: String
         /// The column it mirrors.
-        public var target: String
+        package var target: String
         /// An alias `name` for column `target`.
         public init(_ name: String, target: String) {
             self.name = name
@@ -104,7 +104,7 @@ public struct TableSchema: Sendable, Hashable {
     }
 
     /// A schema from its parts.
-    public init(
+    package init(
         name: String, columns: [Column], aliases: [String] = [], columnAliases: [ColumnAlias] = [],
         attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation()
     ) {
@@ -122,14 +122,14 @@ public struct TableSchema: Sendable, Hashable {
     /// each column name (column aliases included) once, whatever its case. ``Extension`` and
     /// the testing kit check it before registering, so a table that would fail at the core fails
     /// under test too.
-    public var problem: String? {
+    package var problem: String? {
         TableDefinition.problem(
             table: name, columns: columns.map(\.name), columnAliases: columnAliases.map(\.name), aliases: aliases)
     }
 
     /// Route info, as registered and as answered to the `columns` action: columns in
     /// order, aliases, column aliases, then attributes last (as osquery's C++ sends it).
-    public var routes: [StringMap] {
+    package var routes: [StringMap] {
         var routes: [TableRoute] = []
         routes.reserveCapacity(columns.count + aliases.count + columnAliases.count + 1)
         for c in columns { routes.append(.column(name: c.name, type: c.type, options: c.options)) }
@@ -144,7 +144,7 @@ public struct TableSchema: Sendable, Hashable {
     }
 
     /// The table's spec as JSON (name, docs, attributes, aliases, columns with every option).
-    public func specJSON(writable: Bool = false) -> JSONValue {
+    package func specJSON(writable: Bool = false) -> JSONValue {
         func flag(_ o: ColumnOptions, _ c: Column) -> JSONValue { .bool(c.options.contains(o)) }
         let cols: [JSONValue] = columns.map { c in
             let collations: [(ColumnOptions, String)] = [

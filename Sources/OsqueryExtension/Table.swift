@@ -1,3 +1,5 @@
+@_spi(FastPath) public import OsqueryProtocol
+
 /// A table plugin: a schema and a way to produce rows (and, for a store, take writes).
 ///
 /// ```swift
@@ -14,7 +16,7 @@ public struct Table: ExtensionPlugin {
     /// Columns, aliases, attributes and docs.
     public let schema: TableSchema
     /// Deadline and budgets for each generate.
-    public let limits: TableLimits
+    package let limits: TableLimits
     let source: Source
     let layout: RowLayout
 
@@ -32,7 +34,7 @@ public struct Table: ExtensionPlugin {
     /// attributes.
     public var routes: [StringMap] { schema.routes }
     /// True when backed by a ``TableStore`` (writes are passed to it).
-    public var isWritable: Bool { if case .store = source { true } else { false } }
+    package var isWritable: Bool { if case .store = source { true } else { false } }
 
     /// A read-only table from its columns and a generate closure.
     /// - Parameters:
@@ -40,18 +42,17 @@ public struct Table: ExtensionPlugin {
     ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
     ///   - aliases: other names the table answers to.
     ///   - columnAliases: other names for columns.
-    ///   - attributes: osquery's table attributes (none by default).
     ///   - documentation: the description, examples and notes of the table's spec (`--spec`).
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: makes the rows of one query from its context; what it throws is the query's error.
     public init(
         _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
-        attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
+        documentation: TableDocumentation = TableDocumentation(),
         limits: TableLimits = .default, generate: @escaping @Sendable (QueryContext) async throws -> [Row]
     ) {
         self.init(
             schema: TableSchema(
-                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes,
+                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases,
                 documentation: documentation), limits: limits, generate: generate)
     }
 
@@ -60,7 +61,7 @@ public struct Table: ExtensionPlugin {
     ///   - schema: the table's name, columns, aliases, attributes and documentation.
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: makes the rows of one query from its context; what it throws is the query's error.
-    public init(
+    package init(
         schema: TableSchema, limits: TableLimits = .default,
         generate: @escaping @Sendable (QueryContext) async throws -> [Row]
     ) {
@@ -80,18 +81,17 @@ public struct Table: ExtensionPlugin {
     ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
     ///   - aliases: other names the table answers to.
     ///   - columnAliases: other names for columns.
-    ///   - attributes: osquery's table attributes (none by default).
     ///   - documentation: the description, examples and notes of the table's spec (`--spec`).
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: writes the rows of one query; what it throws is the query's error.
     public init(
         _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
-        attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
+        documentation: TableDocumentation = TableDocumentation(),
         limits: TableLimits = .default, generate: @escaping @Sendable (QueryContext, inout RowWriter) async throws -> Void
     ) {
         self.init(
             schema: TableSchema(
-                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes,
+                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases,
                 documentation: documentation), limits: limits, generate: generate)
     }
 
@@ -101,7 +101,7 @@ public struct Table: ExtensionPlugin {
     ///   - schema: the table's name, columns, aliases, attributes and documentation.
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: writes the rows of one query; what it throws is the query's error.
-    public init(
+    package init(
         schema: TableSchema, limits: TableLimits = .default,
         generate: @escaping @Sendable (QueryContext, inout RowWriter) async throws -> Void
     ) {
@@ -114,18 +114,17 @@ public struct Table: ExtensionPlugin {
     ///   - columns: the columns, in order (the order ``RowWriter`` takes values in).
     ///   - aliases: other names the table answers to.
     ///   - columnAliases: other names for columns.
-    ///   - attributes: osquery's table attributes (none by default).
     ///   - documentation: the description, examples and notes of the table's spec (`--spec`).
     ///   - limits: the deadline and budgets of each generate.
     ///   - store: produces the rows and takes the inserts, updates and deletes.
     public init(
         _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
-        attributes: TableAttributes = [], documentation: TableDocumentation = TableDocumentation(),
+        documentation: TableDocumentation = TableDocumentation(),
         limits: TableLimits = .default, store: any TableStore
     ) {
         self.init(
             schema: TableSchema(
-                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes,
+                name: name, columns: columns, aliases: aliases, columnAliases: columnAliases,
                 documentation: documentation), limits: limits, source: .store(store))
     }
 
@@ -137,14 +136,14 @@ public struct Table: ExtensionPlugin {
     }
 
     /// The table's spec JSON.
-    public var spec: JSONValue { schema.specJSON(writable: isWritable) }
+    package var spec: JSONValue { schema.specJSON(writable: isWritable) }
 
     /// Calls the store's ``TableStore/shutdown()``; other tables have nothing to do.
     public func shutdown() async {
         if case .store(let store) = source { await store.shutdown() }
     }
 
-    /// Answers the core's table actions: `generate` (the rows, within ``limits``), `columns` (the
+    /// Answers the core's table actions: `generate` (the rows, within the table's ``TableLimits``), `columns` (the
     /// route info), and `insert`, `update` and `delete` (passed to the store; `readonly` without one).
     /// - Parameter request: the core's request (`action`, `context`, and a write's values and rowids).
     /// - Returns: the rows or the write's result; a generate's error, deadline or exceeded budget,
@@ -176,7 +175,7 @@ public struct Table: ExtensionPlugin {
     /// ``handle(_:)`` as the extension's server sends it: a generate's rows are encoded straight
     /// to their wire form (`ServerResponse.encoded`) with the same columns, values, budgets and
     /// errors, without a map per row.
-    public func reply(to request: PluginRequest) async throws -> ServerResponse {
+    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> ServerResponse {
         guard request.action == "generate" else { return .rows(try await handle(request)) }
         do {
             let ctx = try context(request)

@@ -23,5 +23,5 @@ public struct TableLimits: Sendable, Hashable {
     /// No deadline, no row limit, 64 MiB.
     public static let `default` = TableLimits()
     /// No limits at all.
-    public static let unlimited = TableLimits(deadline: nil, maxRows: nil, maxBytes: nil)
+    package static let unlimited = TableLimits(deadline: nil, maxRows: nil, maxBytes: nil)
 }

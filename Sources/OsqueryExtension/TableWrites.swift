@@ -24,7 +24,7 @@ public enum WriteValue: Sendable, Hashable, CustomStringConvertible {
 
     /// The value of one JSON array element of `json_value_array`.
     /// - Parameter json: the element: null, a boolean, a number, a string, or (as its text) anything else.
-    public init(_ json: JSONValue) {
+    package init(_ json: JSONValue) {
         switch json {
         case .null: self = .null
         case .bool(let b): self = .integer(b ? 1 : 0)
@@ -38,15 +38,15 @@ public enum WriteValue: Sendable, Hashable, CustomStringConvertible {
 /// An `INSERT`: one value per declared column.
 public struct InsertRequest: Sendable {
     /// The values in column order.
-    public var values: [WriteValue]
+    package var values: [WriteValue]
     /// The column names, in order.
-    public var columns: [String]
+    package var columns: [String]
     /// The rowid SQLite chose or the statement gave (nil when `autoRowid`).
     public var rowid: Int64?
     /// True when the table must pick the rowid (and return it).
     public var autoRowid: Bool
     /// The statement's context.
-    public var context: QueryContext
+    package var context: QueryContext
 
     /// The value for `column`.
     /// - Parameter column: a declared column's name.
@@ -61,11 +61,11 @@ public struct UpdateRequest: Sendable {
     /// Set when the statement changes the rowid.
     public var newRowid: Int64?
     /// The new values in column order.
-    public var values: [WriteValue]
+    package var values: [WriteValue]
     /// The column names, in order.
-    public var columns: [String]
+    package var columns: [String]
     /// The statement's context.
-    public var context: QueryContext
+    package var context: QueryContext
 
     /// The new value for `column`.
     /// - Parameter column: a declared column's name.
@@ -84,7 +84,7 @@ public struct DeleteRequest: Sendable {
     /// The rowid of the row to delete.
     public var rowid: Int64
     /// The statement's context.
-    public var context: QueryContext
+    package var context: QueryContext
 }
 
 /// How a write went; osquery turns these into SQLite results.

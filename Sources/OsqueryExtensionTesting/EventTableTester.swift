@@ -15,7 +15,7 @@ import Synchronization
 /// ```
 public final class EventTableTester: Sendable {
     /// The event table under test.
-    public let events: EventTable
+    package let events: EventTable
     let engine: EngineBox
     let marks: ScheduleMarks
 
@@ -64,10 +64,10 @@ public final class EventTableTester: Sendable {
     }
 
     /// The newest `eid` the scheduled queries returned (what the daemon stores after logging).
-    public var mark: Int64 { marks.state.withLock { $0.mark } }
+    package var mark: Int64 { marks.state.withLock { $0.mark } }
 
     /// Every request the table received, oldest first.
-    public var requests: [PluginRequest] { engine.recorder?.all() ?? [] }
+    package var requests: [PluginRequest] { engine.recorder?.all() ?? [] }
 
     /// The context of the last `generate` call.
     public var lastContext: OsqueryExtension.QueryContext? {

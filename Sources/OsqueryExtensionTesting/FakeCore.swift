@@ -1,3 +1,4 @@
+@_spi(FastPath) import OsqueryProtocol
 public import OsqueryExtension
 import OsqueryEngine
 import Synchronization
@@ -32,15 +33,15 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         /// The extension's name.
         public var name: String
         /// Its version.
-        public var version: String
+        package var version: String
         /// Its `sdk_version`.
-        public var sdkVersion: String
+        package var sdkVersion: String
         /// Its `min_sdk_version`.
-        public var minSDKVersion: String
+        package var minSDKVersion: String
         /// Registry → plugin names.
         public var plugins: [String: [String]]
         /// Table name → route rows.
-        public var tableRoutes: [String: [StringMap]]
+        package var tableRoutes: [String: [StringMap]]
     }
 
     /// Starts a fake core at `socket` (default: a fresh temporary path).
@@ -58,7 +59,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// A fresh socket path in a new private temporary directory.
     /// - Returns: `osquery.em` in a new directory under `/tmp` (or `/tmp/osquery.em` when none
     ///   can be made).
-    public static func temporarySocketPath() -> String {
+    package static func temporarySocketPath() -> String {
         var template = Array("/tmp/osq-sdk-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { buf -> String in
             guard let p = mkdtemp(buf.baseAddress!) else { return "/tmp" }
@@ -97,7 +98,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     /// Starts serving again at the same path with no registrations (a core restart).
     /// - Throws: the server's error when the path cannot be bound again.
-    public func restart() async throws {
+    package func restart() async throws {
         await stop()
         state.withLock { $0.extensions.removeAll() }
         try await listen()
@@ -105,18 +106,18 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     /// Drops a registration silently, as a restarted core or its death watcher would.
     /// - Parameter uuid: the registration's uuid.
-    public func forget(uuid: Int64) {
+    package func forget(uuid: Int64) {
         _ = state.withLock { $0.extensions.removeValue(forKey: uuid) }
     }
 
     /// Answers the next `count` registrations with "Duplicate extension registered".
     /// - Parameter count: how many registrations to refuse.
-    public func refuseNextRegistrations(_ count: Int) {
+    package func refuseNextRegistrations(_ count: Int) {
         state.withLock { $0.refuseNextRegistrations = count }
     }
 
     /// Method names received, oldest first (`ping`, `registerExtension`, `extensions`, …).
-    public var log: [String] { state.withLock { $0.log } }
+    package var log: [String] { state.withLock { $0.log } }
 
     /// The current registrations by uuid.
     public var registrations: [Int64: Registration] {
@@ -186,7 +187,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// Answers `{0, "pong"}`, as osquery's core does.
     /// - Returns: the status.
     /// - Throws: never (the protocol requirement is `throws`).
-    public func ping() async throws -> ExtensionStatus {
+    package func ping() async throws -> ExtensionStatus {
         note("ping")
         return ExtensionStatus(code: 0, message: "pong", uuid: 0)
     }
@@ -198,7 +199,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     ///   - request: the request map.
     /// - Returns: the plugin's reply, or a failure status when no extension registered the plugin.
     /// - Throws: `RPCClientError` when the owning extension does not answer on its socket.
-    public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+    package func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ServerResponse
     {
         .rows(try await callExtension(registry: registry, item: item, request: request))
@@ -220,12 +221,12 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     /// Records the call and does nothing else (osquery's manager treats it as a no-op).
     /// - Throws: never (the protocol requirement is `throws`).
-    public func shutdown() async throws { note("shutdown") }
+    package func shutdown() async throws { note("shutdown") }
 
     /// The registered extensions by uuid.
     /// - Returns: each registration's name, version and SDK versions.
     /// - Throws: never (the protocol requirement is `throws`).
-    public func extensions() async throws -> InternalExtensionList {
+    package func extensions() async throws -> InternalExtensionList {
         note("extensions")
         return state.withLock { s in s.extensions.mapValues(\.info) }
     }
@@ -234,7 +235,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// `logger_plugin` and `distributed_plugin`.
     /// - Returns: each flag's value, default and type.
     /// - Throws: never (the protocol requirement is `throws`).
-    public func options() async throws -> InternalOptionList {
+    package func options() async throws -> InternalOptionList {
         note("options")
         return state.withLock { $0.options }
     }
@@ -252,7 +253,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     ///   - registry: registry → plugin name → route info.
     /// - Returns: status 0 with the new uuid, or status 1 with osquery's message.
     /// - Throws: never (the protocol requirement is `throws`).
-    public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws
+    package func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws
         -> ExtensionStatus
     {
         note("registerExtension")
@@ -309,7 +310,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// - Parameter uuid: the registration's uuid.
     /// - Returns: status 0, or status 1 "No extension UUID found".
     /// - Throws: never (the protocol requirement is `throws`).
-    public func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
+    package func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
         note("deregisterExtension")
         let removed = state.withLock { $0.extensions.removeValue(forKey: uuid) != nil }
         return removed ? ExtensionStatus(code: 0, message: "OK") : ExtensionStatus(code: 1, message: "No extension UUID found")
@@ -320,7 +321,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// - Parameter sql: the statement to run.
     /// - Returns: the rows (NULL as `""`), or a failure status with SQLite's message.
     /// - Throws: the engine's error when its database cannot be set up.
-    public func query(sql: ThriftString) async throws -> ServerResponse {
+    package func query(sql: ThriftString) async throws -> ServerResponse {
         .rows(try await runQuery(sql))
     }
 
@@ -338,7 +339,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     /// - Parameter sql: the statement, unused.
     /// - Returns: a failure status.
     /// - Throws: never (the protocol requirement is `throws`).
-    public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
+    package func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
         note("getQueryColumns")
         return .failure("getQueryColumns is not supported by the fake core")
     }

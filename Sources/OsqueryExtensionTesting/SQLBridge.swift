@@ -14,7 +14,7 @@ import Synchronization
 /// ```
 public final class TableTester: Sendable {
     /// The table under test.
-    public let table: Table
+    package let table: Table
     let engine: EngineBox
     let recorded = Mutex<[PluginRequest]>([])
 
@@ -46,7 +46,7 @@ public final class TableTester: Sendable {
     }
 
     /// Every request the table received, oldest first.
-    public var requests: [PluginRequest] { engine.recorder?.all() ?? [] }
+    package var requests: [PluginRequest] { engine.recorder?.all() ?? [] }
 
     /// The contexts of every `generate` call, oldest first.
     public var contexts: [OsqueryExtension.QueryContext] {
@@ -57,13 +57,13 @@ public final class TableTester: Sendable {
     public var lastContext: OsqueryExtension.QueryContext? { contexts.last }
 
     /// Forgets recorded requests.
-    public func reset() { engine.recorder?.clear() }
+    package func reset() { engine.recorder?.clear() }
 }
 
 /// A SQL error from the bridge: SQLite's code and message.
 public struct SQLBridgeError: Error, Sendable, Equatable, CustomStringConvertible {
     /// SQLite's result code.
-    public var code: Int32
+    package var code: Int32
     /// SQLite's (or the table's) message.
     public var message: String
     /// The message.

@@ -1,7 +1,7 @@
 import Foundation
 import OsqueryEngine
-public import OsqueryProtocol
-public import ThriftCodec
+package import OsqueryProtocol
+package import ThriftCodec
 import Synchronization
 
 /// Calls extensions at `<manager socket>.<uuid>`, from async code or from a
@@ -34,7 +34,7 @@ public struct ExtensionCaller: Sendable {
         self.maxReplyCells = maxReplyCells
     }
 
-    public func socketPath(uuid: ExtensionRouteUUID) -> String { "\(managerSocket).\(uuid)" }
+    package func socketPath(uuid: ExtensionRouteUUID) -> String { "\(managerSocket).\(uuid)" }
 
     func client(uuid: ExtensionRouteUUID, timeout: Duration? = nil) -> ExtensionClient {
         let t = timeout ?? self.timeout
@@ -43,7 +43,7 @@ public struct ExtensionCaller: Sendable {
             options: RPCClientOptions(connectTimeout: min(t, .seconds(3)), callTimeout: t, maxIdleConnections: 0))
     }
 
-    public func call(
+    package func call(
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) async throws(RPCClientError) -> ExtensionResponse {
         let client = self.client(uuid: uuid)
@@ -79,11 +79,11 @@ public struct ExtensionCaller: Sendable {
         }
     }
 
-    public func ping(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
+    package func ping(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
         try await client(uuid: uuid, timeout: timeout).ping()
     }
 
-    public func shutdown(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) {
+    package func shutdown(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) {
         try await client(uuid: uuid, timeout: timeout).shutdown()
     }
 
@@ -102,7 +102,7 @@ public struct ExtensionCaller: Sendable {
 
     /// Calls from a thread that may block (a query thread inside `generate`),
     /// never from the cooperative pool.
-    public func callBlocking(
+    package func callBlocking(
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) throws(RPCClientError) -> ExtensionResponse {
         let caller = self

@@ -1,7 +1,7 @@
 import CSQLite
 public import OsqueryEngine
 import OsqueryEvents
-public import OsqueryProtocol
+package import OsqueryProtocol
 import ThriftCodec
 
 /// A table served by an extension: the core's side of osquery's `table`
@@ -9,12 +9,12 @@ import ThriftCodec
 /// the extension registered; scans and writes become RPCs to the extension.
 public final class ExtensionTable: TablePlugin {
     public let schema: TableSchema
-    public let uuid: ExtensionRouteUUID
+    package let uuid: ExtensionRouteUUID
     let caller: ExtensionCaller
     let name: ThriftString
     let columnKeys: [ThriftString]
 
-    public init(schema: TableSchema, uuid: ExtensionRouteUUID, caller: ExtensionCaller) {
+    package init(schema: TableSchema, uuid: ExtensionRouteUUID, caller: ExtensionCaller) {
         self.schema = schema
         self.uuid = uuid
         self.caller = caller

@@ -1,7 +1,7 @@
 import Foundation
 public import Logging
 public import OsqueryEngine
-public import OsqueryProtocol
+@_spi(FastPath) public import OsqueryProtocol
 public import ThriftCodec
 import Synchronization
 
@@ -68,7 +68,7 @@ public final class ManagerService: ExtensionManagerHandler {
     /// osquery's manager ignores `shutdown`; so do we (the core stops on signals).
     public func shutdown() async throws {}
 
-    public func call(registry name: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+    package func call(registry name: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ServerResponse
     {
         .rows(try await route(registry: name, item: item, request: request))
@@ -180,7 +180,7 @@ public final class ManagerService: ExtensionManagerHandler {
 
     // MARK: ExtensionManager service
 
-    public func extensions() async throws -> InternalExtensionList {
+    package func extensions() async throws -> InternalExtensionList {
         try checkAllowed("list extensions")
         return registeredExtensions()
     }
@@ -190,7 +190,7 @@ public final class ManagerService: ExtensionManagerHandler {
         state.withLock { $0.mapValues(\.info) }
     }
 
-    public func options() async throws -> InternalOptionList {
+    package func options() async throws -> InternalOptionList {
         try checkAllowed("read options")
         var list = InternalOptionList()
         for definition in flags.allDefinitions() {
@@ -202,7 +202,7 @@ public final class ManagerService: ExtensionManagerHandler {
         return list
     }
 
-    public func registerExtension(info: InternalExtensionInfo, registry routes: ExtensionRegistry) async throws
+    package func registerExtension(info: InternalExtensionInfo, registry routes: ExtensionRegistry) async throws
         -> ExtensionStatus
     {
         if let refused = refusal("register extensions") { return refused }
@@ -293,7 +293,7 @@ public final class ManagerService: ExtensionManagerHandler {
         return nil
     }
 
-    public func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
+    package func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
         if let refused = refusal("deregister extensions") { return refused }
         let peer = PeerCredentials.current
         let outcome: ExtensionStatus? = state.withLock { live in
@@ -311,14 +311,14 @@ public final class ManagerService: ExtensionManagerHandler {
     }
 
     /// Removes an extension and everything it registered.
-    public func remove(uuid: ExtensionRouteUUID, reason: String) {
+    package func remove(uuid: ExtensionRouteUUID, reason: String) {
         guard let entry = state.withLock({ $0.removeValue(forKey: uuid) }) else { return }
         _ = registry.removeAll(owner: UInt64(uuid))
         registry.removeExtension(uuid: UInt64(uuid))
         logger.info("Removed extension (\(entry.info.name), \(uuid)): \(reason)")
     }
 
-    public func query(sql: ThriftString) async throws -> ServerResponse {
+    package func query(sql: ThriftString) async throws -> ServerResponse {
         if let refused = refusal("run queries") { return .rows(ExtensionResponse(status: refused)) }
         let text = sql.lossyString
         let nullValue = ThriftString(flags[.nullvalue])
@@ -365,14 +365,14 @@ public final class ManagerService: ExtensionManagerHandler {
     }
 
     /// The uuids currently registered.
-    public var uuids: [ExtensionRouteUUID] { state.withLock { Array($0.keys) } }
+    package var uuids: [ExtensionRouteUUID] { state.withLock { Array($0.keys) } }
 }
 
 /// A plugin an extension serves in a registry other than `table` (osquery's external
 /// plugin; the SDK's `ExtensionPlugin` is the extension's side of it): calls to it
 /// are proxied to the extension.
 public struct ExternalPlugin: RegistryPlugin {
-    public let uuid: ExtensionRouteUUID
+    package let uuid: ExtensionRouteUUID
     public let registry: String
     public let name: String
 }

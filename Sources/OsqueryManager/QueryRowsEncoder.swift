@@ -1,7 +1,7 @@
 import Dispatch
 import NIOCore
 import OsqueryEngine
-import OsqueryProtocol
+@_spi(FastPath) import OsqueryProtocol
 import Synchronization
 import ThriftCodec
 

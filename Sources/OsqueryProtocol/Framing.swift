@@ -47,10 +47,14 @@ package func validateSocketPath(_ path: String, leavingRoomForUUID: Bool = false
     if path.utf8.count > limit { throw .tooLong(path: path, length: path.utf8.count, limit: limit) }
 }
 
+/// Why a Unix socket path cannot be used.
 public enum SocketPathError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The path is empty.
     case empty
+    /// The path is longer than `sun_path` holds: the path, its length in bytes and the limit.
     case tooLong(path: String, length: Int, limit: Int)
 
+    /// The problem as one line.
     public var description: String {
         switch self {
         case .empty: "the socket path is empty"

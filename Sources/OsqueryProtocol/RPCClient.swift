@@ -37,6 +37,7 @@ public enum RPCClientError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The peer answered with a `TApplicationException` (unknown method, handler failure, …).
     case applicationException(TApplicationException)
 
+    /// The failure as one line, naming the socket or method.
     public var description: String {
         switch self {
         case .badSocketPath(let e): "bad socket path: \(e)"

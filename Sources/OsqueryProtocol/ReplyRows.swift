@@ -1,4 +1,4 @@
-public import ThriftCodec
+package import ThriftCodec
 
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +20,7 @@ import Darwin
 ///     print(row["pid"] ?? "", row["name"] ?? "")
 /// }
 /// ```
-public struct ReplyRows: RandomAccessCollection, @unchecked Sendable {
+package struct ReplyRows: RandomAccessCollection, @unchecked Sendable {
     // @unchecked: `base` points into bytes that `owner` keeps alive and nobody writes.
     let owner: (any AnyObject & Sendable)?
     let base: UnsafeRawPointer?
@@ -30,7 +30,7 @@ public struct ReplyRows: RandomAccessCollection, @unchecked Sendable {
     let cells: [UInt32]
 
     /// No rows.
-    public init() {
+    package init() {
         owner = nil
         base = nil
         rowStarts = [0]
@@ -44,22 +44,22 @@ public struct ReplyRows: RandomAccessCollection, @unchecked Sendable {
         self.cells = reader.cells
     }
 
-    public var startIndex: Int { 0 }
-    public var endIndex: Int { rowStarts.count - 1 }
+    package var startIndex: Int { 0 }
+    package var endIndex: Int { rowStarts.count - 1 }
 
-    public subscript(position: Int) -> Row {
+    package subscript(position: Int) -> Row {
         precondition(position >= 0 && position < endIndex, "row index out of range")
         return Row(rows: self, first: Int(rowStarts[position]), end: Int(rowStarts[position + 1]))
     }
 
     /// Every row as a ``StringMap`` (what ``ExtensionManagerClient/queryRows(_:timeout:)`` returns).
-    public var stringMaps: [StringMap] { map(\.stringMap) }
+    package var stringMaps: [StringMap] { map(\.stringMap) }
 
     /// One row: its cells in wire order, looked up by column name.
-    public struct Row: RandomAccessCollection, Sendable {
+    package struct Row: RandomAccessCollection, Sendable {
         let rows: ReplyRows
         let first: Int
-        public let endIndex: Int
+        package let endIndex: Int
 
         init(rows: ReplyRows, first: Int, end: Int) {
             self.rows = rows
@@ -67,17 +67,17 @@ public struct ReplyRows: RandomAccessCollection, @unchecked Sendable {
             self.endIndex = end
         }
 
-        public var startIndex: Int { first }
+        package var startIndex: Int { first }
 
         /// The cell at `position` (from ``startIndex`` up to ``endIndex``): its column and value.
-        public subscript(position: Int) -> StringMap.Entry {
+        package subscript(position: Int) -> StringMap.Entry {
             let (key, value) = bytes(ofCell: position)
             return StringMap.Entry(key: ThriftString(decoding: key), value: ThriftString(decoding: value))
         }
 
         /// The value of `column`, or nil when the row has no such cell (the last one when repeated,
         /// as a map decoder keeps it).
-        public subscript(column: String) -> ThriftString? {
+        package subscript(column: String) -> ThriftString? {
             var name = column
             return name.withUTF8 { wanted -> ThriftString? in
                 var i = endIndex
@@ -93,7 +93,7 @@ public struct ReplyRows: RandomAccessCollection, @unchecked Sendable {
         }
 
         /// The row as a ``StringMap``.
-        public var stringMap: StringMap {
+        package var stringMap: StringMap {
             var out = StringMap(minimumCapacity: count)
             for entry in self { out.append(entry.key, entry.value) }
             return out

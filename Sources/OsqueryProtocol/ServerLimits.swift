@@ -1,4 +1,4 @@
-public import ThriftCodec
+package import ThriftCodec
 
 /// What one ``RPCServer`` lets its peers hold: the bounds that keep a hostile or broken
 /// client on the socket from exhausting the server's memory, file descriptors or stack.
@@ -6,32 +6,32 @@ public import ThriftCodec
 /// The core serves its extensions socket with these taken from its `--extensions_max_*`
 /// and `--extensions_*_timeout` flags; an extension built with the SDK serves the core with
 /// ``ExtensionConfiguration/serverLimits`` (the defaults below).
-public struct ServerLimits: Sendable, Equatable {
+package struct ServerLimits: Sendable, Equatable {
     /// The largest message accepted or sent, in bytes (libthrift's 100 MiB, which is what
     /// osquery's peers accept). A reply over it is not sent: the caller gets an error
     /// instead. It also bounds the bytes held for messages not yet complete across all
     /// connections, beyond a small allowance per connection, and (see ``unsentReplyBudget``)
     /// the replies held for peers that do not read them.
-    public var maxMessageSize: Int
+    package var maxMessageSize: Int
     /// The deepest nesting of structs and containers accepted (libthrift: 64).
-    public var maxDepth: Int
+    package var maxDepth: Int
     /// Calls received on one connection and waiting for the call before them to finish.
     /// Past it the server stops reading that connection until one finishes: the kernel's
     /// buffer fills and the peer blocks.
-    public var maxPipelinedCalls: Int
+    package var maxPipelinedCalls: Int
     /// How long a connection with no call in flight may stay open without sending one.
-    public var idleTimeout: Duration
+    package var idleTimeout: Duration
     /// How long a message may take to arrive once its first byte has, and a reply to be
     /// read by the peer once the server has started writing it.
-    public var partialMessageTimeout: Duration
+    package var partialMessageTimeout: Duration
     /// Connections served at once; more are accepted and closed at once.
-    public var maxConnections: Int
+    package var maxConnections: Int
 
     /// Defaults suited to an extensions socket: a core has a few dozen extensions at most,
     /// each with a handful of connections, and local peers send their messages in milliseconds.
     /// Values out of range are brought into it: the message size to 4 KiB...2 GiB, the
     /// counts to at least one.
-    public init(
+    package init(
         maxMessageSize: Int = ThriftLimits.default.maxMessageSize,
         maxDepth: Int = ThriftLimits.default.maxDepth,
         maxPipelinedCalls: Int = 16,
@@ -50,7 +50,7 @@ public struct ServerLimits: Sendable, Equatable {
     }
 
     /// The defaults.
-    public static let `default` = ServerLimits()
+    package static let `default` = ServerLimits()
 
     /// Reply bytes the server keeps for peers that are not reading them, over all connections,
     /// before it closes those connections (longest unread first). A quarter of the message size:

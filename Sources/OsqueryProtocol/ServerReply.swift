@@ -4,8 +4,9 @@ package import ThriftCodec
 // What a server sends back, as opposed to the IDL's values (Types.swift): rows may already be
 // encoded by their producer, and memory may be freed only once the reply is on the wire.
 
-/// A `call` or `query` answer as the server sends it.
-public enum ServerResponse: Sendable {
+/// A `call` or `query` answer as the server sends it. SPI (`@_spi(FastPath)`): a fast-path hook
+/// of ``ExtensionPlugin``, not something a plugin author needs.
+@_spi(FastPath) public enum ServerResponse: Sendable {
     /// A status and rows as values: the IDL's ``ExtensionResponse``.
     case rows(ExtensionResponse)
     /// A status and rows their producer already encoded (a table's generate, the core's query
@@ -16,7 +17,7 @@ public enum ServerResponse: Sendable {
     case encoded(ExtensionStatus, EncodedRows, releaseAfterSending: (any Sendable)? = nil)
 
     /// The answer's status.
-    public var status: ExtensionStatus {
+    @_spi(FastPath) public var status: ExtensionStatus {
         get {
             switch self {
             case .rows(let response): response.status
@@ -55,10 +56,11 @@ package enum ServerReply: Sendable {
 }
 
 /// The rows of a `list<map<string,string>>` as encoded bytes: each row a map header and its
-/// key/value strings, back to back, without the list header (written with ``count``).
-public struct EncodedRows: Sendable, Hashable {
+/// key/value strings, back to back, without the list header (written with ``count``). SPI, as
+/// ``ServerResponse`` is.
+@_spi(FastPath) public struct EncodedRows: Sendable, Hashable {
     /// The number of rows.
-    public var count: Int
+    package var count: Int
     /// Where the maps are: as an encoder handed them over, or already in a buffer the server
     /// can send as it is (the core's big results, copied batch by batch while SQLite scans).
     let storage: Storage
@@ -77,10 +79,10 @@ public struct EncodedRows: Sendable, Hashable {
     }
 
     /// The encoded maps as an array (a copy).
-    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+    package var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
     /// The number of bytes of the encoded maps.
-    public var byteCount: Int {
+    package var byteCount: Int {
         switch storage {
         case .thrift(let bytes): bytes.count
         case .buffer(let buffer): buffer.readableBytes
@@ -88,7 +90,7 @@ public struct EncodedRows: Sendable, Hashable {
     }
 
     /// Calls `body` with the encoded maps, without copying them.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
         case .thrift(let bytes): try bytes.withUnsafeBytes(body)
         case .buffer(let buffer): try buffer.withUnsafeReadableBytes(body)
@@ -122,15 +124,17 @@ public struct EncodedRows: Sendable, Hashable {
     /// - Parameters:
     ///   - count: the number of maps in `bytes`.
     ///   - bytes: the encoded maps.
-    public init(count: Int, bytes: [UInt8]) {
+    package init(count: Int, bytes: [UInt8]) {
         self.init(count: count, encoded: ThriftBytes(bytes))
     }
 
-    public static func == (a: EncodedRows, b: EncodedRows) -> Bool {
+    /// Same count and same bytes.
+    @_spi(FastPath) public static func == (a: EncodedRows, b: EncodedRows) -> Bool {
         a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.elementsEqual(y) } }
     }
 
-    public func hash(into hasher: inout Hasher) {
+    /// Hashes the count and the bytes.
+    @_spi(FastPath) public func hash(into hasher: inout Hasher) {
         hasher.combine(count)
         withUnsafeBytes { hasher.combine(bytes: $0) }
     }

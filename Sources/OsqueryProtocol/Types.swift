@@ -4,17 +4,17 @@ public import ThriftCodec
 // DriftTests, which compares what these types put on the wire with the IDL file.
 
 /// `map<string,string>`: a registry call's arguments.
-public typealias ExtensionPluginRequest = [ThriftString: ThriftString]
+package typealias ExtensionPluginRequest = [ThriftString: ThriftString]
 /// `list<map<string,string>>`: a registry call's rows, each kept in wire order.
 public typealias ExtensionPluginResponse = [StringMap]
 /// `i64`: the id the core gives each registered extension (0 = the core).
-public typealias ExtensionRouteUUID = Int64
+package typealias ExtensionRouteUUID = Int64
 /// Plugin name → route info.
-public typealias ExtensionRouteTable = [ThriftString: ExtensionPluginResponse]
+package typealias ExtensionRouteTable = [ThriftString: ExtensionPluginResponse]
 /// Registry name → its plugins.
-public typealias ExtensionRegistry = [ThriftString: ExtensionRouteTable]
-public typealias InternalExtensionList = [ExtensionRouteUUID: InternalExtensionInfo]
-public typealias InternalOptionList = [ThriftString: InternalOptionInfo]
+package typealias ExtensionRegistry = [ThriftString: ExtensionRouteTable]
+package typealias InternalExtensionList = [ExtensionRouteUUID: InternalExtensionInfo]
+package typealias InternalOptionList = [ThriftString: InternalOptionInfo]
 
 /// A value that reads and writes itself as a Thrift struct body.
 package protocol ThriftStruct: Sendable {
@@ -25,20 +25,20 @@ package protocol ThriftStruct: Sendable {
 }
 
 /// osquery's status codes. On the wire they are plain i32s, so any value can arrive.
-public enum ExtensionCode: Int32, Sendable {
+package enum ExtensionCode: Int32, Sendable {
     case success = 0
     case failed = 1
     case fatal = 2
 }
 
 /// `struct InternalOptionInfo` — one flag as the core reports it.
-public struct InternalOptionInfo: ThriftStruct, Hashable {
-    public var value: ThriftString
-    public var defaultValue: ThriftString
+package struct InternalOptionInfo: ThriftStruct, Hashable {
+    package var value: ThriftString
+    package var defaultValue: ThriftString
     /// The gflags type name: `bool`, `string`, `int32`, `uint32`, `uint64`, …
-    public var type: ThriftString
+    package var type: ThriftString
 
-    public init(value: ThriftString = "", defaultValue: ThriftString = "", type: ThriftString = "") {
+    package init(value: ThriftString = "", defaultValue: ThriftString = "", type: ThriftString = "") {
         self.value = value
         self.defaultValue = defaultValue
         self.type = type
@@ -70,13 +70,13 @@ public struct InternalOptionInfo: ThriftStruct, Hashable {
 }
 
 /// `struct InternalExtensionInfo` — what an extension says about itself.
-public struct InternalExtensionInfo: ThriftStruct, Hashable {
-    public var name: ThriftString
-    public var version: ThriftString
-    public var sdkVersion: ThriftString
-    public var minSDKVersion: ThriftString
+package struct InternalExtensionInfo: ThriftStruct, Hashable {
+    package var name: ThriftString
+    package var version: ThriftString
+    package var sdkVersion: ThriftString
+    package var minSDKVersion: ThriftString
 
-    public init(
+    package init(
         name: ThriftString = "", version: ThriftString = "", sdkVersion: ThriftString = "",
         minSDKVersion: ThriftString = ""
     ) {
@@ -116,22 +116,32 @@ public struct InternalExtensionInfo: ThriftStruct, Hashable {
 
 /// `struct ExtensionStatus` — the status most calls return.
 public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
+    /// 0 for success, 1 for a failure (osquery's `ExtensionCode`).
     public var code: Int32
+    /// What happened, for people (`OK`, `pong`, an error's text).
     public var message: ThriftString
-    public var uuid: ExtensionRouteUUID
+    /// The uuid of the extension (or core) that answered.
+    public var uuid: Int64
 
-    public init(code: Int32 = 0, message: ThriftString = "", uuid: ExtensionRouteUUID = 0) {
+    /// A status from its fields.
+    /// - Parameters:
+    ///   - code: 0 for success, 1 for a failure.
+    ///   - message: what happened.
+    ///   - uuid: the uuid of whoever answers.
+    public init(code: Int32 = 0, message: ThriftString = "", uuid: Int64 = 0) {
         self.code = code
         self.message = message
         self.uuid = uuid
     }
 
-    public init(_ code: ExtensionCode, _ message: ThriftString, uuid: ExtensionRouteUUID = 0) {
+    package init(_ code: ExtensionCode, _ message: ThriftString, uuid: ExtensionRouteUUID = 0) {
         self.init(code: code.rawValue, message: message, uuid: uuid)
     }
 
+    /// True when the code is 0.
     public var isSuccess: Bool { code == ExtensionCode.success.rawValue }
 
+    /// The status as `{code 0, message "OK", uuid 1}`.
     public var description: String { "{code \(code), message \(message.debugDescription), uuid \(uuid)}" }
 
     package func write(to w: inout ThriftWriter) {
@@ -161,9 +171,15 @@ public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
 
 /// `struct ExtensionResponse` — a status and rows.
 public struct ExtensionResponse: ThriftStruct, Hashable {
+    /// Whether the call succeeded, and why not.
     public var status: ExtensionStatus
+    /// The rows (a table's rows, a logger's or config plugin's answer).
     public var response: ExtensionPluginResponse
 
+    /// A response from its status and rows; see also `.ok(_:)` and `.failure(_:code:)`.
+    /// - Parameters:
+    ///   - status: the status; success by default.
+    ///   - response: the rows; none by default.
     public init(status: ExtensionStatus = .init(), response: ExtensionPluginResponse = []) {
         self.status = status
         self.response = response
@@ -193,12 +209,12 @@ public struct ExtensionResponse: ThriftStruct, Hashable {
 
 /// `exception ExtensionException`. Declared by osquery but thrown by no method,
 /// so it never appears on the wire; kept so the Swift side mirrors the IDL whole.
-public struct ExtensionException: ThriftStruct, Error, Hashable {
-    public var code: Int32
-    public var message: ThriftString
-    public var uuid: ExtensionRouteUUID
+package struct ExtensionException: ThriftStruct, Error, Hashable {
+    package var code: Int32
+    package var message: ThriftString
+    package var uuid: ExtensionRouteUUID
 
-    public init(code: Int32 = 0, message: ThriftString = "", uuid: ExtensionRouteUUID = 0) {
+    package init(code: Int32 = 0, message: ThriftString = "", uuid: ExtensionRouteUUID = 0) {
         self.code = code
         self.message = message
         self.uuid = uuid

@@ -52,7 +52,7 @@ package enum JSON {
 
 /// A parsed JSON value. Numbers keep their source text, so 64-bit integers
 /// (`colsUsedBitset`) and int-vs-double distinctions survive exactly.
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     /// `null`
     case null
     /// `true` or `false`
@@ -66,7 +66,7 @@ public enum JSONValue: Sendable, Equatable {
     /// Members in source order.
     case object([(String, JSONValue)])
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+    package static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case (.null, .null): true
         case (.bool(let x), .bool(let y)): x == y
@@ -82,19 +82,19 @@ public enum JSONValue: Sendable, Equatable {
     /// - Parameter text: the document.
     /// - Returns: its value.
     /// - Throws: `JSONError` naming the byte offset of the first problem.
-    public static func parse(_ text: String) throws(JSONError) -> JSONValue {
+    package static func parse(_ text: String) throws(JSONError) -> JSONValue {
         var reader = JSONReader(bytes: Array(text.utf8), maxDepth: 128)
         return try reader.document(JSONValueBuilder())
     }
 
     /// The member named `key` of an object.
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.last(where: { $0.0 == key })?.1
     }
 
     /// A string, or a number's text.
-    public var text: String? {
+    package var text: String? {
         switch self {
         case .string(let s), .number(let s): s
         case .bool(let b): b ? "true" : "false"
@@ -103,7 +103,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// An integer from a number or a numeric string (osquery sends both).
-    public var int64: Int64? {
+    package var int64: Int64? {
         guard let t = text else { return nil }
         if let v = Int64(t) { return v }
         if let d = Double(t), d == d.rounded(), abs(d) < 9.2e18 { return Int64(d) }
@@ -111,7 +111,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// An unsigned integer from a number or a numeric string.
-    public var uint64: UInt64? {
+    package var uint64: UInt64? {
         guard let t = text else { return nil }
         if let v = UInt64(t) { return v }
         if let v = Int64(t) { return UInt64(bitPattern: v) }
@@ -119,15 +119,15 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// A double from a number or a numeric string.
-    public var double: Double? { text.flatMap(Double.init) }
+    package var double: Double? { text.flatMap(Double.init) }
 
     /// The elements, when this is an array.
-    public var array: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
+    package var array: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
     /// The members in order, when this is an object.
-    public var members: [(String, JSONValue)]? { if case .object(let m) = self { m } else { nil } }
+    package var members: [(String, JSONValue)]? { if case .object(let m) = self { m } else { nil } }
 
     /// Compact JSON text.
-    public var serialized: String {
+    package var serialized: String {
         var out = ""
         write(to: &out)
         return out
@@ -162,12 +162,12 @@ public enum JSONValue: Sendable, Equatable {
     /// - Parameters:
     ///   - s: the text to quote.
     ///   - out: the string to append to.
-    public static func appendQuoted(_ s: String, to out: inout String) { JSON.appendString(s, to: &out) }
+    package static func appendQuoted(_ s: String, to out: inout String) { JSON.appendString(s, to: &out) }
 
     /// An object from string pairs.
     /// - Parameter pairs: member names and string values, in order.
     /// - Returns: the object.
-    public static func stringObject(_ pairs: [(String, String)]) -> JSONValue {
+    package static func stringObject(_ pairs: [(String, String)]) -> JSONValue {
         .object(pairs.map { ($0.0, .string($0.1)) })
     }
 }
@@ -183,11 +183,11 @@ struct JSONValueBuilder: JSONBuilder {
 }
 
 /// A JSON syntax error.
-public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The byte offset of the problem.
-    public var offset: Int
+    package var offset: Int
     /// What was wrong.
-    public var reason: String
+    package var reason: String
     /// Where the problem is: 0-based line and byte column of `offset`.
     package var position: JSONPosition
     /// The document nests deeper than the reader's limit (a limit, not a syntax error).
@@ -200,5 +200,5 @@ public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
         self.isDepthLimit = isDepthLimit
     }
 
-    public var description: String { "invalid JSON at offset \(offset): \(reason)" }
+    package var description: String { "invalid JSON at offset \(offset): \(reason)" }
 }

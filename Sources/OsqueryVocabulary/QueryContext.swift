@@ -1,5 +1,6 @@
 /// A constraint operator: SQLite's index-constraint codes, as osquery passes them.
 public struct ConstraintOperator: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    /// The raw value osquery uses.
     public let rawValue: Int
     /// The operator with SQLite's code `rawValue`.
     public init(rawValue: Int) { self.rawValue = rawValue }
@@ -30,7 +31,7 @@ public struct ConstraintOperator: RawRepresentable, Sendable, Hashable, CustomSt
     public static let `is` = ConstraintOperator(rawValue: 72)
 
     /// The operator for an old-style string op (osquery before 3 sent `"="`, `">"`, …), or a number in text.
-    public init?(text: String) {
+    package init?(text: String) {
         if let n = Int(text) { self.init(rawValue: n); return }
         let table: [String: Int] = [
             "=": 2, "==": 2, ">": 4, "<=": 8, "<": 16, ">=": 32, "MATCH": 64, "LIKE": 65, "GLOB": 66,
@@ -84,7 +85,7 @@ public struct Constraint: Sendable, Hashable {
     public var expr: String
 
     /// A constraint `<column> op expr`.
-    public init(_ op: ConstraintOperator, _ expr: String) {
+    package init(_ op: ConstraintOperator, _ expr: String) {
         self.op = op
         self.expr = expr
     }
@@ -108,18 +109,18 @@ public struct ConstraintRange<T: Comparable & Sendable>: Sendable {
     }
 
     /// True when neither bound is set.
-    public var isUnbounded: Bool { lower == nil && upper == nil }
+    package var isUnbounded: Bool { lower == nil && upper == nil }
 }
 
 /// The constraints a query put on one column.
 public struct ColumnConstraints: Sendable, Hashable {
     /// The column's type as osquery reports it.
-    public var affinity: ColumnType
+    package var affinity: ColumnType
     /// Every constraint, in the order received.
     public var list: [Constraint]
 
     /// Constraints of a column with `affinity`.
-    public init(affinity: ColumnType = .unknown, list: [Constraint] = []) {
+    package init(affinity: ColumnType = .unknown, list: [Constraint] = []) {
         self.affinity = affinity
         self.list = list
     }
@@ -205,20 +206,20 @@ public struct ColumnConstraints: Sendable, Hashable {
 /// exponential), so a pattern from a query cannot stall a table.
 public struct TextPattern: Sendable, Hashable {
     /// LIKE or GLOB semantics.
-    public enum Kind: Sendable, Hashable { case like, glob }
+    package enum Kind: Sendable, Hashable { case like, glob }
     /// The pattern text.
     public let pattern: String
     /// How the pattern is matched.
-    public let kind: Kind
+    package let kind: Kind
     /// Decoded once: a pattern is matched against every row.
     private let scalars: [Unicode.Scalar]
 
     /// A SQL `LIKE` pattern.
-    public init(like pattern: String) {
+    package init(like pattern: String) {
         self.init(pattern, .like)
     }
     /// A SQL `GLOB` pattern.
-    public init(glob pattern: String) {
+    package init(glob pattern: String) {
         self.init(pattern, .glob)
     }
 

@@ -19,12 +19,12 @@ public enum ColumnType: String, Sendable, CaseIterable {
     /// The type for a route, affinity or declared type name, in any case; unrecognised
     /// names are `unknown`, as in osquery.
     /// - Parameter name: the type name.
-    public init(name: String) {
+    package init(name: String) {
         self = ColumnType(rawValue: name) ?? ColumnType(rawValue: name.uppercased()) ?? .unknown
     }
 
     /// INTEGER, BIGINT, UNSIGNED BIGINT or DOUBLE.
-    public var isNumeric: Bool {
+    package var isNumeric: Bool {
         switch self {
         case .integer, .bigint, .unsignedBigint, .double: return true
         default: return false
@@ -34,6 +34,7 @@ public enum ColumnType: String, Sendable, CaseIterable {
 
 /// A column's options: osquery's `ColumnOptions` bitmask (the route's `op`).
 public struct ColumnOptions: OptionSet, Sendable, Hashable {
+    /// The raw value osquery uses.
     public let rawValue: Int
     /// Options from their bits.
     public init(rawValue: Int) { self.rawValue = rawValue }
@@ -57,19 +58,19 @@ public struct ColumnOptions: OptionSet, Sendable, Hashable {
     /// Left out of `SELECT *`.
     public static let hidden = ColumnOptions(rawValue: 16)
     /// `COLLATE BINARY`
-    public static let collateBinary = ColumnOptions(rawValue: 32)
+    package static let collateBinary = ColumnOptions(rawValue: 32)
     /// `COLLATE NOCASE`
-    public static let collateNocase = ColumnOptions(rawValue: 64)
+    package static let collateNocase = ColumnOptions(rawValue: 64)
     /// `COLLATE RTRIM`
-    public static let collateRtrim = ColumnOptions(rawValue: 128)
+    package static let collateRtrim = ColumnOptions(rawValue: 128)
     /// osquery's `COLLATE VERSION`
-    public static let collateVersion = ColumnOptions(rawValue: 256)
+    package static let collateVersion = ColumnOptions(rawValue: 256)
     /// osquery's `COLLATE VERSION_ARCH`
-    public static let collateVersionArch = ColumnOptions(rawValue: 512)
+    package static let collateVersionArch = ColumnOptions(rawValue: 512)
     /// osquery's `COLLATE VERSION_DPKG`
-    public static let collateVersionDpkg = ColumnOptions(rawValue: 1024)
+    package static let collateVersionDpkg = ColumnOptions(rawValue: 1024)
     /// osquery's `COLLATE VERSION_RHEL`
-    public static let collateVersionRhel = ColumnOptions(rawValue: 2048)
+    package static let collateVersionRhel = ColumnOptions(rawValue: 2048)
 
     /// Options whose constraints are handed to the table's generate.
     package static let pushDown: ColumnOptions = [.index, .required, .additional]
@@ -108,22 +109,22 @@ public struct ColumnOptions: OptionSet, Sendable, Hashable {
 }
 
 /// Table attributes: osquery's `TableAttributes` bitmask (`osquery/core/tables.h`).
-public struct TableAttributes: OptionSet, Sendable, Hashable {
-    public let rawValue: Int
+package struct TableAttributes: OptionSet, Sendable, Hashable {
+    package let rawValue: Int
     /// Attributes from their bits.
-    public init(rawValue: Int) { self.rawValue = rawValue }
+    package init(rawValue: Int) { self.rawValue = rawValue }
     /// A utility table.
-    public static let utility = TableAttributes(rawValue: 1)
+    package static let utility = TableAttributes(rawValue: 1)
     /// Results may be cached by the core.
-    public static let cacheable = TableAttributes(rawValue: 2)
+    package static let cacheable = TableAttributes(rawValue: 2)
     /// Rows come from buffered events.
-    public static let eventBased = TableAttributes(rawValue: 4)
+    package static let eventBased = TableAttributes(rawValue: 4)
     /// Rows depend on a `uid` constraint.
-    public static let userBased = TableAttributes(rawValue: 8)
+    package static let userBased = TableAttributes(rawValue: 8)
     /// Needs a kernel component.
-    public static let kernelRequired = TableAttributes(rawValue: 16)
+    package static let kernelRequired = TableAttributes(rawValue: 16)
     /// Not yet available.
-    public static let pending = TableAttributes(rawValue: 32)
+    package static let pending = TableAttributes(rawValue: 32)
 }
 
 /// One entry of a table's route info, as registered and as answered to the `columns` action

@@ -3,7 +3,7 @@
 /// as an EXCEPTION message whose body is `{1: string message, 2: i32 type}`.
 public struct TApplicationException: Error, Sendable, Equatable, CustomStringConvertible {
     /// libthrift's exception kinds.
-    public enum Kind: Int32, Sendable {
+    package enum Kind: Int32, Sendable {
         case unknown = 0
         case unknownMethod = 1
         case invalidMessageType = 2
@@ -17,23 +17,25 @@ public struct TApplicationException: Error, Sendable, Equatable, CustomStringCon
         case unsupportedClientType = 10
     }
 
+    /// The peer's message.
     public var message: ThriftString
     /// The raw type code; see ``kind``.
     public var type: Int32
 
-    public init(_ kind: Kind, _ message: ThriftString) {
+    package init(_ kind: Kind, _ message: ThriftString) {
         self.message = message
         self.type = kind.rawValue
     }
 
-    public init(message: ThriftString, type: Int32) {
+    package init(message: ThriftString, type: Int32) {
         self.message = message
         self.type = type
     }
 
     /// The kind, when the code is one libthrift defines.
-    public var kind: Kind? { Kind(rawValue: type) }
+    package var kind: Kind? { Kind(rawValue: type) }
 
+    /// The exception as one line: its type code and message.
     public var description: String { "TApplicationException(type \(type)): \(message)" }
 
     package func write(to writer: inout ThriftWriter) {

@@ -12,30 +12,31 @@
 /// see the last one, as a decoder into a hash map would.
 public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
     /// One key and its value.
-    public struct Entry: Sendable, Hashable {
-        public var key: ThriftString
-        public var value: ThriftString
+    @usableFromInline package struct Entry: Sendable, Hashable {
+        @usableFromInline package var key: ThriftString
+        @usableFromInline package var value: ThriftString
         @inlinable
-        public init(key: ThriftString, value: ThriftString) {
+        package init(key: ThriftString, value: ThriftString) {
             self.key = key
             self.value = value
         }
     }
 
     /// The entries in wire order.
-    public var entries: [Entry]
+    @usableFromInline package var entries: [Entry]
 
+    /// An empty map.
     @inlinable
     public init() { entries = [] }
 
     @inlinable
-    public init(minimumCapacity: Int) {
+    package init(minimumCapacity: Int) {
         entries = []
         entries.reserveCapacity(minimumCapacity)
     }
 
     /// The entries of a dictionary, in its iteration order.
-    public init(_ dictionary: [ThriftString: ThriftString]) {
+    package init(_ dictionary: [ThriftString: ThriftString]) {
         entries = dictionary.map { Entry(key: $0.key, value: $0.value) }
     }
 
@@ -44,18 +45,21 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
         entries = dictionary.map { Entry(key: ThriftString($0.key), value: ThriftString($0.value)) }
     }
 
+    /// A map from `["key": "value", …]`, in the order written.
+    /// - Parameter elements: the keys and values.
     public init(dictionaryLiteral elements: (ThriftString, ThriftString)...) {
         entries = elements.map { Entry(key: $0.0, value: $0.1) }
     }
 
+    /// The number of entries.
     @inlinable
     public var count: Int { entries.count }
 
     @inlinable
-    public var isEmpty: Bool { entries.isEmpty }
+    package var isEmpty: Bool { entries.isEmpty }
 
     /// The keys, in wire order.
-    public var keys: [ThriftString] { entries.map(\.key) }
+    package var keys: [ThriftString] { entries.map(\.key) }
 
     /// The value for `key` (the last entry with that key), or nil.
     /// Setting replaces the last such entry or appends one; nil removes every entry with the key.
@@ -85,17 +89,19 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
     /// Appends an entry without looking for an existing one with the same key:
     /// for producers that know their keys are unique (a table's columns).
     @inlinable
-    public mutating func append(_ key: ThriftString, _ value: ThriftString) {
+    package mutating func append(_ key: ThriftString, _ value: ThriftString) {
         entries.append(Entry(key: key, value: value))
     }
 
     /// A dictionary of the entries (later duplicates win).
-    public var dictionary: [ThriftString: ThriftString] {
+    package var dictionary: [ThriftString: ThriftString] {
         var d = [ThriftString: ThriftString](minimumCapacity: entries.count)
         for e in entries { d[e.key] = e.value }
         return d
     }
 
+    /// The entries in wire order, as `(key, value)` pairs.
+    /// - Returns: an iterator over the entries.
     public func makeIterator() -> some IteratorProtocol<(key: ThriftString, value: ThriftString)> {
         entries.lazy.map { (key: $0.key, value: $0.value) }.makeIterator()
     }
@@ -106,8 +112,11 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
         return lhs.dictionary == rhs.dictionary
     }
 
+    /// Hashes the entries as a dictionary (order and duplicates do not count, as for `==`).
+    /// - Parameter hasher: the hasher to feed.
     public func hash(into hasher: inout Hasher) { hasher.combine(dictionary) }
 
+    /// The map as `[key: value, …]`.
     public var description: String {
         "[" + entries.map { "\($0.key.debugDescription): \($0.value.debugDescription)" }.joined(separator: ", ") + "]"
     }

@@ -27,6 +27,8 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
     @inlinable
     public init(_ string: String) { storage = .text(string) }
 
+    /// A string from a literal.
+    /// - Parameter value: the literal.
     @inlinable
     public init(stringLiteral value: String) { storage = .text(value) }
 
@@ -39,7 +41,7 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
 
     /// Decodes from a buffer without an intermediate array when the bytes are UTF-8.
     @inlinable
-    public init(decoding buffer: UnsafeRawBufferPointer) {
+    package init(decoding buffer: UnsafeRawBufferPointer) {
         let bytes = buffer.bindMemory(to: UInt8.self)
         // A concrete initializer: the generic `String(validating:)` costs a
         // runtime metadata lookup per call.
@@ -91,7 +93,7 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
 
     /// The number of bytes on the wire.
     @inlinable
-    public var byteCount: Int {
+    package var byteCount: Int {
         switch storage {
         case .text(let s): s.utf8.count
         case .bytes(let b): b.count
@@ -100,17 +102,17 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
 
     /// True when the bytes are valid UTF-8.
     @inlinable
-    public var isValidUTF8: Bool {
+    package var isValidUTF8: Bool {
         if case .text = storage { return true }
         return false
     }
 
     @inlinable
-    public var isEmpty: Bool { byteCount == 0 }
+    package var isEmpty: Bool { byteCount == 0 }
 
     /// Calls `body` with the raw bytes, without copying when possible.
     @inlinable
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
         case .text(var s):
             if let r = try s.utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) {
@@ -123,8 +125,10 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
         }
     }
 
+    /// The text (invalid UTF-8 repaired); see ``lossyString``.
     public var description: String { lossyString }
 
+    /// The text quoted, or the bytes in hex when they are not UTF-8.
     public var debugDescription: String {
         switch storage {
         case .text(let s): s.debugDescription
@@ -132,6 +136,11 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
         }
     }
 
+    /// Byte equality (not Unicode canonical equivalence).
+    /// - Parameters:
+    ///   - lhs: a string.
+    ///   - rhs: another string.
+    /// - Returns: true when both hold the same bytes.
     public static func == (lhs: ThriftString, rhs: ThriftString) -> Bool {
         switch (lhs.storage, rhs.storage) {
         case (.text(let a), .text(let b)):
@@ -147,6 +156,8 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
         }
     }
 
+    /// Hashes the bytes.
+    /// - Parameter hasher: the hasher to feed.
     @inlinable
     public func hash(into hasher: inout Hasher) {
         withUnsafeBytes { hasher.combine(bytes: $0) }
@@ -179,5 +190,5 @@ import Darwin
 extension String {
     /// Wraps this string for the wire.
     @inlinable
-    public var thrift: ThriftString { ThriftString(self) }
+    package var thrift: ThriftString { ThriftString(self) }
 }

@@ -102,6 +102,8 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     @inlinable
     package mutating func writeDouble(_ value: Double) { store(value.bitPattern) }
 
+    /// Writes `value` as a Thrift string (its length, then its bytes).
+    /// - Parameter value: the string.
     @inlinable
     public mutating func writeString(_ value: ThriftString) {
         switch value.storage {
@@ -129,6 +131,8 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
         }
     }
 
+    /// Writes `value`'s UTF-8 bytes as a Thrift string.
+    /// - Parameter value: the string.
     @inlinable
     public mutating func writeString(_ value: String) {
         var value = value

@@ -104,9 +104,9 @@ import Testing
         let socket = dir + "/osquery.em"
         #expect(await waitUntil(60) { await FIMDaemon.query(socket, "SELECT 1") != nil })
         let served = Mutex(3)
-        let stubborn = Table(
-            "stubborn_events", columns: [.bigint("sequence"), .bigint("time"), .bigint("eid", .hidden)], attributes: .eventBased
-        ) { _ in
+        let stubborn = Table(schema: TableSchema(
+            name: "stubborn_events", columns: [.bigint("sequence"), .bigint("time"), .bigint("eid", .hidden)], attributes: .eventBased
+        )) { _ in
             let count = served.withLock { $0 }
             return (1...count).map { ["sequence": $0, "time": 1_700_000_000, "eid": $0] as Row }
         }

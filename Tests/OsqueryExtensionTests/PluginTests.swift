@@ -23,8 +23,8 @@ func routeDicts(_ routes: [StringMap]) -> [[String: String]] {
 
 @Suite struct TableRouteTests {
     @Test func allSevenTypesEveryOptionAliasesAndAttributes() {
-        let t = Table(
-            "every",
+        let t = Table(schema: TableSchema(
+            name: "every",
             columns: [
                 .text("t", [.index, .collateNocase]), .integer("i", .required), .bigint("b", .additional),
                 .unsignedBigint("u", .optimized), .double("d", .hidden), .blob("x", .collateBinary),
@@ -32,7 +32,7 @@ func routeDicts(_ routes: [StringMap]) -> [[String: String]] {
             ],
             aliases: ["every_alias"], columnAliases: [.init("t_alias", target: "t")],
             attributes: [.cacheable, .userBased]
-        ) { _ in [] }
+        )) { _ in [] }
         let r = routeDicts(t.routes)
         #expect(r.count == 10)
         #expect(r[0] == ["id": "column", "name": "t", "type": "TEXT", "op": "65"])
@@ -50,11 +50,11 @@ func routeDicts(_ routes: [StringMap]) -> [[String: String]] {
     }
 
     @Test func specJSONDescribesEverything() throws {
-        let t = Table(
-            "spec_t", columns: [.text("a", .index, description: "the a"), .integer("h", .hidden)],
+        let t = Table(schema: TableSchema(
+            name: "spec_t", columns: [.text("a", .index, description: "the a"), .integer("h", .hidden)],
             aliases: ["s"], attributes: [.cacheable],
             documentation: TableDocumentation(description: "desc", url: "https://x", examples: ["select 1"])
-        ) { _ in [] }
+        )) { _ in [] }
         let spec = t.spec
         #expect(spec["name"] == .string("spec_t"))
         #expect(spec["description"] == .string("desc"))

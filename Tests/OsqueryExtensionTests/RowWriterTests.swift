@@ -1,4 +1,5 @@
-@testable import OsqueryExtension
+@_spi(FastPath) @testable import OsqueryExtension
+@_spi(FastPath) import OsqueryProtocol
 import OsqueryExtensionTesting
 import Synchronization
 import Testing

@@ -1,3 +1,4 @@
+@_spi(FastPath) import OsqueryProtocol
 import Testing
 import Synchronization
 import OsqueryExtension

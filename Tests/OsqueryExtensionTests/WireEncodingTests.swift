@@ -1,4 +1,5 @@
 @testable import OsqueryExtension
+@_spi(FastPath) import OsqueryProtocol
 import ProtocolFixture
 import Testing
 import ThriftCodec

@@ -1,6 +1,6 @@
 import Foundation
 import OsqueryManager
-import OsqueryProtocol
+@_spi(FastPath) import OsqueryProtocol
 import ProtocolFixture
 import Testing
 import ThriftCodec

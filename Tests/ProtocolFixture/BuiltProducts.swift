@@ -2,13 +2,13 @@ import Foundation
 
 /// Executables built with the tests (osqueryi, osqueryd, the examples), found
 /// next to the running test binary: the process tests of every suite use them.
-public enum BuiltProducts {
-    public struct Missing: Error, CustomStringConvertible {
-        public let description: String
+package enum BuiltProducts {
+    package struct Missing: Error, CustomStringConvertible {
+        package let description: String
     }
 
     /// The path of product `name`, searching up from the test binary's directory.
-    public static func path(_ name: String) throws -> String {
+    package static func path(_ name: String) throws -> String {
         var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         while dir.path != "/" {
             let candidate = dir.appendingPathComponent(name).path

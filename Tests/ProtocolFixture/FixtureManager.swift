@@ -1,28 +1,28 @@
-public import OsqueryProtocol
-public import Synchronization
-public import ThriftCodec
+@_spi(FastPath) package import OsqueryProtocol
+package import Synchronization
+package import ThriftCodec
 
 // The fixture manager of Tests/Peers/FIXTURE.md, in Swift (shared by the tests and Benchmarks/): the same answers the
 // Python and C++ peers give, so a client in any language can check any server.
 
-public let i64max = Int64.max
-public let i64min = Int64.min
+package let i64max = Int64.max
+package let i64min = Int64.min
 
-public func fixtureRow(_ i: Int) -> StringMap {
+package func fixtureRow(_ i: Int) -> StringMap {
     [
         "i": ThriftString(String(i)), "name": ThriftString("row-\(i)"), "path": ThriftString("/proc/\(i)/status"),
         "zero": "", "unicode": "ünïcødé-✓", "neg": ThriftString(String(-i)),
     ]
 }
 
-public func fixtureRows(_ n: Int) -> ExtensionPluginResponse { (0..<n).map(fixtureRow) }
+package func fixtureRows(_ n: Int) -> ExtensionPluginResponse { (0..<n).map(fixtureRow) }
 
-public func hexString(_ s: ThriftString) -> String {
+package func hexString(_ s: ThriftString) -> String {
     s.bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
 }
 
 /// CANON(info, registry) from FIXTURE.md.
-public func canon(_ info: InternalExtensionInfo, _ registry: ExtensionRegistry) -> ThriftString {
+package func canon(_ info: InternalExtensionInfo, _ registry: ExtensionRegistry) -> ThriftString {
     var out = [info.name, info.version, info.sdkVersion, info.minSDKVersion].map(hexString).joined(separator: ",")
     for registryName in registry.keys.sorted() {
         out += "|" + hexString(registryName) + ":"
@@ -38,34 +38,34 @@ public func canon(_ info: InternalExtensionInfo, _ registry: ExtensionRegistry) 
     return ThriftString(out)
 }
 
-public let fixtureExtensions: InternalExtensionList = [
+package let fixtureExtensions: InternalExtensionList = [
     1: .init(name: "alpha", version: "1.0.0", sdkVersion: "1.7.7", minSDKVersion: "1.0.0"),
     65535: .init(name: "ünïcødé"),
     i64max: .init(name: "max", version: "v", sdkVersion: "s", minSDKVersion: "m"),
     i64min: .init(name: "min"),
 ]
 
-public let fixtureOptions: InternalOptionList = [
+package let fixtureOptions: InternalOptionList = [
     "extensions_socket": .init(value: "/fixture/osquery.em", defaultValue: "/var/osquery/osquery.em", type: "string"),
     "verbose": .init(value: "false", defaultValue: "false", type: "bool"),
     "empty": .init(),
 ]
 
-public final class FixtureManager: ExtensionManagerHandler {
-    public let shutdowns = Atomic<Int>(0)
+package final class FixtureManager: ExtensionManagerHandler {
+    package let shutdowns = Atomic<Int>(0)
     /// Delays `call` on registry "slow" so tests can hold a connection busy.
     let slowCall: Duration
     /// `call` on registry "gate" waits until this gate opens.
     let gate: Gate
 
-    public init(slowCall: Duration = .seconds(2), gate: Gate = Gate()) {
+    package init(slowCall: Duration = .seconds(2), gate: Gate = Gate()) {
         self.slowCall = slowCall
         self.gate = gate
     }
 
-    public func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: i64max) }
+    package func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: i64max) }
 
-    public func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
+    package func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ServerResponse
     {
         .rows(try await answer(registry: registry, item: item, request: request))
@@ -95,22 +95,22 @@ public final class FixtureManager: ExtensionManagerHandler {
             response: [StringMap(request), ["registry": registry, "item": item]])
     }
 
-    public func shutdown() async throws { shutdowns.add(1, ordering: .relaxed) }
+    package func shutdown() async throws { shutdowns.add(1, ordering: .relaxed) }
 
-    public func extensions() async throws -> InternalExtensionList { fixtureExtensions }
+    package func extensions() async throws -> InternalExtensionList { fixtureExtensions }
 
-    public func options() async throws -> InternalOptionList { fixtureOptions }
+    package func options() async throws -> InternalOptionList { fixtureOptions }
 
-    public func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws -> ExtensionStatus {
+    package func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry) async throws -> ExtensionStatus {
         let routes = registry.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
         return ExtensionStatus(code: 0, message: canon(info, registry), uuid: Int64(routes))
     }
 
-    public func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
+    package func deregisterExtension(uuid: ExtensionRouteUUID) async throws -> ExtensionStatus {
         ExtensionStatus(code: 0, message: ThriftString(String(uuid)), uuid: uuid)
     }
 
-    public func query(sql: ThriftString) async throws -> ServerResponse {
+    package func query(sql: ThriftString) async throws -> ServerResponse {
         .rows(answer(sql: sql))
     }
 
@@ -124,7 +124,7 @@ public final class FixtureManager: ExtensionManagerHandler {
         return ExtensionResponse(status: .init(code: 0, message: "OK"), response: [["sql": sql]])
     }
 
-    public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
+    package func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
         ExtensionResponse(status: .init(code: 0, message: "OK"), response: [[sql: "TEXT"], ["n": "INTEGER"]])
     }
 }
@@ -135,15 +135,15 @@ enum FixtureError: Error, CustomStringConvertible {
 }
 
 extension ThriftString {
-    public static func + (lhs: ThriftString, rhs: ThriftString) -> ThriftString { ThriftString(bytes: lhs.bytes + rhs.bytes) }
+    package static func + (lhs: ThriftString, rhs: ThriftString) -> ThriftString { ThriftString(bytes: lhs.bytes + rhs.bytes) }
 }
 
 
 /// A gate a handler can wait on until the test opens it.
-public final class Gate: Sendable {
+package final class Gate: Sendable {
     let stream: AsyncStream<Void>
     let continuation: AsyncStream<Void>.Continuation
-    public init() { (stream, continuation) = AsyncStream<Void>.makeStream() }
-    public func open() { continuation.finish() }
-    public func wait() async { for await _ in stream {} }
+    package init() { (stream, continuation) = AsyncStream<Void>.makeStream() }
+    package func open() { continuation.finish() }
+    package func wait() async { for await _ in stream {} }
 }

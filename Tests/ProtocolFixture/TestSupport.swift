@@ -4,7 +4,7 @@ import Foundation
 /// Runs blocking work on its own thread, never on the cooperative pool: a
 /// blocked pool thread (there are only as many as cores) would starve the very
 /// server or scheduler the test is waiting for.
-public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+package func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         Thread { continuation.resume(with: Result { try body() }) }.start()
     }
@@ -14,7 +14,7 @@ public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) asy
 /// pool, still as the test's task (so `#expect` reports to the test): sync tests run on the pool,
 /// which has one thread per core, and a few seconds of work there stalls every other suite's
 /// servers, watchers and timeouts in this process.
-public func onOwnThread<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
+package func onOwnThread<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
     try await withTaskExecutorPreference(OwnThreadExecutor()) { try await body() }
 }
 
@@ -29,7 +29,7 @@ final class OwnThreadExecutor: TaskExecutor {
 }
 
 /// A fresh directory under /tmp for one test (`/tmp/osq-<tag>-<pid>-<random>`).
-public func scratchDirectory(_ tag: String) throws -> String {
+package func scratchDirectory(_ tag: String) throws -> String {
     let dir = "/tmp/osq-\(tag)-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
@@ -37,7 +37,7 @@ public func scratchDirectory(_ tag: String) throws -> String {
 
 /// Polls `condition` every 100 ms for up to `seconds` (a bound, not a timing
 /// assertion); true as soon as it holds.
-public func waitUntil(_ seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+package func waitUntil(_ seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
     let end = Date().addingTimeInterval(seconds)
     while Date() < end {
         if try await condition() { return true }
@@ -49,7 +49,7 @@ public func waitUntil(_ seconds: Double, _ condition: () async throws -> Bool) a
 /// Doubles for formatting tests: `fixed` first, then for each of `count` rounds a decimal of up
 /// to 15 digits at a random scale (what tables hold; the fast paths' domain) and a random bit
 /// pattern (anything at all, NaN and infinities included).
-public func sampleDoubles(_ fixed: [Double], count: Int = 30_000) -> [Double] {
+package func sampleDoubles(_ fixed: [Double], count: Int = 30_000) -> [Double] {
     var values = fixed
     var rng = SystemRandomNumberGenerator()
     let scales: [Double] = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e8, 1e12, 1e17]
@@ -64,7 +64,7 @@ public func sampleDoubles(_ fixed: [Double], count: Int = 30_000) -> [Double] {
 /// A blocking, connected Unix socket (close-on-exec). Its reads time out after `readTimeout`
 /// seconds: a safety net only (a read that never ends fails the test), generous because the
 /// full suite can hold a server's loop for seconds on two cores.
-public func connectUnix(_ path: String, readTimeout: Int = 60) throws -> Int32 {
+package func connectUnix(_ path: String, readTimeout: Int = 60) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EMFILE) }
     var addr = sockaddr_un()
@@ -89,7 +89,7 @@ public func connectUnix(_ path: String, readTimeout: Int = 60) throws -> Int32 {
 
 /// Signals `pid` only while it is still a child of this process whose command name starts with
 /// `name`: pids are reused quickly (pid_max 32768), and a stale pid may be another test's process.
-public func signalOurChild(_ pid: Int32, named name: String, _ signo: Int32) {
+package func signalOurChild(_ pid: Int32, named name: String, _ signo: Int32) {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
         let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
     else { return }
@@ -101,7 +101,7 @@ public func signalOurChild(_ pid: Int32, named name: String, _ signo: Int32) {
 
 /// Runs `path` with `arguments` to completion off the cooperative pool, `environment` added to
 /// ours; returns (exit status, stdout, stderr).
-public func runToCompletion(
+package func runToCompletion(
     _ path: String, _ arguments: [String], environment: [String: String] = [:]
 ) async throws -> (Int32, String, String) {
     try await offPool {
