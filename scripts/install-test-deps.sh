@@ -12,6 +12,8 @@
 #   the package tables: rpm (rpm, rpmbuild: an rpm database for the rpm tables), db5.3-util (db_load: the
 #   Berkeley DB rpm database of older rpm) and npm (`npm ls` for npm_packages) where no npm is on PATH
 #   the docker_* tables: docker.io (dockerd and the docker CLI: the tests run a private engine)
+#   the lxd_* tables: lxd and lxd-client (a private LXD daemon and lxc), dnsmasq-base (LXD will
+#   not create a bridge without it)
 #   <repo>/.venv with PyPI `thrift` and `osquery`
 # Idempotent; silent when everything is already there. Must run as root for apt-get.
 set -euo pipefail
@@ -33,7 +35,8 @@ for p in thrift-compiler libthrift-dev libboost-dev g++ libsqlite3-dev sqlite3 \
         openssh-client openssl iproute2 procps util-linux findutils lsof iptables \
         pciutils usbutils keyutils dmidecode \
         libssl-dev libmagic-dev file libaugeas-dev augeas-lenses augeas-tools attr \
-        rpm db5.3-util libtsk-dev sleuthkit fdisk e2fsprogs rsyslog libyara-dev yara docker.io; do
+        rpm db5.3-util libtsk-dev sleuthkit fdisk e2fsprogs rsyslog libyara-dev yara docker.io \
+        lxd lxd-client dnsmasq-base; do
     pkg_installed "$p" || missing+=("$p")
 done
 # A node install from elsewhere (NodeSource's nodejs) already carries npm.

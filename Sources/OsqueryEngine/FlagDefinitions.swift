@@ -247,6 +247,10 @@ extension Flags {
         // walks (not an osquery flag: osquery asks the engine about every container and image).
         .init("docker_socket", .string, "/var/run/docker.sock", "Docker UNIX domain socket path"),
         .init("docker_max_objects", .uint64, "10000", "Most containers or images one docker_* table scan asks the engine about"),
+        // lxd_* tables (issue 18): osquery's socket flag, then the bound on objects one scan
+        // walks (not an osquery flag: osquery asks LXD about every instance, image and network).
+        .init("lxd_socket", .string, "/var/lib/lxd/unix.socket", "LXD UNIX domain socket path"),
+        .init("lxd_max_objects", .uint64, "10000", "Most instances, images, networks or other objects one lxd_* table scan asks LXD about"),
     ]
 }
 
@@ -409,6 +413,8 @@ package enum StringFlag: String, FlagKey {
     case syslogPipePath = "syslog_pipe_path"
     // docker_* tables (issue 18).
     case dockerSocket = "docker_socket"
+    // lxd_* tables (issue 18).
+    case lxdSocket = "lxd_socket"
 }
 
 /// Names of the `int32` and `int64` flags, read as `Int64`.
@@ -505,4 +511,6 @@ package enum UIntFlag: String, FlagKey {
     case yaraEventsQueueMax = "yara_events_queue_max"
     // docker_* tables (issue 18).
     case dockerMaxObjects = "docker_max_objects"
+    // lxd_* tables (issue 18).
+    case lxdMaxObjects = "lxd_max_objects"
 }

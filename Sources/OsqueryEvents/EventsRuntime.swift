@@ -24,6 +24,8 @@ package enum EventsRuntime {
         inotify.addListener { path, category, action in yaraScanner.fileChanged(path: path, category: category, action: action) }
         _ = registry.remove(registry: "table", name: YaraTable.schema.name)
         _ = registry.addTable(YaraTable.table(cache: yaraRules, flags: flags))
+        _ = registry.remove(registry: "table", name: YaraTable.processSchema.name)
+        _ = registry.addTable(YaraTable.processTable(cache: yaraRules, flags: flags))
         hub.register(into: registry)
         return hub
     }

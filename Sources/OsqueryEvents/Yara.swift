@@ -151,46 +151,65 @@ package enum Yara {
         defer { close(fd) }
         let state = ScanState(strings: strings)
         let result = yr_rules_scan_fd(
-            UnsafeMutablePointer(rules.handle), fd, SCAN_FLAGS_FAST_MODE,
-            { scanContext, message, data, context in
-                guard message == CALLBACK_MSG_RULE_MATCHING, let data, let context else { return CALLBACK_CONTINUE }
-                let state = Unmanaged<ScanState>.fromOpaque(context).takeUnretainedValue()
-                let rule = data.assumingMemoryBound(to: YR_RULE.self)
-                var one = YaraMatches(matches: String(cString: osq_yr_rule_identifier(rule)), count: 1)
-                var strings: [String] = []
-                var tags: [String] = []
-                if state.strings, let scanContext {
-                    withUnsafeMutablePointer(to: &strings) { list in
-                        osq_yr_rule_matches(
-                            scanContext, rule,
-                            { identifier, offset, out in
-                                guard let identifier, let out else { return }
-                                let list = out.assumingMemoryBound(to: [String].self)
-                                // A file that matches a string a million times (libyara's cap)
-                                // would make a row of megabytes.
-                                guard list.pointee.count < Yara.maxStringsPerRule else { return }
-                                list.pointee.append(
-                                    String(cString: identifier) + ":" + String(UInt64(bitPattern: offset), radix: 16))
-                            }, list)
-                    }
-                }
-                withUnsafeMutablePointer(to: &tags) { list in
-                    osq_yr_rule_tags(
-                        rule,
-                        { tag, out in
-                            guard let tag, let out else { return }
-                            out.assumingMemoryBound(to: [String].self).pointee.append(String(cString: tag))
-                        }, list)
-                }
-                one.strings = strings.joined(separator: ",")
-                one.tags = tags.joined(separator: ",")
-                state.found.append(one)
-                return CALLBACK_CONTINUE
-            }, Unmanaged.passUnretained(state).toOpaque(), Int32(clamping: timeout))
+            UnsafeMutablePointer(rules.handle), fd, SCAN_FLAGS_FAST_MODE, matched, Unmanaged.passUnretained(state).toOpaque(),
+            Int32(clamping: timeout))
         switch result {
         case ERROR_SUCCESS: return .success(state.found)
         case ERROR_SCAN_TIMEOUT: return .failure(Failure(message: "YARA scan timed out (--yara_scan_timeout \(timeout))"))
         default: return .failure(Failure(message: "YARA error: \(result)"))
+        }
+    }
+
+    /// libyara's scan callback: each matching rule appended to the scan's `ScanState`.
+    private static let matched: YR_CALLBACK_FUNC = { scanContext, message, data, context in
+        guard message == CALLBACK_MSG_RULE_MATCHING, let data, let context else { return CALLBACK_CONTINUE }
+        let state = Unmanaged<ScanState>.fromOpaque(context).takeUnretainedValue()
+        let rule = data.assumingMemoryBound(to: YR_RULE.self)
+        var one = YaraMatches(matches: String(cString: osq_yr_rule_identifier(rule)), count: 1)
+        var strings: [String] = []
+        var tags: [String] = []
+        if state.strings, let scanContext {
+            withUnsafeMutablePointer(to: &strings) { list in
+                osq_yr_rule_matches(
+                    scanContext, rule,
+                    { identifier, offset, out in
+                        guard let identifier, let out else { return }
+                        let list = out.assumingMemoryBound(to: [String].self)
+                        // A file that matches a string a million times (libyara's cap)
+                        // would make a row of megabytes.
+                        guard list.pointee.count < Yara.maxStringsPerRule else { return }
+                        list.pointee.append(
+                            String(cString: identifier) + ":" + String(UInt64(bitPattern: offset), radix: 16))
+                    }, list)
+            }
+        }
+        withUnsafeMutablePointer(to: &tags) { list in
+            osq_yr_rule_tags(
+                rule,
+                { tag, out in
+                    guard let tag, let out else { return }
+                    out.assumingMemoryBound(to: [String].self).pointee.append(String(cString: tag))
+                }, list)
+        }
+        one.strings = strings.joined(separator: ",")
+        one.tags = tags.joined(separator: ",")
+        state.found.append(one)
+        return CALLBACK_CONTINUE
+    }
+
+    /// Scans the memory of process `pid` (libyara reads /proc/PID/maps and /proc/PID/mem) in
+    /// fast mode, as osquery does, at most `timeout` seconds (0 for none). A process that is
+    /// gone, a kernel thread or one not readable fails as libyara reports it.
+    package static func scan(_ rules: YaraRules, pid: Int32, timeout: UInt64, strings: Bool) -> Result<YaraMatches, Failure> {
+        guard initialized == ERROR_SUCCESS else { return .failure(Failure(message: "Failed to initialize YARA \(initialized)")) }
+        let state = ScanState(strings: strings)
+        let result = yr_rules_scan_proc(
+            UnsafeMutablePointer(rules.handle), pid, SCAN_FLAGS_FAST_MODE, matched, Unmanaged.passUnretained(state).toOpaque(),
+            Int32(clamping: timeout))
+        switch result {
+        case ERROR_SUCCESS: return .success(state.found)
+        case ERROR_SCAN_TIMEOUT: return .failure(Failure(message: "YARA scan timed out (--yara_scan_timeout \(timeout))"))
+        default: return .failure(Failure(message: "YARA process scan failed with error code: \(result)"))
         }
     }
 }

@@ -3,64 +3,6 @@ import OsqueryEngine
 import Glibc
 #endif
 
-/// One scan's conversation with the Docker Engine API on `--docker_socket`: each request
-/// bounded by `--table_http_timeout` and `--table_http_max_bytes`; after a request that cannot
-/// reach the engine or times out, the rest of the scan asks nothing more, so a hung engine
-/// costs one timeout per scan, not one per container.
-final class DockerAPI {
-    let socket: String
-    let timeout: Double
-    let maxBytes: Int
-    let maxObjects: Int
-    let log: OnceLog
-    private var broken = false
-
-    init(flags: Flags, log: OnceLog = .shared) {
-        socket = flags[.dockerSocket]
-        timeout = Double(flags[.tableHttpTimeout])
-        maxBytes = Int(clamping: flags[.tableHttpMaxBytes])
-        maxObjects = Int(clamping: flags[.dockerMaxObjects])
-        self.log = log
-    }
-
-    /// The JSON document a GET of `uri` answers with; nil (after logging why, as osquery's
-    /// "Error getting docker <what>: …") when there is none.
-    func get(_ uri: String, what: String) -> JSONValue? {
-        guard !broken else { return nil }
-        let response: HTTPFetch.Response
-        do {
-            response = try HTTPFetch.request(unixSocket: socket, target: uri, headers: [("Accept", "*/*")], timeout: timeout, maxBytes: maxBytes)
-        } catch let failure as HTTPFetch.Failure {
-            broken = true
-            let reason = failure.unreachable ? "Error connecting to docker sock: \(failure)" : "Error calling docker API: \(failure)"
-            log.info("Error getting docker \(what): \(reason)")
-            return nil
-        } catch {
-            broken = true
-            log.info("Error getting docker \(what): Error calling docker API: \(error)")
-            return nil
-        }
-        guard response.status == 200 else {
-            log.info("Error getting docker \(what): Invalid docker API response for \(uri): HTTP status \(response.status)")
-            return nil
-        }
-        do {
-            return try JSONValue.parse(String(decoding: response.body, as: UTF8.self))
-        } catch {
-            log.info("Error getting docker \(what): Error reading docker API response for \(uri): \(error)")
-            return nil
-        }
-    }
-
-    /// The first `--docker_max_objects` elements of a list the scan walks with a request each.
-    func walked(_ list: [JSONValue], what: String) -> ArraySlice<JSONValue> {
-        if list.count > maxObjects {
-            log.info("Walking the first \(maxObjects) of \(list.count) docker \(what) (--docker_max_objects)")
-        }
-        return list.prefix(maxObjects)
-    }
-}
-
 /// osquery's docker_* tables: the Docker Engine API over its Unix socket, with osquery's
 /// requests (its filters from `=` constraints, `all=1` only with one), fields and rows.
 enum DockerTables {
@@ -183,7 +125,7 @@ enum DockerTables {
             col("kernel_version", .text, .collateVersion), col("build_time", .text),
         ], attributes: .cacheable) { _, schema in
             rows(schema) { rows in
-                guard let v = DockerAPI(flags: flags, log: log).get("/version", what: "version") else { return }
+                guard let v = SocketAPI.docker(flags: flags, log: log).get("/version", what: "version") else { return }
                 rows.appendRow(["Version", "ApiVersion", "MinAPIVersion", "GitCommit", "GoVersion", "Os", "Arch", "KernelVersion", "BuildTime"]
                     .map { .text(text(v, $0)) })
             }
@@ -203,7 +145,7 @@ enum DockerTables {
             col("name", .text), col("server_version", .text, .collateVersion), col("root_dir", .text),
         ], attributes: .cacheable) { _, schema in
             rows(schema) { rows in
-                guard let v = DockerAPI(flags: flags, log: log).get("/info", what: "info") else { return }
+                guard let v = SocketAPI.docker(flags: flags, log: log).get("/info", what: "info") else { return }
                 // Column: (kind, field); t text, n number, b boolean.
                 let fields: [(Character, String)] = [
                     ("t", "ID"), ("n", "Containers"), ("n", "ContainersRunning"), ("n", "ContainersPaused"), ("n", "ContainersStopped"),
@@ -232,7 +174,7 @@ enum DockerTables {
     ) -> TableRows {
         rows(schema) { rows in
             let (query, values) = filterQuery(context, column, all: all)
-            guard let tree = DockerAPI(flags: flags, log: log).get(filter ? url + query : url, what: what) else { return }
+            guard let tree = SocketAPI.docker(flags: flags, log: log).get(filter ? url + query : url, what: what) else { return }
             let list = (path.map { tree[$0] } ?? tree)?.array ?? []
             for node in list {
                 let name = key(node, field, values)
@@ -252,7 +194,7 @@ enum DockerTables {
             col("id", .text, .collateNocase), col("created", .bigint), col("size_bytes", .bigint), col("tags", .text),
         ]) { _, schema in
             rows(schema) { rows in
-                guard let list = DockerAPI(flags: flags, log: log).get("/images/json", what: "images")?.array else { return }
+                guard let list = SocketAPI.docker(flags: flags, log: log).get("/images/json", what: "images")?.array else { return }
                 for node in list {
                     rows.appendRow(strings: [
                         "id": stripSHA(text(node, "Id")), "created": number(node, "Created"), "size_bytes": number(node, "Size"),
@@ -270,7 +212,7 @@ enum DockerTables {
     }
 
     /// The ids an image table walks: the acceptable `=` values, else every image.
-    static func imageIDs(_ context: QueryContext, _ api: DockerAPI) -> [String] {
+    static func imageIDs(_ context: QueryContext, _ api: SocketAPI) -> [String] {
         if context.hasConstraint("id", op: .equals) { return context.equalities(for: "id").filter(acceptable) }
         guard let list = api.get("/images/json", what: "images")?.array else { return [] }
         return api.walked(list, what: "images").map { stripSHA(text($0, "Id")) }
@@ -282,7 +224,7 @@ enum DockerTables {
             col("tags", .text), col("comment", .text),
         ]) { context, schema in
             rows(schema) { rows in
-                let api = DockerAPI(flags: flags, log: log)
+                let api = SocketAPI.docker(flags: flags, log: log)
                 for id in imageIDs(context, api) {
                     guard let entries = api.get("/images/" + id + "/history", what: "images history")?.array else { continue }
                     for node in entries {
@@ -301,7 +243,7 @@ enum DockerTables {
             col("id", .text, [.index, .collateNocase]), col("layer_id", .text, .collateNocase), col("layer_order", .integer),
         ]) { context, schema in
             rows(schema) { rows in
-                let api = DockerAPI(flags: flags, log: log)
+                let api = SocketAPI.docker(flags: flags, log: log)
                 for id in imageIDs(context, api) {
                     guard let image = api.get("/images/" + id + "/json", what: "images layers") else { continue }
                     for (order, layer) in strings(image, "RootFS.Layers").enumerated() {
@@ -322,7 +264,7 @@ enum DockerTables {
         ]) { context, schema in
             rows(schema) { rows in
                 let (query, values) = filterQuery(context, "name", all: false)
-                guard let tree = DockerAPI(flags: flags, log: log).get("/volumes" + query, what: "volumes") else { return }
+                guard let tree = SocketAPI.docker(flags: flags, log: log).get("/volumes" + query, what: "volumes") else { return }
                 for node in tree["Volumes"]?.array ?? [] {
                     rows.append(.text(key(node, "Name", values)))
                     rows.append(.text(text(node, "Driver")))
@@ -346,7 +288,7 @@ enum DockerTables {
         ]) { context, schema in
             rows(schema) { rows in
                 let (query, values) = filterQuery(context, "id", all: false)
-                guard let list = DockerAPI(flags: flags, log: log).get("/networks" + query, what: "networks")?.array else { return }
+                guard let list = SocketAPI.docker(flags: flags, log: log).get("/networks" + query, what: "networks")?.array else { return }
                 for node in list {
                     let ipam = at(node, "IPAM.Config")?.array?.first
                     rows.appendRow(strings: [
@@ -369,7 +311,7 @@ enum DockerTables {
 
     /// The containers a scan covers: `/containers/json`, filtered by the `=` ids (with `all=1`
     /// then; without an id constraint the engine lists running containers only, as in osquery).
-    static func containers(_ context: QueryContext, _ api: DockerAPI) -> (list: [JSONValue], ids: [String]) {
+    static func containers(_ context: QueryContext, _ api: SocketAPI) -> (list: [JSONValue], ids: [String]) {
         let (query, ids) = filterQuery(context, "id", all: true)
         return (api.get("/containers/json" + query, what: "containers")?.array ?? [], ids)
     }
@@ -384,7 +326,7 @@ enum DockerTables {
             col("net_namespace", .text), col("pid_namespace", .text), col("user_namespace", .text), col("uts_namespace", .text),
         ]) { context, schema in
             rows(schema) { rows in
-                let api = DockerAPI(flags: flags, log: log)
+                let api = SocketAPI.docker(flags: flags, log: log)
                 let (list, ids) = containers(context, api)
                 for node in api.walked(list, what: "containers") {
                     var row: [String: String] = [
@@ -429,7 +371,7 @@ enum DockerTables {
     static func containerEnvs(flags: Flags, log: OnceLog = .shared) -> FunctionTable {
         table("docker_container_envs", [col("id", .text, [.index, .collateNocase]), col("key", .text), col("value", .text)]) { context, schema in
             rows(schema) { rows in
-                let api = DockerAPI(flags: flags, log: log)
+                let api = SocketAPI.docker(flags: flags, log: log)
                 let (list, ids) = containers(context, api)
                 for node in api.walked(list, what: "containers") {
                     let id = key(node, "Id", ids)
@@ -456,7 +398,7 @@ enum DockerTables {
             col("destination", .text), col("driver", .text), col("mode", .text), col("rw", .integer), col("propagation", .text),
         ]) { context, schema in
             rows(schema) { rows in
-                let (list, ids) = containers(context, DockerAPI(flags: flags, log: log))
+                let (list, ids) = containers(context, SocketAPI.docker(flags: flags, log: log))
                 for node in list {
                     let id = key(node, "Id", ids)
                     for mount in node["Mounts"]?.array ?? [] {
@@ -477,7 +419,7 @@ enum DockerTables {
             col("ipv6_gateway", .text), col("ipv6_address", .text), col("ipv6_prefix_len", .integer), col("mac_address", .text, .collateNocase),
         ]) { context, schema in
             rows(schema) { rows in
-                let (list, ids) = containers(context, DockerAPI(flags: flags, log: log))
+                let (list, ids) = containers(context, SocketAPI.docker(flags: flags, log: log))
                 for node in list {
                     let id = key(node, "Id", ids)
                     for (name, network) in at(node, "NetworkSettings.Networks")?.members ?? [] {
@@ -500,7 +442,7 @@ enum DockerTables {
             col("host_port", .integer),
         ]) { context, schema in
             rows(schema) { rows in
-                let (list, ids) = containers(context, DockerAPI(flags: flags, log: log))
+                let (list, ids) = containers(context, SocketAPI.docker(flags: flags, log: log))
                 for node in list {
                     let id = key(node, "Id", ids)
                     for port in node["Ports"]?.array ?? [] {
@@ -530,7 +472,7 @@ enum DockerTables {
             col("user", .text), col("time", .text), col("cpu", .double), col("mem", .double),
         ]) { context, schema in
             rows(schema) { rows in
-                let api = DockerAPI(flags: flags, log: log)
+                let api = SocketAPI.docker(flags: flags, log: log)
                 for id in context.equalities(for: "id") where acceptable(id) {
                     let uri = "/containers/" + id + "/top?ps_args=axwwo%20" + psFields
                     guard let top = api.get(uri, what: "container " + id) else { continue }
@@ -564,7 +506,7 @@ enum DockerTables {
             col("memory_max_usage", .bigint), col("memory_limit", .bigint), col("network_rx_bytes", .bigint), col("network_tx_bytes", .bigint),
         ]) { context, schema in
             rows(schema) { rows in
-                let api = DockerAPI(flags: flags, log: log)
+                let api = SocketAPI.docker(flags: flags, log: log)
                 for id in context.equalities(for: "id") where acceptable(id) {
                     guard let stats = api.get("/containers/" + id + "/stats?stream=false", what: "container " + id) else { continue }
                     let read = text(stats, "read"), preread = text(stats, "preread")
@@ -615,7 +557,7 @@ enum DockerTables {
             col("id", .text, [.index, .required, .collateNocase]), col("path", .text), col("change_type", .text),
         ]) { context, schema in
             rows(schema) { rows in
-                let api = DockerAPI(flags: flags, log: log)
+                let api = SocketAPI.docker(flags: flags, log: log)
                 for id in context.equalities(for: "id") where acceptable(id) {
                     guard let changes = api.get("/containers/" + id + "/changes", what: "container fs changes " + id)?.array else { continue }
                     for change in changes {

@@ -140,6 +140,16 @@ public enum BuiltinTables {
             DockerTables.containerProcesses(flags: flags),
             DockerTables.containerStats(flags: flags),
             DockerTables.containerFsChanges(flags: flags),
+            // osquery's Linux catalogue (issue 18): LXD's REST API.
+            LXDTables.certificates(flags: flags),
+            LXDTables.cluster(flags: flags),
+            LXDTables.clusterMembers(flags: flags),
+            LXDTables.images(flags: flags),
+            LXDTables.instanceConfig(flags: flags),
+            LXDTables.instanceDevices(flags: flags),
+            LXDTables.instances(flags: flags),
+            LXDTables.networks(flags: flags),
+            LXDTables.storagePools(flags: flags),
         ]
     }
 

@@ -182,3 +182,76 @@ extension Result where Failure == Yara.Failure {
         return nil
     }
 }
+
+extension YaraEventsTests {
+    /// yara_process scans a child's memory (a marker only in its arguments) with a rule from
+    /// the query, a rule file and the config's group; a pid
+    /// that does not exist, a kernel thread and this process give no rows, and the core keeps
+    /// answering. The schema is osquery's (specs/yara_process.table).
+    @Test(.enabled(if: access("/usr/bin/python3", X_OK) == 0))
+    func yaraProcessScansAProcessMemory() async throws {
+        let (core, _) = try yaraCore("process")
+        let marker = "osq-proc-marker-\(UInt32.random(in: 1...UInt32.max))"
+        // Started with posix_spawn and reaped by its pid (not through Foundation's Process,
+        // whose exit watch this test's process may not have set up); the marker is only in its
+        // arguments.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        Spawn.closeInheritedDescriptors(in: &actions)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        let argv = ["/usr/bin/python3", "-c", "import time; time.sleep(1000)", marker]
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for a in cArgs { free(a) } }
+        var pid: pid_t = 0
+        #expect(posix_spawn(&pid, argv[0], &actions, nil, &cArgs, environ) == 0)
+        defer {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+        // Python has started (and holds its arguments) once /proc shows them.
+        #expect(await eventually { ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains(marker) })
+        let rule = "rule proc_marker : tagP { strings: $m = \"\(marker)\" condition: $m }"
+        let byRule = try core.database.execute(
+            "SELECT pid, matches, count, tags, strings, sigrule, sig_group, sigfile FROM yara_process WHERE pid = \(pid) AND sigrule = '\(rule)'"
+        ).rowMaps()
+        #expect(byRule.count == 1)
+        #expect(byRule.first?["pid"] == String(pid))
+        #expect(byRule.first?["matches"] == "proc_marker")
+        #expect(byRule.first?["count"] == "1")
+        #expect(byRule.first?["tags"] == "tagP")
+        #expect(byRule.first?["strings"] == "")
+        #expect(byRule.first?["sigrule"] == rule)
+        #expect(byRule.first?["sig_group"] == "" && byRule.first?["sigfile"] == "")
+        let ruleFile = core.dir + ".proc.yar"
+        write(ruleFile, rule)
+        defer { unlink(ruleFile) }
+        // The same rule through sigfile: strings show (as for yara_file).
+        let byFile = try core.database.execute("SELECT matches, strings FROM yara_process WHERE pid = \(pid) AND sigfile = '\(ruleFile)'").rowMaps()
+        #expect(byFile.first?["matches"] == "proc_marker")
+        #expect(byFile.first?["strings"]?.hasPrefix("$m:") == true)
+        // The config's group scans it too and finds nothing: a row with count 0, as osquery.
+        let byGroup = try core.database.execute("SELECT count, matches, sig_group FROM yara_process WHERE pid = \(pid) AND sig_group = 'g1'").rowMaps()
+        #expect(byGroup.map { [$0["count"] ?? "", $0["matches"] ?? "", $0["sig_group"] ?? ""] } == [["0", "", "g1"]])
+        // No such process, a kernel thread (kthreadd), this process, 0 and a negative pid: no rows.
+        let pidMax = Int((try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 4_194_304
+        let kthreadd = (try? String(contentsOfFile: "/proc/2/comm", encoding: .utf8)) == "kthreadd\n"
+        for other in [pidMax + 1, getpid(), 0, -5] + (kthreadd ? [2] : []) {
+            #expect(try core.database.execute("SELECT * FROM yara_process WHERE pid = \(other) AND sigrule = '\(rule)'").rowCount == 0, "pid \(other)")
+        }
+        // pid is required; a rule is required (osquery's error logged, no rows).
+        #expect(throws: (any Error).self) { try core.database.execute("SELECT * FROM yara_process WHERE sigrule = '\(rule)'") }
+        #expect(try core.database.execute("SELECT * FROM yara_process WHERE pid = \(pid)").rowCount == 0)
+        #expect(try core.database.execute("SELECT count FROM yara_process WHERE pid = \(pid) AND sigrule = '\(rule)'").rowMaps().first?["count"] == "1")
+        let columns = try core.database.execute("SELECT * FROM yara_process WHERE pid = \(pid) AND sig_group = 'g1'").columns
+        #expect(columns == ["pid", "matches", "count", "sig_group", "sigfile", "strings", "tags"])
+        // osquery's spec: yara_file's columns with `pid` (index, required) for `path`, no alias.
+        let schema = YaraTable.processSchema
+        #expect(schema.columns.first.map { $0.name == "pid" && $0.type == .integer && $0.options == [.index, .required] } == true)
+        #expect(schema.columns.dropFirst().map(\.name) == YaraTable.schema.columns.dropFirst().map(\.name))
+        #expect(schema.columns.dropFirst().map(\.options) == YaraTable.schema.columns.dropFirst().map(\.options))
+        #expect(schema.aliases.isEmpty && schema.attributes == [])
+    }
+}
