@@ -247,6 +247,9 @@ extension Flags {
         // walks (not an osquery flag: osquery asks the engine about every container and image).
         .init("docker_socket", .string, "/var/run/docker.sock", "Docker UNIX domain socket path"),
         .init("docker_max_objects", .uint64, "10000", "Most containers or images one docker_* table scan asks the engine about"),
+        // latency and concurrency (issue 21): the extensions socket's own event-loop threads. Under
+        // CPU contention each thread gets a scheduler's share, and a loop serves many connections.
+        .init("extensions_server_threads", .uint64, "0", "Event-loop threads of its own serving the extensions socket (0: the shared loops, one per core)", .cli),
     ]
 }
 
@@ -505,4 +508,6 @@ package enum UIntFlag: String, FlagKey {
     case yaraEventsQueueMax = "yara_events_queue_max"
     // docker_* tables (issue 18).
     case dockerMaxObjects = "docker_max_objects"
+    // latency and concurrency (issue 21)
+    case extensionsServerThreads = "extensions_server_threads"
 }
