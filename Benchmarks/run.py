@@ -130,7 +130,53 @@ def wire_rows(a):
     c, cp = m["swift codec MB/s"], m["c++ codec MB/s"]
     rows.append(Row(f"codec encode+decode MB/s ({j['codec_bytes']} B reply)", c, f"libthrift {fmt(cp)}", "MB/s",
                     "≥ 1.0×", c / cp >= 1.0, c / cp, pinned))
+    if os.access(a.osqueryd, os.X_OK) and os.access(a.fixture_peer, os.X_OK):
+        try:
+            rows += osqueryd_ping_rows(a)
+        except (BenchError, subprocess.SubprocessError, OSError, ValueError) as e:
+            note(f"wire (osqueryd): {e}")
+            rows.append(Row("ping: osqueryd not measured", None, "—", "", "—", False, None,
+                            str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__))
     return rows
+
+
+def osqueryd_ping_rows(a):
+    """ping against the real core (osqueryd) instead of the fixture server: our client and the C++
+    client, each round beside C++ → C++ (the libthrift fixture server), all on CPU 0 like wire-bench."""
+    pings, rounds = (5_000, 3) if a.quick else (20_000, 5)
+    pin = [] if a.no_pin else ["taskset", "-c", "0"]
+    note(f"wire (osqueryd): ping, {rounds} rounds of {pings}")
+    tmp = tempfile.mkdtemp(prefix="osq-ping-")
+    daemon = peer = None
+    try:
+        daemon = Daemon(a, os.path.join(tmp, "d"), pin=pin)
+        peer_sock = os.path.join(tmp, "cpp.em")
+        peer = Server(pin + [a.fixture_peer, "server", peer_sock])
+
+        def ours():
+            out = subprocess.run(pin + [a.wire_bench, "ping", daemon.socket, str(pings)], stdout=subprocess.PIPE,
+                                 text=True, check=True, timeout=300).stdout
+            return float(out.split()[0]) * 1e9  # "4.7e-05 seconds"
+
+        def cpp(sock):
+            return run_json(pin + [a.fixture_peer, "bench-ping", sock, str(pings)], "bench-ping")["ns_per_op"]
+        ours(), cpp(daemon.socket), cpp(peer_sock)  # warm-up
+        o, c, cc = [], [], []
+        for _ in range(rounds):
+            o.append(ours())
+            c.append(cpp(daemon.socket))
+            cc.append(cpp(peer_sock))
+    finally:
+        for p in (daemon, peer):
+            if p is not None:
+                p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    pinned = "not pinned" if a.no_pin else "pinned to CPU 0"
+    ours_us, cpp_us, base = median(o) / 1000, median(c) / 1000, median(cc) / 1000
+    return [Row("ping µs: our client → osqueryd", ours_us, f"C++ → C++ {fmt(base)}", "µs", "≤ 1.5×",
+                ours_us / base <= 1.5, ours_us / base, pinned),
+            Row("ping µs: C++ client → osqueryd", cpp_us, f"C++ → C++ {fmt(base)}", "µs", "≤ 1.15×",
+                cpp_us / base <= 1.15, cpp_us / base, pinned)]
 
 
 def extension_rows(a):
@@ -167,6 +213,7 @@ def load_rows(a, tmp):
     rounds = 3 if a.quick else 5
     split = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     rows = []
+    peers = {}  # the C++ server's calls/s per mode, beside osqueryd's
     for mode in (["split", "shared"] if split else ["shared"]):
         server_pin = ["taskset", "-c", "0"] if mode == "split" else []
         client_pin = ["taskset", "-c", "1"] if mode == "split" else []
@@ -203,13 +250,15 @@ def load_rows(a, tmp):
             rows.append(Row(f"load: {clients} clients, calls/s (nothing pinned)", o, f"C++ server {fmt(p)}",
                             "calls/s", "no errors" + ("" if split else "; ≥ 1.0×"),
                             oe == 0 and (split or o / p >= 1.0), o / p, extra))
-    if split and os.access(a.osqueryd, os.X_OK):
-        try:
-            rows.append(osqueryd_load_row(a, tmp, clients, seconds, rounds))
-        except (BenchError, subprocess.SubprocessError, OSError) as e:
-            note(f"load (osqueryd): {e}")
-            rows.append(Row("load: osqueryd not measured", None, "—", "", "no errors", False, None,
-                            str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__))
+        peers[mode] = p
+    if os.access(a.osqueryd, os.X_OK):
+        for mode in (["split", "shared"] if split else ["shared"]):
+            try:
+                rows.append(osqueryd_load_row(a, tmp, clients, seconds, rounds, mode, peers.get(mode)))
+            except (BenchError, subprocess.SubprocessError, OSError) as e:
+                note(f"load (osqueryd, {mode}): {e}")
+                rows.append(Row("load: osqueryd not measured", None, "—", "", "no errors", False, None,
+                                str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__))
     return rows
 
 
@@ -217,14 +266,18 @@ def load_rows(a, tmp):
 TEN_ROWS_SQL = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10) SELECT x FROM c"
 
 
-def osqueryd_load_row(a, tmp, clients, seconds, rounds):
-    """The same 64-client load against the real core (osqueryd), server on CPU 0, clients on CPU 1."""
-    note(f"load (osqueryd): {clients} clients × {seconds} s, {rounds} rounds")
-    daemon = Daemon(a, os.path.join(tmp, "load-osqueryd"), pin=["taskset", "-c", "0"])
+def osqueryd_load_row(a, tmp, clients, seconds, rounds, mode, peer):
+    """The same 64-client load against the real core (osqueryd): split (server CPU 0, clients CPU 1)
+    or shared (nothing pinned). Beside it, the libthrift fixture server's figure of the same mode,
+    which answers its queries from memory where osqueryd runs SQL."""
+    note(f"load (osqueryd, {mode}): {clients} clients × {seconds} s, {rounds} rounds")
+    server_pin = ["taskset", "-c", "0"] if mode == "split" else []
+    client_pin = ["taskset", "-c", "1"] if mode == "split" else []
+    daemon = Daemon(a, os.path.join(tmp, f"load-osqueryd-{mode}"), pin=server_pin)
     try:
         def once(secs):
-            return run_json(["taskset", "-c", "1", a.fixture_peer, "bench-load", daemon.socket, str(clients), str(secs),
-                             TEN_ROWS_SQL, "10"], "bench-load osqueryd")
+            return run_json(client_pin + [a.fixture_peer, "bench-load", daemon.socket, str(clients), str(secs),
+                                          TEN_ROWS_SQL, "10"], "bench-load osqueryd")
         once(1)
         runs = [once(seconds) for _ in range(rounds)]
     finally:
@@ -232,9 +285,11 @@ def osqueryd_load_row(a, tmp, clients, seconds, rounds):
     o = median([r["calls_per_s"] for r in runs])
     errors = sum(r["errors"] for r in runs)
     first = next((r["first_error"] for r in runs if r["first_error"]), "")
-    return Row(f"load: {clients} clients → osqueryd, calls/s (CPU 0 / CPU 1)", o, "—", "calls/s", "no errors",
-               errors == 0, None, f"errors: {errors}" + (f" (first: {first})" if first else "") +
-               "; queries are 10 rows of SQL")
+    where = "CPU 0 / CPU 1" if mode == "split" else "nothing pinned"
+    return Row(f"load: {clients} clients → osqueryd, calls/s ({where})", o, f"C++ server {fmt(peer)}" if peer else "—",
+               "calls/s", "no errors; ≥ 1.0×" if peer else "no errors", errors == 0 and (not peer or o / peer >= 1.0),
+               o / peer if peer else None, f"errors: {errors}" + (f" (first: {first})" if first else "") +
+               "; osqueryd's queries are 10 rows of SQL, the C++ server's from memory")
 
 
 def timed(cmd):

@@ -71,5 +71,25 @@ for (name, body) in paths {
     let marginal = (Int64(full) - Int64(half)) * 2
     print("{\"path\":\"\(name)\",\"allocations_per_100k_rows\":\(marginal),\"allocations_at_100k\":\(full)}")
 }
+
+/// Allocations per call of a whole round trip through the core's socket (client and server
+/// both, as this process is both), over `calls` calls after a warm-up.
+func perCall(_ calls: Int, _ body: () async throws -> Void) async throws -> Double {
+    for _ in 0..<200 { try await body() }
+    let before = alloc_counter_allocations()
+    for _ in 0..<calls { try await body() }
+    return Double(alloc_counter_allocations() - before) / Double(calls)
+}
+// The client's default path (on the caller's thread) and the event loop's, side by side.
+let loopClient = ExtensionManagerClient(path: socketPath, options: RPCClientOptions(syncBudget: .zero))
+let calls: [(String, () async throws -> Void)] = [
+    ("ping", { _ = try await client.ping() }),
+    ("ping_event_loop", { _ = try await loopClient.ping() }),
+    ("query_one_row", { _ = try await client.queryRows("select 1 as n") }),
+]
+for (name, body) in calls {
+    let n = try await perCall(2_000, body)
+    print("{\"call\":\"\(name)\",\"allocations_per_call\":\(String(format: "%.1f", n))}")
+}
 unlink(socketPath)
 exit(0)

@@ -116,7 +116,7 @@ public struct OsqueryClient: Sendable {
     ///   within `timeout` (or the waiting task was cancelled), with the last call's error;
     ///   ``OsqueryClientError/transport(_:)`` with `permissionDenied` at once when the socket may not
     ///   be written to (waiting would not change that).
-    package func waitUntilAvailable(timeout: Duration) async throws(OsqueryClientError) {
+    nonisolated(nonsending) package func waitUntilAvailable(timeout: Duration) async throws(OsqueryClientError) {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var delay = Duration.milliseconds(20)
@@ -146,7 +146,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the status the core answered, as it is (a non-zero code is not thrown).
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    public func ping(timeout: Duration? = nil) async throws(OsqueryClientError) -> ExtensionStatus {
+    nonisolated(nonsending) public func ping(timeout: Duration? = nil) async throws(OsqueryClientError) -> ExtensionStatus {
         do { return try await manager.ping(timeout: timeout) } catch { throw .transport(error) }
     }
 
@@ -158,7 +158,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
-    public func query(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [[String: String]] {
+    nonisolated(nonsending) public func query(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [[String: String]] {
         try await queryRows(sql, timeout: timeout).map { row in
             var out: [String: String] = [:]
             out.reserveCapacity(row.count)
@@ -175,7 +175,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
-    package func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
+    nonisolated(nonsending) package func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
         let response: (status: ExtensionStatus, rows: [StringMap])
         do { response = try await manager.queryRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
         try Self.check(response.status)
@@ -192,7 +192,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
-    package func queryReplyRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> ReplyRows {
+    nonisolated(nonsending) package func queryReplyRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> ReplyRows {
         let response: (status: ExtensionStatus, rows: ReplyRows)
         do { response = try await manager.queryReplyRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
         try Self.check(response.status)
@@ -209,7 +209,7 @@ public struct OsqueryClient: Sendable {
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`);
     ///   ``OsqueryClientError/decoding(row:column:reason:)`` when a row does not decode into `T`.
-    public func query<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
+    nonisolated(nonsending) public func query<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> [T]
     {
         let rows = try await queryRows(sql, timeout: timeout)
@@ -228,7 +228,7 @@ public struct OsqueryClient: Sendable {
     ///   - timeout: the call's deadline; nil: the client's `callTimeout`.
     /// - Returns: the first row as `T`, or nil when the result is empty.
     /// - Throws: as ``query(_:as:timeout:)`` does (every row is decoded).
-    package func queryRow<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
+    nonisolated(nonsending) package func queryRow<T: Decodable>(_ sql: String, as type: T.Type, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> T?
     {
         try await query(sql, as: type, timeout: timeout).first
@@ -247,7 +247,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
-    package func queryColumns(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError)
+    nonisolated(nonsending) package func queryColumns(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError)
         -> [(name: String, type: String)]
     {
         let response: ExtensionResponse
@@ -265,7 +265,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the registered extensions by uuid.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    public func extensions(timeout: Duration? = nil) async throws(OsqueryClientError) -> [Int64: RegisteredExtension] {
+    nonisolated(nonsending) public func extensions(timeout: Duration? = nil) async throws(OsqueryClientError) -> [Int64: RegisteredExtension] {
         let list: InternalExtensionList
         do { list = try await manager.extensions(timeout: timeout) } catch { throw .transport(error) }
         var out: [Int64: RegisteredExtension] = [:]
@@ -282,7 +282,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: each flag's value, default and type, by flag name.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    public func options(timeout: Duration? = nil) async throws(OsqueryClientError) -> [String: CoreOption] {
+    nonisolated(nonsending) public func options(timeout: Duration? = nil) async throws(OsqueryClientError) -> [String: CoreOption] {
         let list: InternalOptionList
         do { list = try await manager.options(timeout: timeout) } catch { throw .transport(error) }
         var out: [String: CoreOption] = [:]
@@ -303,7 +303,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the plugin's response: its status and rows.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    public func call(registry: String, item: String, request: [String: String], timeout: Duration? = nil)
+    nonisolated(nonsending) public func call(registry: String, item: String, request: [String: String], timeout: Duration? = nil)
         async throws(OsqueryClientError) -> ExtensionResponse
     {
         var req = ExtensionPluginRequest(minimumCapacity: request.count)
@@ -322,7 +322,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the core's status; on success (code 0) it carries the new uuid.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    package func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil)
+    nonisolated(nonsending) package func registerExtension(info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil)
         async throws(OsqueryClientError) -> ExtensionStatus
     {
         do { return try await manager.registerExtension(info: info, registry: registry, timeout: timeout) } catch {
@@ -337,7 +337,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the core's status (non-zero when it holds no such uuid).
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    package func deregisterExtension(uuid: Int64, timeout: Duration? = nil) async throws(OsqueryClientError)
+    nonisolated(nonsending) package func deregisterExtension(uuid: Int64, timeout: Duration? = nil) async throws(OsqueryClientError)
         -> ExtensionStatus
     {
         do { return try await manager.deregisterExtension(uuid: uuid, timeout: timeout) } catch {
@@ -349,7 +349,7 @@ public struct OsqueryClient: Sendable {
     /// - Parameter timeout: the call's deadline; nil: the client's `callTimeout`.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    public func shutdown(timeout: Duration? = nil) async throws(OsqueryClientError) {
+    nonisolated(nonsending) public func shutdown(timeout: Duration? = nil) async throws(OsqueryClientError) {
         do { try await manager.shutdown(timeout: timeout) } catch { throw .transport(error) }
     }
 

@@ -251,6 +251,9 @@ extension Flags {
         // walks (not an osquery flag: osquery asks LXD about every instance, image and network).
         .init("lxd_socket", .string, "/var/lib/lxd/unix.socket", "LXD UNIX domain socket path"),
         .init("lxd_max_objects", .uint64, "10000", "Most instances, images, networks or other objects one lxd_* table scan asks LXD about"),
+        // latency and concurrency (issue 21): the extensions socket's own event-loop threads. Under
+        // CPU contention each thread gets a scheduler's share, and a loop serves many connections.
+        .init("extensions_server_threads", .uint64, "0", "Event-loop threads of its own serving the extensions socket (0: the shared loops, one per core)", .cli),
     ]
 }
 
@@ -513,4 +516,6 @@ package enum UIntFlag: String, FlagKey {
     case dockerMaxObjects = "docker_max_objects"
     // lxd_* tables (issue 18).
     case lxdMaxObjects = "lxd_max_objects"
+    // latency and concurrency (issue 21)
+    case extensionsServerThreads = "extensions_server_threads"
 }

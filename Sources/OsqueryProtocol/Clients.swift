@@ -7,18 +7,18 @@ package protocol ExtensionServiceClient: Sendable {
 }
 
 extension ExtensionServiceClient {
-    package func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
+    nonisolated(nonsending) package func ping(timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
         try await rpc.invoke(.ping, timeout: timeout).expectStatus()
     }
 
-    package func call(
+    nonisolated(nonsending) package func call(
         registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest, timeout: Duration? = nil
     ) async throws(RPCClientError) -> ExtensionResponse {
         try await rpc.invoke(.call(registry: registry, item: item, request: request), timeout: timeout)
             .expectResponse()
     }
 
-    package func shutdown(timeout: Duration? = nil) async throws(RPCClientError) {
+    nonisolated(nonsending) package func shutdown(timeout: Duration? = nil) async throws(RPCClientError) {
         _ = try await rpc.invoke(.shutdown, timeout: timeout)
     }
 
@@ -45,33 +45,33 @@ package struct ExtensionManagerClient: ExtensionServiceClient {
         rpc = RPCClient(path: path, options: options)
     }
 
-    package func extensions(timeout: Duration? = nil) async throws(RPCClientError) -> InternalExtensionList {
+    nonisolated(nonsending) package func extensions(timeout: Duration? = nil) async throws(RPCClientError) -> InternalExtensionList {
         guard case .extensions(let list) = try await rpc.invoke(.extensions, timeout: timeout) else {
             throw .protocolError("extensions: unexpected result type")
         }
         return list
     }
 
-    package func options(timeout: Duration? = nil) async throws(RPCClientError) -> InternalOptionList {
+    nonisolated(nonsending) package func options(timeout: Duration? = nil) async throws(RPCClientError) -> InternalOptionList {
         guard case .options(let list) = try await rpc.invoke(.options, timeout: timeout) else {
             throw .protocolError("options: unexpected result type")
         }
         return list
     }
 
-    package func registerExtension(
+    nonisolated(nonsending) package func registerExtension(
         info: InternalExtensionInfo, registry: ExtensionRegistry, timeout: Duration? = nil
     ) async throws(RPCClientError) -> ExtensionStatus {
         try await rpc.invoke(.registerExtension(info: info, registry: registry), timeout: timeout).expectStatus()
     }
 
-    package func deregisterExtension(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError)
+    nonisolated(nonsending) package func deregisterExtension(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionStatus
     {
         try await rpc.invoke(.deregisterExtension(uuid: uuid), timeout: timeout).expectStatus()
     }
 
-    package func query(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    nonisolated(nonsending) package func query(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionResponse
     {
         try await rpc.invoke(.query(sql: sql), timeout: timeout).expectResponse()
@@ -79,7 +79,7 @@ package struct ExtensionManagerClient: ExtensionServiceClient {
 
     /// ``query(_:timeout:)`` with the rows decoded by ``StringMapRowsReader`` (a big result in
     /// two halves at once).
-    package func queryRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    nonisolated(nonsending) package func queryRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> (status: ExtensionStatus, rows: [StringMap])
     {
         let reply = try await rpc.invokeRaw(.query(sql: sql), timeout: timeout)
@@ -90,13 +90,13 @@ package struct ExtensionManagerClient: ExtensionServiceClient {
 
     /// ``query(_:timeout:)`` with the rows left in the reply (``ReplyRows``): one walk over the
     /// reply, no string built until a cell is read.
-    package func queryReplyRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    nonisolated(nonsending) package func queryReplyRows(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> (status: ExtensionStatus, rows: ReplyRows)
     {
         try await rpc.invokeRaw(.query(sql: sql), timeout: timeout).decodeReplyRows()
     }
 
-    package func getQueryColumns(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
+    nonisolated(nonsending) package func getQueryColumns(_ sql: ThriftString, timeout: Duration? = nil) async throws(RPCClientError)
         -> ExtensionResponse
     {
         try await rpc.invoke(.getQueryColumns(sql: sql), timeout: timeout).expectResponse()

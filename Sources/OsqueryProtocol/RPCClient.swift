@@ -64,17 +64,23 @@ package struct RPCClientOptions: Sendable {
     package var limits: ThriftLimits
     /// Idle connections kept for reuse; each in-flight call has its own connection.
     package var maxIdleConnections: Int
+    /// How long a call made off the event loops waits for its reply on the caller's thread
+    /// (``DirectConnection``; the kernel rounds it up to a clock tick) before an event loop
+    /// takes the rest of the wait over. Zero: every call goes through an event loop.
+    package var syncBudget: Duration
 
     package init(
         connectTimeout: Duration = .seconds(3),
         callTimeout: Duration = .seconds(300),
         limits: ThriftLimits = .default,
-        maxIdleConnections: Int = 4
+        maxIdleConnections: Int = 4,
+        syncBudget: Duration = .milliseconds(1)
     ) {
         self.connectTimeout = connectTimeout
         self.callTimeout = callTimeout
         self.limits = limits
         self.maxIdleConnections = maxIdleConnections
+        self.syncBudget = syncBudget
     }
 }
 
@@ -83,28 +89,63 @@ package struct RPCClientOptions: Sendable {
 /// Each in-flight call uses its own connection: calls never wait on each other
 /// and there is no shared lock held across a call. Finished connections are
 /// kept for reuse. A call that times out or fails closes its connection.
+///
+/// A call made off the event loops runs on the caller's thread (``DirectConnection``) as long
+/// as its reply comes within ``RPCClientOptions/syncBudget``; an event loop finishes the rest.
 package final class RPCClient: Sendable {
     package let path: String
     package let options: RPCClientOptions
-    let idle: Mutex<[Connection]>
+    let idle: Mutex<IdleConnections>
+
+    struct IdleConnections: ~Copyable {
+        var direct: [DirectConnection] = []
+        var onLoop: [Connection] = []
+    }
 
     package init(path: String, options: RPCClientOptions = RPCClientOptions()) {
         self.path = path
         self.options = options
-        self.idle = Mutex([])
+        self.idle = Mutex(IdleConnections())
     }
 
-    deinit {
-        for connection in idle.withLock({ $0 }) { connection.close() }
-    }
+    deinit { close() }
 
     /// Sends `request` and returns the reply.
-    package func invoke(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
-        -> ExtensionReply
+    nonisolated(nonsending) package func invoke(_ request: ExtensionRequest, timeout: Duration? = nil)
+        async throws(RPCClientError) -> ExtensionReply
     {
+        try await invokeRaw(request, timeout: timeout).decode()
+    }
+
+    /// Sends `request` and returns the reply undecoded (its header checked), so that a caller
+    /// can decode it later, on its own thread, straight into its own representation
+    /// (``RawReply/decodeResponse(rows:)``) instead of building every row as a ``StringMap``.
+    nonisolated(nonsending) package func invokeRaw(_ request: ExtensionRequest, timeout: Duration? = nil)
+        async throws(RPCClientError) -> RawReply
+    {
+        let timeout = timeout ?? options.callTimeout
+        // On an event loop, waiting on this thread would stall every channel of that loop.
+        if options.syncBudget > .zero, MultiThreadedEventLoopGroup.currentEventLoop == nil {
+            while let connection = try checkOutDirect() {
+                switch connection.exchange(request, timeout: timeout) {
+                case .reply(let reply, let keep):
+                    if keep { checkIn(connection) } else { connection.close() }
+                    return reply
+                case .failed(let error, let keep):
+                    if keep { checkIn(connection) } else { connection.close() }
+                    throw error
+                case .stale:
+                    connection.close()
+                case .slow(let handoff):
+                    return try await DirectConnection.finishOnEventLoop(
+                        fd: connection.fd, handoff, method: request.method, timeout: timeout, path: path,
+                        limits: options.limits)
+                }
+            }
+        }
         let connection = try await checkOut()
         do {
-            let reply = try await connection.invoke(request, timeout: timeout ?? options.callTimeout)
+            let reply = try await connection.invokeRaw(request, timeout: timeout)
             checkIn(connection)
             return reply
         } catch {
@@ -114,34 +155,40 @@ package final class RPCClient: Sendable {
         }
     }
 
-    /// Sends `request` and returns the reply undecoded (its header checked), so that a caller
-    /// can decode it later, on its own thread, straight into its own representation
-    /// (``RawReply/decodeResponse(rows:)``) instead of building every row as a ``StringMap``.
-    package func invokeRaw(_ request: ExtensionRequest, timeout: Duration? = nil) async throws(RPCClientError)
-        -> RawReply
-    {
-        let connection = try await checkOut()
-        do {
-            let reply = try await connection.invokeRaw(request, timeout: timeout ?? options.callTimeout)
-            checkIn(connection)
-            return reply
-        } catch {
-            if case .applicationException = error { checkIn(connection) } else { connection.close() }
-            throw error
+    /// Closes the idle connections.
+    package func close() {
+        let (direct, onLoop) = idle.withLock { pool in
+            defer {
+                pool.direct.removeAll()
+                pool.onLoop.removeAll()
+            }
+            return (pool.direct, pool.onLoop)
+        }
+        for connection in direct { connection.close() }
+        for connection in onLoop { connection.close() }
+    }
+
+    /// An idle direct connection or a new one; nil when connecting needs the event loop.
+    func checkOutDirect() throws(RPCClientError) -> DirectConnection? {
+        if let connection = idle.withLock({ $0.direct.popLast() }) { return connection }
+        switch DirectConnection.connect(path: path, options: options) {
+        case .connected(let connection): return connection
+        case .failed(let error): throw error
+        case .useEventLoop: return nil
         }
     }
 
-    /// Closes the idle connections.
-    package func close() {
-        let connections = idle.withLock { pool in
-            defer { pool.removeAll() }
-            return pool
+    func checkIn(_ connection: DirectConnection) {
+        let kept = idle.withLock { pool in
+            guard pool.direct.count < options.maxIdleConnections else { return false }
+            pool.direct.append(connection)
+            return true
         }
-        for connection in connections { connection.close() }
+        if !kept { connection.close() }
     }
 
     func checkOut() async throws(RPCClientError) -> Connection {
-        while let connection = idle.withLock({ $0.popLast() }) {
+        while let connection = idle.withLock({ $0.onLoop.popLast() }) {
             if connection.isActive { return connection }
             connection.close()
         }
@@ -150,8 +197,8 @@ package final class RPCClient: Sendable {
 
     func checkIn(_ connection: Connection) {
         let kept = idle.withLock { pool in
-            guard pool.count < options.maxIdleConnections, connection.isActive else { return false }
-            pool.append(connection)
+            guard pool.onLoop.count < options.maxIdleConnections, connection.isActive else { return false }
+            pool.onLoop.append(connection)
             return true
         }
         if !kept { connection.close() }
@@ -291,9 +338,37 @@ final class ReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
     var deadline: Scheduled<Void>?
     var closedError: RPCClientError?
 
+    /// A call already written (or partly written) on the caller's thread, whose reply this
+    /// handler now waits for: see ``DirectConnection``.
+    var handedOff: (promise: EventLoopPromise<ReceivedFrame>, unsent: [UInt8], within: Int64, timeout: Duration, method: String)?
+
     init(path: String) { self.path = path }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    init(
+        path: String, awaiting promise: EventLoopPromise<ReceivedFrame>, unsent: [UInt8], within remaining: Int64,
+        timeout: Duration, method: String
+    ) {
+        self.path = path
+        self.handedOff = (promise, unsent, remaining, timeout, method)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let call = handedOff {
+            // Pending before the channel is active, so the first bytes read find their call.
+            wait(for: call.promise, within: call.within, timeout: call.timeout, method: call.method)
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let call = handedOff {
+            handedOff = nil
+            if !call.unsent.isEmpty {
+                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: call.unsent)), promise: nil)
+            }
+        }
+        context.fireChannelActive()
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         fail(.peerClosed(path: path))
@@ -309,13 +384,20 @@ final class ReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
             promise.fail(RPCClientError.protocolError("a call is already in flight on this connection"))
             return
         }
+        wait(for: promise, within: timeout.nanoseconds, timeout: timeout, method: method)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+    }
+
+    /// Makes `promise` the call in flight, failed with `timedOut(after: timeout)` unless its reply
+    /// arrives within `remaining` ns.
+    func wait(for promise: EventLoopPromise<ReceivedFrame>, within remaining: Int64, timeout: Duration, method: String) {
+        guard let context else { return }
         pending = promise
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(timeout.nanoseconds))) { [weak self] in
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(remaining)) { [weak self] in
             guard let self else { return }
             self.fail(.timedOut(method: method, after: timeout))
             self.context?.close(promise: nil)
         }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

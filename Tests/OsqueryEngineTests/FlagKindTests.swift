@@ -28,6 +28,8 @@ import Testing
         "extensions_idle_timeout", "extensions_partial_message_timeout", "extensions_max_connections",
         // TLS remote API (issue 20): the transport is made once, at start.
         "tls_connect_timeout", "tls_request_timeout", "tls_max_response_size",
+        // issue 21: the extensions socket's server is started once.
+        "extensions_server_threads",
     ]
     /// osquery's `SHELL_FLAG`s.
     static let osqueryShellOnly: Set<String> = [
