@@ -321,12 +321,16 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
 
     /// Datagrams read before the queue is looked at again (and rows handed to the store).
     static let readBatch = 256
+    /// After a read that emptied the socket, the reader rests this long before it polls again:
+    /// in a storm it then takes many records per wakeup instead of one (the socket's buffer
+    /// holds them meanwhile), at the cost of that much latency.
+    static let restMilliseconds: Int32 = 10
 
     private func readLoop(_ socket: AuditSocket, stopFD: Int32, early: [AuditMessage]) {
         var assembler = AuditAssembler(
             maxPartial: Int(clamping: flags[.auditMaxPartialEvents]), maxArgumentBytes: Int(clamping: flags[.auditMaxEventBytes]))
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
-        defer { buffer.deallocate() }
+        // Datagrams are read into this array and parsed from slices of it: no copy each.
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var completed: [AuditEvent] = []
         for m in early { handle(m, socket: socket, assembler: &assembler, into: &completed) }
         var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
@@ -342,7 +346,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
             if fds[1].revents != 0 { break }
             var reads = 0
             while reads < Self.readBatch {
-                let n = recv(socket.fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                let n = buffer.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
                 if n < 0 {
                     if errno == EAGAIN || errno == EINTR { break }
                     if errno == ENOBUFS {
@@ -357,7 +361,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
                     return
                 }
                 reads += 1
-                consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), socket: socket, assembler: &assembler, into: &completed)
+                consume(buffer[0..<n], socket: socket, assembler: &assembler, into: &completed)
                 if completed.count >= 64 { emit(&completed) }
             }
             emit(&completed)
@@ -370,6 +374,10 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
                 if dropped > 0 { StatusLog.warning("\(dropped) audit events never completed (no EOE record) and were dropped") }
             }
             noteAssembly(assembler.counters)
+            if reads > 0, reads < Self.readBatch {
+                var stop = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+                if poll(&stop, 1, Self.restMilliseconds) > 0 { break }
+            }
         }
         emit(&completed)
         noteAssembly(assembler.counters)
@@ -377,8 +385,11 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
 
     /// One datagram: a malformed one is counted and skipped.
     package func consume(_ raw: UnsafeRawBufferPointer, socket: AuditSocket?, assembler: inout AuditAssembler, into completed: inout [AuditEvent]) {
-        let bytes = Array(raw)
-        guard let messages = AuditDatagram.messages(bytes[...]), !messages.isEmpty else {
+        consume(Array(raw)[...], socket: socket, assembler: &assembler, into: &completed)
+    }
+
+    func consume(_ bytes: ArraySlice<UInt8>, socket: AuditSocket?, assembler: inout AuditAssembler, into completed: inout [AuditEvent]) {
+        guard let messages = AuditDatagram.messages(bytes), !messages.isEmpty else {
             count(\.malformedMessages)
             return
         }
@@ -399,7 +410,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         // Records no table reads (EOE, capabilities, the proctitle EXECVE already gives) keep only
         // their header: less work per exec.
         let fields = m.type != AuditType.eoe && m.type != AuditType.bprmFcaps && m.type != AuditType.proctitle
-        guard let record = AuditRecord.parse(type: m.type, text: Substring(decoding: m.payload, as: UTF8.self).utf8, fields: fields) else {
+        guard let record = AuditRecord.parse(type: m.type, payload: m.payload, fields: fields) else {
             count(\.malformedRecords)
             return
         }
@@ -518,7 +529,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         // Events of this daemon itself are not reported (osquery's rule).
         if exe == ownExecutable { return 0 }
         let syscall = Int(clamping: number)
-        let succeeded = (first.raw("success") ?? "yes") == "yes"
+        let succeeded = first.raw("success") == nil || first.rawEquals("success", "yes")
         let isSocket = AuditSyscalls.sockets(accept: true).contains(syscall)
         if !succeeded && !isSocket { return 0 }
         var rows = 0

@@ -38,35 +38,132 @@ enum AuditType {
 }
 
 /// One audit record: `audit(<sec>.<ms>:<serial>): key=value ...`, its fields kept as written
-/// (a quoted value keeps its quotes, so hex-encoded and quoted values stay apart).
+/// (a quoted value keeps its quotes, so hex-encoded and quoted values stay apart). The text after
+/// the header is kept once, as bytes, with where each key and value sit in it: a record costs
+/// two allocations however many fields it has (an exec brings seven records).
 package struct AuditRecord: Sendable {
     var type: UInt16
     package var seconds: UInt64
     package var serial: UInt64
-    var fields: [(key: String, value: String)]
+    /// The text after the header (valid UTF-8: invalid input was repaired when parsed).
+    private var bytes: [UInt8]
+    private var spans: [FieldSpan]
+    /// Whether `bytes` is all ASCII (kernel records are: the kernel hex-encodes the rest); the
+    /// quote checks then work on bytes, else on characters as Swift's String does.
+    private var ascii: Bool
+
+    struct FieldSpan: Sendable {
+        var keyStart: Int32, keyEnd: Int32, valueStart: Int32, valueEnd: Int32
+    }
+
+    /// A record without fields (only its header counts).
+    init(type: UInt16, seconds: UInt64, serial: UInt64) {
+        self.type = type
+        self.seconds = seconds
+        self.serial = serial
+        bytes = []
+        spans = []
+        ascii = true
+    }
+
     /// The text after the header (SELinux and AppArmor rows show it whole).
-    var body: String
+    var body: String {
+        guard !bytes.isEmpty else { return "" }
+        return String(Substring(decoding: bytes, as: UTF8.self).drop { $0 == " " })
+    }
+
+    /// The fields, in order (the assembler walks EXECVE's).
+    var fieldCount: Int { spans.count }
+
+    /// Runs `body` with field `i`'s key and value bytes.
+    func withField<T>(_ i: Int, _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> T) -> T {
+        let s = spans[i]
+        return bytes.withUnsafeBufferPointer { b in
+            body(
+                UnsafeBufferPointer(rebasing: b[Int(s.keyStart)..<Int(s.keyEnd)]),
+                UnsafeBufferPointer(rebasing: b[Int(s.valueStart)..<Int(s.valueEnd)]))
+        }
+    }
+
+    /// Where the first field named `key` has its value.
+    private func valueRange(_ key: String) -> Range<Int>? {
+        var key = key
+        return key.withUTF8 { k in
+            bytes.withUnsafeBufferPointer { b in
+                for s in spans where Int(s.keyEnd - s.keyStart) == k.count {
+                    if k.count == 0 || memcmp(b.baseAddress! + Int(s.keyStart), k.baseAddress!, k.count) == 0 {
+                        return Int(s.valueStart)..<Int(s.valueEnd)
+                    }
+                }
+                return nil
+            }
+        }
+    }
 
     package func raw(_ key: String) -> String? {
-        for f in fields where f.key == key { return f.value }
-        return nil
+        guard let r = valueRange(key) else { return nil }
+        return String(decoding: bytes[r], as: UTF8.self)
+    }
+
+    /// Whether the first field named `key` is exactly `value` (no String made).
+    func rawEquals(_ key: String, _ value: StaticString) -> Bool {
+        guard let r = valueRange(key), r.count == value.utf8CodeUnitCount else { return false }
+        return bytes.withUnsafeBufferPointer { b in r.isEmpty || memcmp(b.baseAddress! + r.lowerBound, value.utf8Start, r.count) == 0 }
     }
 
     /// A numeric field (decimal, or hex with `base` 16).
     func integer(_ key: String, base: Int = 10) -> UInt64? {
-        guard let v = raw(key) else { return nil }
-        return UInt64(v, radix: base)
+        guard let r = valueRange(key) else { return nil }
+        return bytes.withUnsafeBufferPointer { b in Self.unsigned(UnsafeBufferPointer(rebasing: b[r]), base: base) }
+    }
+
+    /// `UInt64(text, radix: base)` without making the String when the text is plain digits.
+    static func unsigned(_ v: UnsafeBufferPointer<UInt8>, base: Int) -> UInt64? {
+        var n: UInt64 = 0
+        for c in v {
+            let d: UInt8
+            switch c {
+            case 0x30...0x39: d = c - 0x30
+            case 0x61...0x7a where base > 10: d = c - 0x61 + 10
+            case 0x41...0x5a where base > 10: d = c - 0x41 + 10
+            default: return UInt64(String(decoding: v, as: UTF8.self), radix: base)
+            }
+            guard Int(d) < base else { return nil }
+            let (m, o1) = n.multipliedReportingOverflow(by: UInt64(base))
+            let (a, o2) = m.addingReportingOverflow(UInt64(d))
+            if o1 || o2 { return nil }
+            n = a
+        }
+        return v.isEmpty ? nil : n
     }
 
     /// A field as text: quotes stripped, hex-encoded values decoded (osquery's
     /// DecodeAuditPathValues).
-    package func text(_ key: String) -> String? { raw(key).map(AuditRecord.decode) }
+    package func text(_ key: String) -> String? {
+        guard let r = valueRange(key) else { return nil }
+        guard ascii else { return AuditRecord.decode(String(decoding: bytes[r], as: UTF8.self)) }
+        return bytes.withUnsafeBufferPointer { b in Self.decodeASCII(UnsafeBufferPointer(rebasing: b[r])) }
+    }
 
     static func decode(_ value: String) -> String {
         if value.utf8.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
             return String(value.dropFirst().dropLast())
         }
         return hexDecoded(value) ?? value
+    }
+
+    /// `decode` of an ASCII value, on its bytes (for ASCII, characters are bytes).
+    static func decodeASCII(_ v: UnsafeBufferPointer<UInt8>) -> String {
+        if v.count >= 2, v[0] == UInt8(ascii: "\""), v[v.count - 1] == UInt8(ascii: "\"") {
+            return String(decoding: UnsafeBufferPointer(rebasing: v[1..<(v.count - 1)]), as: UTF8.self)
+        }
+        if isHex(v) {
+            var out: [UInt8] = []
+            out.reserveCapacity(v.count / 2)
+            appendHexDigits(v, to: &out, limit: Int.max)
+            return String(decoding: out, as: UTF8.self)
+        }
+        return String(decoding: v, as: UTF8.self)
     }
 
     /// Hex text as the bytes it encodes (UTF-8, invalid sequences repaired); nil when it is not hex.
@@ -78,94 +175,141 @@ package struct AuditRecord: Sendable {
 
     /// Appends the bytes `value` encodes in hex, at most `limit`; false when it is not hex.
     static func appendHex(_ value: String, to bytes: inout [UInt8], limit: Int) -> Bool {
-        let u = value.utf8
-        guard !u.isEmpty, u.count % 2 == 0, u.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46) || ($0 >= 0x61 && $0 <= 0x66) })
-        else { return false }
-        var high: UInt8 = 0
-        var odd = false
-        for c in u {
-            let n: UInt8
-            switch c {
-            case 0x30...0x39: n = c - 0x30
-            case 0x41...0x46: n = c - 0x41 + 10
-            case 0x61...0x66: n = c - 0x61 + 10
-            default: return false
-            }
-            if odd {
-                if bytes.count < limit { bytes.append(high << 4 | n) }
-            } else {
-                high = n
-            }
-            odd.toggle()
+        var value = value
+        return value.withUTF8 { u in
+            guard isHex(u) else { return false }
+            appendHexDigits(u, to: &bytes, limit: limit)
+            return true
         }
-        return true
+    }
+
+    /// Non-empty, of even length, hex digits only.
+    static func isHex(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        !u.isEmpty && u.count % 2 == 0 && u.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// Appends what hex digits (`isHex`) encode, while `bytes` is shorter than `limit`.
+    static func appendHexDigits(_ u: UnsafeBufferPointer<UInt8>, to bytes: inout [UInt8], limit: Int) {
+        var i = 0
+        while i + 1 < u.count {
+            if bytes.count < limit { bytes.append(hexNibble(u[i]) << 4 | hexNibble(u[i + 1])) }
+            i += 2
+        }
+    }
+
+    private static func hexNibble(_ c: UInt8) -> UInt8 {
+        switch c {
+        case 0x30...0x39: c - 0x30
+        case 0x41...0x46: c - 0x41 + 10
+        default: c - 0x61 + 10
+        }
     }
 
     /// Parses a record's text; nil when the header is malformed.
     package static func parse(type: UInt16, text: Substring.UTF8View, fields wanted: Bool = true) -> AuditRecord? {
+        let bytes = Array(text)
+        return bytes.withUnsafeBufferPointer { parse(type: type, utf8: $0, fields: wanted) }
+    }
+
+    /// Parses a record's payload as the kernel sent it: invalid UTF-8 is repaired first (as
+    /// decoding it into a String does), ASCII (the usual case) is read as is.
+    static func parse(type: UInt16, payload: ArraySlice<UInt8>, fields wanted: Bool = true) -> AuditRecord? {
+        payload.withUnsafeBufferPointer { p in
+            if p.allSatisfy({ $0 < 0x80 }) { return parse(type: type, utf8: p, fields: wanted) }
+            let repaired = Array(String(decoding: p, as: UTF8.self).utf8)
+            return repaired.withUnsafeBufferPointer { parse(type: type, utf8: $0, fields: wanted) }
+        }
+    }
+
+    /// `text` is valid UTF-8.
+    private static func parse(type: UInt16, utf8 text: UnsafeBufferPointer<UInt8>, fields wanted: Bool) -> AuditRecord? {
         // audit(1502125323.756:6): ...
-        let prefix = Array("audit(".utf8)
-        guard text.count > prefix.count, text.starts(with: prefix) else { return nil }
-        var i = text.index(text.startIndex, offsetBy: prefix.count)
+        let prefix: StaticString = "audit("
+        let prefixCount = prefix.utf8CodeUnitCount
+        guard text.count > prefixCount, memcmp(text.baseAddress!, prefix.utf8Start, prefixCount) == 0 else { return nil }
+        var i = prefixCount
         func number(_ stop: UInt8) -> UInt64? {
             var n: UInt64 = 0
             var digits = 0
-            while i < text.endIndex, text[i] != stop {
+            while i < text.count, text[i] != stop {
                 let c = text[i]
                 guard c >= 0x30, c <= 0x39, digits < 19 else { return nil }
                 n = n * 10 + UInt64(c - 0x30)
                 digits += 1
-                i = text.index(after: i)
+                i += 1
             }
-            guard digits > 0, i < text.endIndex else { return nil }
-            i = text.index(after: i)
+            guard digits > 0, i < text.count else { return nil }
+            i += 1
             return n
         }
         guard let seconds = number(UInt8(ascii: ".")), number(UInt8(ascii: ":")) != nil else { return nil }
         // The serial ends with "): ".
         var serial: UInt64 = 0
         var digits = 0
-        while i < text.endIndex, text[i] >= 0x30, text[i] <= 0x39, digits < 19 {
+        while i < text.count, text[i] >= 0x30, text[i] <= 0x39, digits < 19 {
             serial = serial * 10 + UInt64(text[i] - 0x30)
             digits += 1
-            i = text.index(after: i)
+            i += 1
         }
-        guard digits > 0, i < text.endIndex, text[i] == UInt8(ascii: ")") else { return nil }
-        i = text.index(after: i)
-        guard i < text.endIndex, text[i] == UInt8(ascii: ":") else { return nil }
-        i = text.index(after: i)
-        let body = Substring(text[i...])
-        guard wanted else { return AuditRecord(type: type, seconds: seconds, serial: serial, fields: [], body: "") }
-        return AuditRecord(type: type, seconds: seconds, serial: serial, fields: tokenize(body), body: String(body.drop { $0 == " " }))
+        guard digits > 0, i < text.count, text[i] == UInt8(ascii: ")") else { return nil }
+        i += 1
+        guard i < text.count, text[i] == UInt8(ascii: ":") else { return nil }
+        i += 1
+        var record = AuditRecord(type: type, seconds: seconds, serial: serial)
+        guard wanted else { return record }
+        let body = UnsafeBufferPointer(rebasing: text[i...])
+        record.bytes = Array(body)
+        record.ascii = body.allSatisfy { $0 < 0x80 }
+        record.spans = tokenize(body)
+        return record
+    }
+
+    /// The fields of `text` after a user record's own (`msg='…'` holds more key=value pairs);
+    /// the record's own come first, so they win a lookup.
+    func appendingFields(of text: String) -> AuditRecord {
+        var copy = self
+        let offset = Int32(bytes.count)
+        var text = text
+        text.withUTF8 { u in
+            copy.bytes.append(contentsOf: u)
+            copy.ascii = ascii && u.allSatisfy { $0 < 0x80 }
+            for s in Self.tokenize(u) {
+                copy.spans.append(FieldSpan(keyStart: s.keyStart + offset, keyEnd: s.keyEnd + offset, valueStart: s.valueStart + offset, valueEnd: s.valueEnd + offset))
+            }
+        }
+        return copy
     }
 
     /// `key=value` pairs separated by spaces; a value may be a quoted string with spaces.
-    static func tokenize(_ body: Substring) -> [(key: String, value: String)] {
-        var fields: [(key: String, value: String)] = []
-        let u = body.utf8
-        var i = u.startIndex
-        while i < u.endIndex {
-            while i < u.endIndex, u[i] == UInt8(ascii: " ") { i = u.index(after: i) }
-            guard i < u.endIndex else { break }
+    static func tokenize(_ u: UnsafeBufferPointer<UInt8>) -> [FieldSpan] {
+        var fields: [FieldSpan] = []
+        fields.reserveCapacity(32)
+        var i = 0
+        let end = u.count
+        while i < end {
+            while i < end, u[i] == UInt8(ascii: " ") { i += 1 }
+            guard i < end else { break }
             let keyStart = i
-            while i < u.endIndex, u[i] != UInt8(ascii: "="), u[i] != UInt8(ascii: " ") { i = u.index(after: i) }
-            let key = String(Substring(u[keyStart..<i]))
-            guard i < u.endIndex, u[i] == UInt8(ascii: "=") else { continue }
-            i = u.index(after: i)
+            while i < end, u[i] != UInt8(ascii: "="), u[i] != UInt8(ascii: " ") { i += 1 }
+            let keyEnd = i
+            guard i < end, u[i] == UInt8(ascii: "=") else { continue }
+            i += 1
             let valueStart = i
-            if i < u.endIndex, u[i] == UInt8(ascii: "\"") {
-                i = u.index(after: i)
-                while i < u.endIndex, u[i] != UInt8(ascii: "\"") { i = u.index(after: i) }
-                if i < u.endIndex { i = u.index(after: i) }
-            } else if i < u.endIndex, u[i] == UInt8(ascii: "'") {
+            if i < end, u[i] == UInt8(ascii: "\"") {
+                i += 1
+                while i < end, u[i] != UInt8(ascii: "\"") { i += 1 }
+                if i < end { i += 1 }
+            } else if i < end, u[i] == UInt8(ascii: "'") {
                 // msg='...' in user records: the whole quoted list is one value.
-                i = u.index(after: i)
-                while i < u.endIndex, u[i] != UInt8(ascii: "'") { i = u.index(after: i) }
-                if i < u.endIndex { i = u.index(after: i) }
+                i += 1
+                while i < end, u[i] != UInt8(ascii: "'") { i += 1 }
+                if i < end { i += 1 }
             } else {
-                while i < u.endIndex, u[i] != UInt8(ascii: " ") { i = u.index(after: i) }
+                while i < end, u[i] != UInt8(ascii: " ") { i += 1 }
             }
-            if !key.isEmpty { fields.append((key, String(Substring(u[valueStart..<i])))) }
+            if keyEnd > keyStart {
+                fields.append(FieldSpan(keyStart: Int32(keyStart), keyEnd: Int32(keyEnd), valueStart: Int32(valueStart), valueEnd: Int32(i)))
+            }
         }
         return fields
     }
@@ -247,15 +391,17 @@ package struct AuditAssembler {
         case AuditType.eoe:
             if let event = partial.removeValue(forKey: record.serial) { out.append(event) }
         default:
-            guard var event = partial[record.serial] else {
+            // Taken out while it grows, so its records are not copied (the dictionary would
+            // otherwise share them).
+            guard var event = partial.removeValue(forKey: record.serial) else {
                 counters.unknown += 1
                 return
             }
             if t == AuditType.execve {
-                addArguments(record, to: &event)
+                Self.addArguments(record, to: &event, maxArgumentBytes: maxArgumentBytes, counters: &counters)
                 // The arguments are kept assembled; the record itself only for argc.
                 if event.first(AuditType.execve) == nil {
-                    event.records.append(AuditRecord(type: t, seconds: record.seconds, serial: record.serial, fields: [], body: ""))
+                    event.records.append(AuditRecord(type: t, seconds: record.seconds, serial: record.serial))
                 }
             } else if event.records.count < maxRecords {
                 event.records.append(record)
@@ -300,44 +446,52 @@ package struct AuditAssembler {
     }
 
     /// EXECVE: `argc=N a0="x" a1=HEX a2_len=L a2[0]=HEX a2[1]=HEX …`, possibly over several records.
-    private mutating func addArguments(_ record: AuditRecord, to event: inout AuditEvent) {
-        for (key, value) in record.fields {
-            if key == "argc" {
-                event.argc = min(Int(value) ?? 0, 1 << 20)
-                continue
-            }
-            guard key.hasPrefix("a"), let (index, piece) = Self.argumentKey(key) else { continue }
-            if piece == -2 { continue }  // aN_len
-            let remaining = maxArgumentBytes - event.argumentBytes
-            guard remaining > 0 else {
-                if !event.argumentsOverflowed {
+    private static func addArguments(_ record: AuditRecord, to event: inout AuditEvent, maxArgumentBytes: Int, counters: inout AuditAssemblyCounters) {
+        for f in 0..<record.fieldCount {
+            record.withField(f) { key, value in
+                if key.elementsEqual("argc".utf8) {
+                    event.argc = min(Int(String(decoding: value, as: UTF8.self)) ?? 0, 1 << 20)
+                    return
+                }
+                guard key.first == UInt8(ascii: "a"), let (index, piece) = argumentKey(key) else { return }
+                if piece == -2 { return }  // aN_len
+                let remaining = maxArgumentBytes - event.argumentBytes
+                guard remaining > 0 else {
+                    if !event.argumentsOverflowed {
+                        event.argumentsOverflowed = true
+                        counters.argumentOverflows += 1
+                    }
+                    return
+                }
+                // Bounded: at most `maxArgumentBytes` distinct argument slots too.
+                guard event.arguments[index] != nil || event.arguments.count < maxArgumentBytes else { return }
+                var bytes = event.arguments.removeValue(forKey: index) ?? []
+                let before = bytes.count
+                // A quoted value's first character is the quote alone (for ASCII, its byte is).
+                let quoted =
+                    value.count >= 2 && value[0] == UInt8(ascii: "\"")
+                    && (value[1] < 0x80 || String(decoding: value, as: UTF8.self).hasPrefix("\""))
+                if quoted {
+                    bytes += UnsafeBufferPointer(rebasing: value[1..<(value.count - 1)]).prefix(remaining)
+                } else if AuditRecord.isHex(value) {
+                    AuditRecord.appendHexDigits(value, to: &bytes, limit: before + remaining)
+                } else {
+                    bytes += value.prefix(remaining)
+                }
+                let added = bytes.count - before
+                event.argumentBytes += added + 1
+                if event.argumentBytes >= maxArgumentBytes, !event.argumentsOverflowed {
                     event.argumentsOverflowed = true
                     counters.argumentOverflows += 1
                 }
-                continue
+                event.arguments[index] = bytes
             }
-            // Bounded: at most `maxArgumentBytes` distinct argument slots too.
-            guard event.arguments[index] != nil || event.arguments.count < maxArgumentBytes else { continue }
-            var bytes = event.arguments[index] ?? []
-            let before = bytes.count
-            if value.utf8.count >= 2, value.hasPrefix("\"") {
-                bytes += value.utf8.dropFirst().dropLast().prefix(remaining)
-            } else if !AuditRecord.appendHex(value, to: &bytes, limit: before + remaining) {
-                bytes += value.utf8.prefix(remaining)
-            }
-            let added = bytes.count - before
-            event.argumentBytes += added + 1
-            if event.argumentBytes >= maxArgumentBytes, !event.argumentsOverflowed {
-                event.argumentsOverflowed = true
-                counters.argumentOverflows += 1
-            }
-            event.arguments[index] = bytes
         }
     }
 
     /// `aN` → (N, -1); `aN[k]` → (N, k); `aN_len` → (N, -2).
-    static func argumentKey(_ key: String) -> (Int, Int)? {
-        let u = Array(key.utf8.dropFirst())
+    static func argumentKey(_ key: UnsafeBufferPointer<UInt8>) -> (Int, Int)? {
+        let u = UnsafeBufferPointer(rebasing: key.dropFirst())
         var i = 0
         var n = 0
         while i < u.count, u[i] >= 0x30, u[i] <= 0x39, i < 9 {

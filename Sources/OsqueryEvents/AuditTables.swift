@@ -20,13 +20,15 @@ enum AuditSyscalls {
     static let rename = -1, renameat = 38, renameat2 = 276, link = -1, linkat = 37, symlink = -1, symlinkat = 36
     #endif
 
-    static var exec: [Int] { [execve, execveat] }
-    static var forks: [Int] { [clone, fork, vfork].filter { $0 >= 0 } }
-    static var kills: [Int] { [kill, tkill, tgkill] }
-    static func sockets(accept withAccept: Bool) -> [Int] { [bind, connect] + (withAccept ? [accept, accept4] : []) }
-    static var files: [Int] {
+    // Lists made once: the dispatch of every event looks a syscall up in them.
+    static let exec: [Int] = [execve, execveat]
+    static let forks: [Int] = [clone, fork, vfork].filter { $0 >= 0 }
+    static let kills: [Int] = [kill, tkill, tgkill]
+    private static let socketsWithAccept: [Int] = [bind, connect, accept, accept4]
+    private static let socketsWithoutAccept: [Int] = [bind, connect]
+    static func sockets(accept withAccept: Bool) -> [Int] { withAccept ? socketsWithAccept : socketsWithoutAccept }
+    static let files: [Int] =
         [open, openat, creat, truncate, unlink, unlinkat, rename, renameat, renameat2, link, linkat, symlink, symlinkat].filter { $0 >= 0 }
-    }
 
     static func name(_ n: Int) -> String? {
         switch n {
@@ -338,7 +340,7 @@ enum AuditTables {
             m.removeFirst()
             if m.hasSuffix("'") { m.removeLast() }
             message = m
-            inner.fields = record.fields + AuditRecord.tokenize(Substring(m))
+            inner = record.appendingFields(of: m)
         }
         return userEvents.row { r in
             r["uptime"] = .integer(uptime)
