@@ -1,7 +1,7 @@
 import Crypto
 import Dispatch
 import Foundation
-import OsqueryEngine
+package import OsqueryEngine
 import Synchronization
 #if canImport(Glibc)
 import Glibc
