@@ -53,8 +53,10 @@ let package = Package(
         // System tables (issue 18): the C libraries osquery's tables read with.
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMagic", pkgConfig: "libmagic", providers: [.apt(["libmagic-dev"])]),
-        .systemLibrary(name: "CAugeas", pkgConfig: "augeas", providers: [.apt(["libaugeas-dev"])]),
-        .systemLibrary(name: "CTSK", pkgConfig: "tsk", providers: [.apt(["libtsk-dev"])]),
+        // libaugeas and libtsk are opened on first use (dlopen; see their shim.h), so they take
+        // no link flags from pkg-config.
+        .systemLibrary(name: "CAugeas", providers: [.apt(["libaugeas-dev"])]),
+        .systemLibrary(name: "CTSK", providers: [.apt(["libtsk-dev"])]),
         .systemLibrary(name: "CSystemHeaders"),
         // udev/syslog/yara events (issue 19): libyara for yara_events and the yara table.
         .systemLibrary(name: "CYara", pkgConfig: "yara", providers: [.apt(["libyara-dev"])]),

@@ -4,7 +4,7 @@
 Run through Benchmarks/run.sh, which installs the peers' dependencies and builds everything in
 release mode first. This script only runs and reports:
 
-    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss,limits,events,fleet]
+    python3 Benchmarks/run.py --bin DIR --peers DIR [--quick] [--only wire,ext,load,shell,rss,limits,events,fleet,tables]
 
 Each row runs ours and the peer alternately for several rounds after a warm-up; the table shows
 the medians and the ratio of the medians. The programs measured are the project's own:
@@ -327,6 +327,71 @@ def shell_rows(a):
         Row("SELECT * FROM processes, ms", o2, f"ps -eo … {fmt(p2)}", "ms", "≤ 1.5×", o2 / p2 <= 1.5, o2 / p2,
             f"{procs} processes"),
     ]
+
+
+# The ten most used tables (osquery's shipped packs, then fleet use), each with the tool an admin
+# reads the same data with. kernel_modules is measured where the kernel has /proc/modules.
+TABLE_TOOLS = [
+    ("processes", ["ps", "-eo", "pid,ppid,uid,rss,comm,args"]),
+    ("users", ["getent", "passwd"]),
+    ("deb_packages", ["dpkg-query", "-W"]),
+    ("kernel_modules", ["lsmod"]),
+    ("mounts", ["findmnt"]),
+    ("iptables", ["iptables-save"]),
+    ("listening_ports", ["ss", "-ltnup"]),
+    ("process_open_sockets", ["ss", "-tanup"]),
+    ("interface_addresses", ["ip", "addr"]),
+    ("groups", ["getent", "group"]),
+    ("block_devices", ["lsblk"]),
+]
+
+
+def alternate_all(cmds, runs, warmup=3):
+    """As `alternate`, over any number of commands; their medians in ms."""
+    for _ in range(warmup):
+        for cmd in cmds:
+            timed(cmd)
+    xs = [[] for _ in cmds]
+    for _ in range(runs):
+        for i, cmd in enumerate(cmds):
+            xs[i].append(timed(cmd))
+    return [median(x) for x in xs]
+
+
+def table_rows(a, tmp):
+    """SELECT * of each table through osqueryi against its admin tool, every figure a whole
+    process's wall time (start to exit, output to /dev/null), alternated run by run.
+
+    The goal is on the query's own time: osquery answers from a running osqueryd (schedule,
+    distributed queries), where start-up is paid once, and start-up has its own row (`shell`).
+    That time is measured as whole processes too: one osqueryi running the statement 1 + K
+    times (`--query_file`) against one running it once, (T(1+K) - T(1)) / K, so it includes
+    the JSON output. The whole-process ratio is shown beside it."""
+    runs = 10 if a.quick else 30
+    repeat = 10
+    rows = []
+    note(f"tables: SELECT * vs the admin's tool, {runs} alternating runs each")
+    for table, tool in TABLE_TOOLS:
+        name = f"SELECT * FROM {table}, ms (query in osqueryi)"
+        if shutil.which(tool[0]) is None:
+            rows.append(Row(name, None, f"{tool[0]}: not installed", "ms", "≤ 1.5×", None, None, "not measured"))
+            continue
+        if subprocess.run(tool, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+            rows.append(Row(name, None, f"{' '.join(tool)} fails here", "ms", "≤ 1.5×", None, None, "not measured"))
+            continue
+        sql = f"SELECT * FROM {table}"
+        script = os.path.join(tmp, f"tables-{table}.sql")
+        with open(script, "w") as f:
+            f.write(f"{sql};\n" * (1 + repeat))
+        once = [a.osqueryi, "--json", sql]
+        many = [a.osqueryi, "--json", "--query_file", script]
+        o, p, m = alternate_all([once, tool, many], runs)
+        query = max(m - o, 0) / repeat
+        out = subprocess.run(once, capture_output=True, text=True, timeout=60).stdout
+        count = len(json.loads(out)) if out.strip() else 0
+        rows.append(Row(name, query, f"{' '.join(tool)} {fmt(p)}", "ms", "≤ 1.5×", query / p <= 1.5, query / p,
+                        f"{count} rows; whole osqueryi process {fmt(o)} ms ({o / p:.2f}×)"))
+    return rows
 
 
 def rss_kib(pid):
@@ -788,7 +853,7 @@ def main():
     ap.add_argument("--peers", default=os.path.join(REPO, ".build-peers"))
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the wire rows to CPU 0")
-    ap.add_argument("--only", default="wire,ext,load,shell,rss,limits,events,fleet", help="comma-separated subset")
+    ap.add_argument("--only", default="wire,ext,load,shell,rss,limits,events,fleet,tables", help="comma-separated subset")
     a = ap.parse_args()
     a.wire_bench = os.path.join(a.bin, "wire-bench")
     a.sdk_bench = os.path.join(a.bin, "sdk-bench")
@@ -799,7 +864,8 @@ def main():
     only = set(a.only.split(","))
     needs = {"wire": [a.wire_bench], "ext": [a.sdk_bench], "load": [a.wire_bench, a.fixture_peer],
              "shell": [a.osqueryi], "rss": [a.osqueryd, a.sdk_bench, a.fixture_peer],
-             "limits": [a.osqueryd, a.fixture_peer], "events": [a.fim_bench], "fleet": [a.osqueryd]}
+             "limits": [a.osqueryd, a.fixture_peer], "events": [a.fim_bench], "fleet": [a.osqueryd],
+             "tables": [a.osqueryi]}
     if not only <= set(needs):
         note(f"--only takes a comma-separated subset of {','.join(needs)}")
         sys.exit(2)
@@ -818,7 +884,7 @@ def main():
     sections = [("wire", lambda: wire_rows(a)), ("ext", lambda: extension_rows(a)), ("load", lambda: load_rows(a, tmp)),
                 ("shell", lambda: shell_rows(a)), ("rss", lambda: rss_rows(a, tmp)),
                 ("limits", lambda: limits_rows(a, tmp)), ("events", lambda: events_rows(a, tmp)),
-                ("fleet", lambda: fleet_rows(a, tmp))]
+                ("fleet", lambda: fleet_rows(a, tmp)), ("tables", lambda: table_rows(a, tmp))]
     try:
         for name, measure in sections:
             if name not in only:

@@ -3,7 +3,7 @@
 #
 #   bash Benchmarks/run.sh            # full run (a few minutes after the build)
 #   bash Benchmarks/run.sh --quick    # fewer rounds, shorter loads
-#   bash Benchmarks/run.sh --skip-build [--only wire,ext,load,shell,rss,limits,events,fleet] [--no-pin]
+#   bash Benchmarks/run.sh --skip-build [--only wire,ext,load,shell,rss,limits,events,fleet,tables] [--no-pin]
 #
 # Installs the peers' dependencies (scripts/install-test-deps.sh), builds the peers from
 # idl/osquery.thrift (scripts/build-peers.sh) and our programs as a package ships them

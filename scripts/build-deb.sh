@@ -69,7 +69,8 @@ printf '%s\n' /etc/osquery/osquery.conf /etc/osquery/osquery.flags > "$ROOT/DEBI
 # Depends: the Debian package of each shared library osqueryd needs.
 declare -A packages=()
 unpackaged=()
-for lib in $(readelf -d "$ROOT/usr/bin/osqueryd" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+# libtsk and libaugeas are opened on first use (Sources/CTSK, Sources/CAugeas), not linked.
+for lib in $(readelf -d "$ROOT/usr/bin/osqueryd" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p') libtsk.so.19 libaugeas.so.0; do
     path="$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|aarch64|AArch64|64bit/ { print $NF; exit }')"
     [ -n "$path" ] || path="$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')"
     owner=""

@@ -225,8 +225,8 @@ public final class Daemon: Sendable {
                 stop.request(error.exitCode)
             })
 
-        // The carves table, before anything may query it.
-        if let remote { Carver(api: remote, store: store, flags: flags).register(into: registry) }
+        // The carves table, before anything may query it (osquery has it with or without a carver).
+        Carver(api: remote, store: store, flags: flags).register(into: registry)
         // distributed_plugin=tls: the daemon polls the server itself, on query threads of its own.
         var distributed: Task<Void, Never>?
         if let remote, !flags[.disableDistributed], flags[.distributedPlugin] == "tls" {

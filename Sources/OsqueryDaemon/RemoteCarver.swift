@@ -1,7 +1,8 @@
 import Crypto
 import Dispatch
 import Foundation
-import OsqueryEngine
+package import OsqueryEngine
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,8 +14,10 @@ import Glibc
 /// `{block_count, block_size, carve_size, carve_id, request_id}` and answers a `session_id`,
 /// `--carver_continue_endpoint` gets `{block_id, session_id, request_id, data: base64}` per
 /// block. `--disable_carver` (default true) turns requests off; the table lists carves anyway.
+/// Without the remote API (osqueryi, whose store is ephemeral) the table lists the store's
+/// carves and refuses requests: nothing could send them.
 final class Carver: Sendable {
-    let api: RemoteAPI
+    let api: RemoteAPI?
     let store: DaemonStore
     let flags: Flags
     /// One carve at a time, in request order.
@@ -25,13 +28,16 @@ final class Carver: Sendable {
     static let schema = TableSchema(
         name: "carves",
         columns: [
-            TableColumn("time", .bigint), TableColumn("sha256", .text), TableColumn("size", .bigint),
-            TableColumn("path", .text, .additional), TableColumn("status", .text), TableColumn("carve_guid", .text, .index),
+            TableColumn("time", .bigint), TableColumn("sha256", .text, .collateNocase), TableColumn("size", .bigint),
+            TableColumn("path", .text, .additional), TableColumn("status", .text),
+            TableColumn("carve_guid", .text, [.index, .collateNocase]),
             TableColumn("request_id", .text), TableColumn("carve", .integer, .additional),
         ],
         attributes: [])
 
-    init(api: RemoteAPI, store: DaemonStore, flags: Flags) {
+    private let refusalLogged = Mutex(false)
+
+    init(api: RemoteAPI?, store: DaemonStore, flags: Flags) {
         self.api = api
         self.store = store
         self.flags = flags
@@ -49,7 +55,11 @@ final class Carver: Sendable {
         }
         var newGuid = ""
         if !flags[.disableCarver], context.equalities(for: "carve").contains("1"), !paths.isEmpty {
-            newGuid = schedule(paths.sorted())
+            if api != nil {
+                newGuid = schedule(paths.sorted())
+            } else if refusalLogged.withLock({ logged in defer { logged = true }; return !logged }) {
+                StatusLog.warning("Carving needs osqueryd with the TLS remote API (--carver_start_endpoint): carves are only listed here")
+            }
         }
         var rows = TableRows(schema: Self.schema)
         let keys = (try? store.keys(DaemonStore.Domain.carves, prefix: Self.keyPrefix)) ?? []
@@ -130,6 +140,7 @@ final class Carver: Sendable {
     private func post(_ archive: String, size: Int, guid: String, requestId: String) throws(DaemonError) {
         let blockSize = Int(clamping: max(flags[.carverBlockSize], 1))
         let blockCount = (size + blockSize - 1) / blockSize
+        guard let api else { throw DaemonError("No carver remote API") }
         let start = try api.request(
             flags[.carverStartEndpoint],
             params: [
@@ -153,6 +164,28 @@ final class Carver: Sendable {
                 params: ["block_id": block, "session_id": session, "request_id": requestId, "data": data.base64EncodedString()],
                 attempts: 3)
         }
+    }
+}
+
+/// osqueryi's `carves`: osquery's shell runs on an ephemeral database (none unless
+/// `--database_path` names one), so it lists the carves of its own session, none, and has no
+/// remote API to send one. The store is made on the table's first use, not at every start.
+package enum ShellCarves {
+    package static func register(into registry: PluginRegistry, flags: Flags) {
+        final class Lazy: Sendable {
+            let carver = Mutex<Carver?>(nil)
+        }
+        let lazy = Lazy()
+        _ = registry.remove(registry: "table", name: Carver.schema.name)
+        registry.addTable(FunctionTable(Carver.schema) { context in
+            let carver = lazy.carver.withLock { carver in
+                if let carver { return carver }
+                let made = Carver(api: nil, store: DaemonStore.inMemory(), flags: flags)
+                carver = made
+                return made
+            }
+            return carver.generate(context)
+        })
     }
 }
 

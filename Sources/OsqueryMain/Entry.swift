@@ -1,4 +1,5 @@
 public import OsqueryEngine
+import OsqueryDaemon
 public import OsqueryShell
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,8 @@ public enum OsqueryMain {
             return false
         }
         guard daemon else {
+            // The daemon's carves table, as osquery's shell has it (OsqueryShell does not know the daemon).
+            ShellCarves.register(into: registry, flags: flags)
             return OsqueryShellMain.run([argv.first ?? "osqueryi"] + arguments, io: io, registry: registry, flags: flags)
         }
         if arguments.contains(where: { ["-h", "--h", "-help", "--help"].contains($0) }) {

@@ -57,24 +57,28 @@ enum DeviceTables {
                 log.info("Cannot open device \(path): not a regular file or block device")
                 return nil
             }
-            guard let image = tsk_img_open_sing(path, TSK_IMG_TYPE_DETECT, 0) else {
+            guard osq_tsk_available() != 0 else {
+                log.info("Cannot open device \(path): The Sleuth Kit (libtsk.so.19) is not installed")
+                return nil
+            }
+            guard let image = osq_tsk_img_open_sing(path, TSK_IMG_TYPE_DETECT, 0) else {
                 log.info("Cannot open device \(path): \(Self.tskError())")
                 return nil
             }
             self.path = path
             self.image = image
-            self.volume = tsk_vs_open(image, 0, TSK_VS_TYPE_DETECT)
-            tsk_error_reset()
+            self.volume = osq_tsk_vs_open(image, 0, TSK_VS_TYPE_DETECT)
+            osq_tsk_error_reset()
         }
 
         deinit {
-            if let volume { tsk_vs_close(volume) }
-            tsk_img_close(image)
+            if let volume { osq_tsk_vs_close(volume) }
+            osq_tsk_img_close(image)
         }
 
         static func tskError() -> String {
-            let text = tsk_error_get().map { String(cString: $0) } ?? "unrecognised image"
-            tsk_error_reset()
+            let text = osq_tsk_error_get().map { String(cString: $0) } ?? "unrecognised image"
+            osq_tsk_error_reset()
             return text
         }
 
@@ -82,19 +86,19 @@ enum DeviceTables {
         /// (closed after `body`); a bare filesystem is partition 0.
         func partitions(_ body: (Partition) throws -> Void) rethrows {
             guard let volume else {
-                guard let fs = tsk_fs_open_img(image, 0, TSK_FS_TYPE_DETECT) else {
-                    tsk_error_reset()
+                guard let fs = osq_tsk_fs_open_img(image, 0, TSK_FS_TYPE_DETECT) else {
+                    osq_tsk_error_reset()
                     return
                 }
-                defer { tsk_fs_close(fs) }
+                defer { osq_tsk_fs_close(fs) }
                 try body(Partition(address: "0", part: nil, fs: fs))
                 return
             }
             for i in 0..<volume.pointee.part_count {
-                guard let part = tsk_vs_part_get(volume, i) else { continue }
-                let fs = tsk_fs_open_vol(part, TSK_FS_TYPE_DETECT)
-                tsk_error_reset()
-                defer { if let fs { tsk_fs_close(fs) } }
+                guard let part = osq_tsk_vs_part_get(volume, i) else { continue }
+                let fs = osq_tsk_fs_open_vol(part, TSK_FS_TYPE_DETECT)
+                osq_tsk_error_reset()
+                defer { if let fs { osq_tsk_fs_close(fs) } }
                 try body(Partition(address: String(part.pointee.addr), part: part, fs: fs))
             }
         }
@@ -120,7 +124,7 @@ enum DeviceTables {
                         rows.append(.null)
                     }
                     if let fs = p.fs {
-                        rows.append(.text(tsk_fs_type_toname(fs.pointee.ftype).map { String(cString: $0) } ?? "unknown"))
+                        rows.append(.text(osq_tsk_fs_type_toname(fs.pointee.ftype).map { String(cString: $0) } ?? "unknown"))
                         rows.append(.integer(fs.pointee.offset))
                         rows.append(.integer(Int64(fs.pointee.block_size)))
                         rows.append(.integer(Int64(bitPattern: UInt64(fs.pointee.block_count))))
@@ -192,16 +196,16 @@ enum DeviceTables {
         func visit(_ path: String, _ inode: TSK_INUM_T) {
             directories += 1
             if directories > maxDirectories { return }
-            guard let dir = tsk_fs_dir_open_meta(fs, inode) else {
-                tsk_error_reset()
+            guard let dir = osq_tsk_fs_dir_open_meta(fs, inode) else {
+                osq_tsk_error_reset()
                 return
             }
             var below: [(TSK_INUM_T, String)] = []
-            for i in 0..<tsk_fs_dir_getsize(dir) {
+            for i in 0..<osq_tsk_fs_dir_getsize(dir) {
                 entries += 1
                 if entries > maxEntries { break }
-                guard let file = tsk_fs_dir_get(dir, i) else { continue }
-                defer { tsk_fs_file_close(file) }
+                guard let file = osq_tsk_fs_dir_get(dir, i) else { continue }
+                defer { osq_tsk_fs_file_close(file) }
                 guard let meta = file.pointee.meta?.pointee else { continue }
                 let name = file.pointee.name.map { String(cString: $0.pointee.name) } ?? ""
                 let leaf = path.hasSuffix("/") ? path + name : path + "/" + name
@@ -211,7 +215,7 @@ enum DeviceTables {
                     below.append((meta.addr, leaf))
                 }
             }
-            tsk_fs_dir_close(dir)
+            osq_tsk_fs_dir_close(dir)
             for (inode, leaf) in below.sorted(by: { $0.0 < $1.0 }) where !seen.contains(leaf) {
                 visit(leaf, inode)
                 seen.insert(leaf)
@@ -242,22 +246,22 @@ enum DeviceTables {
                     guard p.address == wanted, let fs = p.fs else { return }
                     if paths.isEmpty && inodes.isEmpty { walk(&rows, device: path, partition: wanted, fs: fs) }
                     for filePath in paths {
-                        guard let file = tsk_fs_file_open(fs, nil, filePath) else {
-                            tsk_error_reset()
+                        guard let file = osq_tsk_fs_file_open(fs, nil, filePath) else {
+                            osq_tsk_error_reset()
                             continue
                         }
                         fileRow(&rows, device: path, partition: wanted, path: filePath, file: file, fs: fs)
-                        tsk_fs_file_close(file)
+                        osq_tsk_fs_file_close(file)
                     }
                     for inode in inodes {
-                        guard let number = UInt64(inode), let file = tsk_fs_file_open_meta(fs, nil, number) else {
-                            tsk_error_reset()
+                        guard let number = UInt64(inode), let file = osq_tsk_fs_file_open_meta(fs, nil, number) else {
+                            osq_tsk_error_reset()
                             continue
                         }
                         if file.pointee.meta != nil {
                             fileRow(&rows, device: path, partition: wanted, path: inodeName(file), file: file, fs: fs)
                         }
-                        tsk_fs_file_close(file)
+                        osq_tsk_fs_file_close(file)
                     }
                 }
             }
@@ -287,10 +291,10 @@ enum DeviceTables {
         while offset < size {
             let want = Int(min(size - offset, Int64(buffer.count)))
             let got = buffer.withUnsafeMutableBytes { raw in
-                tsk_fs_file_read(file, offset, raw.baseAddress?.assumingMemoryBound(to: CChar.self), want, TSK_FS_FILE_READ_FLAG_NONE)
+                osq_tsk_fs_file_read(file, offset, raw.baseAddress?.assumingMemoryBound(to: CChar.self), want, TSK_FS_FILE_READ_FLAG_NONE)
             }
             guard got == want else {
-                tsk_error_reset()
+                osq_tsk_error_reset()
                 return ("", "", "")
             }
             buffer.withUnsafeBytes { raw in
@@ -318,11 +322,11 @@ enum DeviceTables {
                 device.partitions { p in
                     guard p.address == wanted, let fs = p.fs else { return }
                     for inode in inodes {
-                        guard let number = UInt64(inode), let file = tsk_fs_file_open_meta(fs, nil, number) else {
-                            tsk_error_reset()
+                        guard let number = UInt64(inode), let file = osq_tsk_fs_file_open_meta(fs, nil, number) else {
+                            osq_tsk_error_reset()
                             continue
                         }
-                        defer { tsk_fs_file_close(file) }
+                        defer { osq_tsk_fs_file_close(file) }
                         let shown = "inode \(inode) of \(path) partition \(wanted)"
                         guard let (md5, sha1, sha256) = hashInode(file, readMax: flags[.readMax], shown: shown, log: log) else { continue }
                         rows.appendRow([.text(path), .text(wanted), .integer(Int64(bitPattern: number)), .text(md5), .text(sha1), .text(sha256)])

@@ -183,13 +183,14 @@ enum FileContentTables {
                 if s.handle == nil && (!s.failed || s.lenses != lenses) {
                     s.lenses = lenses
                     let flags = UInt32(OSQ_AUG_NO_ERR_CLOSE | OSQ_AUG_NO_LOAD | OSQ_AUG_NO_STDINC | OSQ_AUG_SAVE_NOOP)
-                    let handle = aug_init(nil, lenses, flags)
+                    let handle = osq_aug_init(nil, lenses, flags)
                     if handle == nil {
-                        log.info("An error has occurred while trying to initialize augeas")
+                        log.info("An error has occurred while trying to initialize augeas"
+                            + (osq_aug_available() == 0 ? ": libaugeas.so.0 is not installed" : ""))
                         s.failed = true
-                    } else if aug_error(handle) != Int32(OSQ_AUG_NOERROR) {
-                        log.info("An error has occurred while trying to initialize augeas: " + String(cString: aug_error_message(handle)))
-                        aug_close(handle)
+                    } else if osq_aug_error(handle) != Int32(OSQ_AUG_NOERROR) {
+                        log.info("An error has occurred while trying to initialize augeas: " + String(cString: osq_aug_error_message(handle)))
+                        osq_aug_close(handle)
                         s.failed = true
                     } else {
                         s.handle = handle
@@ -197,8 +198,8 @@ enum FileContentTables {
                     }
                 }
                 guard let handle = s.handle else { return }
-                guard aug_load(handle) == 0 else {
-                    StatusLog.error("An error has occurred while trying to load augeas: " + String(cString: aug_error_message(handle)))
+                guard osq_aug_load(handle) == 0 else {
+                    StatusLog.error("An error has occurred while trying to load augeas: " + String(cString: osq_aug_error_message(handle)))
                     return
                 }
                 body(handle)
@@ -235,16 +236,16 @@ enum FileContentTables {
             }
             let expression = patterns.isEmpty ? "/files//*" : patterns.joined(separator: "|")
             handle.withLoaded(lenses: flags[.augeasLenses], log: log) { aug in
-                guard aug_defvar(aug, "matches", expression) != -1 else {
-                    StatusLog.error("An error has occurred while trying to query augeas: " + String(cString: aug_error_message(aug)))
+                guard osq_aug_defvar(aug, "matches", expression) != -1 else {
+                    StatusLog.error("An error has occurred while trying to query augeas: " + String(cString: osq_aug_error_message(aug)))
                     return
                 }
                 var matches: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-                let count = aug_match(aug, "$matches", &matches)
+                let count = osq_aug_match(aug, "$matches", &matches)
                 guard let matches else { return }
                 defer { free(matches) }
                 guard count >= 0 else {
-                    StatusLog.error("An error has occurred while trying to query augeas: " + String(cString: aug_error_message(aug)))
+                    StatusLog.error("An error has occurred while trying to query augeas: " + String(cString: osq_aug_error_message(aug)))
                     return
                 }
                 for i in 0..<Int(count) {
@@ -253,7 +254,7 @@ enum FileContentTables {
                     free(match)
                     var value: UnsafePointer<CChar>?, label: UnsafePointer<CChar>?
                     var file: UnsafeMutablePointer<CChar>?
-                    guard aug_ns_attr(aug, "matches", Int32(i), &value, &label, &file) != -1 else {
+                    guard osq_aug_ns_attr(aug, "matches", Int32(i), &value, &label, &file) != -1 else {
                         for j in (i + 1)..<Int(count) { free(matches[j]) }
                         return
                     }

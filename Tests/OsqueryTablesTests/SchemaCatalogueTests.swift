@@ -1,6 +1,7 @@
 import OsqueryConfig
 import OsqueryEngine
 import OsqueryTables
+import ProtocolFixture
 import Testing
 
 /// osquery's Linux schemas (LinuxSchemas.swift, generated from osquery's specs) as our schemas.
@@ -112,7 +113,38 @@ enum OsqueryLinuxCatalogue {
             return nil
         })
         #expect(ours.isSubset(of: names))
-        let missing = catalogue.keys.filter { !ours.contains($0) }.sorted()
-        print("osquery Linux tables: \(catalogue.count - missing.count) of \(catalogue.count) built in; \(missing.count) missing: \(missing.joined(separator: " "))")
+    }
+
+    /// Catalogue tables another branch of issue 18 brings (they are counted as missing until
+    /// then; once they are built in, this list can go).
+    static let pendingElsewhere: Set<String> = [
+        "lxd_certificates", "lxd_cluster", "lxd_cluster_members", "lxd_images", "lxd_instance_config", "lxd_instance_devices",
+        "lxd_instances", "lxd_networks", "lxd_storage_pools", "yara_process",
+    ]
+
+    /// What the built osqueryi really has: every catalogue table `osquery_registry` lists there
+    /// (events, the daemon's carves and the config's tables included), each with osquery's
+    /// `CREATE TABLE` as `.schema` prints it.
+    @Test func osqueryiRegistryListsTheCatalogue() async throws {
+        let osqueryi = try BuiltProducts.path("osqueryi")
+        let (rc, out, err) = try await runToCompletion(
+            osqueryi, ["--disable_extensions", "--list", "--header=false", "SELECT name FROM osquery_registry WHERE registry = 'table'"])
+        #expect(rc == 0, "osqueryi: \(err)")
+        let listed = Set(out.split(separator: "\n").map(String.init))
+        let (schemaRC, schemaOut, schemaErr) = try await runToCompletion(osqueryi, ["--disable_extensions", ".schema"])
+        #expect(schemaRC == 0, "osqueryi .schema: \(schemaErr)")
+        var statements: [String: String] = [:]
+        for line in schemaOut.split(separator: "\n") where line.hasPrefix("CREATE TABLE ") {
+            let name = line.dropFirst("CREATE TABLE ".count).prefix { $0 != "(" }
+            statements[String(name)] = String(line)
+        }
+        let catalogue = OsqueryLinuxCatalogue.schemas
+        for (name, expected) in catalogue where listed.contains(name) {
+            #expect(statements[name] == expected.createStatement, "\(name): osqueryi's .schema differs from osquery's")
+        }
+        let missing = Set(catalogue.keys).subtracting(listed)
+        let report = missing.sorted().joined(separator: " ")
+        print("osquery Linux tables in osqueryi's osquery_registry: \(catalogue.count - missing.count) of \(catalogue.count); \(missing.count) missing: \(report)")
+        #expect(missing.subtracting(Self.pendingElsewhere).isEmpty, "missing from osqueryi: \(report)")
     }
 }
