@@ -6,12 +6,18 @@ import Testing
 /// Issue 17: SQLite reads an event table through a cursor over the store, the scan's bounds in
 /// the store's WHERE clause (`lastScanRows` counts the rows that query returned).
 @Suite struct EventCursorTests {
+    /// A second a little in the past (older events would expire at the end of a scan).
+    static let base = UInt64(Date().timeIntervalSince1970) - 100
+
     /// `count` events straight into the store of subscriber `name` (columns `value`, `n`):
-    /// eid i+1, n = i, time 1000 + i / 100 (a hundred events a second).
+    /// eid i+1, n = i, time base + i / 100 (a hundred events a second).
     static func fill(_ database: any EventDatabase, _ name: String, count: Int) {
         let store = EventTableStore(subscriber: name, valueCount: 2)
-        let events = (0..<count).map { i in
-            BufferedEvent(eid: UInt64(i + 1), time: UInt64(1000 + i / 100), values: [.text("v\(i)"), .integer(Int64(i))])
+        var events: [BufferedEvent] = []
+        for i in 0..<count {
+            let values: [SQLValue] = [.text("v\(i)"), .integer(Int64(i))]
+            let time = base + UInt64(i / 100)
+            events.append(BufferedEvent(eid: UInt64(i + 1), time: time, values: values))
         }
         let error = database.withHandle { db in store.append(db, events) }
         #expect(error == nil)
@@ -32,16 +38,17 @@ import Testing
         // More rows than one batch: every one, in eid order.
         #expect(Self.numbers(try core.database.execute("SELECT n FROM streamed_events")) == Array(0..<1500))
         #expect(core.subscriber.lastScanRows == 1500)
+        let b = Self.base
         for (clause, expected) in [
-            ("time >= 1005 AND time < 1008", Array(500..<800)), ("time = 1010", Array(1000..<1100)),
-            ("time > 1013", Array(1400..<1500)), ("time <= 1000", Array(0..<100)), ("1003 >= time AND time > 1002", Array(300..<400)),
+            ("time >= \(b + 5) AND time < \(b + 8)", Array(500..<800)), ("time = \(b + 10)", Array(1000..<1100)),
+            ("time > \(b + 13)", Array(1400..<1500)), ("time <= \(b)", Array(0..<100)), ("\(b + 3) >= time AND time > \(b + 2)", Array(300..<400)),
         ] {
             #expect(Self.numbers(try core.database.execute("SELECT n FROM streamed_events WHERE \(clause)")) == expected, "\(clause)")
             // Only the matching rows were read from the store: no bound was left to SQLite alone.
             #expect(core.subscriber.lastScanRows == expected.count, "\(clause)")
         }
         let r = try core.database.execute("SELECT value, eid, time FROM streamed_events WHERE n = 1499")
-        #expect(r.rowMaps() == [["value": "v1499", "eid": "0000001500", "time": "1014"]])
+        #expect(r.rowMaps() == [["value": "v1499", "eid": "0000001500", "time": String(b + 14)]])
     }
 
     /// A scheduled query reads only the events above its mark (the mark's eid and time in the
@@ -52,14 +59,15 @@ import Testing
         let core = try manualCore(
             name: "marked_events", flags: try makeFlags(["disable_events": "false"]), database: database, isDaemon: true)
         Self.fill(database, "marked_events", count: 1500)
-        let scope = EventQueryScope(query: "q", mark: (1010, 1200))
+        let b = Self.base
+        let scope = EventQueryScope(query: "q", mark: (b + 10, 1200))
         let rows = try EventQueryScope.run(scope) { try core.database.execute("SELECT n FROM marked_events") }
         #expect(Self.numbers(rows) == Array(1200..<1500))
         #expect(core.subscriber.lastScanRows == 300)
         #expect(scope.newMark?.eid == 1500)
-        #expect(scope.newMark?.time == 1014)
+        #expect(scope.newMark?.time == b + 14)
         // The mark's time bounds the scan too (osquery reads from the second before it).
-        let timed = EventQueryScope(query: "q", mark: (1014, 0))
+        let timed = EventQueryScope(query: "q", mark: (b + 14, 0))
         #expect(Self.numbers(try EventQueryScope.run(timed) { try core.database.execute("SELECT n FROM marked_events") }) == Array(1300..<1500))
         #expect(core.subscriber.lastScanRows == 200)
 
@@ -77,15 +85,15 @@ import Testing
         let core = try manualCore(name: "joined_events", flags: try makeFlags(["disable_events": "false"]), database: database)
         Self.fill(database, "joined_events", count: 1200)
         let joined = try core.database.execute(
-            "SELECT count(*) AS c FROM joined_events a JOIN joined_events b ON b.n = a.n + 1 WHERE a.time = 1000")
+            "SELECT count(*) AS c FROM joined_events a JOIN joined_events b ON b.n = a.n + 1 WHERE a.time = \(Self.base)")
         #expect(joined.rowMaps() == [["c": "100"]])
         let odd = EventTableStore(subscriber: "odd_events", valueCount: 2)
         let kinds = try manualCore(name: "odd_events", flags: try makeFlags(["disable_events": "false"]), database: database)
         let stored = database.withHandle { db in
             odd.append(db, [
-                BufferedEvent(eid: 1, time: 5, values: [.blob([0x41, 0xFF]), .null]),
-                BufferedEvent(eid: 2, time: 5, values: [.null, .text("12abc")]),
-                BufferedEvent(eid: 3, time: 5, values: [.double(1.5), .double(2.5)]),
+                BufferedEvent(eid: 1, time: Self.base, values: [.blob([0x41, 0xFF]), .null]),
+                BufferedEvent(eid: 2, time: Self.base, values: [.null, .text("12abc")]),
+                BufferedEvent(eid: 3, time: Self.base, values: [.double(1.5), .double(2.5)]),
             ])
         }
         #expect(stored == nil)
