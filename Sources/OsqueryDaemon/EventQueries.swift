@@ -12,6 +12,12 @@ extension Scheduler {
         return (time, eid)
     }
 
+    /// The epochs stored with this query's mark (its extension event tables').
+    func eventsEpochs(_ query: String) -> [String: String] {
+        let text = (try? store.get(DaemonStore.Domain.events, EventQueryScope.epochKey(query))).flatMap { $0 }
+        return text.map(EventQueryScope.decodeEpochs) ?? [:]
+    }
+
     /// Whether every table `sql` reads (after FROM or JOIN) is an event table: osquery's
     /// `enforceEventsDenylist`, which spares such queries from crash denylisting.
     package static func readsOnlyEventTables(_ sql: String, registry: PluginRegistry) -> Bool {

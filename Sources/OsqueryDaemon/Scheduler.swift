@@ -320,7 +320,8 @@ public final class Scheduler: ScheduleSnapshotProvider {
         let usageStart = Self.usage()
         var results: QueryResults?
         // events (issue 17): event tables read this query's events_optimize mark from the scope.
-        let scope = EventQueryScope(query: query.name, mark: eventsMark(query.name), optimize: flags[.eventsOptimize])
+        let scope = EventQueryScope(
+            query: query.name, mark: eventsMark(query.name), optimize: flags[.eventsOptimize], epochs: eventsEpochs(query.name))
         EventQueryScope.run(scope) {
             do throws(EngineError) {
                 results = ResultEscaping.results(try database.execute(query.sql))
@@ -339,11 +340,7 @@ public final class Scheduler: ScheduleSnapshotProvider {
             do {
                 var context = makeContext(now, decorations)
                 context.eventBased = scope.eventBased
-                if let mark = scope.newMark {
-                    context.eventMarks = [
-                        EventQueryScope.timeKey(query.name): String(mark.time), EventQueryScope.eidKey(query.name): EventID.index(mark.eid),
-                    ]
-                }
+                context.eventMarks = scope.keysToStore
                 bytes = try record(query, results, context)
             } catch {
                 StatusLog.error("Error logging the results of scheduled query \(query.name): \(error.message)")

@@ -136,7 +136,7 @@ public struct TableSchema: Sendable, Hashable {
             case .alias(let alias): aliases.append(alias)
             case .columnAlias(let alias, let target): columnAliases.append((alias, target))
             case .attributes(let value): attributes = value
-            case nil: continue
+            case .eventEpoch, nil: continue
             }
         }
         self.init(name: name, columns: columns, aliases: aliases, columnAliases: columnAliases, attributes: attributes)

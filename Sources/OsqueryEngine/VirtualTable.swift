@@ -3,6 +3,8 @@ internal import CSQLite
 /// What one registered SQLite module knows about its table plugin.
 final class TableModule: @unchecked Sendable {
     let plugin: any TablePlugin
+    /// The plugin when it reads its rows through a cursor.
+    let cursorTable: (any CursorTable)?
     let defaultIndex: Bool
     /// Everything derived from the schema, computed on first use (most
     /// tables are never connected in a given process).
@@ -47,6 +49,7 @@ final class TableModule: @unchecked Sendable {
 
     init(plugin: any TablePlugin, defaultIndex: Bool) {
         self.plugin = plugin
+        self.cursorTable = plugin as? any CursorTable
         self.defaultIndex = defaultIndex
     }
 }
@@ -68,6 +71,9 @@ final class CursorState {
     /// below that are read without asking again).
     private(set) var source: (any RowSource)?
     var ready = Int.max
+    /// The rows of a ``CursorTable``'s scan, read as the scan goes (`rows` is then empty, and
+    /// `rowCount` is `Int.max` until the cursor has no more).
+    private(set) var cursor: (any RowCursor)?
     /// Per virtual column: source column and declared type (set at the first xFilter so xColumn
     /// does no lookups), in memory this object owns.
     private(set) var columns = UnsafeMutableBufferPointer<(source: Int, type: ColumnType)>(start: nil, count: 0)
@@ -80,6 +86,28 @@ final class CursorState {
     deinit {
         columns.deallocate()
         source?.cancel()
+        cursor?.close()
+    }
+
+    /// Starts reading `cursor` (closing the previous scan's) at its first row.
+    func start(_ cursor: any RowCursor) throws(EngineError) {
+        self.cursor?.close()
+        self.cursor = cursor
+        index = 0
+        rowCount = 0
+        rowCount = try cursor.advance() ? Int.max : 0
+    }
+
+    /// Moves the cursor to the next row; at its end, `rowCount` becomes the rows read.
+    @inline(__always)
+    func advanceCursor(_ cursor: any RowCursor) throws(EngineError) {
+        if try !cursor.advance() { rowCount = index }
+    }
+
+    /// Ends a cursor's scan (a `generate` replaces it).
+    func dropCursor() {
+        cursor?.close()
+        cursor = nil
     }
 
     private func bindRows() {
@@ -399,8 +427,14 @@ private let xFilter: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
         }
     }
     do {
-        state.rows = try module.plugin.generate(context)
-        state.index = 0
+        if let table = module.cursorTable, let cursor = try table.openCursor(context) {
+            if state.rows.count > 0 || state.source != nil { state.rows = TableRows(columnCount: 0) }
+            try state.start(cursor)
+        } else {
+            state.dropCursor()
+            state.rows = try module.plugin.generate(context)
+            state.index = 0
+        }
         if !state.hasColumns {
             state.setColumns(sources: module.sources, types: module.columns.map(\.type))
         }
@@ -418,6 +452,14 @@ private let xNext: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?) -
     guard let cursor else { return SQLITE_ERROR }
     let failure = withCursorState(cursor) { state -> String? in
         state.index += 1
+        if let rows = state.cursor {
+            do throws(EngineError) {
+                try state.advanceCursor(rows)
+            } catch {
+                return error.message
+            }
+            return nil
+        }
         // Rows filled in on another thread report their error once the scan reaches the end.
         return state.index == state.rowCount ? state.endFailure() : nil
     }
@@ -443,6 +485,10 @@ private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
             return
         }
         let (source, type) = columns[c]
+        if let rows = state.cursor {
+            rows.cell(source).setResult(ctx, declared: type)
+            return
+        }
         if let view = state.textView {
             guard source < view.columnCount, state.currentRowReady() else {
                 sqlite3_result_null(ctx)

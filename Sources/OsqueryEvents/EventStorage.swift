@@ -37,6 +37,12 @@ package struct BufferedEvent: Sendable {
     package var eid: UInt64
     package var time: UInt64
     package var values: [SQLValue]
+
+    package init(eid: UInt64, time: UInt64, values: [SQLValue]) {
+        self.eid = eid
+        self.time = time
+        self.values = values
+    }
 }
 
 /// A subscriber's rows in the event database: one table per subscriber, `eid` its integer
@@ -134,58 +140,14 @@ package struct EventTableStore: Sendable {
         }
     }
 
-    /// Appends to `rows` (in the subscriber's schema order: values, with `time` and `eid` (osquery's
-    /// ten-digit text) at their places) the events with `start <= time <= stop` and `eid > afterEID`, in eid order.
-    /// Returns the last (time, eid) read.
-    package func scan(
-        _ db: OpaquePointer, start: UInt64, stop: UInt64, afterEID: UInt64, into rows: inout TableRows
-    ) -> Result<(time: UInt64, eid: UInt64)?, EventError> {
-        guard
-            let s = Self.prepare(
-                db, "SELECT * FROM \(table) WHERE time >= ?1 AND time <= ?2 AND eid > ?3 ORDER BY eid")
-        else { return .failure(EventError("Cannot read events of \(subscriber): \(String(cString: sqlite3_errmsg(db)))")) }
+    /// The (time, eid) of the newest event within `bounds`.
+    func lastEvent(_ db: OpaquePointer, _ bounds: EventScanBounds) -> (time: UInt64, eid: UInt64)? {
+        let (clause, values) = bounds.clause
+        guard let s = Self.prepare(db, "SELECT time, eid FROM \(table)\(clause) ORDER BY eid DESC LIMIT 1") else { return nil }
         defer { sqlite3_finalize(s) }
-        sqlite3_bind_int64(s, 1, Int64(clamping: start))
-        sqlite3_bind_int64(s, 2, Int64(clamping: stop))
-        sqlite3_bind_int64(s, 3, Int64(clamping: afterEID))
-        var last: (time: UInt64, eid: UInt64)?
-        while true {
-            let rc = sqlite3_step(s)
-            if rc == SQLITE_DONE { break }
-            guard rc == SQLITE_ROW else {
-                return .failure(EventError("Cannot read events of \(subscriber): \(String(cString: sqlite3_errmsg(db)))"))
-            }
-            let eid = UInt64(bitPattern: sqlite3_column_int64(s, 0))
-            let time = UInt64(bitPattern: sqlite3_column_int64(s, 1))
-            var c: Int32 = 2
-            for position in 0..<(valueCount + (eidAt < 0 ? 1 : 2)) {
-                if position == timeAt {
-                    rows.append(.integer(Int64(bitPattern: time)))
-                } else if position == eidAt {
-                    rows.append(.text(EventID.index(eid)))
-                } else {
-                    rows.append(Self.value(s, c))
-                    c += 1
-                }
-            }
-            last = (time, eid)
-        }
-        return .success(last)
-    }
-
-    private static func value(_ s: OpaquePointer, _ c: Int32) -> SQLValue {
-        switch sqlite3_column_type(s, c) {
-        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(s, c))
-        case SQLITE_FLOAT: return .double(sqlite3_column_double(s, c))
-        case SQLITE_TEXT:
-            guard let p = sqlite3_column_text(s, c) else { return .text("") }
-            return .text(String(decoding: UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(s, c))), as: UTF8.self))
-        case SQLITE_BLOB:
-            let n = Int(sqlite3_column_bytes(s, c))
-            guard n > 0, let p = sqlite3_column_blob(s, c) else { return .blob([]) }
-            return .blob(Array(UnsafeRawBufferPointer(start: p, count: n)))
-        default: return .null
-        }
+        for (i, v) in values.enumerated() { sqlite3_bind_int64(s, Int32(i + 1), v) }
+        guard sqlite3_step(s) == SQLITE_ROW else { return nil }
+        return (UInt64(bitPattern: sqlite3_column_int64(s, 0)), UInt64(bitPattern: sqlite3_column_int64(s, 1)))
     }
 
     /// Deletes the events older than `time`, keeping the newest one (osquery keeps the last

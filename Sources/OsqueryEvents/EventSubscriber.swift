@@ -17,12 +17,21 @@ package final class EventQueryScope: Sendable {
     /// Whether `--events_optimize` is on: an extension's event table is then asked only for
     /// events above ``mark``.
     package let optimize: Bool
-    private let state = Mutex<(eventBased: Bool, newMark: (time: UInt64, eid: UInt64)?)>((false, nil))
+    /// The epochs of the extension event tables the mark belongs to (table → epoch), as stored
+    /// with it.
+    package let epochs: [String: String]
+    private struct State {
+        var eventBased = false
+        var newMark: (time: UInt64, eid: UInt64)?
+        var seenEpochs: [String: String] = [:]
+    }
+    private let state = Mutex(State())
 
-    package init(query: String, mark: (time: UInt64, eid: UInt64), optimize: Bool = true) {
+    package init(query: String, mark: (time: UInt64, eid: UInt64), optimize: Bool = true, epochs: [String: String] = [:]) {
         self.query = query
         self.mark = mark
         self.optimize = optimize
+        self.epochs = epochs
     }
 
     /// Whether the query scanned an event table.
@@ -41,6 +50,35 @@ package final class EventQueryScope: Sendable {
 
     /// Records that the query read an event table without the optimization (a `time` constraint).
     package func noteEventBased() { state.withLock { $0.eventBased = true } }
+
+    /// The mark's eid for an extension's event table whose `eid`s belong to `epoch` (nil: the
+    /// table sends none). When the epoch differs from the one stored with the mark, the table's
+    /// `eid`s started again at 1 (it lost its state): the mark is from the old numbering, so
+    /// this run reads every event (0) and the new mark replaces the old one. A mark stored
+    /// without an epoch (the table's first run, or a store from before epochs) stands.
+    package func markEID(table: String, epoch: String?) -> UInt64 {
+        guard let epoch else { return mark.eid }
+        return state.withLock { s in
+            s.seenEpochs[table] = epoch
+            guard let stored = epochs[table], stored != epoch else { return mark.eid }
+            if s.newMark == nil { s.newMark = (0, 0) }
+            return 0
+        }
+    }
+
+    /// What to store with the query's results: the new mark, and the epochs when they changed.
+    package var keysToStore: [String: String] {
+        state.withLock { s in
+            var keys: [String: String] = [:]
+            if let mark = s.newMark {
+                keys[Self.timeKey(query)] = String(mark.time)
+                keys[Self.eidKey(query)] = EventID.index(mark.eid)
+            }
+            let merged = epochs.merging(s.seenEpochs) { $1 }
+            if merged != epochs { keys[Self.epochKey(query)] = Self.encodeEpochs(merged) }
+            return keys
+        }
+    }
 
     private static let scopes = Mutex<[pthread_t: EventQueryScope]>([:])
 
@@ -61,6 +99,22 @@ package final class EventQueryScope: Sendable {
     /// osquery's keys in the store's `events` domain.
     package static func timeKey(_ query: String) -> String { "optimize." + query }
     package static func eidKey(_ query: String) -> String { "optimize_eid." + query }
+    /// Ours: the epochs of the query's extension event tables, `table=epoch` joined by `,`
+    /// (both are names of letters, digits, `-` and `_`).
+    package static func epochKey(_ query: String) -> String { "optimize_epoch." + query }
+
+    package static func encodeEpochs(_ epochs: [String: String]) -> String {
+        epochs.sorted { $0.key < $1.key }.map { $0.key + "=" + $0.value }.joined(separator: ",")
+    }
+
+    package static func decodeEpochs(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { out[String(parts[0])] = String(parts[1]) }
+        }
+        return out
+    }
 }
 
 /// A subscriber: turns a publisher's events into rows (`add`), gives each a monotonically
@@ -227,7 +281,7 @@ package final class EventSubscriber: Sendable {
     }
 
     /// Called with the database held; returns how many rows `events_max` removed.
-    private func enforceLimits(_ db: OpaquePointer) -> Int {
+    func enforceLimits(_ db: OpaquePointer) -> Int {
         let expiry = flags[layout.expiry]
         var expired = 0
         if expiry > 0 {
@@ -246,57 +300,61 @@ package final class EventSubscriber: Sendable {
         return database.withHandle { store.count($0) }
     }
 
-    /// The table's rows: osquery's `genTable` (time constraints narrow the scan; a scheduled
-    /// query without one reads only what it has not logged yet).
-    func generate(_ context: QueryContext, eventsDisabled: Bool, shell: Bool) throws -> TableRows {
-        var rows = TableRows(schema: schema)
+    /// A scan of the table: osquery's `genTable` (time constraints narrow the scan; a scheduled
+    /// query without one reads only what it has not logged yet); nil with events disabled
+    /// (osquery's warning, no rows).
+    func openCursor(_ context: QueryContext, eventsDisabled: Bool, shell: Bool) -> EventCursor? {
         let scope = EventQueryScope.current
         if eventsDisabled {
             StatusLog.warning("Table \(name) is event-based but events are disabled")
             if shell { StatusLog.warning("Please see the table documentation: https://osquery.io/schema/#\(name)") }
             scope?.noteEventBased()
-            return rows
+            return nil
         }
         flush()
-        var start: UInt64 = 0
-        var stop = UInt64(Int64.max)
+        var bounds = EventScanBounds()
         let timeConstraints = context.constraints(for: "time")
         for c in timeConstraints {
             guard let v = Int64(c.expr) ?? Double(c.expr).map({ Int64(clamping: Int64($0.rounded(.down))) }) else { continue }
             let t = UInt64(max(0, v))
             switch c.op {
-            case .equals: (start, stop) = (t, t)
-            case .greaterThan: start = max(start, t &+ 1)
-            case .greaterThanOrEquals: start = max(start, t)
-            case .lessThan: stop = min(stop, t == 0 ? 0 : t - 1)
-            case .lessThanOrEquals: stop = min(stop, t)
+            case .equals: (bounds.start, bounds.stop) = (t, t)
+            case .greaterThan: bounds.start = max(bounds.start, t &+ 1)
+            case .greaterThanOrEquals: bounds.start = max(bounds.start, t)
+            case .lessThan: bounds.stop = min(bounds.stop, t == 0 ? 0 : t - 1)
+            case .lessThanOrEquals: bounds.stop = min(bounds.stop, t)
             default: break
             }
         }
-        var afterEID: UInt64 = 0
         let optimize = scope != nil && timeConstraints.isEmpty && isDaemon && flags[.eventsOptimize]
         if optimize, let scope {
-            start = scope.mark.time == 0 ? 0 : scope.mark.time - 1
-            afterEID = scope.mark.eid
+            bounds.start = scope.mark.time == 0 ? 0 : scope.mark.time - 1
+            bounds.afterEID = scope.mark.eid
         }
-        let (result, trimmed) = database.withHandle { db in
-            let result = store.scan(db, start: start, stop: stop, afterEID: afterEID, into: &rows)
-            return (result, enforceLimits(db))
-        }
+        return EventCursor(subscriber: self, bounds: bounds, scope: scope, optimize: optimize)
+    }
+
+    /// A scan read `rows` rows from the store and `events_max` removed `trimmed`.
+    func scanEnded(rows: Int, trimmed: Int) {
         reportTrimmed(trimmed)
-        counters.withLock { $0.lastScanRows = rows.count }
-        switch result {
-        case .success(let last):
-            if optimize { scope?.readEvents(through: last) } else { scope?.noteEventBased() }
-        case .failure(let e):
-            throw EngineError(code: 0, message: e.message)
+        counters.withLock { $0.lastScanRows = rows }
+    }
+
+    /// The table's rows, all at once (what `generate` answers; SQLite reads them through the cursor).
+    func generate(_ context: QueryContext, eventsDisabled: Bool, shell: Bool) throws -> TableRows {
+        var rows = TableRows(schema: schema)
+        guard let cursor = openCursor(context, eventsDisabled: eventsDisabled, shell: shell) else { return rows }
+        defer { cursor.close() }
+        let columns = schema.columns.count
+        while try cursor.advance() {
+            for c in 0..<columns { rows.append(cursor.cell(c).value) }
         }
         return rows
     }
 }
 
-/// A subscriber as a table.
-struct EventTable: TablePlugin {
+/// A subscriber as a table; SQLite reads its rows through a cursor over the store.
+struct EventTable: CursorTable {
     let subscriber: EventSubscriber
     let flags: Flags
     let shell: Bool
@@ -305,4 +363,16 @@ struct EventTable: TablePlugin {
     func generate(_ context: QueryContext) throws -> TableRows {
         try subscriber.generate(context, eventsDisabled: flags[.disableEvents], shell: shell)
     }
+
+    func openCursor(_ context: QueryContext) throws -> (any RowCursor)? {
+        if let cursor = subscriber.openCursor(context, eventsDisabled: flags[.disableEvents], shell: shell) { return cursor }
+        return NoEvents()
+    }
+}
+
+/// The rows of an event table queried with events disabled.
+private final class NoEvents: RowCursor {
+    func advance() throws(EngineError) -> Bool { false }
+    func cell(_ column: Int) -> StoredCell { .null }
+    func close() {}
 }

@@ -16,8 +16,9 @@ public struct EventTableOptions: Sendable {
     /// the log, so a source that outruns the expiry costs no more memory than this.
     public var maxEvents: Int
     /// The directory of the table's state file `<table>.events` (the last `eid`, the last
-    /// cursor and the buffered events, so a restarted extension neither reuses an `eid` nor
-    /// loses a buffered event); nil keeps everything in memory only.
+    /// cursor, the ``EventTable/epoch`` and the buffered events, so a restarted extension
+    /// neither reuses an `eid` nor loses a buffered event); nil keeps everything in memory
+    /// only, and each start is a new epoch.
     public var stateDirectory: String?
     /// Where the table logs (a full buffer, an unwritable state file); nil: standard error.
     public var logger: Logger?
@@ -55,7 +56,10 @@ public struct EventTableOptions: Sendable {
 /// event an `eid` one above the last, across restarts when it has a state file. Queries with
 /// `time` or `eid` constraints read only the matching events. Its route info carries the
 /// `event_based` attribute, so an osquery-compatible daemon logs each event of a scheduled
-/// `SELECT` once (`events_optimize`): it asks for `eid` above the last one it logged.
+/// `SELECT` once (`events_optimize`): it asks for `eid` above the last one it logged. The route
+/// info also carries the table's ``epoch``, which changes when the `eid`s start again at 1 (no
+/// state file, or a lost one), so that such a daemon asks for every event again instead of only
+/// those above a mark from the old numbering.
 public final class EventTable: ExtensionPlugin {
     /// The table the core sees: the author's columns, then `time` and `eid`.
     package let table: Table
@@ -70,7 +74,7 @@ public final class EventTable: ExtensionPlugin {
     /// The route info: the columns (with `time` and `eid`) and the `event_based` attribute.
     public var routes: [StringMap] { table.routes }
 
-    /// An event table from its columns.
+    /// An event table from its columns; the state file, if there is one, is read here.
     /// - Parameters:
     ///   - name: the table's name in SQL.
     ///   - columns: the event's columns, in order; `time` and `eid` are added after them.
@@ -85,10 +89,11 @@ public final class EventTable: ExtensionPlugin {
                 .bigint("time", .additional, description: "Time of the event (unix seconds)"),
                 .bigint("eid", .hidden, description: "Event ID, one above the previous event's"),
             ]
-        let schema = TableSchema(name: name, columns: all, attributes: .eventBased, documentation: documentation)
         let logger = options.logger ?? Logger(label: "osquery.extension.events.\(name)") { StreamLogHandler.standardError(label: $0) }
         let buffer = EventBuffer(
             table: name, columns: columns.map(\.name), options: options, logger: logger)
+        var schema = TableSchema(name: name, columns: all, attributes: .eventBased, documentation: documentation)
+        schema.eventEpoch = buffer.state.withLock { $0.epoch }
         self.buffer = buffer
         self.options = options
         self.table = Table(schema: schema, limits: .default) { context in buffer.rows(context) }
@@ -126,6 +131,12 @@ public final class EventTable: ExtensionPlugin {
     public var cursor: String? { buffer.state.withLock { $0.cursor } }
     /// The `eid` of the last event added; the next one gets one more.
     package var lastEID: Int64 { buffer.state.withLock { $0.lastEID } }
+    /// The numbering the `eid`s belong to: random, made when the table starts without a state
+    /// file (or with one that has none) and kept in the state file, so it changes exactly when
+    /// the `eid`s start again at 1. Sent in the route info (`{"id": "eventEpoch", "epoch": …}`,
+    /// which osquery's core ignores); a daemon that sees a new epoch forgets its
+    /// `events_optimize` mark for the table.
+    package var epoch: String { buffer.state.withLock { $0.epoch } }
     /// The events buffered now.
     package var bufferedCount: Int { buffer.state.withLock { $0.events.count - $0.head } }
     /// Events pushed out of a full buffer (``EventTableOptions/maxEvents``) before they expired.
@@ -161,6 +172,7 @@ final class EventBuffer: Sendable {
         var head = 0
         var lastEID: Int64 = 0
         var cursor: String?
+        var epoch = ""
         var dropped = 0
         var file: Int32 = -1
         var journalLines = 0
@@ -180,9 +192,14 @@ final class EventBuffer: Sendable {
         self.options = options
         self.logger = logger
         path = options.stateDirectory.map { $0 + "/" + table + ".events" }
+        let fresh = Self.newEpoch()
+        state.withLock { $0.epoch = fresh }
         guard let directory = options.stateDirectory, let path else { return }
         let loaded = Self.load(path, columnCount: columns.count)
         state.withLock { s in
+            // The eids go on from the file's: so does their epoch (a file from before epochs
+            // gets the new one, written below).
+            if let epoch = loaded.epoch { s.epoch = epoch }
             s.lastEID = loaded.lastEID
             s.cursor = loaded.cursor
             s.events = loaded.events
@@ -200,6 +217,9 @@ final class EventBuffer: Sendable {
     }
 
     static func now() -> Int64 { Int64(Glibc.time(nil)) }
+
+    /// 64 random bits in hex.
+    static func newEpoch() -> String { String(UInt64.random(in: 1...UInt64.max), radix: 16) }
 
     func keep(_ task: Task<Void, Never>) { state.withLock { $0.tasks.append(task) } }
 
@@ -330,7 +350,7 @@ final class EventBuffer: Sendable {
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return failed(&s, "cannot create") }
-        var header: [(String, JSONValue)] = [("last_eid", .number(String(s.lastEID)))]
+        var header: [(String, JSONValue)] = [("last_eid", .number(String(s.lastEID))), ("epoch", .string(s.epoch))]
         if let cursor = s.cursor { header.append(("cursor", .string(cursor))) }
         var text = JSONValue.object(header).serialized + "\n"
         for event in s.events[s.head...] { text += line(event, cursor: nil) }
@@ -362,10 +382,12 @@ final class EventBuffer: Sendable {
         }
     }
 
-    /// The state file's events and last eid; a line cut short (a kill during a write) is skipped.
-    static func load(_ path: String, columnCount: Int) -> (lastEID: Int64, cursor: String?, events: [Event], lines: Int) {
+    /// The state file's events, last eid and epoch; a line cut short (a kill during a write) is skipped.
+    static func load(
+        _ path: String, columnCount: Int
+    ) -> (lastEID: Int64, cursor: String?, epoch: String?, events: [Event], lines: Int) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return (0, nil, [], 0) }
+        guard fd >= 0 else { return (0, nil, nil, [], 0) }
         defer { Glibc.close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -375,11 +397,12 @@ final class EventBuffer: Sendable {
             if n <= 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
         }
-        var (lastEID, cursor, events, lines): (Int64, String?, [Event], Int) = (0, nil, [], 0)
+        var (lastEID, cursor, epoch, events, lines): (Int64, String?, String?, [Event], Int) = (0, nil, nil, [], 0)
         for text in bytes.split(separator: UInt8(ascii: "\n")) {
             lines += 1
             guard let value = try? JSONValue.parse(String(decoding: text, as: UTF8.self)) else { continue }
             if let c = value["cursor"]?.text { cursor = c }
+            if let e = value["epoch"]?.text, TableRoute.isValidEpoch(e) { epoch = e }
             if let last = value["last_eid"]?.int64 {
                 lastEID = max(lastEID, last)
                 continue
@@ -393,6 +416,6 @@ final class EventBuffer: Sendable {
             events.append(Event(eid: eid, time: time, cells: cells))
             lastEID = max(lastEID, eid)
         }
-        return (lastEID, cursor, events, lines)
+        return (lastEID, cursor, epoch, events, lines)
     }
 }

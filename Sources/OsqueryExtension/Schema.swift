@@ -89,6 +89,8 @@ public struct TableSchema: Sendable, Hashable {
     package var attributes: TableAttributes
     /// Docs for the spec JSON.
     package var documentation: TableDocumentation
+    /// An ``EventTable``'s epoch, sent in the route info.
+    var eventEpoch: String?
 
     /// A column alias: `name` mirrors `target`.
     public struct ColumnAlias: Sendable, Hashable {
@@ -128,13 +130,15 @@ public struct TableSchema: Sendable, Hashable {
     }
 
     /// Route info, as registered and as answered to the `columns` action: columns in
-    /// order, aliases, column aliases, then attributes last (as osquery's C++ sends it).
+    /// order, aliases, column aliases, an ``EventTable``'s epoch, then attributes last (as
+    /// osquery's C++ sends it).
     package var routes: [StringMap] {
         var routes: [TableRoute] = []
-        routes.reserveCapacity(columns.count + aliases.count + columnAliases.count + 1)
+        routes.reserveCapacity(columns.count + aliases.count + columnAliases.count + 2)
         for c in columns { routes.append(.column(name: c.name, type: c.type, options: c.options)) }
         for a in aliases { routes.append(.alias(a)) }
         for a in columnAliases { routes.append(.columnAlias(name: a.name, target: a.target)) }
+        if let eventEpoch { routes.append(.eventEpoch(eventEpoch)) }
         routes.append(.attributes(attributes))
         return routes.map { route in
             var m = StringMap(minimumCapacity: route.pairCount)

@@ -23,17 +23,39 @@ public final class EventTableTester: Sendable {
     /// - Parameter events: the event table to query.
     /// - Throws: `ExtensionError.invalidTable` when the core would refuse the table; the core
     ///   engine's error when its in-memory database cannot be opened.
-    public init(_ events: EventTable) throws {
+    public convenience init(_ events: EventTable) throws {
+        try self.init(events, marks: ScheduleMarks())
+    }
+
+    /// A tester for `events` that goes on from `previous`'s schedule, as a daemon keeps its
+    /// marks when an extension restarts: `events` is the restarted extension's table (a new
+    /// ``EventTable`` of the same name). If its ``EventTable/epoch`` differs from the one the
+    /// marks were taken in (it lost its state file), the next scheduled query reads every
+    /// event, as the daemon does.
+    /// - Parameters:
+    ///   - events: the event table to query.
+    ///   - previous: the tester whose marks carry over.
+    /// - Throws: what ``init(_:)`` throws.
+    public convenience init(_ events: EventTable, continuing previous: EventTableTester) throws {
+        let marks = ScheduleMarks()
+        marks.state.withLock { s in
+            let old = previous.marks.state.withLock { $0 }
+            s.mark = old.mark
+            s.epoch = old.epoch
+        }
+        try self.init(events, marks: marks)
+    }
+
+    init(_ events: EventTable, marks: ScheduleMarks) throws {
         let table = events.table
         if let problem = table.schema.problem { throw ExtensionError.invalidTable(problem) }
         self.events = events
         let recorder = Recorder()
-        let marks = ScheduleMarks()
         let bridged = BridgedTable(schema: engineSchema(table.schema)) { request in
             recorder.append(request)
             return try await table.handle(PluginRequest(raw: request))
         }
-        engine = try EngineBox(tables: [ScheduledEventTable(bridged: bridged, marks: marks)])
+        engine = try EngineBox(tables: [ScheduledEventTable(bridged: bridged, marks: marks, epoch: events.epoch)])
         engine.recorder = recorder
         self.marks = marks
     }
@@ -54,11 +76,21 @@ public final class EventTableTester: Sendable {
     /// - Throws: ``SQLBridgeError`` with SQLite's code and message on failure; the mark then
     ///   stays where it was (the daemon logs nothing and asks again).
     public func scheduledQuery(_ sql: String) async throws -> [[String: String]] {
-        marks.state.withLock { $0.scheduled = true; $0.pending = nil }
+        marks.state.withLock { s in
+            s.scheduled = true
+            s.pending = nil
+            s.runEpoch = nil
+            s.reset = false
+        }
         defer { marks.state.withLock { $0.scheduled = false } }
         let rows = try await engine.run(sql)
         marks.state.withLock { s in
-            if let pending = s.pending { s.mark = max(s.mark, pending) }
+            if s.reset {
+                s.mark = s.pending ?? 0
+            } else if let pending = s.pending {
+                s.mark = max(s.mark, pending)
+            }
+            if let epoch = s.runEpoch { s.epoch = epoch }
         }
         return rows
     }
@@ -80,24 +112,36 @@ final class ScheduleMarks: Sendable {
         var scheduled = false
         var mark: Int64 = 0
         var pending: Int64?
+        /// The table's epoch the mark belongs to; the one a run saw; whether that run found it changed.
+        var epoch: String?
+        var runEpoch: String?
+        var reset = false
     }
     let state = Mutex(State())
 }
 
 /// The core's side of a scheduled event query: an `eid > mark` constraint (with `eid` and
-/// `time` among the used columns) and the newest `eid` returned noted as the next mark.
+/// `time` among the used columns) and the newest `eid` returned noted as the next mark; a
+/// table whose epoch changed since the mark is asked for every event.
 struct ScheduledEventTable: OsqueryEngine.TablePlugin {
     let bridged: BridgedTable
     let marks: ScheduleMarks
+    let epoch: String
     var schema: OsqueryEngine.TableSchema { bridged.schema }
     var isExtension: Bool { true }
 
     func generate(_ context: OsqueryEngine.QueryContext) throws -> TableRows {
-        let (scheduled, mark) = marks.state.withLock { ($0.scheduled, $0.mark) }
+        let scheduled = marks.state.withLock { $0.scheduled }
         let columns = schema.columns
         guard scheduled, context.constraints(for: "time").isEmpty,
             let eidIndex = columns.firstIndex(where: { $0.name == "eid" })
         else { return try bridged.generate(context) }
+        let mark = marks.state.withLock { s -> Int64 in
+            s.runEpoch = epoch
+            guard let stored = s.epoch, stored != epoch else { return s.mark }
+            s.reset = true
+            return 0
+        }
         var context = context
         context.add(OsqueryEngine.Constraint(op: .greaterThan, expr: String(mark), value: .integer(mark)), to: "eid")
         context.colsUsed?.formUnion(["eid", "time"])

@@ -13,11 +13,19 @@ public final class ExtensionTable: TablePlugin {
     let caller: ExtensionCaller
     let name: ThriftString
     let columnKeys: [ThriftString]
+    /// An event table's epoch from its route info (issue 17): a new one means its `eid`s
+    /// started again at 1.
+    let eventEpoch: String?
 
-    package init(schema: TableSchema, uuid: ExtensionRouteUUID, caller: ExtensionCaller) {
+    package convenience init(schema: TableSchema, uuid: ExtensionRouteUUID, caller: ExtensionCaller) {
+        self.init(schema: schema, uuid: uuid, caller: caller, eventEpoch: nil)
+    }
+
+    init(schema: TableSchema, uuid: ExtensionRouteUUID, caller: ExtensionCaller, eventEpoch: String?) {
         self.schema = schema
         self.uuid = uuid
         self.caller = caller
+        self.eventEpoch = eventEpoch
         self.name = ThriftString(schema.name)
         self.columnKeys = schema.columns.map { ThriftString($0.name) }
     }
@@ -34,7 +42,8 @@ public final class ExtensionTable: TablePlugin {
     /// An event table in a scheduled query (issue 17): with `events_optimize` and no `time`
     /// constraint, the extension is asked only for events above the query's mark (`eid > mark`,
     /// with `eid` and `time` sent), and the newest returned becomes the mark the scheduler
-    /// commits with the logged lines, as a built-in event table does.
+    /// commits with the logged lines, as a built-in event table does. A table whose epoch
+    /// changed since the mark is asked for every event (its `eid`s started again).
     func generateEvents(_ context: QueryContext, _ scope: EventQueryScope) throws -> TableRows {
         let columns = schema.columns
         guard scope.optimize, context.constraints(for: "time").isEmpty,
@@ -45,7 +54,8 @@ public final class ExtensionTable: TablePlugin {
             return try fetch(context)
         }
         var context = context
-        let mark = Int64(clamping: scope.mark.eid)
+        let markEID = scope.markEID(table: schema.name, epoch: eventEpoch)
+        let mark = Int64(clamping: markEID)
         context.add(Constraint(op: .greaterThan, expr: String(mark), value: .integer(mark)), to: "eid")
         context.colsUsed?.formUnion(["eid", "time"])
         if let bits = context.colsUsedBitset {
@@ -56,14 +66,14 @@ public final class ExtensionTable: TablePlugin {
         var logged = 0
         for r in 0..<rows.count {
             guard let eid = Self.unsigned(rows[r, eidIndex]) else { continue }
-            guard eid > scope.mark.eid else {
+            guard eid > markEID else {
                 logged += 1
                 continue
             }
             if eid > (last?.eid ?? 0) { last = (Self.unsigned(rows[r, timeIndex]) ?? 0, eid) }
         }
         // An extension that ignores the constraint must not get its logged events logged again.
-        if logged > 0 { rows = Self.rows(rows, eidIndex: eidIndex, above: scope.mark.eid) }
+        if logged > 0 { rows = Self.rows(rows, eidIndex: eidIndex, above: markEID) }
         scope.readEvents(through: last)
         return rows
     }

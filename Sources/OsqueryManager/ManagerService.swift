@@ -279,7 +279,11 @@ public final class ManagerService: ExtensionManagerHandler {
                             ? "Registry item \(plugin) conflicts with another item of the same name."
                             : "Table alias \(taken) of \(plugin) conflicts with an existing table or alias"
                     }
-                    item = RegistryItem(table: ExtensionTable(schema: schema, uuid: uuid, caller: caller), ownerUUID: UInt64(uuid))
+                    let epoch = routeInfo.lazy.compactMap { entry -> String? in
+                        if case .eventEpoch(let epoch)? = TableRoute({ entry[$0] }) { epoch } else { nil }
+                    }.first
+                    item = RegistryItem(
+                        table: ExtensionTable(schema: schema, uuid: uuid, caller: caller, eventEpoch: epoch), ownerUUID: UInt64(uuid))
                 } else {
                     item = RegistryItem(
                         registry: name, name: plugin, ownerUUID: UInt64(uuid),

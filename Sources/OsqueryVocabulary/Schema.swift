@@ -135,12 +135,16 @@ package enum TableRoute: Sendable, Hashable {
     case alias(String)
     case columnAlias(name: String, target: String)
     case attributes(TableAttributes)
+    /// An SDK event table's epoch: it changes when the table's `eid`s start again at 1 (its
+    /// state was lost), so a daemon's `events_optimize` mark from before no longer applies.
+    /// osquery's core skips entries of an unknown `id`.
+    case eventEpoch(String)
 
     /// How many key/value pairs the entry has on the wire.
     package var pairCount: Int {
         switch self {
         case .column: 4
-        case .alias, .attributes: 2
+        case .alias, .attributes, .eventEpoch: 2
         case .columnAlias: 3
         }
     }
@@ -163,6 +167,9 @@ package enum TableRoute: Sendable, Hashable {
         case .attributes(let attributes):
             body("id", "attributes")
             body("attributes", String(attributes.rawValue))
+        case .eventEpoch(let epoch):
+            body("id", "eventEpoch")
+            body("epoch", epoch)
         }
     }
 
@@ -183,8 +190,18 @@ package enum TableRoute: Sendable, Hashable {
             self = .columnAlias(name: name, target: target)
         case "attributes":
             self = .attributes(TableAttributes(rawValue: Int(value("attributes") ?? "0") ?? 0))
+        case "eventEpoch":
+            guard let epoch = value("epoch"), Self.isValidEpoch(epoch) else { return nil }
+            self = .eventEpoch(epoch)
         default:
             return nil
         }
+    }
+
+    /// An epoch the core keeps: 1 to 64 ASCII letters, digits, `-` or `_` (what it stores per
+    /// scheduled query stays small whatever an extension sends).
+    package static func isValidEpoch(_ epoch: String) -> Bool {
+        !epoch.isEmpty && epoch.utf8.count <= 64
+            && epoch.utf8.allSatisfy { $0 == 0x2D || $0 == 0x5F || ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) }
     }
 }

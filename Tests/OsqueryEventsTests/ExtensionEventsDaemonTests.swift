@@ -88,6 +88,49 @@ import Testing
         #expect(mark == UInt64(total))
     }
 
+    /// Hostile: the extension loses its state file and restarts (the kernel log also starts
+    /// over, as after a reboot): its eids start again at 1, below the daemon's mark. Its new
+    /// epoch (route info) makes the daemon read its events from the start, so the new records
+    /// are logged, once each, and the stored mark and epoch are the new run's.
+    @Test func eventsAfterALostStateFileAreLogged() async throws {
+        let dir = try scratchDirectory("sdkev-epoch")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        let config = """
+            {"schedule": {"kmsg": {"query": "SELECT sequence, message FROM kernel_log_events", "interval": 1}}}
+            """
+        try config.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: dir + "/kmsg", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/extension.stderr", contents: nil)
+        let daemon = try FIMDaemon.start(dir)
+        defer { FIMDaemon.signal(daemon, SIGKILL) }
+        #expect(await waitUntil(60) { await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil })
+
+        let first = try Self.startExtension(dir)
+        Self.append(dir + "/kmsg", 0..<20)
+        #expect(await waitUntil(60) { Self.logged(dir).count == 20 })
+        signalOurChild(first.processIdentifier, named: "example-kernel", SIGKILL)
+        try await offPool { first.waitUntilExit() }
+
+        try FileManager.default.removeItem(atPath: dir + "/state/kernel_log_events.events")
+        _ = FileManager.default.createFile(atPath: dir + "/kmsg", contents: nil)
+        let second = try Self.startExtension(dir)
+        defer { signalOurChild(second.processIdentifier, named: "example-kernel", SIGKILL) }
+        Self.append(dir + "/kmsg", 100..<105)
+        let all = await waitUntil(60) { (100..<105).allSatisfy { Self.logged(dir)[$0] != nil } }
+        let logged = Self.logged(dir)
+        let stderr = ((try? String(contentsOfFile: dir + "/extension.stderr", encoding: .utf8)) ?? "").suffix(1500)
+        #expect(all, "logged: \(logged.keys.sorted()); stderr: \(stderr)")
+        #expect(logged.filter { $0.value > 1 }.isEmpty, "logged more than once: \(logged.filter { $0.value > 1 }.keys.sorted())")
+
+        FIMDaemon.signal(daemon, SIGTERM)
+        try await offPool { daemon.waitUntilExit() }
+        let store = try DaemonStore.open(path: dir + "/osquery.db")
+        #expect(try store.get(DaemonStore.Domain.events, EventQueryScope.eidKey("kmsg")).flatMap { UInt64($0) } == 5)
+        let epochs = try store.get(DaemonStore.Domain.events, EventQueryScope.epochKey("kmsg")).map(EventQueryScope.decodeEpochs)
+        #expect(epochs?["kernel_log_events"] != nil)
+    }
+
     /// Hostile: an extension's event table that ignores the `eid > mark` constraint (a plain
     /// table with the event_based attribute, from any SDK) answers every run with the same
     /// events; the daemon drops the ones it logged instead of logging them again each run.

@@ -158,4 +158,49 @@ import OsqueryExtensionTesting
         #expect(after.bufferedCount == 10)
         #expect(after.cursor == "4999")
     }
+
+    /// Hostile: the state file is lost between two runs. The eids start again at 1 in a new
+    /// epoch (sent in the route info), and a schedule that had logged up to a higher eid reads
+    /// every event of the new run instead of dropping them as already logged.
+    @Test func aLostStateFileIsANewEpochAndTheScheduleReadsEveryNewEvent() async throws {
+        let dir = try Self.stateDirectory("epoch")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = Self.doors(EventTableOptions(stateDirectory: dir))
+        let epoch = first.epoch
+        #expect(first.routes.first { $0["id"] == "eventEpoch" }?["epoch"]?.lossyString == epoch)
+        #expect(first.routes.last?["id"] == "attributes")
+        let tester = try EventTableTester(first)
+        for i in 0..<3 { first.add(["door": "d\(i)"]) }
+        #expect(try await tester.scheduledQuery("select door from door_events").count == 3)
+        await first.shutdown()
+
+        // A restart with the state file: the same epoch, the eids go on, the mark stands.
+        let second = Self.doors(EventTableOptions(stateDirectory: dir))
+        #expect(second.epoch == epoch)
+        let kept = try EventTableTester(second, continuing: tester)
+        second.add(["door": "d3"])
+        #expect(try await kept.scheduledQuery("select door from door_events").map { $0["door"] } == ["d3"])
+        #expect(kept.lastContext?["eid"].list == [Constraint(.greaterThan, "3")])
+        await second.shutdown()
+
+        try FileManager.default.removeItem(atPath: dir + "/door_events.events")
+        let third = Self.doors(EventTableOptions(stateDirectory: dir))
+        #expect(third.epoch != epoch)
+        #expect(third.lastEID == 0)
+        let lost = try EventTableTester(third, continuing: kept)
+        third.add(["door": "new0"])
+        third.add(["door": "new1"])
+        #expect(try await lost.scheduledQuery("select door from door_events").map { $0["door"] } == ["new0", "new1"])
+        #expect(lost.lastContext?["eid"].list == [Constraint(.greaterThan, "0")])
+        #expect(lost.mark == 2)
+        #expect(try await lost.scheduledQuery("select door from door_events").isEmpty)
+        // The new epoch is in the new state file: the next restart keeps it.
+        await third.shutdown()
+        let fourth = Self.doors(EventTableOptions(stateDirectory: dir))
+        #expect(fourth.epoch == third.epoch)
+        await fourth.shutdown()
+        // Without a state file, every start is a new epoch.
+        #expect(Self.doors().epoch != Self.doors().epoch)
+    }
+
 }
