@@ -92,6 +92,14 @@ public struct OsqueryClient: Sendable {
             path: socket, options: RPCClientOptions(connectTimeout: connectTimeout, callTimeout: callTimeout))
     }
 
+    /// A client whose calls wait up to `syncBudget` on the caller's thread before an event loop
+    /// takes over (the allocation gate fixes it so a loaded machine does not change the path).
+    package init(socket: String, callTimeout: Duration, syncBudget: Duration) {
+        self.socket = socket
+        self.manager = ExtensionManagerClient(
+            path: socket, options: RPCClientOptions(callTimeout: callTimeout, syncBudget: syncBudget))
+    }
+
     /// Waits, with back-off, until a core answers `ping` at `socket`, then returns a client.
     /// - Parameters:
     ///   - socket: the core's extension manager socket (`--extensions_socket`).

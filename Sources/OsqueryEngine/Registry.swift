@@ -41,6 +41,19 @@ public final class PluginRegistry: Sendable {
         var active: [String: String] = [:]
         var generation: UInt64 = 0
         var configSections: [String: JSONValue] = [:]
+        /// Every registered table's name and aliases, lowercased: `add` checks a new table
+        /// against them without walking every table (osqueryi registers ~150 at start).
+        var tableNames = Set<String>()
+
+        mutating func noteAdded(_ item: RegistryItem) {
+            guard item.registry == "table", let schema = item.table?.schema else { return }
+            for name in [schema.name] + schema.aliases { tableNames.insert(name.lowercased()) }
+        }
+
+        mutating func noteRemoved(_ item: RegistryItem) {
+            guard item.registry == "table", let schema = item.table?.schema else { return }
+            for name in [schema.name] + schema.aliases { tableNames.remove(name.lowercased()) }
+        }
     }
 
     private let state = Mutex(State())
@@ -70,6 +83,7 @@ public final class PluginRegistry: Sendable {
             if s.items[item.registry]?[item.name] != nil { return false }
             if let table = item.table, Self.takenName(table.schema, in: s) != nil { return false }
             s.items[item.registry, default: [:]][item.name] = item
+            s.noteAdded(item)
             s.generation &+= 1
             return true
         }
@@ -85,7 +99,8 @@ public final class PluginRegistry: Sendable {
     public func remove(registry: String, name: String) -> RegistryItem? {
         state.withLock { s in
             let removed = s.items[registry]?.removeValue(forKey: name)
-            if removed != nil {
+            if let removed {
+                s.noteRemoved(removed)
                 s.generation &+= 1
                 if s.active[registry] == name { s.active[registry] = nil }
             }
@@ -101,6 +116,7 @@ public final class PluginRegistry: Sendable {
             for (registry, items) in s.items {
                 for (name, item) in items where item.ownerUUID == owner {
                     s.items[registry]?.removeValue(forKey: name)
+                    s.noteRemoved(item)
                     removed.append(item)
                 }
             }
@@ -153,14 +169,11 @@ public final class PluginRegistry: Sendable {
     }
 
     private static func takenName(_ schema: TableSchema, in s: State) -> String? {
-        var taken = Set<String>()
-        for item in s.items["table"]?.values ?? [:].values {
-            guard let table = item.table else { continue }
-            taken.insert(table.schema.name.lowercased())
-            for alias in table.schema.aliases { taken.insert(alias.lowercased()) }
-        }
+        var own: [String] = []
         for name in [schema.name] + schema.aliases {
-            if !taken.insert(name.lowercased()).inserted { return name }
+            let key = name.lowercased()
+            if s.tableNames.contains(key) || own.contains(key) { return name }
+            own.append(key)
         }
         return nil
     }

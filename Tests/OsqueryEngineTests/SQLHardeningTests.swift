@@ -127,6 +127,13 @@ import Testing
         #expect(!registry.addTable(shadow("TEST_ALIAS", [])))
         #expect(!registry.addTable(shadow("other", ["twice", "TWICE"])))
         #expect(registry.addTable(shadow("other", ["other_alias"])))
+        // A removed table's names are free again, by either way of removing it.
+        #expect(registry.remove(registry: "table", name: "other") != nil)
+        #expect(registry.addTable(shadow("Other_Alias", ["OTHER"])))
+        #expect(registry.addTable(shadow("owned", ["owned_alias"]), owner: 9))
+        #expect(!registry.addTable(shadow("owned_alias", [])))
+        _ = registry.removeAll(owner: 9)
+        #expect(registry.addTable(shadow("owned_alias", ["owned"])))
         #expect(!TableSchema.isValidName("v1 AS SELECT 1; --") && !TableSchema.isValidName("sqlite_master"))
         #expect(!TableSchema.isValidName("1abc") && !TableSchema.isValidName("a`b") && TableSchema.isValidName("_a1"))
     }

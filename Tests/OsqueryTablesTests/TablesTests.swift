@@ -76,8 +76,8 @@ final class TempDir {
              "portage_use", "portage_keywords", "chrome_extensions", "chrome_extension_content_scripts", "firefox_addons",
              "vscode_extensions", "jetbrains_plugins":
             return 0
-        // A Docker engine a machine may not run.
-        case _ where table.hasPrefix("docker_"):
+        // A Docker or LXD daemon a machine may not run.
+        case _ where table.hasPrefix("docker_") || table.hasPrefix("lxd_"):
             return 0
         default:
             return 1
@@ -98,6 +98,7 @@ final class TempDir {
                 if ["device_file", "device_hash"].contains(schema.name) { sql += " WHERE device = '/nonexistent' AND partition = '0' AND inode = 2" }
                 if schema.name == "curl_certificate" { sql += " WHERE hostname = '127.0.0.1:1'" }
                 if ["docker_container_processes", "docker_container_stats", "docker_container_fs_changes"].contains(schema.name) { sql += " WHERE id = '0'" }
+                if ["lxd_instance_config", "lxd_instance_devices"].contains(schema.name) { sql += " WHERE name = 'none'" }
                 let r = try db.execute(sql)
                 let visible = schema.columns.filter { !$0.options.contains(.hidden) }
                 #expect(r.columns == visible.map(\.name), "\(schema.name) columns")
