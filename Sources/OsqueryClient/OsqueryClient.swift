@@ -207,7 +207,10 @@ public struct OsqueryClient: Sendable {
         return response.rows
     }
 
-    /// `query`, decoding each row into `T` (see ``RowDecoder`` for the conversions).
+    /// `query`, decoding each row into `T`: a property matches the column of the same name or
+    /// its snake_case form (`parentPid` ↔ `parent_pid`); integers read decimal text, `Double` and
+    /// `Float` floating-point text, `Bool` `1`/`0`/`true`/`false`/`yes`/`no`; an `Optional` is nil
+    /// when the column is missing or empty (osquery renders NULL as the empty string).
     /// - Parameters:
     ///   - sql: the statement to run.
     ///   - type: the `Decodable` type of one row.

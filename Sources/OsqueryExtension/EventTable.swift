@@ -136,7 +136,7 @@ public final class EventTable: ExtensionPlugin {
     /// the `eid`s start again at 1. Sent in the route info (`{"id": "eventEpoch", "epoch": …}`,
     /// which osquery's core ignores); a daemon that sees a new epoch forgets its
     /// `events_optimize` mark for the table.
-    package var epoch: String { buffer.state.withLock { $0.epoch } }
+    public var epoch: String { buffer.state.withLock { $0.epoch } }
     /// The events buffered now.
     package var bufferedCount: Int { buffer.state.withLock { $0.events.count - $0.head } }
     /// Events pushed out of a full buffer (``EventTableOptions/maxEvents``) before they expired.

@@ -131,7 +131,7 @@ public struct LoggerPlugin: ExtensionPlugin {
     /// Runs the `shutdown` closure given at creation, if any.
     public func shutdown() async { await onShutdown?() }
 
-    /// Answers `features` with ``features`` in the status code, and passes every other request
+    /// Answers `features` with the ``LoggerFeatures`` given at creation in the status code, and passes every other request
     /// (`init`, `string`, `string_batch` element by element, `snapshot`, `status`, `event`,
     /// `health`) to the `log` closure as a ``LogRecord``.
     /// - Parameter request: the core's request.

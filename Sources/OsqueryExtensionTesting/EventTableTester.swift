@@ -29,7 +29,7 @@ public final class EventTableTester: Sendable {
 
     /// A tester for `events` that goes on from `previous`'s schedule, as a daemon keeps its
     /// marks when an extension restarts: `events` is the restarted extension's table (a new
-    /// ``EventTable`` of the same name). If its ``EventTable/epoch`` differs from the one the
+    /// `EventTable` of the same name). If its `epoch` differs from the one the
     /// marks were taken in (it lost its state file), the next scheduled query reads every
     /// event, as the daemon does.
     /// - Parameters:

@@ -45,7 +45,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// Starts a fake core at `socket` (default: a fresh temporary path).
-    /// - Parameter socket: the manager socket path to listen on; nil: ``temporarySocketPath()``.
+    /// - Parameter socket: the manager socket path to listen on; nil: a fresh path in the temporary directory.
     /// - Returns: the core, listening.
     /// - Throws: the server's error when `socket` cannot be bound (an unusable path, a file that is
     ///   not a socket in the way, …).
@@ -87,7 +87,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 
     // MARK: - Test controls
 
-    /// Stops serving (the core "goes away"); registrations are kept until ``restart()``.
+    /// Stops serving (the core "goes away"); the registrations are kept.
     public func stop() async {
         let s = server.withLock { s -> RPCServer? in
             defer { s = nil }

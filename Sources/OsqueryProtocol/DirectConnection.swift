@@ -245,19 +245,7 @@ final class DirectConnection: @unchecked Sendable {
             .withConnectedSocket(fd)
         adopted.whenFailure { error in promise.fail(RPCClientError.protocolError("\(error)")) }
         promise.futureResult.whenComplete { _ in adopted.whenSuccess { $0.close(promise: nil) } }
-        let received: ReceivedFrame
-        do {
-            received = try await promise.futureResult.get()
-        } catch let error as RPCClientError {
-            throw error
-        } catch {
-            throw .protocolError("\(error)")
-        }
-        let frame = received.bytes
-        let bodyStart = try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
-            try Connection.checkReplyHeader(raw, method: method, sequenceID: handoff.sequenceID, limits: limits)
-        }
-        return RawReply(frame: frame, bodyStart: bodyStart, method: method, limits: limits, rows: received.rows)
+        return try await Connection.reply(promise.futureResult, method: method, sequenceID: handoff.sequenceID, limits: limits)
     }
 }
 

@@ -280,9 +280,16 @@ final class Connection: Sendable {
         channel.eventLoop.execute {
             handler.value.send(bytes, promise: promise, timeout: timeout, method: name)
         }
+        return try await Self.reply(promise.futureResult, method: method, sequenceID: sequenceID, limits: limits)
+    }
+
+    /// Waits for the reply frame an event loop reads and checks its header.
+    static func reply(
+        _ future: EventLoopFuture<ReceivedFrame>, method: ExtensionMethod, sequenceID: Int32, limits: ThriftLimits
+    ) async throws(RPCClientError) -> RawReply {
         let received: ReceivedFrame
         do {
-            received = try await promise.futureResult.get()
+            received = try await future.get()
         } catch let error as RPCClientError {
             throw error
         } catch {
@@ -290,7 +297,7 @@ final class Connection: Sendable {
         }
         let frame = received.bytes
         let bodyStart = try frame.withUnsafeReadableBytes { raw throws(RPCClientError) in
-            try Self.checkReplyHeader(raw, method: method, sequenceID: sequenceID, limits: limits)
+            try checkReplyHeader(raw, method: method, sequenceID: sequenceID, limits: limits)
         }
         return RawReply(frame: frame, bodyStart: bodyStart, method: method, limits: limits, rows: received.rows)
     }

@@ -39,12 +39,9 @@ import Testing
         loggedAdded(dir) { name, columns in name == "kmsg" ? columns["sequence"].flatMap { Int($0) } : nil }
     }
 
-    /// Each event is logged once, across a SIGKILL of the extension (its buffered, unlogged
-    /// events come back from its state file; the replayed records are skipped by their
-    /// sequence) and a clean restart; the daemon keeps the events_optimize mark of the query.
-    @Test func eachEventIsLoggedOnceAcrossExtensionRestarts() async throws {
-        let dir = try scratchDirectory("sdkev")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    /// osqueryd in `dir` scheduling `SELECT sequence, message FROM kernel_log_events` every
+    /// second, with an empty `kmsg` for the extension to read; returns once its socket answers.
+    static func startDaemon(_ dir: String) async throws -> Process {
         try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
         let config = """
             {"schedule": {"kmsg": {"query": "SELECT sequence, message FROM kernel_log_events", "interval": 1}}}
@@ -53,8 +50,19 @@ import Testing
         _ = FileManager.default.createFile(atPath: dir + "/kmsg", contents: nil)
         _ = FileManager.default.createFile(atPath: dir + "/extension.stderr", contents: nil)
         let daemon = try FIMDaemon.start(dir)
+        let answering = await waitUntil(60) { await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil }
+        #expect(answering)
+        return daemon
+    }
+
+    /// Each event is logged once, across a SIGKILL of the extension (its buffered, unlogged
+    /// events come back from its state file; the replayed records are skipped by their
+    /// sequence) and a clean restart; the daemon keeps the events_optimize mark of the query.
+    @Test func eachEventIsLoggedOnceAcrossExtensionRestarts() async throws {
+        let dir = try scratchDirectory("sdkev")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try await Self.startDaemon(dir)
         defer { FIMDaemon.signal(daemon, SIGKILL) }
-        #expect(await waitUntil(60) { await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil })
 
         var total = 0
         for round in 0..<3 {
@@ -95,16 +103,8 @@ import Testing
     @Test func eventsAfterALostStateFileAreLogged() async throws {
         let dir = try scratchDirectory("sdkev-epoch")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
-        let config = """
-            {"schedule": {"kmsg": {"query": "SELECT sequence, message FROM kernel_log_events", "interval": 1}}}
-            """
-        try config.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
-        _ = FileManager.default.createFile(atPath: dir + "/kmsg", contents: nil)
-        _ = FileManager.default.createFile(atPath: dir + "/extension.stderr", contents: nil)
-        let daemon = try FIMDaemon.start(dir)
+        let daemon = try await Self.startDaemon(dir)
         defer { FIMDaemon.signal(daemon, SIGKILL) }
-        #expect(await waitUntil(60) { await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil })
 
         let first = try Self.startExtension(dir)
         Self.append(dir + "/kmsg", 0..<20)

@@ -55,10 +55,9 @@ final class RawSocket: @unchecked Sendable {  // used by one task at a time
     }
 }
 
-/// Binds a Unix socket and closes it without unlinking, leaving a stale socket
-/// file nobody listens on (what a crashed process leaves behind).
-func makeStaleSocketFile(at path: String) {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+/// A Unix stream socket bound to `path` (not listening yet); the caller closes it.
+func boundUnixSocket(_ path: String) -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
     withUnsafeMutableBytes(of: &addr.sun_path) { raw in
@@ -67,7 +66,13 @@ func makeStaleSocketFile(at path: String) {
     _ = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
-    close(fd)
+    return fd
+}
+
+/// Binds a Unix socket and closes it without unlinking, leaving a stale socket
+/// file nobody listens on (what a crashed process leaves behind).
+func makeStaleSocketFile(at path: String) {
+    close(boundUnixSocket(path))
 }
 
 func fileMode(_ path: String) -> mode_t? {

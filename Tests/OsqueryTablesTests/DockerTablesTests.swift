@@ -403,22 +403,9 @@ sys.stdin.read()
             let dir = TempDir()
             dir.write("server.py", Self.hostileServer)
             dir.write("plain", "not a socket\n")
-            let server = Process()
-            server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            server.arguments = [dir.path + "/server.py", dir.path]
-            let input = Pipe(), output = Pipe()
-            server.standardInput = input
-            server.standardOutput = output
-            server.standardError = FileHandle.nullDevice
-            try server.run()
-            defer {
-                try? input.fileHandleForWriting.close()
-                if server.isRunning { kill(server.processIdentifier, SIGKILL) }
-                server.waitUntilExit()
-            }
-            var line = [UInt8]()
-            while line.count < 16, let byte = try output.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { line.append(byte) }
-            #expect(String(decoding: line, as: UTF8.self) == "ready")
+            let server = try StandInServer(script: dir.path + "/server.py", directory: dir.path)
+            defer { server.stop() }
+            #expect(server.firstLine == "ready")
 
             let flags = Flags()
             try flags.set("table_http_timeout", "1")
