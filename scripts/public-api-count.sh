@@ -11,7 +11,8 @@ if [ "${1:-}" = "--top-level" ]; then indent=''; shift; fi
 rev="${1:-}"
 modules=(ThriftCodec OsqueryProtocol OsqueryClient OsqueryVocabulary OsqueryExtension OsqueryExtensionTesting)
 # `open` only as a modifier (a variable named `open` is no declaration).
-decl="^${indent}(@[A-Za-z_]+(\\([^)]*\\))?[[:space:]]+)*(public|open[[:space:]]+(class|func|var|let|subscript|static|override|init))[[:space:]]"
+# Attributes and `nonisolated(...)` may come before the access level.
+decl="^${indent}((@[A-Za-z_]+|nonisolated)(\\([^)]*\\))?[[:space:]]+)*(public|open[[:space:]]+(class|func|var|let|subscript|static|override|init))[[:space:]]"
 total=0
 for m in "${modules[@]}"; do
     if [ -n "$rev" ]; then
