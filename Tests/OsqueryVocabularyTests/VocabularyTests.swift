@@ -29,6 +29,22 @@ import Testing
         #expect(TableRoute({ ["id": "alias"][$0] }) == nil)
     }
 
+    /// Hostile: an extension's event epoch is stored by the core per scheduled query, so only a
+    /// short name of letters, digits, `-` and `_` is taken; anything else is no route at all.
+    @Test func eventEpochsAreShortNamesOrRefused() {
+        func epoch(_ value: String?) -> TableRoute? {
+            TableRoute({ key in key == "id" ? "eventEpoch" : key == "epoch" ? value : nil })
+        }
+        #expect(epoch("a-Z_09") == .eventEpoch("a-Z_09"))
+        #expect(epoch(String(repeating: "e", count: 64)) == .eventEpoch(String(repeating: "e", count: 64)))
+        for hostile in [nil, "", String(repeating: "e", count: 65), "a=b", "a,b", "a b", "../x", "é", "a\u{0}", "[", "@", "`", "{"] {
+            #expect(epoch(hostile) == nil, "\(String(describing: hostile))")
+        }
+        var pairs: [String: String] = [:]
+        TableRoute.eventEpoch("e1").forEachPair { pairs[$0] = $1 }
+        #expect(pairs == ["id": "eventEpoch", "epoch": "e1"])
+    }
+
     @Test func queryContextRoundTrips() throws {
         var writer = QueryContextJSON.Writer()
         writer.beginColumn("a\"b")
