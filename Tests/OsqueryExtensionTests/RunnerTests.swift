@@ -248,7 +248,10 @@ struct EncodingPlugin: ExtensionPlugin {
     @Test func duplicateRegistrationIsRetriedWithBackoff() async throws {
         let core = try await FakeCore.start()
         core.refuseNextRegistrations(3)
-        let ext = Extension("dup_ext", plugins: [helloTable("dup_t")])
+        // Four registrations must fit the window even when each takes seconds (the whole suite on 2 cores).
+        var configuration = ExtensionConfiguration()
+        configuration.duplicateRetryWindow = .seconds(120)
+        let ext = Extension("dup_ext", plugins: [helloTable("dup_t")], configuration: configuration)
         try await ext.start(options: try options(core.socket))
         #expect(ext.uuid != 0)
         #expect(core.log.filter { $0 == "registerExtension" }.count == 4)
