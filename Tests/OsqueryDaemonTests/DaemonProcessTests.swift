@@ -70,19 +70,6 @@ enum Daemond {
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
-
-    /// Rows of a query through the daemon's extension socket.
-    static func query(_ socket: String, _ sql: String) async -> [[String: String]]? {
-        let client = ExtensionManagerClient(path: socket)
-        defer { client.close() }
-        guard let response = try? await client.query(ThriftString(sql), timeout: .seconds(10)), response.status.code == 0 else {
-            return nil
-        }
-        return response.response.map { row in
-            Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { a, _ in a })
-        }
-    }
-
     static func columns(_ line: [String: Any]) -> [String: String] { (line["columns"] as? [String: String]) ?? [:] }
 }
 
@@ -287,7 +274,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
         #expect(await waitUntil(60) { stderr().contains("memory") }, "\(stderr())")
         let denylisted = await waitUntil(40) {
-            await Daemond.query(socket, "SELECT name, denylisted FROM osquery_schedule WHERE name = 'hog'") == [["name": "hog", "denylisted": "1"]]
+            await coreQuery(socket, "SELECT name, denylisted FROM osquery_schedule WHERE name = 'hog'") == [["name": "hog", "denylisted": "1"]]
         }
         #expect(denylisted, "\(stderr())")
         // The worker keeps running the other query.
@@ -361,7 +348,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
         #expect(await waitUntil(15) { stderr().contains("Error reading config") }, "\(stderr())")
         // Still running the last good schedule.
-        let status = await Daemond.query(dir + "/osquery.em", "SELECT name FROM osquery_schedule ORDER BY name")
+        let status = await coreQuery(dir + "/osquery.em", "SELECT name FROM osquery_schedule ORDER BY name")
         #expect(status == [["name": "first"], ["name": "second"]])
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
@@ -400,7 +387,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { Daemond.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT count(1) AS n FROM launchd") == [["n": "0"]] }, "\(stderr())")
+        #expect(await waitUntil(30) { await coreQuery(socket, "SELECT count(1) AS n FROM launchd") == [["n": "0"]] }, "\(stderr())")
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
     }
@@ -415,7 +402,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { Daemond.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT 1 AS one") != nil }, "\(stderr())")
+        #expect(await waitUntil(30) { await coreQuery(socket, "SELECT 1 AS one") != nil }, "\(stderr())")
         let first = Daemond.children(daemon)
         try #require(first.count == 1, "\(first)")
         kill(first[0], SIGINT)
@@ -425,7 +412,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         }
         #expect(replaced, "\(stderr())")
         #expect(daemon.isRunning)
-        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT 1 AS one") == [["one": "1"]] }, "\(stderr())")
+        #expect(await waitUntil(30) { await coreQuery(socket, "SELECT 1 AS one") == [["one": "1"]] }, "\(stderr())")
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
     }

@@ -127,7 +127,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
 
     /// The daemon still answers on its extensions socket.
     func serves(_ dir: String) async -> Bool {
-        await Daemond.query(dir + "/osquery.em", "SELECT 1 AS x")?.first?["x"] == "1"
+        await coreQuery(dir + "/osquery.em", "SELECT 1 AS x")?.first?["x"] == "1"
     }
 
     @Test func enrollsWithTheRightSecretAndKeepsTheNodeKeyInTheStore() async throws {
@@ -378,7 +378,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         extract.waitUntilExit()
         #expect(member == original)
         // The distributed answer has the carve's row; the carves table shows it done.
-        #expect(await waitUntil(60) { await Daemond.query(dir + "/osquery.em", "SELECT status FROM carves")?.first?["status"] == "SUCCESS" })
+        #expect(await waitUntil(60) { await coreQuery(dir + "/osquery.em", "SELECT status FROM carves")?.first?["status"] == "SUCCESS" })
         await Daemond.stop(daemon)
         await server.stop()
     }

@@ -95,7 +95,7 @@ enum AuditDaemon {
 
     static func waitActive(_ dir: String) async -> Bool {
         await waitUntil(60) {
-            (await FIMDaemon.query(dir + "/osquery.em", "SELECT active FROM osquery_events WHERE name = 'auditeventpublisher'"))?.first?["active"]
+            (await coreQuery(dir + "/osquery.em", "SELECT active FROM osquery_events WHERE name = 'auditeventpublisher'"))?.first?["active"]
                 == "1"
         }
     }
@@ -249,7 +249,7 @@ struct AuditKernelTests {
         #expect(message.contains("held by pid \(daemon.processIdentifier) (osqueryd)"), "\(message)")
         // The daemon kept the audit pid and still serves.
         #expect(auditState()?.status.pid == UInt32(daemon.processIdentifier))
-        #expect(await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil)
+        #expect(await coreQuery(dir + "/osquery.em", "SELECT 1") != nil)
         FIMDaemon.signal(daemon, SIGTERM)
         try await offPool { daemon.waitUntilExit() }
         let after = try #require(auditState())
@@ -268,7 +268,7 @@ struct AuditKernelTests {
             let daemon = try AuditDaemon.start(dir)
             #expect(await AuditDaemon.waitActive(dir))
             if round == 0 {
-                let tables = await FIMDaemon.query(
+                let tables = await coreQuery(
                     dir + "/osquery.em", "SELECT name FROM osquery_registry WHERE registry = 'table' AND name LIKE '%_events'")
                 let names = Set((tables ?? []).compactMap { $0["name"] })
                 let audit: Set = [

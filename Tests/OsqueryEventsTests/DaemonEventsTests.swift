@@ -46,17 +46,6 @@ enum FIMDaemon {
         signalOurChild(p.processIdentifier, named: "osqueryd", signo)
     }
 
-    static func query(_ socket: String, _ sql: String) async -> [[String: String]]? {
-        let client = ExtensionManagerClient(path: socket)
-        defer { client.close() }
-        guard let response = try? await client.query(ThriftString(sql), timeout: .seconds(10)), response.status.code == 0 else {
-            return nil
-        }
-        return response.response.map { row in
-            Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { a, _ in a })
-        }
-    }
-
     /// (target_path → how many times its CREATED was logged) from the results log.
     static func logged(_ dir: String) -> [String: Int] {
         loggedAdded(dir) { name, columns in name == "fim" ? columns["target_path"] : nil }
@@ -74,9 +63,9 @@ enum FIMDaemon {
         for round in 0..<4 {
             let daemon = try FIMDaemon.start(dir)
             let socket = dir + "/osquery.em"
-            #expect(await waitUntil(60) { await FIMDaemon.query(socket, "SELECT 1") != nil })
+            #expect(await waitUntil(60) { await coreQuery(socket, "SELECT 1") != nil })
             #expect(await waitUntil(60) {
-                (await FIMDaemon.query(socket, "SELECT active FROM osquery_events WHERE name = 'inotify'"))?.first?["active"] == "1"
+                (await coreQuery(socket, "SELECT active FROM osquery_events WHERE name = 'inotify'"))?.first?["active"] == "1"
             })
             // A burst; a time-constrained read (not optimized) shows when its events are in the store.
             var names: [String] = []
@@ -87,7 +76,7 @@ enum FIMDaemon {
                 next += 1
             }
             let stored = await waitUntil(60) {
-                let rows = await FIMDaemon.query(socket, "SELECT target_path FROM file_events WHERE time > 0 AND action = 'CREATED'") ?? []
+                let rows = await coreQuery(socket, "SELECT target_path FROM file_events WHERE time > 0 AND action = 'CREATED'") ?? []
                 return Set(names).isSubset(of: Set(rows.compactMap { $0["target_path"] }))
             }
             #expect(stored)
@@ -155,7 +144,7 @@ enum FIMDaemon {
             try daemon.run()
             let socket = dir + "/osquery.em"
             #expect(await waitUntil(60) {
-                (await FIMDaemon.query(socket, "SELECT name FROM osquery_events WHERE active = 1 AND type = 'publisher'"))?
+                (await coreQuery(socket, "SELECT name FROM osquery_events WHERE active = 1 AND type = 'publisher'"))?
                     .compactMap { $0["name"] }.contains("syslog") == true
             })
             let file = "\(dir)/watched/infected\(round)"
