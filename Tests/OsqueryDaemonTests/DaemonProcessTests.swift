@@ -6,14 +6,6 @@ import ThriftCodec
 
 /// The real osqueryd, as operators run it: temp config, files and sockets.
 enum Daemond {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-    static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
-
-    static func binary(_ name: String) throws -> String {
-        try BuiltProducts.path(name)
-    }
-
     /// The flags every test daemon gets: everything under `dir`.
     static func baseFlags(_ dir: String) -> [String] {
         [
@@ -26,7 +18,7 @@ enum Daemond {
 
     static func start(_ arguments: [String], env: [String: String] = [:], stderr: String? = nil) throws -> Process {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: try binary("osqueryd"))
+        p.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
         p.arguments = arguments
         p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
         if let stderr {
@@ -148,7 +140,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
             os.kill(os.getpid(), signal.SIGTERM)
             os.execv(sys.argv[1], sys.argv[1:])
             """,
-            try Daemond.binary("osqueryd"), "--disable_watchdog", "--ephemeral",
+            try BuiltProducts.path("osqueryd"), "--disable_watchdog", "--ephemeral",
         ] + Daemond.baseFlags(dir)
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
@@ -286,13 +278,13 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
     /// Results reach a logger extension written with PyPI `osquery`, and a
     /// config served by that extension schedules the query.
     @Test func resultsReachAPyPIOsqueryLoggerExtension() async throws {
-        for path in [Daemond.pythonExtension, Daemond.repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
+        for path in [Peers.pythonExtension, Peers.repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
             throw DaemonTestError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
         }
         let dir = try setUp("pylogger", config: Self.filesConfig)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         touch(dir, "one")
-        try (Daemond.pythonExtension + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
+        try (Peers.pythonExtension + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let record = dir + "/record.jsonl"
         let daemon = try Daemond.start(
             Daemond.baseFlags(dir) + ["--logger_plugin", "py_logger", "--disable_watchdog"], env: ["OSQ_PY_EXT_RECORD": record],
@@ -316,8 +308,8 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let dir = try setUp("sdklogger", config: "{}")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let logger = dir + "/jsonl.ext", config = dir + "/config.ext"
-        try FileManager.default.copyItem(atPath: try Daemond.binary("example-jsonl-logger"), toPath: logger)
-        try FileManager.default.copyItem(atPath: try Daemond.binary("example-config"), toPath: config)
+        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-jsonl-logger"), toPath: logger)
+        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-config"), toPath: config)
         try "\(logger)\n\(config)\n".write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let out = dir + "/out.jsonl"
         let daemon = try Daemond.start(
