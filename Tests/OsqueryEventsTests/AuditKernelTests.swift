@@ -77,20 +77,9 @@ enum AuditDaemon {
     }
 
     static func start(_ dir: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
-        p.arguments =
-            FIMDaemon.flags(dir).filter { $0 != "--enable_file_events" } + [
-                "--disable_audit=false", "--audit_allow_config=true", "--audit_allow_sockets=true",
-            ]
-        let path = dir + "/stderr"
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        handle.seekToEndOfFile()
-        p.standardError = handle
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        return p
+        try FIMDaemon.start(dir, arguments: FIMDaemon.flags(dir).filter { $0 != "--enable_file_events" } + [
+            "--disable_audit=false", "--audit_allow_config=true", "--audit_allow_sockets=true",
+        ])
     }
 
     static func waitActive(_ dir: String) async -> Bool {

@@ -27,10 +27,11 @@ enum FIMDaemon {
         return dir
     }
 
-    static func start(_ dir: String) throws -> Process {
+    /// osqueryd with `arguments` (`flags(dir)` by default), its stderr appended to `dir/stderr`.
+    static func start(_ dir: String, arguments: [String]? = nil) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
-        p.arguments = flags(dir)
+        p.arguments = arguments ?? flags(dir)
         let path = dir + "/stderr"
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
