@@ -54,6 +54,38 @@ package enum Yara {
 
     /// Compiles rule files (one namespace, as osquery compiles a signature group).
     package static func compile(files: [String], maxBytes: UInt64) -> Result<YaraRules, Failure> {
+        compileRules { compiler, messages in
+            for file in files {
+                let path = file.hasPrefix("/") ? file : home + file
+                let fd: Int32
+                switch openRegular(path, maxBytes: maxBytes) {
+                case .success(let opened): fd = opened
+                case .failure(let e): return Failure(message: "YARA rule file \(path): \(e.message)")
+                }
+                defer { close(fd) }
+                var magic = [UInt8](repeating: 0, count: 4)
+                if pread(fd, &magic, 4, 0) == 4, magic == Array("YARA".utf8) {
+                    return Failure(message: "YARA rule file \(path): compiled rules are not loaded; give the rule source")
+                }
+                if yr_compiler_add_fd(compiler, fd, nil, path) > 0 {
+                    return Failure(message: messages.errors.first ?? "YARA rule file \(path): Compilation errors")
+                }
+            }
+            return nil
+        }
+    }
+
+    /// Compiles rules given as text (the yara table's `sigrule`).
+    package static func compile(source: String) -> Result<YaraRules, Failure> {
+        compileRules { compiler, messages in
+            let errors = yr_compiler_add_string(compiler, source, nil)
+            return errors > 0 ? Failure(message: messages.errors.first ?? "Compilation error \(errors)") : nil
+        }
+    }
+
+    /// A compiler whose errors `add` finds in `messages` (per rule file, or "YARA rule string"
+    /// for text); the rules once `add` has given it every source without a failure.
+    private static func compileRules(_ add: (UnsafeMutablePointer<YR_COMPILER>, Messages) -> Failure?) -> Result<YaraRules, Failure> {
         guard initialized == ERROR_SUCCESS else { return .failure(Failure(message: "Failed to initialize YARA \(initialized)")) }
         var compiler: UnsafeMutablePointer<YR_COMPILER>?
         guard yr_compiler_create(&compiler) == ERROR_SUCCESS, let compiler else {
@@ -61,7 +93,6 @@ package enum Yara {
         }
         defer { yr_compiler_destroy(compiler) }
         let messages = Messages()
-        let box = Unmanaged.passUnretained(messages).toOpaque()
         yr_compiler_set_callback(
             compiler,
             { level, file, line, _, message, context in
@@ -69,48 +100,8 @@ package enum Yara {
                 let messages = Unmanaged<Messages>.fromOpaque(context).takeUnretainedValue()
                 let where_ = file.map { "YARA rule file \(String(cString: $0))" } ?? "YARA rule string"
                 messages.errors.append("\(where_)(\(line)): error: \(message.map { String(cString: $0) } ?? "")")
-            }, box)
-        for file in files {
-            let path = file.hasPrefix("/") ? file : home + file
-            let fd: Int32
-            switch openRegular(path, maxBytes: maxBytes) {
-            case .success(let opened): fd = opened
-            case .failure(let e): return .failure(Failure(message: "YARA rule file \(path): \(e.message)"))
-            }
-            defer { close(fd) }
-            var magic = [UInt8](repeating: 0, count: 4)
-            if pread(fd, &magic, 4, 0) == 4, magic == Array("YARA".utf8) {
-                return .failure(Failure(message: "YARA rule file \(path): compiled rules are not loaded; give the rule source"))
-            }
-            if yr_compiler_add_fd(compiler, fd, nil, path) > 0 {
-                return .failure(Failure(message: messages.errors.first ?? "YARA rule file \(path): Compilation errors"))
-            }
-        }
-        var rules: UnsafeMutablePointer<YR_RULES>?
-        guard yr_compiler_get_rules(compiler, &rules) == ERROR_SUCCESS, let rules else {
-            return .failure(Failure(message: "Insufficient memory to get YARA rules"))
-        }
-        return .success(YaraRules(OpaquePointer(rules)))
-    }
-
-    /// Compiles rules given as text (the yara table's `sigrule`).
-    package static func compile(source: String) -> Result<YaraRules, Failure> {
-        guard initialized == ERROR_SUCCESS else { return .failure(Failure(message: "Failed to initialize YARA \(initialized)")) }
-        var compiler: UnsafeMutablePointer<YR_COMPILER>?
-        guard yr_compiler_create(&compiler) == ERROR_SUCCESS, let compiler else {
-            return .failure(Failure(message: "Could not create compiler"))
-        }
-        defer { yr_compiler_destroy(compiler) }
-        let messages = Messages()
-        yr_compiler_set_callback(
-            compiler,
-            { level, _, line, _, message, context in
-                guard let context, level == YARA_ERROR_LEVEL_ERROR else { return }
-                Unmanaged<Messages>.fromOpaque(context).takeUnretainedValue().errors.append(
-                    "YARA rule string(\(line)): error: \(message.map { String(cString: $0) } ?? "")")
             }, Unmanaged.passUnretained(messages).toOpaque())
-        let errors = yr_compiler_add_string(compiler, source, nil)
-        if errors > 0 { return .failure(Failure(message: messages.errors.first ?? "Compilation error \(errors)")) }
+        if let failure = add(compiler, messages) { return .failure(failure) }
         var rules: UnsafeMutablePointer<YR_RULES>?
         guard yr_compiler_get_rules(compiler, &rules) == ERROR_SUCCESS, let rules else {
             return .failure(Failure(message: "Insufficient memory to get YARA rules"))
@@ -149,14 +140,21 @@ package enum Yara {
         case .failure(let e): return .failure(e)
         }
         defer { close(fd) }
+        return run(rules, timeout: timeout, strings: strings, failed: "YARA error: ") { yr_rules_scan_fd($0, fd, SCAN_FLAGS_FAST_MODE, matched, $1, $2) }
+    }
+
+    /// One scan in fast mode, `matched` collecting into a state of its own: its matches, a
+    /// timeout naming the flag, or `failed` followed by libyara's code.
+    private static func run(
+        _ rules: YaraRules, timeout: UInt64, strings: Bool, failed: String,
+        _ scan: (UnsafeMutablePointer<YR_RULES>, UnsafeMutableRawPointer, Int32) -> Int32
+    ) -> Result<YaraMatches, Failure> {
         let state = ScanState(strings: strings)
-        let result = yr_rules_scan_fd(
-            UnsafeMutablePointer(rules.handle), fd, SCAN_FLAGS_FAST_MODE, matched, Unmanaged.passUnretained(state).toOpaque(),
-            Int32(clamping: timeout))
+        let result = scan(UnsafeMutablePointer(rules.handle), Unmanaged.passUnretained(state).toOpaque(), Int32(clamping: timeout))
         switch result {
         case ERROR_SUCCESS: return .success(state.found)
         case ERROR_SCAN_TIMEOUT: return .failure(Failure(message: "YARA scan timed out (--yara_scan_timeout \(timeout))"))
-        default: return .failure(Failure(message: "YARA error: \(result)"))
+        default: return .failure(Failure(message: failed + "\(result)"))
         }
     }
 
@@ -202,14 +200,8 @@ package enum Yara {
     /// gone, a kernel thread or one not readable fails as libyara reports it.
     package static func scan(_ rules: YaraRules, pid: Int32, timeout: UInt64, strings: Bool) -> Result<YaraMatches, Failure> {
         guard initialized == ERROR_SUCCESS else { return .failure(Failure(message: "Failed to initialize YARA \(initialized)")) }
-        let state = ScanState(strings: strings)
-        let result = yr_rules_scan_proc(
-            UnsafeMutablePointer(rules.handle), pid, SCAN_FLAGS_FAST_MODE, matched, Unmanaged.passUnretained(state).toOpaque(),
-            Int32(clamping: timeout))
-        switch result {
-        case ERROR_SUCCESS: return .success(state.found)
-        case ERROR_SCAN_TIMEOUT: return .failure(Failure(message: "YARA scan timed out (--yara_scan_timeout \(timeout))"))
-        default: return .failure(Failure(message: "YARA process scan failed with error code: \(result)"))
+        return run(rules, timeout: timeout, strings: strings, failed: "YARA process scan failed with error code: ") {
+            yr_rules_scan_proc($0, pid, SCAN_FLAGS_FAST_MODE, matched, $1, $2)
         }
     }
 }

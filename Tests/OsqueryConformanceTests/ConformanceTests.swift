@@ -7,22 +7,6 @@ import Testing
 /// an extension written with PyPI `osquery`, and the kit's reference manager driven by
 /// the C++ libthrift client.
 enum Kit {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-    static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
-    static let cppClient = (ProcessInfo.processInfo.environment["OSQ_PEERS_DIR"] ?? repo + "/.build-peers") + "/cpp/fixture_peer"
-
-    /// A built product next to this test binary.
-    static func binary(_ name: String) throws -> String {
-        try BuiltProducts.path(name)
-    }
-
-    static func requirePeers() throws {
-        for path in [pythonExtension, cppClient, repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
-            throw KitError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
-        }
-    }
-
     /// Runs to completion off the cooperative pool; returns (status, stdout, stderr).
     static func run(_ path: String, _ args: [String]) async throws -> (Int32, String, String) {
         try await runToCompletion(path, args)
@@ -30,7 +14,7 @@ enum Kit {
 
     /// Runs `osquery-conformance ARGS --json`; returns the exit status and id → (status, detail).
     static func conformance(_ args: [String]) async throws -> (Int32, [String: (String, String)], String) {
-        let (status, out, err) = try await run(try binary("osquery-conformance"), args)
+        let (status, out, err) = try await run(try BuiltProducts.path("osquery-conformance"), args)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], "no JSON: \(out) \(err)")
         var checks: [String: (String, String)] = [:]
         for c in object["checks"] as? [[String: Any]] ?? [] {
@@ -47,8 +31,8 @@ enum Kit {
     static func waitForSocket(_ socket: String) async throws {
         let end = Date().addingTimeInterval(20)
         while Date() < end {
-            if FileManager.default.fileExists(atPath: socket), (try? await run(cppClient, ["extensions", socket]).0) == 0 { return }
-            if !FileManager.default.fileExists(atPath: cppClient), FileManager.default.fileExists(atPath: socket) {
+            if FileManager.default.fileExists(atPath: socket), (try? await run(Peers.cppClient, ["extensions", socket]).0) == 0 { return }
+            if !FileManager.default.fileExists(atPath: Peers.cppClient), FileManager.default.fileExists(atPath: socket) {
                 try await Task.sleep(for: .milliseconds(500))
                 return
             }
@@ -63,8 +47,6 @@ struct KitError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-
-
 @Suite(.serialized) struct ConformanceTests {
     /// Every core check passes against our osqueryd (the SO_PEERCRED check is a skip).
     @Test func coreModeAgainstOsqueryd() async throws {
@@ -72,7 +54,7 @@ struct KitError: Error, CustomStringConvertible {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
         let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: try Kit.binary("osqueryd"))
+        daemon.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
         daemon.arguments = [
             "--extensions_socket", socket, "--extensions_interval", "1", "--extensions_timeout", "3",
             "--disable_watchdog", "--ephemeral", "--logger_path", dir + "/logs", "--config_path", dir + "/osquery.conf",
@@ -103,7 +85,7 @@ struct KitError: Error, CustomStringConvertible {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/shell.em"
         let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: try Kit.binary("osqueryi"))
+        shell.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryi"))
         shell.arguments = ["--extensions_socket", socket, "--extensions_interval", "1", "--extensions_timeout", "3"]
         let stdin = Pipe()
         shell.standardInput = stdin
@@ -123,7 +105,7 @@ struct KitError: Error, CustomStringConvertible {
 
     /// An Examples/ extension: every extension check passes (no logger/config plugin → skips).
     @Test func extensionModeAgainstTheSDKExample() async throws {
-        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", try Kit.binary("example-pressure-table")])
+        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", try BuiltProducts.path("example-pressure-table")])
         #expect(Kit.failures(checks) == [], "\(out)")
         #expect(status == 0)
         #expect(checks.count >= 20)
@@ -134,14 +116,14 @@ struct KitError: Error, CustomStringConvertible {
     /// They are built by `swift test` as dependencies of OsqueryExtensionTests.
     @Test(arguments: ["example-jsonl-logger", "example-config", "example-writable-table", "example-distributed"])
     func extensionModeAgainstOtherExamples(_ name: String) async throws {
-        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", try Kit.binary(name)])
+        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", try BuiltProducts.path(name)])
         #expect(Kit.failures(checks) == [], "\(out)")
         #expect(status == 0)
     }
 
     /// The text report: one line per check, the summary on its own last line.
     @Test func textReportEndsWithTheSummary() async throws {
-        let (status, out, _) = try await Kit.run(try Kit.binary("osquery-conformance"), ["extension", "--", try Kit.binary("example-config")])
+        let (status, out, _) = try await Kit.run(try BuiltProducts.path("osquery-conformance"), ["extension", "--", try BuiltProducts.path("example-config")])
         #expect(status == 0)
         let lines = out.split(separator: "\n").map(String.init)
         #expect(lines.last?.range(of: #"^\d+ passed, 0 failed, \d+ skipped$"#, options: .regularExpression) != nil, "\(out)")
@@ -150,8 +132,8 @@ struct KitError: Error, CustomStringConvertible {
 
     /// PyPI `osquery` has known gaps; the kit reports exactly these, with clear messages.
     @Test func extensionModeAgainstPyPIOsquery() async throws {
-        try Kit.requirePeers()
-        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", Kit.pythonExtension])
+        try Peers.require()
+        let (status, checks, out) = try await Kit.conformance(["extension", "--json", "--", Peers.pythonExtension])
         #expect(status == 1)
         let failed = checks.filter { $0.value.0 == "FAIL" }.keys.sorted()
         #expect(failed == [
@@ -168,32 +150,32 @@ struct KitError: Error, CustomStringConvertible {
 
     /// The reference manager, driven by osquery's own Thrift stack (the C++ libthrift client).
     @Test func referenceManagerWithTheCppClient() async throws {
-        try Kit.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("r")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let manager = ReferenceManager(socket: dir + "/ref.em")
         let server = try await manager.serve()
 
-        let first = try await Kit.run(Kit.cppClient, ["register", manager.socket, "cfx_cpp"])
+        let first = try await Kit.run(Peers.cppClient, ["register", manager.socket, "cfx_cpp"])
         let reg = try #require(try JSONSerialization.jsonObject(with: Data(first.1.utf8)) as? [String: Any], "\(first)")
         #expect(reg["code"] as? Int == 0)
         #expect(reg["message"] as? String == "OK")
         let uuid = try #require(reg["uuid"] as? Int)
         #expect((1...65535).contains(uuid))
 
-        let again = try await Kit.run(Kit.cppClient, ["register", manager.socket, "cfx_cpp"])
+        let again = try await Kit.run(Peers.cppClient, ["register", manager.socket, "cfx_cpp"])
         let dup = try JSONSerialization.jsonObject(with: Data(again.1.utf8)) as? [String: Any]
         #expect(dup?["code"] as? Int == 1)
         #expect(dup?["message"] as? String == "Duplicate extension registered")
 
-        let listed = try await Kit.run(Kit.cppClient, ["extensions", manager.socket])
+        let listed = try await Kit.run(Peers.cppClient, ["extensions", manager.socket])
         let list = try JSONSerialization.jsonObject(with: Data(listed.1.utf8)) as? [String: [String: String]]
         #expect(list?["\(uuid)"]?["name"] == "cfx_cpp")
         #expect(list?["\(uuid)"]?["sdk_version"] == "1.7.7")
 
         // A real extension registers with the reference manager; the C++ client queries its table through it.
         let ext = Process()
-        ext.executableURL = URL(fileURLWithPath: try Kit.binary("example-pressure-table"))
+        ext.executableURL = URL(fileURLWithPath: try BuiltProducts.path("example-pressure-table"))
         ext.arguments = ["--socket", manager.socket, "--timeout", "3", "--interval", "1"]
         ext.standardOutput = FileHandle.nullDevice
         ext.standardError = FileHandle.nullDevice
@@ -202,12 +184,12 @@ struct KitError: Error, CustomStringConvertible {
         let end = Date().addingTimeInterval(15)
         while manager.current.count < 2 && Date() < end { try await Task.sleep(for: .milliseconds(100)) }
         let table = try #require(manager.current.values.compactMap { $0.registry["table"]?.keys.first?.lossyString }.first { $0 != "cfx_cpp_tbl" })
-        let queried = try await Kit.run(Kit.cppClient, ["query", manager.socket, "select * from \(table)"])
+        let queried = try await Kit.run(Peers.cppClient, ["query", manager.socket, "select * from \(table)"])
         let result = try #require(try JSONSerialization.jsonObject(with: Data(queried.1.utf8)) as? [String: Any], "\(queried)")
         #expect(result["code"] as? Int == 0, "\(result)")
         #expect(((result["rows"] as? [[String: String]]) ?? []).isEmpty == false)
 
-        let bad = try await Kit.run(Kit.cppClient, ["query", manager.socket, "select * from cfx_nothing"])
+        let bad = try await Kit.run(Peers.cppClient, ["query", manager.socket, "select * from cfx_nothing"])
         let badResult = try JSONSerialization.jsonObject(with: Data(bad.1.utf8)) as? [String: Any]
         #expect(badResult?["code"] as? Int == 1)
         #expect(badResult?["message"] as? String == "no such table: cfx_nothing")

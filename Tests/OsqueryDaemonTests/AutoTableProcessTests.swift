@@ -80,15 +80,15 @@ struct TextConfigSource: ConfigSource {
         #expect(await waitUntil(30) { snapshots().contains { $0.count == 2 } }, "\(stderr())")
         #expect(snapshots().first { $0.count == 2 } == [["a_number": "4", "path": db], ["a_number": "5", "path": db]])
         let socket = dir + "/osquery.em"
-        #expect(await Daemond.query(socket, "SELECT count(*) AS n FROM gone_atc") == [["n": "2"]])
+        #expect(await coreQuery(socket, "SELECT count(*) AS n FROM gone_atc") == [["n": "2"]])
 
         try Self.config("""
             "test_atc": {"query": "SELECT a_number * 10 AS a_number FROM t", "path": "\(db)", "columns": ["a_number"]}
             """).write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         Daemond.signal(daemon, SIGHUP)
         #expect(await waitUntil(30) { snapshots().contains { $0.first?["a_number"] == "40" } }, "\(stderr())")
-        #expect(await Daemond.query(socket, "SELECT a_number FROM test_atc ORDER BY a_number") == [["a_number": "40"], ["a_number": "50"]])
-        #expect(await Daemond.query(socket, "SELECT count(*) FROM gone_atc") == nil)
+        #expect(await coreQuery(socket, "SELECT a_number FROM test_atc ORDER BY a_number") == [["a_number": "40"], ["a_number": "50"]])
+        #expect(await coreQuery(socket, "SELECT count(*) FROM gone_atc") == nil)
         await Daemond.stop(daemon)
 
         #expect(try Data(contentsOf: URL(fileURLWithPath: db)) == before)

@@ -6,14 +6,6 @@ import ThriftCodec
 
 /// The real osqueryd, as operators run it: temp config, files and sockets.
 enum Daemond {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-    static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
-
-    static func binary(_ name: String) throws -> String {
-        try BuiltProducts.path(name)
-    }
-
     /// The flags every test daemon gets: everything under `dir`.
     static func baseFlags(_ dir: String) -> [String] {
         [
@@ -26,7 +18,7 @@ enum Daemond {
 
     static func start(_ arguments: [String], env: [String: String] = [:], stderr: String? = nil) throws -> Process {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: try binary("osqueryd"))
+        p.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
         p.arguments = arguments
         p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
         if let stderr {
@@ -68,19 +60,6 @@ enum Daemond {
     static func lines(_ dir: String) -> [[String: Any]] {
         guard let text = try? String(contentsOfFile: dir + "/logs/osqueryd.results.log", encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-    }
-
-
-    /// Rows of a query through the daemon's extension socket.
-    static func query(_ socket: String, _ sql: String) async -> [[String: String]]? {
-        let client = ExtensionManagerClient(path: socket)
-        defer { client.close() }
-        guard let response = try? await client.query(ThriftString(sql), timeout: .seconds(10)), response.status.code == 0 else {
-            return nil
-        }
-        return response.response.map { row in
-            Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { a, _ in a })
-        }
     }
 
     static func columns(_ line: [String: Any]) -> [String: String] { (line["columns"] as? [String: String]) ?? [:] }
@@ -161,7 +140,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
             os.kill(os.getpid(), signal.SIGTERM)
             os.execv(sys.argv[1], sys.argv[1:])
             """,
-            try Daemond.binary("osqueryd"), "--disable_watchdog", "--ephemeral",
+            try BuiltProducts.path("osqueryd"), "--disable_watchdog", "--ephemeral",
         ] + Daemond.baseFlags(dir)
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
@@ -287,7 +266,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
         #expect(await waitUntil(60) { stderr().contains("memory") }, "\(stderr())")
         let denylisted = await waitUntil(40) {
-            await Daemond.query(socket, "SELECT name, denylisted FROM osquery_schedule WHERE name = 'hog'") == [["name": "hog", "denylisted": "1"]]
+            await coreQuery(socket, "SELECT name, denylisted FROM osquery_schedule WHERE name = 'hog'") == [["name": "hog", "denylisted": "1"]]
         }
         #expect(denylisted, "\(stderr())")
         // The worker keeps running the other query.
@@ -299,13 +278,13 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
     /// Results reach a logger extension written with PyPI `osquery`, and a
     /// config served by that extension schedules the query.
     @Test func resultsReachAPyPIOsqueryLoggerExtension() async throws {
-        for path in [Daemond.pythonExtension, Daemond.repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
+        for path in [Peers.pythonExtension, Peers.repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
             throw DaemonTestError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
         }
         let dir = try setUp("pylogger", config: Self.filesConfig)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         touch(dir, "one")
-        try (Daemond.pythonExtension + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
+        try (Peers.pythonExtension + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let record = dir + "/record.jsonl"
         let daemon = try Daemond.start(
             Daemond.baseFlags(dir) + ["--logger_plugin", "py_logger", "--disable_watchdog"], env: ["OSQ_PY_EXT_RECORD": record],
@@ -329,8 +308,8 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let dir = try setUp("sdklogger", config: "{}")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let logger = dir + "/jsonl.ext", config = dir + "/config.ext"
-        try FileManager.default.copyItem(atPath: try Daemond.binary("example-jsonl-logger"), toPath: logger)
-        try FileManager.default.copyItem(atPath: try Daemond.binary("example-config"), toPath: config)
+        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-jsonl-logger"), toPath: logger)
+        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-config"), toPath: config)
         try "\(logger)\n\(config)\n".write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let out = dir + "/out.jsonl"
         let daemon = try Daemond.start(
@@ -361,7 +340,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
         #expect(await waitUntil(15) { stderr().contains("Error reading config") }, "\(stderr())")
         // Still running the last good schedule.
-        let status = await Daemond.query(dir + "/osquery.em", "SELECT name FROM osquery_schedule ORDER BY name")
+        let status = await coreQuery(dir + "/osquery.em", "SELECT name FROM osquery_schedule ORDER BY name")
         #expect(status == [["name": "first"], ["name": "second"]])
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
@@ -400,7 +379,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { Daemond.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT count(1) AS n FROM launchd") == [["n": "0"]] }, "\(stderr())")
+        #expect(await waitUntil(30) { await coreQuery(socket, "SELECT count(1) AS n FROM launchd") == [["n": "0"]] }, "\(stderr())")
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
     }
@@ -415,7 +394,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { Daemond.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT 1 AS one") != nil }, "\(stderr())")
+        #expect(await waitUntil(30) { await coreQuery(socket, "SELECT 1 AS one") != nil }, "\(stderr())")
         let first = Daemond.children(daemon)
         try #require(first.count == 1, "\(first)")
         kill(first[0], SIGINT)
@@ -425,7 +404,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         }
         #expect(replaced, "\(stderr())")
         #expect(daemon.isRunning)
-        #expect(await waitUntil(30) { await Daemond.query(socket, "SELECT 1 AS one") == [["one": "1"]] }, "\(stderr())")
+        #expect(await waitUntil(30) { await coreQuery(socket, "SELECT 1 AS one") == [["one": "1"]] }, "\(stderr())")
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
     }

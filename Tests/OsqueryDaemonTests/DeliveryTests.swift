@@ -300,7 +300,7 @@ extension DaemonProcessTests {
         for i in 5..<60 { touch(dir, "f\(i)") }
         #expect(await waitUntil(30) { stderr().contains("No space left on device") }, "\(stderr())")
         // Still monitoring: the worker answers, the watcher is there.
-        #expect(await Daemond.query(dir + "/osquery.em", "SELECT 1 AS one") == [["one": "1"]])
+        #expect(await coreQuery(dir + "/osquery.em", "SELECT 1 AS one") == [["one": "1"]])
         #expect(daemon.isRunning)
 
         // Space returns: the held lines arrive, once.

@@ -6,7 +6,7 @@ import Testing
 /// `http.server` + `ssl`), with certificates made by `openssl` at test time. State and control
 /// are files in its directory (see the script's header).
 final class TLSServer: @unchecked Sendable {  // `process` changes only in start/stop, from one test
-    static let script = Daemond.repo + "/Tests/Peers/tls/tls_server.py"
+    static let script = Peers.repo + "/Tests/Peers/tls/tls_server.py"
     let dir: String
     let secret: String
     let clientCA: Bool
@@ -28,7 +28,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
     }()
 
     static var python: String {
-        let venv = Daemond.repo + "/.venv/bin/python3"
+        let venv = Peers.repo + "/.venv/bin/python3"
         return FileManager.default.isExecutableFile(atPath: venv) ? venv : "/usr/bin/python3"
     }
 
@@ -127,7 +127,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
 
     /// The daemon still answers on its extensions socket.
     func serves(_ dir: String) async -> Bool {
-        await Daemond.query(dir + "/osquery.em", "SELECT 1 AS x")?.first?["x"] == "1"
+        await coreQuery(dir + "/osquery.em", "SELECT 1 AS x")?.first?["x"] == "1"
     }
 
     @Test func enrollsWithTheRightSecretAndKeepsTheNodeKeyInTheStore() async throws {
@@ -151,7 +151,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
 
         // The key is in the store: a restart does not enroll again.
         let dump = Process()
-        dump.executableURL = URL(fileURLWithPath: try Daemond.binary("osqueryd"))
+        dump.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
         dump.arguments = ["--database_dump", "--database_path", dir + "/osquery.db"]
         let pipe = Pipe()
         dump.standardOutput = pipe
@@ -378,7 +378,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
         extract.waitUntilExit()
         #expect(member == original)
         // The distributed answer has the carve's row; the carves table shows it done.
-        #expect(await waitUntil(60) { await Daemond.query(dir + "/osquery.em", "SELECT status FROM carves")?.first?["status"] == "SUCCESS" })
+        #expect(await waitUntil(60) { await coreQuery(dir + "/osquery.em", "SELECT status FROM carves")?.first?["status"] == "SUCCESS" })
         await Daemond.stop(daemon)
         await server.stop()
     }
@@ -388,7 +388,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
     @Test func theReadmeFlagfileJoinsTheTestServer() async throws {
         let (dir, server) = try await setUp("readme")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let readme = try String(contentsOfFile: Daemond.repo + "/README.md", encoding: .utf8)
+        let readme = try String(contentsOfFile: Peers.repo + "/README.md", encoding: .utf8)
         let start = try #require(readme.range(of: "# /etc/osquery/osquery.flags"))
         let end = try #require(readme.range(of: "```", range: start.upperBound..<readme.endIndex))
         let flagfile = String(readme[start.lowerBound..<end.lowerBound])
@@ -434,7 +434,7 @@ final class TLSServer: @unchecked Sendable {  // `process` changes only in start
     func startProxy(_ dir: String, refuse: Bool = false) async throws -> (Process, Int) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: TLSServer.python)
-        p.arguments = [Daemond.repo + "/Tests/Peers/tls/connect_proxy.py", dir + "/proxy.log"] + (refuse ? ["--refuse"] : [])
+        p.arguments = [Peers.repo + "/Tests/Peers/tls/connect_proxy.py", dir + "/proxy.log"] + (refuse ? ["--refuse"] : [])
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")

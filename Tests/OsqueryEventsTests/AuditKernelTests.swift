@@ -77,25 +77,14 @@ enum AuditDaemon {
     }
 
     static func start(_ dir: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
-        p.arguments =
-            FIMDaemon.flags(dir).filter { $0 != "--enable_file_events" } + [
-                "--disable_audit=false", "--audit_allow_config=true", "--audit_allow_sockets=true",
-            ]
-        let path = dir + "/stderr"
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        handle.seekToEndOfFile()
-        p.standardError = handle
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        return p
+        try FIMDaemon.start(dir, arguments: FIMDaemon.flags(dir).filter { $0 != "--enable_file_events" } + [
+            "--disable_audit=false", "--audit_allow_config=true", "--audit_allow_sockets=true",
+        ])
     }
 
     static func waitActive(_ dir: String) async -> Bool {
         await waitUntil(60) {
-            (await FIMDaemon.query(dir + "/osquery.em", "SELECT active FROM osquery_events WHERE name = 'auditeventpublisher'"))?.first?["active"]
+            (await coreQuery(dir + "/osquery.em", "SELECT active FROM osquery_events WHERE name = 'auditeventpublisher'"))?.first?["active"]
                 == "1"
         }
     }
@@ -249,7 +238,7 @@ struct AuditKernelTests {
         #expect(message.contains("held by pid \(daemon.processIdentifier) (osqueryd)"), "\(message)")
         // The daemon kept the audit pid and still serves.
         #expect(auditState()?.status.pid == UInt32(daemon.processIdentifier))
-        #expect(await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil)
+        #expect(await coreQuery(dir + "/osquery.em", "SELECT 1") != nil)
         FIMDaemon.signal(daemon, SIGTERM)
         try await offPool { daemon.waitUntilExit() }
         let after = try #require(auditState())
@@ -268,7 +257,7 @@ struct AuditKernelTests {
             let daemon = try AuditDaemon.start(dir)
             #expect(await AuditDaemon.waitActive(dir))
             if round == 0 {
-                let tables = await FIMDaemon.query(
+                let tables = await coreQuery(
                     dir + "/osquery.em", "SELECT name FROM osquery_registry WHERE registry = 'table' AND name LIKE '%_events'")
                 let names = Set((tables ?? []).compactMap { $0["name"] })
                 let audit: Set = [

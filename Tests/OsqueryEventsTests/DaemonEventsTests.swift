@@ -27,10 +27,11 @@ enum FIMDaemon {
         return dir
     }
 
-    static func start(_ dir: String) throws -> Process {
+    /// osqueryd with `arguments` (`flags(dir)` by default), its stderr appended to `dir/stderr`.
+    static func start(_ dir: String, arguments: [String]? = nil) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
-        p.arguments = flags(dir)
+        p.arguments = arguments ?? flags(dir)
         let path = dir + "/stderr"
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
@@ -44,17 +45,6 @@ enum FIMDaemon {
     /// Signals `p` only while it is still our osqueryd child (pids are reused quickly).
     static func signal(_ p: Process, _ signo: Int32) {
         signalOurChild(p.processIdentifier, named: "osqueryd", signo)
-    }
-
-    static func query(_ socket: String, _ sql: String) async -> [[String: String]]? {
-        let client = ExtensionManagerClient(path: socket)
-        defer { client.close() }
-        guard let response = try? await client.query(ThriftString(sql), timeout: .seconds(10)), response.status.code == 0 else {
-            return nil
-        }
-        return response.response.map { row in
-            Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { a, _ in a })
-        }
     }
 
     /// (target_path → how many times its CREATED was logged) from the results log.
@@ -74,9 +64,9 @@ enum FIMDaemon {
         for round in 0..<4 {
             let daemon = try FIMDaemon.start(dir)
             let socket = dir + "/osquery.em"
-            #expect(await waitUntil(60) { await FIMDaemon.query(socket, "SELECT 1") != nil })
+            #expect(await waitUntil(60) { await coreQuery(socket, "SELECT 1") != nil })
             #expect(await waitUntil(60) {
-                (await FIMDaemon.query(socket, "SELECT active FROM osquery_events WHERE name = 'inotify'"))?.first?["active"] == "1"
+                (await coreQuery(socket, "SELECT active FROM osquery_events WHERE name = 'inotify'"))?.first?["active"] == "1"
             })
             // A burst; a time-constrained read (not optimized) shows when its events are in the store.
             var names: [String] = []
@@ -87,7 +77,7 @@ enum FIMDaemon {
                 next += 1
             }
             let stored = await waitUntil(60) {
-                let rows = await FIMDaemon.query(socket, "SELECT target_path FROM file_events WHERE time > 0 AND action = 'CREATED'") ?? []
+                let rows = await coreQuery(socket, "SELECT target_path FROM file_events WHERE time > 0 AND action = 'CREATED'") ?? []
                 return Set(names).isSubset(of: Set(rows.compactMap { $0["target_path"] }))
             }
             #expect(stored)
@@ -155,7 +145,7 @@ enum FIMDaemon {
             try daemon.run()
             let socket = dir + "/osquery.em"
             #expect(await waitUntil(60) {
-                (await FIMDaemon.query(socket, "SELECT name FROM osquery_events WHERE active = 1 AND type = 'publisher'"))?
+                (await coreQuery(socket, "SELECT name FROM osquery_events WHERE active = 1 AND type = 'publisher'"))?
                     .compactMap { $0["name"] }.contains("syslog") == true
             })
             let file = "\(dir)/watched/infected\(round)"

@@ -50,7 +50,7 @@ import Testing
         _ = FileManager.default.createFile(atPath: dir + "/kmsg", contents: nil)
         _ = FileManager.default.createFile(atPath: dir + "/extension.stderr", contents: nil)
         let daemon = try FIMDaemon.start(dir)
-        let answering = await waitUntil(60) { await FIMDaemon.query(dir + "/osquery.em", "SELECT 1") != nil }
+        let answering = await waitUntil(60) { await coreQuery(dir + "/osquery.em", "SELECT 1") != nil }
         #expect(answering)
         return daemon
     }
@@ -145,7 +145,7 @@ import Testing
         let daemon = try FIMDaemon.start(dir)
         defer { FIMDaemon.signal(daemon, SIGKILL) }
         let socket = dir + "/osquery.em"
-        #expect(await waitUntil(60) { await FIMDaemon.query(socket, "SELECT 1") != nil })
+        #expect(await waitUntil(60) { await coreQuery(socket, "SELECT 1") != nil })
         let served = Mutex(3)
         let stubborn = Table(schema: TableSchema(
             name: "stubborn_events", columns: [.bigint("sequence"), .bigint("time"), .bigint("eid", .hidden)], attributes: .eventBased
@@ -161,9 +161,9 @@ import Testing
         served.withLock { $0 = 5 }
         #expect(await waitUntil(60) { Self.logged(dir).count == 5 })
         // More runs with nothing new.
-        let runs = await FIMDaemon.query(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
+        let runs = await coreQuery(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
         #expect(await waitUntil(60) {
-            let now = await FIMDaemon.query(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
+            let now = await coreQuery(socket, "SELECT executions FROM osquery_schedule WHERE name = 'kmsg'")?.first?["executions"]
             return (now.flatMap { Int($0) } ?? 0) >= (runs.flatMap { Int($0) } ?? 0) + 3
         })
         ext.stop()

@@ -17,15 +17,10 @@ final class FIMCore: @unchecked Sendable {  // used by one test at a time
 
     init(_ tag: String, flags extra: [String: String] = [:], config: (String) -> EventsConfiguration) throws {
         dir = try scratchDirectory("fim-" + tag)
-        var values = ["disable_events": "false", "enable_file_events": "true"]
-        values.merge(extra) { $1 }
-        let flags = try makeFlags(values)
-        let registry = PluginRegistry()
-        hub = EventsRuntime.make(flags: flags, registry: registry, database: InMemoryEventDatabase(), isDaemon: false)
+        let core = try startEventsCore(["disable_events": "false", "enable_file_events": "true"], extra, configuration: config(dir))
+        hub = core.hub
+        database = core.database
         publisher = hub.publishers.first as! INotifyPublisher
-        hub.configure(config(dir))
-        hub.start()
-        database = try Database(registry: registry, flags: flags)
     }
 
     deinit {

@@ -32,6 +32,19 @@ func makeFlags(_ values: [String: String]) throws -> Flags {
     return flags
 }
 
+/// An in-memory core with the events runtime's publishers and tables: flags `values` with `extra`
+/// over them, configured with `configuration` and started.
+func startEventsCore(
+    _ values: [String: String], _ extra: [String: String], configuration: EventsConfiguration = EventsConfiguration()
+) throws -> (hub: EventHub, database: Database) {
+    let flags = try makeFlags(values.merging(extra) { $1 })
+    let registry = PluginRegistry()
+    let hub = EventsRuntime.make(flags: flags, registry: registry, database: InMemoryEventDatabase(), isDaemon: false)
+    hub.configure(configuration)
+    hub.start()
+    return (hub, try Database(registry: registry, flags: flags))
+}
+
 /// A core with one hand-driven subscriber `name` (columns `value TEXT`, `n INTEGER`).
 func manualCore(
     name: String, flags: Flags, database: any EventDatabase = InMemoryEventDatabase(), isDaemon: Bool = false

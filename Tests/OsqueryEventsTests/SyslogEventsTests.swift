@@ -17,14 +17,9 @@ final class SyslogCore: @unchecked Sendable {  // used by one test at a time
     init(_ tag: String, flags extra: [String: String] = [:], dir existing: String? = nil) throws {
         dir = try existing ?? scratchDirectory("syslog-" + tag)
         pipePath = dir + "/syslog_pipe"
-        var values = ["disable_events": "false", "enable_syslog": "true", "syslog_pipe_path": pipePath]
-        values.merge(extra) { $1 }
-        let flags = try makeFlags(values)
-        let registry = PluginRegistry()
-        hub = EventsRuntime.make(flags: flags, registry: registry, database: InMemoryEventDatabase(), isDaemon: false)
-        hub.configure(EventsConfiguration())
-        hub.start()
-        database = try Database(registry: registry, flags: flags)
+        let core = try startEventsCore(["disable_events": "false", "enable_syslog": "true", "syslog_pipe_path": pipePath], extra)
+        hub = core.hub
+        database = core.database
     }
 
     deinit {

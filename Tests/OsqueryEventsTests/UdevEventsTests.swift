@@ -27,14 +27,9 @@ final class UdevCore: @unchecked Sendable {  // used by one test at a time
     let database: Database
 
     init(flags extra: [String: String] = [:]) throws {
-        var values = ["disable_events": "false"]
-        values.merge(extra) { $1 }
-        let flags = try makeFlags(values)
-        let registry = PluginRegistry()
-        hub = EventsRuntime.make(flags: flags, registry: registry, database: InMemoryEventDatabase(), isDaemon: false)
-        hub.configure(EventsConfiguration())
-        hub.start()
-        database = try Database(registry: registry, flags: flags)
+        let core = try startEventsCore(["disable_events": "false"], extra)
+        hub = core.hub
+        database = core.database
     }
 
     deinit { hub.stop() }

@@ -11,7 +11,7 @@ import Testing
     }
 
     @Test func enableForeignRegistersOtherPlatformsTablesThatAnswerNoRows() async throws {
-        let shell = try Real.binary("osqueryi")
+        let shell = try BuiltProducts.path("osqueryi")
         let registry = "SELECT count(1) AS n FROM osquery_registry"
         let (plainStatus, plain, plainErr) = try await Real.run(shell, ["--json", registry])
         let (foreignStatus, foreign, foreignErr) = try await Real.run(shell, ["--json", "--enable_foreign", registry])

@@ -117,7 +117,7 @@ func attach(
     /// `ping` answers; root is still served.
     @Test func anotherUsersCallsAreRefused() async throws {
         guard getuid() == 0 else { return }  // needs root to run a client as another uid
-        let python = Real.repo + "/.venv/bin/python3"
+        let python = Peers.repo + "/.venv/bin/python3"
         guard FileManager.default.fileExists(atPath: python) else { throw RealError("\(python) is missing") }
         let core = try await TestCore.start("peercred2")
         let dir = try scratchDirectory("peercred2")

@@ -21,7 +21,7 @@ import Glibc
     }
 
     @Test(.enabled(if: getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0)) func tablesAnswerAsRootAndAsNobody() async throws {
-        let shell = try Real.binary("osqueryi")
+        let shell = try BuiltProducts.path("osqueryi")
         let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         var root: [String: [[String: String]]] = [:]
         var unprivileged: [String: [[String: String]]] = [:]

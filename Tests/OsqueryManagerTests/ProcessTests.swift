@@ -8,16 +8,6 @@ import ThriftCodec
 /// written with PyPI `osquery` (Tests/Peers/python/osquery_extension.py) and
 /// the C++ libthrift client (Tests/Peers/cpp/fixture_peer query/extensions).
 enum Real {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-    static let pythonExtension = repo + "/Tests/Peers/python/osquery_extension.ext"
-    static let cppClient = (ProcessInfo.processInfo.environment["OSQ_PEERS_DIR"] ?? repo + "/.build-peers") + "/cpp/fixture_peer"
-
-    /// A built product next to this test binary.
-    static func binary(_ name: String) throws -> String {
-        try BuiltProducts.path(name)
-    }
-
     /// osqueryd keeps everything in `dir` and stays one process (the
     /// extensions it launches are its children).
     static func daemonBase(_ dir: String) -> [String] {
@@ -29,17 +19,11 @@ enum Real {
         let log = dir + "/stderr"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: try binary("osqueryd"))
+        daemon.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
         daemon.arguments = args + daemonBase(dir)
         daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try daemon.run()
         return (daemon, log)
-    }
-
-    static func requirePeers() throws {
-        for path in [pythonExtension, cppClient, repo + "/.venv/bin/python3"] where !FileManager.default.fileExists(atPath: path) {
-            throw RealError("\(path) is missing: run scripts/install-test-deps.sh && scripts/build-peers.sh")
-        }
     }
 
     /// Runs to completion off the cooperative pool; returns (status, stdout, stderr).
@@ -49,7 +33,7 @@ enum Real {
 
     /// The C++ client's JSON answer.
     static func cpp(_ args: [String]) async throws -> Any {
-        let (status, out, err) = try await run(cppClient, args)
+        let (status, out, err) = try await run(Peers.cppClient, args)
         guard status == 0 else { throw RealError("fixture_peer \(args) failed: \(err)") }
         return try JSONSerialization.jsonObject(with: Data(out.utf8))
     }
@@ -61,8 +45,6 @@ struct RealError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-
-
 func records(_ path: String) -> [[String: Any]] {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
     return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
@@ -70,14 +52,14 @@ func records(_ path: String) -> [[String: Any]] {
 
 @Suite(.serialized) struct RealPeerTests {
     @Test func osqueryiStartsAPythonExtensionAndQueriesItsTable() async throws {
-        try Real.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("shell")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let record = dir + "/record.jsonl"
         let (status, out, err) = try await Real.run(
-            try Real.binary("osqueryi"),
+            try BuiltProducts.path("osqueryi"),
             [
-                "--extension", Real.pythonExtension, "--extensions_socket", dir + "/s.em",
+                "--extension", Peers.pythonExtension, "--extensions_socket", dir + "/s.em",
                 "--extensions_timeout", "10", "--extensions_interval", "1", "--json",
                 "select p.name, p.value from py_table p join (select 'alpha' as n union select 'gamma') j on p.name = j.n "
                     + "where p.value in (1, 2147483647) order by p.name",
@@ -106,14 +88,14 @@ func records(_ path: String) -> [[String: Any]] {
     }
 
     @Test func osquerydAutoloadsSupervisesAndActivatesPlugins() async throws {
-        try Real.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("daemon")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
         let record = dir + "/record.jsonl"
-        try (Real.pythonExtension + "\n# a comment\n\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
+        try (Peers.pythonExtension + "\n# a comment\n\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
+        daemon.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
         daemon.arguments = [
             "--extensions_socket", socket, "--extensions_autoload", dir + "/extensions.load",
             "--extensions_interval", "1", "--extensions_timeout", "3",
@@ -193,14 +175,14 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
     /// Better than osquery: even if an operator loosens the socket's mode, a
     /// peer that is neither root nor the core's user cannot register.
     @Test func anotherUsersRegistrationIsRefused() async throws {
-        try Real.requirePeers()
+        try Peers.require()
         guard getuid() == 0 else { return }  // needs root to run a client as another uid
         let core = try await TestCore.start("peercred")
         let dir = try scratchDirectory("peercred")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The client must be reachable by uid 65534 whatever the checkout's permissions.
         let client = dir + "/fixture_peer"
-        try FileManager.default.copyItem(atPath: Real.cppClient, toPath: client)
+        try FileManager.default.copyItem(atPath: Peers.cppClient, toPath: client)
         chmod(dir, 0o755)
         chmod(client, 0o755)
         #expect(FileManager.default.fileExists(atPath: core.manager.socketPath))
@@ -219,7 +201,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
     }
 
     @Test func missingRequiredExtensionIsLoggedAndTheDaemonKeepsServing() async throws {
-        try Real.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("require")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
@@ -238,13 +220,13 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
     /// osqueryi with an extension built with our SDK (Examples/PressureTable): its table answers,
     /// and nothing but the result reaches the shell's output.
     @Test func osqueryiRunsAnSDKExtension() async throws {
-        try Real.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("sdkext")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (status, out, err) = try await Real.run(
-            try Real.binary("osqueryi"),
+            try BuiltProducts.path("osqueryi"),
             [
-                "--extension", try Real.binary("example-pressure-table"), "--extensions_socket", dir + "/s.em",
+                "--extension", try BuiltProducts.path("example-pressure-table"), "--extensions_socket", dir + "/s.em",
                 "--extensions_timeout", "10", "--json", "select count(*) > 0 as some from pressure_stall",
             ])
         #expect(status == 0, "\(err)")
@@ -257,14 +239,14 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
     /// osqueryd's: the extension it launched is stopped and every socket file goes; then the
     /// signal ends the shell, as its default would.
     @Test(arguments: [SIGTERM, SIGHUP]) func aStopSignalStopsOsqueryisExtensionsAndRemovesTheSockets(_ number: Int32) async throws {
-        try Real.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("shellterm")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/s.em"
         let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: try Real.binary("osqueryi"))
+        shell.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryi"))
         shell.arguments = [
-            "--extension", try Real.binary("example-pressure-table"), "--extensions_socket", socket,
+            "--extension", try BuiltProducts.path("example-pressure-table"), "--extensions_socket", socket,
             "--extensions_timeout", "10", "--extensions_interval", "1",
         ]
         let input = Pipe()  // held open: the shell waits for its script
@@ -287,17 +269,17 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
 
     /// Distributed queries through an extension written with our SDK (Examples/DistributedExtension).
     @Test func distributedQueriesRunThroughAnExtensionsPlugin() async throws {
-        try Real.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("distributed")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ext = dir + "/distributed.ext"
-        try FileManager.default.copyItem(atPath: try Real.binary("example-distributed"), toPath: ext)
+        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-distributed"), toPath: ext)
         chmod(ext, 0o755)
         try (ext + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let log = dir + "/stderr"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: try Real.binary("osqueryd"))
+        daemon.executableURL = URL(fileURLWithPath: try BuiltProducts.path("osqueryd"))
         daemon.arguments = [
             "--extensions_socket", dir + "/osquery.em", "--extensions_autoload", dir + "/extensions.load",
             "--extensions_timeout", "10", "--extensions_interval", "1",

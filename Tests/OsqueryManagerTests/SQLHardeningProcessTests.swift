@@ -11,7 +11,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(1))) func osquerydRefusesHostileSQLAndStopsRunawayQueries() async throws {
-        try Real.requirePeers()
+        try Peers.require()
         let dir = try scratchDirectory("sqlguard")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/osquery.em"
@@ -61,7 +61,7 @@ import Testing
     @Test func osqueryiRefusesAttachAndKeepsItsIntrospection() async throws {
         let dir = try scratchDirectory("sqlguard-i")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let shell = try Real.binary("osqueryi")
+        let shell = try BuiltProducts.path("osqueryi")
         let (status, out, err) = try await Real.run(shell, ["--json", "ATTACH DATABASE '\(dir)/a.db' AS x"])
         #expect(status != 0)
         #expect(err.contains("Authorizer denied action 24 \(dir)/a.db null null null"), "\(err)")

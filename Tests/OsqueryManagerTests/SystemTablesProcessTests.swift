@@ -38,7 +38,7 @@ import Glibc
     }
 
     @Test(.enabled(if: getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0)) func tablesAnswerAsRootAndAsNobody() async throws {
-        let shell = try Real.binary("osqueryi")
+        let shell = try BuiltProducts.path("osqueryi")
         let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         var root: [String: [[String: String]]] = [:]
         var unprivileged: [String: [[String: String]]] = [:]
@@ -85,7 +85,7 @@ import Glibc
         let port = try #require(words.firstIndex(of: "port").flatMap { Int(words[$0 + 1]) }, "\(line)")
         let url = "http://127.0.0.1:\(port)/metrics"
         try #"{"prometheus_targets": {"timeout": 2, "urls": ["\#(url)"]}}"#.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
-        let shell = try Real.binary("osqueryi")
+        let shell = try BuiltProducts.path("osqueryi")
         let (status, out, err) = try await Real.run(shell, ["--config_path=" + dir + "/osquery.conf", "--json",
                                                             "SELECT target_name, metric_name, metric_value FROM prometheus_metrics"])
         #expect(status == 0, "\(err)")

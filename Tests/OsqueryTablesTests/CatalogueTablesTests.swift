@@ -9,31 +9,19 @@ import Glibc
 
 /// The output of an admin's tool, run on a thread of its own (blocking calls stay off the pool).
 func toolOutput(_ path: String, _ arguments: [String]) async throws -> String {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
-        let thread = Thread {
-            do {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: path)
-                process.arguments = arguments
-                let pipe = Pipe()
-                process.standardOutput = pipe
-                process.standardError = FileHandle.nullDevice
-                try process.run()
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                continuation.resume(returning: String(decoding: data, as: UTF8.self))
-            } catch {
-                continuation.resume(throwing: error)
-            }
-        }
-        thread.start()
-    }
+    try await packageTool(path, arguments).1
 }
 
 /// Whether the admin tools a test compares with are installed here.
 func installed(_ tools: String...) -> Bool { tools.allSatisfy { access($0, X_OK) == 0 } }
 
 /// A query's rows as tab-joined text of the named columns (NULL as "").
+/// The rows of `sql` in order, the first `columns` columns of each joined with "|".
+func rowLines(_ db: Database, _ sql: String, columns: Int) throws -> [String] {
+    let r = try db.execute(sql)
+    return (0..<r.rowCount).map { row in (0..<columns).map { r[row, $0].text ?? "" }.joined(separator: "|") }
+}
+
 func rowSet(_ db: Database, _ sql: String, _ columns: [String]) throws -> Set<String> {
     let r = try db.execute(sql)
     return Set((0..<r.rowCount).map { row in
@@ -517,8 +505,7 @@ extension SQLValue {
         let registry = PluginRegistry()
         registry.addTable(ConfigTables.sudoers(flags: Flags(), path: dir.path + "/sudoers"))
         let db = try Database(registry: registry, flags: Flags())
-        let r = try db.execute("SELECT source, header, rule_details FROM sudoers")
-        let rows = (0..<r.rowCount).map { row in (0..<3).map { r[row, $0].text ?? "" }.joined(separator: "|") }
+        let rows = try rowLines(db, "SELECT source, header, rule_details FROM sudoers", columns: 3)
         let main = dir.path + "/sudoers", extra = dir.path + "/extra"
         #expect(Array(rows.prefix(6)) == [
             "\(main)|Defaults|env_reset",
@@ -606,8 +593,7 @@ extension SQLValue {
         let registry = PluginRegistry()
         registry.addTable(ShellTables.shellHistory(flags: Flags(), users: { _ in [HomeUser(uid: 7, directory: home)] }))
         let db = try Database(registry: registry, flags: Flags())
-        let r = try db.execute("SELECT uid, time, command, history_file FROM shell_history")
-        let rows = (0..<r.rowCount).map { row in (0..<4).map { r[row, $0].text ?? "" }.joined(separator: "|") }
+        let rows = try rowLines(db, "SELECT uid, time, command, history_file FROM shell_history", columns: 4)
         #expect(rows == [
             "7|1700000000|ls -la|\(home)/.bash_history",
             "7|0|#notanumber|\(home)/.bash_history",
@@ -656,8 +642,7 @@ extension SQLValue {
         registry.addTable(SSHTables.sshConfigs(flags: Flags(), users: { _ in [HomeUser(uid: 9, directory: home)] },
                                                systemFile: home + "/ssh_config"))
         let db = try Database(registry: registry, flags: Flags())
-        let r = try db.execute("SELECT uid, block, option, ssh_config_file FROM ssh_configs")
-        let rows = (0..<r.rowCount).map { row in (0..<4).map { r[row, $0].text ?? "" }.joined(separator: "|") }
+        let rows = try rowLines(db, "SELECT uid, block, option, ssh_config_file FROM ssh_configs", columns: 4)
         #expect(rows == [
             "9||compression yes|\(home)/.ssh/config",
             "9|host example|user alice|\(home)/.ssh/config",

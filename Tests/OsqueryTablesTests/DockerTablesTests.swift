@@ -10,32 +10,18 @@ import Glibc
 /// A private Docker engine (Debian's docker.io) for one test: its own data and exec roots and
 /// socket in a scratch directory, no iptables and no default bridge. `stop()` removes its
 /// containers and networks and ends dockerd, then containerd if it outlived it.
-final class PrivateDockerEngine: @unchecked Sendable {
+final class PrivateDockerEngine: PrivateAPIDaemon, @unchecked Sendable {
     static let dockerd = "/usr/sbin/dockerd", cli = "/usr/bin/docker"
-    let dir = TempDir()
-    let process = Process()
-    var socket: String { dir.path + "/d.sock" }
-    private var stopped = false
+    private var containerd: Int32?
 
     init() throws {
+        let dir = TempDir()
         let p = dir.path
-        process.executableURL = URL(fileURLWithPath: Self.dockerd)
-        process.arguments = ["--data-root", p + "/root", "--exec-root", p + "/exec", "--pidfile", p + "/pid", "-H", "unix://" + p + "/d.sock",
-                             "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none"]
-        _ = FileManager.default.createFile(atPath: p + "/log", contents: nil)
-        let log = FileHandle(forWritingAtPath: p + "/log")
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // dockerd listens after a few seconds; a bounded wait for its /_ping.
-        for _ in 0..<300 {
-            if (try? HTTPFetch.request(unixSocket: socket, target: "/_ping", timeout: 2, maxBytes: 1024))?.status == 200 { return }
-            guard process.isRunning else { break }
-            usleep(200_000)
-        }
-        stop()
-        throw DockerCLIError(output: "dockerd did not answer: " + readText(p + "/log").suffix(2000))
+        try super.init(dir: dir, executable: Self.dockerd,
+                       arguments: ["--data-root", p + "/root", "--exec-root", p + "/exec", "--pidfile", p + "/pid", "-H", "unix://" + p + "/d.sock",
+                                   "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none"],
+                       socket: p + "/d.sock", ping: "/_ping",
+                       childEnvironment: ["DOCKER_HOST": "unix://" + p + "/d.sock", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": p])
     }
 
     /// The docker CLI against this engine; throws (with its stderr) when it fails.
@@ -50,65 +36,30 @@ final class PrivateDockerEngine: @unchecked Sendable {
         try run("/bin/sh", ["-c", command])
     }
 
-    private func run(_ path: String, _ arguments: [String]) throws -> String {
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: path)
-        child.arguments = arguments
-        child.environment = ["DOCKER_HOST": "unix://" + socket, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": dir.path]
-        let out = Pipe(), err = Pipe()
-        child.standardOutput = out
-        child.standardError = err
-        child.standardInput = FileHandle.nullDevice
-        try child.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        child.waitUntilExit()
-        guard child.terminationStatus == 0 else {
-            throw DockerCLIError(output: "\(arguments.joined(separator: " ")): " + String(decoding: errors, as: UTF8.self))
-        }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    /// Idempotent: containers removed (their shims and proxies end with them), dockerd sent
-    /// SIGTERM and, after a bounded wait, SIGKILL; containerd and leftover mounts cleaned up.
-    func stop() {
-        guard !stopped else { return }
-        stopped = true
+    /// Containers removed (their shims and proxies end with them).
+    override func willStop() {
         if process.isRunning, let ids = try? docker(["ps", "-aq"]), !ids.isEmpty {
             _ = try? docker(["rm", "-f"] + ids.split(separator: "\n").map(String.init))
         }
         // A user-defined network's bridge lives in the host's namespace and outlives dockerd.
         if process.isRunning { _ = try? docker(["network", "prune", "-f"]) }
-        let containerd = Int32(readText(dir.path + "/exec/containerd/containerd.pid").trimmingCharacters(in: .whitespacesAndNewlines))
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        for _ in 0..<300 where process.isRunning { usleep(100_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        // containerd is dockerd's child: only signal it while it still runs as containerd.
+        containerd = Int32(readText(dir.path + "/exec/containerd/containerd.pid").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// containerd is dockerd's child: only signal it while it still runs as containerd.
+    override func didStop() {
         if let containerd, containerd > 0, readText("/proc/\(containerd)/cmdline").contains(dir.path) {
             kill(containerd, SIGKILL)
             for _ in 0..<100 where FileIO.exists("/proc/\(containerd)") && !readText("/proc/\(containerd)/stat").contains(") Z") { usleep(50_000) }
         }
-        // Mounts under the scratch directory (network namespaces, volumes) before it is removed.
-        let mounts = readText("/proc/self/mountinfo").split(separator: "\n").compactMap { line -> String? in
-            let fields = line.split(separator: " ")
-            return fields.count > 4 && fields[4].hasPrefix(dir.path) ? String(fields[4]) : nil
-        }
-        for mount in mounts.reversed() { umount2(mount, Int32(MNT_DETACH)) }
     }
 
     deinit { stop() }
 }
 
-struct DockerCLIError: Error, CustomStringConvertible {
-    let output: String
-    var description: String { output }
-}
-
 @Suite(.serialized) struct DockerTablesTests {
-    static let rootfsFiles = ["/bin/sleep", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
     static var engineAvailable: Bool {
-        getuid() == 0 && installed(PrivateDockerEngine.dockerd, PrivateDockerEngine.cli) && rootfsFiles.allSatisfy { access($0, R_OK) == 0 }
+        getuid() == 0 && installed(PrivateDockerEngine.dockerd, PrivateDockerEngine.cli) && PrivateAPIDaemon.rootfsReadable
     }
 
     static func allTables(_ flags: Flags, log: OnceLog = .shared) throws -> Database {
@@ -149,13 +100,7 @@ struct DockerCLIError: Error, CustomStringConvertible {
             let engine = try PrivateDockerEngine()
             defer { engine.stop() }
             let p = engine.dir.path
-            for file in Self.rootfsFiles {
-                let target = p + "/rootfs" + file
-                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                // The contents, links followed (ld.so is a link to /lib/x86_64-linux-gnu).
-                try Data(contentsOf: URL(fileURLWithPath: file)).write(to: URL(fileURLWithPath: target))
-                chmod(target, 0o755)
-            }
+            try engine.copyRootfs(to: p + "/rootfs")
             try engine.shell("tar -C '\(p)/rootfs' -c . | docker import -c 'LABEL team=osq' - osqtest:1")
             try engine.docker(["volume", "create", "--label", "a=b", "vol1"])
             try engine.docker(["network", "create", "--label", "n=1", "net1"])
@@ -313,134 +258,43 @@ struct DockerCLIError: Error, CustomStringConvertible {
         }
     }
 
-    /// A Docker API stand-in on Unix sockets, one per behaviour: never answers, answers
-    /// garbage, sends an endless body, sends broken JSON, answers the container list and then
-    /// hangs, answers /version properly.
-    static let hostileServer = #"""
-import json, os, socket, sys, threading, time
-
-def serve(path, handler):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(path)
-    s.listen(16)
-    def loop():
-        while True:
-            c, _ = s.accept()
-            threading.Thread(target=handler, args=(c,), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
-
-def request(c):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = c.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.split(b" ")[1].decode() if b" " in data else ""
-
-def reply(c, body):
-    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-    c.close()
-
-def hang(c):
-    request(c)
-    time.sleep(3600)
-
-def garbage(c):
-    request(c)
-    c.sendall(b"garbage\r\n\r\n")
-    c.close()
-
-def endless(c):
-    request(c)
-    try:
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")
-        while True:
-            c.sendall(b"1," * 32768)
-    except OSError:
-        pass
-
-def badjson(c):
-    request(c)
-    reply(c, b'{"Version": ')
-
-CONTAINERS = json.dumps([{"Id": "%064x" % i, "Names": ["/h%d" % i], "State": "running"} for i in range(3)]).encode()
-
-def listhang(c):
-    if request(c).startswith("/containers/json"):
-        reply(c, CONTAINERS)
-    else:
-        time.sleep(3600)
-
-MANY = json.dumps([{"Id": "%064x" % (i + 16), "Names": ["/m%d" % i], "State": "running"} for i in range(5)]).encode()
-
-def many(c):
-    path = request(c)
-    with open(os.path.join(d, "requests.log"), "a") as log:
-        log.write(path + "\n")
-    if path.startswith("/containers/json"):
-        reply(c, MANY)
-    else:
-        reply(c, json.dumps({"State": {"Pid": 0}, "Config": {"Env": ["A=1", "BARE"]}}).encode())
-
-def good(c):
-    request(c)
-    reply(c, json.dumps({"Version": "99.0", "ApiVersion": "1.99"}).encode())
-
-d = sys.argv[1]
-for name, handler in [("hang", hang), ("garbage", garbage), ("endless", endless), ("badjson", badjson), ("listhang", listhang), ("many", many), ("good", good)]:
-    serve(os.path.join(d, name + ".sock"), handler)
-print("ready", flush=True)
-sys.stdin.read()
-"""#
-
     /// --docker_socket at a regular file, a missing path, a too long path, and engines that hang,
     /// answer garbage, never end their body or send broken JSON: no rows, the reason logged,
     /// each request ended by the timeout or the byte limit. An engine that lists containers and
     /// then hangs costs one timeout, not one per container. The tables keep answering.
-    @Test(.enabled(if: installed("/usr/bin/python3"))) func hostileEnginesGiveNoRows() async throws {
+    @Test(.enabled(if: StandInAPI.available)) func hostileEnginesGiveNoRows() async throws {
         try await onOwnThread {
-            let dir = TempDir()
-            dir.write("server.py", Self.hostileServer)
+            let api = try StandInAPI("docker", socketFlag: "docker_socket", tables: { try Self.allTables($0, log: $1) })
+            defer { api.stop() }
+            #expect(api.firstLine == "ready")
+            let (flags, log, db, dir) = (api.flags, api.log, api.db, api.dir)
             dir.write("plain", "not a socket\n")
-            let server = try StandInServer(script: dir.path + "/server.py", directory: dir.path)
-            defer { server.stop() }
-            #expect(server.firstLine == "ready")
-
-            let flags = Flags()
-            try flags.set("table_http_timeout", "1")
-            try flags.set("table_http_max_bytes", "65536")
-            let log = OnceLog()
-            let db = try Self.allTables(flags, log: log)
-            let sockets = ["plain", "missing", String(repeating: "x", count: 120), "hang.sock", "garbage.sock", "endless.sock", "badjson.sock"]
-            for name in sockets {
-                try flags.set("docker_socket", dir.path + "/" + name)
-                #expect(try db.execute("SELECT * FROM docker_version").rowCount == 0, "\(name)")
-            }
+            try api.expectNoRows("SELECT * FROM docker_version", at: [
+                "plain", "missing", String(repeating: "x", count: 120), "hang.sock", "garbage.sock", "endless.sock", "badjson.sock",
+            ], saying: [
+                "Error getting docker version: Error connecting to docker sock: \(dir.path)/plain: Connection refused",
+                "Error getting docker version: Error connecting to docker sock: \(dir.path)/missing: No such file or directory",
+                "Error getting docker version: Error calling docker API: timed out",
+                "Error getting docker version: Error calling docker API: malformed status line",
+                "Error getting docker version: Error calling docker API: response larger than 65536 bytes",
+            ])
             let said = log.messages
-            for reason in ["Error getting docker version: Error connecting to docker sock: \(dir.path)/plain: Connection refused",
-                           "Error getting docker version: Error connecting to docker sock: \(dir.path)/missing: No such file or directory",
-                           "Error getting docker version: Error calling docker API: timed out",
-                           "Error getting docker version: Error calling docker API: malformed status line",
-                           "Error getting docker version: Error calling docker API: response larger than 65536 bytes"] {
-                #expect(said.contains(reason), "\(reason) not in \(said)")
-            }
             #expect(said.contains { $0.hasPrefix("Error getting docker version: Error reading docker API response for /version:") })
             #expect(said.contains { $0.hasPrefix("Error getting docker version: Error connecting to docker sock: Invalid socket path") })
 
             // Three containers listed, the first inspect times out, the others are not asked.
-            try flags.set("docker_socket", dir.path + "/listhang.sock")
+            try api.use("listhang.sock")
             #expect(try rowSet(db, "SELECT id, name, pid FROM docker_containers", ["name", "pid"]) == ["/h0\t", "/h1\t", "/h2\t"])
             #expect(log.messages.filter { $0.contains("timed out") }.count == 2)
 
             // A scan walks at most --docker_max_objects containers; osquery's filter strings.
-            try flags.set("docker_socket", dir.path + "/many.sock")
+            try api.use("many.sock")
             try flags.set("docker_max_objects", "2")
             #expect(try rowSet(db, "SELECT name FROM docker_containers", ["name"]) == ["/m0", "/m1"])
             #expect(log.messages.contains("Walking the first 2 of 5 docker containers (--docker_max_objects)"))
             #expect(try db.execute("SELECT key, value FROM docker_container_envs").rows == [["A", "1"], ["BARE", "BARE"], ["A", "1"], ["BARE", "BARE"]])
             #expect(try db.execute("SELECT * FROM docker_container_labels WHERE id = 'abc' OR id = 'xyz!'").rowCount == 0)
-            let requests = readText(dir.path + "/requests.log").split(separator: "\n")
+            let requests = api.requests("many")
             #expect(requests.filter { $0.hasPrefix("/containers/json") } == [
                 "/containers/json", "/containers/json", "/containers/json?all=1&filters=%7B%22id%22%3A%7B%22abc%22%3Atrue%7D%7D",
                 "/containers/json?all=1&filters=%7B%22id%22%3A%7B%7D%7D",
@@ -450,7 +304,7 @@ sys.stdin.read()
                 "/containers/\(String(repeating: "0", count: 62))10/json?stream=false", "/containers/\(String(repeating: "0", count: 62))11/json?stream=false",
             ])
 
-            try flags.set("docker_socket", dir.path + "/good.sock")
+            try api.use("good.sock")
             #expect(try rowSet(db, "SELECT version, api_version FROM docker_version", ["version", "api_version"]) == ["99.0\t1.99"])
         }
     }

@@ -10,33 +10,16 @@ import Glibc
 /// A private LXD daemon (Debian's lxd) for one test: its own LXD_DIR and socket in a scratch
 /// directory. `stop()` deletes its instances and the networks the test made (a bridge lives in
 /// the host's namespace), ends the daemon and unmounts what it left under the directory.
-final class PrivateLXD: @unchecked Sendable {
+final class PrivateLXD: PrivateAPIDaemon, @unchecked Sendable {
     static let lxd = "/usr/bin/lxd", cli = "/usr/bin/lxc", dnsmasq = "/usr/sbin/dnsmasq"
-    let dir = TempDir()
-    let process = Process()
-    var socket: String { dir.path + "/unix.socket" }
     var networks: [String] = []
-    private var stopped = false
 
     init() throws {
+        let dir = TempDir()
         let p = dir.path
-        process.executableURL = URL(fileURLWithPath: Self.lxd)
-        process.arguments = ["--group", "root", "--logfile", p + "/lxd.log"]
-        process.environment = ["LXD_DIR": p, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        _ = FileManager.default.createFile(atPath: p + "/out", contents: nil)
-        let log = FileHandle(forWritingAtPath: p + "/out")
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // LXD listens after a few seconds; a bounded wait for GET /1.0.
-        for _ in 0..<300 {
-            if (try? HTTPFetch.request(unixSocket: socket, target: "/1.0", timeout: 2, maxBytes: 1 << 20))?.status == 200 { return }
-            guard process.isRunning else { break }
-            usleep(200_000)
-        }
-        stop()
-        throw DockerCLIError(output: "lxd did not answer: " + readText(p + "/out").suffix(2000))
+        let environment = ["LXD_DIR": p, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        try super.init(dir: dir, executable: Self.lxd, arguments: ["--group", "root", "--logfile", p + "/lxd.log"], environment: environment,
+                       socket: p + "/unix.socket", ping: "/1.0", childEnvironment: environment.merging(["HOME": p]) { $1 })
     }
 
     /// The lxc CLI against this daemon; throws (with its stderr) when it fails.
@@ -48,53 +31,20 @@ final class PrivateLXD: @unchecked Sendable {
     /// `lxc … --format json` (or `lxc query`) read as JSON.
     func json(_ arguments: [String]) throws -> JSONValue { try JSONValue.parse(try lxc(arguments)) }
 
-    func run(_ path: String, _ arguments: [String]) throws -> String {
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: path)
-        child.arguments = arguments
-        child.environment = ["LXD_DIR": dir.path, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": dir.path]
-        let out = Pipe(), err = Pipe()
-        child.standardOutput = out
-        child.standardError = err
-        child.standardInput = FileHandle.nullDevice
-        try child.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        child.waitUntilExit()
-        guard child.terminationStatus == 0 else {
-            throw DockerCLIError(output: "\(arguments.joined(separator: " ")): " + String(decoding: errors, as: UTF8.self))
-        }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    /// Idempotent: instances and networks deleted, lxd sent SIGTERM and, after a bounded wait,
-    /// SIGKILL; mounts under the scratch directory detached.
-    func stop() {
-        guard !stopped else { return }
-        stopped = true
+    override func willStop() {
         if process.isRunning, let names = try? lxc(["list", "--format", "csv", "-c", "n"]), !names.isEmpty {
             for name in names.split(separator: "\n") { _ = try? lxc(["delete", "-f", String(name)]) }
         }
         for network in networks where process.isRunning { _ = try? lxc(["network", "delete", network]) }
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        for _ in 0..<300 where process.isRunning { usleep(100_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        let mounts = readText("/proc/self/mountinfo").split(separator: "\n").compactMap { line -> String? in
-            let fields = line.split(separator: " ")
-            return fields.count > 4 && fields[4].hasPrefix(dir.path) ? String(fields[4]) : nil
-        }
-        for mount in mounts.reversed() { umount2(mount, Int32(MNT_DETACH)) }
     }
 
     deinit { stop() }
 }
 
 @Suite(.serialized) struct LXDTablesTests {
-    static let rootfsFiles = ["/bin/sleep", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
     static var daemonAvailable: Bool {
         getuid() == 0 && installed(PrivateLXD.lxd, PrivateLXD.cli, PrivateLXD.dnsmasq, "/usr/bin/openssl", "/usr/bin/tar")
-            && rootfsFiles.allSatisfy { access($0, R_OK) == 0 }
+            && PrivateAPIDaemon.rootfsReadable
     }
 
     static func allTables(_ flags: Flags, log: OnceLog = .shared) throws -> Database {
@@ -126,13 +76,7 @@ final class PrivateLXD: @unchecked Sendable {
             lxd.networks.append(bridge)
             try lxd.lxc(["network", "create", bridge, "ipv4.address=none", "ipv6.address=none"])
             lxd.dir.mkdir("img")
-            for file in Self.rootfsFiles {
-                let target = p + "/img/rootfs" + file
-                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                // The contents, links followed (ld.so is a link to /lib/x86_64-linux-gnu).
-                try Data(contentsOf: URL(fileURLWithPath: file)).write(to: URL(fileURLWithPath: target))
-                chmod(target, 0o755)
-            }
+            try lxd.copyRootfs(to: p + "/img/rootfs")
             lxd.dir.write("img/metadata.yaml", """
                 architecture: x86_64
                 creation_date: 1700000000
@@ -275,129 +219,25 @@ final class PrivateLXD: @unchecked Sendable {
         }
     }
 
-    static let standIn = #"""
-import json, os, socket, sys, threading, time
-
-def serve(path, handler):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(path)
-    s.listen(16)
-    def loop():
-        while True:
-            c, _ = s.accept()
-            threading.Thread(target=handler, args=(c,), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
-
-def request(c):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = c.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    path = data.split(b" ")[1].decode() if b" " in data else ""
-    with open(os.path.join(d, "requests.log"), "a") as log:
-        log.write(path + "\n")
-    return path
-
-def reply(c, status, body):
-    c.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
-    c.close()
-
-def sync(metadata, status=b"200 OK"):
-    return status, json.dumps({"type": "sync", "status": "Success", "status_code": 200, "metadata": metadata}).encode()
-
-# LXD's documented answers (API 1.0), and ones that are not.
-def answer(path):
-    if path == "/1.0/containers":
-        return sync(["/1.0/containers/h0", "/1.0/containers/slow", "/1.0/containers/h2"])
-    if path == "/1.0/containers/h0":
-        return sync({"name": "h0", "status": "Running", "stateful": False, "ephemeral": False, "created_at": "2024-01-02T03:04:05Z",
-                     "config": {"volatile.base_image": "ab" * 32}})
-    if path == "/1.0/containers/h0/state":
-        return sync({"pid": 4242, "processes": 7}, b"202 OK")
-    if path == "/1.0/containers/h0/metadata":
-        return sync({"properties": {"os": "Debian", "description": "d", "architecture": "amd64"}})
-    if path == "/1.0/containers/slow":
-        return None
-    if path == "/1.0/images":
-        return sync(["/1.0/images/%064x" % i for i in range(5)])
-    if path.startswith("/1.0/images/"):
-        return sync({"fingerprint": path[12:], "architecture": "x86_64", "size": 10, "public": True, "aliases": [{"name": "a"}, {"name": "b"}]})
-    if path == "/1.0/networks":
-        return sync(["/1.0/networks/bad name", "/1.0/networks/list", "/1.0/networks/n1"])
-    if path == "/1.0/networks/list":
-        return sync(["not", "an", "object"])
-    if path == "/1.0/networks/n1":
-        return sync({"name": "n1", "type": "bridge", "managed": True, "config": {"ipv4.address": "10.0.0.1/24"},
-                     "used_by": ["/1.0/containers/h0", "/1.0/instances/h2", "/1.0/profiles/default"]})
-    if path == "/1.0/networks/n1/state":
-        return "404 Not Found", json.dumps({"type": "error", "error": "Network not found", "error_code": 404}).encode()
-    if path == "/1.0/certificates":
-        return sync("not a list")
-    if path == "/1.0/cluster":
-        return sync({"server_name": "s", "enabled": True, "member_config": [{"entity": "e1", "name": "n1", "key": "k1", "description": "one"},
-                     {"entity": "e2", "name": "n2", "key": "k2", "value": "v2", "description": "two"}]})
-    return "404 Not Found", b'{"type": "error", "error": "not found", "error_code": 404}'
-
-def standin(c):
-    got = answer(request(c))
-    if got is None:
-        time.sleep(3600)
-        return
-    status, body = got
-    reply(c, status.encode() if isinstance(status, str) else status, body)
-
-def hang(c):
-    request(c)
-    time.sleep(3600)
-
-def endless(c):
-    request(c)
-    try:
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")
-        while True:
-            c.sendall(b"1," * 32768)
-    except OSError:
-        pass
-
-d = sys.argv[1]
-for name, handler in [("lxd", standin), ("hang", hang), ("endless", endless)]:
-    serve(os.path.join(d, name + ".sock"), handler)
-print("ready", flush=True)
-sys.stdin.read()
-"""#
-
     /// A stand-in LXD serving documented answers and hostile ones: a socket that is missing or
     /// never answers, an endless body, an instance that hangs after the list (one timeout, the
     /// rest not asked), more images than --lxd_max_objects, a listed path that cannot be sent,
     /// a document that is not an object, an error status, 202 Accepted, a list that is not one,
     /// a name that would climb the API's paths. No rows or fewer, reasons logged, and the
     /// tables keep answering.
-    @Test(.enabled(if: installed("/usr/bin/python3"))) func standInAndHostileServers() async throws {
+    @Test(.enabled(if: StandInAPI.available)) func standInAndHostileServers() async throws {
         try await onOwnThread {
-            let dir = TempDir()
-            dir.write("server.py", Self.standIn)
-            let server = try StandInServer(script: dir.path + "/server.py", directory: dir.path)
-            defer { server.stop() }
-            #expect(server.firstLine == "ready")
+            let api = try StandInAPI("lxd", socketFlag: "lxd_socket", tables: { try Self.allTables($0, log: $1) })
+            defer { api.stop() }
+            #expect(api.firstLine == "ready")
+            let (flags, log, db) = (api.flags, api.log, api.db)
+            try api.expectNoRows("SELECT * FROM lxd_instances", at: ["missing", "hang.sock", "endless.sock"], saying: [
+                "Error getting LXD instances: Error connecting to LXD sock: \(api.dir.path)/missing: No such file or directory",
+                "Error getting LXD instances: Error calling LXD API: timed out",
+                "Error getting LXD instances: Error calling LXD API: response larger than 65536 bytes",
+            ])
 
-            let flags = Flags()
-            try flags.set("table_http_timeout", "1")
-            try flags.set("table_http_max_bytes", "65536")
-            let log = OnceLog()
-            let db = try Self.allTables(flags, log: log)
-            for name in ["missing", "hang.sock", "endless.sock"] {
-                try flags.set("lxd_socket", dir.path + "/" + name)
-                #expect(try db.execute("SELECT * FROM lxd_instances").rowCount == 0, "\(name)")
-            }
-            for reason in ["Error getting LXD instances: Error connecting to LXD sock: \(dir.path)/missing: No such file or directory",
-                           "Error getting LXD instances: Error calling LXD API: timed out",
-                           "Error getting LXD instances: Error calling LXD API: response larger than 65536 bytes"] {
-                #expect(log.messages.contains(reason), "\(reason) not in \(log.messages)")
-            }
-
-            try flags.set("lxd_socket", dir.path + "/lxd.sock")
+            try api.use("lxd.sock")
             // h0 (its state answered 202), then `slow` times out and h2 is not asked.
             #expect(try rowSet(db, "SELECT * FROM lxd_instances", ["name", "status", "base_image", "pid", "processes", "os", "architecture"])
                 == ["h0\tRunning\t\(String(repeating: "ab", count: 32))\t4242\t7\tDebian\tamd64"])
@@ -423,7 +263,7 @@ sys.stdin.read()
             // osquery's one cluster row: the last member_config entry.
             #expect(try rowSet(db, "SELECT * FROM lxd_cluster", ["server_name", "enabled", "member_config_entity", "member_config_value"])
                 == ["s\t1\te2\tv2"])
-            let requests = readText(dir.path + "/requests.log").split(separator: "\n").map(String.init)
+            let requests = api.requests("lxd")
             #expect(requests.allSatisfy { !$0.contains("..") && !$0.contains("a/b") && $0 != "/1.0/containers/" && !$0.hasPrefix("/1.0/containers/h2") })
             #expect(requests.filter { $0.hasPrefix("/1.0/images/") }.count == 2)
             #expect(requests.contains("/1.0/containers/nope"))

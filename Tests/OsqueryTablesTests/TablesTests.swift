@@ -19,39 +19,6 @@ func makeTablesDatabase() throws -> (Database, Flags, PluginRegistry) {
 func readText(_ path: String) -> String { FileIO.readString(path) ?? "" }
 
 /// A scratch directory removed at the end of a test.
-/// A Python stand-in server (`python3 script directory`) for the hostile-server tests: it
-/// prints one line when it listens and runs until its stdin closes.
-final class StandInServer {
-    private let process = Process()
-    private let input = Pipe()
-    /// The first line it printed (`ready` once it listens).
-    private(set) var firstLine = ""
-
-    init(script: String, directory: String) throws {
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [script, directory]
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var line = [UInt8]()
-        do {
-            while line.count < 16, let byte = try output.fileHandleForReading.read(upToCount: 1)?.first, byte != 10 { line.append(byte) }
-        } catch {
-            stop()
-            throw error
-        }
-        firstLine = String(decoding: line, as: UTF8.self)
-    }
-
-    func stop() {
-        try? input.fileHandleForWriting.close()
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-}
-
 final class TempDir {
     let path: String
     init() {

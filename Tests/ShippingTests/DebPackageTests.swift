@@ -73,7 +73,7 @@ struct DebPackageTests {
         daemon.standardError = FileHandle.nullDevice
         try daemon.run()
         let scheduled = await waitUntil(60) {
-            let rows = await Self.query(socket, "select name from osquery_schedule") ?? []
+            let rows = await coreQuery(socket, "select name from osquery_schedule") ?? []
             return Set(rows.compactMap { $0["name"] }) == ["system_info", "listening_ports", "users"]
         }
         #expect(scheduled, "the installed config's schedule was not served")
@@ -135,15 +135,4 @@ struct DebPackageTests {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? NSNumber)?.intValue
     }
 
-    /// Rows of a query through the daemon's extension socket; nil while it does not answer.
-    static func query(_ socket: String, _ sql: String) async -> [[String: String]]? {
-        let client = ExtensionManagerClient(path: socket)
-        defer { client.close() }
-        guard let response = try? await client.query(ThriftString(sql), timeout: .seconds(10)), response.status.code == 0 else {
-            return nil
-        }
-        return response.response.map { row in
-            Dictionary(row.entries.map { ($0.key.lossyString, $0.value.lossyString) }, uniquingKeysWith: { a, _ in a })
-        }
-    }
 }
