@@ -57,7 +57,7 @@ public struct EventTableOptions: Sendable {
 /// `time` or `eid` constraints read only the matching events. Its route info carries the
 /// `event_based` attribute, so an osquery-compatible daemon logs each event of a scheduled
 /// `SELECT` once (`events_optimize`): it asks for `eid` above the last one it logged. The route
-/// info also carries the table's ``epoch``, which changes when the `eid`s start again at 1 (no
+/// info also carries the table's epoch, which changes when the `eid`s start again at 1 (no
 /// state file, or a lost one), so that such a daemon asks for every event again instead of only
 /// those above a mark from the old numbering.
 public final class EventTable: ExtensionPlugin {
