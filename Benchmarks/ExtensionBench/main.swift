@@ -179,7 +179,7 @@ func wire(_ uuid: Int64, _ table: String) async throws -> Int {
     return r.response.count
 }
 try await measure("Swift SDK  in process (no wire)", {
-    try await swiftTable.handle(PluginRequest(["action": "generate", "context": "{}"])).response.count
+    try await swiftTable.wireResponse(PluginRequest(["action": "generate", "context": "{}"])).response.count
 })
 try await measure("Swift SDK  wire  (generate call)", { try await wire(ext.uuid, "swift_bench_rows") })
 try await measure("PyPI osquery wire (generate call)", { try await wire(pyUUID, "py_bench_rows") })

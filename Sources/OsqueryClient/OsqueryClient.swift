@@ -1,16 +1,28 @@
 @_exported public import OsqueryProtocol
 @_exported public import ThriftCodec
 
+/// Why a call got no answer: no socket at the path, nobody listening, permission denied, a
+/// timeout, a closed or broken connection, bytes that were not a Thrift reply.
+public struct TransportError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The client's error, for this repository's callers that tell the kinds apart.
+    package let error: RPCClientError
+
+    package init(_ error: RPCClientError) { self.error = error }
+
+    /// The failure as one line, naming the socket or the method.
+    public var description: String { error.description }
+}
+
 /// Why a call to an osquery core failed.
 public enum OsqueryClientError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The call never got an answer: no socket, refused, timed out, broken transport, …
-    case transport(RPCClientError)
+    case transport(TransportError)
     /// The core answered with a non-zero status (for `query`: the SQLite error text).
     case status(code: Int32, message: String)
     /// A row could not be decoded into the requested Swift type.
     case decoding(row: Int, column: String, reason: String)
     /// No core answered at the socket within the wait.
-    case coreUnavailable(path: String, after: Duration, lastError: RPCClientError?)
+    case coreUnavailable(path: String, after: Duration, lastError: TransportError?)
 
     /// A one-line message naming the failure and its details.
     public var description: String {
@@ -136,26 +148,31 @@ public struct OsqueryClient: Sendable {
                 last = .protocolError("ping answered code 1: \(status.message)")
             } catch {
                 // Waiting does not grant access: say so now rather than after the whole timeout.
-                if case .permissionDenied = error { throw .transport(error) }
+                if case .permissionDenied = error { throw .transport(TransportError(error)) }
                 last = error
             }
             let now = clock.now
-            if now >= deadline { throw .coreUnavailable(path: socket, after: timeout, lastError: last) }
+            if now >= deadline { throw .coreUnavailable(path: socket, after: timeout, lastError: last.map(TransportError.init)) }
             let nap = min(delay, deadline - now)
-            do { try await Task.sleep(for: nap) } catch { throw .coreUnavailable(path: socket, after: timeout, lastError: last) }
+            do { try await Task.sleep(for: nap) } catch { throw .coreUnavailable(path: socket, after: timeout, lastError: last.map(TransportError.init)) }
             delay = min(delay * 2, .milliseconds(500))
         }
     }
 
     // MARK: - RPCs
 
-    /// `ping`: the core's status (`{0, "pong"}` for osquery).
+    /// `ping`: checks that the core answers (osquery answers `{0, "pong"}`).
     /// - Parameter timeout: the call's deadline; nil: the client's `callTimeout`.
-    /// - Returns: the status the core answered, as it is (a non-zero code is not thrown).
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
-    ///   timed out, broken connection).
-    nonisolated(nonsending) public func ping(timeout: Duration? = nil) async throws(OsqueryClientError) -> ExtensionStatus {
-        do { return try await manager.ping(timeout: timeout) } catch { throw .transport(error) }
+    ///   timed out, broken connection); ``OsqueryClientError/status(code:message:)`` when the core
+    ///   answers with a non-zero status.
+    nonisolated(nonsending) public func ping(timeout: Duration? = nil) async throws(OsqueryClientError) {
+        try Self.check(try await pingStatus(timeout: timeout))
+    }
+
+    /// `ping`'s status as the core answered it (a non-zero code is not thrown).
+    nonisolated(nonsending) package func pingStatus(timeout: Duration? = nil) async throws(OsqueryClientError) -> ExtensionStatus {
+        do { return try await manager.ping(timeout: timeout) } catch { throw .transport(TransportError(error)) }
     }
 
     /// `query`: runs SQL and returns rows of strings (integers in decimal, NULL as `""`, as osquery does).
@@ -185,7 +202,7 @@ public struct OsqueryClient: Sendable {
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
     nonisolated(nonsending) package func queryRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> [StringMap] {
         let response: (status: ExtensionStatus, rows: [StringMap])
-        do { response = try await manager.queryRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
+        do { response = try await manager.queryRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(TransportError(error)) }
         try Self.check(response.status)
         return response.rows
     }
@@ -202,7 +219,7 @@ public struct OsqueryClient: Sendable {
     ///   answers with a non-zero status (for SQL, SQLite's error text, e.g. `no such table: …`).
     nonisolated(nonsending) package func queryReplyRows(_ sql: String, timeout: Duration? = nil) async throws(OsqueryClientError) -> ReplyRows {
         let response: (status: ExtensionStatus, rows: ReplyRows)
-        do { response = try await manager.queryReplyRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(error) }
+        do { response = try await manager.queryReplyRows(ThriftString(sql), timeout: timeout) } catch { throw .transport(TransportError(error)) }
         try Self.check(response.status)
         return response.rows
     }
@@ -263,7 +280,7 @@ public struct OsqueryClient: Sendable {
     {
         let response: ExtensionResponse
         do { response = try await manager.getQueryColumns(ThriftString(sql), timeout: timeout) } catch {
-            throw .transport(error)
+            throw .transport(TransportError(error))
         }
         try Self.check(response.status)
         return response.response.compactMap { row in
@@ -278,7 +295,7 @@ public struct OsqueryClient: Sendable {
     ///   timed out, broken connection).
     nonisolated(nonsending) public func extensions(timeout: Duration? = nil) async throws(OsqueryClientError) -> [Int64: RegisteredExtension] {
         let list: InternalExtensionList
-        do { list = try await manager.extensions(timeout: timeout) } catch { throw .transport(error) }
+        do { list = try await manager.extensions(timeout: timeout) } catch { throw .transport(TransportError(error)) }
         var out: [Int64: RegisteredExtension] = [:]
         for (uuid, info) in list {
             out[uuid] = RegisteredExtension(
@@ -295,7 +312,7 @@ public struct OsqueryClient: Sendable {
     ///   timed out, broken connection).
     nonisolated(nonsending) public func options(timeout: Duration? = nil) async throws(OsqueryClientError) -> [String: CoreOption] {
         let list: InternalOptionList
-        do { list = try await manager.options(timeout: timeout) } catch { throw .transport(error) }
+        do { list = try await manager.options(timeout: timeout) } catch { throw .transport(TransportError(error)) }
         var out: [String: CoreOption] = [:]
         for (name, o) in list {
             out[name.lossyString] = CoreOption(
@@ -315,14 +332,21 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
     nonisolated(nonsending) public func call(registry: String, item: String, request: [String: String], timeout: Duration? = nil)
-        async throws(OsqueryClientError) -> ExtensionResponse
+        async throws(OsqueryClientError) -> PluginResponse
     {
+        PluginResponse(try await callRaw(registry: registry, item: item, request: request, timeout: timeout))
+    }
+
+    /// `call`'s response as the wire value (rows' bytes as they are, keys in the order sent).
+    nonisolated(nonsending) package func callRaw(
+        registry: String, item: String, request: [String: String], timeout: Duration? = nil
+    ) async throws(OsqueryClientError) -> ExtensionResponse {
         var req = ExtensionPluginRequest(minimumCapacity: request.count)
         for (k, v) in request { req[ThriftString(k)] = ThriftString(v) }
         do {
             return try await manager.call(
                 registry: ThriftString(registry), item: ThriftString(item), request: req, timeout: timeout)
-        } catch { throw .transport(error) }
+        } catch { throw .transport(TransportError(error)) }
     }
 
     /// `registerExtension` (raw; the extension runner does this for you).
@@ -337,7 +361,7 @@ public struct OsqueryClient: Sendable {
         async throws(OsqueryClientError) -> ExtensionStatus
     {
         do { return try await manager.registerExtension(info: info, registry: registry, timeout: timeout) } catch {
-            throw .transport(error)
+            throw .transport(TransportError(error))
         }
     }
 
@@ -352,7 +376,7 @@ public struct OsqueryClient: Sendable {
         -> ExtensionStatus
     {
         do { return try await manager.deregisterExtension(uuid: uuid, timeout: timeout) } catch {
-            throw .transport(error)
+            throw .transport(TransportError(error))
         }
     }
 
@@ -361,7 +385,7 @@ public struct OsqueryClient: Sendable {
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
     nonisolated(nonsending) public func shutdown(timeout: Duration? = nil) async throws(OsqueryClientError) {
-        do { try await manager.shutdown(timeout: timeout) } catch { throw .transport(error) }
+        do { try await manager.shutdown(timeout: timeout) } catch { throw .transport(TransportError(error)) }
     }
 
     /// Closes idle connections; a later call opens a new one.

@@ -1,5 +1,5 @@
 import Foundation
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import ThriftCodec
 
 /// One request the probe received.

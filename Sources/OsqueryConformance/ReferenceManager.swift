@@ -1,6 +1,6 @@
 import Foundation
-@_spi(FastPath) public import OsqueryProtocol
-public import ThriftCodec
+public import OsqueryProtocol
+package import ThriftCodec
 
 /// The kit's own manager, written from protocol.md §2.3 alone: osquery's
 /// registration rules and messages, extensions/options, and a tiny SQL subset
@@ -36,7 +36,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
         try await RPCServer.start(path: socket, service: .manager(self))
     }
 
-    public func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: 0) }
+    package func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: 0) }
     public func shutdown() async throws {}
 
     package func extensions() async throws -> InternalExtensionList {
@@ -87,7 +87,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
         }
     }
 
-    public func deregisterExtension(uuid: Int64) async throws -> ExtensionStatus {
+    package func deregisterExtension(uuid: Int64) async throws -> ExtensionStatus {
         lock.withLock {
             live.removeValue(forKey: uuid) == nil
                 ? ExtensionStatus(code: 1, message: "No extension UUID found") : ExtensionStatus(code: 0, message: "OK")
@@ -124,7 +124,7 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
         return try await callExtension(registry: "table", item: table, request: ["action": "generate", "context": "{\"constraints\":[]}"])
     }
 
-    public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
+    package func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
         ExtensionResponse(status: ExtensionStatus(code: 1, message: "reference manager: getQueryColumns is not supported"))
     }
 }

@@ -33,20 +33,14 @@ public struct ConfigPlugin: ExtensionPlugin {
     /// - Returns: the row, or a failure status (`genPack` without a `genPack` closure, an unknown action).
     /// - Throws: what `genConfig` or `genPack` throws; the extension answers the core with status 1
     ///   and the error's description.
-    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
+    public func handle(_ request: PluginRequest) async throws -> PluginResponse {
         switch request.action {
         case "genConfig":
-            let sources = try await genConfig()
-            var row = StringMap(minimumCapacity: sources.count)
-            for (k, v) in sources.sorted(by: { $0.key < $1.key }) { row.append(ThriftString(k), ThriftString(v)) }
-            return .ok([row])
+            return .ok([try await genConfig()])
         case "genPack":
             guard let genPack else { return .failure("config \(name): genPack is not supported") }
             let pack = request["name"] ?? ""
-            let json = try await genPack(pack, request["value"] ?? "")
-            var row = StringMap(minimumCapacity: 1)
-            row.append(ThriftString(pack), ThriftString(json))
-            return .ok([row])
+            return .ok([[pack: try await genPack(pack, request["value"] ?? "")]])
         default:
             return .failure("config \(name): unknown action \(request.action ?? "(none)")")
         }

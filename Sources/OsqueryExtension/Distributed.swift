@@ -139,13 +139,10 @@ public struct DistributedPlugin: ExtensionPlugin {
     /// - Returns: the reply for the core.
     /// - Throws: what `getQueries` or `writeResults` throws; the extension answers the core with
     ///   status 1 and the error's description.
-    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
+    public func handle(_ request: PluginRequest) async throws -> PluginResponse {
         switch request.action {
         case "getQueries":
-            let q = try await getQueries()
-            var row = StringMap(minimumCapacity: 1)
-            row.append("results", ThriftString(q.json))
-            return .ok([row])
+            return .ok([["results": try await getQueries().json]])
         case "writeResults":
             let results: DistributedResults
             do { results = try DistributedResults(json: request["results"] ?? "{}") } catch {

@@ -1,4 +1,4 @@
-@_spi(FastPath) public import OsqueryProtocol
+import OsqueryProtocol
 public import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -16,9 +16,9 @@ public struct EventTableOptions: Sendable {
     /// the log, so a source that outruns the expiry costs no more memory than this.
     public var maxEvents: Int
     /// The directory of the table's state file `<table>.events` (the last `eid`, the last
-    /// cursor, the ``EventTable/epoch`` and the buffered events, so a restarted extension
-    /// neither reuses an `eid` nor loses a buffered event); nil keeps everything in memory
-    /// only, and each start is a new epoch.
+    /// cursor, the epoch (the numbering the `eid`s belong to) and the buffered events, so a
+    /// restarted extension neither reuses an `eid` nor loses a buffered event); nil keeps
+    /// everything in memory only, and each start is a new epoch.
     public var stateDirectory: String?
     /// Where the table logs (a full buffer, an unwritable state file); nil: standard error.
     public var logger: Logger?
@@ -57,7 +57,7 @@ public struct EventTableOptions: Sendable {
 /// `time` or `eid` constraints read only the matching events. Its route info carries the
 /// `event_based` attribute, so an osquery-compatible daemon logs each event of a scheduled
 /// `SELECT` once (`events_optimize`): it asks for `eid` above the last one it logged. The route
-/// info also carries the table's ``epoch``, which changes when the `eid`s start again at 1 (no
+/// info also carries the table's epoch, which changes when the `eid`s start again at 1 (no
 /// state file, or a lost one), so that such a daemon asks for every event again instead of only
 /// those above a mark from the old numbering.
 public final class EventTable: ExtensionPlugin {
@@ -72,7 +72,7 @@ public final class EventTable: ExtensionPlugin {
     /// The table's name in SQL.
     public var name: String { table.name }
     /// The route info: the columns (with `time` and `eid`) and the `event_based` attribute.
-    public var routes: [StringMap] { table.routes }
+    public var routes: [[String: String]] { table.routes }
 
     /// An event table from its columns; the state file, if there is one, is read here.
     /// - Parameters:
@@ -136,7 +136,7 @@ public final class EventTable: ExtensionPlugin {
     /// the `eid`s start again at 1. Sent in the route info (`{"id": "eventEpoch", "epoch": …}`,
     /// which osquery's core ignores); a daemon that sees a new epoch forgets its
     /// `events_optimize` mark for the table.
-    public var epoch: String { buffer.state.withLock { $0.epoch } }
+    package var epoch: String { buffer.state.withLock { $0.epoch } }
     /// The events buffered now.
     package var bufferedCount: Int { buffer.state.withLock { $0.events.count - $0.head } }
     /// Events pushed out of a full buffer (``EventTableOptions/maxEvents``) before they expired.
@@ -146,13 +146,13 @@ public final class EventTable: ExtensionPlugin {
     /// - Parameter request: the core's request.
     /// - Returns: the rows or a failure status.
     /// - Throws: what ``Table/handle(_:)`` throws.
-    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse { try await table.handle(request) }
+    public func handle(_ request: PluginRequest) async throws -> PluginResponse { try await table.handle(request) }
 
     /// Answers the core's calls as ``Table`` does, rows encoded for the wire.
     /// - Parameter request: the core's request.
     /// - Returns: the encoded rows or a failure status.
     /// - Throws: what ``Table/reply(to:)`` throws.
-    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> ServerResponse { try await table.reply(to: request) }
+    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> PluginReply { try await table.reply(to: request) }
 
     /// Stops the sequences given to ``consume(_:)`` and closes the state file.
     public func shutdown() async { buffer.close() }
@@ -236,7 +236,7 @@ final class EventBuffer: Sendable {
     func add(_ row: Row, time: Int64?, cursor: String?) {
         var cells = [ThriftString?](repeating: nil, count: columns.count)
         for (column, value) in row.cells {
-            if let i = columns.firstIndex(of: column) { cells[i] = value.columnText }
+            if let i = columns.firstIndex(of: column) { cells[i] = value.wireText }
         }
         let now = Self.now()
         state.withLock { s in

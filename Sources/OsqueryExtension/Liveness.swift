@@ -30,7 +30,7 @@ extension Extension {
             } catch {
                 var gone = false
                 if case .transport(let e) = error {
-                    switch e {
+                    switch e.error {
                     case .noSocket, .connectionRefused, .badSocketPath: gone = true
                     default: break
                     }

@@ -138,9 +138,9 @@ public struct LoggerPlugin: ExtensionPlugin {
     /// - Returns: success, or a failure status for a request it does not know or cannot parse.
     /// - Throws: what the `log` closure throws; the extension answers the core with status 1 and
     ///   the error's description.
-    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
+    public func handle(_ request: PluginRequest) async throws -> PluginResponse {
         if request.action == "features" {
-            return ExtensionResponse(status: ExtensionStatus(code: features.rawValue, message: "OK"), response: [])
+            return PluginResponse(code: features.rawValue)
         }
         if let v = request["init"] {
             try await body(.initialize(v))

@@ -1,4 +1,4 @@
-@_spi(FastPath) public import OsqueryProtocol
+package import OsqueryProtocol
 
 /// A call to a plugin: the request map and who is calling.
 public struct PluginRequest: Sendable {
@@ -43,32 +43,35 @@ public protocol ExtensionPlugin: Sendable {
     var registry: String { get }
     /// The plugin's name, unique within its registry.
     var name: String { get }
-    /// Route info sent at registration (tables: their columns; others usually none).
-    var routes: [StringMap] { get }
+    /// Route info sent at registration (tables: their columns; others usually none), each
+    /// map's keys sent in sorted order.
+    var routes: [[String: String]] { get }
     /// Answers one call from the core. Errors become a status with code 1.
     /// - Parameter request: the core's request map and a client for the core.
     /// - Returns: the reply: a status and rows (`.ok(rows)`, `.failure(message)`).
     /// - Throws: any error; the extension answers the core with status 1 and the error's
     ///   description (a ``PluginError``'s message as it is).
-    func handle(_ request: PluginRequest) async throws -> ExtensionResponse
+    func handle(_ request: PluginRequest) async throws -> PluginResponse
     /// Answers one call as the extension's server sends it back: by default ``handle(_:)``'s
     /// answer. A plugin that has its rows already encoded (as ``Table`` does for `generate`)
-    /// returns them as `ServerResponse.encoded`, so they go on the wire without a map per row.
+    /// returns them as they are, so they go on the wire without a map per row.
     /// Errors become a status with code 1. SPI (`@_spi(FastPath) import OsqueryExtension`): the
     /// default is right for every plugin that does not wrap a ``Table``.
-    @_spi(FastPath) func reply(to request: PluginRequest) async throws -> ServerResponse
+    @_spi(FastPath) func reply(to request: PluginRequest) async throws -> PluginReply
     /// Called once when the extension stops (flush buffers, close files).
     func shutdown() async
 }
 
 extension ExtensionPlugin {
     /// No route info.
-    public var routes: [StringMap] { [] }
+    public var routes: [[String: String]] { [] }
     /// Answers with ``handle(_:)``'s reply.
     /// - Parameter request: the core's request map and a client for the core.
     /// - Returns: `handle`'s status and rows.
     /// - Throws: what ``handle(_:)`` throws.
-    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> ServerResponse { .rows(try await handle(request)) }
+    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> PluginReply {
+        PluginReply(.rows(try await handle(request).wire))
+    }
     /// Does nothing.
     public func shutdown() async {}
 }
@@ -85,20 +88,23 @@ public struct PluginError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// A plugin's answer as the extension's server sends it: a status and rows as values, or rows
+/// a ``Table`` already encoded. SPI (`@_spi(FastPath) import OsqueryExtension`): a plugin that
+/// wraps a ``Table`` returns the table's `reply(to:)` as it is.
+@_spi(FastPath) public struct PluginReply: Sendable {
+    package var response: ServerResponse
+
+    package init(_ response: ServerResponse) { self.response = response }
+}
+
 extension ExtensionResponse {
     /// A success with rows.
-    /// - Parameter rows: the reply's rows; none by default.
-    /// - Returns: a response with status `{0, "OK"}` and `rows`.
-    public static func ok(_ rows: [StringMap] = []) -> ExtensionResponse {
+    package static func ok(_ rows: [StringMap] = []) -> ExtensionResponse {
         ExtensionResponse(status: ExtensionStatus(code: 0, message: "OK"), response: rows)
     }
 
     /// A failure with a message (code 1 by default).
-    /// - Parameters:
-    ///   - message: the status message the core reports.
-    ///   - code: the status code.
-    /// - Returns: a response with that status and no rows.
-    public static func failure(_ message: String, code: Int32 = 1) -> ExtensionResponse {
+    package static func failure(_ message: String, code: Int32 = 1) -> ExtensionResponse {
         ExtensionResponse(status: ExtensionStatus(code: code, message: ThriftString(message)), response: [])
     }
 }

@@ -1,4 +1,4 @@
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import Synchronization
 
 /// Routes the core's calls to plugins; answers pings; counts in-flight calls for draining.
@@ -53,7 +53,7 @@ final class Router: ExtensionHandler, Sendable {
     /// Only the registries that hold plugins (osquery rejects unknown registries, even empty).
     func registryPayload() -> ExtensionRegistry {
         var out = ExtensionRegistry()
-        for p in all() { out[ThriftString(p.registry), default: [:]][ThriftString(p.name)] = p.routes }
+        for p in all() { out[ThriftString(p.registry), default: [:]][ThriftString(p.name)] = p.routes.map(StringMap.sorted) }
         return out
     }
 
@@ -80,7 +80,7 @@ final class Router: ExtensionHandler, Sendable {
         defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
         var response: ServerResponse
         do {
-            response = try await plugin.reply(to: PluginRequest(raw: request, core: core))
+            response = try await plugin.reply(to: PluginRequest(raw: request, core: core)).response
         } catch let e as PluginError {
             response = .rows(.failure(e.message))
         } catch {

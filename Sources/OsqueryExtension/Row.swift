@@ -2,7 +2,7 @@
 /// `Optional` that is empty) leaves the column out, which the core reads as NULL.
 public protocol ColumnValue: Sendable {
     /// The cell's text, or nil for NULL.
-    var columnText: ThriftString? { get }
+    var columnText: String? { get }
 
     /// Writes the cell's text to `writer` as one Thrift string and returns true, or writes
     /// nothing and returns false for NULL. The default writes ``columnText``; the SDK's
@@ -25,9 +25,20 @@ extension ColumnValue {
     }
 }
 
+extension ColumnValue {
+    /// The cell's text as the wire carries it: byte arrays (and `ThriftString`s) as their bytes,
+    /// not as ``columnText``'s repaired text. The type checks are resolved when specialized.
+    package var wireText: ThriftString? {
+        if Self.self == [UInt8].self { return ThriftString(bytes: unsafeBitCast(self, to: [UInt8].self)) }
+        if Self.self == [UInt8]?.self { return unsafeBitCast(self, to: [UInt8]?.self).map { ThriftString(bytes: $0) } }
+        if Self.self == ThriftString.self { return unsafeBitCast(self, to: ThriftString.self) }
+        return columnText.map { ThriftString($0) }
+    }
+}
+
 extension String: ColumnValue {
-    /// The string's UTF-8 bytes.
-    public var columnText: ThriftString? { ThriftString(self) }
+    /// The string itself.
+    public var columnText: String? { self }
     /// Writes the string's UTF-8 bytes.
     /// - Parameter writer: the reply being written.
     /// - Returns: true: the text was written.
@@ -37,17 +48,22 @@ extension String: ColumnValue {
     }
 }
 extension Substring: ColumnValue {
-    /// The substring's UTF-8 bytes.
-    public var columnText: ThriftString? { ThriftString(String(self)) }
+    /// The substring as a string.
+    public var columnText: String? { String(self) }
 }
 extension ThriftString: ColumnValue {
-    /// The bytes as they are.
-    public var columnText: ThriftString? { self }
+    /// The bytes as text (bytes that are not UTF-8 replaced); the wire gets the bytes.
+    @usableFromInline package var columnText: String? { lossyString }
+    /// Writes the bytes as they are.
+    @usableFromInline package func writeColumnText(to writer: inout ThriftWriter) -> Bool {
+        writer.writeString(self)
+        return true
+    }
 }
 /// Integers in decimal, written in place.
 extension ColumnValue where Self: BinaryInteger {
     /// The integer in decimal.
-    public var columnText: ThriftString? { ThriftString(String(self)) }
+    public var columnText: String? { String(self) }
 }
 extension ColumnValue where Self: SignedInteger & FixedWidthInteger {
     /// Writes the integer in decimal, without building a string.
@@ -79,7 +95,7 @@ extension UInt32: ColumnValue {}
 extension UInt64: ColumnValue {}
 extension Double: ColumnValue {
     /// Finite doubles in Swift's shortest round-trip form; NaN and infinities are NULL.
-    public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
+    public var columnText: String? { isFinite ? String(self) : nil }
     /// Writes the same text as ``columnText``, without building a string when it can.
     /// - Parameter writer: the reply being written.
     /// - Returns: true when a string was written, false for NaN and infinities (NULL).
@@ -116,17 +132,17 @@ extension Double: ColumnValue {
 }
 extension Float: ColumnValue {
     /// Finite floats in Swift's shortest round-trip form; NaN and infinities are NULL.
-    public var columnText: ThriftString? { isFinite ? ThriftString(String(self)) : nil }
+    public var columnText: String? { isFinite ? String(self) : nil }
 }
 /// `1` or `0`, as osquery stores booleans.
 extension Bool: ColumnValue {
     /// `1` for true, `0` for false.
-    public var columnText: ThriftString? { self ? "1" : "0" }
+    public var columnText: String? { self ? "1" : "0" }
 }
 /// Raw bytes, sent as they are (for BLOB columns and non-UTF-8 text).
 extension Array: ColumnValue where Element == UInt8 {
-    /// The bytes as they are.
-    public var columnText: ThriftString? { ThriftString(bytes: self) }
+    /// The bytes as text (bytes that are not UTF-8 replaced); the wire gets the bytes themselves.
+    public var columnText: String? { String(decoding: self, as: UTF8.self) }
     /// Writes the bytes as they are.
     /// - Parameter writer: the reply being written.
     /// - Returns: true: the text was written.
@@ -138,7 +154,7 @@ extension Array: ColumnValue where Element == UInt8 {
 /// nil is NULL; a value is written as the value itself would be.
 extension Optional: ColumnValue where Wrapped: ColumnValue {
     /// The wrapped value's text, or nil (NULL).
-    public var columnText: ThriftString? { self?.columnText }
+    public var columnText: String? { self?.columnText }
     /// Writes the wrapped value as it writes itself, or nothing for nil.
     /// - Parameter writer: the reply being written.
     /// - Returns: true when a string was written, false for nil (or a NULL wrapped value).

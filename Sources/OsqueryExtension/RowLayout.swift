@@ -1,4 +1,4 @@
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 
 /// Precomputed keys of a table's columns, so encoding a row is appends and string compares.
 struct RowLayout: Sendable {
@@ -76,7 +76,7 @@ struct RowLayout: Sendable {
                     notes.unknownKey(cell.column)
                     continue
                 }
-                guard used[i], let text = cell.value.columnText else { continue }
+                guard used[i], let text = cell.value.wireText else { continue }
                 if numeric[i] != nil { notes.check(cell.value, column: i, name: names[i]) }
                 bytes += keys[i].byteCount + text.byteCount + 8
                 m.append(keys[i], text)

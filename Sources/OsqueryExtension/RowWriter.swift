@@ -1,4 +1,4 @@
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import NIOCore
 
 #if canImport(Glibc)

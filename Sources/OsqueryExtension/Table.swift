@@ -1,4 +1,4 @@
-@_spi(FastPath) public import OsqueryProtocol
+package import OsqueryProtocol
 
 /// A table plugin: a schema and a way to produce rows (and, for a store, take writes).
 ///
@@ -32,7 +32,7 @@ public struct Table: ExtensionPlugin {
     public var name: String { schema.name }
     /// The route info registration sends: one map per column, alias and column alias, then the
     /// attributes.
-    public var routes: [StringMap] { schema.routes }
+    public var routes: [[String: String]] { schema.routes.map(\.strings) }
     /// True when backed by a ``TableStore`` (writes are passed to it).
     package var isWritable: Bool { if case .store = source { true } else { false } }
 
@@ -150,7 +150,12 @@ public struct Table: ExtensionPlugin {
     ///   and an unknown action, are a failure status.
     /// - Throws: ``PluginError`` when a write's `context` or `json_value_array` does not parse; what
     ///   the store's `insert`, `update` or `delete` throws.
-    public func handle(_ request: PluginRequest) async throws -> ExtensionResponse {
+    public func handle(_ request: PluginRequest) async throws -> PluginResponse {
+        PluginResponse(try await wireResponse(request))
+    }
+
+    /// ``handle(_:)``'s answer as the wire value (rows' bytes as they are, keys in column order).
+    package func wireResponse(_ request: PluginRequest) async throws -> ExtensionResponse {
         guard let action = request.action else { return .failure("Table plugins must include a request action") }
         switch action {
         case "generate":
@@ -175,8 +180,12 @@ public struct Table: ExtensionPlugin {
     /// ``handle(_:)`` as the extension's server sends it: a generate's rows are encoded straight
     /// to their wire form (`ServerResponse.encoded`) with the same columns, values, budgets and
     /// errors, without a map per row.
-    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> ServerResponse {
-        guard request.action == "generate" else { return .rows(try await handle(request)) }
+    @_spi(FastPath) public func reply(to request: PluginRequest) async throws -> PluginReply {
+        PluginReply(try await serverResponse(request))
+    }
+
+    func serverResponse(_ request: PluginRequest) async throws -> ServerResponse {
+        guard request.action == "generate" else { return .rows(try await wireResponse(request)) }
         do {
             let ctx = try context(request)
             let rows: [Row]

@@ -53,7 +53,7 @@ public final class EventTableTester: Sendable {
         let recorder = Recorder()
         let bridged = BridgedTable(schema: engineSchema(table.schema)) { request in
             recorder.append(request)
-            return try await table.handle(PluginRequest(raw: request))
+            return try await table.wireResponse(PluginRequest(raw: request))
         }
         engine = try EngineBox(tables: [ScheduledEventTable(bridged: bridged, marks: marks, epoch: events.epoch)])
         engine.recorder = recorder

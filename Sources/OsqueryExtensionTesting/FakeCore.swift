@@ -1,4 +1,4 @@
-@_spi(FastPath) import OsqueryProtocol
+public import OsqueryProtocol
 public import OsqueryExtension
 import OsqueryEngine
 import Synchronization
@@ -173,8 +173,17 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     ///   - item: the plugin's name.
     ///   - request: the request map, e.g. `["action": "generate", "context": "{}"]`.
     /// - Returns: the plugin's reply, or a failure status when no extension registered the plugin.
-    /// - Throws: `RPCClientError` when the owning extension does not answer on its socket.
-    public func callPlugin(registry: String, item: String, request: [String: String]) async throws -> ExtensionResponse {
+    /// - Throws: ``FakeCoreError`` when the owning extension does not answer on its socket.
+    public func callPlugin(registry: String, item: String, request: [String: String]) async throws -> PluginResponse {
+        do {
+            return PluginResponse(try await callPluginRaw(registry: registry, item: item, request: request))
+        } catch let error as RPCClientError {
+            throw FakeCoreError("calling \(registry) \(item): \(error)")
+        }
+    }
+
+    /// ``callPlugin(registry:item:request:)``'s reply as the wire value.
+    package func callPluginRaw(registry: String, item: String, request: [String: String]) async throws -> ExtensionResponse {
         var raw = ExtensionPluginRequest()
         for (k, v) in request { raw[ThriftString(k)] = ThriftString(v) }
         return try await callExtension(registry: ThriftString(registry), item: ThriftString(item), request: raw)

@@ -30,7 +30,7 @@ public final class TableTester: Sendable {
         let plugin = table
         let bridged = BridgedTable(schema: engineSchema(table.schema)) { request in
             recorder.append(request)
-            return try await plugin.handle(PluginRequest(raw: request))
+            return try await plugin.wireResponse(PluginRequest(raw: request))
         }
         engine = try EngineBox(tables: [bridged])
         engine.recorder = recorder

@@ -1,8 +1,8 @@
 import Foundation
 public import Logging
 public import OsqueryEngine
-@_spi(FastPath) public import OsqueryProtocol
-public import ThriftCodec
+public import OsqueryProtocol
+package import ThriftCodec
 import Synchronization
 
 /// The core's side of osquery's `ExtensionManager` service (protocol.md §2.3):
@@ -63,7 +63,7 @@ public final class ManagerService: ExtensionManagerHandler {
 
     // MARK: Extension service
 
-    public func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: 0) }
+    package func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: 0) }
 
     /// osquery's manager ignores `shutdown`; so do we (the core stops on signals).
     public func shutdown() async throws {}
@@ -345,7 +345,7 @@ public final class ManagerService: ExtensionManagerHandler {
         }
     }
 
-    public func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
+    package func getQueryColumns(sql: ThriftString) async throws -> ExtensionResponse {
         if let refused = refusal("run queries") { return ExtensionResponse(status: refused) }
         let text = sql.lossyString
         do {

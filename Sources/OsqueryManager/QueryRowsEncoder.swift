@@ -1,7 +1,7 @@
 import Dispatch
 import NIOCore
 import OsqueryEngine
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import Synchronization
 import ThriftCodec
 

@@ -48,14 +48,14 @@ package func validateSocketPath(_ path: String, leavingRoomForUUID: Bool = false
 }
 
 /// Why a Unix socket path cannot be used.
-public enum SocketPathError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum SocketPathError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The path is empty.
     case empty
     /// The path is longer than `sun_path` holds: the path, its length in bytes and the limit.
     case tooLong(path: String, length: Int, limit: Int)
 
     /// The problem as one line.
-    public var description: String {
+    package var description: String {
         switch self {
         case .empty: "the socket path is empty"
         case .tooLong(let path, let length, let limit):

@@ -1,10 +1,10 @@
 import NIOCore
 import NIOPosix
-public import ThriftCodec
+package import ThriftCodec
 import Synchronization
 
 /// Why a call to a core or an extension failed.
-public enum RPCClientError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum RPCClientError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What an error met while reading a reply becomes: itself, the peer's exception, or a
     /// protocol error (malformed bytes).
     init(readingReply error: any Error) {
@@ -38,7 +38,7 @@ public enum RPCClientError: Error, Sendable, Equatable, CustomStringConvertible 
     case applicationException(TApplicationException)
 
     /// The failure as one line, naming the socket or method.
-    public var description: String {
+    package var description: String {
         switch self {
         case .badSocketPath(let e): "bad socket path: \(e)"
         case .noSocket(let path): "no socket at \(path)"

@@ -4,9 +4,8 @@ package import ThriftCodec
 // What a server sends back, as opposed to the IDL's values (Types.swift): rows may already be
 // encoded by their producer, and memory may be freed only once the reply is on the wire.
 
-/// A `call` or `query` answer as the server sends it. SPI (`@_spi(FastPath)`): a fast-path hook
-/// of ``ExtensionPlugin``, not something a plugin author needs.
-@_spi(FastPath) public enum ServerResponse: Sendable {
+/// A `call` or `query` answer as the server sends it.
+package enum ServerResponse: Sendable {
     /// A status and rows as values: the IDL's ``ExtensionResponse``.
     case rows(ExtensionResponse)
     /// A status and rows their producer already encoded (a table's generate, the core's query
@@ -17,7 +16,7 @@ package import ThriftCodec
     case encoded(ExtensionStatus, EncodedRows, releaseAfterSending: (any Sendable)? = nil)
 
     /// The answer's status.
-    @_spi(FastPath) public var status: ExtensionStatus {
+    package var status: ExtensionStatus {
         get {
             switch self {
             case .rows(let response): response.status
@@ -56,9 +55,8 @@ package enum ServerReply: Sendable {
 }
 
 /// The rows of a `list<map<string,string>>` as encoded bytes: each row a map header and its
-/// key/value strings, back to back, without the list header (written with ``count``). SPI, as
-/// ``ServerResponse`` is.
-@_spi(FastPath) public struct EncodedRows: Sendable, Hashable {
+/// key/value strings, back to back, without the list header (written with ``count``).
+package struct EncodedRows: Sendable, Hashable {
     /// The number of rows.
     package var count: Int
     /// Where the maps are: as an encoder handed them over, or already in a buffer the server
@@ -129,12 +127,12 @@ package enum ServerReply: Sendable {
     }
 
     /// Same count and same bytes.
-    @_spi(FastPath) public static func == (a: EncodedRows, b: EncodedRows) -> Bool {
+    package static func == (a: EncodedRows, b: EncodedRows) -> Bool {
         a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.elementsEqual(y) } }
     }
 
     /// Hashes the count and the bytes.
-    @_spi(FastPath) public func hash(into hasher: inout Hasher) {
+    package func hash(into hasher: inout Hasher) {
         hasher.combine(count)
         withUnsafeBytes { hasher.combine(bytes: $0) }
     }

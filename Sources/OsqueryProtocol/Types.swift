@@ -1,4 +1,4 @@
-public import ThriftCodec
+package import ThriftCodec
 
 // Swift mirrors of idl/osquery.thrift. Field ids and wire types are pinned by
 // DriftTests, which compares what these types put on the wire with the IDL file.
@@ -6,7 +6,7 @@ public import ThriftCodec
 /// `map<string,string>`: a registry call's arguments.
 package typealias ExtensionPluginRequest = [ThriftString: ThriftString]
 /// `list<map<string,string>>`: a registry call's rows, each kept in wire order.
-public typealias ExtensionPluginResponse = [StringMap]
+package typealias ExtensionPluginResponse = [StringMap]
 /// `i64`: the id the core gives each registered extension (0 = the core).
 package typealias ExtensionRouteUUID = Int64
 /// Plugin name → route info.
@@ -115,20 +115,20 @@ package struct InternalExtensionInfo: ThriftStruct, Hashable {
 }
 
 /// `struct ExtensionStatus` — the status most calls return.
-public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
+package struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
     /// 0 for success, 1 for a failure (osquery's `ExtensionCode`).
-    public var code: Int32
+    package var code: Int32
     /// What happened, for people (`OK`, `pong`, an error's text).
-    public var message: ThriftString
+    package var message: ThriftString
     /// The uuid of the extension (or core) that answered.
-    public var uuid: Int64
+    package var uuid: Int64
 
     /// A status from its fields.
     /// - Parameters:
     ///   - code: 0 for success, 1 for a failure.
     ///   - message: what happened.
     ///   - uuid: the uuid of whoever answers.
-    public init(code: Int32 = 0, message: ThriftString = "", uuid: Int64 = 0) {
+    package init(code: Int32 = 0, message: ThriftString = "", uuid: Int64 = 0) {
         self.code = code
         self.message = message
         self.uuid = uuid
@@ -139,10 +139,10 @@ public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
     }
 
     /// True when the code is 0.
-    public var isSuccess: Bool { code == ExtensionCode.success.rawValue }
+    package var isSuccess: Bool { code == ExtensionCode.success.rawValue }
 
     /// The status as `{code 0, message "OK", uuid 1}`.
-    public var description: String { "{code \(code), message \(message.debugDescription), uuid \(uuid)}" }
+    package var description: String { "{code \(code), message \(message.debugDescription), uuid \(uuid)}" }
 
     package func write(to w: inout ThriftWriter) {
         w.writeFieldBegin(.i32, id: 1)
@@ -170,17 +170,17 @@ public struct ExtensionStatus: ThriftStruct, Hashable, CustomStringConvertible {
 }
 
 /// `struct ExtensionResponse` — a status and rows.
-public struct ExtensionResponse: ThriftStruct, Hashable {
+package struct ExtensionResponse: ThriftStruct, Hashable {
     /// Whether the call succeeded, and why not.
-    public var status: ExtensionStatus
+    package var status: ExtensionStatus
     /// The rows (a table's rows, a logger's or config plugin's answer).
-    public var response: ExtensionPluginResponse
+    package var response: ExtensionPluginResponse
 
     /// A response from its status and rows; see also `.ok(_:)` and `.failure(_:code:)`.
     /// - Parameters:
     ///   - status: the status; success by default.
     ///   - response: the rows; none by default.
-    public init(status: ExtensionStatus = .init(), response: ExtensionPluginResponse = []) {
+    package init(status: ExtensionStatus = .init(), response: ExtensionPluginResponse = []) {
         self.status = status
         self.response = response
     }

@@ -91,7 +91,7 @@ public struct Constraint: Sendable, Hashable {
     }
 
     /// The value converted to `T`, or nil when it does not parse.
-    public func value<T: LosslessStringConvertible>(as type: T.Type) -> T? { T(expr) }
+    package func value<T: LosslessStringConvertible>(as type: T.Type) -> T? { T(expr) }
 }
 
 /// Bounds from `>`, `>=`, `<`, `<=` constraints, tightest first.
@@ -126,10 +126,10 @@ public struct ColumnConstraints: Sendable, Hashable {
     }
 
     /// True when the column is unconstrained.
-    public var isEmpty: Bool { list.isEmpty }
+    package var isEmpty: Bool { list.isEmpty }
 
     /// True when some constraint uses `op`.
-    public func exists(_ op: ConstraintOperator) -> Bool { list.contains { $0.op == op } }
+    package func exists(_ op: ConstraintOperator) -> Bool { list.contains { $0.op == op } }
 
     /// The distinct `=` values, first-seen order. An `IN (…)` list arrives as several `=`.
     public var equals: [String] {

@@ -1,7 +1,7 @@
 /// Thrift's `TApplicationException`: how a server reports an error that the IDL
 /// does not declare (unknown method, handler failure, bad arguments). It travels
 /// as an EXCEPTION message whose body is `{1: string message, 2: i32 type}`.
-public struct TApplicationException: Error, Sendable, Equatable, CustomStringConvertible {
+package struct TApplicationException: Error, Sendable, Equatable, CustomStringConvertible {
     /// libthrift's exception kinds.
     package enum Kind: Int32, Sendable {
         case unknown = 0
@@ -18,9 +18,9 @@ public struct TApplicationException: Error, Sendable, Equatable, CustomStringCon
     }
 
     /// The peer's message.
-    public var message: ThriftString
+    package var message: ThriftString
     /// The raw type code; see ``kind``.
-    public var type: Int32
+    package var type: Int32
 
     package init(_ kind: Kind, _ message: ThriftString) {
         self.message = message
@@ -36,7 +36,7 @@ public struct TApplicationException: Error, Sendable, Equatable, CustomStringCon
     package var kind: Kind? { Kind(rawValue: type) }
 
     /// The exception as one line: its type code and message.
-    public var description: String { "TApplicationException(type \(type)): \(message)" }
+    package var description: String { "TApplicationException(type \(type)): \(message)" }
 
     package func write(to writer: inout ThriftWriter) {
         writer.writeFieldBegin(.string, id: 1)

@@ -10,7 +10,7 @@
 /// Like a Thrift map, keys are meant to be unique. If a peer sends a key twice,
 /// both entries are kept on the wire (so re-encoding is faithful) and lookups
 /// see the last one, as a decoder into a hash map would.
-public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
+@usableFromInline package struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
     /// One key and its value.
     @usableFromInline package struct Entry: Sendable, Hashable {
         @usableFromInline package var key: ThriftString
@@ -27,7 +27,7 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
 
     /// An empty map.
     @inlinable
-    public init() { entries = [] }
+    package init() { entries = [] }
 
     @inlinable
     package init(minimumCapacity: Int) {
@@ -36,35 +36,39 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
     }
 
     /// The entries of a dictionary, in its iteration order.
+    @usableFromInline
     package init(_ dictionary: [ThriftString: ThriftString]) {
         entries = dictionary.map { Entry(key: $0.key, value: $0.value) }
     }
 
     /// Keys and values of Swift strings.
-    public init(_ dictionary: [String: String]) {
+    @usableFromInline
+    package init(_ dictionary: [String: String]) {
         entries = dictionary.map { Entry(key: ThriftString($0.key), value: ThriftString($0.value)) }
     }
 
     /// A map from `["key": "value", …]`, in the order written.
     /// - Parameter elements: the keys and values.
-    public init(dictionaryLiteral elements: (ThriftString, ThriftString)...) {
+    @usableFromInline
+    package init(dictionaryLiteral elements: (ThriftString, ThriftString)...) {
         entries = elements.map { Entry(key: $0.0, value: $0.1) }
     }
 
     /// The number of entries.
     @inlinable
-    public var count: Int { entries.count }
+    package var count: Int { entries.count }
 
     @inlinable
     package var isEmpty: Bool { entries.isEmpty }
 
     /// The keys, in wire order.
+    @usableFromInline
     package var keys: [ThriftString] { entries.map(\.key) }
 
     /// The value for `key` (the last entry with that key), or nil.
     /// Setting replaces the last such entry or appends one; nil removes every entry with the key.
     @inlinable
-    public subscript(key: ThriftString) -> ThriftString? {
+    package subscript(key: ThriftString) -> ThriftString? {
         get {
             var i = entries.count
             while i > 0 {
@@ -94,6 +98,7 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
     }
 
     /// A dictionary of the entries (later duplicates win).
+    @usableFromInline
     package var dictionary: [ThriftString: ThriftString] {
         var d = [ThriftString: ThriftString](minimumCapacity: entries.count)
         for e in entries { d[e.key] = e.value }
@@ -102,22 +107,26 @@ public struct StringMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
 
     /// The entries in wire order, as `(key, value)` pairs.
     /// - Returns: an iterator over the entries.
-    public func makeIterator() -> some IteratorProtocol<(key: ThriftString, value: ThriftString)> {
+    @usableFromInline
+    package func makeIterator() -> some IteratorProtocol<(key: ThriftString, value: ThriftString)> {
         entries.lazy.map { (key: $0.key, value: $0.value) }.makeIterator()
     }
 
     /// Map equality: the same keys with the same values, whatever the order.
-    public static func == (lhs: StringMap, rhs: StringMap) -> Bool {
+    @usableFromInline
+    package static func == (lhs: StringMap, rhs: StringMap) -> Bool {
         if lhs.entries == rhs.entries { return true }
         return lhs.dictionary == rhs.dictionary
     }
 
     /// Hashes the entries as a dictionary (order and duplicates do not count, as for `==`).
     /// - Parameter hasher: the hasher to feed.
-    public func hash(into hasher: inout Hasher) { hasher.combine(dictionary) }
+    @usableFromInline
+    package func hash(into hasher: inout Hasher) { hasher.combine(dictionary) }
 
     /// The map as `[key: value, …]`.
-    public var description: String {
+    @usableFromInline
+    package var description: String {
         "[" + entries.map { "\($0.key.debugDescription): \($0.value.debugDescription)" }.joined(separator: ", ") + "]"
     }
 }

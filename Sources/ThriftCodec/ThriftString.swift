@@ -1,5 +1,8 @@
-// The vocabulary's word-at-a-time ASCII check; public because inlinable code here calls it.
-public import OsqueryVocabulary
+import OsqueryVocabulary
+
+/// The vocabulary's word-at-a-time ASCII check, for inlinable code here (which may not call a
+/// package function of another module).
+@usableFromInline func bytesAreASCII(_ buffer: UnsafeRawBufferPointer) -> Bool { isASCII(buffer) }
 
 /// A Thrift `string`: a sequence of bytes that is nearly always UTF-8.
 ///
@@ -11,7 +14,7 @@ public import OsqueryVocabulary
 ///
 /// Equality, hashing and ordering are by bytes, like `std::string`: two
 /// canonically-equivalent but differently-encoded strings are different values.
-public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringLiteral, ExpressibleByStringInterpolation,
+@usableFromInline package struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringLiteral, ExpressibleByStringInterpolation,
     CustomStringConvertible, CustomDebugStringConvertible
 {
     @usableFromInline
@@ -25,15 +28,16 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
 
     /// Wraps a Swift string.
     @inlinable
-    public init(_ string: String) { storage = .text(string) }
+    package init(_ string: String) { storage = .text(string) }
 
     /// A string from a literal.
     /// - Parameter value: the literal.
     @inlinable
-    public init(stringLiteral value: String) { storage = .text(value) }
+    package init(stringLiteral value: String) { storage = .text(value) }
 
     /// Takes bytes as they are; valid UTF-8 is kept as a `String`.
-    public init<Bytes: Sequence>(bytes: Bytes) where Bytes.Element == UInt8 {
+    @usableFromInline
+    package init<Bytes: Sequence>(bytes: Bytes) where Bytes.Element == UInt8 {
         let array = Array(bytes)
         let text = array.withUnsafeBufferPointer { String(validating: $0, as: UTF8.self) }
         storage = text.map(Storage.text) ?? .bytes(array)
@@ -52,7 +56,7 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
         // Table data is overwhelmingly ASCII: a word-at-a-time scan proves it.
         // Otherwise the initializer above repaired any invalid UTF-8, so the
         // input was valid exactly when the string's bytes equal it.
-        if isASCII(buffer) || Self.sameBytes(text, buffer) {
+        if bytesAreASCII(buffer) || Self.sameBytes(text, buffer) {
             storage = .text(text)
         } else {
             storage = .bytes(Array(bytes))
@@ -70,13 +74,14 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
 
     /// The value as a Swift string, when it is valid UTF-8.
     @inlinable
-    public var string: String? {
+    package var string: String? {
         if case .text(let s) = storage { return s }
         return nil
     }
 
     /// The value as a Swift string; invalid UTF-8 sequences become U+FFFD.
-    public var lossyString: String {
+    @usableFromInline
+    package var lossyString: String {
         switch storage {
         case .text(let s): s
         case .bytes(let b): String(decoding: b, as: UTF8.self)
@@ -84,7 +89,8 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
     }
 
     /// The raw bytes.
-    public var bytes: [UInt8] {
+    @usableFromInline
+    package var bytes: [UInt8] {
         switch storage {
         case .text(let s): Array(s.utf8)
         case .bytes(let b): b
@@ -126,10 +132,12 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
     }
 
     /// The text (invalid UTF-8 repaired); see ``lossyString``.
-    public var description: String { lossyString }
+    @usableFromInline
+    package var description: String { lossyString }
 
     /// The text quoted, or the bytes in hex when they are not UTF-8.
-    public var debugDescription: String {
+    @usableFromInline
+    package var debugDescription: String {
         switch storage {
         case .text(let s): s.debugDescription
         case .bytes(let b): "<invalid UTF-8: " + b.map { String($0, radix: 16) }.joined(separator: " ") + ">"
@@ -141,7 +149,8 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
     ///   - lhs: a string.
     ///   - rhs: another string.
     /// - Returns: true when both hold the same bytes.
-    public static func == (lhs: ThriftString, rhs: ThriftString) -> Bool {
+    @usableFromInline
+    package static func == (lhs: ThriftString, rhs: ThriftString) -> Bool {
         switch (lhs.storage, rhs.storage) {
         case (.text(let a), .text(let b)):
             // Byte equality, not Unicode canonical equivalence.
@@ -159,13 +168,14 @@ public struct ThriftString: Sendable, Hashable, Comparable, ExpressibleByStringL
     /// Hashes the bytes.
     /// - Parameter hasher: the hasher to feed.
     @inlinable
-    public func hash(into hasher: inout Hasher) {
+    package func hash(into hasher: inout Hasher) {
         withUnsafeBytes { hasher.combine(bytes: $0) }
         hasher.combine(byteCount)
     }
 
     /// Unsigned byte-wise order, as `std::string` and `memcmp` sort.
-    public static func < (lhs: ThriftString, rhs: ThriftString) -> Bool {
+    @usableFromInline
+    package static func < (lhs: ThriftString, rhs: ThriftString) -> Bool {
         lhs.withUnsafeBytes { a in
             rhs.withUnsafeBytes { b in
                 let n = min(a.count, b.count)

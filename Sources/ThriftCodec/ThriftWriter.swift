@@ -105,7 +105,7 @@ public struct ThriftWriter: ~Copyable, @unchecked Sendable {
     /// Writes `value` as a Thrift string (its length, then its bytes).
     /// - Parameter value: the string.
     @inlinable
-    public mutating func writeString(_ value: ThriftString) {
+    package mutating func writeString(_ value: ThriftString) {
         switch value.storage {
         case .text(let s):
             // Contiguous UTF-8 is read in place (a small string from its inline bytes).

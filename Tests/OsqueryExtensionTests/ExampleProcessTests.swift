@@ -45,7 +45,7 @@ final class Manager: @unchecked Sendable {
             fake = nil
             core = nil
             socket = path
-            let ok = await eventually { (try? await OsqueryClient(socket: path, connectTimeout: .seconds(1)).ping().code) == 0 }
+            let ok = await eventually { (try? await OsqueryClient(socket: path, connectTimeout: .seconds(1)).pingStatus().code) == 0 }
             if !ok { throw FakeCoreErrorForTests("reference manager did not start: \(child?.stderrText ?? "")") }
         case .fake:
             let core = try await FakeCore.start()
@@ -141,12 +141,12 @@ struct ExampleProcessTests {
         let manager = try await Manager(kind)
         let ext = try launch("example-writable-table", socket: manager.socket)
         let uuid = try await manager.waitFor("kv_store")
-        let insert = try await manager.client.call(
+        let insert = try await manager.client.callRaw(
             registry: "table", item: "kv_store",
             request: ["action": "insert", "json_value_array": #"["color","blue"]"#, "auto_rowid": "true"])
         #expect(insert.status.code == 0)
         #expect(rowsOf(insert).first?["status"] == "success")
-        let dup = try await manager.client.call(
+        let dup = try await manager.client.callRaw(
             registry: "table", item: "kv_store",
             request: ["action": "insert", "json_value_array": #"["color","red"]"#, "auto_rowid": "true"])
         #expect(rowsOf(dup).first?["status"] == "constraint")
@@ -162,14 +162,14 @@ struct ExampleProcessTests {
         let ext = try launch("example-jsonl-logger", socket: manager.socket, environment: ["JSONL_LOGGER_PATH": logPath])
         let uuid = try await manager.waitFor("jsonl_logger")
         let client = manager.client
-        let features = try await client.call(registry: "logger", item: "jsonl", request: ["action": "features"])
+        let features = try await client.callRaw(registry: "logger", item: "jsonl", request: ["action": "features"])
         #expect(features.status.code == 3 || (kind == .reference && features.status.code == 1 && features.response.isEmpty) || features.status.code == 3)
         for request in [
             ["init": "osqueryd"], ["string": #"{"name":"pack_q","action":"added"}"#, "category": "event"],
             ["status": "true", "log": #"[{"s":0,"f":"x.cpp","i":7,"m":"hello","h":"host","c":"now","u":1}]"#],
             ["snapshot": #"{"snap":1}"#],
         ] {
-            let r = try await client.call(registry: "logger", item: "jsonl", request: request)
+            let r = try await client.callRaw(registry: "logger", item: "jsonl", request: request)
             #expect(r.status.code == 0, "\(request): \(r.status)")
         }
         await expectCleanExit(ext, manager: manager, uuid: uuid)
@@ -185,11 +185,11 @@ struct ExampleProcessTests {
         let manager = try await Manager(kind)
         let ext = try launch("example-config", socket: manager.socket)
         let uuid = try await manager.waitFor("swift_static_config")
-        let gen = try await manager.client.call(registry: "config", item: "swift_static", request: ["action": "genConfig"])
+        let gen = try await manager.client.callRaw(registry: "config", item: "swift_static", request: ["action": "genConfig"])
         #expect(gen.status.code == 0)
         let config = try JSONValue.parse(try #require(rowsOf(gen).first?["swift_static"]))
         #expect(config["schedule"]?["swift_time"]?["query"] == .string("select * from time"))
-        let pack = try await manager.client.call(
+        let pack = try await manager.client.callRaw(
             registry: "config", item: "swift_static", request: ["action": "genPack", "name": "swift_pack", "value": "from-extension"])
         #expect(try JSONValue.parse(try #require(rowsOf(pack).first?["swift_pack"]))["queries"] != nil)
         await expectCleanExit(ext, manager: manager, uuid: uuid)
@@ -200,11 +200,11 @@ struct ExampleProcessTests {
         let manager = try await Manager(kind)
         let ext = try launch("example-distributed", socket: manager.socket)
         let uuid = try await manager.waitFor("swift_distributed")
-        let q = try await manager.client.call(registry: "distributed", item: "swift_distributed", request: ["action": "getQueries"])
+        let q = try await manager.client.callRaw(registry: "distributed", item: "swift_distributed", request: ["action": "getQueries"])
         let results = try JSONValue.parse(try #require(rowsOf(q).first?["results"]))
         #expect(results["queries"]?["swift_uptime"] == .string("select * from uptime"))
         #expect(results["accelerate"]?.int64 == 60)
-        let write = try await manager.client.call(
+        let write = try await manager.client.callRaw(
             registry: "distributed", item: "swift_distributed",
             request: ["action": "writeResults", "results": #"{"queries":{"swift_uptime":[{"days":"1"}]},"statuses":{"swift_uptime":0},"stats":{"swift_uptime":{"wall_time_ms":5}}}"#])
         #expect(write.status.code == 0)

@@ -1,5 +1,5 @@
 @_spi(FastPath) @testable import OsqueryExtension
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import OsqueryExtensionTesting
 import Synchronization
 import Testing
@@ -43,17 +43,17 @@ import ThriftCodec
     @Test func sameRowsAsAGenerateReturningRows() async throws {
         let (writer, listed) = Self.twins(300)
         for ctx in Self.contexts {
-            let a = try await writer.handle(generate(ctx))
-            let b = try await listed.handle(generate(ctx))
+            let a = try await writer.wireResponse(generate(ctx))
+            let b = try await listed.wireResponse(generate(ctx))
             #expect(a.status.code == 0 && a.response.count == 300)
             #expect(a == b, "context \(ctx ?? "none")")
             #expect(a.response.map { $0.entries.map(\.key) } == b.response.map { $0.entries.map(\.key) })
             // The server's path: the same bytes the [Row] encoder writes.
-            let wa = try await writer.reply(to: generate(ctx))
-            let wb = try await listed.reply(to: generate(ctx))
+            let wa = try await writer.reply(to: generate(ctx)).response
+            let wb = try await listed.reply(to: generate(ctx)).response
             #expect(wa.encodedRows != nil && wa.encodedRows == wb.encodedRows)
         }
-        let sample = try await writer.handle(generate(nil))
+        let sample = try await writer.wireResponse(generate(nil))
         #expect(rows(sample)[1] == ["a": "row1", "b": "-1"])
         #expect(sample.response[2].entries.map(\.key) == ["a", "b"])
     }
@@ -62,16 +62,16 @@ import ThriftCodec
     /// the same bytes, and the byte budget still counts every row.
     @Test func bigRepliesMoveToTheBufferUnchanged() async throws {
         let (writer, listed) = Self.twins(12_000)
-        let a = try await writer.reply(to: generate(nil))
-        let b = try await listed.reply(to: generate(nil))
+        let a = try await writer.reply(to: generate(nil)).response
+        let b = try await listed.reply(to: generate(nil)).response
         let size = try #require(a.encodedRows).byteCount
         #expect(size > 2 * RowWriter.spillSize, "the test must spill more than once")
         #expect(a.encodedRows == b.encodedRows)
-        #expect(try await writer.handle(generate(nil)) == listed.handle(generate(nil)))
+        #expect(try await writer.wireResponse(generate(nil)) == listed.wireResponse(generate(nil)))
         for maxBytes in [RowWriter.spillSize - 100, RowWriter.spillSize + 5_000, size + 2 * 12_000 - 1, size + 2 * 12_000] {
             let limits = TableLimits(maxBytes: maxBytes)
-            let x = try await Table(schema: writer.schema, limits: limits, generate: Self.generator(writer)).reply(to: generate(nil))
-            let y = try await Table(schema: listed.schema, limits: limits, generate: Self.rowGenerator(listed)).reply(to: generate(nil))
+            let x = try await Table(schema: writer.schema, limits: limits, generate: Self.generator(writer)).reply(to: generate(nil)).response
+            let y = try await Table(schema: listed.schema, limits: limits, generate: Self.rowGenerator(listed)).reply(to: generate(nil)).response
             #expect(x.status == y.status && x.encodedRows == y.encodedRows, "budget \(maxBytes): \(x.status) vs \(y.status)")
         }
     }
@@ -80,8 +80,8 @@ import ThriftCodec
         let (writer, rows) = Self.twins(50)
         // Every byte budget from nothing to more than the reply: the same error at the same row.
         for limits in stride(from: 0, through: 2_500, by: 7).map({ TableLimits(maxBytes: $0) }) + [TableLimits(maxBytes: 1_000_000)] {
-            let a = try await Table(schema: writer.schema, limits: limits, generate: Self.generator(writer)).handle(generate(nil))
-            let b = try await Table(schema: rows.schema, limits: limits, generate: Self.rowGenerator(rows)).handle(generate(nil))
+            let a = try await Table(schema: writer.schema, limits: limits, generate: Self.generator(writer)).wireResponse(generate(nil))
+            let b = try await Table(schema: rows.schema, limits: limits, generate: Self.rowGenerator(rows)).wireResponse(generate(nil))
             #expect(a == b, "\(limits)")
         }
         // Past the row budget add() refuses, so a loop can stop; the reply is the budget's error.
@@ -96,11 +96,11 @@ import ThriftCodec
                 }
             }
         }
-        let r = try await limited.handle(generate(nil))
+        let r = try await limited.wireResponse(generate(nil))
         #expect(calls.withLock { $0 } == 11)
         #expect(r.status.code == 1)
         #expect(r.status.message == "table big: result exceeds budget (more than 10 rows): select fewer columns or add a WHERE")
-        let wire = try await limited.reply(to: generate(nil))
+        let wire = try await limited.reply(to: generate(nil)).response
         #expect(try wire.status.code == 1 && wire.encodedRows == nil && wire.value.response.isEmpty)
         // Exactly at the budget is fine.
         let exact = Table("exact", columns: [.text("a")], limits: TableLimits(maxRows: 10)) { _, rows in
@@ -109,7 +109,7 @@ import ThriftCodec
                 #expect(taken)
             }
         }
-        #expect(try await exact.handle(generate(nil)).response.count == 10)
+        #expect(try await exact.wireResponse(generate(nil)).response.count == 10)
     }
 
     /// The generate of `table` (a writer table) run again under other limits.
@@ -132,7 +132,7 @@ import ThriftCodec
             let after = rows.add("after", 3)
             #expect(!after)
         }
-        let r = try await t.handle(generate(nil))
+        let r = try await t.wireResponse(generate(nil))
         #expect(r.status.code == 1)
         #expect(r.status.message == "table two: row 1 has 3 values but the table has 2 columns")
     }
@@ -146,12 +146,12 @@ import ThriftCodec
             let extra = rows.add("0", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
             #expect(!extra)
         }
-        let r = try await wide.handle(generate(nil))
+        let r = try await wide.wireResponse(generate(nil))
         #expect(r.status.message == "table wide: row 2 has 19 values but the table has 18 columns")
         let ok = Table("wide", columns: columns) { _, rows in
             rows.add("0", 1, 2.5, "3", Int?.none, "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", [UInt8]([0x41]))
         }
-        let row = try await ok.handle(generate(#"{"constraints":[],"colsUsed":["c0","c2","c4","c17"]}"#))
+        let row = try await ok.wireResponse(generate(#"{"constraints":[],"colsUsed":["c0","c2","c4","c17"]}"#))
         #expect(rows(row) == [["c0": "0", "c2": "2.5", "c17": "A"]])
         #expect(row.response.first?.entries.map(\.key) == ["c0", "c2", "c17"])
     }
@@ -161,13 +161,13 @@ import ThriftCodec
             rows.add("before")
             try await Task.sleep(for: .seconds(30))
         }
-        let r = try await slow.handle(generate(nil))
+        let r = try await slow.wireResponse(generate(nil))
         #expect(r.status.code == 1 && r.status.message.lossyString.contains("exceeded its deadline"))
         let failing = Table("err", columns: [.text("path", .required)]) { ctx, rows in
             rows.add("written before the error")
             guard !ctx["path"].equals.isEmpty else { throw PluginError("err requires a path = constraint") }
         }
-        let e = try await failing.reply(to: generate(nil))
+        let e = try await failing.reply(to: generate(nil)).response
         #expect(e.status.code == 1 && e.status.message == "err requires a path = constraint" && e.encodedRows == nil)
     }
 

@@ -1,7 +1,7 @@
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import Testing
 import Synchronization
-import OsqueryExtension
+@_spi(FastPath) import OsqueryExtension
 import OsqueryExtensionTesting
 
 final class Flag: Sendable {
@@ -25,7 +25,7 @@ final class CountedValue: ColumnValue {
         Self.live.add(1, ordering: .relaxed)
     }
     deinit { Self.live.subtract(1, ordering: .relaxed) }
-    var columnText: ThriftString? { ThriftString(String(n)) }
+    var columnText: String? { String(n) }
 }
 
 /// A plugin of its own (not a ``Table``) whose answers say which path the server took.
@@ -34,13 +34,13 @@ struct EncodingPlugin: ExtensionPlugin {
     let encodes: Bool
     var registry: String { "config" }
 
-    func handle(_ request: PluginRequest) async throws -> ExtensionResponse { .ok([["path": "handle"]]) }
+    func handle(_ request: PluginRequest) async throws -> PluginResponse { .ok([["path": "handle"]]) }
 
-    func reply(to request: PluginRequest) async throws -> ServerResponse {
-        guard encodes else { return .rows(try await handle(request)) }
+    func reply(to request: PluginRequest) async throws -> PluginReply {
+        guard encodes else { return PluginReply(.rows(try await handle(request).wire)) }
         var w = ThriftWriter()
         for i in 0..<3 { w.writeStringMap(["path": "encoded", "i": ThriftString(String(i))] as StringMap) }
-        return .encoded(ExtensionStatus(code: 0, message: "OK"), EncodedRows(count: 3, encoded: w.finish()))
+        return PluginReply(.encoded(ExtensionStatus(code: 0, message: "OK"), EncodedRows(count: 3, encoded: w.finish())))
     }
 }
 
@@ -54,10 +54,10 @@ struct EncodingPlugin: ExtensionPlugin {
             "encoding_ext",
             plugins: [EncodingPlugin(name: "encoded_cfg", encodes: true), EncodingPlugin(name: "plain_cfg", encodes: false)])
         try await ext.start(options: try options(core.socket))
-        let encoded = try await core.callPlugin(registry: "config", item: "encoded_cfg", request: [:])
+        let encoded = try await core.callPluginRaw(registry: "config", item: "encoded_cfg", request: [:])
         #expect(encoded.status.code == 0 && encoded.status.uuid == ext.uuid && ext.uuid != 0)
         #expect(encoded.response == [["path": "encoded", "i": "0"], ["path": "encoded", "i": "1"], ["path": "encoded", "i": "2"]])
-        let plain = try await core.callPlugin(registry: "config", item: "plain_cfg", request: [:])
+        let plain = try await core.callPluginRaw(registry: "config", item: "plain_cfg", request: [:])
         #expect(plain.status.code == 0 && plain.response == [["path": "handle"]])
         ext.stop()
         _ = await ext.waitUntilStopped()
@@ -317,13 +317,13 @@ struct EncodingPlugin: ExtensionPlugin {
         let ext = Extension("client_ext", plugins: [helloTable("client_t")])
         try await ext.start(options: try options(core.socket))
         let client = try await OsqueryClient.connect(socket: core.socket)
-        #expect(try await client.ping().message == "pong")
+        #expect(try await client.pingStatus().message == "pong")
         #expect(try await client.extensions()[ext.uuid]?.name == "client_ext")
         #expect(try await client.options()["extensions_socket"]?.value == core.socket)
         struct Greeting: Decodable, Equatable { var greeting: String; var n: Int }
         let typed = try await client.query("select * from client_t", as: Greeting.self)
         #expect(typed == [Greeting(greeting: "hello", n: 1), Greeting(greeting: "world", n: 2)])
-        let call = try await client.call(registry: "table", item: "client_t", request: ["action": "columns"])
+        let call = try await client.callRaw(registry: "table", item: "client_t", request: ["action": "columns"])
         #expect(call.status.code == 0 && call.response.count == 3)
         await #expect(throws: OsqueryClientError.self) { try await client.query("select * from nope") }
         #expect(try await client.deregisterExtension(uuid: 424242).message == "No extension UUID found")

@@ -128,7 +128,7 @@ final class LogLines: Sendable {
         #expect(status == 1, "stderr: \(ext.stderrText)")
         #expect(ext.stderrText.contains("permission denied connecting to \(core.socket)"), "stderr: \(ext.stderrText)")
         #expect(!ext.stderrText.contains("no osquery core answered"))
-        #expect(try await OsqueryClient(socket: core.socket).ping().code == 0)
+        #expect(try await OsqueryClient(socket: core.socket).pingStatus().code == 0)
         await core.stop()
     }
 }

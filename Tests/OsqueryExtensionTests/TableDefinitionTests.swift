@@ -46,7 +46,7 @@ import OsqueryExtensionTesting
             }
             let status = try await core.registerExtension(
                 info: InternalExtensionInfo(name: "raw_ext", version: "1", sdkVersion: "5.16.0", minSDKVersion: "1.7.7"),
-                registry: ["table": [ThriftString(table.name): table.routes]])
+                registry: ["table": [ThriftString(table.name): table.schema.routes]])
             #expect(status.code == 1 && status.message.lossyString == "Failed adding registry: \(message)")
         }
         #expect(core.registrations.isEmpty)

@@ -1,5 +1,5 @@
 @testable import OsqueryExtension
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import ProtocolFixture
 import Testing
 import ThriftCodec
@@ -105,7 +105,7 @@ import ThriftCodec
         }
     }
 
-    /// Every value type writes exactly its `columnText` (or nothing, for NULL).
+    /// Every value type writes exactly its text as the wire carries it (or nothing, for NULL).
     @Test func eachValueWritesItsColumnText() throws {
         let values: [any ColumnValue] = [
             "", "text", "ünïcödé and a longer string than fits inline", Substring("sub"), ThriftString(bytes: [0xff, 0x00]),
@@ -117,7 +117,7 @@ import ThriftCodec
         for value in values {
             var w = ThriftWriter()
             let wrote = value.writeColumnText(to: &w)
-            if let text = value.columnText {
+            if let text = value.wireText {
                 #expect(wrote, "\(value)")
                 let back = try ThriftReader.read(w.bytes) { r in try r.readString() }
                 #expect(back == text, "\(value): \(back) vs \(text)")

@@ -1,7 +1,7 @@
 import Foundation
 import OsqueryEngine
 @testable import OsqueryManager
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import OsqueryTables
 import Synchronization
 import Testing

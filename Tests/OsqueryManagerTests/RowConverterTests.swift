@@ -1,6 +1,6 @@
 import OsqueryEngine
 @testable import OsqueryManager
-@_spi(FastPath) import OsqueryProtocol
+import OsqueryProtocol
 import ProtocolFixture
 import Testing
 import ThriftCodec
