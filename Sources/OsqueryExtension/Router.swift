@@ -61,6 +61,11 @@ final class Router: ExtensionHandler, Sendable {
         ExtensionStatus(code: 0, message: "pong", uuid: uuid.load(ordering: .relaxed))
     }
 
+    func respondNow(_ request: ExtensionRequest) throws -> ServerReply? {
+        guard case .ping = request else { return nil }
+        return .value(.status(ExtensionStatus(code: 0, message: "pong", uuid: uuid.load(ordering: .relaxed))))
+    }
+
     func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ServerResponse
     {

@@ -13,11 +13,10 @@ import Darwin
 /// Serves an ``ExtensionService`` over osquery's wire: Thrift binary protocol,
 /// unframed, on a Unix domain socket.
 ///
-/// Many connections are served at once, each in its own task, so a slow call on
-/// one connection never delays another; calls on one connection run in order.
-/// `ping` is answered on the connection's event loop without a thread hop, so
-/// a `ping` handler must never block; every other method runs on the global
-/// concurrent executor.
+/// Many connections are served at once, so a slow call on one connection never delays
+/// another; calls on one connection run in order. A call the service answers without
+/// waiting (``ExtensionService/respondNow``: `ping`) is answered on the connection's event
+/// loop as soon as it is read; every other method runs on the global concurrent executor.
 /// What a peer can make the server hold is bounded by ``ServerLimits``. The socket file is created with mode 0600,
 /// any stale file at the path is replaced, and the server removes its own file
 /// when it stops.
@@ -33,6 +32,8 @@ package final class RPCServer: Sendable {
     /// Calls received and waiting for the call before them on their connection, over all
     /// connections (what ``ServerLimits/maxPipelinedCalls`` bounds per connection).
     package var queuedCalls: Int { shared.queuedCalls.load(ordering: .relaxed) }
+    /// Calls whose handler runs or whose reply is not yet written.
+    package var runningCalls: Int { shared.runningCalls.load(ordering: .relaxed) }
     /// Bytes of unfinished or waiting messages held past the per-connection allowance.
     package var heldBytes: Int { shared.heldBytes.load(ordering: .relaxed) }
     /// Reply bytes written and not yet taken by the kernel.
@@ -127,7 +128,13 @@ package final class RPCServer: Sendable {
             }
             // Remove our own socket file, unless another server took the path since.
             currentPath.unlinkIfOurs()
-            try? await ownedGroup?.shutdownGracefully()
+            // Only this task closes connections, so nothing is scheduled on a loop of our own
+            // group once it is shut down: the connections first, then the calls' way back.
+            for connection in open.closeAll() { try? await connection.closeFuture.get() }
+            if let ownedGroup {
+                shared.closeLoops()
+                try? await ownedGroup.shutdownGracefully()
+            }
         }
         serveTask = Mutex(task)
         finished = task
@@ -153,11 +160,10 @@ package final class RPCServer: Sendable {
         currentPath.set(newPath)
     }
 
-    /// Stops accepting, closes every connection and removes the socket file.
-    /// Safe to call from inside a handler (it does not wait).
+    /// Stops accepting, closes every connection and removes the socket file, in the
+    /// background. Safe to call from inside a handler (it does not wait).
     package func stop() {
         serveTask.withLock { $0?.cancel() }
-        open.closeAll()
     }
 
     /// Waits until the server has stopped and removed its socket file.
@@ -222,6 +228,8 @@ final class ServerShared: Sendable {
     let outboundBytes = Atomic<Int>(0)
     /// Unsent reply bytes of connections chosen to be closed and not closed yet.
     let shedding = Atomic<Int>(0)
+    /// False once the server's own event loops are shutting down.
+    let loopsOpen = Mutex(true)
     /// Connections with reply bytes the kernel has not taken yet, since when.
     let stalledWriters = Mutex<[ObjectIdentifier: StalledWriter]>([:])
 
@@ -229,6 +237,20 @@ final class ServerShared: Sendable {
         let channel: any Channel
         let since: ContinuousClock.Instant
         var bytes: Int
+    }
+
+    /// Runs `body` on `loop` (a call's reply on its way back from the global executor), unless
+    /// the server's own loops are shutting down: false then, and `body` is dropped.
+    func onLoop(_ loop: any EventLoop, _ body: @escaping @Sendable () -> Void) -> Bool {
+        loopsOpen.withLock { open in
+            if open { loop.execute(body) }
+            return open
+        }
+    }
+
+    /// Called before the server's own group shuts down: from then on ``onLoop(_:_:)`` schedules nothing.
+    func closeLoops() {
+        loopsOpen.withLock { $0 = false }
     }
 
     func stalled(_ channel: any Channel, bytes: Int) {
@@ -336,12 +358,14 @@ final class OpenConnections: Sendable {
         return true
     }
 
-    func closeAll() {
+    /// Closes every connection and refuses new ones; returns the connections it closed.
+    func closeAll() -> [any Channel] {
         let all = state.withLock { s -> [any Channel] in
             s.closed = true
             return Array(s.channels.values)
         }
         for channel in all { channel.close(promise: nil) }
+        return all
     }
 }
 

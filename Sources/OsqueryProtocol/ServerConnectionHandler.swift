@@ -8,9 +8,9 @@ import Glibc
 
 /// Serves one connection: finds each whole request in the byte stream, runs it, and writes
 /// the reply. Calls on a connection run one at a time, in order; calls that arrive meanwhile
-/// wait in a queue. The call itself runs in a task whose executor is this connection's event
-/// loop, so a `ping` is answered on the thread that read it; other methods hop to the global
-/// executor inside `MessageProcessor.run`.
+/// wait in a queue. A call the service answers without waiting (`ping`) is answered on the
+/// connection's event loop as it is read, with one write; any other runs in a task on the
+/// global executor, and its reply comes back to the event loop to be written.
 ///
 /// What a peer can make the server hold is bounded (``ServerLimits``): at most
 /// `maxPipelinedCalls` calls wait, and past that, or while the peer leaves a reply unread
@@ -29,11 +29,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     let limits: ServerLimits
     let shared: ServerShared
     let logger: Logger
-    var executor: EventLoopTaskExecutor?
     var peer: PeerCredentials?
     var framer: MessageFramer
     /// Received bytes not yet taken as a whole message; starts at a message's first byte.
     var inbound = ByteBuffer()
+    /// Put in `inbound`'s place once it is read to the end, so that the channel's read buffer is
+    /// no longer shared and NIO reads the next bytes into it again instead of a new one.
+    let drained = ByteBuffer()
     /// Whole messages waiting for the call before them, and their bytes.
     var waiting = CircularBuffer<ByteBuffer>()
     var waitingBytes = 0
@@ -52,9 +54,14 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// A read the channel asked for and was held back.
     var readHeld = false
     var budgetRetry: Scheduled<Void>?
+    /// The connection's one timer, and when it fires. It is not moved forward at every call:
+    /// when it fires early it looks at `stall` and `stallSince` and sets itself again.
     var timer: Scheduled<Void>?
-    var timerKind: Stall?
-    /// A message completed or a reply went out since the timer was armed.
+    var timerDeadline = NIODeadline.distantFuture
+    /// What the connection waits on (nil: a call runs), since when.
+    var stall: Stall?
+    var stallSince = NIODeadline.uptimeNanoseconds(0)
+    /// A message completed or a reply went out since `stallSince`.
     var progressed = false
 
     enum Stall: Equatable {
@@ -67,10 +74,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         self.shared = shared
         self.logger = logger
         self.framer = MessageFramer(limits: limits.thrift)
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        executor = EventLoopTaskExecutor(context.eventLoop)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -137,6 +140,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             handle(next, context: context)
         }
         guard open else { return }
+        if inbound.readableBytes == 0 { inbound = drained }
         account()
         if readHeld, mayRead(context: context) {
             readHeld = false
@@ -184,22 +188,32 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         case .answer(let outcome):
             send(outcome, context: context)
         case .run(let header, let request):
+            if let outcome = processor.runNow(header, request) {
+                send(outcome, context: context)
+                return
+            }
             busy = true
             let processor = self.processor
             let peer = self.peer
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let shared = self.shared
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
             shared.runningCalls.add(1, ordering: .relaxed)
-            running = Task(executorPreference: executor) {
+            // Straight onto the global executor (handlers may be slow), and back to the loop once.
+            running = Task {
                 let outcome = await PeerCredentials.$current.withValue(peer) {
                     await processor.run(header, request)
                 }
-                // The task's executor is the event loop, so this resumes on it.
-                let (handler, context) = bound.value
-                handler.running = nil
-                handler.busy = false
-                handler.send(outcome, context: context)
-                handler.shared.runningCalls.subtract(1, ordering: .relaxed)
-                handler.pump(context: context)
+                let delivered = shared.onLoop(loop) {
+                    let (handler, context) = bound.value
+                    handler.running = nil
+                    handler.busy = false
+                    handler.send(outcome, context: context)
+                    shared.runningCalls.subtract(1, ordering: .relaxed)
+                    handler.pump(context: context)
+                }
+                // The server stopped and its own loops are gone: nobody is left to answer.
+                if !delivered { shared.runningCalls.subtract(1, ordering: .relaxed) }
             }
         }
     }
@@ -265,9 +279,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         return promise
     }
 
-    /// Arms the one timer a connection has, for the state it is in: none while a call runs
-    /// (calls have their own deadlines), the partial-message timeout while a reply waits for
-    /// the peer to read it or a message has begun but not ended, the idle timeout otherwise.
+    /// Keeps the connection's timer for the state it is in: none while a call runs (calls have
+    /// their own deadlines), the partial-message timeout while a reply waits for the peer to read
+    /// it or a message has begun but not ended, the idle timeout otherwise. Each starts again
+    /// when the state changes or a call makes progress.
     func armTimer(context: ChannelHandlerContext) {
         let want: Stall?
         if !open || busy {
@@ -279,26 +294,49 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         } else {
             want = .idle
         }
-        if want == timerKind, !progressed { return }
-        progressed = false
-        timer?.cancel()
-        timer = nil
-        timerKind = want
-        guard let want else { return }
-        let delay = want == .idle ? limits.idleTimeout : limits.partialMessageTimeout
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: TimeAmount(delay)) {
-            let (handler, context) = bound.value
-            guard handler.timerKind == want else { return }
-            handler.timer = nil
-            let why =
-                switch want {
-                case .idle: "no call for \(delay)"
-                case .partialMessage: "a message was not completed within \(delay)"
-                case .unreadReply: "the peer did not read its reply within \(delay)"
-                }
-            handler.close(context: context, because: "closing connection: \(why)")
+        if want != stall || progressed {
+            progressed = false
+            stall = want
+            stallSince = .now()
         }
+        guard let want else { return }
+        let deadline = stallSince + TimeAmount(delay(want))
+        // A timer that fires no later than needed stays: it looks again when it fires.
+        if timer != nil, timerDeadline <= deadline { return }
+        schedule(at: deadline, context: context)
+    }
+
+    func delay(_ stall: Stall) -> Duration {
+        stall == .idle ? limits.idleTimeout : limits.partialMessageTimeout
+    }
+
+    func schedule(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        timer?.cancel()
+        timerDeadline = deadline
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = bound.value
+            handler.timer = nil
+            handler.timerDeadline = .distantFuture
+            handler.timerFired(context: context)
+        }
+    }
+
+    func timerFired(context: ChannelHandlerContext) {
+        guard open, let stall else { return }
+        let delay = delay(stall)
+        let deadline = stallSince + TimeAmount(delay)
+        if deadline > .now() {
+            schedule(at: deadline, context: context)
+            return
+        }
+        let why =
+            switch stall {
+            case .idle: "no call for \(delay)"
+            case .partialMessage: "a message was not completed within \(delay)"
+            case .unreadReply: "the peer did not read its reply within \(delay)"
+            }
+        close(context: context, because: "closing connection: \(why)")
     }
 
     func close(context: ChannelHandlerContext, because why: String) {
@@ -313,13 +351,14 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         open = false
         timer?.cancel()
         timer = nil
-        timerKind = nil
+        timerDeadline = .distantFuture
+        stall = nil
         budgetRetry?.cancel()
         budgetRetry = nil
         if !waiting.isEmpty { shared.queuedCalls.subtract(waiting.count, ordering: .relaxed) }
         waiting.removeAll()
         waitingBytes = 0
-        inbound = ByteBuffer()
+        inbound = drained
         if charged != 0 { shared.heldBytes.subtract(charged, ordering: .relaxed) }
         charged = 0
     }

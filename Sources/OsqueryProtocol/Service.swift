@@ -10,11 +10,19 @@ package import ThriftCodec
 package protocol ExtensionHandler: Sendable {
     /// Liveness check. osquery's core answers `{0, "pong", 0}`.
     func ping() async throws -> ExtensionStatus
+    /// The answer to `request` when it needs no waiting (`ping`; a fixture's answers from memory):
+    /// the server then answers on the thread that read the call, which serves other connections
+    /// too, so this must never block. nil: the server awaits the method.
+    func respondNow(_ request: ExtensionRequest) throws -> ServerReply?
     /// Runs the registry plugin `item` of `registry` with `request`.
     func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ServerResponse
     /// Asks the extension to stop. Not oneway: the caller waits for the reply.
     func shutdown() async throws
+}
+
+extension ExtensionHandler {
+    package func respondNow(_ request: ExtensionRequest) throws -> ServerReply? { nil }
 }
 
 /// What the core serves on its extensions socket: osquery's `ExtensionManager`.
@@ -38,18 +46,24 @@ package struct ExtensionService: Sendable {
     /// The methods this service answers; others get `Invalid method name`.
     package let methods: Set<ExtensionMethod>
     package let respond: @Sendable (ExtensionRequest) async throws -> ServerReply
+    /// The answer to a request that needs no waiting, or nil: the server runs it on the thread that
+    /// read it, before and instead of `respond`. It must never block (one thread serves many
+    /// connections).
+    package let respondNow: (@Sendable (ExtensionRequest) throws -> ServerReply?)?
 
     package init(
         methods: Set<ExtensionMethod>,
+        respondNow: (@Sendable (ExtensionRequest) throws -> ServerReply?)? = nil,
         respond: @escaping @Sendable (ExtensionRequest) async throws -> ServerReply
     ) {
         self.methods = methods
+        self.respondNow = respondNow
         self.respond = respond
     }
 
     /// Serves the `Extension` service (ping, call, shutdown).
     package static func `extension`(_ handler: some ExtensionHandler) -> ExtensionService {
-        ExtensionService(methods: [.ping, .call, .shutdown]) { request in
+        ExtensionService(methods: [.ping, .call, .shutdown], respondNow: { try handler.respondNow($0) }) { request in
             switch request {
             case .ping: return .value(.status(try await handler.ping()))
             case .call(let registry, let item, let req):
@@ -66,7 +80,7 @@ package struct ExtensionService: Sendable {
     /// Serves the `ExtensionManager` service (all nine methods).
     package static func manager(_ handler: some ExtensionManagerHandler) -> ExtensionService {
         let base = ExtensionService.extension(handler)
-        return ExtensionService(methods: Set(ExtensionMethod.allCases)) { request in
+        return ExtensionService(methods: Set(ExtensionMethod.allCases), respondNow: { try handler.respondNow($0) }) { request in
             switch request {
             case .ping, .call, .shutdown: return try await base.respond(request)
             case .extensions: return .value(.extensions(try await handler.extensions()))
@@ -156,40 +170,49 @@ package struct MessageProcessor: Sendable {
         }
     }
 
-    func run(_ header: MessageHeader, _ request: ExtensionRequest) async -> Outcome {
+    /// The outcome of a request the service answers without waiting (``ExtensionService/respondNow``),
+    /// or nil when it must be run with ``run(_:_:)``.
+    func runNow(_ header: MessageHeader, _ request: ExtensionRequest) -> Outcome? {
+        guard let respondNow = service.respondNow else { return nil }
         do {
-            let reply: ServerReply
-            if case .ping = request {
-                // Liveness probes stay where they are (the connection's event loop):
-                // no hop, and they are never stuck behind slow plugin work.
-                reply = try await service.respond(request)
-            } else {
-                // Handlers may be slow; keep them off the event loop.
-                reply = try await withTaskExecutorPreference(globalConcurrentExecutor) {
-                    try await service.respond(request)
-                }
-            }
-            if header.type == .oneway { return .none }
-            let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
-            // The one place a reply is written: rows already encoded go out as they are.
-            switch reply {
-            case .response(.encoded(let status, let rows, let release)):
-                if case .buffer(let buffer) = rows.storage {
-                    let parts = Self.encodeReplyParts(out, status, rows: buffer, count: rows.count)
-                    let size = parts.reduce(0) { $0 + $1.readableBytes }
-                    if size > limits.maxMessageSize { return tooLarge(header, request, size: size) }
-                    return .replyInParts(parts, releaseAfterSending: release)
-                }
-                return sized(Self.encodeReply(out, status, rows: rows), header, request, releaseAfterSending: release)
-            case .response(.rows(let response)):
-                return sized(Self.encodeReply(out, .response(response)), header, request)
-            case .value(let value):
-                return sized(Self.encodeReply(out, value), header, request)
-            }
+            guard let reply = try respondNow(request) else { return nil }
+            return outcome(header, request, reply)
         } catch let error as TApplicationException {
             return exception(header, error)
         } catch {
             return exception(header, TApplicationException(.unknown, "\(error)".thrift))
+        }
+    }
+
+    func run(_ header: MessageHeader, _ request: ExtensionRequest) async -> Outcome {
+        if let outcome = runNow(header, request) { return outcome }
+        do {
+            return outcome(header, request, try await service.respond(request))
+        } catch let error as TApplicationException {
+            return exception(header, error)
+        } catch {
+            return exception(header, TApplicationException(.unknown, "\(error)".thrift))
+        }
+    }
+
+    /// The message that carries `reply`.
+    func outcome(_ header: MessageHeader, _ request: ExtensionRequest, _ reply: ServerReply) -> Outcome {
+        if header.type == .oneway { return .none }
+        let out = MessageHeader(name: header.name, type: .reply, sequenceID: header.sequenceID)
+        // The one place a reply is written: rows already encoded go out as they are.
+        switch reply {
+        case .response(.encoded(let status, let rows, let release)):
+            if case .buffer(let buffer) = rows.storage {
+                let parts = Self.encodeReplyParts(out, status, rows: buffer, count: rows.count)
+                let size = parts.reduce(0) { $0 + $1.readableBytes }
+                if size > limits.maxMessageSize { return tooLarge(header, request, size: size) }
+                return .replyInParts(parts, releaseAfterSending: release)
+            }
+            return sized(Self.encodeReply(out, status, rows: rows), header, request, releaseAfterSending: release)
+        case .response(.rows(let response)):
+            return sized(Self.encodeReply(out, .response(response)), header, request)
+        case .value(let value):
+            return sized(Self.encodeReply(out, value), header, request)
         }
     }
 

@@ -239,6 +239,37 @@ import Glibc
         #expect(try await ExtensionClient(path: path).ping().message == "pong")
         await server.close()
     }
+
+    /// A server on event loops of its own stops while a call runs on the global executor and
+    /// outlives the stop: its reply used to be scheduled on a loop already shut down ("Cannot
+    /// schedule tasks on an EventLoop that has already shut down"), where it was lost and the
+    /// call never finished. The reply is dropped, the call counted as done, and the process
+    /// serves the path again.
+    @Test func callOutlivingItsServersOwnLoopsIsDroppedCleanly() async throws {
+        let path = tempSocketPath("stoprace")
+        let started = Gate()
+        let release = Gate()
+        let service = ExtensionService(methods: [.ping, .call]) { request in
+            if case .ping = request { return .value(.status(ExtensionStatus(code: 0, message: "pong"))) }
+            started.open()
+            // Detached: the connection's close cancels the call, and this wait must outlive it.
+            await Task.detached { await release.wait() }.value
+            return .value(.response(ExtensionResponse()))
+        }
+        let server = try await RPCServer.start(path: path, service: service, ownThreads: 1)
+        let raw = try RawSocket(path: path)
+        raw.send(request(.call(registry: "table", item: "t", request: [:]), seqid: 1))
+        await started.wait()
+        #expect(server.runningCalls == 1)
+        server.stop()
+        await server.waitUntilStopped()
+        #expect(server.connectionCount == 0)
+        release.open()
+        #expect(await waitUntil(20) { server.runningCalls == 0 })
+        let again = try await RPCServer.start(path: path, service: service, ownThreads: 1)
+        #expect(try await ExtensionClient(path: path).ping().message == "pong")
+        await again.close()
+    }
 }
 
 func request(_ request: ExtensionRequest, seqid: Int32) -> [UInt8] {
