@@ -127,6 +127,28 @@ struct AuditMessage: Sendable {
 }
 
 enum AuditDatagram {
+    /// The datagram's message when it is an audit record (type ≥ 1100, always alone in its
+    /// datagram) that `messages` would accept; nil otherwise (then `messages` decides).
+    static func singleRecord(_ data: ArraySlice<UInt8>) -> AuditMessage? {
+        guard data.count >= 16 else { return nil }
+        let o = data.startIndex
+        let type = UInt16(data[o + 4]) | UInt16(data[o + 5]) << 8
+        guard type >= AuditType.firstUser else { return nil }
+        return record(data, at: o, type: type)
+    }
+
+    /// The record at `offset` (the datagram's last message); nil when its length runs past the end.
+    private static func record(_ data: ArraySlice<UInt8>, at offset: Int, type: UInt16) -> AuditMessage? {
+        let length = Int(UInt32(data[offset]) | UInt32(data[offset + 1]) << 8 | UInt32(data[offset + 2]) << 16 | UInt32(data[offset + 3]) << 24)
+        let sequence = UInt32(data[offset + 8]) | UInt32(data[offset + 9]) << 8 | UInt32(data[offset + 10]) << 16 | UInt32(data[offset + 11]) << 24
+        let available = data.endIndex - offset - 16
+        let payloadLength = length <= available ? length : (length >= 16 && length - 16 <= available ? length - 16 : -1)
+        guard payloadLength >= 0 else { return nil }
+        var end = offset + 16 + payloadLength
+        while end > offset + 16, data[end - 1] == 0 { end -= 1 }
+        return AuditMessage(type: type, sequence: sequence, payload: data[(offset + 16)..<end])
+    }
+
     /// Splits a datagram into messages. Audit records (type ≥ 1100) carry the kernel's
     /// long-standing quirk: `nlmsg_len` is the payload's length, header excluded; replies to
     /// requests use the normal length. Returns nil when the datagram is malformed (truncated
@@ -144,11 +166,8 @@ enum AuditDatagram {
             let available = data.endIndex - offset - 16
             if type >= AuditType.firstUser {
                 // One record per datagram.
-                let payloadLength = length <= available ? length : (length >= 16 && length - 16 <= available ? length - 16 : -1)
-                guard payloadLength >= 0 else { return nil }
-                var end = offset + 16 + payloadLength
-                while end > offset + 16, data[end - 1] == 0 { end -= 1 }
-                out.append(AuditMessage(type: type, sequence: sequence, payload: data[(offset + 16)..<end]))
+                guard let m = record(data, at: offset, type: type) else { return nil }
+                out.append(m)
                 return out
             }
             guard length >= 16, length - 16 <= available else { return nil }

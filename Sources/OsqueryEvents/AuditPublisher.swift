@@ -119,6 +119,10 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
             || flags[.auditAllowSeccompEvents]
     }
 
+    /// Whether process_events and socket_events rows, filled by column position, follow the
+    /// tables' schemas.
+    package static var positionalColumnsFollowSchemas: Bool { AuditTables.positionalColumnsFollowSchemas }
+
     package var counterValues: Counters { counters.withLock { $0 } }
 
     package var status: PublisherStatus {
@@ -332,6 +336,10 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         // Datagrams are read into this array and parsed from slices of it: no copy each.
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var completed: [AuditEvent] = []
+        // The flags dispatch reads and the assembler's counts last reported: both are looked at
+        // once a second or when they change, not at every wakeup.
+        var options = DispatchOptions(flags)
+        var noted = AuditAssemblyCounters()
         for m in early { handle(m, socket: socket, assembler: &assembler, into: &completed) }
         var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
         var lastCheck = Date.distantPast
@@ -362,24 +370,28 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
                 }
                 reads += 1
                 consume(buffer[0..<n], socket: socket, assembler: &assembler, into: &completed)
-                if completed.count >= 64 { emit(&completed) }
+                if completed.count >= 64 { emit(&completed, options) }
             }
-            emit(&completed)
+            emit(&completed, options)
             let now = Date()
             if now.timeIntervalSince(lastCheck) >= 1 {
                 lastCheck = now
+                options = DispatchOptions(flags)
                 // The status reply (type AUDIT_GET) comes through this loop: control and lost counts.
                 _ = socket.send(AuditType.get, [], ack: false)
                 let dropped = assembler.expire(now: UInt64(now.timeIntervalSince1970))
                 if dropped > 0 { StatusLog.warning("\(dropped) audit events never completed (no EOE record) and were dropped") }
             }
-            noteAssembly(assembler.counters)
+            if assembler.counters != noted {
+                noted = assembler.counters
+                noteAssembly(noted)
+            }
             if reads > 0, reads < Self.readBatch {
                 var stop = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
                 if poll(&stop, 1, Self.restMilliseconds) > 0 { break }
             }
         }
-        emit(&completed)
+        emit(&completed, options)
         noteAssembly(assembler.counters)
     }
 
@@ -389,6 +401,11 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
     }
 
     func consume(_ bytes: ArraySlice<UInt8>, socket: AuditSocket?, assembler: inout AuditAssembler, into completed: inout [AuditEvent]) {
+        // An audit record comes alone in its datagram: handled without the list of messages.
+        if let m = AuditDatagram.singleRecord(bytes) {
+            handle(m, socket: socket, assembler: &assembler, into: &completed)
+            return
+        }
         guard let messages = AuditDatagram.messages(bytes), !messages.isEmpty else {
             count(\.malformedMessages)
             return
@@ -487,70 +504,87 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
     /// Hands completed events to the subscribers.
     package func emit(_ events: inout [AuditEvent]) {
         guard !events.isEmpty else { return }
-        var rows = 0
-        let options = DispatchOptions(flags)
-        for event in events { rows += dispatch(event, options) }
-        counters.withLock { $0.events += rows }
+        emit(&events, DispatchOptions(flags))
+    }
+
+    /// The rows of one batch of events, per table: each table takes its rows at once (one lock
+    /// and one clock reading per batch, not per row).
+    struct Rows {
+        var process: [[SQLValue]] = []
+        var socket: [[SQLValue]] = []
+        var user: [[SQLValue]] = []
+        var file: [[SQLValue]] = []
+        var selinux: [[SQLValue]] = []
+        var apparmor: [[SQLValue]] = []
+        var seccomp: [[SQLValue]] = []
+    }
+
+    func emit(_ events: inout [AuditEvent], _ options: DispatchOptions) {
+        guard !events.isEmpty else { return }
+        var rows = Rows()
+        for event in events { dispatch(event, options, into: &rows) }
+        let added = [
+            (processEvents, rows.process), (socketEvents, rows.socket), (userEvents, rows.user), (processFileEvents, rows.file),
+            (selinuxEvents, rows.selinux), (apparmorEvents, rows.apparmor), (seccompEvents, rows.seccomp),
+        ].reduce(0) { n, pair in
+            pair.0.add(rows: pair.1)
+            return n + pair.1.count
+        }
+        counters.withLock { $0.events += added }
         events.removeAll(keepingCapacity: true)
     }
 
-    /// One event → its table's row; returns how many rows it gave.
-    @discardableResult
-    func dispatch(_ event: AuditEvent, _ o: DispatchOptions) -> Int {
-        guard let first = event.records.first else { return 0 }
+    /// One event → its table's row, appended to `rows`.
+    func dispatch(_ event: AuditEvent, _ o: DispatchOptions, into rows: inout Rows) {
+        guard let first = event.records.first else { return }
         let t = first.type
         if AuditType.isUser(t) && AuditType.selinuxLabels[t] == nil {
-            guard o.user else { return 0 }
-            userEvents.add(AuditTables.userRow(first))
-            return 1
+            guard o.user else { return }
+            rows.user.append(AuditTables.userRow(first))
+            return
         }
         if AuditType.selinuxLabels[t] != nil {
             if AuditTables.isAppArmor(first) {
-                guard o.apparmor, let row = AuditTables.apparmorRow(first) else { return 0 }
-                apparmorEvents.add(row)
+                guard o.apparmor, let row = AuditTables.apparmorRow(first) else { return }
+                rows.apparmor.append(row)
             } else {
-                guard o.selinux else { return 0 }
-                selinuxEvents.add(AuditTables.selinuxRow(first))
+                guard o.selinux else { return }
+                rows.selinux.append(AuditTables.selinuxRow(first))
             }
-            return 1
+            return
         }
         if t == AuditType.seccomp {
-            guard o.seccomp else { return 0 }
-            seccompEvents.add(AuditTables.seccompRow(first))
-            return 1
+            guard o.seccomp else { return }
+            rows.seccomp.append(AuditTables.seccompRow(first))
+            return
         }
-        guard t == AuditType.syscall else { return 0 }
+        guard t == AuditType.syscall else { return }
         // osquery's checks of the SYSCALL record: a malformed one is dropped (and counted here).
         guard let exe = first.text("exe"), let number = first.integer("syscall"), first.integer("pid") != nil, first.integer("ppid") != nil
         else {
             count(\.malformedRecords)
-            return 0
+            return
         }
         // Events of this daemon itself are not reported (osquery's rule).
-        if exe == ownExecutable { return 0 }
+        if exe == ownExecutable { return }
         let syscall = Int(clamping: number)
         let succeeded = first.raw("success") == nil || first.rawEquals("success", "yes")
         let isSocket = AuditSyscalls.sockets(accept: true).contains(syscall)
-        if !succeeded && !isSocket { return 0 }
-        var rows = 0
+        if !succeeded && !isSocket { return }
         if o.process, let row = AuditTables.processRow(event, syscallNumber: syscall) {
-            processEvents.add(row)
-            rows += 1
+            rows.process.append(row)
         }
         if isSocket, o.sockets {
             if let row = AuditTables.socketRow(event, syscallNumber: syscall, succeeded: succeeded, options: o.socket) {
-                socketEvents.add(row)
-                rows += 1
+                rows.socket.append(row)
             }
         }
         if o.files, AuditSyscalls.files.contains(syscall),
             let op = AuditTables.fileOperation(event, syscallNumber: syscall, showAccesses: o.showAccesses),
             watched(op.path) || op.dest.map(watched) == true, let row = AuditTables.fileRow(event, operation: op)
         {
-            processFileEvents.add(row)
-            rows += 1
+            rows.file.append(row)
         }
-        return rows
     }
 
     /// The flags `dispatch` reads, taken once per batch of events.

@@ -331,6 +331,15 @@ package struct AuditEvent: Sendable {
     /// The command line: arguments joined by spaces, in order.
     var cmdline: String {
         var out: [UInt8] = []
+        out.reserveCapacity(argumentBytes)
+        // Arguments 0..<count, the usual case, need no sort.
+        if (0..<arguments.count).allSatisfy({ arguments[$0] != nil }) {
+            for n in 0..<arguments.count {
+                if n > 0 { out.append(UInt8(ascii: " ")) }
+                out += arguments[n] ?? []
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
         for (i, n) in arguments.keys.sorted().enumerated() {
             if i > 0 { out.append(UInt8(ascii: " ")) }
             out += arguments[n] ?? []

@@ -212,29 +212,60 @@ enum AuditTables {
             mtime = .integer(Int64(st.st_mtim.tv_sec))
             ctime = .integer(Int64(st.st_ctim.tv_sec))
         }
-        let uptime = Self.uptime
-        return processEvents.row { r in
-            r["pid"] = .integer(Int64(truncatingIfNeeded: pid))
-            r["path"] = .text(path)
-            r["mode"] = mode
-            r["cmdline"] = cmdline
-            r["cmdline_size"] = cmdlineSize
-            r["env"] = ""
-            r["env_count"] = 0
-            r["env_size"] = 0
-            r["cwd"] = cwd
-            for key in ["auid", "uid", "euid", "gid", "egid", "fsuid", "suid", "fsgid", "sgid"] { r[key] = integer(sys, key, default: 0) }
-            r["owner_uid"] = ownerUID
-            r["owner_gid"] = ownerGID
-            r["atime"] = atime
-            r["mtime"] = mtime
-            r["ctime"] = ctime
-            r["btime"] = btime
-            r["overflows"] = .text(overflows)
-            r["parent"] = .integer(Int64(truncatingIfNeeded: parent))
-            r["uptime"] = .integer(uptime)
-            r["syscall"] = .text(AuditSyscalls.name(syscallNumber) ?? String(syscallNumber))
+        // Filled by position (ProcessColumn): an exec storm makes one of these per exec.
+        var r = [SQLValue](repeating: .null, count: ProcessColumn.allCases.count)
+        func set(_ c: ProcessColumn, _ v: SQLValue) { r[c.rawValue] = v }
+        set(.pid, .integer(Int64(truncatingIfNeeded: pid)))
+        set(.path, .text(path))
+        set(.mode, mode)
+        set(.cmdline, cmdline)
+        set(.cmdlineSize, cmdlineSize)
+        set(.env, "")
+        set(.envCount, 0)
+        set(.envSize, 0)
+        set(.cwd, cwd)
+        set(.auid, integer(sys, "auid", default: 0))
+        set(.uid, integer(sys, "uid", default: 0))
+        set(.euid, integer(sys, "euid", default: 0))
+        set(.gid, integer(sys, "gid", default: 0))
+        set(.egid, integer(sys, "egid", default: 0))
+        set(.fsuid, integer(sys, "fsuid", default: 0))
+        set(.suid, integer(sys, "suid", default: 0))
+        set(.fsgid, integer(sys, "fsgid", default: 0))
+        set(.sgid, integer(sys, "sgid", default: 0))
+        set(.ownerUid, ownerUID)
+        set(.ownerGid, ownerGID)
+        set(.atime, atime)
+        set(.mtime, mtime)
+        set(.ctime, ctime)
+        set(.btime, btime)
+        set(.overflows, .text(overflows))
+        set(.parent, .integer(Int64(truncatingIfNeeded: parent)))
+        set(.uptime, .integer(Self.uptime))
+        set(.syscall, .text(AuditSyscalls.name(syscallNumber) ?? String(syscallNumber)))
+        return r
+    }
+
+    /// process_events' columns but `time` and `eid`, in schema order (a test holds the two
+    /// lists equal).
+    enum ProcessColumn: Int, CaseIterable {
+        case pid, path, mode, cmdline, cmdlineSize, env, envCount, envSize, cwd, auid, uid, euid, gid, egid, ownerUid, ownerGid
+        case atime, mtime, ctime, btime, overflows, parent, uptime, fsuid, suid, fsgid, sgid, syscall
+    }
+
+    /// A positional column's name in the schema: `cmdlineSize` → `cmdline_size`.
+    static func columnName(_ c: some CaseIterable) -> String {
+        var out = ""
+        for ch in String(describing: c) {
+            if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
         }
+        return out
+    }
+
+    /// Whether the positional column lists follow their tables' schemas (a test checks it).
+    static var positionalColumnsFollowSchemas: Bool {
+        func names(_ shape: AuditRowShape) -> [String] { shape.index.sorted { $0.value < $1.value }.map(\.key) }
+        return names(processEvents) == ProcessColumn.allCases.map(columnName) && names(socketEvents) == SocketColumn.allCases.map(columnName)
     }
 
     static func octalMode(_ mode: mode_t) -> String {
@@ -276,27 +307,34 @@ enum AuditTables {
         guard let address = parseSockaddr(saddr) else { return nil }
         if address.family == 1 && !options.allowUnix { return nil }
         let local = action == "bind"
-        let uptime = Self.uptime
-        return socketEvents.row { r in
-            r["action"] = .text(action)
-            r["pid"] = integer(sys, "pid")
-            r["path"] = .text(sys.text("exe") ?? "")
-            r["fd"] = sys.raw("a0").map { .text($0) } ?? .null
-            r["auid"] = integer(sys, "auid")
-            r["family"] = .integer(Int64(address.family))
-            r["protocol"] = 0
-            r["local_port"] = 0
-            r["remote_port"] = 0
-            if address.family == 1 {
-                r["socket"] = .text(address.path)
-            } else {
-                r[local ? "local_address" : "remote_address"] = .text(address.address)
-                r[local ? "local_port" : "remote_port"] = .integer(Int64(address.port))
-            }
-            r["uptime"] = .integer(uptime)
-            r["success"] = status == "failed" ? 0 : 1
-            r["status"] = .text(status)
+        var r = [SQLValue](repeating: .null, count: SocketColumn.allCases.count)
+        func set(_ c: SocketColumn, _ v: SQLValue) { r[c.rawValue] = v }
+        set(.action, .text(action))
+        set(.pid, integer(sys, "pid"))
+        set(.path, .text(sys.text("exe") ?? ""))
+        set(.fd, sys.raw("a0").map { .text($0) } ?? .null)
+        set(.auid, integer(sys, "auid"))
+        set(.family, .integer(Int64(address.family)))
+        set(.protocol, 0)
+        set(.localPort, 0)
+        set(.remotePort, 0)
+        if address.family == 1 {
+            set(.socket, .text(address.path))
+        } else {
+            set(local ? .localAddress : .remoteAddress, .text(address.address))
+            set(local ? .localPort : .remotePort, .integer(Int64(address.port)))
         }
+        set(.uptime, .integer(Self.uptime))
+        set(.success, status == "failed" ? 0 : 1)
+        set(.status, .text(status))
+        return r
+    }
+
+    /// socket_events' columns but `time` and `eid`, in schema order (a test holds the two lists
+    /// equal).
+    enum SocketColumn: Int, CaseIterable {
+        case action, pid, path, fd, auid, family, `protocol`, localAddress, remoteAddress, localPort, remotePort, socket, uptime
+        case success, status
     }
 
     /// A SOCKADDR record's `saddr` (hex of a struct sockaddr): family, address, port, or a

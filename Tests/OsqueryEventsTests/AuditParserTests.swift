@@ -98,6 +98,12 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
         #expect(columns.firstIndex(of: "parent")! + 1 == columns.firstIndex(of: "time")!)
     }
 
+    /// process_events and socket_events rows are filled by column position: the positions must
+    /// follow the schemas' order.
+    @Test func positionalRowColumnsFollowTheSchemas() {
+        #expect(AuditPublisher.positionalColumnsFollowSchemas)
+    }
+
     @Test func argumentsSplitOverSeveralExecveRecords() throws {
         let core = try AuditFeed()
         let h = "audit(\(Int(Date().timeIntervalSince1970)).1:20): "
@@ -106,6 +112,57 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
         records.insert(auditDatagram(1309, h + " a1[1]=6364 a2=\"z\""), at: 2)
         core.feed(records)
         #expect(try core.database.strings("SELECT cmdline FROM process_events", "cmdline") == ["x abcd z"])
+    }
+
+    /// The reader hands events to the tables a batch at a time: an event whose records straddle
+    /// two batches (its EXECVE split over two datagrams, one in each) waits for the second, and
+    /// the rows of one batch keep their order within each table.
+    @Test func eventsStraddlingBatchesAndMixedTables() throws {
+        let core = try AuditFeed()
+        let h = "audit(\(Int(Date().timeIntervalSince1970)).1:31): "
+        var straddling = execRecords(serial: 31, pid: 3131)
+        straddling[1] = auditDatagram(1309, h + "argc=3 a0=\"x\" a1_len=4 a1[0]=6162")
+        straddling.insert(auditDatagram(1309, h + "a1[1]=6364 a2=\"z\""), at: 2)
+        let connect = [
+            auditDatagram(
+                1300,
+                "audit(\(Int(Date().timeIntervalSince1970)).1:32): arch=c000003e syscall=42 success=yes exit=0 a0=5 a1=2 items=0 ppid=1 pid=99 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 comm=\"nc\" exe=\"/usr/bin/nc\""
+            ),
+            auditDatagram(1306, "audit(\(Int(Date().timeIntervalSince1970)).1:32): saddr=02001F907F0000010000000000000000"),
+            auditDatagram(1320, "audit(\(Int(Date().timeIntervalSince1970)).1:32): "),
+        ]
+        core.feed(execRecords(serial: 30, pid: 3030) + Array(straddling[0..<2]) + connect + execRecords(serial: 33, pid: 3333))
+        #expect(core.assembler.inFlight == 1)
+        #expect(try core.database.strings("SELECT pid FROM process_events ORDER BY eid", "pid") == ["3030", "3333"])
+        #expect(try core.database.strings("SELECT pid FROM socket_events", "pid") == ["99"])
+        core.feed(Array(straddling[2...]))
+        #expect(core.assembler.inFlight == 0)
+        #expect(try core.database.strings("SELECT pid FROM process_events ORDER BY eid", "pid") == ["3030", "3333", "3131"])
+        #expect(try core.database.strings("SELECT cmdline FROM process_events WHERE pid = 3131", "cmdline") == ["x abcd z"])
+        #expect(core.publisher.status.events == 4)
+    }
+
+    /// A record's `nlmsg_len` is its payload's length (the kernel's quirk) or, as in replies,
+    /// header included; NUL padding is not part of the text; a length past the datagram is
+    /// malformed. Arguments with a gap keep their order.
+    @Test func recordLengthsAndArgumentGaps() throws {
+        let core = try AuditFeed()
+        var records = execRecords(serial: 40, pid: 4040)
+        // The SYSCALL record with the header counted in its length and NUL padding after it.
+        let syscall = records[0]
+        var padded = syscall + [0, 0, 0]
+        let total = UInt32(padded.count)
+        padded.replaceSubrange(0..<4, with: withUnsafeBytes(of: total.littleEndian, Array.init))
+        records[0] = padded
+        let h = "audit(\(Int(Date().timeIntervalSince1970)).1:40): "
+        records[1] = auditDatagram(1309, h + "argc=3 a0=\"x\" a2=\"z\"")
+        core.feed(records)
+        #expect(try core.database.strings("SELECT cmdline FROM process_events WHERE pid = 4040", "cmdline") == ["x z"])
+        let before = core.counter("malformed_messages")
+        var overlong = auditDatagram(1320, h)
+        overlong.replaceSubrange(0..<4, with: withUnsafeBytes(of: UInt32(overlong.count + 1).littleEndian, Array.init))
+        core.feed([overlong])
+        #expect(core.counter("malformed_messages") == before + 1)
     }
 
     @Test func socketEventsFromSockaddr() throws {
