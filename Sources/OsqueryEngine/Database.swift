@@ -491,6 +491,8 @@ public final class Database {
     public func execute(_ sql: String) throws(EngineError) -> ResultSet {
         let results = try executeStatements(sql)
         guard let last = results.last(where: { !$0.columns.isEmpty }) else { return ResultSet() }
+        // One statement (the usual case): its rows as they are, not copied value by value.
+        if results.count == 1 { return last }
         var total = ResultSet(columns: last.columns, declaredTypes: last.declaredTypes)
         for r in results where r.columns == last.columns {
             total.values += r.values
@@ -536,38 +538,59 @@ public final class Database {
             result.columns.append(String(cString: sqlite3_column_name(stmt, Int32(i))))
             result.declaredTypes.append(sqlite3_column_decltype(stmt, Int32(i)).map { String(cString: $0) })
         }
+        // Values go into chunks of a fixed size, put together once at the end: one array grown
+        // by doubling copies a large result about twice and touches twice its pages.
+        var chunks: [[SQLValue]] = []
+        var values: [SQLValue] = []
+        let chunkSize = max(Self.resultChunkValues, n)
         while true {
             let rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else { throw error(rc) }
+            if values.count + n > chunkSize {
+                chunks.append(values)
+                values = []
+                values.reserveCapacity(chunkSize)
+            }
             for i in 0..<Int32(n) {
-                switch sqlite3_column_type(stmt, i) {
+                // One column call per cell, then the value's own accessors (no per-call API
+                // checks), and text read as stored: sqlite3_column_text would first add a NUL
+                // to text a virtual table returned, a reallocation per cell.
+                let value = sqlite3_column_value(stmt, i)
+                switch sqlite3_value_type(value) {
                 case SQLITE_NULL:
-                    result.values.append(.null)
+                    values.append(.null)
                 case SQLITE_INTEGER:
-                    result.values.append(.integer(sqlite3_column_int64(stmt, i)))
+                    values.append(.integer(sqlite3_value_int64(value)))
                 case SQLITE_FLOAT:
-                    result.values.append(.double(sqlite3_column_double(stmt, i)))
+                    values.append(.double(sqlite3_value_double(value)))
                 case SQLITE_BLOB:
-                    let count = Int(sqlite3_column_bytes(stmt, i))
-                    if count > 0, let p = sqlite3_column_blob(stmt, i) {
-                        result.values.append(.blob(Array(UnsafeRawBufferPointer(start: p, count: count))))
-                    } else {
-                        result.values.append(.blob([]))
-                    }
+                    let p = sqlite3_value_blob(value)
+                    let count = p == nil ? 0 : Int(sqlite3_value_bytes(value))
+                    values.append(.blob(count > 0 ? Array(UnsafeRawBufferPointer(start: p, count: count)) : []))
                 default:
-                    let p = sqlite3_column_text(stmt, i)
-                    let count = p == nil ? 0 : Int(sqlite3_column_bytes(stmt, i))
+                    let p = sqlite3_value_blob(value)
+                    let count = p == nil ? 0 : Int(sqlite3_value_bytes(value))
                     let bytes = UnsafeRawBufferPointer(start: p, count: count)
                     // As `.text(bytes:)`, without its generic (metadata-looking-up) initializer.
                     if let s = SQLValue.validUTF8String(bytes) {
-                        result.values.append(.text(s))
+                        values.append(.text(s))
                     } else {
-                        result.values.append(.blob(Array(bytes)))
+                        values.append(.blob(Array(bytes)))
                     }
                 }
             }
         }
+        if chunks.isEmpty {
+            result.values = values
+        } else {
+            chunks.append(values)
+            result.values.reserveCapacity(chunks.reduce(0) { $0 + $1.count })
+            for chunk in chunks { result.values.append(contentsOf: chunk) }
+        }
         return result
     }
+
+    /// Values per chunk of a result being read (a chunk ends before a row that would not fit).
+    package static let resultChunkValues = 1 << 14
 }

@@ -254,6 +254,9 @@ extension Flags {
         // latency and concurrency (issue 21): the extensions socket's own event-loop threads. Under
         // CPU contention each thread gets a scheduler's share, and a loop serves many connections.
         .init("extensions_server_threads", .uint64, "0", "Event-loop threads of its own serving the extensions socket (0: the shared loops, one per core)", .cli),
+        // file_events storms (issue 17): the inotify reader hands events to a queue and reads on;
+        // past this many waiting it stops reading (the kernel's queue then overflows, counted).
+        .init("file_events_queue_max", .uint64, "262144", "Most file events read from inotify and waiting to be written; past it reading pauses"),
     ]
 }
 
@@ -495,6 +498,7 @@ package enum UIntFlag: String, FlagKey {
     case fileEventsHashQueueMax = "file_events_hash_queue_max"
     case eventsFlushRows = "events_flush_rows"
     case fileEventsMaxWatches = "file_events_max_watches"
+    case fileEventsQueueMax = "file_events_queue_max"
     // TLS remote API (issue 20).
     case tlsEnrollMaxAttempts = "tls_enroll_max_attempts"
     case tlsEnrollMaxInterval = "tls_enroll_max_interval"

@@ -73,7 +73,12 @@ final class CursorState {
     var ready = Int.max
     /// The rows of a ``CursorTable``'s scan, read as the scan goes (`rows` is then empty, and
     /// `rowCount` is `Int.max` until the cursor has no more).
-    private(set) var cursor: (any RowCursor)?
+    private(set) var cursor: (any RowCursor)? {
+        didSet { scan = cursor }
+    }
+    /// `cursor`, for xNext and xColumn: read without moving its reference count (a strong
+    /// read retains and releases it once per cell); `cursor` keeps it alive.
+    private(set) unowned(unsafe) var scan: (any RowCursor)? = nil
     /// Per virtual column: source column and declared type (set at the first xFilter so xColumn
     /// does no lookups), in memory this object owns.
     private(set) var columns = UnsafeMutableBufferPointer<(source: Int, type: ColumnType)>(start: nil, count: 0)
@@ -452,7 +457,7 @@ private let xNext: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?) -
     guard let cursor else { return SQLITE_ERROR }
     let failure = withCursorState(cursor) { state -> String? in
         state.index += 1
-        if let rows = state.cursor {
+        if let rows = state.scan {
             do throws(EngineError) {
                 try state.advanceCursor(rows)
             } catch {
@@ -485,7 +490,7 @@ private let xColumn: @convention(c) (UnsafeMutablePointer<sqlite3_vtab_cursor>?,
             return
         }
         let (source, type) = columns[c]
-        if let rows = state.cursor {
+        if let rows = state.scan {
             rows.cell(source).setResult(ctx, declared: type)
             return
         }

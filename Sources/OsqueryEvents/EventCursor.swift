@@ -150,20 +150,22 @@ final class EventCursor: RowCursor {
             }
             let cells = slots + rowsInBatch * columns
             for c in 0..<columns {
-                let column = Int32(c)
-                switch sqlite3_column_type(s, column) {
+                // One column call per cell, then the value's accessors (which skip the API's
+                // per-call checks); text is read as stored, without a terminating NUL added.
+                let v = sqlite3_column_value(s, Int32(c))
+                switch sqlite3_value_type(v) {
                 case SQLITE_INTEGER:
-                    cells[c] = Slot(kind: .integer, count: 0, value: sqlite3_column_int64(s, column))
+                    cells[c] = Slot(kind: .integer, count: 0, value: sqlite3_value_int64(v))
                 case SQLITE_FLOAT:
-                    cells[c] = Slot(kind: .double, count: 0, value: Int64(bitPattern: sqlite3_column_double(s, column).bitPattern))
+                    cells[c] = Slot(kind: .double, count: 0, value: Int64(bitPattern: sqlite3_value_double(v).bitPattern))
                 case SQLITE_TEXT:
-                    let p = UnsafeRawPointer(sqlite3_column_text(s, column))
+                    let p = sqlite3_value_blob(v)
                     cells[c] = Slot(kind: .text, count: 0, value: 0)
-                    copy(p, Int(sqlite3_column_bytes(s, column)), into: &cells[c])
+                    copy(p, Int(sqlite3_value_bytes(v)), into: &cells[c])
                 case SQLITE_BLOB:
-                    let p = sqlite3_column_blob(s, column)
+                    let p = sqlite3_value_blob(v)
                     cells[c] = Slot(kind: .blob, count: 0, value: 0)
-                    copy(p, Int(sqlite3_column_bytes(s, column)), into: &cells[c])
+                    copy(p, Int(sqlite3_value_bytes(v)), into: &cells[c])
                 default:
                     cells[c] = Slot(kind: .null, count: 0, value: 0)
                 }

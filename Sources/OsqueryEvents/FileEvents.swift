@@ -46,6 +46,8 @@ struct FileEventItem: Sendable {
     var action: String
     var cookie: UInt32
     var hash: Bool
+    /// Wanted a hash but the hash queue was full: logged with `hashed` -1.
+    var hashSkipped = false
 }
 
 /// md5, sha1 and sha256 of a file in one read, never blocking on a FIFO or device (opened
@@ -96,8 +98,12 @@ package enum FileHasher {
 
 /// The inotify publisher and the `file_events` subscriber (osquery keeps them apart; here the
 /// one subscriber of inotify lives with it). A thread reads the inotify descriptor and keeps the
-/// watches; a second thread decorates events (the `file` table's columns) and hashes them,
-/// taking them from a bounded queue so a slow disk never stalls the reader.
+/// watches; a second thread decorates events (the `file` table's columns), hashes them and
+/// writes the rows, taking them from a queue. The reader does no I/O but `read`: the kernel's
+/// queue (`fs.inotify.max_queued_events`) is small, and a storm fills it in milliseconds while
+/// the reader waits on a disk or the store. Past `--file_events_hash_queue_max` events waiting
+/// for a hash, events are queued to be logged unhashed; past `--file_events_queue_max` waiting
+/// in all, the reader pauses (so memory stays bounded) and the kernel reports the overflow.
 package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // mutable state under `watches` / `queue`
     package let name = "inotify"
     package let subscriber: EventSubscriber
@@ -141,11 +147,19 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
 
     private struct Queue {
         var items: [FileEventItem] = []
+        /// `items` before it are taken.
         var head = 0
+        /// Of the waiting items and those the worker holds, those that want a hash.
+        var hashing = 0
         var stopping = false
+        /// The worker sleeps on `queued` (it is signalled once per batch, not per event).
+        var workerWaiting = false
+        /// The reader sleeps on `drained` until the queue is down to half `--file_events_queue_max`.
+        var readerWaiting = false
     }
     private let queue = Mutex(Queue())
     private let queued = DispatchSemaphore(value: 0)
+    private let drained = DispatchSemaphore(value: 0)
 
     /// The reader polls `stopFD`; a byte written to `stopWriteFD` ends it.
     private let threads = Mutex<(reader: Thread?, hasher: Thread?, stopFD: Int32, stopWriteFD: Int32, running: Bool)>((nil, nil, -1, -1, false))
@@ -202,6 +216,8 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { throw EventError("Could not initialize inotify: \(String(cString: strerror(errno)))") }
         var stopPipe: [Int32] = [-1, -1]
+        // Left over from a previous run's stop.
+        while drained.wait(timeout: .now()) == .success {}
         guard pipe(&stopPipe) == 0 else {
             close(fd)
             throw EventError("Could not create a pipe: \(String(cString: strerror(errno)))")
@@ -237,6 +253,8 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
         guard running else { return }
         var one: UInt8 = 1
         _ = write(stopWriteFD, &one, 1)
+        // A reader paused on a full queue wakes, sees the stop pipe and ends.
+        drained.signal()
         readerDone.wait()
         close(stopWriteFD)
         queue.withLock { $0.stopping = true }
@@ -373,6 +391,10 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
         defer { buffer.deallocate() }
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
+        // One read's events: kept here and handed to the queue in one step.
+        var batch: [FileEventItem] = []
+        batch.reserveCapacity(size / 16)
+        var overflows = 0
         while true {
             fds[0].revents = 0
             fds[1].revents = 0
@@ -393,116 +415,166 @@ package final class INotifyPublisher: EventPublisher, @unchecked Sendable {  // 
                 StatusLog.warning("Could not read inotify handle")
                 return
             }
-            var offset = 0
-            while offset + 16 <= n {
-                let base = buffer + offset
-                let wd = base.loadUnaligned(fromByteOffset: 0, as: Int32.self)
-                let mask = base.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
-                let cookie = base.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
-                let len = Int(base.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-                var name = ""
-                if len > 0 {
-                    let bytes = UnsafeRawBufferPointer(start: base + 16, count: min(len, n - offset - 16))
-                    name = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            batch.removeAll(keepingCapacity: true)
+            overflows = 0
+            watches.withLock { w in
+                var offset = 0
+                while offset + 16 <= n {
+                    let base = buffer + offset
+                    let wd = base.loadUnaligned(fromByteOffset: 0, as: Int32.self)
+                    let mask = base.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+                    let cookie = base.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+                    let len = Int(base.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+                    if mask & INotifyMask.overflow != 0 {
+                        overflows += 1
+                    } else {
+                        let bytes = UnsafeRawBufferPointer(start: base + 16, count: max(0, min(len, n - offset - 16)))
+                        handle(&w, wd: wd, mask: mask, cookie: cookie, name: bytes.prefix { $0 != 0 }, into: &batch)
+                    }
+                    offset += 16 + len
                 }
-                handle(wd: wd, mask: mask, cookie: cookie, name: name)
-                offset += 16 + len
             }
+            if overflows > 0 {
+                counters.withLock { $0.queueOverflows += overflows }
+                StatusLog.warning("inotify event queue overflowed (fs.inotify.max_queued_events): file events were lost")
+            }
+            guard !batch.isEmpty else { continue }
+            let others = listeners.withLock { $0 }
+            if !others.isEmpty {
+                for item in batch {
+                    for listener in others { listener(item.path, item.category, item.action) }
+                }
+            }
+            enqueue(batch)
+            waitForRoom(stopFD: stopFD)
         }
     }
 
-    private func handle(wd: Int32, mask: UInt32, cookie: UInt32, name: String) {
-        if mask & INotifyMask.overflow != 0 {
-            counters.withLock { $0.queueOverflows += 1 }
-            StatusLog.warning("inotify event queue overflowed (fs.inotify.max_queued_events): file events were lost")
+    /// Turns one inotify event into items (one per matching subscription), the watches held.
+    private func handle(_ w: inout Watches, wd: Int32, mask: UInt32, cookie: UInt32, name: Slice<UnsafeRawBufferPointer>, into items: inout [FileEventItem]) {
+        guard let watch = w.byDescriptor[wd] else { return }
+        if mask & INotifyMask.ignored != 0 {
+            w.byDescriptor[wd] = nil
+            if w.byPath[watch.path] == wd { w.byPath[watch.path] = nil }
             return
         }
-        var items: [FileEventItem] = []
-        watches.withLock { w in
-            guard let watch = w.byDescriptor[wd] else { return }
-            if mask & INotifyMask.ignored != 0 {
-                w.byDescriptor[wd] = nil
-                if w.byPath[watch.path] == wd { w.byPath[watch.path] = nil }
-                return
-            }
-            if mask & (INotifyMask.deleteSelf | INotifyMask.moveSelf) != 0 {
-                // The directory went away or moved: its path no longer names it.
-                if mask & INotifyMask.moveSelf != 0 { inotify_rm_watch(w.fd, wd) }
-                return
-            }
-            guard let action = INotifyMask.action(mask) else { return }
-            let path = watch.path + name
-            let parent = String(watch.path.dropLast())
-            for sub in watch.subscriptions {
-                guard mask & sub.mask != 0 else { continue }
-                if let leaf = sub.leaf, !FilePatterns.matches(leaf, name) { continue }
-                // inotify does not recurse: a new directory under %% gets its own watches.
-                if sub.recursive, action == "CREATED" || action == "MOVED_TO", mask & INotifyMask.isDir != 0 {
-                    addWatch(&w, path + "/", sub)
-                }
-                if !w.excludes.isEmpty, FilePatterns.excluded(parent, by: w.excludes) || FilePatterns.excluded(path, by: w.excludes) {
-                    continue
-                }
-                items.append(
-                    FileEventItem(
-                        path: path, category: sub.category, action: action, cookie: cookie,
-                        hash: sub.hash && (action == "CREATED" || action == "UPDATED")))
-            }
+        if mask & (INotifyMask.deleteSelf | INotifyMask.moveSelf) != 0 {
+            // The directory went away or moved: its path no longer names it.
+            if mask & INotifyMask.moveSelf != 0 { inotify_rm_watch(w.fd, wd) }
+            return
         }
-        guard !items.isEmpty else { return }
-        counters.withLock { $0.events += items.count }
-        let others = listeners.withLock { $0 }
-        for item in items {
-            for listener in others { listener(item.path, item.category, item.action) }
-            enqueue(item)
+        guard let action = INotifyMask.action(mask) else { return }
+        var path = watch.path
+        path.append(String(decoding: name, as: UTF8.self))
+        for sub in watch.subscriptions {
+            guard mask & sub.mask != 0 else { continue }
+            if let leaf = sub.leaf, !FilePatterns.matches(leaf, String(decoding: name, as: UTF8.self)) { continue }
+            // inotify does not recurse: a new directory under %% gets its own watches.
+            if sub.recursive, action == "CREATED" || action == "MOVED_TO", mask & INotifyMask.isDir != 0 {
+                addWatch(&w, path + "/", sub)
+            }
+            if !w.excludes.isEmpty,
+                FilePatterns.excluded(String(watch.path.dropLast()), by: w.excludes) || FilePatterns.excluded(path, by: w.excludes)
+            {
+                continue
+            }
+            items.append(
+                FileEventItem(
+                    path: path, category: sub.category, action: action, cookie: cookie,
+                    hash: sub.hash && (action == "CREATED" || action == "UPDATED")))
         }
     }
 
-    /// Hands an event to the hasher; past `--file_events_hash_queue_max` it is written here,
-    /// unhashed, and counted.
-    private func enqueue(_ item: FileEventItem) {
+    /// Queues one read's events for the worker. Past `--file_events_hash_queue_max` events
+    /// waiting for a hash, an event is queued to be logged unhashed (and counted).
+    private func enqueue(_ batch: [FileEventItem]) {
         let cap = Int(clamping: max(1, flags[.fileEventsHashQueueMax]))
-        let accepted = queue.withLock { q -> Bool in
-            if q.items.count - q.head >= cap { return false }
-            if q.head > 1024, q.head * 2 > q.items.count {
+        let (skipped, wake) = queue.withLock { q -> (Int, Bool) in
+            var skipped = 0
+            if q.head == q.items.count {
+                // A storm's array is given back once it is drained.
+                q.items.removeAll(keepingCapacity: q.items.capacity <= 8192)
+                q.head = 0
+            } else if q.head > 4096, q.head * 2 > q.items.count {
                 q.items.removeFirst(q.head)
                 q.head = 0
             }
-            q.items.append(item)
-            return true
+            for var item in batch {
+                if item.hash {
+                    if q.hashing >= cap {
+                        item.hash = false
+                        item.hashSkipped = true
+                        skipped += 1
+                    } else {
+                        q.hashing += 1
+                    }
+                }
+                q.items.append(item)
+            }
+            defer { q.workerWaiting = false }
+            return (skipped, q.workerWaiting)
         }
-        if accepted {
-            queued.signal()
-            return
+        counters.withLock { $0.events += batch.count }
+        if wake { queued.signal() }
+        guard skipped > 0 else { return }
+        let warn = counters.withLock { c -> Bool in
+            let before = c.hashQueueOverflows
+            c.hashQueueOverflows += skipped
+            return before == 0 || before / 10000 != c.hashQueueOverflows / 10000
         }
-        let first = counters.withLock { c -> Bool in
-            c.hashQueueOverflows += 1
-            return c.hashQueueOverflows == 1 || c.hashQueueOverflows % 10000 == 0
-        }
-        if first {
+        if warn {
             StatusLog.warning("file_events hash queue is full (--file_events_hash_queue_max \(cap)): events are logged without hashes")
         }
-        var unhashed = item
-        let wanted = item.hash
-        unhashed.hash = false
-        subscriber.add(row(unhashed, hashFailed: wanted))
+    }
+
+    /// Past `--file_events_queue_max` events waiting, the reader sleeps until the worker has
+    /// written half of them (or the publisher stops): memory stays bounded, and the events the
+    /// kernel then drops are its counted queue overflows.
+    private func waitForRoom(stopFD: Int32) {
+        let cap = Int(clamping: max(1, flags[.fileEventsQueueMax]))
+        while true {
+            let full = queue.withLock { q -> Bool in
+                q.readerWaiting = q.items.count - q.head >= cap
+                return q.readerWaiting
+            }
+            guard full else { return }
+            drained.wait()
+            var stop = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+            if poll(&stop, 1, 0) > 0 { return }
+        }
     }
 
     private func hashLoop() {
+        // The events taken at once: the queue's lock is held once per batch, not per event.
+        let batchSize = 256
+        var work: [FileEventItem] = []
+        work.reserveCapacity(batchSize)
         while true {
-            queued.wait()
-            let next = queue.withLock { q -> FileEventItem?? in
-                if q.head < q.items.count {
-                    defer { q.head += 1 }
-                    return .some(q.items[q.head])
+            let resume = Int(clamping: max(1, flags[.fileEventsQueueMax])) / 2
+            let (stopping, wakeReader) = queue.withLock { q -> (Bool, Bool) in
+                let waiting = q.items.count - q.head
+                guard waiting > 0 else {
+                    q.workerWaiting = !q.stopping
+                    return (q.stopping, false)
                 }
-                return q.stopping ? .none : .some(nil)
+                let end = q.head + min(waiting, batchSize)
+                work.append(contentsOf: q.items[q.head..<end])
+                q.head = end
+                let wake = q.readerWaiting && q.items.count - q.head <= resume
+                if wake { q.readerWaiting = false }
+                return (false, wake)
             }
-            switch next {
-            case .none: return
-            case .some(nil): continue
-            case .some(let item?): subscriber.add(row(item, hashFailed: false))
+            if wakeReader { drained.signal() }
+            if work.isEmpty {
+                if stopping { return }
+                queued.wait()
+                continue
             }
+            for item in work {
+                subscriber.add(row(item, hashFailed: item.hashSkipped))
+                if item.hash { queue.withLock { $0.hashing -= 1 } }
+            }
+            work.removeAll(keepingCapacity: true)
         }
     }
 

@@ -111,6 +111,46 @@ import Testing
         #expect(rows.count == 3)
         #expect(rows[1, 1] == .text("12abc"))
     }
+
+    /// Cells are read from the store and handed to SQLite by length: multi-byte UTF-8 keeps
+    /// every byte, NULLs stay NULL (or '' in a TEXT column), and a
+    /// result larger than one chunk of the result reader (and many cursor batches) keeps every
+    /// row in order.
+    @Test func textBytesNullsAndLargeResultsThroughTheCursor() throws {
+        let database = InMemoryEventDatabase()
+        let core = try manualCore(name: "bytes_events", flags: try makeFlags(["disable_events": "false"]), database: database)
+        let store = EventTableStore(subscriber: "bytes_events", valueCount: 2)
+        let odd: [SQLValue] = [.text("a b"), .text("héllo ✓ 𝄞"), .null, .text("")]
+        var events: [BufferedEvent] = []
+        for (i, v) in odd.enumerated() {
+            events.append(BufferedEvent(eid: UInt64(i + 1), time: Self.base, values: [v, i == 2 ? .null : .integer(Int64(i))]))
+        }
+        let count = Database.resultChunkValues / 2 + 700
+        for i in odd.count..<count {
+            events.append(BufferedEvent(eid: UInt64(i + 1), time: Self.base + 1, values: [.text("row \(i) " + String(repeating: "é", count: i % 40)), .integer(Int64(i))]))
+        }
+        #expect(database.withHandle { db in store.append(db, events) } == nil)
+        let r = try core.database.execute("SELECT value, n, hex(value) AS h, length(CAST(value AS BLOB)) AS b, typeof(n) AS tn FROM bytes_events")
+        #expect(r.rowCount == count)
+        #expect(r[0, "h"] == .text("612062"))
+        #expect(r[0, "b"] == .integer(3))
+        #expect(r[1, "value"] == .text("héllo ✓ 𝄞"))
+        #expect(r[1, "b"] == .integer(Int64("héllo ✓ 𝄞".utf8.count)))
+        #expect(r[2, "value"] == .text(""))
+        #expect(r[2, "n"] == .null)
+        #expect(r[2, "tn"] == .text("null"))
+        #expect(r[3, "value"] == .text(""))
+        for i in odd.count..<count {
+            guard r[i, "n"] == .integer(Int64(i)), r[i, "value"] == .text("row \(i) " + String(repeating: "é", count: i % 40)) else {
+                Issue.record("row \(i): \(String(describing: r[i, "n"])) \(String(describing: r[i, "value"]))")
+                break
+            }
+        }
+        // The same rows under a time bound and an eid comparison, through the same reader.
+        let bounded = try core.database.execute("SELECT n FROM bytes_events WHERE time > \(Self.base) AND eid > '0000000100'")
+        #expect(Self.numbers(bounded) == Array(100..<count))
+        #expect(core.subscriber.lastScanRows == count - odd.count)
+    }
 }
 
 /// Issue 17: an extension's event table whose epoch changed (its eids started again) is read

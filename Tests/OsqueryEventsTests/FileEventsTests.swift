@@ -269,6 +269,22 @@ func write(_ path: String, _ text: String) {
         #expect(await eventually { core.actions(core.dir + "/top").contains("CREATED") })
     }
 
+    /// The reader stops reading while `--file_events_queue_max` events wait for the worker and
+    /// reads on once they are written: with a queue of 8, a burst of 600 events that the
+    /// kernel's queue holds is logged in full, none counted lost, and the core serves on.
+    @Test func aFullEventQueuePausesTheReaderAndLosesNothing() async throws {
+        let core = try FIMCore("eventqueue", flags: ["file_events_queue_max": "8"]) { config(["tree": [$0 + "/"]]) }
+        core.publisher.pauseReading(true)
+        for i in 0..<200 { write(core.dir + "/q\(i)", "q\(i)") }
+        core.publisher.pauseReading(false)
+        #expect(await eventually { core.rows("action = 'CREATED'").count == 200 })
+        #expect(await eventually { core.rows("action = 'UPDATED' AND hashed = 1").count == 400 })
+        #expect(core.counter("queue_overflows") == 0)
+        #expect(core.counter("hash_queue_overflows") == 0)
+        write(core.dir + "/after", "a")
+        #expect(await eventually { core.actions(core.dir + "/after").contains("CREATED") })
+    }
+
     @Test func filePathsQueryAddsThePathsItReturns() async throws {
         let core = try FIMCore("pathsquery") { dir in
             mkdir(dir + "/q", 0o755)
