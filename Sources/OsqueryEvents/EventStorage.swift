@@ -133,7 +133,16 @@ package struct EventTableStore: Sendable {
         case .null: sqlite3_bind_null(s, i)
         case .integer(let n): sqlite3_bind_int64(s, i, n)
         case .double(let d): sqlite3_bind_double(s, i, d)
-        case .text(let t): sqlite3_bind_text(s, i, t, -1, osq_sqlite_transient())
+        case .text(let t):
+            // By length: text holding a NUL (a file name can't, a syslog line or an extension's row can) is kept whole.
+            var copy = t
+            copy.withUTF8 { buf in
+                buf.withMemoryRebound(to: CChar.self) { chars in
+                    // Empty text, not NULL (a nil pointer would bind NULL).
+                    guard let base = chars.baseAddress else { return _ = sqlite3_bind_text(s, i, "", 0, osq_sqlite_transient()) }
+                    _ = sqlite3_bind_text64(s, i, base, sqlite3_uint64(chars.count), osq_sqlite_transient(), UInt8(SQLITE_UTF8))
+                }
+            }
         case .blob(let b):
             // Bytes that are not UTF-8 (a file name) stay bytes: a blob, read back as `.blob`.
             b.withUnsafeBytes { raw in _ = sqlite3_bind_blob64(s, i, raw.baseAddress, sqlite3_uint64(raw.count), osq_sqlite_transient()) }
