@@ -65,6 +65,12 @@ final class ProbeExtension: ExtensionHandler, @unchecked Sendable {
         return ExtensionStatus(code: 0, message: "pong")
     }
 
+    func respondNow(_ request: ExtensionRequest) throws -> ServerReply? {
+        guard case .ping = request else { return nil }
+        lock.withLock { calls.append(ProbeCall(method: "ping", registry: "", item: "", request: [:])) }
+        return .value(.status(ExtensionStatus(code: 0, message: "pong")))
+    }
+
     func shutdown() async throws {
         lock.withLock { calls.append(ProbeCall(method: "shutdown", registry: "", item: "", request: [:])) }
     }

@@ -201,6 +201,14 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         return ExtensionStatus(code: 0, message: "pong", uuid: 0)
     }
 
+    /// `ping` needs no waiting: the server answers it on the thread that read it, so a busy
+    /// cooperative pool never makes the fake core look dead.
+    package func respondNow(_ request: ExtensionRequest) throws -> ServerReply? {
+        guard case .ping = request else { return nil }
+        note("ping")
+        return .value(.status(ExtensionStatus(code: 0, message: "pong", uuid: 0)))
+    }
+
     /// Routes a call to the extension that registered the plugin (ping, then call, as osquery does).
     /// - Parameters:
     ///   - registry: the plugin's registry.
