@@ -42,10 +42,18 @@ final class DescriptorChild {
         close(ends[1])
         try #require(rc == 0)
         pid = child
-        // Until it has exec'd, the child's maps are still this process's.
+        // Until it has exec'd, the child's maps are still this process's; until it sleeps, it may
+        // still hold a locale file it is loading.
+        #if arch(arm64)
+        let sleeps: Set<Substring> = ["101", "115"]
+        #else
+        let sleeps: Set<Substring> = ["35", "230"]  // x86_64 nanosleep, clock_nanosleep
+        #endif
         var ready = false
         for _ in 0..<500 where !ready {
-            ready = FileIO.readString("/proc/\(child)/stat")?.contains("(sleep)") ?? false
+            let exec = FileIO.readString("/proc/\(child)/stat")?.contains("(sleep)") ?? false
+            let call = FileIO.readString("/proc/\(child)/syscall")?.split(separator: " ").first
+            ready = exec && call.map(sleeps.contains) == true
             if !ready { usleep(10_000) }
         }
         #expect(ready)
