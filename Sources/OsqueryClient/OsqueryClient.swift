@@ -37,17 +37,17 @@ public enum OsqueryClientError: Error, Sendable, Equatable, CustomStringConverti
 }
 
 /// One extension as the core lists it.
-public struct RegisteredExtension: Sendable, Hashable {
+package struct RegisteredExtension: Sendable, Hashable {
     /// The uuid the core gave it.
-    public var uuid: Int64
+    package var uuid: Int64
     /// The extension's name.
-    public var name: String
+    package var name: String
     /// The extension's version.
-    public var version: String
+    package var version: String
     /// The `sdk_version` it registered with.
-    public var sdkVersion: String
+    package var sdkVersion: String
     /// The `min_sdk_version` it registered with.
-    public var minSDKVersion: String
+    package var minSDKVersion: String
 
     /// Creates a description from its fields.
     /// - Parameters:
@@ -66,13 +66,13 @@ public struct RegisteredExtension: Sendable, Hashable {
 }
 
 /// One core flag as `options()` reports it.
-public struct CoreOption: Sendable, Hashable {
+package struct CoreOption: Sendable, Hashable {
     /// The current value.
-    public var value: String
+    package var value: String
     /// The default value.
-    public var defaultValue: String
+    package var defaultValue: String
     /// The gflags type name (`bool`, `string`, `int32`, …).
-    public var type: String
+    package var type: String
 }
 
 /// A client for an osquery core's extension manager socket.
@@ -293,7 +293,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: the registered extensions by uuid.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    nonisolated(nonsending) public func extensions(timeout: Duration? = nil) async throws(OsqueryClientError) -> [Int64: RegisteredExtension] {
+    nonisolated(nonsending) package func extensions(timeout: Duration? = nil) async throws(OsqueryClientError) -> [Int64: RegisteredExtension] {
         let list: InternalExtensionList
         do { list = try await manager.extensions(timeout: timeout) } catch { throw .transport(TransportError(error)) }
         var out: [Int64: RegisteredExtension] = [:]
@@ -310,7 +310,7 @@ public struct OsqueryClient: Sendable {
     /// - Returns: each flag's value, default and type, by flag name.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    nonisolated(nonsending) public func options(timeout: Duration? = nil) async throws(OsqueryClientError) -> [String: CoreOption] {
+    nonisolated(nonsending) package func options(timeout: Duration? = nil) async throws(OsqueryClientError) -> [String: CoreOption] {
         let list: InternalOptionList
         do { list = try await manager.options(timeout: timeout) } catch { throw .transport(TransportError(error)) }
         var out: [String: CoreOption] = [:]
@@ -384,7 +384,7 @@ public struct OsqueryClient: Sendable {
     /// - Parameter timeout: the call's deadline; nil: the client's `callTimeout`.
     /// - Throws: ``OsqueryClientError/transport(_:)`` when the call gets no answer (no socket, refused,
     ///   timed out, broken connection).
-    nonisolated(nonsending) public func shutdown(timeout: Duration? = nil) async throws(OsqueryClientError) {
+    nonisolated(nonsending) package func shutdown(timeout: Duration? = nil) async throws(OsqueryClientError) {
         do { try await manager.shutdown(timeout: timeout) } catch { throw .transport(TransportError(error)) }
     }
 

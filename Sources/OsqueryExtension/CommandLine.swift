@@ -12,19 +12,19 @@ public struct ExtensionOptions: ParsableArguments, Sendable {
 
     /// Seconds to wait for the core's socket at start.
     @Option(help: "Seconds to wait for the core's socket to answer.")
-    public var timeout: Double = 3
+    package var timeout: Double = 3
 
     /// Seconds between liveness checks.
     @Option(help: "Seconds between liveness checks of the core.")
-    public var interval: Double = 3
+    package var interval: Double = 3
 
     /// Log debug details (to standard error).
     @Flag(help: "Log debug details to standard error.")
-    public var verbose: Bool = false
+    package var verbose: Bool = false
 
     /// Survive core restarts: wait for the core to come back and register again.
     @Flag(help: "Keep running when the core goes away; re-register when it returns (for extensions not started by osquery).")
-    public var supervised: Bool = false
+    package var supervised: Bool = false
 
     /// Print the spec JSON of every table, then exit.
     @Flag(name: .customLong("spec"), help: "Print the JSON spec of every table and exit.")

@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 import Synchronization
 import Dispatch
 #if canImport(Glibc)
@@ -46,10 +46,26 @@ public final class Extension: Sendable {
     ///   - name: the extension's name, unique among the core's extensions.
     ///   - version: the extension's version, sent at registration.
     ///   - plugins: the plugins to serve (tables, loggers, config and distributed plugins, …).
+    ///   - logger: where the runner logs; nil: standard error at `warning` level (quiet in a
+    ///     shell's terminal, as osquery's extensions are; losing the core is a warning), `debug`
+    ///     with `--verbose`.
+    public convenience init(
+        _ name: String, version: String = "1.0.0", plugins: [any ExtensionPlugin], logger: Logger? = nil
+    ) {
+        var configuration = ExtensionConfiguration()
+        configuration.logger = logger
+        self.init(name, version: version, plugins: plugins, configuration: configuration)
+    }
+
+    /// An extension with the runner's tunables (timeouts, limits, retries) set.
+    /// - Parameters:
+    ///   - name: the extension's name, unique among the core's extensions.
+    ///   - version: the extension's version, sent at registration.
+    ///   - plugins: the plugins to serve.
     ///   - configuration: the runner's tunables.
-    public init(
+    package init(
         _ name: String, version: String = "1.0.0", plugins: [any ExtensionPlugin],
-        configuration: ExtensionConfiguration = ExtensionConfiguration()
+        configuration: ExtensionConfiguration
     ) {
         self.name = name
         self.version = version
@@ -63,7 +79,7 @@ public final class Extension: Sendable {
     package var plugins: [any ExtensionPlugin] { router.all() }
 
     /// The uuid the core gave this extension (0 before registration).
-    public var uuid: Int64 { router.uuid.load(ordering: .relaxed) }
+    package var uuid: Int64 { router.uuid.load(ordering: .relaxed) }
 
     /// The socket this extension listens on (`<socket>.<uuid>`), when running.
     package var listenPath: String? { state.withLock { $0.server?.path } }

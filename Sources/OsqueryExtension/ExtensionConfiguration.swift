@@ -1,7 +1,7 @@
-public import Logging
+package import Logging
 
 /// Tunables of the runner; the defaults suit an autoloaded extension.
-public struct ExtensionConfiguration: Sendable {
+package struct ExtensionConfiguration: Sendable {
     /// Sent as `sdk_version`.
     package var sdkVersion: String = OsquerySDK.osqueryVersion
     /// Sent as `min_sdk_version`.
@@ -13,9 +13,9 @@ public struct ExtensionConfiguration: Sendable {
     ///
     /// With ``shutdownHookTimeout`` it must fit in the 5 s an osquery core gives an extension
     /// between its `shutdown` call (or SIGTERM) and SIGKILL: 2 s + 2 s by default.
-    public var drainTimeout: Duration = .seconds(2)
+    package var drainTimeout: Duration = .seconds(2)
     /// How long the plugins' shutdown hooks (run at once) may take: a logger's final flush.
-    public var shutdownHookTimeout: Duration = .seconds(2)
+    package var shutdownHookTimeout: Duration = .seconds(2)
     /// How long "Duplicate extension registered" is retried (the core reaps a dead
     /// predecessor within about one `--extensions_interval`).
     package var duplicateRetryWindow: Duration = .seconds(10)
@@ -27,8 +27,8 @@ public struct ExtensionConfiguration: Sendable {
     package var serverLimits: ServerLimits = .default
     /// Where the runner logs; nil: standard error at `warning` level (quiet in a shell's
     /// terminal, as osquery's extensions are; losing the core is a warning), `debug` with `--verbose`.
-    public var logger: Logger? = nil
+    package var logger: Logger? = nil
 
     /// The defaults.
-    public init() {}
+    package init() {}
 }

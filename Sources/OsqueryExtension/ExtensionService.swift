@@ -20,27 +20,27 @@ extension Extension {
     /// - Parameter options: The command-line options the extension runs with.
     /// - Returns: A service whose `run()` starts the extension, serves until it stops, and
     ///   returns once it has deregistered and removed its socket.
-    public func service(options: ExtensionOptions) -> ExtensionService {
+    public func service(options: ExtensionOptions) -> some Service {
         ExtensionService(extension: self, options: options)
     }
 }
 
 /// An ``Extension`` run by a `ServiceGroup`; see ``Extension/service(options:)``.
-public struct ExtensionService: Service, CustomStringConvertible {
+package struct ExtensionService: Service, CustomStringConvertible {
     /// The extension this service runs.
     package let `extension`: Extension
     /// The options it runs with.
     package let options: ExtensionOptions
 
     /// The extension's name.
-    public var description: String { "extension \(`extension`.name)" }
+    package var description: String { "extension \(`extension`.name)" }
 
     /// Starts the extension and serves until it stops (the group's graceful shutdown, the
     /// core's shutdown call or the core going away).
     ///
     /// - Throws: What ``Extension/start(options:signals:)`` throws when the extension
     ///   cannot start (the core never came, a bad socket path, a duplicate plugin).
-    public func run() async throws {
+    package func run() async throws {
         let running = `extension`
         // The group owns the process's signals; the extension installs none of its own.
         _ = try await withGracefulShutdownHandler {

@@ -1,7 +1,7 @@
 /// Versions this SDK reports.
-public enum OsquerySDK {
+package enum OsquerySDK {
     /// This Swift SDK's own version.
-    public static let version = "0.1.0"
+    package static let version = "0.1.0"
     /// The osquery SDK (protocol) version this SDK implements, sent as `sdk_version`
     /// at registration, as osquery's C++ SDK sends the osquery version it was built from.
     package static let osqueryVersion = "5.16.0"

@@ -32,7 +32,7 @@ public struct PluginRequest: Sendable {
     public subscript(key: String) -> String? { raw[ThriftString(key)]?.lossyString }
 
     /// The `action` key.
-    public var action: String? { self["action"] }
+    package var action: String? { self["action"] }
 }
 
 /// A plugin of any registry: the building block under ``Table``, ``LoggerPlugin``,

@@ -2,9 +2,9 @@
 /// column and the columns it uses.
 public struct QueryContext: Sendable {
     /// Constraints by column name (every column osquery listed, constrained or not).
-    public var constraints: [String: ColumnConstraints]
+    package var constraints: [String: ColumnConstraints]
     /// The columns the statement uses; nil when the core did not say (then all are used).
-    public var usedColumns: Set<String>?
+    package var usedColumns: Set<String>?
     /// SQLite's used-column mask: bit i is column i, bit 63 means "some column ≥ 63".
     package var usedColumnsBitset: UInt64?
     /// A client for the core that made the call, for queries from inside a table
@@ -14,7 +14,7 @@ public struct QueryContext: Sendable {
     package var json: String
 
     /// An empty context: no constraints, every column used.
-    public init(core: OsqueryClient? = nil) {
+    package init(core: OsqueryClient? = nil) {
         constraints = [:]
         usedColumns = nil
         usedColumnsBitset = nil

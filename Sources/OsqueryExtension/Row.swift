@@ -94,8 +94,6 @@ extension UInt16: ColumnValue {}
 extension UInt32: ColumnValue {}
 extension UInt64: ColumnValue {}
 extension Double: ColumnValue {
-    /// Finite doubles in Swift's shortest round-trip form; NaN and infinities are NULL.
-    public var columnText: String? { isFinite ? String(self) : nil }
     /// Writes the same text as ``columnText``, without building a string when it can.
     /// - Parameter writer: the reply being written.
     /// - Returns: true when a string was written, false for NaN and infinities (NULL).
@@ -130,8 +128,10 @@ extension Double: ColumnValue {
         return nil
     }
 }
-extension Float: ColumnValue {
-    /// Finite floats in Swift's shortest round-trip form; NaN and infinities are NULL.
+extension Float: ColumnValue {}
+/// Finite doubles and floats in Swift's shortest round-trip form; NaN and infinities are NULL.
+extension ColumnValue where Self: BinaryFloatingPoint & LosslessStringConvertible {
+    /// The value's shortest round-trip text, or nil (NULL) for NaN and infinities.
     public var columnText: String? { isFinite ? String(self) : nil }
 }
 /// `1` or `0`, as osquery stores booleans.

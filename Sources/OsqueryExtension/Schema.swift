@@ -75,8 +75,25 @@ public struct TableDocumentation: Sendable, Hashable {
     }
 }
 
+/// Another name for a column: a hidden column `name` that mirrors column `target`, as
+/// osquery's column aliases do (`Table(…, columnAliases: [ColumnAlias("pid_old", target: "pid")])`).
+public struct ColumnAlias: Sendable, Hashable {
+    /// The alias (an extra hidden column).
+    package var name: String
+    /// The column it mirrors.
+    package var target: String
+    /// An alias `name` for column `target`.
+    /// - Parameters:
+    ///   - name: the alias, an extra hidden column.
+    ///   - target: the column it mirrors.
+    public init(_ name: String, target: String) {
+        self.name = name
+        self.target = target
+    }
+}
+
 /// Everything the core needs to know about a table: its route info, and the spec JSON.
-public struct TableSchema: Sendable, Hashable {
+package struct TableSchema: Sendable, Hashable {
     /// The table's name.
     package var name: String
     /// The columns, in order.
@@ -92,18 +109,8 @@ public struct TableSchema: Sendable, Hashable {
     /// An ``EventTable``'s epoch, sent in the route info.
     var eventEpoch: String?
 
-    /// A column alias: `name` mirrors `target`.
-    public struct ColumnAlias: Sendable, Hashable {
-        /// The alias (an extra hidden column).
-        package var name: String
-        /// The column it mirrors.
-        package var target: String
-        /// An alias `name` for column `target`.
-        public init(_ name: String, target: String) {
-            self.name = name
-            self.target = target
-        }
-    }
+    /// A column alias (the SDK's top-level ``OsqueryExtension/ColumnAlias``).
+    package typealias ColumnAlias = OsqueryExtension.ColumnAlias
 
     /// A schema from its parts.
     package init(

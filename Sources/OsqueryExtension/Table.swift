@@ -14,7 +14,7 @@ package import OsqueryProtocol
 /// `try Task.checkCancellation()`) and stops early, as a Go extension watches its `ctx`.
 public struct Table: ExtensionPlugin {
     /// Columns, aliases, attributes and docs.
-    public let schema: TableSchema
+    package let schema: TableSchema
     /// Deadline and budgets for each generate.
     package let limits: TableLimits
     let source: Source
@@ -46,9 +46,9 @@ public struct Table: ExtensionPlugin {
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: makes the rows of one query from its context; what it throws is the query's error.
     public init(
-        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
+        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [ColumnAlias] = [],
         documentation: TableDocumentation = TableDocumentation(),
-        limits: TableLimits = .default, generate: @escaping @Sendable (QueryContext) async throws -> [Row]
+        limits: TableLimits = TableLimits(), generate: @escaping @Sendable (QueryContext) async throws -> [Row]
     ) {
         self.init(
             schema: TableSchema(
@@ -62,7 +62,7 @@ public struct Table: ExtensionPlugin {
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: makes the rows of one query from its context; what it throws is the query's error.
     package init(
-        schema: TableSchema, limits: TableLimits = .default,
+        schema: TableSchema, limits: TableLimits = TableLimits(),
         generate: @escaping @Sendable (QueryContext) async throws -> [Row]
     ) {
         self.init(schema: schema, limits: limits, source: .generate(generate))
@@ -85,9 +85,9 @@ public struct Table: ExtensionPlugin {
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: writes the rows of one query; what it throws is the query's error.
     public init(
-        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
+        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [ColumnAlias] = [],
         documentation: TableDocumentation = TableDocumentation(),
-        limits: TableLimits = .default, generate: @escaping @Sendable (QueryContext, inout RowWriter) async throws -> Void
+        limits: TableLimits = TableLimits(), generate: @escaping @Sendable (QueryContext, inout RowWriter) async throws -> Void
     ) {
         self.init(
             schema: TableSchema(
@@ -102,7 +102,7 @@ public struct Table: ExtensionPlugin {
     ///   - limits: the deadline and budgets of each generate.
     ///   - generate: writes the rows of one query; what it throws is the query's error.
     package init(
-        schema: TableSchema, limits: TableLimits = .default,
+        schema: TableSchema, limits: TableLimits = TableLimits(),
         generate: @escaping @Sendable (QueryContext, inout RowWriter) async throws -> Void
     ) {
         self.init(schema: schema, limits: limits, source: .write(generate))
@@ -118,9 +118,9 @@ public struct Table: ExtensionPlugin {
     ///   - limits: the deadline and budgets of each generate.
     ///   - store: produces the rows and takes the inserts, updates and deletes.
     public init(
-        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [TableSchema.ColumnAlias] = [],
+        _ name: String, columns: [Column], aliases: [String] = [], columnAliases: [ColumnAlias] = [],
         documentation: TableDocumentation = TableDocumentation(),
-        limits: TableLimits = .default, store: any TableStore
+        limits: TableLimits = TableLimits(), store: any TableStore
     ) {
         self.init(
             schema: TableSchema(

@@ -21,7 +21,7 @@ public struct TableLimits: Sendable, Hashable {
     }
 
     /// No deadline, no row limit, 64 MiB.
-    public static let `default` = TableLimits()
+    package static let `default` = TableLimits()
     /// No limits at all.
     package static let unlimited = TableLimits(deadline: nil, maxRows: nil, maxBytes: nil)
 }

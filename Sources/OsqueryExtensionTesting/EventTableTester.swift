@@ -63,7 +63,7 @@ public final class EventTableTester: Sendable {
     /// Runs `sql` as a shell would (no mark: every buffered event matching it).
     /// - Parameter sql: the statement to run.
     /// - Returns: the rows, each a column name → value dictionary (NULL as "").
-    /// - Throws: ``SQLBridgeError`` with SQLite's code and message on failure.
+    /// - Throws: an error whose description is SQLite's (or the table's) message on failure.
     public func query(_ sql: String) async throws -> [[String: String]] {
         try await engine.run(sql)
     }
@@ -73,7 +73,7 @@ public final class EventTableTester: Sendable {
     /// scheduled query returned, so each event comes back once.
     /// - Parameter sql: the scheduled query.
     /// - Returns: the rows the daemon would log.
-    /// - Throws: ``SQLBridgeError`` with SQLite's code and message on failure; the mark then
+    /// - Throws: an error whose description is SQLite's (or the table's) message on failure; the mark then
     ///   stays where it was (the daemon logs nothing and asks again).
     public func scheduledQuery(_ sql: String) async throws -> [[String: String]] {
         marks.state.withLock { s in

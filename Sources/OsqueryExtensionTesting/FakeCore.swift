@@ -27,11 +27,11 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     }
 
     /// A registration the fake core holds.
-    public struct Registration: Sendable {
+    package struct Registration: Sendable {
         /// The uuid the fake core assigned.
-        public var uuid: Int64
+        package var uuid: Int64
         /// The extension's name.
-        public var name: String
+        package var name: String
         /// Its version.
         package var version: String
         /// Its `sdk_version`.
@@ -39,7 +39,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         /// Its `min_sdk_version`.
         package var minSDKVersion: String
         /// Registry → plugin names.
-        public var plugins: [String: [String]]
+        package var plugins: [String: [String]]
         /// Table name → route rows.
         package var tableRoutes: [String: [StringMap]]
     }
@@ -120,7 +120,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     package var log: [String] { state.withLock { $0.log } }
 
     /// The current registrations by uuid.
-    public var registrations: [Int64: Registration] {
+    package var registrations: [Int64: Registration] {
         state.withLock { s in
             var out: [Int64: Registration] = [:]
             for (uuid, e) in s.extensions {
@@ -145,7 +145,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     ///   - timeout: how long to wait.
     ///   - excluding: uuids not to count (an earlier registration of the same extension).
     /// - Returns: the registration's uuid.
-    /// - Throws: ``FakeCoreError`` when no such extension registered within `timeout`;
+    /// - Throws: an error naming the extension when none registered within `timeout`;
     ///   `CancellationError` when the waiting task is cancelled.
     public func waitForExtension(named name: String, timeout: Duration = .seconds(10), excluding: Set<Int64> = [])
         async throws -> Int64
@@ -173,7 +173,7 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     ///   - item: the plugin's name.
     ///   - request: the request map, e.g. `["action": "generate", "context": "{}"]`.
     /// - Returns: the plugin's reply, or a failure status when no extension registered the plugin.
-    /// - Throws: ``FakeCoreError`` when the owning extension does not answer on its socket.
+    /// - Throws: an error naming the plugin when the owning extension does not answer on its socket.
     public func callPlugin(registry: String, item: String, request: [String: String]) async throws -> PluginResponse {
         do {
             return PluginResponse(try await callPluginRaw(registry: registry, item: item, request: request))
@@ -385,9 +385,9 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
 }
 
 /// A fake-core failure in a test.
-public struct FakeCoreError: Error, Sendable, CustomStringConvertible {
+package struct FakeCoreError: Error, Sendable, CustomStringConvertible {
     /// What went wrong, e.g. `no extension named hello registered within 10.0 seconds`.
-    public var description: String
+    package var description: String
     init(_ d: String) { description = d }
 }
 

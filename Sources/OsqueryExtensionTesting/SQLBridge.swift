@@ -39,8 +39,8 @@ public final class TableTester: Sendable {
     /// Runs `sql` and returns the rows as osquery's `query` would (NULL as "").
     /// - Parameter sql: the statement to run (the table under test is the only table).
     /// - Returns: the rows, each a column name → value dictionary.
-    /// - Throws: ``SQLBridgeError`` with SQLite's code and message on failure (e.g. a table's error
-    ///   message).
+    /// - Throws: an error whose description is SQLite's message on failure (a table's own error
+    ///   message as it threw it).
     public func query(_ sql: String) async throws -> [[String: String]] {
         try await engine.run(sql)
     }
@@ -54,20 +54,20 @@ public final class TableTester: Sendable {
     }
 
     /// The context of the last `generate` call.
-    public var lastContext: OsqueryExtension.QueryContext? { contexts.last }
+    package var lastContext: OsqueryExtension.QueryContext? { contexts.last }
 
     /// Forgets recorded requests.
     package func reset() { engine.recorder?.clear() }
 }
 
 /// A SQL error from the bridge: SQLite's code and message.
-public struct SQLBridgeError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct SQLBridgeError: Error, Sendable, Equatable, CustomStringConvertible {
     /// SQLite's result code.
     package var code: Int32
     /// SQLite's (or the table's) message.
-    public var message: String
+    package var message: String
     /// The message.
-    public var description: String { message }
+    package var description: String { message }
 }
 
 final class Recorder: Sendable {
