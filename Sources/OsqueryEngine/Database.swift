@@ -3,48 +3,6 @@ internal import CSQLite
 import Glibc
 #endif
 
-/// Rows of one or more statements: column names in order, values kept typed
-/// (NULL distinct from empty text), stored flat row-major.
-public struct ResultSet: Sendable, Equatable {
-    public var columns: [String]
-    /// Declared types (`sqlite3_column_decltype`), nil for expressions.
-    public var declaredTypes: [String?]
-    public var values: [SQLValue]
-
-    public init(columns: [String] = [], declaredTypes: [String?] = [], values: [SQLValue] = []) {
-        self.columns = columns
-        self.declaredTypes = declaredTypes
-        self.values = values
-    }
-
-    public var rowCount: Int { columns.isEmpty ? 0 : values.count / columns.count }
-    public var isEmpty: Bool { values.isEmpty }
-
-    public subscript(row: Int, column: Int) -> SQLValue {
-        values[row * columns.count + column]
-    }
-
-    public subscript(row: Int, column: String) -> SQLValue? {
-        guard let c = columns.firstIndex(of: column) else { return nil }
-        return self[row, c]
-    }
-
-    public var rows: [[SQLValue]] {
-        (0..<rowCount).map { r in Array(values[(r * columns.count)..<((r + 1) * columns.count)]) }
-    }
-
-    /// osquery-style rows: maps of column name → text (NULL → `nullValue`).
-    public func rowMaps(nullValue: String = "") -> [[String: String]] {
-        (0..<rowCount).map { r in
-            var m: [String: String] = [:]
-            for (c, name) in columns.enumerated() {
-                m[name] = self[r, c].osqueryString ?? nullValue
-            }
-            return m
-        }
-    }
-}
-
 /// The current row of a statement run by ``Database/execute(_:columns:row:)``. Its buffers
 /// point into SQLite and are valid only during that `row` call.
 public struct StatementRow {
@@ -493,11 +451,16 @@ public final class Database {
         guard let last = results.last(where: { !$0.columns.isEmpty }) else { return ResultSet() }
         // One statement (the usual case): its rows as they are, not copied value by value.
         if results.count == 1 { return last }
-        var total = ResultSet(columns: last.columns, declaredTypes: last.declaredTypes)
-        for r in results where r.columns == last.columns {
-            total.values += r.values
+        let same = results.filter { $0.columns == last.columns }
+        var writer = ResultWriter(columns: last.columns.count)
+        let n = last.columns.count
+        for r in same {
+            for row in 0..<r.rowCount {
+                writer.reserve(n)
+                for c in 0..<n { writer.append(r.cell(row * n + c)) }
+            }
         }
-        return total
+        return ResultSet(columns: last.columns, declaredTypes: last.declaredTypes, writer: writer)
     }
 
     /// osquery's query() result: every statement's rows as maps of column
@@ -532,26 +495,22 @@ public final class Database {
 
     private func readAll(_ stmt: OpaquePointer) throws(EngineError) -> ResultSet {
         let n = Int(sqlite3_column_count(stmt))
-        var result = ResultSet()
-        result.columns.reserveCapacity(n)
+        var columns: [String] = []
+        var declaredTypes: [String?] = []
+        columns.reserveCapacity(n)
+        declaredTypes.reserveCapacity(n)
         for i in 0..<n {
-            result.columns.append(String(cString: sqlite3_column_name(stmt, Int32(i))))
-            result.declaredTypes.append(sqlite3_column_decltype(stmt, Int32(i)).map { String(cString: $0) })
+            columns.append(String(cString: sqlite3_column_name(stmt, Int32(i))))
+            declaredTypes.append(sqlite3_column_decltype(stmt, Int32(i)).map { String(cString: $0) })
         }
-        // Values go into chunks of a fixed size, put together once at the end: one array grown
-        // by doubling copies a large result about twice and touches twice its pages.
-        var chunks: [[SQLValue]] = []
-        var values: [SQLValue] = []
-        let chunkSize = max(Self.resultChunkValues, n)
+        // Cells go into fixed-size chunks, text and blobs as their bytes: no String per cell,
+        // and a large result is never copied to grow it.
+        var writer = ResultWriter(columns: n)
         while true {
             let rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else { throw error(rc) }
-            if values.count + n > chunkSize {
-                chunks.append(values)
-                values = []
-                values.reserveCapacity(chunkSize)
-            }
+            writer.reserve(n)
             for i in 0..<Int32(n) {
                 // One column call per cell, then the value's own accessors (no per-call API
                 // checks), and text read as stored: sqlite3_column_text would first add a NUL
@@ -559,36 +518,21 @@ public final class Database {
                 let value = sqlite3_column_value(stmt, i)
                 switch sqlite3_value_type(value) {
                 case SQLITE_NULL:
-                    values.append(.null)
+                    writer.append(.null, bits: 0)
                 case SQLITE_INTEGER:
-                    values.append(.integer(sqlite3_value_int64(value)))
+                    writer.append(.integer, bits: sqlite3_value_int64(value))
                 case SQLITE_FLOAT:
-                    values.append(.double(sqlite3_value_double(value)))
+                    writer.append(.double, bits: Int64(bitPattern: sqlite3_value_double(value).bitPattern))
                 case SQLITE_BLOB:
                     let p = sqlite3_value_blob(value)
-                    let count = p == nil ? 0 : Int(sqlite3_value_bytes(value))
-                    values.append(.blob(count > 0 ? Array(UnsafeRawBufferPointer(start: p, count: count)) : []))
+                    writer.append(.blob, bytes: p, count: p == nil ? 0 : Int(sqlite3_value_bytes(value)))
                 default:
                     let p = sqlite3_value_blob(value)
-                    let count = p == nil ? 0 : Int(sqlite3_value_bytes(value))
-                    let bytes = UnsafeRawBufferPointer(start: p, count: count)
-                    // As `.text(bytes:)`, without its generic (metadata-looking-up) initializer.
-                    if let s = SQLValue.validUTF8String(bytes) {
-                        values.append(.text(s))
-                    } else {
-                        values.append(.blob(Array(bytes)))
-                    }
+                    writer.append(.text, bytes: p, count: p == nil ? 0 : Int(sqlite3_value_bytes(value)))
                 }
             }
         }
-        if chunks.isEmpty {
-            result.values = values
-        } else {
-            chunks.append(values)
-            result.values.reserveCapacity(chunks.reduce(0) { $0 + $1.count })
-            for chunk in chunks { result.values.append(contentsOf: chunk) }
-        }
-        return result
+        return ResultSet(columns: columns, declaredTypes: declaredTypes, writer: writer)
     }
 
     /// Values per chunk of a result being read (a chunk ends before a row that would not fit).

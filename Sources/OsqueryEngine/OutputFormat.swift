@@ -24,7 +24,7 @@ public struct OutputSettings: Sendable, Equatable {
 public enum ResultFormatter {
     /// Cells as the shell prints them (SQLite's text forms, NULL → nullvalue).
     static func cells(_ result: ResultSet, nullValue: String) -> [String] {
-        result.values.map { $0.sqliteString ?? nullValue }
+        (0..<result.cellCount).map { result.cell($0).sqliteString ?? nullValue }
     }
 
     /// Number of Unicode scalars (osquery's utf8StringSize).
@@ -72,7 +72,7 @@ public enum ResultFormatter {
         for r in 0..<rows {
             for c in 0..<n {
                 let start = bytes.count
-                appendCell(result.values[r * n + c], nullValue: settings.nullValue, to: &bytes)
+                appendCell(result.cell(r * n + c), nullValue: settings.nullValue, to: &bytes)
                 ends.append(bytes.count)
                 let w = bytes.withUnsafeBufferPointer { utf8Width(UnsafeBufferPointer(rebasing: $0[start..<bytes.count])) }
                 if w > widths[c] { widths[c] = w }
@@ -121,14 +121,8 @@ public enum ResultFormatter {
 
     /// A cell's text as the shell prints it, appended as bytes.
     @inline(__always)
-    static func appendCell(_ value: SQLValue, nullValue: String, to bytes: inout [UInt8]) {
-        switch value {
-        case .null: bytes.append(contentsOf: nullValue.utf8)
-        case .integer(let i): appendInteger(i, to: &bytes)
-        case .double(let d): bytes.append(contentsOf: SQLValue.sqliteDouble(d).utf8)
-        case .text(let s): bytes.append(contentsOf: s.utf8)
-        case .blob(let b): bytes.append(contentsOf: String(decoding: b, as: UTF8.self).utf8)
-        }
+    static func appendCell(_ cell: StoredCell, nullValue: String, to bytes: inout [UInt8]) {
+        cell.withShellText(nullValue: nullValue) { bytes.append(contentsOf: $0) }
     }
 
     @inline(__always)
@@ -162,47 +156,102 @@ public enum ResultFormatter {
     }
 
     public static func json(_ result: ResultSet, _ settings: OutputSettings) -> String {
-        let keys = sortedKeys(result.columns)
+        String(decoding: jsonBytes(result, settings), as: UTF8.self)
+    }
+
+    /// `json` as UTF-8 bytes, each cell's bytes escaped straight from the result (no `String`
+    /// per cell), for a caller that writes them out as they are.
+    public static func jsonBytes(_ result: ResultSet, _ settings: OutputSettings) -> [UInt8] {
+        let keys = sortedKeys(result.columns).map { (name: jsonKey($0.name), index: $0.index) }
         let n = result.columns.count
-        var out = "[\n"
-        for r in 0..<result.rowCount {
-            out += "  {"
+        let rows = result.rowCount
+        var out: [UInt8] = Array("[\n".utf8)
+        out.reserveCapacity(64 * rows * max(keys.count, 1))
+        for r in 0..<rows {
+            out.append(32)
+            out.append(32)
+            out.append(UInt8(ascii: "{"))
             for (k, key) in keys.enumerated() {
-                if k > 0 { out += "," }
-                JSON.appendString(key.name, to: &out)
-                out += ":"
-                JSON.appendString(result.values[r * n + key.index].sqliteString ?? settings.nullValue, to: &out)
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                out += key.name
+                out.append(UInt8(ascii: ":"))
+                result.cell(r * n + key.index).withShellText(nullValue: settings.nullValue) { appendJSONString($0, to: &out) }
             }
-            out += "}"
-            if r < result.rowCount - 1 { out += ",\n" }
+            out.append(UInt8(ascii: "}"))
+            if r < rows - 1 {
+                out.append(UInt8(ascii: ","))
+                out.append(10)
+            }
         }
-        out += "\n]\n"
+        out.append(contentsOf: "\n]\n".utf8)
         return out
     }
 
     public static func jsonPretty(_ result: ResultSet, _ settings: OutputSettings) -> String {
         guard result.rowCount > 0 else { return "[]\n" }
-        let keys = sortedKeys(result.columns)
+        let keys = sortedKeys(result.columns).map { (name: jsonKey($0.name), index: $0.index) }
         let n = result.columns.count
-        var out = "[\n"
-        for r in 0..<result.rowCount {
+        let rows = result.rowCount
+        var out: [UInt8] = Array("[\n".utf8)
+        for r in 0..<rows {
             if keys.isEmpty {
-                out += "  {}"
+                out.append(contentsOf: "  {}".utf8)
             } else {
-                out += "  {\n"
+                out.append(contentsOf: "  {\n".utf8)
                 for (k, key) in keys.enumerated() {
-                    out += "    "
-                    JSON.appendString(key.name, to: &out)
-                    out += ": "
-                    JSON.appendString(result.values[r * n + key.index].sqliteString ?? settings.nullValue, to: &out)
-                    out += k < keys.count - 1 ? ",\n" : "\n"
+                    out.append(contentsOf: "    ".utf8)
+                    out += key.name
+                    out.append(contentsOf: ": ".utf8)
+                    result.cell(r * n + key.index).withShellText(nullValue: settings.nullValue) { appendJSONString($0, to: &out) }
+                    if k < keys.count - 1 { out.append(UInt8(ascii: ",")) }
+                    out.append(10)
                 }
-                out += "  }"
+                out.append(contentsOf: "  }".utf8)
             }
-            out += r < result.rowCount - 1 ? ",\n" : "\n"
+            if r < rows - 1 { out.append(UInt8(ascii: ",")) }
+            out.append(10)
         }
-        out += "]\n"
-        return out
+        out.append(contentsOf: "]\n".utf8)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A key as a JSON string, quoted and escaped once per result.
+    static func jsonKey(_ name: String) -> [UInt8] {
+        var text = ""
+        JSON.appendString(name, to: &text)
+        return Array(text.utf8)
+    }
+
+    /// `bytes` (UTF-8) as a JSON string, escaped as `JSON.appendString` escapes.
+    @inline(__always)
+    static func appendJSONString(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var plain = true
+        for b in bytes where b < 0x20 || b == 0x22 || b == 0x5c {
+            plain = false
+            break
+        }
+        if plain {
+            out.append(contentsOf: bytes)
+        } else {
+            let hex: StaticString = "0123456789ABCDEF"
+            for b in bytes {
+                switch b {
+                case 0x22: out += [0x5c, 0x22]
+                case 0x5c: out += [0x5c, 0x5c]
+                case 0x08: out += [0x5c, UInt8(ascii: "b")]
+                case 0x0c: out += [0x5c, UInt8(ascii: "f")]
+                case 0x0a: out += [0x5c, UInt8(ascii: "n")]
+                case 0x0d: out += [0x5c, UInt8(ascii: "r")]
+                case 0x09: out += [0x5c, UInt8(ascii: "t")]
+                case 0..<0x20:
+                    let h = hex.utf8Start
+                    out += [0x5c, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), h[Int(b >> 4)], h[Int(b & 0xf)]]
+                default: out.append(b)
+                }
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 
     public static func line(_ result: ResultSet, _ settings: OutputSettings) -> String {
@@ -215,7 +264,7 @@ public enum ResultFormatter {
             for c in 0..<n {
                 let name = result.columns[c]
                 out += String(repeating: " ", count: max(0, w - name.utf8.count)) + name + " = "
-                out += (result.values[r * n + c].sqliteString ?? settings.nullValue) + "\n"
+                out += (result.cell(r * n + c).sqliteString ?? settings.nullValue) + "\n"
             }
         }
         return out
@@ -230,7 +279,7 @@ public enum ResultFormatter {
         }
         for r in 0..<result.rowCount {
             for c in 0..<n {
-                out += result.values[r * n + c].sqliteString ?? settings.nullValue
+                out += result.cell(r * n + c).sqliteString ?? settings.nullValue
                 out += c < n - 1 ? settings.separator : "\n"
             }
         }
@@ -285,7 +334,7 @@ public enum ResultFormatter {
         }
         for r in 0..<result.rowCount {
             for c in 0..<n {
-                csvField(result.values[r * n + c].sqliteString, settings, into: &out)
+                csvField(result.cell(r * n + c).sqliteString, settings, into: &out)
                 if c < n - 1 { out += settings.separator }
             }
             out += "\n"
@@ -317,7 +366,7 @@ public enum ResultFormatter {
             var w = c < settings.widths.count ? settings.widths[c] : 0
             if w == 0 {
                 w = max(10, displayWidth(result.columns[c]))
-                let first = result.values[c].sqliteString ?? settings.nullValue
+                let first = result.cell(c).sqliteString ?? settings.nullValue
                 w = max(w, displayWidth(first))
             }
             widths.append(w)
@@ -332,7 +381,7 @@ public enum ResultFormatter {
         }
         for r in 0..<result.rowCount {
             for c in 0..<n {
-                let v = result.values[r * n + c].sqliteString ?? settings.nullValue
+                let v = result.cell(r * n + c).sqliteString ?? settings.nullValue
                 out += fixed(v, abs(widths[c]), rightAlign: widths[c] < 0) + (c == n - 1 ? "\n" : "  ")
             }
         }

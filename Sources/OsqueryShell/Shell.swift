@@ -55,8 +55,9 @@ public final class Shell {
         var rc: Int32 = 0
         do {
             try database.execute(sql) { (result: ResultSet) throws(EngineError) in
-                if settings.mode == .pretty, let write = io.outBytes {
-                    let bytes = ResultFormatter.prettyBytes(result, settings)
+                if settings.mode == .pretty || settings.mode == .json, let write = io.outBytes {
+                    let bytes =
+                        settings.mode == .pretty ? ResultFormatter.prettyBytes(result, settings) : ResultFormatter.jsonBytes(result, settings)
                     if !bytes.isEmpty { bytes.withUnsafeBytes(write) }
                     return
                 }
@@ -337,8 +338,8 @@ public final class Shell {
     func types(_ sql: String) -> Int32 {
         do {
             let columns = try database.queryColumns(sql)
-            var result = ResultSet(columns: ["name", "type"], declaredTypes: ["TEXT", "TEXT"])
-            for c in columns { result.values += [.text(c.name), .text(c.type)] }
+            let result = ResultSet(
+                columns: ["name", "type"], declaredTypes: ["TEXT", "TEXT"], values: columns.flatMap { [.text($0.name), .text($0.type)] })
             io.out(ResultFormatter.render(result, OutputSettings(mode: .pretty, nullValue: settings.nullValue)))
             return 0
         } catch {
