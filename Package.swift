@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "OsqueryEngine", "CSQLite", .product(name: "Crypto", package: "swift-crypto"),
                 "CYara",  // yara_events and the yara table (issue 19)
+                "CSystemHeaders",  // recvmmsg for the audit netlink (issue 19)
             ],
             swiftSettings: strict
         ),

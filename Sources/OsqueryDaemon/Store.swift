@@ -11,7 +11,8 @@ import Glibc
 /// `logs`, `persistent_settings`, …).
 ///
 /// WAL journal with EXCLUSIVE locking and `synchronous=FULL`: a committed
-/// transaction survives a SIGKILL and a power loss, and a second process cannot open the same store
+/// transaction survives a SIGKILL and a power loss (event rows: a SIGKILL, not a
+/// power loss; see `withHandle` in Events.swift), and a second process cannot open the same store
 /// (osquery's RocksDB lock), so the watcher's next worker waits for the old
 /// one's lock to go away. One connection serialized by a mutex: callable from
 /// any thread, but every call blocks (run it on a dedicated thread, never on

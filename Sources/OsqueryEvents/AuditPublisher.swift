@@ -1,6 +1,7 @@
 import Foundation
 package import OsqueryEngine
 import Synchronization
+internal import CSystemHeaders
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -325,21 +326,28 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
 
     /// Datagrams read before the queue is looked at again (and rows handed to the store).
     static let readBatch = 256
+    /// Datagrams taken per recvmmsg call, each in a slot of `slotSize` bytes (an audit record
+    /// is at most 8970 bytes; a longer datagram is cut and counted malformed).
+    static let slots = 32
+    static let slotSize = 1 << 14
     /// After a read that emptied the socket, the reader rests this long before it polls again:
     /// in a storm it then takes many records per wakeup instead of one (the socket's buffer
     /// holds them meanwhile), at the cost of that much latency.
-    static let restMilliseconds: Int32 = 10
+    static let restMilliseconds: Int32 = 25
 
     private func readLoop(_ socket: AuditSocket, stopFD: Int32, early: [AuditMessage]) {
         var assembler = AuditAssembler(
             maxPartial: Int(clamping: flags[.auditMaxPartialEvents]), maxArgumentBytes: Int(clamping: flags[.auditMaxEventBytes]))
-        // Datagrams are read into this array and parsed from slices of it: no copy each.
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        // Datagrams are read into the slots of this array and parsed from slices of it: no copy each.
+        var buffer = [UInt8](repeating: 0, count: Self.slots * Self.slotSize)
+        var vectors = [iovec](repeating: iovec(), count: Self.slots)
+        var headers = [osq_mmsghdr](repeating: osq_mmsghdr(), count: Self.slots)
         var completed: [AuditEvent] = []
         // The flags dispatch reads and the assembler's counts last reported: both are looked at
         // once a second or when they change, not at every wakeup.
         var options = DispatchOptions(flags)
         var noted = AuditAssemblyCounters()
+        var stats = ExecutableStats()
         for m in early { handle(m, socket: socket, assembler: &assembler, into: &completed) }
         var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
         var lastCheck = Date.distantPast
@@ -353,8 +361,21 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
             }
             if fds[1].revents != 0 { break }
             var reads = 0
-            while reads < Self.readBatch {
-                let n = buffer.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            var drained = false
+            while reads < Self.readBatch, !drained {
+                let n = buffer.withUnsafeMutableBytes { raw in
+                    vectors.withUnsafeMutableBufferPointer { v in
+                        headers.withUnsafeMutableBufferPointer { h in
+                            for i in 0..<Self.slots {
+                                v[i] = iovec(iov_base: raw.baseAddress! + i * Self.slotSize, iov_len: Self.slotSize)
+                                h[i] = osq_mmsghdr()
+                                h[i].msg_hdr.msg_iov = v.baseAddress! + i
+                                h[i].msg_hdr.msg_iovlen = 1
+                            }
+                            return osq_recvmmsg(socket.fd, h.baseAddress, UInt32(Self.slots), Int32(MSG_DONTWAIT))
+                        }
+                    }
+                }
                 if n < 0 {
                     if errno == EAGAIN || errno == EINTR { break }
                     if errno == ENOBUFS {
@@ -368,15 +389,28 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
                     StatusLog.error("Could not read the audit netlink: \(String(cString: strerror(errno)))")
                     return
                 }
-                reads += 1
-                consume(buffer[0..<n], socket: socket, assembler: &assembler, into: &completed)
-                if completed.count >= 64 { emit(&completed, options) }
+                // Fewer than asked: the socket is empty for now.
+                drained = Int(n) < Self.slots
+                reads += Int(n)
+                for i in 0..<Int(n) {
+                    let start = i * Self.slotSize
+                    let length = min(Int(headers[i].msg_len), Self.slotSize)
+                    consume(buffer[start..<(start + length)], socket: socket, assembler: &assembler, into: &completed)
+                }
+                if completed.count >= 64 { emit(&completed, options, stats: &stats) }
             }
-            emit(&completed, options)
+            emit(&completed, options, stats: &stats)
+            if assembler.records > 0 {
+                let n = assembler.records
+                assembler.records = 0
+                counters.withLock { $0.records += n }
+            }
             let now = Date()
             if now.timeIntervalSince(lastCheck) >= 1 {
                 lastCheck = now
                 options = DispatchOptions(flags)
+                // Executables are stat'ed again each second (a storm runs the same few).
+                stats.removeAll()
                 // The status reply (type AUDIT_GET) comes through this loop: control and lost counts.
                 _ = socket.send(AuditType.get, [], ack: false)
                 let dropped = assembler.expire(now: UInt64(now.timeIntervalSince1970))
@@ -391,7 +425,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
                 if poll(&stop, 1, Self.restMilliseconds) > 0 { break }
             }
         }
-        emit(&completed, options)
+        emit(&completed, options, stats: &stats)
         noteAssembly(assembler.counters)
     }
 
@@ -423,7 +457,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         default:
             break
         }
-        counters.withLock { $0.records += 1 }
+        assembler.records += 1
         // Records no table reads (EOE, capabilities, the proctitle EXECVE already gives) keep only
         // their header: less work per exec.
         let fields = m.type != AuditType.eoe && m.type != AuditType.bprmFcaps && m.type != AuditType.proctitle
@@ -504,7 +538,8 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
     /// Hands completed events to the subscribers.
     package func emit(_ events: inout [AuditEvent]) {
         guard !events.isEmpty else { return }
-        emit(&events, DispatchOptions(flags))
+        var stats = ExecutableStats()
+        emit(&events, DispatchOptions(flags), stats: &stats)
     }
 
     /// The rows of one batch of events, per table: each table takes its rows at once (one lock
@@ -519,10 +554,10 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         var seccomp: [[SQLValue]] = []
     }
 
-    func emit(_ events: inout [AuditEvent], _ options: DispatchOptions) {
+    func emit(_ events: inout [AuditEvent], _ options: DispatchOptions, stats: inout ExecutableStats) {
         guard !events.isEmpty else { return }
         var rows = Rows()
-        for event in events { dispatch(event, options, into: &rows) }
+        for event in events { dispatch(event, options, stats: &stats, into: &rows) }
         let added = [
             (processEvents, rows.process), (socketEvents, rows.socket), (userEvents, rows.user), (processFileEvents, rows.file),
             (selinuxEvents, rows.selinux), (apparmorEvents, rows.apparmor), (seccompEvents, rows.seccomp),
@@ -535,15 +570,15 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
     }
 
     /// One event → its table's row, appended to `rows`.
-    func dispatch(_ event: AuditEvent, _ o: DispatchOptions, into rows: inout Rows) {
+    func dispatch(_ event: AuditEvent, _ o: DispatchOptions, stats: inout ExecutableStats, into rows: inout Rows) {
         guard let first = event.records.first else { return }
         let t = first.type
-        if AuditType.isUser(t) && AuditType.selinuxLabels[t] == nil {
+        if AuditType.isUser(t) && !AuditType.isSELinux(t) {
             guard o.user else { return }
             rows.user.append(AuditTables.userRow(first))
             return
         }
-        if AuditType.selinuxLabels[t] != nil {
+        if AuditType.isSELinux(t) {
             if AuditTables.isAppArmor(first) {
                 guard o.apparmor, let row = AuditTables.apparmorRow(first) else { return }
                 rows.apparmor.append(row)
@@ -571,7 +606,7 @@ package final class AuditPublisher: EventPublisher, @unchecked Sendable {  // mu
         let succeeded = first.raw("success") == nil || first.rawEquals("success", "yes")
         let isSocket = AuditSyscalls.sockets(accept: true).contains(syscall)
         if !succeeded && !isSocket { return }
-        if o.process, let row = AuditTables.processRow(event, syscallNumber: syscall) {
+        if o.process, let row = AuditTables.processRow(event, syscallNumber: syscall, path: exe, stats: &stats) {
             rows.process.append(row)
         }
         if isSocket, o.sockets {

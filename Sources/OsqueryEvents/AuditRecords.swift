@@ -35,6 +35,9 @@ enum AuditType {
     ]
 
     static func isUser(_ t: UInt16) -> Bool { (firstUser...lastUser).contains(t) }
+
+    /// Whether `t` is one of `selinuxLabels` (without hashing: every record asks).
+    static func isSELinux(_ t: UInt16) -> Bool { t == userAVC || (avc...1417).contains(t) }
 }
 
 /// One audit record: `audit(<sec>.<ms>:<serial>): key=value ...`, its fields kept as written
@@ -369,6 +372,11 @@ package struct AuditAssembler {
     /// Seconds an event may wait for its EOE before it is dropped as incomplete.
     var maxAge: UInt64 = 300
     package var counters = AuditAssemblyCounters()
+    /// Records fed (the publisher adds them to its counters once per read batch).
+    package var records = 0
+    /// The event opened last: the kernel sends an event's records together, so they go to it
+    /// without a dictionary lookup each; `partial` holds the ones another event interrupted.
+    private var current: AuditEvent?
     private var partial: [UInt64: AuditEvent] = [:]
     private var order: [UInt64] = []
     private var orderHead = 0
@@ -378,12 +386,12 @@ package struct AuditAssembler {
         self.maxArgumentBytes = max(0, maxArgumentBytes)
     }
 
-    package var inFlight: Int { partial.count }
+    package var inFlight: Int { partial.count + (current == nil ? 0 : 1) }
 
     /// Feeds one record; completed events are appended to `out`.
     package mutating func add(_ record: AuditRecord, into out: inout [AuditEvent]) {
         let t = record.type
-        if AuditType.isUser(t) || AuditType.selinuxLabels[t] != nil || t == AuditType.seccomp
+        if AuditType.isUser(t) || AuditType.isSELinux(t) || t == AuditType.seccomp
             || (AuditType.firstUser2...AuditType.lastUser2).contains(t)
         {
             out.append(AuditEvent(serial: record.serial, seconds: record.seconds, records: [record]))
@@ -391,43 +399,67 @@ package struct AuditAssembler {
         }
         switch t {
         case AuditType.syscall:
-            if partial[record.serial] != nil {
+            if current?.serial == record.serial || partial[record.serial] != nil {
                 // osquery: "Received a duplicated event" (the earlier one is dropped).
                 counters.malformed += 1
-                partial[record.serial] = nil
+                if current?.serial == record.serial { current = nil } else { partial[record.serial] = nil }
             }
-            open(AuditEvent(serial: record.serial, seconds: record.seconds, records: [record]))
+            var event = AuditEvent(serial: record.serial, seconds: record.seconds, records: [])
+            // SYSCALL, EXECVE, CWD, PATH × 2, PROCTITLE: one allocation for an exec's records.
+            event.records.reserveCapacity(8)
+            event.records.append(record)
+            open(event)
         case AuditType.eoe:
-            if let event = partial.removeValue(forKey: record.serial) { out.append(event) }
+            if current?.serial == record.serial {
+                out.append(current.take()!)
+            } else if let event = partial.removeValue(forKey: record.serial) {
+                out.append(event)
+            }
         default:
+            if current?.serial == record.serial {
+                Self.append(record, to: &current!, maxArgumentBytes: maxArgumentBytes, maxRecords: maxRecords, counters: &counters)
+                return
+            }
             // Taken out while it grows, so its records are not copied (the dictionary would
             // otherwise share them).
             guard var event = partial.removeValue(forKey: record.serial) else {
                 counters.unknown += 1
                 return
             }
-            if t == AuditType.execve {
-                Self.addArguments(record, to: &event, maxArgumentBytes: maxArgumentBytes, counters: &counters)
-                // The arguments are kept assembled; the record itself only for argc.
-                if event.first(AuditType.execve) == nil {
-                    event.records.append(AuditRecord(type: t, seconds: record.seconds, serial: record.serial))
-                }
-            } else if event.records.count < maxRecords {
-                event.records.append(record)
-            } else {
-                counters.recordOverflows += 1
-            }
+            Self.append(record, to: &event, maxArgumentBytes: maxArgumentBytes, maxRecords: maxRecords, counters: &counters)
             partial[record.serial] = event
         }
     }
 
+    private static func append(
+        _ record: AuditRecord, to event: inout AuditEvent, maxArgumentBytes: Int, maxRecords: Int, counters: inout AuditAssemblyCounters
+    ) {
+        if record.type == AuditType.execve {
+            addArguments(record, to: &event, maxArgumentBytes: maxArgumentBytes, counters: &counters)
+            // The arguments are kept assembled; the record itself only for argc.
+            if event.first(AuditType.execve) == nil {
+                event.records.append(AuditRecord(type: record.type, seconds: record.seconds, serial: record.serial))
+            }
+        } else if event.records.count < maxRecords {
+            event.records.append(record)
+        } else {
+            counters.recordOverflows += 1
+        }
+    }
+
     private mutating func open(_ event: AuditEvent) {
-        partial[event.serial] = event
+        if let interrupted = current.take() { partial[interrupted.serial] = interrupted }
+        current = event
         order.append(event.serial)
-        while partial.count > maxPartial, orderHead < order.count {
+        while inFlight > maxPartial, orderHead < order.count {
             let oldest = order[orderHead]
             orderHead += 1
-            if partial.removeValue(forKey: oldest) != nil { counters.partialDropped += 1 }
+            if current?.serial == oldest {
+                current = nil
+                counters.partialDropped += 1
+            } else if partial.removeValue(forKey: oldest) != nil {
+                counters.partialDropped += 1
+            }
         }
         compactOrder()
     }
@@ -436,7 +468,8 @@ package struct AuditAssembler {
     /// than twice the cap keeps it bounded at amortized constant cost per event.
     private mutating func compactOrder() {
         guard order.count - orderHead > maxPartial * 2 + 64 else { return }
-        order = order[orderHead...].filter { partial[$0] != nil }
+        let open = current?.serial
+        order = order[orderHead...].filter { partial[$0] != nil || $0 == open }
         orderHead = 0
     }
 
@@ -447,11 +480,18 @@ package struct AuditAssembler {
     /// backlog); returns how many.
     @discardableResult
     mutating func expire(now: UInt64) -> Int {
-        guard !partial.isEmpty else { return 0 }
-        let old = partial.values.filter { $0.seconds + maxAge < now }.map(\.serial)
-        for s in old { partial[s] = nil }
-        counters.incomplete += old.count
-        return old.count
+        var dropped = 0
+        if let c = current, c.seconds + maxAge < now {
+            current = nil
+            dropped += 1
+        }
+        if !partial.isEmpty {
+            let old = partial.values.filter { $0.seconds + maxAge < now }.map(\.serial)
+            for s in old { partial[s] = nil }
+            dropped += old.count
+        }
+        counters.incomplete += dropped
+        return dropped
     }
 
     /// EXECVE: `argc=N a0="x" a1=HEX a2_len=L a2[0]=HEX a2[1]=HEX …`, possibly over several records.

@@ -82,6 +82,50 @@ struct AuditRow {
     }
 }
 
+/// The stat of executables, kept for a second (the publisher empties it): a storm execs the same
+/// few files, and osquery's own stat runs when its batch of events is handled, not at the exec.
+/// An entry is used only while the inode the PATH record names is the one it holds (a file
+/// replaced meanwhile is stat'ed again); a file changed in place shows its new times within a
+/// second.
+package struct ExecutableStats {
+    package struct Entry: Sendable {
+        package var path: String
+        package var inode: UInt64
+        package var mode: UInt32
+        package var atime: Int64, mtime: Int64, ctime: Int64
+    }
+    private var entries: [Entry] = []
+    private var failed: [String] = []
+    static let capacity = 16
+
+    package init() {}
+
+    package mutating func removeAll() {
+        entries.removeAll(keepingCapacity: true)
+        failed.removeAll(keepingCapacity: true)
+    }
+
+    /// The file's stat (following links, as osquery's stat does); nil when it cannot be stat'ed.
+    package mutating func lookup(_ path: String, inode: UInt64?) -> Entry? {
+        if let e = entries.first(where: { $0.path == path }), inode == nil || inode == e.inode { return e }
+        if inode == nil, failed.contains(path) { return nil }
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            if failed.count < Self.capacity { failed.append(path) }
+            return nil
+        }
+        let e = Entry(
+            path: path, inode: UInt64(st.st_ino), mode: UInt32(st.st_mode), atime: Int64(st.st_atim.tv_sec), mtime: Int64(st.st_mtim.tv_sec),
+            ctime: Int64(st.st_ctim.tv_sec))
+        if let i = entries.firstIndex(where: { $0.path == path }) {
+            entries[i] = e
+        } else if entries.count < Self.capacity {
+            entries.append(e)
+        }
+        return e
+    }
+}
+
 /// The seven audit-based tables: osquery's columns (specs/linux/*.table), in order, and how an
 /// assembled audit event becomes their rows.
 enum AuditTables {
@@ -163,7 +207,7 @@ enum AuditTables {
 
     /// osquery's AuditProcessEventSubscriber::ProcessEvents for one syscall event; nil when the
     /// event is not a (successful) process event or is malformed.
-    static func processRow(_ event: AuditEvent, syscallNumber: Int) -> [SQLValue]? {
+    static func processRow(_ event: AuditEvent, syscallNumber: Int, path knownPath: String? = nil, stats: inout ExecutableStats) -> [SQLValue]? {
         guard let sys = event.first(AuditType.syscall) else { return nil }
         let isExec = AuditSyscalls.exec.contains(syscallNumber)
         let isKill = AuditSyscalls.kills.contains(syscallNumber)
@@ -188,6 +232,7 @@ enum AuditTables {
         var ownerUID: SQLValue = 0
         var ownerGID: SQLValue = 0
         var overflows = ""
+        var inode: UInt64?
         if isExec {
             // osquery drops exec events without their CWD, EXECVE and PATH records.
             guard let cwdRecord = event.first(AuditType.cwd), event.first(AuditType.execve) != nil,
@@ -201,16 +246,18 @@ enum AuditTables {
             mode = text(pathRecord, "mode")
             ownerUID = integer(pathRecord, "ouid", default: 0)
             ownerGID = integer(pathRecord, "ogid", default: 0)
+            inode = pathRecord.integer("inode")
         }
-        let path = sys.text("exe") ?? ""
+        let path = knownPath ?? sys.text("exe") ?? ""
         var atime: SQLValue = 0, mtime: SQLValue = 0, ctime: SQLValue = 0, btime: SQLValue = .null
-        var st = stat()
-        if !path.isEmpty, stat(path, &st) == 0 {
-            if case .null = mode { mode = .text(octalMode(st.st_mode)) }
+        // osquery stats the executable for its times (the PATH record has no times); mode and
+        // owner come from the record.
+        if !path.isEmpty, let st = stats.lookup(path, inode: inode) {
+            if case .null = mode { mode = .text(octalMode(mode_t(st.mode))) }
             btime = 0
-            atime = .integer(Int64(st.st_atim.tv_sec))
-            mtime = .integer(Int64(st.st_mtim.tv_sec))
-            ctime = .integer(Int64(st.st_ctim.tv_sec))
+            atime = .integer(st.atime)
+            mtime = .integer(st.mtime)
+            ctime = .integer(st.ctime)
         }
         // Filled by position (ProcessColumn): an exec storm makes one of these per exec.
         var r = [SQLValue](repeating: .null, count: ProcessColumn.allCases.count)

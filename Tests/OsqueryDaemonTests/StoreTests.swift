@@ -1,3 +1,4 @@
+import CSQLite
 import Foundation
 import ProtocolFixture
 import OsqueryEngine
@@ -79,6 +80,27 @@ struct ResultsTestDir {
         }
         #expect(n == 3)
         #expect(try store.get("d", "y") == "2")
+    }
+
+    /// Event rows commit without an fdatasync (synchronous=NORMAL: kept across a SIGKILL, not a
+    /// power loss, as osquery's RocksDB events), every other write of the store with one (FULL),
+    /// and the events' setting never outlives their call.
+    @Test func eventRowsCommitWithoutSyncTheRestWithSync() throws {
+        let dir = ResultsTestDir("sync")
+        defer { dir.remove() }
+        let store = try DaemonStore.open(path: dir.file("osquery.db"))
+        func synchronous(_ db: OpaquePointer) -> Int32 {
+            var s: OpaquePointer?
+            guard sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &s, nil) == SQLITE_OK else { return -1 }
+            defer { sqlite3_finalize(s) }
+            return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1
+        }
+        #expect(store.withHandle { synchronous($0) } == 1)
+        #expect(store.connection.withLock { synchronous($0.db) } == 2)
+        try store.put("queries", "a", "1")
+        #expect(store.withHandle { synchronous($0) } == 1)
+        #expect(store.connection.withLock { synchronous($0.db) } == 2)
+        #expect(try store.get("queries", "a") == "1")
     }
 
     @Test func secondOpenOfALockedStoreFailsWithThePath() throws {

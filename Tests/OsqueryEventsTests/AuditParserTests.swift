@@ -98,6 +98,34 @@ final class AuditFeed: @unchecked Sendable {  // used by one test at a time
         #expect(columns.firstIndex(of: "parent")! + 1 == columns.firstIndex(of: "time")!)
     }
 
+    /// An executable is stat'ed once per batch for its times, but a file replaced within the
+    /// batch (the PATH record names another inode) is stat'ed again; a path that cannot be
+    /// stat'ed stays without times.
+    @Test func executableStatsFollowThePathRecordsInode() throws {
+        let dir = NSTemporaryDirectory() + "osq-exestat-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/tool"
+        func install(mtime: Int) throws -> UInt64 {
+            let staged = dir + "/staged"
+            try Data("x".utf8).write(to: URL(fileURLWithPath: staged))
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: TimeInterval(mtime))], ofItemAtPath: staged)
+            #expect(rename(staged, path) == 0)
+            var st = stat()
+            #expect(stat(path, &st) == 0)
+            return UInt64(st.st_ino)
+        }
+        var stats = ExecutableStats()
+        let first = try install(mtime: 1000)
+        #expect(stats.lookup(path, inode: first)?.mtime == 1000)
+        let second = try install(mtime: 2000)
+        #expect(second != first)
+        #expect(stats.lookup(path, inode: second)?.mtime == 2000)
+        #expect(stats.lookup(path, inode: nil)?.mtime == 2000)
+        #expect(stats.lookup(dir + "/missing", inode: nil) == nil)
+        #expect(stats.lookup(dir + "/missing", inode: 7) == nil)
+    }
+
     /// process_events and socket_events rows are filled by column position: the positions must
     /// follow the schemas' order.
     @Test func positionalRowColumnsFollowTheSchemas() {
