@@ -240,11 +240,9 @@ import Glibc
         await server.close()
     }
 
-    /// A server on event loops of its own stops while a call runs on the global executor and
-    /// outlives the stop: its reply used to be scheduled on a loop already shut down ("Cannot
-    /// schedule tasks on an EventLoop that has already shut down"), where it was lost and the
-    /// call never finished. The reply is dropped, the call counted as done, and the process
-    /// serves the path again.
+    /// A server stops while a call runs on the global executor and outlives the stop (it ignores
+    /// its cancellation): the connection's thread ends without it, the reply is dropped when the
+    /// call finishes, the call is counted as done, and the process serves the path again.
     @Test func callOutlivingItsServersOwnLoopsIsDroppedCleanly() async throws {
         let path = tempSocketPath("stoprace")
         let started = Gate()
