@@ -200,6 +200,7 @@ let package = Package(
             name: "OsqueryProtocol",
             dependencies: [
                 "ThriftCodec",
+                "CSystemHeaders",  // accept4 and eventfd for the server's threads
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -20,13 +20,10 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-// `wire-bench serve PATH [THREADS]`: our fixture server, in its own process like a real core
-// (THREADS: event-loop threads of its own instead of the shared group's one per core).
-if arguments.count == 3 || arguments.count == 4, arguments[1] == "serve" {
+// `wire-bench serve PATH`: our fixture server, in its own process like a real core.
+if arguments.count == 3, arguments[1] == "serve" {
     let path = arguments[2]
-    let threads = arguments.count == 4 ? Int(arguments[3]) ?? 0 : 0
-    let server = try await RPCServer.start(
-        path: path, service: .manager(FixtureManager()), limits: .default, ownThreads: threads)
+    let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: .default)
     FileHandle.standardOutput.write(Data("READY\n".utf8))
     await server.waitUntilStopped()
     exit(0)

@@ -60,15 +60,9 @@ final class ProbeExtension: ExtensionHandler, @unchecked Sendable {
         }
     }
 
-    func ping() async throws -> ExtensionStatus {
+    func ping() -> ExtensionStatus {
         lock.withLock { calls.append(ProbeCall(method: "ping", registry: "", item: "", request: [:])) }
         return ExtensionStatus(code: 0, message: "pong")
-    }
-
-    func respondNow(_ request: ExtensionRequest) throws -> ServerReply? {
-        guard case .ping = request else { return nil }
-        lock.withLock { calls.append(ProbeCall(method: "ping", registry: "", item: "", request: [:])) }
-        return .value(.status(ExtensionStatus(code: 0, message: "pong")))
     }
 
     func shutdown() async throws {

@@ -36,11 +36,6 @@ public final class ReferenceManager: ExtensionManagerHandler, @unchecked Sendabl
         try await RPCServer.start(path: socket, service: .manager(self))
     }
 
-    package func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: 0) }
-    package func respondNow(_ request: ExtensionRequest) throws -> ServerReply? {
-        guard case .ping = request else { return nil }
-        return .value(.status(ExtensionStatus(code: 0, message: "pong", uuid: 0)))
-    }
     public func shutdown() async throws {}
 
     package func extensions() async throws -> InternalExtensionList {

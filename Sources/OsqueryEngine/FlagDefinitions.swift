@@ -253,7 +253,7 @@ extension Flags {
         .init("lxd_max_objects", .uint64, "10000", "Most instances, images, networks or other objects one lxd_* table scan asks LXD about"),
         // latency and concurrency (issue 21): the extensions socket's own event-loop threads. Under
         // CPU contention each thread gets a scheduler's share, and a loop serves many connections.
-        .init("extensions_server_threads", .uint64, "0", "Event-loop threads of its own serving the extensions socket (0: the shared loops, one per core)", .cli),
+        .init("extensions_server_threads", .uint64, "0", "Ignored: the extensions socket serves each connection on a thread of its own", .cli),
         // file_events storms (issue 17): the inotify reader hands events to a queue and reads on;
         // past this many waiting it stops reading (the kernel's queue then overflows, counted).
         .init("file_events_queue_max", .uint64, "262144", "Most file events read from inotify and waiting to be written; past it reading pauses"),

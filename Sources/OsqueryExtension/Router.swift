@@ -57,13 +57,8 @@ final class Router: ExtensionHandler, Sendable {
         return out
     }
 
-    func ping() async throws -> ExtensionStatus {
+    func ping() -> ExtensionStatus {
         ExtensionStatus(code: 0, message: "pong", uuid: uuid.load(ordering: .relaxed))
-    }
-
-    func respondNow(_ request: ExtensionRequest) throws -> ServerReply? {
-        guard case .ping = request else { return nil }
-        return .value(.status(ExtensionStatus(code: 0, message: "pong", uuid: uuid.load(ordering: .relaxed))))
     }
 
     func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws

@@ -43,11 +43,8 @@ public final class ExtensionManager: Sendable {
             managerSocket: socketPath, timeout: callTimeout, maxReplyCells: Int(clamping: flags[.extensionsMaxReplyCells]))
         let queries = QueryThreads(count: queryThreads, registry: registry, flags: flags)
         let service = ManagerService(registry: registry, flags: flags, queries: queries, caller: caller, logger: logger)
-        // Threads of its own: a busy machine's scheduler shares the CPU out per thread, and a few
-        // shared loops (one per core) lose to thread-per-connection servers under contention.
         let server = try await RPCServer.start(
-            path: socketPath, service: .manager(service), limits: serverLimits(flags), logger: logger,
-            ownThreads: min(Int(clamping: flags[.extensionsServerThreads]), 64))
+            path: socketPath, service: .manager(service), limits: serverLimits(flags), logger: logger)
         let interval = seconds(flags[.extensionsInterval], minimum: 0.2)
         let timeout = seconds(flags[.extensionsTimeout], minimum: 0.2)
         let watcher = Task {

@@ -63,11 +63,6 @@ public final class ManagerService: ExtensionManagerHandler {
 
     // MARK: Extension service
 
-    package func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong", uuid: 0) }
-    package func respondNow(_ request: ExtensionRequest) throws -> ServerReply? {
-        guard case .ping = request else { return nil }
-        return .value(.status(ExtensionStatus(code: 0, message: "pong", uuid: 0)))
-    }
 
     /// osquery's manager ignores `shutdown`; so do we (the core stops on signals).
     public func shutdown() async throws {}

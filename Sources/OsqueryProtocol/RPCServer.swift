@@ -1,8 +1,7 @@
 package import Logging
-import NIOCore
-import NIOPosix
-import ThriftCodec
+import CSystemHeaders
 import Synchronization
+import ThriftCodec
 
 #if canImport(Glibc)
 import Glibc
@@ -13,35 +12,32 @@ import Darwin
 /// Serves an ``ExtensionService`` over osquery's wire: Thrift binary protocol,
 /// unframed, on a Unix domain socket.
 ///
-/// Many connections are served at once, so a slow call on one connection never delays
-/// another; calls on one connection run in order. A call the service answers without
-/// waiting (``ExtensionService/respondNow``: `ping`) is answered on the connection's event
-/// loop as soon as it is read; every other method runs on the global concurrent executor.
-/// What a peer can make the server hold is bounded by ``ServerLimits``. The socket file is created with mode 0600,
-/// any stale file at the path is replaced, and the server removes its own file
+/// Each connection is served by a thread of its own, as libthrift's `TThreadedServer` serves
+/// osquery's: it reads a call with blocking reads, answers it, writes the reply and reads the
+/// next, so a slow call on one connection never delays another, and calls on one connection
+/// run in order. `ping` is answered on the connection's thread; every other method runs in a
+/// task on the global concurrent executor while the connection's thread waits for it. What a
+/// peer can make the server hold is bounded by ``ServerLimits``. The socket file is created
+/// with mode 0600, any stale file at the path is replaced, and the server removes its own file
 /// when it stops.
 package final class RPCServer: Sendable {
     /// The socket path being served.
-    package var path: String { currentPath.get() }
-    let currentPath: SharedPath
-    let serveTask: Mutex<Task<Void, Never>?>
-    let finished: Task<Void, Never>
-    let open: OpenConnections
-    let shared: ServerShared
+    package var path: String { core.path.get() }
+    let core: ServerCore
 
     /// Calls received and waiting for the call before them on their connection, over all
     /// connections (what ``ServerLimits/maxPipelinedCalls`` bounds per connection).
-    package var queuedCalls: Int { shared.queuedCalls.load(ordering: .relaxed) }
+    package var queuedCalls: Int { core.queuedCalls.load(ordering: .relaxed) }
     /// Calls whose handler runs or whose reply is not yet written.
-    package var runningCalls: Int { shared.runningCalls.load(ordering: .relaxed) }
-    /// Bytes of unfinished or waiting messages held past the per-connection allowance.
-    package var heldBytes: Int { shared.heldBytes.load(ordering: .relaxed) }
-    /// Reply bytes written and not yet taken by the kernel.
-    package var outboundBytes: Int { shared.outboundBytes.load(ordering: .relaxed) }
+    package var runningCalls: Int { core.runningCalls.load(ordering: .relaxed) }
+    /// Bytes of unfinished messages held past the per-connection allowance.
+    package var heldBytes: Int { core.heldBytes.load(ordering: .relaxed) }
+    /// Reply bytes the kernel has not taken yet because their peers do not read them.
+    package var outboundBytes: Int { core.outboundBytes.load(ordering: .relaxed) }
     /// Connections being served.
-    package var connectionCount: Int { open.count }
+    package var connectionCount: Int { core.state.withLock { $0.connections.count } }
     /// Connections closed at once because the server was at ``ServerLimits/maxConnections``.
-    package var refusedConnections: Int { open.refused }
+    package var refusedConnections: Int { core.state.withLock { $0.refused } }
 
     /// Binds `path` and starts serving `service` in the background, within `limits`.
     package static func start(
@@ -50,94 +46,36 @@ package final class RPCServer: Sendable {
         limits: ServerLimits = .default,
         logger: Logger = Logger(label: "osquery.rpc.server")
     ) async throws -> RPCServer {
-        try await start(path: path, service: service, limits: limits, logger: logger, ownThreads: 0)
-    }
-
-    /// As `start`, on `ownThreads` event-loop threads of its own (0: the shared group), shut
-    /// down with the server: tests that flood a server keep their load off everyone else's loops.
-    package static func start(
-        path: String,
-        service: ExtensionService,
-        limits: ServerLimits = .default,
-        logger: Logger = Logger(label: "osquery.rpc.server"),
-        ownThreads: Int
-    ) async throws -> RPCServer {
         try validateSocketPath(path)
-        let ownedGroup = ownThreads > 0 ? MultiThreadedEventLoopGroup(numberOfThreads: ownThreads) : nil
         // Through the initializer again: values set on the properties are brought into range too.
         let limits = ServerLimits(
             maxMessageSize: limits.maxMessageSize, maxDepth: limits.maxDepth, maxPipelinedCalls: limits.maxPipelinedCalls,
             idleTimeout: limits.idleTimeout, partialMessageTimeout: limits.partialMessageTimeout,
             maxConnections: limits.maxConnections)
-        let processor = MessageProcessor(service: service, limits: limits.thrift)
         let fd = try bindUnixSocket(path: path, mode: 0o600, backlog: 256)
         let identity = FileIdentity(path)
-        let open = OpenConnections(limit: limits.maxConnections, logger: logger)
-        let shared = ServerShared()
-        let channel: NIOAsyncChannel<any Channel, Never>
-        do {
-            // NIO's bootstrap backs off accepting on EMFILE/ENFILE and keeps the listener.
-            channel = try await ServerBootstrap(group: ownedGroup ?? MultiThreadedEventLoopGroup.singleton)
-                .childChannelOption(
-                    .writeBufferWaterMark,
-                    value: .init(low: ServerLimits.writeLowWater, high: ServerLimits.writeHighWater))
-                // One read per wake-up: a connection told to stop reading stops after one buffer.
-                .childChannelOption(.maxMessagesPerRead, value: 1)
-                .bind(fd) { child in
-                    // Tracked from the moment it is accepted: it is served from then on,
-                    // so stop() must be able to close it even before the accept loop sees it.
-                    // One past the cap is closed at once.
-                    guard open.add(child) else { return child.eventLoop.makeSucceededFuture(child) }
-                    return child.eventLoop.makeCompletedFuture {
-                        try child.pipeline.syncOperations.addHandler(
-                            ServerConnectionHandler(processor: processor, limits: limits, shared: shared, logger: logger))
-                        return child
-                    }
-                }
-        } catch {
+        func fail(_ what: String, _ code: Int32) -> SocketBindError {
             Glibc.close(fd)
             if let identity, FileIdentity(path) == identity { unlink(path) }
-            try? await ownedGroup?.shutdownGracefully()
-            throw error
+            return SocketBindError(path: path, reason: "\(what): \(String(cString: strerror(code)))")
         }
-        return RPCServer(
-            path: SharedPath(path, identity: identity), channel: channel, open: open, shared: shared, logger: logger,
-            ownedGroup: ownedGroup)
+        // Non-blocking: a connection that went away between poll and accept never blocks the acceptor.
+        guard fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else { throw fail("fcntl", errno) }
+        let wake = osq_eventfd_cloexec()
+        guard wake >= 0 else { throw fail("eventfd", errno) }
+        let core = ServerCore(
+            processor: MessageProcessor(service: service, limits: limits.thrift), limits: limits, logger: logger,
+            path: SharedPath(path, identity: identity), listener: fd, wake: wake)
+        guard startThread(stackSize: ServerLimits.threadStackSize, { core.acceptLoop() }) else {
+            let error = errno
+            core.listenerClosed()
+            throw SocketBindError(path: path, reason: "cannot start a thread: \(String(cString: strerror(error)))")
+        }
+        return RPCServer(core: core)
     }
 
-    private init(
-        path currentPath: SharedPath,
-        channel: NIOAsyncChannel<any Channel, Never>,
-        open: OpenConnections,
-        shared: ServerShared,
-        logger: Logger,
-        ownedGroup: MultiThreadedEventLoopGroup?
-    ) {
-        self.currentPath = currentPath
-        self.open = open
-        self.shared = shared
-        let task = Task {
-            do {
-                // Connections are served by their handlers; the loop only drains accepts.
-                try await channel.executeThenClose { connections in
-                    for try await _ in connections {}
-                }
-            } catch is CancellationError {
-            } catch {
-                logger.debug("server on \(currentPath.get()) stopped: \(error)")
-            }
-            // Remove our own socket file, unless another server took the path since.
-            currentPath.unlinkIfOurs()
-            // Only this task closes connections, so nothing is scheduled on a loop of our own
-            // group once it is shut down: the connections first, then the calls' way back.
-            for connection in open.closeAll() { try? await connection.closeFuture.get() }
-            if let ownedGroup {
-                shared.closeLoops()
-                try? await ownedGroup.shutdownGracefully()
-            }
-        }
-        serveTask = Mutex(task)
-        finished = task
+    private init(core: ServerCore) {
+        self.core = core
     }
 
     /// Moves the listening socket to `newPath` (rename(2): the listener keeps
@@ -154,21 +92,22 @@ package final class RPCServer: Sendable {
         if lstat(newPath, &st) == 0, st.st_mode & S_IFMT != S_IFSOCK {
             throw SocketBindError(path: newPath, reason: "a file that is not a socket is in the way")
         }
-        guard rename(currentPath.get(), newPath) == 0 else {
+        guard rename(core.path.get(), newPath) == 0 else {
             throw SocketBindError(path: newPath, reason: "rename: \(String(cString: strerror(errno)))")
         }
-        currentPath.set(newPath)
+        core.path.set(newPath)
     }
 
     /// Stops accepting, closes every connection and removes the socket file, in the
     /// background. Safe to call from inside a handler (it does not wait).
     package func stop() {
-        serveTask.withLock { $0?.cancel() }
+        core.stop()
     }
 
-    /// Waits until the server has stopped and removed its socket file.
+    /// Waits until the server has stopped, its connections' threads have ended and its socket
+    /// file is removed.
     package func waitUntilStopped() async {
-        await finished.value
+        await core.waitUntilStopped()
     }
 
     /// Stops and waits. Calls already running get up to `grace` to write their replies
@@ -177,7 +116,7 @@ package final class RPCServer: Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + grace
         while clock.now < deadline,
-            shared.runningCalls.load(ordering: .relaxed) > 0 || shared.outboundBytes.load(ordering: .relaxed) > 0
+            core.runningCalls.load(ordering: .relaxed) > 0 || core.outboundBytes.load(ordering: .relaxed) > 0
         {
             try? await Task.sleep(for: .milliseconds(5))
         }
@@ -186,7 +125,7 @@ package final class RPCServer: Sendable {
     }
 }
 
-/// The server's current socket path, shared with its serving task.
+/// The server's current socket path, shared with its acceptor thread.
 /// It also remembers the socket file's identity (device and inode): on stop the
 /// server removes the file only if it is still the one it bound, so a newer
 /// server that took the path keeps its file. (Asking whether anything still
@@ -216,117 +155,110 @@ struct FileIdentity: Equatable, Sendable {
     }
 }
 
-/// What a server's connections share: the counts its limits are checked against.
-final class ServerShared: Sendable {
-    /// Calls waiting on their connection's queue.
+
+/// What the server's threads share: the listener, the connections, and the counts its limits
+/// are checked against.
+final class ServerCore: Sendable {
+    let processor: MessageProcessor
+    let limits: ServerLimits
+    let logger: Logger
+    let path: SharedPath
+    /// The listening socket; closed by the acceptor thread as it ends.
+    let listener: Int32
+    /// An eventfd that wakes the acceptor thread to stop.
+    let wake: Int32
+
+    /// Calls taken off their connection's stream and waiting for the call before them.
     let queuedCalls = Atomic<Int>(0)
     /// Calls whose handler runs or whose reply is not yet written.
     let runningCalls = Atomic<Int>(0)
     /// Bytes held past each connection's allowance (the budget bounded by the message size).
     let heldBytes = Atomic<Int>(0)
-    /// Reply bytes written and not yet taken by the kernel, over all connections.
+    /// Reply bytes the kernel has not taken yet, over all connections.
     let outboundBytes = Atomic<Int>(0)
     /// Unsent reply bytes of connections chosen to be closed and not closed yet.
     let shedding = Atomic<Int>(0)
-    /// False once the server's own event loops are shutting down.
-    let loopsOpen = Mutex(true)
-    /// Connections with reply bytes the kernel has not taken yet, since when.
-    let stalledWriters = Mutex<[ObjectIdentifier: StalledWriter]>([:])
+    let nextID = Atomic<Int>(0)
+    let state = Mutex(State())
+    /// Connections whose peer has not taken a reply yet, since when.
+    let stalledWriters = Mutex<[Int: StalledWriter]>([:])
 
-    struct StalledWriter {
-        let channel: any Channel
-        let since: ContinuousClock.Instant
-        var bytes: Int
-    }
-
-    /// Runs `body` on `loop` (a call's reply on its way back from the global executor), unless
-    /// the server's own loops are shutting down: false then, and `body` is dropped.
-    func onLoop(_ loop: any EventLoop, _ body: @escaping @Sendable () -> Void) -> Bool {
-        loopsOpen.withLock { open in
-            if open { loop.execute(body) }
-            return open
-        }
-    }
-
-    /// Called before the server's own group shuts down: from then on ``onLoop(_:_:)`` schedules nothing.
-    func closeLoops() {
-        loopsOpen.withLock { $0 = false }
-    }
-
-    func stalled(_ channel: any Channel, bytes: Int) {
-        stalledWriters.withLock { all in
-            let key = ObjectIdentifier(channel)
-            if all[key] == nil {
-                all[key] = StalledWriter(channel: channel, since: .now, bytes: bytes)
-            } else {
-                all[key]!.bytes = bytes
-            }
-        }
-    }
-
-    func resumed(_ channel: any Channel) {
-        _ = stalledWriters.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
-    }
-
-    /// Unsent replies over `budget`: closes the connections whose peers have left theirs
-    /// unread longest, until what they hold covers the excess or one is left. Replies are built before their
-    /// size is known, so this is where many peers that never read are kept from holding one
-    /// reply each.
-    func shed(budget: Int, logger: Logger) {
-        let total = outboundBytes.load(ordering: .relaxed)
-        guard total > budget else { return }
-        let victims = stalledWriters.withLock { all -> [StalledWriter] in
-            // Replies of connections already being closed are as good as freed: connections
-            // on other event loops shedding at the same moment must not close more.
-            var excess = total - shedding.load(ordering: .relaxed) - budget
-            var chosen: [StalledWriter] = []
-            // One peer alone may always hold a reply up to the message size.
-            for writer in all.values.sorted(by: { $0.since < $1.since }) where excess > 0 && all.count > 1 {
-                chosen.append(writer)
-                excess -= writer.bytes
-                shedding.add(writer.bytes, ordering: .relaxed)
-                all.removeValue(forKey: ObjectIdentifier(writer.channel))
-            }
-            return chosen
-        }
-        for victim in victims {
-            logger.info(
-                "closing connection: its peer left \(victim.bytes) bytes of replies unread while the server holds \(total) bytes of unsent replies, over the budget of \(budget)")
-            let bytes = victim.bytes
-            victim.channel.close(promise: nil)
-            victim.channel.closeFuture.whenComplete { [self] _ in shedding.subtract(bytes, ordering: .relaxed) }
-        }
-    }
-}
-
-/// Every accepted connection until it closes, so stopping a server closes them all; at most
-/// `limit` at once.
-final class OpenConnections: Sendable {
     struct State {
-        var channels: [ObjectIdentifier: any Channel] = [:]
-        var closed = false
+        var connections: [Int: ServerConnection] = [:]
+        var stopping = false
+        /// The acceptor and the connections' threads still running.
+        var threads = 1
+        var stopped = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
         var refused = 0
         var refusedSinceLog = 0
         var lastLog: ContinuousClock.Instant?
     }
-    let state = Mutex(State())
-    let limit: Int
-    let logger: Logger
 
-    init(limit: Int, logger: Logger) {
-        self.limit = limit
-        self.logger = logger
+    struct StalledWriter {
+        let connection: ServerConnection
+        let since: ContinuousClock.Instant
+        var bytes: Int
     }
 
-    var count: Int { state.withLock { $0.channels.count } }
-    var refused: Int { state.withLock { $0.refused } }
+    init(processor: MessageProcessor, limits: ServerLimits, logger: Logger, path: SharedPath, listener: Int32, wake: Int32) {
+        self.processor = processor
+        self.limits = limits
+        self.logger = logger
+        self.path = path
+        self.listener = listener
+        self.wake = wake
+    }
 
-    /// Tracks `channel`; false (and the channel closed) when stopped or at the limit.
-    func add(_ channel: any Channel) -> Bool {
-        enum Verdict { case accepted, stopped, full(log: Int?) }
+    deinit {
+        Glibc.close(wake)
+    }
+
+    /// The acceptor thread: accepts until stopped, then closes the listener and removes the
+    /// socket file.
+    func acceptLoop() {
+        var fds = [
+            pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0),
+        ]
+        accepting: while true {
+            let ready = poll(&fds, 2, -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                logger.error("server on \(path.get()) stopped accepting: poll: \(String(cString: strerror(errno)))")
+                break accepting
+            }
+            if fds[1].revents != 0 { break accepting }
+            let fd = osq_accept_cloexec(listener)
+            if fd >= 0 {
+                admit(fd)
+                continue
+            }
+            switch errno {
+            case EINTR, EAGAIN, EWOULDBLOCK, ECONNABORTED, EPROTO:
+                continue
+            default:
+                // Out of descriptors or memory: the listener stays, and accepting resumes shortly.
+                logger.warning("server on \(path.get()) cannot accept: \(String(cString: strerror(errno)))")
+                var waker = pollfd(fd: wake, events: Int16(POLLIN), revents: 0)
+                if poll(&waker, 1, 100) > 0 { break accepting }
+            }
+        }
+        listenerClosed()
+        threadEnded()
+    }
+
+    /// Closes the listener and removes our own socket file, unless another server took the path since.
+    func listenerClosed() {
+        Glibc.close(listener)
+        path.unlinkIfOurs()
+    }
+
+    /// Serves `fd` on a thread of its own, or closes it at once when stopped or at the limit.
+    func admit(_ fd: Int32) {
+        enum Verdict { case accepted(ServerConnection), stopped, full(log: Int?) }
         let verdict = state.withLock { s -> Verdict in
-            guard !s.closed else { return .stopped }
-            guard s.channels.count < limit else {
+            guard !s.stopping else { return .stopped }
+            guard s.connections.count < limits.maxConnections else {
                 s.refused += 1
                 s.refusedSinceLog += 1
                 // One line per interval, however fast connections come.
@@ -336,37 +268,145 @@ final class OpenConnections: Sendable {
                 defer { s.refusedSinceLog = 0 }
                 return .full(log: s.refusedSinceLog)
             }
-            s.channels[ObjectIdentifier(channel)] = channel
-            return .accepted
+            let connection = ServerConnection(id: nextID.add(1, ordering: .relaxed).newValue, fd: fd, core: self)
+            s.connections[connection.id] = connection
+            s.threads += 1
+            return .accepted(connection)
         }
         switch verdict {
-        case .accepted:
-            break
-        case .stopped:
-            channel.close(promise: nil)
-            return false
-        case .full(let log):
-            channel.close(promise: nil)
-            if let log {
-                logger.warning("at the limit of \(limit) connections: closed \(log) new connection(s)")
+        case .accepted(let connection):
+            if !startThread(stackSize: ServerLimits.threadStackSize, { connection.run() }) {
+                logger.warning("closing connection: cannot start a thread for it: \(String(cString: strerror(errno)))")
+                connection.ended()
             }
-            return false
+        case .stopped:
+            Glibc.close(fd)
+        case .full(let log):
+            Glibc.close(fd)
+            if let log {
+                logger.warning("at the limit of \(limits.maxConnections) connections: closed \(log) new connection(s)")
+            }
         }
-        channel.closeFuture.whenComplete { [self] _ in
-            _ = state.withLock { $0.channels.removeValue(forKey: ObjectIdentifier(channel)) }
-        }
-        return true
     }
 
-    /// Closes every connection and refuses new ones; returns the connections it closed.
-    func closeAll() -> [any Channel] {
-        let all = state.withLock { s -> [any Channel] in
-            s.closed = true
-            return Array(s.channels.values)
-        }
-        for channel in all { channel.close(promise: nil) }
-        return all
+    /// Forgets a connection whose thread is ending.
+    func remove(_ connection: ServerConnection) {
+        _ = state.withLock { $0.connections.removeValue(forKey: connection.id) }
     }
+
+    func threadEnded() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.threads -= 1
+            guard s.threads == 0, s.stopping else { return [] }
+            s.stopped = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Stops accepting and shuts every connection down: each thread, blocked in a read, a write
+    /// or waiting for its call, wakes and ends.
+    func stop() {
+        let connections = state.withLock { s -> [ServerConnection]? in
+            guard !s.stopping else { return nil }
+            s.stopping = true
+            return Array(s.connections.values)
+        }
+        guard let connections else { return }
+        var one: UInt64 = 1
+        _ = Glibc.write(wake, &one, 8)
+        for connection in connections { connection.shutDown() }
+    }
+
+    func waitUntilStopped() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { s -> Bool in
+                if s.stopped { return true }
+                s.waiters.append(waiter)
+                return false
+            }
+            if done { waiter.resume() }
+        }
+    }
+
+    func stalled(_ connection: ServerConnection, bytes: Int) {
+        stalledWriters.withLock { all in
+            if all[connection.id] == nil {
+                all[connection.id] = StalledWriter(connection: connection, since: .now, bytes: bytes)
+            } else {
+                all[connection.id]!.bytes = bytes
+            }
+        }
+    }
+
+    /// The connection's reply is with the kernel, or it is closing: what shedding counted for
+    /// it is freed.
+    func resumed(_ connection: ServerConnection) {
+        stalledWriters.withLock { all in
+            all.removeValue(forKey: connection.id)
+            let shed = connection.shedBytes.exchange(0, ordering: .relaxed)
+            if shed != 0 { shedding.subtract(shed, ordering: .relaxed) }
+        }
+    }
+
+    /// Unsent replies over `budget`: closes the connections whose peers have left theirs
+    /// unread longest, until what they hold covers the excess or one is left. Replies are built before their
+    /// size is known, so this is where many peers that never read are kept from holding one
+    /// reply each.
+    func shed(budget: Int) {
+        let total = outboundBytes.load(ordering: .relaxed)
+        guard total > budget else { return }
+        let victims = stalledWriters.withLock { all -> [StalledWriter] in
+            // Replies of connections already being closed are as good as freed: connections
+            // stalling at the same moment must not close more.
+            var excess = total - shedding.load(ordering: .relaxed) - budget
+            var chosen: [StalledWriter] = []
+            // One peer alone may always hold a reply up to the message size.
+            for writer in all.values.sorted(by: { $0.since < $1.since }) where excess > 0 && all.count > 1 {
+                chosen.append(writer)
+                excess -= writer.bytes
+                shedding.add(writer.bytes, ordering: .relaxed)
+                writer.connection.shedBytes.add(writer.bytes, ordering: .relaxed)
+                all.removeValue(forKey: writer.connection.id)
+            }
+            return chosen
+        }
+        for victim in victims {
+            logger.info(
+                "closing connection: its peer left \(victim.bytes) bytes of replies unread while the server holds \(total) bytes of unsent replies, over the budget of \(budget)")
+            // Its blocked write fails, and its thread ends.
+            victim.connection.shutDown()
+        }
+    }
+}
+
+/// Starts `body` on a detached thread of its own with a stack of `stackSize` bytes; false (and
+/// errno set) when the thread could not be made.
+func startThread(stackSize: Int, _ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    defer { pthread_attr_destroy(&attributes) }
+    pthread_attr_setstacksize(&attributes, stackSize)
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    let context = Unmanaged.passRetained(Body(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(
+        &thread, &attributes,
+        { raw in
+            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, context)
+    guard rc == 0 else {
+        Unmanaged<Body>.fromOpaque(context).release()
+        errno = rc
+        return false
+    }
+    return true
 }
 
 /// Why a server could not take its socket path.

@@ -15,8 +15,8 @@ package struct ServerLimits: Sendable, Equatable {
     package var maxMessageSize: Int
     /// The deepest nesting of structs and containers accepted (libthrift: 64).
     package var maxDepth: Int
-    /// Calls received on one connection and waiting for the call before them to finish.
-    /// Past it the server stops reading that connection until one finishes: the kernel's
+    /// Calls received on one connection and counted as waiting for the call before them to
+    /// finish. The server reads nothing more of a connection while its call runs: the kernel's
     /// buffer fills and the peer blocks.
     package var maxPipelinedCalls: Int
     /// How long a connection with no call in flight may stay open without sending one.
@@ -67,8 +67,7 @@ package struct ServerLimits: Sendable, Equatable {
     static let perConnectionAllowance = 64 * 1024
     /// How often a connection paused on the shared budget looks again.
     static let budgetRetry: Duration = .milliseconds(20)
-    /// A reply's bytes the kernel has not taken yet past which the server starts no more
-    /// calls for that connection (its channel's high-water mark).
-    static let writeHighWater = 1 << 20
-    static let writeLowWater = 256 * 1024
+    /// The stack of each connection's thread: decoding recurses at most `maxDepth` levels, and
+    /// calls other than `ping` run on the global executor.
+    static let threadStackSize = 512 * 1024
 }

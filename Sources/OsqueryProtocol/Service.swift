@@ -8,12 +8,9 @@ package import ThriftCodec
 /// in order). Throwing from a method sends the caller a `TApplicationException`
 /// carrying the error's description, as libthrift does for a C++ exception.
 package protocol ExtensionHandler: Sendable {
-    /// Liveness check. osquery's core answers `{0, "pong", 0}`.
-    func ping() async throws -> ExtensionStatus
-    /// The answer to `request` when it needs no waiting (`ping`; a fixture's answers from memory):
-    /// the server then answers on the thread that read the call, which serves other connections
-    /// too, so this must never block. nil: the server awaits the method.
-    func respondNow(_ request: ExtensionRequest) throws -> ServerReply?
+    /// Liveness check, answered by the server on the thread that read it, never queued behind
+    /// other work: it must not block. osquery's core answers `{0, "pong", 0}` (the default).
+    func ping() -> ExtensionStatus
     /// Runs the registry plugin `item` of `registry` with `request`.
     func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws
         -> ServerResponse
@@ -22,7 +19,7 @@ package protocol ExtensionHandler: Sendable {
 }
 
 extension ExtensionHandler {
-    package func respondNow(_ request: ExtensionRequest) throws -> ServerReply? { nil }
+    package func ping() -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong") }
 }
 
 /// What the core serves on its extensions socket: osquery's `ExtensionManager`.
@@ -46,26 +43,25 @@ package struct ExtensionService: Sendable {
     /// The methods this service answers; others get `Invalid method name`.
     package let methods: Set<ExtensionMethod>
     package let respond: @Sendable (ExtensionRequest) async throws -> ServerReply
-    /// The answer to a request that needs no waiting, or nil: the server runs it on the thread that
-    /// read it, before and instead of `respond`. It must never block (one thread serves many
-    /// connections).
-    package let respondNow: (@Sendable (ExtensionRequest) throws -> ServerReply?)?
+    /// The answer to `ping`: the server gives it on the thread that read the call, before and
+    /// instead of `respond`, so it must never block.
+    package let ping: @Sendable () -> ExtensionStatus
 
     package init(
         methods: Set<ExtensionMethod>,
-        respondNow: (@Sendable (ExtensionRequest) throws -> ServerReply?)? = nil,
+        ping: @escaping @Sendable () -> ExtensionStatus = { ExtensionStatus(code: 0, message: "pong") },
         respond: @escaping @Sendable (ExtensionRequest) async throws -> ServerReply
     ) {
         self.methods = methods
-        self.respondNow = respondNow
+        self.ping = ping
         self.respond = respond
     }
 
     /// Serves the `Extension` service (ping, call, shutdown).
     package static func `extension`(_ handler: some ExtensionHandler) -> ExtensionService {
-        ExtensionService(methods: [.ping, .call, .shutdown], respondNow: { try handler.respondNow($0) }) { request in
+        ExtensionService(methods: [.ping, .call, .shutdown], ping: { handler.ping() }) { request in
             switch request {
-            case .ping: return .value(.status(try await handler.ping()))
+            case .ping: return .value(.status(handler.ping()))
             case .call(let registry, let item, let req):
                 return .response(try await handler.call(registry: registry, item: item, request: req))
             case .shutdown:
@@ -80,7 +76,7 @@ package struct ExtensionService: Sendable {
     /// Serves the `ExtensionManager` service (all nine methods).
     package static func manager(_ handler: some ExtensionManagerHandler) -> ExtensionService {
         let base = ExtensionService.extension(handler)
-        return ExtensionService(methods: Set(ExtensionMethod.allCases), respondNow: { try handler.respondNow($0) }) { request in
+        return ExtensionService(methods: Set(ExtensionMethod.allCases), ping: { handler.ping() }) { request in
             switch request {
             case .ping, .call, .shutdown: return try await base.respond(request)
             case .extensions: return .value(.extensions(try await handler.extensions()))
@@ -170,18 +166,11 @@ package struct MessageProcessor: Sendable {
         }
     }
 
-    /// The outcome of a request the service answers without waiting (``ExtensionService/respondNow``),
-    /// or nil when it must be run with ``run(_:_:)``.
+    /// The outcome of a request the server answers without waiting (`ping`), or nil when it must
+    /// be run with ``run(_:_:)``.
     func runNow(_ header: MessageHeader, _ request: ExtensionRequest) -> Outcome? {
-        guard let respondNow = service.respondNow else { return nil }
-        do {
-            guard let reply = try respondNow(request) else { return nil }
-            return outcome(header, request, reply)
-        } catch let error as TApplicationException {
-            return exception(header, error)
-        } catch {
-            return exception(header, TApplicationException(.unknown, "\(error)".thrift))
-        }
+        guard case .ping = request else { return nil }
+        return outcome(header, request, .value(.status(service.ping())))
     }
 
     func run(_ header: MessageHeader, _ request: ExtensionRequest) async -> Outcome {

@@ -25,7 +25,7 @@ private struct Idle: Service {
         try await running.value
         #expect(core.registrations.isEmpty)
         #expect(!exists("\(core.socket).\(uuid)"))
-        #expect(try await core.ping().code == 0)
+        #expect(core.ping().code == 0)
         await core.stop()
     }
 

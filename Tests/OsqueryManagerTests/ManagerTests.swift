@@ -54,8 +54,6 @@ final class TestExtension: ExtensionHandler {
         self.gate = gate
     }
 
-    func ping() async throws -> ExtensionStatus { ExtensionStatus(code: 0, message: "pong") }
-
     func call(registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest) async throws -> ServerResponse {
         requests.withLock { $0.append(request) }
         if let gate { for await _ in gate {} }

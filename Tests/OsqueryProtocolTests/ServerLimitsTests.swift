@@ -18,7 +18,7 @@ import Glibc
     @Test func thirtyThousandQueuedUnknownCallsAreAllAnswered() async throws {
         let path = tempSocketPath("deep")
         let gate = Gate()
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager(gate: gate)), ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager(gate: gate)))
         let raw = try RawSocket(path: path)
         let count = 30_000
         var calls = request(.call(registry: "gate", item: "", request: [:]), seqid: 0)
@@ -47,7 +47,7 @@ import Glibc
     @Test func pipeliningClientThatNeverReadsIsNotReadFurther() async throws {
         let path = tempSocketPath("flood")
         let limits = ServerLimits(maxPipelinedCalls: 4)
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
         let flooder = try RawSocket(path: path)
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(flooder.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -79,7 +79,7 @@ import Glibc
     @Test func unsentRepliesOverTheBudgetCloseTheirConnections() async throws {
         let path = tempSocketPath("shed")
         let limits = ServerLimits(maxMessageSize: 1 << 20)
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
         // Calls whose replies are ~400 KB: two unread ones are over the budget.
         let one = request(.query(sql: "rows:4000"), seqid: 1)
         var flooders: [RawSocket] = []
@@ -118,7 +118,7 @@ import Glibc
             if case .options = request { return .value(.options(bigOptions)) }
             return try await ExtensionService.manager(fixture).respond(request)
         }
-        let server = try await RPCServer.start(path: path, service: service, limits: limits, ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: service, limits: limits)
         let client = ExtensionManagerClient(path: path)
         let response = try await client.query("rows:2000")
         #expect(response.status.code == 1)
@@ -142,7 +142,7 @@ import Glibc
     @Test func stalledMessageAndIdleConnectionAreClosed() async throws {
         let path = tempSocketPath("stall")
         let limits = ServerLimits(idleTimeout: .milliseconds(500), partialMessageTimeout: .milliseconds(200))
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
         let partial = try RawSocket(path: path)
         // A 1 MB string announced, 9 KB of it sent.
         var head = ThriftWriter()
@@ -165,7 +165,7 @@ import Glibc
     @Test func unfinishedMessagesShareOneBudget() async throws {
         let path = tempSocketPath("budget")
         let limits = ServerLimits(maxMessageSize: 1 << 20)
-        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits, ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: .manager(FixtureManager()), limits: limits)
         var stalled: [RawSocket] = []
         for _ in 0..<6 {
             let s = try RawSocket(path: path)
@@ -230,7 +230,7 @@ import Glibc
             }
             return .value(.response(ExtensionResponse()))
         }
-        let server = try await RPCServer.start(path: path, service: service, ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: service)
         let raw = try RawSocket(path: path)
         raw.send(request(.call(registry: "table", item: "t", request: [:]), seqid: 1))
         await started.wait()
@@ -240,11 +240,9 @@ import Glibc
         await server.close()
     }
 
-    /// A server on event loops of its own stops while a call runs on the global executor and
-    /// outlives the stop: its reply used to be scheduled on a loop already shut down ("Cannot
-    /// schedule tasks on an EventLoop that has already shut down"), where it was lost and the
-    /// call never finished. The reply is dropped, the call counted as done, and the process
-    /// serves the path again.
+    /// A server stops while a call runs on the global executor and outlives the stop (it ignores
+    /// its cancellation): the connection's thread ends without it, the reply is dropped when the
+    /// call finishes, the call is counted as done, and the process serves the path again.
     @Test func callOutlivingItsServersOwnLoopsIsDroppedCleanly() async throws {
         let path = tempSocketPath("stoprace")
         let started = Gate()
@@ -256,7 +254,7 @@ import Glibc
             await Task.detached { await release.wait() }.value
             return .value(.response(ExtensionResponse()))
         }
-        let server = try await RPCServer.start(path: path, service: service, ownThreads: 1)
+        let server = try await RPCServer.start(path: path, service: service)
         let raw = try RawSocket(path: path)
         raw.send(request(.call(registry: "table", item: "t", request: [:]), seqid: 1))
         await started.wait()
@@ -266,7 +264,7 @@ import Glibc
         #expect(server.connectionCount == 0)
         release.open()
         #expect(await waitUntil(20) { server.runningCalls == 0 })
-        let again = try await RPCServer.start(path: path, service: service, ownThreads: 1)
+        let again = try await RPCServer.start(path: path, service: service)
         #expect(try await ExtensionClient(path: path).ping().message == "pong")
         await again.close()
     }
