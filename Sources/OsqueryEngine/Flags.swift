@@ -58,7 +58,9 @@ public final class Flags: Sendable {
         var changed: Set<String> = []
     }
 
-    private let state = Mutex(State())
+    /// Read on every call by every connection and query thread, written rarely: readers share
+    /// the lock (a mutex made 64 callers queue on it).
+    private let state = ReadMostly(State())
 
     public init(definitions: [FlagDefinition] = Flags.osqueryDefinitions) {
         state.withLock { s in
@@ -75,18 +77,18 @@ public final class Flags: Sendable {
     }
 
     public func definition(_ name: String) -> FlagDefinition? {
-        state.withLock { s in s.definitions[s.aliases[name] ?? name] }
+        state.read { s in s.definitions[s.aliases[name] ?? name] }
     }
 
     /// All definitions sorted by name.
     public func allDefinitions() -> [FlagDefinition] {
-        state.withLock { s in s.definitions.values.sorted { $0.name < $1.name } }
+        state.read { s in s.definitions.values.sorted { $0.name < $1.name } }
     }
 
     /// The current value of a flag named at run time (`osquery_flags`, extension options,
     /// the shell's `.show`); code reads a flag by its typed key: `flags[.verbose]`.
     public func value(named name: String) -> String {
-        state.withLock { s in
+        state.read { s in
             let n = s.aliases[name] ?? name
             return s.values[n] ?? s.definitions[n]?.defaultValue ?? ""
         }
@@ -94,7 +96,7 @@ public final class Flags: Sendable {
 
     /// Whether a flag named at run time has its default value.
     public func isDefault(named name: String) -> Bool {
-        state.withLock { s in isDefault(s.aliases[name] ?? name, in: s) }
+        state.read { s in isDefault(s.aliases[name] ?? name, in: s) }
     }
 
     /// A flag's current value, typed by its key (`flags[.verbose]`); an unparsable number reads 0.
@@ -118,7 +120,7 @@ public final class Flags: Sendable {
     /// A key's raw value is a defined flag's own name (FlagKeyTests), never an alias, so the
     /// typed read skips the alias table.
     private func current(_ name: String) -> String {
-        state.withLock { s in
+        state.read { s in
             if let v = s.values[name] { return v }
             guard let d = s.definitions[name] else {
                 assertionFailure("flag '\(name)' has no definition")
@@ -129,7 +131,7 @@ public final class Flags: Sendable {
     }
 
     private func isDefault(canonical name: String) -> Bool {
-        state.withLock { s in
+        state.read { s in
             assert(s.definitions[name] != nil, "flag '\(name)' has no definition")
             return isDefault(name, in: s)
         }
@@ -141,7 +143,7 @@ public final class Flags: Sendable {
     }
 
     private func wasSet(canonical name: String) -> Bool {
-        state.withLock { s in
+        state.read { s in
             assert(s.definitions[name] != nil, "flag '\(name)' has no definition")
             return s.changed.contains(name)
         }
@@ -156,7 +158,7 @@ public final class Flags: Sendable {
 
     /// Set a flag, validating the value against its type.
     public func set(_ name: String, _ value: String) throws(FlagError) {
-        let n = state.withLock { s in s.aliases[name] ?? name }
+        let n = state.read { s in s.aliases[name] ?? name }
         guard let d = definition(n) else {
             throw FlagError("ERROR: unknown command line flag '\(name)'")
         }
@@ -318,3 +320,4 @@ public final class Flags: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+

@@ -46,7 +46,8 @@ public final class QueryThreads: Sendable {
         var started = 0
     }
 
-    let state = Mutex(State())
+    // Every caller and query thread takes it per job: a plain mutex (see Locks.swift).
+    let state = PlainMutex(State())
     let wakeup: DispatchSemaphore
     let registry: PluginRegistry
     let flags: Flags
