@@ -11,13 +11,16 @@ func runWithDeadline<T: Sendable>(
     // cancellation of the caller (the core gave up: its connection closed) is passed on by hand.
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            let work = Task {
+            // Plugin code runs on the global executor, never on the server's connection thread
+            // (whose executor the caller prefers): work that blocks its thread must not hold the
+            // timer, or the reply that says the deadline passed.
+            let work = Task(executorPreference: globalConcurrentExecutor) {
                 let result: Result<T, any Error>
                 do { result = .success(try await body()) } catch { result = .failure(error) }
                 if race.finish() { continuation.resume(with: result) }
             }
             race.setWork(work)
-            let timer = Task {
+            let timer = Task(executorPreference: globalConcurrentExecutor) {
                 try? await Task.sleep(for: deadline)
                 if !Task.isCancelled, race.finish() {
                     work.cancel()

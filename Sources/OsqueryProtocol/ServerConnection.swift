@@ -10,8 +10,8 @@ import Glibc
 
 /// Serves one connection on a thread of its own: reads a whole request with blocking reads,
 /// answers it, writes the reply, and reads the next. `ping` is answered on this thread; any
-/// other call runs in a task on the global executor while the thread waits for it, watching
-/// the socket: a call whose peer leaves is cancelled.
+/// other call runs in a task whose jobs this thread runs while it waits for it (``CallExecutor``),
+/// watching the socket: a call whose peer leaves is cancelled.
 ///
 /// What a peer can make the server hold is bounded (``ServerLimits``): nothing is read while a
 /// call runs or a reply waits for the peer to read it, so the kernel's buffers fill and the
@@ -42,8 +42,18 @@ final class ServerConnection: @unchecked Sendable {
     var end = 0
     /// Bytes of `capacity` drawn from the server's shared budget.
     var charged = 0
-    /// An eventfd a call's task writes once its reply is ready; made at the first such call.
+    /// An eventfd a call's task writes once its reply is ready, or a job is queued for this
+    /// thread; made at the first such call.
     var callDone: Int32 = -1
+    /// Runs calls' tasks on this thread; made with `callDone`.
+    var callExecutor: CallExecutor?
+
+    func executor(_ wake: Int32) -> CallExecutor {
+        if let callExecutor { return callExecutor }
+        let made = CallExecutor(wake: wake)
+        callExecutor = made
+        return made
+    }
 
     enum CallState {
         case idle, running
@@ -295,7 +305,10 @@ final class ServerConnection: @unchecked Sendable {
         let processor = core.processor
         let peer = self.peer
         let done = callDone
-        let task = Task { [self] in
+        let executor = self.executor(done)
+        executor.startWaiting()
+        defer { executor.stopWaiting() }
+        let task = Task(executorPreference: executor) { [self] in
             let outcome = await PeerCredentials.$current.withValue(peer) { await processor.run(header, request) }
             let deliver = call.withLock { state -> Bool in
                 if case .abandoned = state { return false }
@@ -303,8 +316,11 @@ final class ServerConnection: @unchecked Sendable {
                 return true
             }
             if deliver {
-                var one: UInt64 = 1
-                _ = Glibc.write(done, &one, 8)
+                // Answered on the connection's own thread, it sees the outcome before it polls.
+                if pthread_equal(pthread_self(), executor.owner) == 0 {
+                    var one: UInt64 = 1
+                    _ = Glibc.write(done, &one, 8)
+                }
             } else {
                 core.runningCalls.subtract(1, ordering: .relaxed)
             }
@@ -312,17 +328,21 @@ final class ServerConnection: @unchecked Sendable {
         var watched = [
             pollfd(fd: done, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: pollReadHangUp, revents: 0),
         ]
+        func finished() -> MessageProcessor.Outcome? {
+            call.withLock { state -> MessageProcessor.Outcome? in
+                guard case .done(let outcome) = state else { return nil }
+                state = .idle
+                return outcome
+            }
+        }
         while true {
+            // The call's jobs run here; most calls end in the first of them.
+            _ = executor.runQueued()
+            if let outcome = finished() { return outcome }
             if poll(&watched, 2, -1) < 0, errno == EINTR { continue }
             if watched[0].revents != 0 {
                 var value: UInt64 = 0
                 _ = Glibc.read(done, &value, 8)
-                let outcome = call.withLock { state -> MessageProcessor.Outcome? in
-                    guard case .done(let outcome) = state else { return nil }
-                    state = .idle
-                    return outcome
-                }
-                if let outcome { return outcome }
                 continue
             }
             if watched[1].revents != 0 {

@@ -68,6 +68,7 @@ package struct ServerLimits: Sendable, Equatable {
     /// How often a connection paused on the shared budget looks again.
     static let budgetRetry: Duration = .milliseconds(20)
     /// The stack of each connection's thread: decoding recurses at most `maxDepth` levels, and
-    /// calls other than `ping` run on the global executor.
-    static let threadStackSize = 512 * 1024
+    /// a call's task runs here until it hops elsewhere (the SDK runs plugin code, the core its
+    /// queries, on threads of their own). Untouched pages cost no memory.
+    static let threadStackSize = 1 << 20
 }
