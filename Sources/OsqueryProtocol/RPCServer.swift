@@ -16,7 +16,7 @@ import Darwin
 /// osquery's: it reads a call with blocking reads, answers it, writes the reply and reads the
 /// next, so a slow call on one connection never delays another, and calls on one connection
 /// run in order. `ping` is answered on the connection's thread; every other method runs in a
-/// task on the global concurrent executor while the connection's thread waits for it. What a
+/// task whose jobs that thread runs while it waits for it (``CallExecutor``). What a
 /// peer can make the server hold is bounded by ``ServerLimits``. The socket file is created
 /// with mode 0600, any stale file at the path is replaced, and the server removes its own file
 /// when it stops.
