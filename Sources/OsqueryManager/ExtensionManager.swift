@@ -152,20 +152,38 @@ struct ExtensionWatcher: Sendable {
         }
     }
 
+    /// How long a new extension's socket may refuse connections before its grace ends: a
+    /// process that died after registering leaves its socket file behind, and waiting out
+    /// `--extensions_timeout` for it would refuse its restarted self as a duplicate all that time
+    /// (osquery removes it at its first failed ping). The settle time covers SDKs that bind at
+    /// the final path and listen a moment later.
+    static let refusingSettle = Duration.seconds(1)
+
     func check(_ uuid: ExtensionRouteUUID, seenAlive: Bool) async {
         if seenAlive {
-            if await alive(uuid) { return }
+            if await probe(uuid) == .alive { return }
             service.remove(uuid: uuid, reason: "it stopped answering pings")
             return
         }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
+        var refusingSince: ContinuousClock.Instant?
         // The deadline is checked after each try, not before, so a watcher that got no
         // thread until the grace was over still tries once before removing anything.
         while !Task.isCancelled {
-            if await alive(uuid) {
+            switch await probe(uuid) {
+            case .alive:
                 service.markAlive(uuid)
                 return
+            case .refused:
+                let since = refusingSince ?? clock.now
+                refusingSince = since
+                if clock.now - since >= Self.refusingSettle {
+                    service.remove(uuid: uuid, reason: "nothing listens on its socket")
+                    return
+                }
+            case .failed:
+                refusingSince = nil
             }
             if clock.now >= deadline { break }
             try? await Task.sleep(for: .milliseconds(20))
@@ -174,13 +192,16 @@ struct ExtensionWatcher: Sendable {
         service.remove(uuid: uuid, reason: "it did not answer within --extensions_timeout")
     }
 
-    func alive(_ uuid: ExtensionRouteUUID) async -> Bool {
-        guard access(caller.socketPath(uuid: uuid), W_OK) == 0 else { return false }
+    enum Probe { case alive, refused, failed }
+
+    func probe(_ uuid: ExtensionRouteUUID) async -> Probe {
+        guard access(caller.socketPath(uuid: uuid), W_OK) == 0 else { return .failed }
         do {
             // osquery counts only code 1 as a failed ping.
-            return try await caller.ping(uuid: uuid, timeout: max(timeout, .seconds(1))).code != 1
+            return try await caller.ping(uuid: uuid, timeout: max(timeout, .seconds(1))).code != 1 ? .alive : .failed
         } catch {
-            return false
+            if case .connectionRefused = error { return .refused }
+            return .failed
         }
     }
 }

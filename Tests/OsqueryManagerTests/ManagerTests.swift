@@ -365,6 +365,33 @@ func attach(_ core: TestCore, name: ThriftString = "t1", table: ThriftString = "
         await core.stop()
     }
 
+    /// An extension that died right after registering leaves a socket file nothing listens on:
+    /// it is removed within about a second of refusals, not after the 60 s grace, so its
+    /// restarted self is not refused as a duplicate meanwhile (osquery drops it at once too).
+    @Test func aRegistrationWhoseSocketRefusesIsRemovedBeforeTheGrace() async throws {
+        let core = try await TestCore.start("refusing")
+        let status = try await core.client.registerExtension(
+            info: InternalExtensionInfo(name: "ghost", sdkVersion: "1.7.7"), registry: ["table": ["ghost_tbl": t1Routes]])
+        // Bound, never listening: a connect is refused, as at a killed process's socket.
+        let path = core.manager.socketPath + ".\(status.uuid)"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd); unlink(path) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        var removed = false
+        for _ in 0..<200 where !removed {
+            try await Task.sleep(for: .milliseconds(100))
+            removed = try await core.client.extensions()[status.uuid] == nil
+        }
+        #expect(removed, "still registered after 20 s of refused connections (grace 60 s)")
+        await core.stop()
+    }
+
     @Test func aHungExtensionFailsOnlyItsOwnStatementAtTheDeadline() async throws {
         let core = try await TestCore.start("hung", flags: ["thrift_timeout": "1"])
         let (gate, opener) = AsyncStream<Void>.makeStream()
