@@ -20,6 +20,8 @@ final class CallExecutor: TaskExecutor, @unchecked Sendable {
     }
 
     let state = Mutex(State())
+    /// An empty buffer for the next drain; only the owner thread touches it.
+    private var spare: [UnownedJob] = []
     /// The connection's eventfd: written when a job is queued from another thread.
     let wake: Int32
     let owner: pthread_t
@@ -40,7 +42,12 @@ final class CallExecutor: TaskExecutor, @unchecked Sendable {
             globalConcurrentExecutor.enqueue(ExecutorJob(job))
             return
         }
-        // The owner drains the queue before it polls: only another thread has to wake it.
+        wakeOwner()
+    }
+
+    /// Wakes the connection's thread from its poll, unless this is that thread: it drains its
+    /// queue and checks for the reply before it polls again.
+    func wakeOwner() {
         if pthread_equal(pthread_self(), owner) == 0 {
             var one: UInt64 = 1
             _ = Glibc.write(wake, &one, 8)
@@ -57,15 +64,23 @@ final class CallExecutor: TaskExecutor, @unchecked Sendable {
     func runQueued() -> Bool {
         var ran = false
         while true {
-            let jobs = state.withLock { state -> [UnownedJob] in
-                guard !state.jobs.isEmpty else { return [] }
+            // The queue and `batch` swap buffers, so draining allocates nothing.
+            var batch = spare
+            spare = []
+            let any = state.withLock { state -> Bool in
+                guard !state.jobs.isEmpty else { return false }
                 state.waiting = false
-                defer { state.jobs.removeAll(keepingCapacity: true) }
-                return state.jobs
+                swap(&batch, &state.jobs)
+                return true
             }
-            if jobs.isEmpty { return ran }
+            if !any {
+                spare = batch
+                return ran
+            }
             ran = true
-            for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            batch.removeAll(keepingCapacity: true)
+            spare = batch
             state.withLock { $0.waiting = true }
         }
     }

@@ -316,11 +316,7 @@ final class ServerConnection: @unchecked Sendable {
                 return true
             }
             if deliver {
-                // Answered on the connection's own thread, it sees the outcome before it polls.
-                if pthread_equal(pthread_self(), executor.owner) == 0 {
-                    var one: UInt64 = 1
-                    _ = Glibc.write(done, &one, 8)
-                }
+                executor.wakeOwner()
             } else {
                 core.runningCalls.subtract(1, ordering: .relaxed)
             }
