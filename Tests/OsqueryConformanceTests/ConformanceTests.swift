@@ -29,7 +29,7 @@ enum Kit {
 
     /// Waits until something answers at `socket`.
     static func waitForSocket(_ socket: String) async throws {
-        let end = Date().addingTimeInterval(20)
+        let end = Date().addingTimeInterval(60)
         while Date() < end {
             if FileManager.default.fileExists(atPath: socket), (try? await run(Peers.cppClient, ["extensions", socket]).0) == 0 { return }
             if !FileManager.default.fileExists(atPath: Peers.cppClient), FileManager.default.fileExists(atPath: socket) {
@@ -181,7 +181,7 @@ struct KitError: Error, CustomStringConvertible {
         ext.standardError = FileHandle.nullDevice
         try ext.run()
         defer { if ext.isRunning { ext.terminate(); ext.waitUntilExit() } }
-        let end = Date().addingTimeInterval(15)
+        let end = Date().addingTimeInterval(60)
         while manager.current.count < 2 && Date() < end { try await Task.sleep(for: .milliseconds(100)) }
         let table = try #require(manager.current.values.compactMap { $0.registry["table"]?.keys.first?.lossyString }.first { $0 != "cfx_cpp_tbl" })
         let queried = try await Kit.run(Peers.cppClient, ["query", manager.socket, "select * from \(table)"])

@@ -159,7 +159,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         touch(dir, "a")
         touch(dir, "b")
         var daemon = try Daemond.start(Daemond.baseFlags(dir), stderr: dir + "/stderr")
-        #expect(await waitUntil(15) { Daemond.lines(dir).count >= 2 }, "\((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")")
+        #expect(await waitUntil(60) { Daemond.lines(dir).count >= 2 }, "\((try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")")
         var lines = Daemond.lines(dir)
         #expect(lines.count == 2)
         for line in lines {
@@ -175,7 +175,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         // One added, one removed: exactly two more lines, removed first, counter 1.
         touch(dir, "c")
         try FileManager.default.removeItem(atPath: dir + "/watched/a")
-        #expect(await waitUntil(15) { Daemond.lines(dir).count >= 4 })
+        #expect(await waitUntil(60) { Daemond.lines(dir).count >= 4 })
         try await Task.sleep(for: .seconds(2))
         lines = Daemond.lines(dir)
         #expect(lines.count == 4)
@@ -189,7 +189,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         try await Task.sleep(for: .seconds(3))
         #expect(Daemond.lines(dir).count == 4)
         touch(dir, "d")
-        #expect(await waitUntil(15) { Daemond.lines(dir).count >= 5 })
+        #expect(await waitUntil(60) { Daemond.lines(dir).count >= 5 })
         let last = try #require(Daemond.lines(dir).last)
         #expect(last["counter"] as? Int == 2 && Daemond.columns(last) == ["filename": "d"])
         await Daemond.stop(daemon)
@@ -227,7 +227,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         // A clean run settles the final state.
         let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
         let expected = Dictionary(uniqueKeysWithValues: present.map { ($0, 1) })
-        let settled = await waitUntil(20) { replay(Daemond.lines(dir), name: "files") == expected }
+        let settled = await waitUntil(60) { replay(Daemond.lines(dir), name: "files") == expected }
         await Daemond.stop(daemon)
         let lines = Daemond.lines(dir)
         // On failure, say which rows differ and what the daemons said.
@@ -270,7 +270,7 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         }
         #expect(denylisted, "\(stderr())")
         // The worker keeps running the other query.
-        #expect(await waitUntil(15) { Daemond.lines(dir).contains { $0["name"] as? String == "small" } })
+        #expect(await waitUntil(60) { Daemond.lines(dir).contains { $0["name"] as? String == "small" } })
         await Daemond.stop(daemon)
         #expect(daemon.terminationStatus == 0)
     }
@@ -308,8 +308,8 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         let dir = try setUp("sdklogger", config: "{}")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let logger = dir + "/jsonl.ext", config = dir + "/config.ext"
-        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-jsonl-logger"), toPath: logger)
-        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-config"), toPath: config)
+        try await copyExecutable(try BuiltProducts.path("example-jsonl-logger"), to: logger)
+        try await copyExecutable(try BuiltProducts.path("example-config"), to: config)
         try "\(logger)\n\(config)\n".write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let out = dir + "/out.jsonl"
         let daemon = try Daemond.start(
@@ -330,15 +330,15 @@ func replay(_ lines: [[String: Any]], name: String) -> [String: Int] {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
         let names = { Set(Daemond.lines(dir).compactMap { $0["name"] as? String }) }
-        #expect(await waitUntil(15) { names().contains("first") })
+        #expect(await waitUntil(60) { names().contains("first") })
         try #"{"schedule": {"first": {"query": "SELECT 1 AS one", "interval": 1}, "second": {"query": "SELECT 2 AS two", "interval": 1}}}"#
             .write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         Daemond.signal(daemon, SIGHUP)
-        #expect(await waitUntil(15) { names().contains("second") })
+        #expect(await waitUntil(60) { names().contains("second") })
         try "{ not json".write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         Daemond.signal(daemon, SIGHUP)
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await waitUntil(15) { stderr().contains("Error reading config") }, "\(stderr())")
+        #expect(await waitUntil(60) { stderr().contains("Error reading config") }, "\(stderr())")
         // Still running the last good schedule.
         let status = await coreQuery(dir + "/osquery.em", "SELECT name FROM osquery_schedule ORDER BY name")
         #expect(status == [["name": "first"], ["name": "second"]])

@@ -158,7 +158,7 @@ struct ExtensionLoggerRig {
             }
         }
         // First run 1 line, then 1 removed and 1 added per run.
-        #expect(await waitUntil(20) { rig.fileLines("osqueryd.results.log").count == 5 })
+        #expect(await waitUntil(60) { rig.fileLines("osqueryd.results.log").count == 5 })
         #expect(rig.logger.results.isEmpty)
         gate.open()
         #expect(try await offPool { try pipeline.drain() })
@@ -195,7 +195,7 @@ struct ExtensionLoggerRig {
         pipeline = try rig.open()
         pipeline!.store.limitValueLength(Int32(entryBytes + 50))
         pipeline!.recover()
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(60)
         while pipeline!.failure(of: "filesystem") == nil, Date() < deadline { usleep(20_000) }
         let failure = pipeline!.failure(of: "filesystem") ?? ""
         #expect(failure.contains("too big"), "\(failure)")
@@ -287,7 +287,7 @@ extension DaemonProcessTests {
         let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--logger_retry_max_seconds", "1"], stderr: dir + "/stderr")
         defer { Daemond.signal(daemon, SIGKILL) }
         let stderr = { (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "" }
-        #expect(await waitUntil(20) { Daemond.lines(dir).count >= 5 }, "\(stderr())")
+        #expect(await waitUntil(60) { Daemond.lines(dir).count >= 5 }, "\(stderr())")
 
         // Fill it: every free page goes to a filler file.
         let filler = logs + "/filler"

@@ -17,7 +17,7 @@ import Testing
             """.write(toFile: dir + "/osquery.conf", atomically: true, encoding: .utf8)
         let daemon = try Daemond.start(Daemond.baseFlags(dir) + ["--disable_watchdog"], stderr: dir + "/stderr")
         func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-        let logged = await waitUntil(20) {
+        let logged = await waitUntil(60) {
             read(chosen + "/osqueryd.results.log").contains(#""columns":{"one":"1"}"#)
                 && read(chosen + "/osqueryd.INFO").contains("osqueryd started")
         }

@@ -63,7 +63,7 @@ final class Manager: @unchecked Sendable {
         var found: Int64?
         // Registered, and listening: extensions register before they listen, and the fake core's
         // calls (unlike the core's) do not wait for the socket to appear.
-        _ = await eventually(timeout: .seconds(15)) {
+        _ = await eventually(timeout: .seconds(60)) {
             found = (try? await client.extensions())?.values.first { $0.name == name }?.uuid
             guard let found else { return false }
             return exists("\(socket).\(found)")
@@ -240,7 +240,7 @@ struct ExampleProcessTests {
         // No core at `socket`: the extension would wait 30 s for one.
         let ext = try Child(dir + "/example-pressure-table", ["--socket", socket, "--timeout", "30"])
         let bits: UInt64 = (1 << (UInt64(SIGTERM) - 1)) | (1 << (UInt64(SIGINT) - 1))
-        let caught = await eventually {
+        let caught = await eventually(timeout: .seconds(25)) {
             let status = (try? String(contentsOfFile: "/proc/\(ext.pid)/status", encoding: .utf8)) ?? ""
             let line = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") } ?? ""
             let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) ?? 0

@@ -52,7 +52,7 @@ final class LogLines: Sendable {
         let core = try await FakeCore.start()
         let ext = try Child(dir + "/example-pressure-table", ["--socket", core.socket, "--timeout", "5", "--interval", "0.5"])
         defer { ext.kill9() }
-        #expect(await eventually(timeout: .seconds(20)) { !core.registrations.isEmpty })
+        #expect(await eventually(timeout: .seconds(60)) { !core.registrations.isEmpty })
         await core.stop()
         let status = await ext.wait(timeout: .seconds(30))
         #expect(status == 0)
@@ -67,7 +67,7 @@ final class LogLines: Sendable {
         let socket = FakeCore.temporarySocketPath()
         let ext = Extension("waiting_ext", plugins: [Table("w_t", columns: [.text("a")]) { _ in [] }], configuration: configuration)
         let started = Task { try await ext.start(options: try options(socket, supervised: true)) }
-        #expect(await eventually(timeout: .seconds(20)) { log.all.contains { $0.contains("no osquery core at \(socket) yet; waiting for one (--supervised)") } })
+        #expect(await eventually(timeout: .seconds(60)) { log.all.contains { $0.contains("no osquery core at \(socket) yet; waiting for one (--supervised)") } })
         // A core that comes up is found and registered with.
         let core = try await FakeCore.start(socket: socket)
         try await started.value
@@ -175,8 +175,8 @@ let othersCanRunExamples: Bool = {
             // Long enough for a loaded machine to reach generate first (CI runs every suite at once).
             _ = try await client.call(registry: "table", item: "slow_t", request: ["action": "generate"], timeout: .seconds(3))
         }
-        #expect(await eventually(timeout: .seconds(20)) { entered.isSet })
-        #expect(await eventually(timeout: .seconds(20)) { cancelled.isSet })
+        #expect(await eventually(timeout: .seconds(60)) { entered.isSet })
+        #expect(await eventually(timeout: .seconds(60)) { cancelled.isSet })
         // The extension keeps serving.
         #expect(try await ExtensionClient(path: try #require(ext.listenPath)).ping().code == 0)
         ext.stop()

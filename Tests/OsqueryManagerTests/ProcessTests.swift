@@ -109,7 +109,7 @@ func records(_ path: String) -> [[String: Any]] {
         func registered() async throws -> [String: [String: String]] {
             (try? await Real.cpp(["extensions", socket]) as? [String: [String: String]]) ?? [:]
         }
-        #expect(try await waitUntil(20) { try await registered().values.contains { $0["name"] == "py_ext" } })
+        #expect(try await waitUntil(60) { try await registered().values.contains { $0["name"] == "py_ext" } })
         let firstUUID = try #require(try await registered().first { $0.value["name"] == "py_ext" }?.key)
 
         // The C++ client (osquery's own Thrift stack) queries the extension's table through us.
@@ -120,7 +120,7 @@ func records(_ path: String) -> [[String: Any]] {
         // The config plugin's options applied; the logger got init, then features, then status lines.
         let flag = try #require(try await Real.cpp(["query", socket, "select value from osquery_flags where name = 'custom_py'"]) as? [String: Any])
         #expect((flag["rows"] as? [[String: String]]) == [["value": "yes"]])
-        #expect(await waitUntil(10) {
+        #expect(await waitUntil(60) {
             records(record).contains { (($0["request"] as? [String: Any])?["status"] as? String) == "true" }
         })
         let loggerRequests = records(record).filter { $0["plugin"] as? String == "py_logger" }.compactMap { $0["request"] as? [String: Any] }
@@ -133,7 +133,7 @@ func records(_ path: String) -> [[String: Any]] {
         // kill -9 the extension: the watcher removes it, the supervisor relaunches it, it registers again.
         let pid = try #require(childPID(of: daemon.processIdentifier, containing: "osquery_extension.py"))
         kill(pid, SIGKILL)
-        #expect(try await waitUntil(15) { try await registered()[firstUUID] == nil })
+        #expect(try await waitUntil(60) { try await registered()[firstUUID] == nil })
         #expect(try await waitUntil(30) {
             try await registered().contains { $0.value["name"] == "py_ext" && $0.key != firstUUID }
         })
@@ -182,7 +182,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The client must be reachable by uid 65534 whatever the checkout's permissions.
         let client = dir + "/fixture_peer"
-        try FileManager.default.copyItem(atPath: Peers.cppClient, toPath: client)
+        try await copyExecutable(Peers.cppClient, to: client)
         chmod(dir, 0o755)
         chmod(client, 0o755)
         #expect(FileManager.default.fileExists(atPath: core.manager.socketPath))
@@ -208,8 +208,8 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         let (daemon, log) = try Real.startDaemon(
             dir: dir, ["--extensions_socket", socket, "--extensions_require", "missing", "--extensions_timeout", "1"])
         defer { if daemon.isRunning { daemon.terminate() } }
-        #expect(await waitUntil(20) { (try? await Real.cpp(["extensions", socket])) != nil })
-        #expect(await waitUntil(5) {
+        #expect(await waitUntil(60) { (try? await Real.cpp(["extensions", socket])) != nil })
+        #expect(await waitUntil(60) {
             ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("Required extension not found or not loaded: missing")
         })
         #expect(daemon.isRunning)
@@ -273,7 +273,7 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         let dir = try scratchDirectory("distributed")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ext = dir + "/distributed.ext"
-        try FileManager.default.copyItem(atPath: try BuiltProducts.path("example-distributed"), toPath: ext)
+        try await copyExecutable(try BuiltProducts.path("example-distributed"), to: ext)
         chmod(ext, 0o755)
         try (ext + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let log = dir + "/stderr"

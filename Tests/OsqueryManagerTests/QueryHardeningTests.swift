@@ -92,7 +92,7 @@ final class StartCount: Sendable {
                 return try db.execute(infiniteCTE).rowCount
             }
         }
-        #expect(await waitUntil(20) { started.load(ordering: .sequentiallyConsistent) })
+        #expect(await waitUntil(60) { started.load(ordering: .sequentiallyConsistent) })
         let queued = Task { try await queries.run { db throws(EngineError) in try db.execute("SELECT 1").rowCount } }
         queued.cancel()
         await #expect(throws: EngineError.self) { try await queued.value }
@@ -121,7 +121,7 @@ final class StartCount: Sendable {
                 }
             })
         }
-        #expect(await waitUntil(20) { started.value.load(ordering: .sequentiallyConsistent) == 4 })
+        #expect(await waitUntil(60) { started.value.load(ordering: .sequentiallyConsistent) == 4 })
         #expect(try await queries.run { db throws(EngineError) in try db.execute("SELECT 1").rows } == [[.integer(1)]])
         for task in runaways { task.cancel() }
         for task in runaways {
@@ -187,9 +187,9 @@ final class StartCount: Sendable {
             w.writeFieldStop()
         }
         #expect(call.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == call.count)
-        #expect(await waitUntil(20) { core.manager.queries.runningCount == 1 })
+        #expect(await waitUntil(60) { core.manager.queries.runningCount == 1 })
         close(fd)
-        #expect(await waitUntil(20) { core.manager.queries.runningCount == 0 })
+        #expect(await waitUntil(60) { core.manager.queries.runningCount == 0 })
         #expect(try await core.client.query("select 1 as one").response == [["one": "1"]])
         await core.stop()
     }

@@ -17,7 +17,7 @@ import Testing
         let socket = dir + "/osquery.em"
         let (daemon, log) = try Real.startDaemon(dir: dir, ["--extensions_socket", socket, "--query_timeout", "1"])
         defer { if daemon.isRunning { daemon.terminate() } }
-        #expect(await waitUntil(20) { (try? await Real.cpp(["extensions", socket])) != nil })
+        #expect(await waitUntil(60) { (try? await Real.cpp(["extensions", socket])) != nil })
 
         // The pointer leak and the pointer set: refused, and the worker is still there.
         let leak = try await Self.query(socket, "select hex(fts3_tokenizer('simple')) as p")
@@ -30,7 +30,7 @@ import Testing
         let vacuum = try await Self.query(socket, "VACUUM INTO '\(dir)/v.db'")
         #expect(vacuum.code == 1 && vacuum.message == "authorization denied")
         #expect(!FileManager.default.fileExists(atPath: dir + "/a.db") && !FileManager.default.fileExists(atPath: dir + "/v.db"))
-        #expect(await waitUntil(5) {
+        #expect(await waitUntil(60) {
             ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("Authorizer denied action 24 \(dir)/a.db")
         })
 

@@ -21,7 +21,7 @@ import Glibc
             dir: dir, shellPrefix: "ulimit -n 64; ", ["--extensions_socket", socket, "--extensions_max_connections", "1000"])
         defer { stop(daemon) }
         let client = ExtensionManagerClient(path: socket)
-        #expect(await waitUntil(20) { (try? await client.ping().code) == 0 })
+        #expect(await waitUntil(60) { (try? await client.ping().code) == 0 })
         client.close()
         // More connections than the daemon has descriptors: some wait in the backlog, the
         // daemon's accept fails with EMFILE.
@@ -43,7 +43,7 @@ import Glibc
         // The first connection that answers a ping is kept, so no probe connection the daemon
         // has not yet seen closed counts against the cap.
         var held: [Int32] = []
-        #expect(await waitUntil(20) {
+        #expect(await waitUntil(60) {
             guard let fd = try? connectUnix(socket) else { return false }
             if (try? await offPool { pingRaw(fd) }) == true {
                 held.append(fd)
@@ -63,7 +63,7 @@ import Glibc
         close(extra)
         for fd in held { #expect(try await offPool { pingRaw(fd) }) }
         for fd in held { close(fd) }
-        #expect(await waitUntil(20) { (try? await ExtensionManagerClient(path: socket).ping().code) == 0 })
+        #expect(await waitUntil(60) { (try? await ExtensionManagerClient(path: socket).ping().code) == 0 })
         #expect(daemon.isRunning)
     }
 
@@ -83,7 +83,7 @@ import Glibc
             ])
         defer { stop(daemon) }
         let client = ExtensionManagerClient(path: socket)
-        #expect(await waitUntil(20) { (try? await client.ping().code) == 0 })
+        #expect(await waitUntil(60) { (try? await client.ping().code) == 0 })
         let big = try await client.query("SELECT hex(zeroblob(40000)) AS h")
         #expect(big.status.code == 1)
         #expect(big.status.message.lossyString.hasPrefix("query reply of "))

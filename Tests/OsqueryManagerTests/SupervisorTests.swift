@@ -480,7 +480,7 @@ struct PythonExtensionTests {
             let client = ExtensionManagerClient(path: socket)
             defer { client.close() }
             var registered = false
-            let deadline = ContinuousClock.now + .seconds(20)
+            let deadline = ContinuousClock.now + .seconds(60)
             while !registered, ContinuousClock.now < deadline {
                 if let list = try? await client.extensions(timeout: .seconds(5)) {
                     registered = list.values.contains { $0.name == "py_ext" && $0.version == "1.0.0" }

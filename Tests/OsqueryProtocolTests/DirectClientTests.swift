@@ -165,7 +165,7 @@ func fixtureReply(to call: [UInt8]) async -> [UInt8] {
             path: path, service: .manager(FixtureManager()), limits: ServerLimits(idleTimeout: .milliseconds(100)))
         let client = ExtensionManagerClient(path: path)
         #expect(try await client.ping().message == "pong")
-        #expect(await waitUntil(10) { server.connectionCount == 0 })
+        #expect(await waitUntil(60) { server.connectionCount == 0 })
         // The pooled connection is dead; the call goes out on a new one.
         #expect(try await client.ping().message == "pong")
         #expect(try await client.query("rows:2").response == fixtureRows(2))

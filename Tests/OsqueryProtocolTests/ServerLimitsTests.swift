@@ -26,7 +26,7 @@ import Glibc
         let bytes = calls
         let sent = Task { try await offPool { raw.send(bytes) } }
         // The calls queue behind the gated one, as many as the limit lets wait.
-        #expect(await waitUntil(20) { server.queuedCalls == ServerLimits.default.maxPipelinedCalls })
+        #expect(await waitUntil(60) { server.queuedCalls == ServerLimits.default.maxPipelinedCalls })
         gate.open()
         let replies = try await offPool { try readReplies(raw.fd, count: count + 1) }
         try await sent.value
@@ -67,7 +67,7 @@ import Glibc
         // The queue never grows past the limit while the flooder stays.
         #expect(server.queuedCalls <= limits.maxPipelinedCalls)
         flooder.shutdownBoth()
-        #expect(await waitUntil(20) { server.queuedCalls == 0 && server.heldBytes == 0 })
+        #expect(await waitUntil(60) { server.queuedCalls == 0 && server.heldBytes == 0 })
         #expect(try await client.ping().message == "pong")
         await server.close()
     }
@@ -98,9 +98,9 @@ import Glibc
         #expect(try await offPool { readsToEndOfFile(first.fd) || readsToEndOfFile(second.fd) })
         // Eight flooders would hold ~1.4 MB each (the channel's high-water mark and a reply); the
         // one left may hold that much past the budget.
-        #expect(await waitUntil(20) { server.outboundBytes <= limits.unsentReplyBudget + 1_500_000 })
+        #expect(await waitUntil(60) { server.outboundBytes <= limits.unsentReplyBudget + 1_500_000 })
         for s in flooders { s.shutdownBoth() }
-        #expect(await waitUntil(20) { server.outboundBytes == 0 && server.queuedCalls == 0 })
+        #expect(await waitUntil(60) { server.outboundBytes == 0 && server.queuedCalls == 0 })
         #expect(try await client.ping().message == "pong")
         await server.close()
     }
@@ -153,10 +153,10 @@ import Glibc
         let idle = try RawSocket(path: path)
         #expect(try await offPool { partial.peerClosed() })
         #expect(try await offPool { idle.peerClosed() })
-        #expect(await waitUntil(20) { server.connectionCount == 0 && server.heldBytes == 0 })
+        #expect(await waitUntil(60) { server.connectionCount == 0 && server.heldBytes == 0 })
         // Still serving. Retried: under a loaded suite a fresh connection can sit past the 0.5 s
         // idle timeout before its first call arrives.
-        #expect(await waitUntil(20) { (try? await ExtensionManagerClient(path: path).ping().message) == "pong" })
+        #expect(await waitUntil(60) { (try? await ExtensionManagerClient(path: path).ping().message) == "pong" })
         await server.close()
     }
 
@@ -185,7 +185,7 @@ import Glibc
         #expect(server.heldBytes > 0)
         #expect(try await ExtensionManagerClient(path: path).query("rows:5").response.count == 5)
         for s in stalled { s.shutdownBoth() }
-        #expect(await waitUntil(20) { server.heldBytes == 0 })
+        #expect(await waitUntil(60) { server.heldBytes == 0 })
         await server.close()
     }
 
@@ -210,7 +210,7 @@ import Glibc
             #expect(try await offPool { try readReplies(s.fd, count: 1) }.first?.sequenceID == Int32(10 + i))
         }
         kept.removeLast().shutdownBoth()
-        #expect(await waitUntil(20) { server.connectionCount == 3 })
+        #expect(await waitUntil(60) { server.connectionCount == 3 })
         #expect(try await ExtensionManagerClient(path: path).ping().message == "pong")
         await server.close()
     }
@@ -235,7 +235,7 @@ import Glibc
         raw.send(request(.call(registry: "table", item: "t", request: [:]), seqid: 1))
         await started.wait()
         raw.shutdownBoth()
-        #expect(await waitUntil(20) { cancelled.value.load(ordering: .relaxed) })
+        #expect(await waitUntil(60) { cancelled.value.load(ordering: .relaxed) })
         #expect(try await ExtensionClient(path: path).ping().message == "pong")
         await server.close()
     }
@@ -263,7 +263,7 @@ import Glibc
         await server.waitUntilStopped()
         #expect(server.connectionCount == 0)
         release.open()
-        #expect(await waitUntil(20) { server.runningCalls == 0 })
+        #expect(await waitUntil(60) { server.runningCalls == 0 })
         let again = try await RPCServer.start(path: path, service: service)
         #expect(try await ExtensionClient(path: path).ping().message == "pong")
         await again.close()

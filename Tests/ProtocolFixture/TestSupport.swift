@@ -119,3 +119,12 @@ package func runToCompletion(
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 }
+
+/// Copies the executable `source` to `destination` (mode 0755) with `cp` in a child process:
+/// a copy written by this process holds a write descriptor that a child another test forks
+/// meanwhile inherits until it execs, and running the copy then fails with ETXTBSY.
+package func copyExecutable(_ source: String, to destination: String) async throws {
+    let (status, _, err) = try await runToCompletion("/bin/cp", ["--", source, destination])
+    guard status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cp \(source): \(err)"]) }
+    chmod(destination, 0o755)
+}
