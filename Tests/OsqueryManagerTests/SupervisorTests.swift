@@ -54,7 +54,7 @@ struct TempDir {
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
-func eventually(_ timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
+func eventually(_ timeout: Duration = .seconds(60), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }
