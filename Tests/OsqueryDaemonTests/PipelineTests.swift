@@ -1,6 +1,7 @@
 import Foundation
 import OsqueryEngine
 import OsqueryManager
+import ProtocolFixture
 import Synchronization
 import Testing
 @testable import OsqueryConfig
@@ -43,7 +44,7 @@ func context(_ t: UInt64, _ decorations: [String: String] = [:]) -> LogContext {
     LogContext(hostIdentifier: "host", unixTime: t, calendarTime: CalendarTime.string(unixTime: t), decorations: decorations)
 }
 
-@Suite struct PipelineTests {
+@Suite(.ownThread) struct PipelineTests {
     let q = ScheduledQuery(name: "q", sql: "select * from t", interval: 10)
     let s = ScheduledQuery(name: "s", sql: "select * from u", interval: 10, snapshot: true)
 

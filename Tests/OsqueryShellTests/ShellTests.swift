@@ -1,6 +1,7 @@
 import OsqueryEngine
 import OsqueryShell
 import OsqueryTables
+import ProtocolFixture
 import Synchronization
 import Testing
 #if canImport(Glibc)
@@ -92,7 +93,7 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
     return ShellRun(rc: (status >> 8) & 0xff, out: out, err: err)
 }
 
-@Suite(.serialized) struct OneShotTests {
+@Suite(.serialized, .ownThread) struct OneShotTests {
     let sql = "SELECT 1 AS a, 'x y' AS b, NULL AS c UNION ALL SELECT 22, '', 2.5"
 
     @Test func prettyIsTheDefault() {
@@ -191,7 +192,7 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
     }
 }
 
-@Suite(.serialized) struct ScriptAndMetaCommandTests {
+@Suite(.serialized, .ownThread) struct ScriptAndMetaCommandTests {
     @Test func pipedScriptContinuesAfterErrorsAndExitsOne() {
         let r = osqueryi(["--list"], stdin: "select 1 as a;\nselec 2;\n\nselect\n  3 as b")
         #expect(r.out == "a\n1\nb\n3\n")
@@ -287,7 +288,7 @@ func spawn(_ path: String, _ args: [String], stdin: String = "", environment: [S
     }
 }
 
-@Suite(.serialized) struct BuiltBinaryTests {
+@Suite(.serialized, .ownThread) struct BuiltBinaryTests {
     /// The REPL on a real pseudo-terminal (util-linux `script` allocates it):
     /// prompts, a multi-line statement, history written to ~/.osquery/.history,
     /// `.exit N` as the exit code.

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+package import Testing
 
 /// Runs blocking work on its own thread, never on the cooperative pool: a
 /// blocked pool thread (there are only as many as cores) would starve the very
@@ -16,6 +17,24 @@ package func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) as
 /// servers, watchers and timeouts in this process.
 package func onOwnThread<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
     try await withTaskExecutorPreference(OwnThreadExecutor()) { try await body() }
+}
+
+/// A suite trait: each of the suite's tests runs on a thread of its own (``onOwnThread``), for
+/// suites whose synchronous tests block on child processes, sleeps or long CPU work.
+package struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
+    package var isRecursive: Bool { true }
+
+    package func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard testCase != nil else { return try await function() }
+        try await onOwnThread { try await function() }
+    }
+}
+
+extension Trait where Self == OwnThreadTrait {
+    /// Runs each test on a thread of its own instead of the cooperative pool.
+    package static var ownThread: Self { OwnThreadTrait() }
 }
 
 /// Runs its jobs on a serial dispatch queue (which draws threads outside the cooperative pool).
