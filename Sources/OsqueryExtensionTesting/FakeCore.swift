@@ -139,7 +139,8 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         }
     }
 
-    /// Waits until an extension named `name` is registered; returns its uuid.
+    /// Waits until an extension named `name` is registered and its socket is in place (it
+    /// registers before it listens); returns its uuid.
     /// - Parameters:
     ///   - name: the extension's name.
     ///   - timeout: how long to wait.
@@ -152,12 +153,37 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
     {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let r = registrations.values.first(where: { $0.name == name && !excluding.contains($0.uuid) }) {
+            if let r = registrations.values.first(where: { $0.name == name && !excluding.contains($0.uuid) }),
+                access("\(socket).\(r.uuid)", F_OK) == 0
+            {
                 return r.uuid
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw FakeCoreError("no extension named \(name) registered within \(timeout)")
+    }
+
+    /// A client for the extension listening at `path`, once it answers a ping. Extensions
+    /// register before they listen (osquery's SDKs all do), so a missing or refusing socket is
+    /// tried again for up to 10 s, as the core retries its calls.
+    static func answeringClient(_ path: String) async throws(RPCClientError) -> ExtensionClient {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let client = ExtensionClient(path: path)
+            do {
+                _ = try await client.ping(timeout: .seconds(10))
+                return client
+            } catch {
+                client.close()
+                switch error {
+                case .noSocket, .connectionRefused:
+                    guard ContinuousClock.now < deadline else { throw error }
+                    try? await Task.sleep(for: .milliseconds(20))
+                default:
+                    throw error
+                }
+            }
+        }
     }
 
     /// A client for the extension with `uuid` (its socket is `<socket>.<uuid>`).
@@ -222,9 +248,8 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         guard let owner else {
             return .failure("Cannot call registry item: \(item.lossyString)")
         }
-        let client = extensionClient(owner)
+        let client = try await Self.answeringClient("\(socket).\(owner)")
         defer { client.close() }
-        _ = try await client.ping(timeout: .seconds(10))
         return try await client.call(registry: registry, item: item, request: request)
     }
 
@@ -362,9 +387,8 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
                     guard let schema = try? OsqueryEngine.TableSchema(name: name.lossyString, routeInfo: info) else { continue }
                     let path = "\(socket).\(uuid)"
                     out.append(BridgedTable(schema: schema) { request in
-                        let client = ExtensionClient(path: path)
+                        let client = try await FakeCore.answeringClient(path)
                         defer { client.close() }
-                        _ = try await client.ping(timeout: .seconds(10))
                         return try await client.call(registry: "table", item: name, request: request)
                     })
                 }

@@ -1,3 +1,5 @@
+import Foundation
+import OsqueryProtocol
 import Testing
 import Logging
 import ServiceLifecycle
@@ -40,5 +42,37 @@ private struct Idle: Service {
         await group.triggerGracefulShutdown()
         try await running.value
         #expect(ext.listenPath == nil)
+    }
+}
+
+/// The testing kit's fake core, like the real one, waits for an extension that registered but
+/// does not listen yet (osquery's SDKs register first), instead of failing its first call.
+@Suite struct FakeCoreLateSocketTests {
+    @Test func aCallWaitsForTheSocketOfARegisteredExtension() async throws {
+        // The real extension serves `late_t` on core A; core B hears of it by a registration
+        // whose socket appears (a link to the real one) only after the call has started.
+        let coreA = try await FakeCore.start()
+        let coreB = try await FakeCore.start()
+        let ext = Extension("late_ext", plugins: [helloTable("late_t")])
+        try await ext.start(options: try options(coreA.socket))
+        let served = try await coreA.waitForExtension(named: "late_ext", timeout: .seconds(60))
+        let column: StringMap = ["id": "column", "name": "greeting", "type": "TEXT", "op": "0"]
+        let status = try await OsqueryClient(socket: coreB.socket).registerExtension(
+            info: InternalExtensionInfo(name: "late_ext", version: "1", sdkVersion: "5.0.0", minSDKVersion: "0"),
+            registry: ["table": ["late_t": [column]]])
+        #expect(status.code == 0)
+        let call = Task { try await coreB.callPlugin(registry: "table", item: "late_t", request: ["action": "generate", "context": "{}"]) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(symlink("\(coreA.socket).\(served)", "\(coreB.socket).\(status.uuid)") == 0)
+        let reply = try await call.value
+        #expect(reply.code == 0)
+        #expect(reply.rows.count == 2)
+        // And the wait for a registration includes its socket.
+        #expect(try await coreB.waitForExtension(named: "late_ext", timeout: .seconds(5)) == status.uuid)
+        unlink("\(coreB.socket).\(status.uuid)")
+        ext.stop()
+        _ = await ext.waitUntilStopped()
+        await coreB.stop()
+        await coreA.stop()
     }
 }
