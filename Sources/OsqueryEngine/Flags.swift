@@ -319,4 +319,3 @@ public final class Flags: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
-

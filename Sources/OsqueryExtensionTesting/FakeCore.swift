@@ -163,25 +163,17 @@ public final class FakeCore: ExtensionManagerHandler, Sendable {
         throw FakeCoreError("no extension named \(name) registered within \(timeout)")
     }
 
-    /// A client for the extension listening at `path`, once it answers a ping. Extensions
-    /// register before they listen (osquery's SDKs all do), so a missing or refusing socket is
-    /// tried again for up to 10 s, as the core retries its calls.
+    /// A client for the extension listening at `path`, once it answers a ping; a missing or
+    /// refusing socket is tried again for up to 10 s, as the core retries its calls.
     static func answeringClient(_ path: String) async throws(RPCClientError) -> ExtensionClient {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while true {
+        try await retryingUntilListening(for: .seconds(10)) { () async throws(RPCClientError) in
             let client = ExtensionClient(path: path)
-            do {
+            do throws(RPCClientError) {
                 _ = try await client.ping(timeout: .seconds(10))
                 return client
             } catch {
                 client.close()
-                switch error {
-                case .noSocket, .connectionRefused:
-                    guard ContinuousClock.now < deadline else { throw error }
-                    try? await Task.sleep(for: .milliseconds(20))
-                default:
-                    throw error
-                }
+                throw error
             }
         }
     }

@@ -47,37 +47,16 @@ public struct ExtensionCaller: Sendable {
         uuid: ExtensionRouteUUID, registry: ThriftString, item: ThriftString, request: ExtensionPluginRequest
     ) async throws(RPCClientError) -> ExtensionResponse {
         let client = self.client(uuid: uuid)
-        return try await Self.retryingConnect { () async throws(RPCClientError) in
+        return try await retryingUntilListening(for: Self.connectRetryWindow) { () async throws(RPCClientError) in
             try await client.call(registry: registry, item: item, request: request)
         }
     }
 
-    /// Extensions register before they listen (osquery's SDKs all do), so a
-    /// call right after registration can find no socket yet. Those two errors
-    /// mean nothing was sent, so the call is retried for up to `connectRetryWindow`
-    /// of wall-clock time: on a loaded machine an extension can take over a second
-    /// between its registration's reply and its listen.
+    /// Extensions register before they listen (osquery's SDKs all do), so a call right after
+    /// registration can find no socket yet: retried for up to this much wall-clock time (on a
+    /// loaded machine an extension can take over a second between its registration's reply and
+    /// its listen).
     static let connectRetryWindow = Duration.seconds(3)
-
-    static func retryingConnect<T>(_ body: () async throws(RPCClientError) -> T) async throws(RPCClientError) -> T {
-        let clock = ContinuousClock()
-        let deadline = clock.now + connectRetryWindow
-        var delay = Duration.milliseconds(10)
-        while true {
-            do {
-                return try await body()
-            } catch {
-                switch error {
-                case .noSocket, .connectionRefused:
-                    guard clock.now < deadline else { throw error }
-                    try? await Task.sleep(for: delay)
-                    delay = min(delay * 2, .milliseconds(200))
-                default:
-                    throw error
-                }
-            }
-        }
-    }
 
     package func ping(uuid: ExtensionRouteUUID, timeout: Duration? = nil) async throws(RPCClientError) -> ExtensionStatus {
         try await client(uuid: uuid, timeout: timeout).ping()
@@ -94,7 +73,7 @@ public struct ExtensionCaller: Sendable {
     ) throws(RPCClientError) -> RawReply {
         let client = self.client(uuid: uuid)
         return try runBlocking { () async throws(RPCClientError) in
-            try await Self.retryingConnect { () async throws(RPCClientError) in
+            try await retryingUntilListening(for: Self.connectRetryWindow) { () async throws(RPCClientError) in
                 try await client.callRaw(registry: registry, item: item, request: request)
             }
         }

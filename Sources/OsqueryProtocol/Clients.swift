@@ -115,3 +115,29 @@ extension ExtensionReply {
     }
 }
 
+
+/// Runs `body` again while it fails because nothing listens at the socket yet (`noSocket`,
+/// `connectionRefused`: nothing was sent), for up to `window` of wall-clock time, backing off
+/// from 10 to 200 ms. Extensions register before they listen (osquery's SDKs all do), so a
+/// caller that learns of one from its registration may reach its socket too early.
+package func retryingUntilListening<T>(
+    for window: Duration, _ body: () async throws(RPCClientError) -> T
+) async throws(RPCClientError) -> T {
+    let clock = ContinuousClock()
+    let deadline = clock.now + window
+    var delay = Duration.milliseconds(10)
+    while true {
+        do {
+            return try await body()
+        } catch {
+            switch error {
+            case .noSocket, .connectionRefused:
+                guard clock.now < deadline else { throw error }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .milliseconds(200))
+            default:
+                throw error
+            }
+        }
+    }
+}

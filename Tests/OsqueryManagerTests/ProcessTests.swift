@@ -184,7 +184,6 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         let client = dir + "/fixture_peer"
         try await copyExecutable(Peers.cppClient, to: client)
         chmod(dir, 0o755)
-        chmod(client, 0o755)
         #expect(FileManager.default.fileExists(atPath: core.manager.socketPath))
         #expect(chmod(core.manager.socketPath, 0o666) == 0)
         let (status, out, err) = try await Real.run(
@@ -274,7 +273,6 @@ func childPID(of ancestor: Int32, containing text: String) -> Int32? {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ext = dir + "/distributed.ext"
         try await copyExecutable(try BuiltProducts.path("example-distributed"), to: ext)
-        chmod(ext, 0o755)
         try (ext + "\n").write(toFile: dir + "/extensions.load", atomically: true, encoding: .utf8)
         let log = dir + "/stderr"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
